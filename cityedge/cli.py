@@ -1,0 +1,170 @@
+"""The `cityedge` command line: a thin layer over the agent, the aggregator and the demo.
+
+Errors a user can fix (a bad config, a broker that cannot start) print one line naming the thing and
+the fix, and exit with code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+app = typer.Typer(
+    help="cityedge: street cabinets' edge agent and the central aggregator.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+agent_app = typer.Typer(help="The edge agent that runs in a street cabinet.", no_args_is_help=True)
+central_app = typer.Typer(help="The central aggregator of the control room.", no_args_is_help=True)
+app.add_typer(agent_app, name="agent")
+app.add_typer(central_app, name="central")
+
+USAGE_ERROR = 2
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(USAGE_ERROR)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Third-party chatter (reconnect attempts, per-request debug) is not the operator's concern.
+    for noisy in ("pymodbus", "uvicorn.access", "amqtt", "transitions"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _run_until_interrupted(main: Coroutine[Any, Any, None]) -> None:
+    """Run until the work ends, Ctrl-C, or SIGTERM (systemd's stop): both stop it cleanly."""
+
+    async def until_signalled() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            await main
+        except asyncio.CancelledError:
+            typer.echo("stopped", err=True)
+
+    try:
+        asyncio.run(until_signalled())
+    except KeyboardInterrupt:
+        typer.echo("stopped", err=True)
+
+
+def _host_port(value: str, option: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        _fail(f"{option} {value!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
+    return host, int(port)
+
+
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")]
+
+
+@agent_app.command("run")
+def agent_run(
+    config: Annotated[Path, typer.Option("--config", "-c", help="The cabinet's TOML config file.")],
+    verbose: Verbose = False,
+) -> None:
+    """Poll the cabinet's devices, buffer every reading, sync to central. Runs until stopped."""
+    from edge_agent.agent import Agent
+    from edge_agent.config import load_config
+    from edge_agent.errors import AgentError
+
+    try:
+        loaded = load_config(config)
+    except AgentError as exc:
+        _fail(str(exc))
+    _setup_logging(verbose)
+    try:
+        _run_until_interrupted(Agent(loaded).run())
+    except AgentError as exc:
+        _fail(str(exc))
+
+
+@agent_app.command("check")
+def agent_check(
+    config: Annotated[Path, typer.Option("--config", "-c", help="The cabinet's TOML config file.")],
+) -> None:
+    """Validate a cabinet config and its device profiles without starting anything."""
+    from edge_agent.config import load_config
+    from edge_agent.errors import AgentError
+
+    try:
+        loaded = load_config(config)
+    except AgentError as exc:
+        _fail(str(exc))
+    devices = loaded.config.devices
+    typer.echo(f"{config}: ok (cabinet {loaded.config.cabinet.id}, {len(devices)} devices)")
+
+
+@central_app.command("serve")
+def central_serve(
+    db: Annotated[Path, typer.Option(help="SQLite database file (created if missing).")] = Path(
+        "central.db"
+    ),
+    broker: Annotated[str, typer.Option(help="Broker URL, mqtt://[user:pass@]host:port.")] = (
+        "mqtt://127.0.0.1:1883"
+    ),
+    http: Annotated[str, typer.Option(help="HOST:PORT the HTTP API listens on.")] = "127.0.0.1:8080",
+    verbose: Verbose = False,
+) -> None:
+    """Ingest every cabinet's data from the broker, store it, serve the HTTP API."""
+    from central.server import serve
+    from protocols.fleet.broker_url import parse_broker_url
+
+    host, port = _host_port(http, "--http")
+    try:
+        parse_broker_url(broker)
+    except ValueError as exc:
+        _fail(f"--broker: {exc}")
+    _setup_logging(verbose)
+    _run_until_interrupted(serve(db_path=db, broker_url=broker, http_host=host, http_port=port))
+
+
+@app.command("demo")
+def demo(
+    cabinets: Annotated[int, typer.Option(min=1, max=200, help="Simulated cabinets.")] = 5,
+    data_dir: Annotated[Path, typer.Option(help="Where the demo keeps its databases.")] = Path(
+        "demo-data"
+    ),
+    http: Annotated[str, typer.Option(help="HOST:PORT of the aggregator's HTTP API.")] = (
+        "127.0.0.1:8080"
+    ),
+    broker: Annotated[
+        str | None, typer.Option(help="Use this broker URL instead of starting one.")
+    ] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Broker, aggregator and simulated cabinets on this machine. Ctrl-C stops everything."""
+    from cityedge.broker import BrokerError
+    from cityedge.demo import run_demo
+
+    host, port = _host_port(http, "--http")
+    _setup_logging(verbose)
+    try:
+        _run_until_interrupted(
+            run_demo(
+                cabinets=cabinets,
+                data_dir=data_dir,
+                http_host=host,
+                http_port=port,
+                broker_url=broker,
+                announce=typer.echo,
+            )
+        )
+    except BrokerError as exc:
+        _fail(str(exc))

@@ -1,0 +1,116 @@
+"""The agent: the cabinet's buffer, one poller per device, the flusher and the sync, in one TaskGroup."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from edge_agent.buffer import Buffer
+from edge_agent.clock import ClockMs, utc_ms
+from edge_agent.config import DeviceSection, LoadedConfig
+from edge_agent.drivers import build_driver
+from edge_agent.poller import DevicePoller
+from edge_agent.sync import Sync
+from protocols.driver import FieldDriver
+from protocols.fleet import PROTOCOL_VERSION, DeviceInfo, Status
+from protocols.modbus.profile import Profile
+
+log = logging.getLogger(__name__)
+
+AGENT_VERSION = "0.1.0"
+
+DriverFactory = Callable[[DeviceSection, Profile], FieldDriver]
+
+
+class Agent:
+    """Build with a loaded config, then ``await agent.run()`` until cancelled."""
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        clock_ms: ClockMs = utc_ms,
+        driver_factory: DriverFactory = build_driver,
+    ) -> None:
+        self.loaded = loaded
+        self.config = loaded.config
+        self.clock_ms = clock_ms
+        self.buffer = Buffer(
+            loaded.buffer_path,
+            max_bytes=int(self.config.buffer.max_mb * 1024 * 1024),
+            clock_ms=clock_ms,
+        )
+        self.pollers = [
+            DevicePoller(
+                name=device.name,
+                driver=driver_factory(device, loaded.profiles[device.name]),
+                interval_s=device.poll_interval_s,
+                timeout_s=device.timeout_s,
+                buffer=self.buffer,
+                clock_ms=clock_ms,
+            )
+            for device in self.config.devices
+        ]
+        self.sync = Sync(
+            cabinet=self.config.cabinet.id,
+            broker=self.config.broker.address(),
+            keepalive_s=self.config.broker.keepalive_s,
+            buffer=self.buffer,
+            settings=self.config.sync,
+            birth=lambda: self._status(online=True),
+            death=lambda: self._status(online=False),
+            clock_ms=clock_ms,
+        )
+
+    def _status(self, *, online: bool) -> Status:
+        return Status(
+            v=PROTOCOL_VERSION,
+            cabinet=self.config.cabinet.id,
+            online=online,
+            ts=self.clock_ms(),
+            version=AGENT_VERSION,
+            config_hash=self.loaded.digest,
+            stream=self.buffer.stream or None,
+            boot_count=self.buffer.boot_count,
+            backlog=self.buffer.backlog,
+            inventory=[
+                DeviceInfo(
+                    name=device.name,
+                    driver=device.driver,
+                    profile=device.profile,
+                    points=list(self.loaded.profiles[device.name].quantities),
+                )
+                for device in self.config.devices
+            ],
+        )
+
+    async def run(self) -> None:
+        async with self.buffer:
+            self.buffer.append_event(
+                ts=self.clock_ms(),
+                source="agent",
+                kind="agent_started",
+                severity="info",
+                message=f"agent {AGENT_VERSION} started (boot {self.buffer.boot_count})",
+                data={"boot_count": self.buffer.boot_count, "config_hash": self.loaded.digest},
+            )
+            log.info(
+                "cabinet %s: stream %s, boot %d, %d records buffered, %d devices",
+                self.config.cabinet.id,
+                self.buffer.stream,
+                self.buffer.boot_count,
+                self.buffer.backlog,
+                len(self.pollers),
+            )
+            async with asyncio.TaskGroup() as tasks:
+                for poller in self.pollers:
+                    tasks.create_task(poller.run(), name=f"poll-{poller.name}")
+                tasks.create_task(self._flush_forever(), name="flush")
+                tasks.create_task(self.sync.run(), name="sync")
+
+    async def _flush_forever(self) -> None:
+        interval = self.config.buffer.commit_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            await self.buffer.flush()

@@ -1,0 +1,397 @@
+"""The SQLite buffer: an append-only log of records, kept until central acknowledges them.
+
+One file in WAL mode. Records get their sequence number when appended and reach disk in batched commits
+(an SD card wears out with every page written; one commit per reading would write a page each). A record
+appended but not yet committed when the power goes is lost as if it had never been taken: its seq is
+reused, and nothing with that seq was ever sent. Committed records survive crashes and power cuts.
+
+The buffer is bounded: past ``max_bytes`` of records the oldest readings are evicted first (events
+outlive readings) and an ``evicted`` event names exactly the seq ranges, count and time span removed.
+
+All SQLite work runs on one dedicated thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sqlite3
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Self, TypeVar
+
+from edge_agent.errors import BufferError
+from protocols.fleet import CommandResult, Event, Reading, encode
+from protocols.fleet.messages import MAX_DATA_BYTES, Scalar, Severity
+from protocols.quality import Quality
+
+# Bytes a row costs beyond its body (rowid, header, index share); used for the size cap.
+ROW_OVERHEAD = 24
+# Stop evicting below this share of the cap, so a full buffer does not evict on every commit.
+EVICT_TO = 0.9
+# Keep a batch well under the fleet's data limit, envelope included.
+BATCH_BYTES_BUDGET = MAX_DATA_BYTES // 2
+# An eviction event lists at most this many seq ranges; a longer list is split over several events.
+RANGES_PER_EVENT = 50
+
+_T = TypeVar("_T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY,
+    kind INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+"""
+
+
+class Kind(IntEnum):
+    READING = 0
+    EVENT = 1
+    RESULT = 2
+
+
+@dataclass(slots=True)
+class Batch:
+    """Encoded records with seq first..last, ready for ``encode_data_batch``."""
+
+    first: int
+    last: int
+    readings: list[bytes] = field(default_factory=list)
+    events: list[bytes] = field(default_factory=list)
+    results: list[bytes] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.readings) + len(self.events) + len(self.results)
+
+
+@dataclass(frozen=True, slots=True)
+class Eviction:
+    ranges: list[tuple[int, int]]
+    count: int
+    first_ts: int
+    last_ts: int
+
+
+class Buffer:
+    """Append records, read them in seq order for sending, delete what central acknowledged."""
+
+    def __init__(self, path: Path, *, max_bytes: int, clock_ms: Callable[[], int]) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self._clock_ms = clock_ms
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buffer")
+        self._db: sqlite3.Connection | None = None
+        self._pending: list[tuple[int, int, int, bytes]] = []
+        self._acked: list[tuple[int, int]] = []
+        self._next_seq = 1
+        self._bytes = 0
+        self._count = 0
+        self.stream = ""
+        self.boot_count = 0
+        self.committed_seq = 0
+        self.evicted_total = 0
+        self.bytes_committed = 0
+        self._commit_listeners: list[Callable[[], None]] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        try:
+            await self._run(self._open_sync)
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            raise
+
+    def _open_sync(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a power cut may lose the last commit, never corrupt the file.
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(SCHEMA)
+            check = db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise BufferError(str(self.path), f"integrity check failed: {check}")
+        except sqlite3.Error as exc:
+            raise BufferError(str(self.path), f"cannot open ({exc})") from exc
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        self.stream = meta.get("stream") or secrets.token_hex(8)
+        self.boot_count = int(meta.get("boot_count", "0")) + 1
+        last_seq = int(meta.get("last_seq", "0"))
+        max_seq = db.execute("SELECT max(seq) FROM records").fetchone()[0] or 0
+        self.committed_seq = max(last_seq, max_seq)
+        self._next_seq = self.committed_seq + 1
+        count, body_bytes = db.execute("SELECT count(*), total(length(body)) FROM records").fetchone()
+        self._count = int(count)
+        self._bytes = int(body_bytes) + self._count * ROW_OVERHEAD
+        with db:
+            db.execute("BEGIN")
+            db.executemany(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                [("stream", self.stream), ("boot_count", str(self.boot_count))],
+            )
+        self._db = db
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self.flush()
+            await self._run(self._db.close)
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def _run(self, fn: Callable[[], _T]) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    # -- appending (in memory until the next flush) ------------------------------------------------
+
+    def _take_seq(self) -> int:
+        seq = self._next_seq
+        self._next_seq += 1
+        return seq
+
+    def append_reading(
+        self,
+        point: str,
+        ts: int,
+        value: Scalar,
+        quality: Quality = Quality.GOOD,
+        reason: str | None = None,
+    ) -> int:
+        seq = self._take_seq()
+        body = encode(Reading(seq, point, ts, value, quality, reason))
+        self._pending.append((seq, Kind.READING, ts, body))
+        return seq
+
+    def append_event(
+        self,
+        *,
+        ts: int,
+        source: str,
+        kind: str,
+        severity: Severity,
+        message: str,
+        data: dict[str, Scalar] | None = None,
+    ) -> int:
+        seq = self._take_seq()
+        body = encode(Event(seq, ts, source, kind, severity, message, data or {}))
+        self._pending.append((seq, Kind.EVENT, ts, body))
+        return seq
+
+    def append_result(self, *, ts: int, command_id: str, status: str, reason: str | None = None) -> int:
+        seq = self._take_seq()
+        body = encode(CommandResult(seq, ts, command_id, status, reason))  # type: ignore[arg-type]
+        self._pending.append((seq, Kind.RESULT, ts, body))
+        return seq
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    @property
+    def backlog(self) -> int:
+        """Records waiting for central: committed ones plus those not yet committed."""
+        return self._count + len(self._pending)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def add_commit_listener(self, listener: Callable[[], None]) -> None:
+        """Called after every commit that made new records available to send."""
+        self._commit_listeners.append(listener)
+
+    def mark_acked(self, first: int, last: int) -> None:
+        """Central committed first..last: delete them at the next flush (one write, not one per ack)."""
+        self._acked.append((first, last))
+
+    # -- committing ---------------------------------------------------------------------------------
+
+    async def flush(self) -> Eviction | None:
+        """Commit appended records and acknowledged deletions in one transaction; evict if over cap."""
+        if not self._pending and not self._acked:
+            return None
+        rows, self._pending = self._pending, []
+        acked, self._acked = self._acked, []
+        eviction = await self._run(lambda: self._commit_sync(rows, acked))
+        if rows:
+            for listener in self._commit_listeners:
+                listener()
+        if eviction is not None:
+            self._record_eviction(eviction)
+        return eviction
+
+    def _record_eviction(self, eviction: Eviction) -> None:
+        """Loss is never silent: name every evicted seq range (committed with the next flush)."""
+        for start in range(0, len(eviction.ranges), RANGES_PER_EVENT):
+            part = eviction.ranges[start : start + RANGES_PER_EVENT]
+            listed = ",".join(f"{a}-{b}" if a != b else str(a) for a, b in part)
+            count = sum(b - a + 1 for a, b in part)
+            self.append_event(
+                ts=self._clock_ms(),
+                source="agent/buffer",
+                kind="evicted",
+                severity="warning",
+                message=(
+                    f"buffer over its {self.max_bytes}-byte cap: evicted the {count} oldest unsent"
+                    f" readings, seq {part[0][0]}..{part[-1][1]} (exact ranges in seq_ranges)"
+                ),
+                data={
+                    "seq_ranges": listed,
+                    "count": count,
+                    "first_ts": eviction.first_ts,
+                    "last_ts": eviction.last_ts,
+                    "stream": self.stream,
+                },
+            )
+
+    def _commit_sync(
+        self, rows: list[tuple[int, int, int, bytes]], acked: list[tuple[int, int]]
+    ) -> Eviction | None:
+        db = self._require_db()
+        try:
+            with db:
+                db.execute("BEGIN")
+                deleted_count, deleted_bytes = self._delete_ranges_sync(db, acked)
+                if rows:
+                    db.executemany(
+                        "INSERT OR REPLACE INTO records(seq, kind, ts, body) VALUES (?, ?, ?, ?)",
+                        rows,
+                    )
+                    db.execute(
+                        "INSERT OR REPLACE INTO meta(key, value) VALUES ('last_seq', ?)",
+                        (str(rows[-1][0]),),
+                    )
+        except sqlite3.Error as exc:
+            raise BufferError(str(self.path), f"cannot commit ({exc})") from exc
+        added = sum(len(body) for *_, body in rows) + len(rows) * ROW_OVERHEAD
+        self._count += len(rows) - deleted_count
+        self._bytes += added - deleted_bytes
+        self.bytes_committed += added
+        if rows:
+            self.committed_seq = rows[-1][0]
+        if self._bytes > self.max_bytes:
+            return self._evict_sync(db)
+        return None
+
+    @staticmethod
+    def _delete_ranges_sync(db: sqlite3.Connection, ranges: Iterable[tuple[int, int]]) -> tuple[int, int]:
+        count = 0
+        size = 0
+        for first, last in ranges:
+            n, body_bytes = db.execute(
+                "SELECT count(*), total(length(body)) FROM records WHERE seq BETWEEN ? AND ?",
+                (first, last),
+            ).fetchone()
+            if n:
+                db.execute("DELETE FROM records WHERE seq BETWEEN ? AND ?", (first, last))
+            count += int(n)
+            size += int(body_bytes) + int(n) * ROW_OVERHEAD
+        return count, size
+
+    def _evict_sync(self, db: sqlite3.Connection) -> Eviction | None:
+        """Delete the oldest readings (then, only if none are left, the oldest events)."""
+        target = int(self.max_bytes * EVICT_TO)
+        victims: list[tuple[int, int, int]] = []
+        freed = 0
+        for kinds in ((Kind.READING,), (Kind.EVENT, Kind.RESULT)):
+            placeholders = ",".join("?" * len(kinds))
+            cursor = db.execute(
+                f"SELECT seq, ts, length(body) FROM records WHERE kind IN ({placeholders}) ORDER BY seq",
+                [int(k) for k in kinds],
+            )
+            for seq, ts, size in cursor:
+                if self._bytes - freed <= target:
+                    break
+                victims.append((seq, ts, size))
+                freed += size + ROW_OVERHEAD
+            cursor.close()
+            if self._bytes - freed <= target:
+                break
+        if not victims:
+            return None
+        victims.sort()
+        ranges = _ranges(seq for seq, _, _ in victims)
+        with db:
+            db.execute("BEGIN")
+            db.executemany("DELETE FROM records WHERE seq = ?", [(seq,) for seq, _, _ in victims])
+        self._count -= len(victims)
+        self._bytes -= freed
+        self.evicted_total += len(victims)
+        stamps = [ts for _, ts, _ in victims]
+        return Eviction(ranges=ranges, count=len(victims), first_ts=min(stamps), last_ts=max(stamps))
+
+    # -- reading for the sender ---------------------------------------------------------------------
+
+    async def read_batch(self, after: int, max_records: int) -> Batch | None:
+        """The committed records with seq > after, oldest first, at most max_records."""
+        return await self._run(lambda: self._read_sync(after, None, max_records))
+
+    async def read_range(self, first: int, last: int) -> Batch | None:
+        """What is left of first..last (for a resend); None when all of it was evicted or acked."""
+        return await self._run(lambda: self._read_sync(first - 1, last, 1_000_000))
+
+    def _read_sync(self, after: int, last: int | None, max_records: int) -> Batch | None:
+        db = self._require_db()
+        upper = last if last is not None else 2**63 - 1
+        rows = db.execute(
+            "SELECT seq, kind, body FROM records WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+            (after, upper, max_records),
+        ).fetchall()
+        if not rows:
+            return None
+        batch = Batch(first=rows[0][0], last=rows[0][0])
+        size = 0
+        lists = {Kind.READING: batch.readings, Kind.EVENT: batch.events, Kind.RESULT: batch.results}
+        for seq, kind, body in rows:
+            size += len(body) + 2
+            if size > BATCH_BYTES_BUDGET and batch.count:
+                break
+            lists[Kind(kind)].append(body)
+            batch.last = seq
+        if last is not None and batch.count == len(rows):
+            # A resend covers the original range whatever was evicted since, so its ack clears it.
+            batch.first, batch.last = after + 1, last
+        return batch
+
+    def _require_db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise BufferError(str(self.path), "not open")
+        return self._db
+
+    def file_bytes(self) -> int:
+        """Bytes the buffer takes on disk now (database plus write-ahead log)."""
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            candidate = Path(f"{self.path}{suffix}")
+            if candidate.exists():
+                total += candidate.stat().st_size
+        return total
+
+
+def _ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
+    """Collapse sorted seqs into inclusive ranges: 1,2,3,7 -> (1,3),(7,7)."""
+    ranges: list[tuple[int, int]] = []
+    for seq in seqs:
+        if ranges and ranges[-1][1] == seq - 1:
+            ranges[-1] = (ranges[-1][0], seq)
+        else:
+            ranges.append((seq, seq))
+    return ranges

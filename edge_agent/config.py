@@ -1,0 +1,176 @@
+"""The cabinet config: a TOML file, typed and validated once at start.
+
+Every error names the file, the key (dotted, with list indexes: ``devices[1].profile``) and what was
+expected, in one line, so a technician can fix it without reading code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edge_agent.errors import ConfigError
+from protocols.errors import ProfileError
+from protocols.fleet.broker_url import BrokerAddress, parse_broker_url
+from protocols.fleet.topics import CABINET_ID_PATTERN
+from protocols.modbus.profile import Profile, default_profile_dirs, load_profile
+
+DriverName = Literal["modbus-tcp"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CabinetSection(_Model):
+    id: Annotated[str, Field(pattern=CABINET_ID_PATTERN)]
+
+
+class BrokerSection(_Model):
+    url: str = "mqtt://127.0.0.1:1883"
+    username: str | None = None
+    password: str | None = None
+    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+
+    @field_validator("url")
+    @classmethod
+    def _url_parses(cls, url: str) -> str:
+        parse_broker_url(url)  # raises ValueError naming the URL and a good example
+        return url
+
+    def address(self) -> BrokerAddress:
+        parsed = parse_broker_url(self.url)
+        return BrokerAddress(
+            host=parsed.host,
+            port=parsed.port,
+            tls=parsed.tls,
+            username=self.username or parsed.username,
+            password=self.password or parsed.password,
+        )
+
+
+class BufferSection(_Model):
+    path: Path = Path("buffer.db")
+    max_mb: Annotated[float, Field(gt=0)] = 256.0
+    # Commits are batched: SD cards wear out, and one commit per reading would write a page each.
+    commit_interval_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+
+
+class SyncSection(_Model):
+    batch_max_records: Annotated[int, Field(ge=1, le=5000)] = 1000
+    window: Annotated[int, Field(ge=1, le=64)] = 8
+    ack_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    reconnect_min_s: Annotated[float, Field(gt=0)] = 0.5
+    reconnect_max_s: Annotated[float, Field(gt=0)] = 60.0
+
+
+class DeviceSection(_Model):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    driver: DriverName
+    address: str
+    unit: Annotated[int, Field(ge=0, le=247)] = 1
+    profile: str
+    poll_interval_s: Annotated[float, Field(gt=0, le=86400)] = 5.0
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+
+    @field_validator("address")
+    @classmethod
+    def _host_port(cls, address: str) -> str:
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected host:port, e.g. 192.168.1.20:502, got {address!r}")
+        return address
+
+    @property
+    def host(self) -> str:
+        return self.address.rpartition(":")[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.address.rpartition(":")[2])
+
+
+class AgentConfig(_Model):
+    cabinet: CabinetSection
+    broker: BrokerSection = BrokerSection()
+    buffer: BufferSection = BufferSection()
+    sync: SyncSection = SyncSection()
+    devices: list[DeviceSection] = []
+
+    @model_validator(mode="after")
+    def _unique_device_names(self) -> AgentConfig:
+        seen: set[str] = set()
+        for device in self.devices:
+            if device.name in seen:
+                raise ValueError(f"device name {device.name!r} is used twice")
+            seen.add(device.name)
+        return self
+
+
+class LoadedConfig:
+    """A validated config with what was derived from it: profiles, absolute paths, its hash."""
+
+    def __init__(self, *, path: Path, config: AgentConfig, profiles: dict[str, Profile], digest: str) -> None:
+        self.path = path
+        self.config = config
+        self.profiles = profiles
+        self.digest = digest
+
+    @property
+    def buffer_path(self) -> Path:
+        buffer_path = self.config.buffer.path
+        return buffer_path if buffer_path.is_absolute() else self.path.parent / buffer_path
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key
+
+
+def _problem(error: Any) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "missing, this key is required"
+    if kind == "extra_forbidden":
+        return "unknown key (check its spelling and section)"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if "input" in error and kind not in ("model_type",):
+        return f"{message} (got {error['input']!r})"
+    return message
+
+
+def load_config(path: Path, *, profile_dirs: list[Path] | None = None) -> LoadedConfig:
+    """Read, parse and validate a cabinet config, or raise one ConfigError naming file and key."""
+    shown = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(shown, "", f"cannot read the file ({exc.strerror})") from exc
+    try:
+        document = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(shown, "", f"not valid TOML: {exc}") from exc
+    try:
+        config = AgentConfig.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(shown, _key(first["loc"]), _problem(first)) from exc
+    dirs = profile_dirs if profile_dirs is not None else default_profile_dirs()
+    profiles: dict[str, Profile] = {}
+    for index, device in enumerate(config.devices):
+        try:
+            profiles[device.name] = load_profile(device.profile, dirs)
+        except ProfileError as exc:
+            raise ConfigError(shown, f"devices[{index}].profile", str(exc)) from exc
+    return LoadedConfig(
+        path=path.resolve(),
+        config=config,
+        profiles=profiles,
+        digest=hashlib.sha256(raw).hexdigest()[:16],
+    )

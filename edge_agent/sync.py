@@ -1,0 +1,210 @@
+"""Store-and-forward to central over MQTT (DESIGN.md, "Fleet protocol").
+
+Batches are published (QoS 1) and kept; only central's application-level ack, sent after it has
+committed a batch, lets the buffer delete it. A broker's PUBACK proves nothing: brokers drop queued
+messages when a subscriber is slow or when they restart without persistence. At most ``window``
+batches are in flight; one not acknowledged within ``ack_timeout_s`` is sent again, and after every
+reconnect sending starts over from the oldest record still in the buffer (central drops duplicates).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiomqtt
+
+from edge_agent.buffer import Batch, Buffer
+from edge_agent.config import SyncSection
+from protocols.fleet import FleetError, Status, Topics, decode_ack, encode, encode_data_batch
+from protocols.fleet.broker_url import BrokerAddress
+
+log = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT_S = 10.0
+# A session that lasted this long was healthy: the next reconnect starts again from the shortest delay.
+HEALTHY_SESSION_S = 30.0
+
+
+@dataclass(slots=True)
+class SyncStats:
+    connected: bool = False
+    connects: int = 0
+    batches_sent: int = 0
+    records_sent: int = 0
+    resends: int = 0
+    acks: int = 0
+    bad_acks: int = 0
+    last_ack_ms: int | None = None
+    last_error: str | None = None
+
+
+@dataclass(slots=True)
+class _InFlight:
+    last: int
+    deadline: float
+
+
+def backoff_delays(minimum: float, maximum: float) -> Callable[[], float]:
+    """Exponential backoff with full jitter: a thousand cabinets must not reconnect in step."""
+    attempt = 0
+
+    def next_delay() -> float:
+        nonlocal attempt
+        ceiling = min(maximum, minimum * 2**attempt)
+        attempt = min(attempt + 1, 32)
+        return random.uniform(minimum, ceiling)
+
+    return next_delay
+
+
+class Sync:
+    def __init__(
+        self,
+        *,
+        cabinet: str,
+        broker: BrokerAddress,
+        keepalive_s: int,
+        buffer: Buffer,
+        settings: SyncSection,
+        birth: Callable[[], Status],
+        death: Callable[[], Status],
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self.topics = Topics(cabinet)
+        self.cabinet = cabinet
+        self.broker = broker
+        self.keepalive_s = keepalive_s
+        self.buffer = buffer
+        self.settings = settings
+        self.birth = birth
+        self.death = death
+        self.clock_ms = clock_ms
+        self.stats = SyncStats()
+        self._wake = asyncio.Event()
+        buffer.add_commit_listener(self._wake.set)
+
+    async def run(self) -> None:
+        """Connect, sync, and reconnect with jittered backoff, forever."""
+        next_delay = backoff_delays(self.settings.reconnect_min_s, self.settings.reconnect_max_s)
+        while True:
+            started = time.monotonic()
+            try:
+                await self._session()
+            except* aiomqtt.MqttError as group:
+                self.stats.last_error = str(group.exceptions[0])
+                log.warning("broker %s: %s", self.broker, self.stats.last_error)
+            finally:
+                self.stats.connected = False
+            if time.monotonic() - started > HEALTHY_SESSION_S:
+                next_delay = backoff_delays(self.settings.reconnect_min_s, self.settings.reconnect_max_s)
+            await asyncio.sleep(next_delay())
+
+    def _client(self) -> aiomqtt.Client:
+        broker = self.broker
+        will = aiomqtt.Will(self.topics.status, encode(self.death()), qos=1, retain=True)
+        return aiomqtt.Client(
+            broker.host,
+            broker.port,
+            username=broker.username,
+            password=broker.password,
+            identifier=f"cityedge-agent-{self.cabinet}",
+            will=will,
+            clean_session=True,
+            keepalive=self.keepalive_s,
+            timeout=PUBLISH_TIMEOUT_S,
+            tls_params=aiomqtt.TLSParameters() if broker.tls else None,
+        )
+
+    async def _session(self) -> None:
+        async with self._client() as client:
+            self.stats.connected = True
+            self.stats.connects += 1
+            log.info("connected to %s", self.broker)
+            await client.subscribe(self.topics.ack, qos=1)
+            # Deletions acknowledged in the last session reach disk before we resend from the start.
+            await self.buffer.flush()
+            await client.publish(self.topics.status, encode(self.birth()), qos=1, retain=True)
+            inflight: dict[int, _InFlight] = {}
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(self._receive(client, inflight), name="sync-receive")
+                    tasks.create_task(self._send(client, inflight), name="sync-send")
+            except asyncio.CancelledError:
+                # A clean stop says goodbye; the last will covers every other way out.
+                await self._publish_death(client)
+                raise
+
+    async def _publish_death(self, client: aiomqtt.Client) -> None:
+        try:
+            await client.publish(self.topics.status, encode(self.death()), qos=1, retain=True, timeout=2)
+        except aiomqtt.MqttError as exc:
+            log.info("offline status not sent (%s); the last will stands in", exc)
+
+    async def _receive(self, client: aiomqtt.Client, inflight: dict[int, _InFlight]) -> None:
+        async for message in client.messages:
+            payload = message.payload
+            if not isinstance(payload, bytes | bytearray):
+                continue
+            try:
+                ack = decode_ack(bytes(payload), topic_cabinet=self.cabinet)
+            except FleetError as exc:
+                self.stats.bad_acks += 1
+                log.warning("ignored a bad ack on %s: %s", message.topic, exc)
+                continue
+            if ack.stream != self.buffer.stream:
+                continue  # an ack for an earlier stream of this cabinet (replaced buffer)
+            self.buffer.mark_acked(ack.first, ack.last)
+            inflight.pop(ack.first, None)
+            self.stats.acks += 1
+            self.stats.last_ack_ms = self.clock_ms()
+            self._wake.set()
+
+    async def _send(self, client: aiomqtt.Client, inflight: dict[int, _InFlight]) -> None:
+        cursor = 0  # after a (re)connect, start over from the oldest record still buffered
+        timeout = self.settings.ack_timeout_s
+        while True:
+            self._wake.clear()
+            now = time.monotonic()
+            for first, entry in sorted(inflight.items()):
+                if entry.deadline > now:
+                    continue
+                batch = await self.buffer.read_range(first, entry.last)
+                if batch is None:
+                    del inflight[first]
+                    continue
+                await self._publish(client, batch)
+                entry.deadline = time.monotonic() + timeout
+                self.stats.resends += 1
+            if len(inflight) < self.settings.window:
+                batch = await self.buffer.read_batch(cursor, self.settings.batch_max_records)
+                if batch is not None:
+                    await self._publish(client, batch)
+                    inflight[batch.first] = _InFlight(batch.last, time.monotonic() + timeout)
+                    cursor = batch.last
+                    continue
+            wait = min((e.deadline for e in inflight.values()), default=now + timeout) - now
+            try:
+                async with asyncio.timeout(max(wait, 0.01)):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass  # a batch is due for resending
+
+    async def _publish(self, client: aiomqtt.Client, batch: Batch) -> None:
+        payload = encode_data_batch(
+            cabinet=self.cabinet,
+            stream=self.buffer.stream,
+            first=batch.first,
+            last=batch.last,
+            readings=batch.readings,
+            events=batch.events,
+            results=batch.results,
+            backlog=self.buffer.backlog,
+        )
+        await client.publish(self.topics.data, payload, qos=1)
+        self.stats.batches_sent += 1
+        self.stats.records_sent += batch.count

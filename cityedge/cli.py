@@ -113,9 +113,7 @@ def agent_check(
 
 @central_app.command("serve")
 def central_serve(
-    db: Annotated[Path, typer.Option(help="SQLite database file (created if missing).")] = Path(
-        "central.db"
-    ),
+    db: Annotated[Path, typer.Option(help="SQLite database file (created if missing).")] = Path("central.db"),
     broker: Annotated[str, typer.Option(help="Broker URL, mqtt://[user:pass@]host:port.")] = (
         "mqtt://127.0.0.1:1883"
     ),
@@ -138,15 +136,9 @@ def central_serve(
 @app.command("demo")
 def demo(
     cabinets: Annotated[int, typer.Option(min=1, max=200, help="Simulated cabinets.")] = 5,
-    data_dir: Annotated[Path, typer.Option(help="Where the demo keeps its databases.")] = Path(
-        "demo-data"
-    ),
-    http: Annotated[str, typer.Option(help="HOST:PORT of the aggregator's HTTP API.")] = (
-        "127.0.0.1:8080"
-    ),
-    broker: Annotated[
-        str | None, typer.Option(help="Use this broker URL instead of starting one.")
-    ] = None,
+    data_dir: Annotated[Path, typer.Option(help="Where the demo keeps its databases.")] = Path("demo-data"),
+    http: Annotated[str, typer.Option(help="HOST:PORT of the aggregator's HTTP API.")] = ("127.0.0.1:8080"),
+    broker: Annotated[str | None, typer.Option(help="Use this broker URL instead of starting one.")] = None,
     verbose: Verbose = False,
 ) -> None:
     """Broker, aggregator and simulated cabinets on this machine. Ctrl-C stops everything."""

@@ -67,6 +67,13 @@ def cabinet_config(*, cabinet: str, broker_url: str, controller_ports: list[int]
     return "\n".join(lines) + "\n"
 
 
+def _write_config(folder: Path, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "agent.toml"
+    path.write_text(text)
+    return path
+
+
 async def run_demo(
     *,
     cabinets: int,
@@ -76,7 +83,6 @@ async def run_demo(
     broker_url: str | None,
     announce: Callable[[str], None],
 ) -> None:
-    data_dir.mkdir(parents=True, exist_ok=True)
     profile = load_profile(DEMO_PROFILE, default_profile_dirs())
     async with contextlib.AsyncExitStack() as stack:
         url = await stack.enter_async_context(_broker(broker_url, announce))
@@ -99,9 +105,7 @@ async def run_demo(
             folder = data_dir / cabinet
             folder.mkdir(exist_ok=True)
             config_path = folder / "agent.toml"
-            config_path.write_text(
-                cabinet_config(cabinet=cabinet, broker_url=url, controller_ports=ports)
-            )
+            config_path.write_text(cabinet_config(cabinet=cabinet, broker_url=url, controller_ports=ports))
             agents.append(Agent(load_config(config_path)))
         base = central.url
         announce(f"aggregator: {base} (database {data_dir / 'central.db'})")

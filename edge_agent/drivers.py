@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from protocols.modbus.client import ModbusTcpDriver
-
 from edge_agent.config import DeviceSection
 from protocols.driver import FieldDriver
+from protocols.modbus.client import ModbusTcpDriver
 from protocols.modbus.profile import Profile
 
 

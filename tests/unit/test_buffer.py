@@ -46,9 +46,11 @@ async def test_reopen_keeps_stream_and_seq_and_counts_boots(tmp_path: Path) -> N
 
 
 async def test_new_file_is_a_new_stream(tmp_path: Path) -> None:
-    async with Buffer(tmp_path / "a.db", max_bytes=10**7, clock_ms=clock) as a:
-        async with Buffer(tmp_path / "b.db", max_bytes=10**7, clock_ms=clock) as b:
-            assert a.stream != b.stream
+    async with (
+        Buffer(tmp_path / "a.db", max_bytes=10**7, clock_ms=clock) as a,
+        Buffer(tmp_path / "b.db", max_bytes=10**7, clock_ms=clock) as b,
+    ):
+        assert a.stream != b.stream
 
 
 async def test_uncommitted_records_are_not_sent_and_crash_loses_only_them(tmp_path: Path) -> None:

@@ -1,0 +1,140 @@
+"""The agent's footprint on a cabinet board: resident memory, CPU and buffer writes.
+
+Runs `cityedge agent run` as its own process against one simulated Modbus TCP lighting controller
+(in another process, so its CPU is not counted) and a real Mosquitto, with no central: everything
+polled stays in the buffer, the worst case for the SD card. Polls 100 points per second.
+
+Also measures, in the same run, how fast the buffer itself can take readings (append + batched commit)
+against the raw SQLite insert rate of this machine, as a ratio.
+
+    .venv/bin/python bench/agent.py [--seconds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _proc import sample
+
+from cityedge.broker import MosquittoBroker
+from cityedge.ports import free_port
+from cityedge.testing import wait_until, write_agent_config
+from edge_agent.buffer import Buffer
+from protocols.modbus.profile import default_profile_dirs, load_profile
+from protocols.modbus.simulator import LightingControllerSimulator
+
+PROFILE = "lighting-single-circuit"
+POINTS_PER_SECOND = 100
+
+
+def serve_simulator(port: int) -> None:
+    async def main() -> None:
+        profile = load_profile(PROFILE, default_profile_dirs())
+        async with LightingControllerSimulator(profile=profile, port=port):
+            await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+async def measure_agent(seconds: float) -> None:
+    points = len(load_profile(PROFILE, default_profile_dirs()).quantities)
+    interval = points / POINTS_PER_SECOND
+    port = free_port()
+    simulator = multiprocessing.get_context("spawn").Process(
+        target=serve_simulator, args=(port,), daemon=True
+    )
+    simulator.start()
+    with tempfile.TemporaryDirectory() as tmp:
+        async with MosquittoBroker() as broker:
+            config = write_agent_config(
+                Path(tmp),
+                cabinet="bench-agent",
+                broker_url=broker.url,
+                devices=[("lc1", port)],
+                poll_interval_s=interval,
+                commit_interval_s=1.0,
+            )
+            agent = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "cityedge", "agent", "run", "--config", str(config),
+                stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+            buffer_db = Path(tmp) / "buffer.db"
+
+            def committed() -> int:
+                if not buffer_db.exists():
+                    return 0
+                with sqlite3.connect(f"file:{buffer_db}?mode=ro", uri=True) as db:
+                    row = db.execute("SELECT count(*) FROM records WHERE kind = 0").fetchone()
+                    return int(row[0])
+
+            try:
+                await wait_until(lambda: committed() > 0, timeout=30, what="first commit")
+                start, start_rows, t0 = sample(agent.pid), committed(), time.monotonic()
+                await asyncio.sleep(seconds)  # the measurement window itself
+                end, end_rows, t1 = sample(agent.pid), committed(), time.monotonic()
+            finally:
+                agent.terminate()
+                await agent.wait()
+                simulator.kill()
+    elapsed = t1 - t0
+    rows = end_rows - start_rows
+    print(f"agent, one Modbus device, {points} points every {interval:.3f} s, {elapsed:.0f} s window")
+    print(f"  readings buffered        {rows / elapsed:10.1f} /s (target {POINTS_PER_SECOND})")
+    print(f"  resident memory          {end.rss_kb / 1024:10.1f} MB (peak {end.hwm_kb / 1024:.1f} MB)")
+    print(f"  CPU                      {100 * (end.cpu_s - start.cpu_s) / elapsed:10.2f} % of one core")
+    written = end.write_bytes - start.write_bytes
+    print(f"  bytes written to disk    {written / elapsed / 1024:10.1f} KiB/s")
+    print(f"  bytes written per reading{written / max(rows, 1):10.0f} B")
+
+
+async def measure_buffer(count: int, batch: int) -> None:
+    """Append+commit throughput of the buffer, and the raw SQLite rate of the same rows."""
+    with tempfile.TemporaryDirectory() as tmp:
+        async with Buffer(Path(tmp) / "b.db", max_bytes=10**10, clock_ms=lambda: 0) as buffer:
+            t0 = time.perf_counter()
+            for i in range(count):
+                buffer.append_reading("lc1/power_w", 1_700_000_000_000 + i, 100.0 + i % 7)
+                if buffer.pending >= batch:
+                    await buffer.flush()
+            await buffer.flush()
+            buffered = count / (time.perf_counter() - t0)
+        body = b"\x96\x01\xabl" + b"x" * 30
+        db = sqlite3.connect(Path(tmp) / "raw.db", isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("CREATE TABLE records (seq INTEGER PRIMARY KEY, kind INTEGER, ts INTEGER, body BLOB)")
+        t0 = time.perf_counter()
+        for start in range(0, count, batch):
+            db.execute("BEGIN")
+            db.executemany(
+                "INSERT INTO records VALUES (?, 0, ?, ?)",
+                [(i + 1, i, body) for i in range(start, min(start + batch, count))],
+            )
+            db.execute("COMMIT")
+        raw = count / (time.perf_counter() - t0)
+        db.close()
+    print(f"buffer write rate, {count} readings, commits of {batch}")
+    print(f"  agent buffer             {buffered:10.0f} readings/s")
+    print(f"  raw SQLite insert        {raw:10.0f} rows/s")
+    print(f"  ratio                    {buffered / raw:10.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=30.0, help="measurement window")
+    args = parser.parse_args()
+    asyncio.run(measure_agent(args.seconds))
+    asyncio.run(measure_buffer(200_000, 1000))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from cityedge.cli import app
+
+app(prog_name="cityedge")

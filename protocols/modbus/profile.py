@@ -1,0 +1,279 @@
+"""Device profiles: the register map of one controller model, read from ``config/profiles/<name>.toml``.
+
+The file format is documented in ``config/profiles/README.md``. Every problem is reported as a
+``ProfileError`` naming the file, the point (``points[3] (power_w).type``) and what was expected.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from protocols.errors import ProfileError
+from protocols.modbus.codec import (
+    BIT_TABLES,
+    REGISTER_TYPES,
+    WRITABLE_TABLES,
+    PointType,
+    Table,
+    WordOrder,
+    register_count,
+)
+
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+_STRICT = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class Point(BaseModel):
+    """One quantity of the device: where it lives and how to turn its registers into a value."""
+
+    model_config = _STRICT
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)
+    table: Table
+    address: int = Field(ge=0, le=0xFFFF)
+    type: PointType
+    word_order: WordOrder = "big"
+    scale: float = 1.0
+    unit: str | None = None
+    writable: bool = False
+    min: float | None = None
+    max: float | None = None
+    description: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_type(cls, data: Any) -> Any:
+        # The default type depends on the table, so it is filled in before field validation.
+        if isinstance(data, dict) and "type" not in data:
+            return {**data, "type": "bool" if data.get("table") in BIT_TABLES else "uint16"}
+        return data
+
+    @property
+    def size(self) -> int:
+        """Registers (or bits) occupied."""
+        return register_count(self.type)
+
+    @property
+    def end(self) -> int:
+        """First address after this point."""
+        return self.address + self.size
+
+
+class ProfileHeader(BaseModel):
+    model_config = _STRICT
+
+    name: str = Field(pattern=_NAME)
+    vendor: str | None = None
+    description: str = Field(min_length=1)
+    # Largest run of unused registers a single read may span; 0 for devices that reject reads
+    # touching unmapped addresses.
+    max_gap: int = Field(default=16, ge=0, le=125)
+
+
+class Profile(BaseModel):
+    """A parsed, checked profile. Points keep the file's order."""
+
+    model_config = _STRICT
+
+    profile: ProfileHeader
+    # Lax only here: TOML arrays arrive as lists; each Point is still validated strictly.
+    points: tuple[Point, ...] = Field(min_length=1, strict=False)
+
+    @property
+    def name(self) -> str:
+        return self.profile.name
+
+    @property
+    def quantities(self) -> tuple[str, ...]:
+        return tuple(point.name for point in self.points)
+
+    def point(self, quantity: str) -> Point:
+        """The point named ``quantity``; KeyError when the profile has none."""
+        for point in self.points:
+            if point.name == quantity:
+                return point
+        raise KeyError(quantity)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        # Raised as ValueError so pydantic reports it; parse_profile turns it into a ProfileError.
+        problem = _first_problem(self.points)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+
+def parse_profile(text: str, path: str) -> Profile:
+    """Parse and check a profile's TOML text. ``path`` is only used in error messages."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(path, "(file)", f"not valid TOML: {exc}") from exc
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as exc:
+        where, problem = _describe(exc, data)
+        raise ProfileError(path, where, problem) from exc
+
+
+def read_profile(path: Path) -> Profile:
+    """Read and check one profile file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(str(path), "(file)", f"cannot read: {exc}") from exc
+    return parse_profile(text, str(path))
+
+
+def load_profile(name: str, search_dirs: Sequence[Path]) -> Profile:
+    """Find ``<name>.toml`` in the first of ``search_dirs`` that has it, and read it."""
+    where = f"profile {name!r}"
+    searched = ", ".join(str(d) for d in search_dirs) or "(no profile directories)"
+    if not re.match(_NAME, name):
+        raise ProfileError(searched, where, "expected a profile name like 'lighting-single-circuit'")
+    for directory in search_dirs:
+        candidate = directory / f"{name}.toml"
+        if candidate.is_file():
+            profile = read_profile(candidate)
+            if profile.name != name:
+                raise ProfileError(
+                    str(candidate),
+                    "profile.name",
+                    f"expected {name!r} (the file's name), got {profile.name!r}",
+                )
+            return profile
+    available = ", ".join(available_profiles(search_dirs)) or "none"
+    raise ProfileError(searched, where, f"unknown profile; available: {available}")
+
+
+def available_profiles(search_dirs: Sequence[Path]) -> list[str]:
+    """Names of the profiles found in ``search_dirs``, sorted."""
+    names = {path.stem for d in search_dirs if d.is_dir() for path in d.glob("*.toml")}
+    return sorted(names)
+
+
+def default_profile_dirs() -> list[Path]:
+    """The repository's ``config/profiles`` and, in an installed wheel, ``cityedge/config/profiles``."""
+    candidates = [Path(__file__).resolve().parents[2] / "config" / "profiles"]
+    spec = importlib.util.find_spec("cityedge")
+    if spec is not None and spec.submodule_search_locations is not None:
+        candidates += [Path(loc) / "config" / "profiles" for loc in spec.submodule_search_locations]
+    unique = dict.fromkeys(path.resolve() for path in candidates if path.is_dir())
+    return list(unique)
+
+
+def _first_problem(points: Sequence[Point]) -> str | None:
+    """Checks that span fields or points, as ``<where>: <problem>`` (the first one found)."""
+    seen: dict[str, int] = {}
+    for index, point in enumerate(points):
+        label = f"points[{index}] ({point.name})"
+        if point.name in seen:
+            return f"{label}.name: duplicate name; points[{seen[point.name]}] already uses it"
+        seen[point.name] = index
+        if problem := _point_problem(point):
+            field, text = problem
+            return f"{label}.{field}: {text}"
+        for other_index, other in enumerate(points[:index]):
+            if other.table == point.table and other.address < point.end and point.address < other.end:
+                return (
+                    f"{label}.address: {point.table} {_span(point)} overlaps "
+                    f"points[{other_index}] ({other.name}) at {_span(other)}"
+                )
+    return None
+
+
+def _point_problem(point: Point) -> tuple[str, str] | None:
+    bits = point.table in BIT_TABLES
+    if bits and point.type != "bool":
+        return "type", f"expected bool for a {point.table} point, got {point.type!r}"
+    if not bits and point.type == "bool":
+        return "type", f"expected one of {', '.join(REGISTER_TYPES)}, got 'bool'"
+    if point.writable and point.table not in WRITABLE_TABLES:
+        return "writable", f"expected false: {point.table} points are read-only"
+    if point.end > 0x10000:
+        return "address", f"expected the point to end at or before 65535, got {point.end - 1}"
+    if not math.isfinite(point.scale) or point.scale == 0:
+        return "scale", f"expected a finite, non-zero number, got {point.scale!r}"
+    if bits and point.scale != 1:
+        return "scale", f"expected 1 (or no scale) for a {point.table} point, got {point.scale!r}"
+    if point.min is not None and point.max is not None and point.min > point.max:
+        return "min", f"expected min <= max, got {point.min!r} > {point.max!r}"
+    return None
+
+
+def _span(point: Point) -> str:
+    return str(point.address) if point.size == 1 else f"{point.address}..{point.end - 1}"
+
+
+def _describe(exc: ValidationError, data: Mapping[str, Any]) -> tuple[str, str]:
+    """The first pydantic error, as (where, problem) in the profile's own terms."""
+    error = exc.errors()[0]
+    if error["type"] == "value_error":
+        # Raised by Profile._check, already "<where>: <problem>".
+        where, _, problem = str(error["ctx"]["error"]).partition(": ")
+        return where, problem
+    loc = error["loc"]
+    return _where(loc, data), _problem(error, _raw_point(loc, data))
+
+
+def _raw_point(loc: Sequence[int | str], data: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The point as written in the file, when the error is inside one."""
+    points = data.get("points")
+    if len(loc) > 1 and loc[0] == "points" and isinstance(loc[1], int) and isinstance(points, list):
+        point = points[loc[1]]
+        return point if isinstance(point, dict) else None
+    return None
+
+
+def _where(loc: Sequence[int | str], data: Mapping[str, Any]) -> str:
+    parts: list[str] = []
+    node: Any = data
+    for key in loc:
+        if isinstance(key, int):
+            parts[-1] += f"[{key}]"
+            node = node[key] if isinstance(node, list) and key < len(node) else None
+            if isinstance(node, dict) and isinstance(node.get("name"), str):
+                parts[-1] += f" ({node['name']})"
+        else:
+            parts.append(key)
+            node = node.get(key) if isinstance(node, dict) else None
+    return ".".join(parts) or "(file)"
+
+
+_EXPECTED = {
+    "missing": "missing; this field is required",
+    "int_type": "expected an integer",
+    "float_type": "expected a number",
+    "bool_type": "expected true or false",
+    "string_type": "expected a string",
+    "tuple_type": "expected an array of tables ([[points]])",
+    "model_type": "expected a table",
+}
+
+
+def _problem(error: Mapping[str, Any], point: Mapping[str, Any] | None) -> str:
+    kind, field = error["type"], error["loc"][-1]
+    got = f", got {error['input']!r}" if kind not in ("missing", "extra_forbidden") else ""
+    if kind == "extra_forbidden":
+        return "unknown field; check its spelling against config/profiles/README.md"
+    if kind == "literal_error" and field == "type" and point is not None:
+        # Only the types the point's table allows, not every PointType.
+        if point.get("table") in BIT_TABLES:
+            return f"expected bool{got}"
+        return f"expected one of {', '.join(REGISTER_TYPES)}{got}"
+    if kind == "literal_error":
+        choices = ", ".join(re.findall(r"'([^']*)'", str(error["ctx"]["expected"])))
+        return f"expected one of {choices}{got}"
+    if kind == "string_pattern_mismatch" and point is not None:
+        return f"expected snake_case like 'power_w'{got}"
+    if kind in _EXPECTED:
+        return _EXPECTED[kind] + got
+    return f"{error['msg'][0].lower()}{error['msg'][1:]}{got}"

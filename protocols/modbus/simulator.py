@@ -1,0 +1,341 @@
+"""A street-lighting controller simulator: a real Modbus TCP server driven by a device profile.
+
+It serves every point of the profile. The quantities it knows behave like the hardware:
+
+    relay, dim_level_pct     written by clients (or ``set_point``); start off and at 100 %
+    power_w                  nominal power x dim level while the relay is on, with small noise;
+                             ~0 with a lamp failure
+    voltage_v, current_a     ~230 V mains; current = power / voltage
+    energy_wh                integral of the power over the clock (integer types count down-rounded)
+    lamp_failure, door_open  set by ``inject_lamp_failure`` / ``set_door_open``
+
+Any other point holds whatever was written or set, initially 0. Measurements are computed from the
+clock whenever a client reads, so an injected clock (``clock=``) makes them deterministic and lets a
+test run hours of simulated time at once. Each instance owns all of its state, so any number of
+them can serve from one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Final, Self, cast
+
+from pymodbus.constants import ExcCodes
+from pymodbus.pdu import ModbusPDU
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from protocols.modbus.codec import (
+    BIT_TABLES,
+    TABLES,
+    Table,
+    decode_point,
+    encode_point,
+    encode_registers,
+    raw_range,
+)
+from protocols.modbus.profile import Point, Profile
+
+_TABLE_OF_FUNCTION: Final[Mapping[int, Table]] = {
+    1: "coil",
+    5: "coil",
+    15: "coil",
+    2: "discrete",
+    3: "holding",
+    6: "holding",
+    16: "holding",
+    22: "holding",
+    23: "holding",
+    4: "input",
+}
+_COMPUTED: Final = frozenset({"power_w", "voltage_v", "current_a", "energy_wh", "lamp_failure", "door_open"})
+MAINS_VOLTAGE_V: Final = 230.0
+
+_PduFilter = Callable[[bool, ModbusPDU], ModbusPDU]
+
+
+class LightingControllerSimulator:
+    """``async with LightingControllerSimulator(profile=p) as sim:`` serves on ``sim.port``."""
+
+    def __init__(
+        self,
+        *,
+        profile: Profile,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        unit: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+        seed: int | None = None,
+        nominal_power_w: float = 150.0,
+    ) -> None:
+        self.profile = profile
+        self.host = host
+        self.unit = unit
+        self.nominal_power_w = nominal_power_w
+        self._port = port
+        self._clock = clock
+        self._rng = random.Random(seed)
+        self._server: ModbusTcpServer | None = None
+        # The register image is the device's memory; pymodbus's own copy is refreshed from it.
+        self._size = {table: _table_size(profile, table) for table in TABLES}
+        self._image: dict[Table, list[int]] = {t: [0] * n for t, n in self._size.items()}
+        self._energy_wh = 0.0
+        self._last_time = clock()
+        self._lamp_failure = False
+        self._door_open = False
+        self._unresponsive = False
+        self._exception: ExcCodes | None = None
+        self._set_if_present("dim_level_pct", 100)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The TCP port; with ``port=0`` the one the OS picked, kept across stop/start."""
+        return self._port
+
+    @property
+    def serving(self) -> bool:
+        return self._server is not None
+
+    async def start(self) -> None:
+        """Listen (again) on ``host:port``. Device state survives a stop/start."""
+        if self._server is not None:
+            return
+        device = SimDevice(self.unit, simdata=self._simdata(), action=self._on_access)
+        server = ModbusTcpServer(
+            device,
+            address=(self.host, self._port),
+            # Returning None for a received request drops it: see set_unresponsive.
+            trace_pdu=cast(_PduFilter, self._filter_pdu),
+        )
+        try:
+            await server.serve_forever(background=True)
+        except RuntimeError as exc:
+            raise OSError(f"simulator cannot listen on {self.host}:{self._port}") from exc
+        listener = server.transport
+        assert isinstance(listener, asyncio.Server)
+        self._port = listener.sockets[0].getsockname()[1]
+        self._server = server
+
+    async def stop(self) -> None:
+        """Stop listening and drop every client connection, like a controller losing power."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        await server.shutdown()  # type: ignore[no-untyped-call]  # unannotated in pymodbus
+        # shutdown() closes the client connections from callbacks it schedules; let them run so
+        # that every connection is closed on our side when stop() returns.
+        await asyncio.sleep(0)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- state for assertions ---------------------------------------------------------------
+
+    @property
+    def relay_on(self) -> bool:
+        return bool(self._value("relay", default=True))
+
+    @property
+    def dim_level(self) -> float:
+        return float(self._value("dim_level_pct", default=100))
+
+    @property
+    def energy_wh(self) -> float:
+        """The exact energy counter (the registers hold it rounded down)."""
+        self._advance()
+        return self._energy_wh
+
+    @property
+    def expected_power_w(self) -> float:
+        """The power without noise."""
+        if not self.relay_on or self._lamp_failure:
+            return 0.0
+        return self.nominal_power_w * min(max(self.dim_level, 0.0), 100.0) / 100.0
+
+    # -- faults and local actions -------------------------------------------------------------
+
+    def inject_lamp_failure(self, on: bool) -> None:
+        """A failed lamp draws no power; the lamp-failure input follows."""
+        self._advance()
+        self._lamp_failure = on
+
+    def set_door_open(self, is_open: bool) -> None:
+        self._door_open = is_open
+
+    def set_unresponsive(self, on: bool) -> None:
+        """Keep connections open but answer nothing (a hung controller or a dead RS485 leg)."""
+        self._unresponsive = on
+
+    def inject_exception(self, code: int | None) -> None:
+        """Answer every request with Modbus exception ``code`` (e.g. 6, busy); None to stop."""
+        self._exception = None if code is None else ExcCodes(code)
+
+    def set_point(self, quantity: str, value: float | bool) -> None:
+        """Set a stored point locally (a manual override at the cabinet), or the energy counter."""
+        point = self.profile.point(quantity)
+        if quantity == "energy_wh":
+            self._advance()
+            self._energy_wh = float(value)
+            return
+        if quantity in _COMPUTED:
+            raise ValueError(f"{quantity} is computed by the simulator; use the inject_* methods")
+        self._advance()
+        self._store(point, encode_point(point, value))
+
+    def _set_if_present(self, quantity: str, value: float | bool) -> None:
+        if quantity in self.profile.quantities:
+            self.set_point(quantity, value)
+
+    def set_raw(self, quantity: str, words: Sequence[int] | Sequence[bool]) -> None:
+        """Put raw registers into a stored point, e.g. a NaN float32 the driver must flag as bad."""
+        if quantity in _COMPUTED:
+            raise ValueError(f"{quantity} is computed by the simulator")
+        point = self.profile.point(quantity)
+        if len(words) != point.size:
+            raise ValueError(f"{quantity} occupies {point.size} register(s), got {len(words)}")
+        self._store(point, words)
+
+    # -- the device's behaviour -------------------------------------------------------------
+
+    def _value(self, quantity: str, *, default: float) -> float | int | bool:
+        if quantity not in self.profile.quantities:
+            return default
+        point = self.profile.point(quantity)
+        try:
+            return decode_point(point, self._image[point.table][point.address : point.end])
+        except ValueError:
+            return default
+
+    def _store(self, point: Point, words: Sequence[int] | Sequence[bool]) -> None:
+        self._image[point.table][point.address : point.end] = [int(w) for w in words]
+
+    def _advance(self) -> None:
+        """Integrate the energy counter up to now with the state that held since the last call."""
+        now = self._clock()
+        self._energy_wh += self.expected_power_w * max(now - self._last_time, 0.0) / 3600.0
+        self._last_time = now
+
+    def _measurements(self) -> dict[str, float | bool]:
+        power = self.expected_power_w
+        if power > 0:
+            power = max(self._rng.gauss(power, 0.005 * power), 0.0)
+        voltage = self._rng.gauss(MAINS_VOLTAGE_V, 0.8)
+        return {
+            "power_w": power,
+            "voltage_v": voltage,
+            "current_a": power / voltage,
+            "energy_wh": self._energy_wh,
+            "lamp_failure": self._lamp_failure,
+            "door_open": self._door_open,
+        }
+
+    def _refresh(self) -> None:
+        self._advance()
+        for quantity, value in self._measurements().items():
+            if quantity in self.profile.quantities:
+                point = self.profile.point(quantity)
+                self._store(point, _encode_clamped(point, value, round_down=quantity == "energy_wh"))
+
+    def _check_write(self, table: Table, address: int, values: Sequence[int | bool]) -> ExcCodes | None:
+        """Refuse writes like a controller does: read-only points, values outside min/max."""
+        if address + len(values) > self._size[table]:
+            return ExcCodes.ILLEGAL_ADDRESS
+        candidate = list(self._image[table])
+        candidate[address : address + len(values)] = [int(v) for v in values]
+        end = address + len(values)
+        for point in self.profile.points:
+            if point.table != table or not (point.address < end and address < point.end):
+                continue
+            if not point.writable:
+                return ExcCodes.ILLEGAL_ADDRESS
+            try:
+                encode_point(point, decode_point(point, candidate[point.address : point.end]))
+            except ValueError:
+                return ExcCodes.ILLEGAL_VALUE
+        return None
+
+    async def _on_access(  # noqa: PLR0917 (pymodbus's SimAction signature)
+        self,
+        function_code: int,
+        start_address: int,
+        address: int,
+        count: int,
+        registers: list[int],
+        set_values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
+        """Called by pymodbus for every request, before it answers from ``registers``."""
+        del start_address, count  # our blocks start at 0; for bits ``count`` is in registers
+        if self._exception is not None:
+            return self._exception
+        table = _TABLE_OF_FUNCTION[function_code]
+        if self._size[table] == 0:
+            return ExcCodes.ILLEGAL_ADDRESS
+        if set_values is not None:
+            if rejected := self._check_write(table, address, set_values):
+                return rejected
+            self._advance()
+            self._image[table][address : address + len(set_values)] = [int(v) for v in set_values]
+            return None
+        self._refresh()
+        image = self._image[table]
+        words = _pack_bits(image) if table in BIT_TABLES else image
+        registers[: len(words)] = words
+        return None
+
+    def _filter_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU | None:
+        return None if self._unresponsive and not sending else pdu
+
+    def _simdata(self) -> tuple[list[SimData], list[SimData], list[SimData], list[SimData]]:
+        """pymodbus's datastore layout: every table served from address 0 to its last point."""
+
+        def bits(table: Table) -> list[SimData]:
+            # A table without points still needs one block; _on_access refuses its requests.
+            size = self._size[table] or 1
+            return [SimData(0, values=[False] * size, datatype=DataType.BITS)]
+
+        def words(table: Table) -> list[SimData]:
+            if self._size[table] == 0:
+                return [SimData(0, datatype=DataType.INVALID)]
+            return [SimData(0, values=[0] * self._size[table], datatype=DataType.REGISTERS)]
+
+        return bits("coil"), bits("discrete"), words("holding"), words("input")
+
+
+def _table_size(profile: Profile, table: Table) -> int:
+    return max((p.end for p in profile.points if p.table == table), default=0)
+
+
+def _encode_clamped(point: Point, value: float | bool, *, round_down: bool) -> list[int]:
+    """Encode a simulated value, saturating at the type's range like real meters do."""
+    if point.type == "bool":
+        return [int(bool(value))]
+    raw: float = value / point.scale
+    if point.type != "float32":
+        raw = math.floor(raw) if round_down else round(raw)
+    low, high = raw_range(point.type)
+    raw = min(max(raw, low), high)
+    return encode_registers(raw, data_type=point.type, word_order=point.word_order)
+
+
+def _pack_bits(bits: Sequence[int]) -> list[int]:
+    """Bits to 16-bit registers, bit 0 first (pymodbus's layout for bit blocks)."""
+    return [
+        sum(1 << i for i, bit in enumerate(bits[start : start + 16]) if bit)
+        for start in range(0, len(bits), 16)
+    ]

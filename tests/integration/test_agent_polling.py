@@ -1,0 +1,121 @@
+"""The agent polls real Modbus TCP simulators; a dead or mute device never holds up the others."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from cityedge.testing import wait_until, write_agent_config
+from edge_agent.agent import Agent
+from edge_agent.config import load_config
+from protocols.fleet import Event, Reading, decode_record
+from protocols.modbus.profile import default_profile_dirs, load_profile
+from protocols.modbus.simulator import LightingControllerSimulator
+from protocols.quality import Quality
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def simulators() -> AsyncIterator[list[LightingControllerSimulator]]:
+    profile = load_profile("lighting-single-circuit", default_profile_dirs())
+    sims = [LightingControllerSimulator(profile=profile, seed=i) for i in range(2)]
+    for sim in sims:
+        await sim.start()
+    yield sims
+    for sim in sims:
+        await sim.stop()
+
+
+async def buffered(agent: Agent) -> tuple[list[Reading], list[Event]]:
+    batch = await agent.buffer.read_batch(0, 100_000)
+    if batch is None:
+        return [], []
+    readings = [decode_record(Reading, body) for body in batch.readings]
+    events = [decode_record(Event, body) for body in batch.events]
+    return readings, events
+
+
+async def test_dead_and_mute_devices_do_not_delay_the_healthy_one(
+    tmp_path: Path, simulators: list[LightingControllerSimulator]
+) -> None:
+    healthy, failing = simulators
+    config = write_agent_config(
+        tmp_path,
+        cabinet="cab-poll",
+        broker_url="mqtt://127.0.0.1:1",  # nothing listens: records stay in the buffer
+        devices=[("lc1", healthy.port), ("lc2", failing.port)],
+        poll_interval_s=0.1,
+        timeout_s=0.5,
+    )
+    agent = Agent(load_config(config))
+    task = asyncio.create_task(agent.run())
+    lc1, lc2 = agent.pollers
+    try:
+        await wait_until(lambda: lc1.stats.polls >= 5 and lc2.stats.online, timeout=10, what="polls")
+
+        # lc2 goes silent (answers nothing: every read costs its full timeout), then disappears.
+        failing.set_unresponsive(True)
+        await wait_until(lambda: lc2.stats.failures >= 2, timeout=10, what="lc2 timeouts")
+        before = lc1.stats.polls
+        await wait_until(lambda: lc2.stats.failures >= 4, timeout=10, what="more lc2 timeouts")
+        # lc2 spent >= 2 timeouts of 0.5 s; lc1 kept its 0.1 s rhythm meanwhile (>= 70% of nominal).
+        assert lc1.stats.polls - before >= 7
+        failing.set_unresponsive(False)
+        await failing.stop()
+        await wait_until(lambda: lc2.stats.failures >= 8, timeout=10, what="lc2 refusals")
+        await failing.start()
+        await wait_until(lambda: lc2.stats.online, timeout=10, what="lc2 back")
+        await agent.buffer.flush()
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    readings, events = await _reopen_and_read(config)
+    lost = [e for e in events if e.kind == "device_lost"]
+    back = [e for e in events if e.kind == "device_back"]
+    # One lost and one back event for the whole outage (timeouts then refusals), not one per poll.
+    assert [e.source for e in lost] == ["lc2"]
+    assert [e.source for e in back] == ["lc2"]
+    assert lost[0].seq < back[0].seq
+    bad = [r for r in readings if r.quality == Quality.BAD]
+    assert bad and all(r.point.startswith("lc2/") and r.value is None and r.reason for r in bad)
+    assert {r.reason for r in bad} >= {"timeout", "unreachable"}
+    assert not [r for r in readings if r.point.startswith("lc1/") and r.quality != Quality.GOOD]
+
+
+async def _reopen_and_read(config: Path) -> tuple[list[Reading], list[Event]]:
+    agent = Agent(load_config(config))
+    await agent.buffer.open()
+    try:
+        return await buffered(agent)
+    finally:
+        await agent.buffer.close()
+
+
+async def test_readings_follow_the_simulated_controller(
+    tmp_path: Path, simulators: list[LightingControllerSimulator]
+) -> None:
+    sim = simulators[0]
+    config = write_agent_config(
+        tmp_path, cabinet="cab-values", broker_url="mqtt://127.0.0.1:1", devices=[("lc1", sim.port)]
+    )
+    agent = Agent(load_config(config))
+    task = asyncio.create_task(agent.run())
+    try:
+        await wait_until(lambda: agent.pollers[0].stats.polls >= 3, timeout=10, what="polls")
+        await agent.buffer.flush()
+        readings, events = await buffered(agent)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    points = {r.point for r in readings}
+    assert {"lc1/power_w", "lc1/energy_wh", "lc1/relay", "lc1/dim_level_pct"} <= points
+    assert [e.kind for e in events][:1] == ["agent_started"]
+    seqs = [r.seq for r in readings] + [e.seq for e in events]
+    assert sorted(seqs) == list(range(1, len(seqs) + 1))

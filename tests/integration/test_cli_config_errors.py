@@ -1,0 +1,94 @@
+"""A wrong cabinet config gives one clear line naming the file and the key, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+GOOD = """
+[cabinet]
+id = "cab-1"
+
+[broker]
+url = "mqtt://127.0.0.1:1883"
+
+[[devices]]
+name = "lc1"
+driver = "modbus-tcp"
+address = "127.0.0.1:5020"
+profile = "lighting-single-circuit"
+poll_interval_s = 5
+"""
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cityedge", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "agent.toml"
+    path.write_text(text)
+    return path
+
+
+def test_good_config_passes_check(tmp_path: Path) -> None:
+    result = run_cli("agent", "check", "--config", str(write(tmp_path, GOOD)))
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "words"),
+    [
+        (GOOD.replace('id = "cab-1"', ""), "cabinet.id", "missing"),
+        (
+            GOOD.replace("poll_interval_s = 5", 'poll_interval_s = "often"'),
+            "devices[0].poll_interval_s",
+            "number",
+        ),
+        (GOOD.replace("lighting-single-circuit", "no-such-model"), "devices[0].profile", "no-such-model"),
+        (GOOD.replace('"127.0.0.1:5020"', '"plc-without-port"'), "devices[0].address", "host:port"),
+        (GOOD.replace('"mqtt://127.0.0.1:1883"', '"http://x"'), "broker.url", "mqtt://"),
+        (GOOD + "\ncolour = 'red'\n", "colour", "unknown key"),
+        (GOOD.replace('driver = "modbus-tcp"', 'driver = "bacnet"'), "devices[0].driver", "modbus-tcp"),
+        (GOOD + "\n[[devices]]\nname = 'lc1'\n", "devices[1]", "missing"),
+    ],
+    ids=[
+        "missing-key",
+        "wrong-type",
+        "unknown-profile",
+        "bad-address",
+        "bad-url",
+        "unknown-key",
+        "bad-driver",
+        "missing-in-second-device",
+    ],
+)
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_config_error_is_one_line_naming_file_and_key(
+    tmp_path: Path, text: str, key: str, words: str, command: str
+) -> None:
+    path = write(tmp_path, text)
+    result = run_cli("agent", command, "--config", str(path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert str(path) in lines[0]
+    assert key in lines[0]
+    assert words in lines[0]
+
+
+def test_unreadable_and_invalid_toml(tmp_path: Path) -> None:
+    missing = run_cli("agent", "check", "--config", str(tmp_path / "nope.toml"))
+    assert missing.returncode == 2 and "nope.toml" in missing.stderr and "cannot read" in missing.stderr
+    broken = run_cli("agent", "check", "--config", str(write(tmp_path, "[cabinet\nid=")))
+    assert broken.returncode == 2 and "not valid TOML" in broken.stderr
+    assert "Traceback" not in broken.stderr

@@ -1,0 +1,260 @@
+"""The pure Modbus codec: register decoding/encoding and read planning."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import struct
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from protocols.modbus.codec import (
+    MAX_BITS_PER_READ,
+    MAX_REGISTERS_PER_READ,
+    REGISTER_TYPES,
+    RegisterType,
+    WordOrder,
+    decode_point,
+    decode_registers,
+    encode_point,
+    encode_registers,
+    plan_reads,
+    register_count,
+)
+from protocols.modbus.profile import Point, default_profile_dirs, load_profile
+
+WORD_ORDERS: tuple[WordOrder, ...] = ("big", "little")
+SCALES = (1.0, 0.1, 0.01, 0.001, 0.5, 10.0, 0.37)
+INTEGER_RANGES = {
+    "int16": (-(2**15), 2**15 - 1),
+    "uint16": (0, 2**16 - 1),
+    "int32": (-(2**31), 2**31 - 1),
+    "uint32": (0, 2**32 - 1),
+}
+
+
+def point(name: str = "p", **fields: Any) -> Point:
+    fields.setdefault("table", "holding")
+    fields.setdefault("address", 0)
+    return Point.model_validate({"name": name, **fields})
+
+
+@pytest.mark.parametrize(
+    ("words", "data_type", "word_order", "expected"),
+    [
+        ([0xFFFF], "int16", "big", -1),
+        ([0xFFFF], "uint16", "big", 65535),
+        ([0x8000], "int16", "big", -32768),
+        ([0xFFFF, 0xFFFE], "int32", "big", -2),
+        ([0xFFFE, 0xFFFF], "int32", "little", -2),
+        ([0x0001, 0x0000], "uint32", "big", 65536),
+        ([0x0000, 0x0001], "uint32", "little", 65536),
+        ([0x4316, 0x4CCD], "float32", "big", 150.3),
+        ([0x4CCD, 0x4316], "float32", "little", 150.3),
+        ([0xC2F6, 0xE979], "float32", "big", -123.456),
+    ],
+)
+def test_decode_known_values(
+    words: list[int], data_type: RegisterType, word_order: WordOrder, expected: float
+) -> None:
+    assert decode_registers(words, data_type=data_type, word_order=word_order) == expected
+
+
+def test_decode_applies_scale_without_float_noise() -> None:
+    assert decode_registers([2301], data_type="uint16", scale=0.1) == 230.1
+    assert decode_registers([65], data_type="uint16", scale=0.01) == 0.65
+    assert decode_registers([0xFFF6], data_type="int16", scale=10) == -100
+
+
+def test_integer_types_decode_to_int_without_scale() -> None:
+    value = decode_registers([0, 150], data_type="uint32")
+    assert value == 150
+    assert isinstance(value, int)
+
+
+@pytest.mark.parametrize("words", [[0x7FC0, 0x0000], [0x7F80, 0x0000], [0xFF80, 0x0000]])
+def test_non_finite_float_is_a_decode_error(words: list[int]) -> None:
+    with pytest.raises(ValueError, match="finite"):
+        decode_registers(words, data_type="float32")
+
+
+def test_decode_rejects_wrong_register_count_and_non_16_bit_words() -> None:
+    with pytest.raises(ValueError, match="needs 2 register"):
+        decode_registers([1], data_type="uint32")
+    with pytest.raises(ValueError, match="16-bit"):
+        decode_registers([0x10000], data_type="uint16")
+
+
+def test_encode_known_values() -> None:
+    assert encode_registers(230.1, data_type="uint16", scale=0.1) == [2301]
+    assert encode_registers(-1, data_type="int16") == [0xFFFF]
+    assert encode_registers(65536, data_type="uint32", word_order="little") == [0, 1]
+    assert encode_registers(150.3, data_type="float32") == [0x4316, 0x4CCD]
+    assert encode_registers(0.655, data_type="uint16", scale=0.01) == [66]
+
+
+@pytest.mark.parametrize(
+    ("value", "data_type", "scale"),
+    [
+        (65536, "uint16", 1.0),
+        (-1, "uint16", 1.0),
+        (32768, "int16", 1.0),
+        (6553.6, "uint16", 0.1),
+        (2**32, "uint32", 1.0),
+        (-(2**31) - 1, "int32", 1.0),
+        (1e39, "float32", 1.0),
+    ],
+)
+def test_encode_out_of_range_names_the_point(value: float, data_type: RegisterType, scale: float) -> None:
+    with pytest.raises(ValueError, match=r"dim_level_pct: .* out of range"):
+        encode_registers(value, data_type=data_type, scale=scale, name="dim_level_pct")
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, True, "12"])
+def test_encode_refuses_non_numbers(value: Any) -> None:
+    with pytest.raises(ValueError, match="power_w"):
+        encode_registers(value, data_type="float32", name="power_w")
+
+
+def test_encode_point_checks_min_and_max() -> None:
+    dim = point("dim_level_pct", type="uint16", min=0, max=100, writable=True)
+    assert encode_point(dim, 40) == [40]
+    with pytest.raises(ValueError, match=r"dim_level_pct: 101 is out of range 0\.0\.\.100\.0"):
+        encode_point(dim, 101)
+
+
+def test_bool_points() -> None:
+    relay = point("relay", table="coil")
+    assert relay.type == "bool"
+    assert encode_point(relay, True) == [True]
+    assert encode_point(relay, 0) == [False]
+    assert decode_point(relay, [True]) is True
+    for bad in (2, 0.5, "on"):
+        with pytest.raises(ValueError, match="relay: expected true or false"):
+            encode_point(relay, bad)  # type: ignore[arg-type]
+
+
+@given(data=st.data(), data_type=st.sampled_from(REGISTER_TYPES))
+def test_registers_round_trip_through_values(data: st.DataObject, data_type: RegisterType) -> None:
+    """decode then encode gives the same registers, for every type, word order and scale."""
+    word_order = data.draw(st.sampled_from(WORD_ORDERS))
+    scale = data.draw(st.sampled_from(SCALES))
+    words = data.draw(
+        st.lists(
+            st.integers(0, 0xFFFF),
+            min_size=register_count(data_type),
+            max_size=register_count(data_type),
+        )
+    )
+    if data_type == "float32":
+        ordered = words if word_order == "big" else words[::-1]
+        raw = struct.unpack(">f", struct.pack(">2H", *ordered))[0]
+        if not math.isfinite(raw):
+            return
+    value = decode_registers(words, data_type=data_type, word_order=word_order, scale=scale)
+    encoded = encode_registers(value, data_type=data_type, word_order=word_order, scale=scale)
+    assert encoded == words
+
+
+@given(data=st.data(), data_type=st.sampled_from(REGISTER_TYPES))
+def test_values_round_trip_through_registers(data: st.DataObject, data_type: RegisterType) -> None:
+    """encode then decode gives the value back (to float32 precision for floats)."""
+    word_order = data.draw(st.sampled_from(WORD_ORDERS))
+    if data_type == "float32":
+        value: float = data.draw(st.floats(width=32, allow_nan=False, allow_infinity=False))
+    else:
+        value = data.draw(st.integers(*INTEGER_RANGES[data_type]))
+    words = encode_registers(value, data_type=data_type, word_order=word_order)
+    decoded = decode_registers(words, data_type=data_type, word_order=word_order)
+    if data_type == "float32":
+        # Decoding picks the shortest decimal of the same float32 (150.3, not 150.30000305).
+        assert struct.pack(">f", decoded) == struct.pack(">f", value)
+    else:
+        assert decoded == value
+
+
+def lighting_points() -> tuple[Point, ...]:
+    return load_profile("lighting-single-circuit", default_profile_dirs()).points
+
+
+def test_plan_reads_one_request_per_table_for_the_lighting_profile() -> None:
+    blocks = plan_reads(lighting_points())
+    assert [(b.table, b.address, b.count) for b in blocks] == [
+        ("holding", 0, 1),
+        ("input", 0, 6),
+        ("coil", 0, 1),
+        ("discrete", 0, 2),
+    ]
+
+
+def test_plan_reads_splits_on_gaps_larger_than_max_gap() -> None:
+    points = [
+        point("a", address=0),
+        point("b", address=5, type="float32"),
+        point("c", address=30),
+    ]
+    assert [(b.address, b.count) for b in plan_reads(points, max_gap=16)] == [(0, 7), (30, 1)]
+    assert [(b.address, b.count) for b in plan_reads(points, max_gap=0)] == [
+        (0, 1),
+        (5, 2),
+        (30, 1),
+    ]
+
+
+def test_plan_reads_respects_protocol_limits() -> None:
+    registers = [point(f"r{i}", address=i) for i in range(MAX_REGISTERS_PER_READ - 1)]
+    registers.append(point("wide", address=MAX_REGISTERS_PER_READ - 1, type="uint32"))
+    blocks = plan_reads(registers)
+    assert [(b.address, b.count) for b in blocks] == [(0, MAX_REGISTERS_PER_READ - 1), (124, 2)]
+    bits = [point(f"b{i}", table="discrete", address=i) for i in range(MAX_BITS_PER_READ + 1)]
+    assert [b.count for b in plan_reads(bits)] == [MAX_BITS_PER_READ, 1]
+
+
+def test_block_slices_each_point_from_the_response() -> None:
+    power = point("power_w", table="input", address=10, type="float32")
+    volts = point("voltage_v", table="input", address=12, scale=0.1)
+    (block,) = plan_reads([volts, power])
+    data = [0x4316, 0x4CCD, 2301]
+    assert decode_point(power, block.words_of(power, data)) == 150.3
+    assert decode_point(volts, block.words_of(volts, data)) == 230.1
+
+
+@st.composite
+def point_layouts(draw: st.DrawFn) -> list[Point]:
+    """Non-overlapping points of random tables, sizes and gaps."""
+    points: list[Point] = []
+    next_free = {"holding": 0, "input": 0, "coil": 0, "discrete": 0}
+    for index in range(draw(st.integers(1, 60))):
+        table = draw(st.sampled_from(sorted(next_free)))
+        if table in ("coil", "discrete"):
+            fields: dict[str, Any] = {"table": table}
+        else:
+            fields = {"table": table, "type": draw(st.sampled_from(REGISTER_TYPES))}
+        address = next_free[table] + draw(st.integers(0, 40))
+        p = point(f"p{index}", address=address, **fields)
+        next_free[table] = p.end
+        points.append(p)
+    return points
+
+
+@given(points=point_layouts(), max_gap=st.integers(0, 20))
+def test_plan_reads_covers_every_point_once_in_few_requests(points: list[Point], max_gap: int) -> None:
+    blocks = plan_reads(points, max_gap=max_gap)
+    planned = [p.name for b in blocks for p in b.points]
+    assert sorted(planned) == sorted(p.name for p in points)
+    for block in blocks:
+        limit = MAX_BITS_PER_READ if block.table in ("coil", "discrete") else MAX_REGISTERS_PER_READ
+        assert 1 <= block.count <= limit
+        for p in block.points:
+            assert p.table == block.table
+            assert block.address <= p.address and p.end <= block.address + block.count
+    # No two neighbouring requests could have been one.
+    for first, second in itertools.pairwise(blocks):
+        if first.table == second.table:
+            gap = second.address - (first.address + first.count)
+            span = second.address + second.count - first.address
+            limit = MAX_BITS_PER_READ if first.table in ("coil", "discrete") else MAX_REGISTERS_PER_READ
+            assert gap > max_gap or span > limit

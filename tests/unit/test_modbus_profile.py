@@ -1,0 +1,234 @@
+"""Device profiles: the shipped ones load, and every mistake names the file, the point and the field."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from protocols.errors import ProfileError
+from protocols.modbus.profile import (
+    available_profiles,
+    default_profile_dirs,
+    load_profile,
+    parse_profile,
+    read_profile,
+)
+
+REPO_PROFILES = Path(__file__).resolve().parents[2] / "config" / "profiles"
+
+HEADER = """
+[profile]
+name = "test-device"
+description = "A device for tests"
+"""
+
+RELAY = """
+[[points]]
+name = "relay"
+table = "coil"
+address = 0
+writable = true
+"""
+
+POWER = """
+[[points]]
+name = "power_w"
+table = "input"
+address = 0
+type = "float32"
+unit = "W"
+"""
+
+
+def profile_error(tmp_path: Path, text: str) -> ProfileError:
+    path = tmp_path / "test-device.toml"
+    path.write_text(text)
+    with pytest.raises(ProfileError) as caught:
+        read_profile(path)
+    error = caught.value
+    assert error.path == str(path)
+    assert str(error) == f"{path}: {error.where}: {error.problem}"
+    return error
+
+
+def test_lighting_profile_loads_from_the_default_dirs() -> None:
+    assert REPO_PROFILES.resolve() in default_profile_dirs()
+    profile = load_profile("lighting-single-circuit", default_profile_dirs())
+    assert profile.name == "lighting-single-circuit"
+    assert set(profile.quantities) >= {
+        "relay",
+        "dim_level_pct",
+        "power_w",
+        "voltage_v",
+        "current_a",
+        "energy_wh",
+        "lamp_failure",
+        "door_open",
+    }
+    relay = profile.point("relay")
+    assert (relay.table, relay.address, relay.type, relay.writable) == ("coil", 0, "bool", True)
+    dim = profile.point("dim_level_pct")
+    assert (dim.table, dim.type, dim.writable, dim.min, dim.max) == ("holding", "uint16", True, 0, 100)
+    assert profile.point("power_w").type == "float32"
+    assert profile.point("voltage_v").scale == 0.1
+    assert profile.point("current_a").scale == 0.01
+    assert profile.point("energy_wh").type == "uint32"
+    assert profile.point("lamp_failure").table == "discrete"
+    assert profile.point("door_open").table == "discrete"
+    assert not any(p.writable for p in profile.points if p.table in ("input", "discrete"))
+
+
+def test_every_shipped_profile_loads() -> None:
+    names = available_profiles([REPO_PROFILES])
+    assert "lighting-single-circuit" in names
+    for name in names:
+        assert load_profile(name, [REPO_PROFILES]).name == name
+
+
+def test_readme_example_is_a_valid_profile() -> None:
+    readme = (REPO_PROFILES / "README.md").read_text()
+    example = re.search(r"```toml\n(.*?)```", readme, re.DOTALL)
+    assert example is not None
+    profile = parse_profile(example.group(1), "README.md")
+    energy = profile.point("energy_wh")
+    assert (energy.type, energy.word_order, energy.address) == ("uint32", "little", 10)
+    assert profile.point("voltage_v").type == "uint16"
+
+
+def test_defaults(tmp_path: Path) -> None:
+    profile = parse_profile(HEADER + RELAY + POWER.replace('type = "float32"\n', ""), "x.toml")
+    relay, power = profile.points
+    assert (relay.type, relay.scale, relay.unit) == ("bool", 1.0, None)
+    assert (power.type, power.word_order, power.writable) == ("uint16", "big", False)
+    assert profile.profile.max_gap == 16
+
+
+def test_wrong_type_names_point_and_choices(tmp_path: Path) -> None:
+    error = profile_error(tmp_path, HEADER + RELAY + POWER.replace("float32", "int8"))
+    assert error.where == "points[1] (power_w).type"
+    assert error.problem == "expected one of int16, uint16, int32, uint32, float32, got 'int8'"
+
+
+def test_bool_type_on_a_register_table(tmp_path: Path) -> None:
+    error = profile_error(tmp_path, HEADER + POWER.replace("float32", "bool"))
+    assert error.where == "points[0] (power_w).type"
+    assert error.problem == "expected one of int16, uint16, int32, uint32, float32, got 'bool'"
+
+
+def test_register_type_on_a_bit_table(tmp_path: Path) -> None:
+    error = profile_error(tmp_path, HEADER + RELAY.replace("address = 0", 'address = 0\ntype = "uint16"'))
+    assert error.where == "points[0] (relay).type"
+    assert "expected bool for a coil point" in error.problem
+
+
+def test_missing_address(tmp_path: Path) -> None:
+    error = profile_error(tmp_path, HEADER + RELAY + POWER.replace("address = 0\n", ""))
+    assert error.where == "points[1] (power_w).address"
+    assert "missing" in error.problem
+
+
+def test_address_of_wrong_kind(tmp_path: Path) -> None:
+    error = profile_error(tmp_path, HEADER + POWER.replace("address = 0", 'address = "40001"'))
+    assert error.where == "points[0] (power_w).address"
+    assert error.problem == "expected an integer, got '40001'"
+
+
+def test_unknown_field(tmp_path: Path) -> None:
+    error = profile_error(tmp_path, HEADER + RELAY.replace("writable", "wirtable"))
+    assert error.where == "points[0] (relay).wirtable"
+    assert "unknown field" in error.problem
+
+
+def test_duplicate_name(tmp_path: Path) -> None:
+    error = profile_error(tmp_path, HEADER + RELAY + RELAY.replace("address = 0", "address = 1"))
+    assert error.where == "points[1] (relay).name"
+    assert "duplicate" in error.problem
+    assert "points[0]" in error.problem
+
+
+def test_overlapping_registers(tmp_path: Path) -> None:
+    voltage = POWER.replace("power_w", "voltage_v").replace("float32", "uint16")
+    error = profile_error(tmp_path, HEADER + POWER + voltage.replace("address = 0", "address = 1"))
+    assert error.where == "points[1] (voltage_v).address"
+    assert error.problem == "input 1 overlaps points[0] (power_w) at 0..1"
+
+
+def test_same_address_in_different_tables_is_fine() -> None:
+    profile = parse_profile(HEADER + RELAY + POWER, "x.toml")
+    assert [p.address for p in profile.points] == [0, 0]
+
+
+def test_writable_read_only_table(tmp_path: Path) -> None:
+    error = profile_error(tmp_path, HEADER + POWER.replace('unit = "W"', "writable = true"))
+    assert error.where == "points[0] (power_w).writable"
+    assert "input points are read-only" in error.problem
+
+
+@pytest.mark.parametrize(
+    ("change", "where", "problem"),
+    [
+        (("address = 0", "address = 65535"), "address", "end at or before 65535"),
+        (("address = 0", "address = -1"), "address", "greater than or equal to 0"),
+        (('unit = "W"', "scale = 0.0"), "scale", "non-zero"),
+        (('unit = "W"', 'word_order = "middle"'), "word_order", "expected one of big, little"),
+        (('unit = "W"', "min = 10\nmax = 1"), "min", "min <= max"),
+        (('unit = "W"', "unit = 5"), "unit", "expected a string, got 5"),
+    ],
+)
+def test_point_field_errors(tmp_path: Path, change: tuple[str, str], where: str, problem: str) -> None:
+    error = profile_error(tmp_path, HEADER + POWER.replace(*change))
+    assert error.where == f"points[0] (power_w).{where}"
+    assert problem in error.problem
+
+
+def test_header_errors(tmp_path: Path) -> None:
+    error = profile_error(tmp_path, HEADER.replace('description = "A device for tests"', "") + RELAY)
+    assert (error.where, "missing" in error.problem) == ("profile.description", True)
+    error = profile_error(tmp_path, HEADER.replace("[profile]", "[profile]\ncolour = 1") + RELAY)
+    assert error.where == "profile.colour"
+
+
+def test_no_points(tmp_path: Path) -> None:
+    error = profile_error(tmp_path, HEADER)
+    assert error.where == "points"
+
+
+def test_invalid_toml(tmp_path: Path) -> None:
+    error = profile_error(tmp_path, HEADER + "[[points]\nname = ")
+    assert error.where == "(file)"
+    assert "not valid TOML" in error.problem
+
+
+def test_unknown_profile_lists_the_available_ones(tmp_path: Path) -> None:
+    for name in ("b-model", "a-model"):
+        (tmp_path / f"{name}.toml").write_text(HEADER.replace("test-device", name) + RELAY)
+    assert load_profile("a-model", [tmp_path]).name == "a-model"
+    with pytest.raises(ProfileError) as caught:
+        load_profile("c-model", [tmp_path])
+    assert caught.value.path == str(tmp_path)
+    assert caught.value.where == "profile 'c-model'"
+    assert caught.value.problem == "unknown profile; available: a-model, b-model"
+
+
+def test_profile_name_must_match_its_file(tmp_path: Path) -> None:
+    (tmp_path / "other.toml").write_text(HEADER + RELAY)
+    with pytest.raises(ProfileError) as caught:
+        load_profile("other", [tmp_path])
+    assert caught.value.where == "profile.name"
+    assert "expected 'other'" in caught.value.problem
+
+
+def test_profile_name_cannot_be_a_path(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError, match="expected a profile name"):
+        load_profile("../etc/passwd", [tmp_path])
+
+
+def test_first_directory_wins(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    for directory, description in ((first, "first"), (second, "second")):
+        directory.mkdir()
+        text = HEADER.replace("A device for tests", description) + RELAY
+        (directory / "test-device.toml").write_text(text)
+    assert load_profile("test-device", [first, second]).profile.description == "first"

@@ -39,9 +39,9 @@ _T = TypeVar("_T", DataBatch, Status, Ack, Command)
 
 
 class _VersionOnly(msgspec.Struct):
-    """Just the version of an envelope; every other field is skipped."""
+    """Just the version of an envelope; every other field is skipped. Only an int is a version."""
 
-    v: Any = None
+    v: int | None = None
 
 
 class _RawDataBatch(msgspec.Struct, frozen=True):
@@ -73,6 +73,9 @@ _LIMITS: dict[type[Any], int] = {
     Command: MAX_COMMAND_BYTES,
 }
 _KIND: dict[type[Any], str] = {DataBatch: "data", Status: "status", Ack: "ack", Command: "command"}
+# What msgspec raises on bad input: its own errors, and also UnicodeDecodeError for a string that is
+# not UTF-8 and RecursionError for deeply nested values (skipping an unknown field recurses).
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError)
 
 
 def encode(message: DataBatch | Status | Ack | Command | Record) -> bytes:
@@ -113,7 +116,7 @@ def _decode(kind_type: type[_T], payload: bytes) -> _T:
         raise MessageTooLarge(kind, len(payload), limit)
     try:
         message: _T = _decoders[kind_type].decode(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except _DECODE_ERRORS as exc:
         version = _envelope_version(payload)
         if version is not None and version != PROTOCOL_VERSION:
             raise UnsupportedVersion(kind, version, PROTOCOL_VERSION) from exc
@@ -126,8 +129,7 @@ def _decode(kind_type: type[_T], payload: bytes) -> _T:
 def _envelope_version(payload: bytes) -> object:
     try:
         return _version_decoder.decode(payload).v
-    # Skipping unknown fields (and decoding ``v: Any``) recurses: deep nesting raises RecursionError.
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+    except _DECODE_ERRORS:
         return None
 
 
@@ -181,7 +183,7 @@ def decode_record(record_type: type[_R], payload: bytes) -> _R:
         raise MessageTooLarge("record", len(payload), MAX_RECORD_BYTES)
     try:
         record: _R = _record_decoders[record_type].decode(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except _DECODE_ERRORS as exc:
         raise MalformedMessage("record", str(exc)) from exc
     return record
 

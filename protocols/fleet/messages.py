@@ -48,7 +48,9 @@ Name = Annotated[str, msgspec.Meta(pattern=_whole(r"^[A-Za-z0-9_.-]{1,64}$"))]
 TimestampMs = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
 ShortText = Annotated[str, msgspec.Meta(max_length=256)]
 Text = Annotated[str, msgspec.Meta(max_length=2048)]
-Scalar = float | int | bool | str | None
+# 64-bit signed: what SQLite and PostgreSQL can store; a larger int is refused at the edge, not at central.
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+Scalar = float | Int64 | bool | str | None
 Severity = Literal["info", "warning", "alarm", "critical"]
 CommandStatus = Literal["accepted", "executed", "failed", "expired", "rejected"]
 

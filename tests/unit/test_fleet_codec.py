@@ -75,7 +75,7 @@ short_texts = st.text(max_size=256)
 scalars = (
     st.none()
     | st.booleans()
-    | st.integers(-(2**63), 2**64 - 1)
+    | st.integers(-(2**63), 2**63 - 1)
     | st.floats(allow_nan=False)
     | st.text(max_size=64)
 )
@@ -670,3 +670,13 @@ def test_error_tree() -> None:
     assert all(issubclass(e, FleetError) for e in errors)
     assert issubclass(FleetError, ValueError)
     assert len({e.reason for e in errors}) == len(errors)
+
+
+def test_integer_beyond_64_bits_is_refused() -> None:
+    """Neither SQLite nor PostgreSQL stores an integer past 2**63-1: the protocol refuses it."""
+    reading = Reading(seq=1, point="lc1/energy_wh", ts=0, value=2**63)
+    payload = encode_data_batch(
+        cabinet="cab-1", stream="0123456789abcdef", first=1, last=1, readings=[encode(reading)]
+    )
+    with pytest.raises(MalformedMessage):
+        decode_data_batch(payload)

@@ -1,0 +1,299 @@
+"""End-to-end ingest throughput of the aggregator, against this machine's raw SQLite insert rate.
+
+    .venv/bin/python bench/ingest.py [--readings 400000] [--batch 1000] [--cabinets 8] [--window 32]
+
+One run:
+1. starts its own Mosquitto and a CentralServer (ingest + API) on a temporary SQLite file;
+2. a publisher in a separate process (its CPU is not central's) pre-encodes batches from several
+   simulated cabinets, publishes them with a bounded window of unacknowledged batches, like edges do,
+   and times first publish -> last ack received (MQTT in, committed, acknowledged);
+3. inserts the same rows into the same readings schema with executemany, one transaction per group of
+   the size that ingest used on average: the raw rate of this machine.
+Prints both and their ratio. Exits non-zero if the run itself failed (not for missing a floor).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+FLOOR_READINGS_PER_S = 100_000
+FLOOR_RATIO = 0.25
+POINTS_PER_CABINET = 50
+TS0_MS = 1_714_557_600_000
+
+
+@dataclass(frozen=True)
+class Plan:
+    readings: int
+    batch: int
+    cabinets: int
+    window: int
+
+    @property
+    def batches_per_cabinet(self) -> int:
+        return max(1, self.readings // (self.batch * self.cabinets))
+
+    @property
+    def total_readings(self) -> int:
+        return self.batches_per_cabinet * self.cabinets * self.batch
+
+
+def cabinet_id(i: int) -> str:
+    return f"bench-cab{i:03d}"
+
+
+def stream_id(i: int) -> str:
+    return f"{i + 1:08x}"
+
+
+def point_name(i: int) -> str:
+    return f"lc{i % 10}/q{i % POINTS_PER_CABINET}"
+
+
+def encoded_batches(plan: Plan) -> list[tuple[str, str, int, int, bytes]]:
+    """(cabinet, stream, first, last, payload), interleaved across cabinets as they would arrive."""
+    from protocols.fleet import Reading, encode, encode_data_batch
+    from protocols.quality import Quality
+
+    points = [point_name(i) for i in range(POINTS_PER_CABINET)]
+    out = []
+    for k in range(plan.batches_per_cabinet):
+        for c in range(plan.cabinets):
+            first = k * plan.batch + 1
+            readings = [
+                encode(
+                    Reading(first + i, points[i % len(points)], TS0_MS + first + i, float(i), Quality.GOOD)
+                )
+                for i in range(plan.batch)
+            ]
+            last = first + plan.batch - 1
+            payload = encode_data_batch(
+                cabinet=cabinet_id(c), stream=stream_id(c), first=first, last=last, readings=readings
+            )
+            out.append((cabinet_id(c), stream_id(c), first, last, payload))
+    return out
+
+
+# -- publisher process ---------------------------------------------------------------------------
+
+
+def publisher_main(broker_host: str, broker_port: int, plan: Plan, conn: Connection) -> None:
+    """Runs in its own process: encode, report ready, wait for go, publish, report timings."""
+    from aiomqtt import MqttError
+
+    try:
+        result = asyncio.run(_publish(broker_host, broker_port, plan, conn))
+    except (MqttError, OSError, RuntimeError, TimeoutError, ValueError) as exc:  # the parent exits 1
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    else:
+        conn.send(("done", result))
+
+
+async def _publish(host: str, port: int, plan: Plan, conn: Connection) -> tuple[float, int, int, int]:
+    import aiomqtt
+
+    from protocols.fleet import decode_ack
+    from protocols.fleet.topics import Topics, all_cabinets, parse_topic
+
+    batches = encoded_batches(plan)
+    pending: dict[tuple[str, str, int, int], asyncio.Event] = {}
+    window = asyncio.Semaphore(plan.window)
+    acked = 0
+    last_ack = 0.0
+    done = asyncio.Event()
+
+    async with aiomqtt.Client(host, port, max_inflight_messages=plan.window * 2, timeout=60) as client:
+        client.pending_calls_threshold = 10_000
+        await client.subscribe(all_cabinets("ack"), qos=1)
+
+        async def on_acks() -> None:
+            nonlocal acked, last_ack
+            async for message in client.messages:
+                cabinet, _ = parse_topic(message.topic.value)
+                ack = decode_ack(message.payload, topic_cabinet=cabinet)
+                event = pending.pop((ack.cabinet, ack.stream, ack.first, ack.last), None)
+                if event is None:
+                    continue  # a duplicate ack
+                acked += 1
+                last_ack = time.perf_counter()
+                window.release()
+                if acked == len(batches):
+                    done.set()
+
+        conn.send(("ready", len(batches)))
+        await asyncio.to_thread(conn.recv)  # "go"
+        listener = asyncio.create_task(on_acks())
+        publishes: set[asyncio.Task[None]] = set()
+        started = time.perf_counter()
+        for cabinet, stream, first, last, payload in batches:
+            await window.acquire()
+            pending[(cabinet, stream, first, last)] = asyncio.Event()
+            task = asyncio.create_task(client.publish(Topics(cabinet).data, payload, qos=1))
+            publishes.add(task)
+            task.add_done_callback(publishes.discard)
+        try:
+            async with asyncio.timeout(120):
+                await done.wait()
+        finally:
+            listener.cancel()
+            await asyncio.gather(listener, *publishes, return_exceptions=True)
+    return last_ack - started, acked, len(batches), sum(len(b[4]) for b in batches)
+
+
+# -- central side --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EndToEnd:
+    seconds: float
+    readings: int
+    batches: int
+    payload_bytes: int
+    commits: int
+    duplicates: int
+
+    @property
+    def rate(self) -> float:
+        return self.readings / self.seconds
+
+    @property
+    def batches_per_commit(self) -> float:
+        return self.batches / max(1, self.commits)
+
+
+async def run_end_to_end(plan: Plan, workdir: Path) -> EndToEnd:
+    from central.server import CentralServer
+    from cityedge.broker import MosquittoBroker
+
+    ctx = multiprocessing.get_context("spawn")
+    async with (
+        MosquittoBroker() as broker,
+        CentralServer(db_path=workdir / "central.db", broker_url=broker.url, http_port=0) as server,
+    ):
+        async with asyncio.timeout(10):
+            await server.ingestor.wait_subscribed()
+        parent, child = ctx.Pipe()
+        process = ctx.Process(target=publisher_main, args=(broker.host, broker.port, plan, child))
+        process.start()
+        try:
+            kind, value = await asyncio.wait_for(asyncio.to_thread(parent.recv), 120)
+            if kind != "ready":
+                raise RuntimeError(f"publisher failed before publishing: {value}")
+            parent.send("go")
+            kind, value = await asyncio.wait_for(asyncio.to_thread(parent.recv), 180)
+            if kind != "done":
+                raise RuntimeError(f"publisher failed: {value}")
+        finally:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+        seconds, acked, sent, payload_bytes = value
+        stats = server.ingestor.stats
+        if acked != sent:
+            raise RuntimeError(f"only {acked} of {sent} batches were acknowledged")
+        if stats.readings_stored != plan.total_readings:
+            raise RuntimeError(f"stored {stats.readings_stored} readings, expected {plan.total_readings}")
+        return EndToEnd(
+            seconds=seconds,
+            readings=plan.total_readings,
+            batches=sent,
+            payload_bytes=payload_bytes,
+            commits=stats.commits,
+            duplicates=stats.duplicate_records,
+        )
+
+
+# -- raw SQLite --------------------------------------------------------------------------------
+
+
+def raw_insert_rate(plan: Plan, group: int, workdir: Path, *, table_options: str) -> float:
+    """executemany of the rows ingest writes, batch by batch, one transaction per ``group`` batches."""
+    from central.sqlite_schema import INSERT_READING, READINGS_TABLE, connect
+    from protocols.quality import Quality
+
+    path = workdir / f"raw-{'norowid' if table_options else 'rowid'}.db"
+    conn = connect(path)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.executescript(READINGS_TABLE.format(options=table_options))
+    batches = []
+    for k in range(plan.batches_per_cabinet):
+        for c in range(plan.cabinets):
+            first = k * plan.batch + 1
+            batches.append(
+                [
+                    (
+                        c + 1,
+                        first + i,
+                        c * POINTS_PER_CABINET + i % POINTS_PER_CABINET + 1,
+                        TS0_MS + first + i,
+                        float(i),
+                        Quality.GOOD,
+                        None,
+                    )
+                    for i in range(plan.batch)
+                ]
+            )
+    started = time.perf_counter()
+    for g in range(0, len(batches), group):
+        conn.execute("BEGIN IMMEDIATE")
+        for rows in batches[g : g + group]:
+            conn.executemany(INSERT_READING, rows)
+        conn.execute("COMMIT")
+    seconds = time.perf_counter() - started
+    conn.close()
+    return plan.total_readings / seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--readings", type=int, default=400_000)
+    parser.add_argument("--batch", type=int, default=1_000, help="readings per batch")
+    parser.add_argument("--cabinets", type=int, default=8, help="simulated cabinets, one stream each")
+    parser.add_argument("--window", type=int, default=32, help="unacknowledged batches in flight")
+    args = parser.parse_args()
+    plan = Plan(readings=args.readings, batch=args.batch, cabinets=args.cabinets, window=args.window)
+    print(
+        f"plan: {plan.total_readings:,} readings in {plan.batches_per_cabinet * plan.cabinets} batches of"
+        f" {plan.batch} from {plan.cabinets} cabinets, window {plan.window}; {os.cpu_count()} CPUs,"
+        f" SQLite {sqlite3.sqlite_version}"
+    )
+    with tempfile.TemporaryDirectory(prefix="cityedge-bench-") as tmp:
+        workdir = Path(tmp)
+        try:
+            e2e = asyncio.run(run_end_to_end(plan, workdir))
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            print(f"FAILED: end-to-end run: {exc}", file=sys.stderr)
+            return 1
+        group = max(1, round(e2e.batches_per_commit))
+        raw = raw_insert_rate(plan, group, workdir, table_options="WITHOUT ROWID")
+        raw_rowid = raw_insert_rate(plan, group, workdir, table_options="")
+    ratio = e2e.rate / raw
+    print(
+        f"end to end (MQTT in, committed, acked): {e2e.rate:>10,.0f} readings/s"
+        f"  ({e2e.readings:,} in {e2e.seconds:.2f} s, {e2e.payload_bytes / e2e.seconds / 1e6:.1f} MB/s,"
+        f" {e2e.commits} commits, {e2e.batches_per_commit:.1f} batches/commit)"
+    )
+    print(f"raw SQLite executemany, same schema:     {raw:>10,.0f} readings/s  (groups of {group} batches)")
+    print(f"  same with a rowid readings table:      {raw_rowid:>10,.0f} readings/s  (for comparison)")
+    print(f"ratio end-to-end / raw:                  {ratio:>10.2f}")
+    rate_ok = "met" if e2e.rate >= FLOOR_READINGS_PER_S else "MISSED"
+    ratio_ok = "met" if ratio >= FLOOR_RATIO else "MISSED"
+    print(f"floors: >= {FLOOR_READINGS_PER_S:,} readings/s: {rate_ok}; ratio >= {FLOOR_RATIO}: {ratio_ok}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,275 @@
+"""The aggregator's HTTP API, under /api/v1. Every store read runs on the store's threads."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, NoReturn, Protocol
+
+import msgspec
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Response
+from fastapi.exceptions import RequestValidationError
+
+from central import api_models as m
+from central.errors import StoreError
+from central.ingest_stats import IngestSnapshot
+from central.store import CabinetRow, Store
+from protocols.quality import Quality
+
+API_PREFIX = "/api/v1"
+HEALTH_TIMEOUT_S = 2.0
+DEFAULT_WINDOW_MS = 24 * 3600 * 1000
+MAX_LIMIT = 100_000
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_DIGITS = re.compile(r"^[0-9]{1,16}$")
+_QUALITY = {int(q): q.name.lower() for q in Quality}
+_json_any = msgspec.json.Decoder(dict[str, Any])
+_json_list = msgspec.json.Decoder(list[dict[str, Any]])
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": m.ErrorBody, "description": "unknown cabinet or point"}
+}
+
+_UNHEALTHY: dict[int | str, dict[str, Any]] = {
+    503: {"model": m.Health, "description": "store unreachable or MQTT down"}
+}
+
+
+class IngestMonitor(Protocol):
+    """What the API reads from the ingest side: ``Ingestor`` provides it."""
+
+    @property
+    def stats(self) -> IngestSnapshot: ...
+
+
+def parse_time(name: str, raw: str) -> int:
+    """Milliseconds since 1970 UTC from ``raw`` (digits, or ISO 8601), else a 422 naming the field."""
+    text = raw.strip()
+    if _DIGITS.match(text):
+        return int(text)
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        _invalid(
+            name,
+            raw,
+            f"{name} must be milliseconds since 1970-01-01 UTC (e.g. 1714557600000) or ISO 8601"
+            " (e.g. 2024-05-01T10:00:00Z); a time without an offset is taken as UTC",
+        )
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    ms = (when - _EPOCH) // _MS
+    if ms < 0:
+        _invalid(name, raw, f"{name} is before 1970-01-01T00:00:00Z")
+    return ms
+
+
+def _invalid(name: str, raw: str, message: str) -> NoReturn:
+    # Same body shape as FastAPI's own 422s, so clients parse one format.
+    raise RequestValidationError(
+        [{"type": "value_error", "loc": ("query", name), "msg": message, "input": raw}]
+    )
+
+
+def _quality(value: int) -> str:
+    return _QUALITY.get(value, str(value))
+
+
+def _summary(row: CabinetRow) -> m.CabinetSummary:
+    return m.CabinetSummary(
+        id=row.id,
+        online=row.online,
+        last_seen_ms=row.last_seen_ms,
+        agent_version=row.version,
+        backlog=row.backlog,
+        stream=row.stream,
+        boot_count=row.boot_count,
+    )
+
+
+def _unknown_cabinet(cabinet: str) -> HTTPException:
+    return HTTPException(
+        404,
+        f"cabinet {cabinet!r} is unknown: it has sent neither a status nor data;"
+        f" GET {API_PREFIX}/cabinets lists the known cabinets",
+    )
+
+
+def create_app(*, store: Store, ingest: IngestMonitor | None = None) -> FastAPI:
+    """The API over ``store``; ``ingest`` feeds /health (None: this process does not ingest)."""
+    app = FastAPI(
+        title="cityedge central",
+        summary="Fleet status, live values, events and quarantine of a city's street cabinets.",
+        version="1",
+    )
+    router = APIRouter(prefix=API_PREFIX)
+
+    async def require_cabinet(cabinet: str) -> CabinetRow:
+        row = await store.cabinet(cabinet)
+        if row is None:
+            raise _unknown_cabinet(cabinet)
+        return row
+
+    @router.get("/cabinets", response_model=list[m.CabinetSummary])
+    async def list_cabinets() -> list[m.CabinetSummary]:
+        return [_summary(row) for row in await store.cabinets()]
+
+    @router.get("/cabinets/{cabinet}", response_model=m.CabinetDetail, responses=_NOT_FOUND)
+    async def get_cabinet(cabinet: str) -> m.CabinetDetail:
+        row = await require_cabinet(cabinet)
+        inventory = [m.Device.model_validate(d) for d in _json_list.decode(row.inventory_json)]
+        return m.CabinetDetail(
+            **_summary(row).model_dump(),
+            status_ts_ms=row.status_ts_ms,
+            config_hash=row.config_hash,
+            inventory=inventory,
+        )
+
+    @router.get("/cabinets/{cabinet}/points", response_model=m.CabinetPoints, responses=_NOT_FOUND)
+    async def latest_values(cabinet: str) -> m.CabinetPoints:
+        await require_cabinet(cabinet)
+        values = await store.latest_values(cabinet)
+        return m.CabinetPoints(
+            cabinet=cabinet,
+            points=[
+                m.PointValueOut(
+                    point=v.point,
+                    ts_ms=v.ts_ms,
+                    value=v.value,
+                    quality=_quality(v.quality),
+                    reason=v.reason,
+                )
+                for v in values
+            ],
+        )
+
+    @router.get(
+        "/cabinets/{cabinet}/points/{point:path}/readings",
+        response_model=m.ReadingsPage,
+        responses=_NOT_FOUND,
+    )
+    async def readings(
+        cabinet: str,
+        point: str,
+        start: Annotated[
+            str | None, Query(description="ms since 1970 UTC or ISO 8601; default end - 24 h")
+        ] = None,
+        end: Annotated[
+            str | None, Query(description="exclusive; ms since 1970 UTC or ISO 8601; default now")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 1000,
+    ) -> m.ReadingsPage:
+        end_ms = parse_time("end", end) if end is not None else time.time_ns() // 1_000_000 + 1
+        start_ms = parse_time("start", start) if start is not None else end_ms - DEFAULT_WINDOW_MS
+        if start_ms >= end_ms:
+            _invalid("start", start or str(start_ms), "start must be before end")
+        await require_cabinet(cabinet)
+        if not await store.has_point(cabinet, point):
+            raise HTTPException(
+                404,
+                f"cabinet {cabinet!r} has no point {point!r}; GET {API_PREFIX}/cabinets/{cabinet}"
+                "/points lists its points",
+            )
+        rows = await store.readings(cabinet, point, start_ms=max(start_ms, 0), end_ms=end_ms, limit=limit)
+        return m.ReadingsPage(
+            cabinet=cabinet,
+            point=point,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            limit=limit,
+            truncated=len(rows) >= limit,
+            readings=[
+                m.ReadingOut(ts_ms=r.ts_ms, value=r.value, quality=_quality(r.quality), reason=r.reason)
+                for r in rows
+            ],
+        )
+
+    @router.get("/events", response_model=m.EventsPage)
+    async def events(
+        cabinet: Annotated[str | None, Query(description="only this cabinet")] = None,
+        since: Annotated[
+            str | None, Query(description="only ts >= since: ms since 1970 UTC or ISO 8601")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+    ) -> m.EventsPage:
+        since_ms = parse_time("since", since) if since is not None else None
+        rows = await store.events(cabinet=cabinet, since_ms=since_ms, limit=limit)
+        return m.EventsPage(
+            events=[
+                m.EventOut(
+                    cabinet=e.cabinet,
+                    stream=e.stream,
+                    seq=e.seq,
+                    ts_ms=e.ts_ms,
+                    source=e.source,
+                    kind=e.kind,
+                    severity=e.severity,
+                    message=e.message,
+                    data=_json_any.decode(e.data_json),
+                )
+                for e in rows
+            ]
+        )
+
+    @router.get("/quarantine", response_model=m.QuarantinePage)
+    async def quarantine(
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    ) -> m.QuarantinePage:
+        counts = await store.quarantine_counts()
+        rows = await store.quarantine(limit=limit)
+        return m.QuarantinePage(
+            counts=dict(counts.by_reason),
+            evicted=counts.evicted,
+            items=[
+                m.QuarantineItem(
+                    id=r.id,
+                    received_ms=r.received_ms,
+                    topic=r.topic,
+                    reason=r.reason,
+                    detail=r.detail,
+                    size=r.size,
+                )
+                for r in rows
+            ],
+        )
+
+    @router.get(
+        "/health",
+        response_model=m.Health,
+        responses=_UNHEALTHY,
+    )
+    async def health(response: Response) -> m.Health:
+        store_health = await _store_health(store)
+        ingest_health = None
+        if ingest is not None:
+            snapshot = ingest.stats
+            ingest_health = m.IngestHealth(
+                **{name: getattr(snapshot, name) for name in m.IngestHealth.model_fields}
+            )
+        healthy = store_health.reachable and (ingest_health is None or ingest_health.mqtt_connected)
+        response.status_code = 200 if healthy else 503
+        return m.Health(healthy=healthy, store=store_health, ingest=ingest_health)
+
+    app.include_router(router)
+    return app
+
+
+async def _store_health(store: Store) -> m.StoreHealth:
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT_S):
+            totals = await store.totals()
+    except StoreError as exc:
+        return m.StoreHealth(reachable=False, error=str(exc))
+    except TimeoutError:
+        return m.StoreHealth(reachable=False, error=f"the store did not answer within {HEALTH_TIMEOUT_S} s")
+    return m.StoreHealth(
+        reachable=True,
+        cabinets=totals.cabinets,
+        readings=totals.readings,
+        events=totals.events,
+        quarantined=totals.quarantined,
+    )

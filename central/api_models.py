@@ -1,0 +1,139 @@
+"""Response bodies of the HTTP API, as pydantic models so that /openapi.json documents them.
+
+Timestamps are integers in milliseconds since 1970-01-01 UTC (fields ending in ``_ms``), the unit
+of the fleet protocol; query parameters accept them or ISO 8601.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+Scalar = float | int | bool | str | None
+
+
+class ErrorBody(BaseModel):
+    detail: str = Field(description="what went wrong and what to do about it")
+
+
+class Device(BaseModel):
+    name: str
+    driver: str
+    profile: str | None = None
+    points: list[str] = []
+
+
+class CabinetSummary(BaseModel):
+    id: str
+    online: bool = Field(description="from the cabinet's retained status: birth or last will")
+    last_seen_ms: int | None = Field(description="when central last received from it")
+    agent_version: str
+    backlog: int = Field(description="records waiting in the cabinet's buffer, as last reported")
+    stream: str | None
+    boot_count: int
+
+
+class CabinetDetail(CabinetSummary):
+    status_ts_ms: int | None = Field(description="timestamp of the latest status message")
+    config_hash: str
+    inventory: list[Device]
+
+
+class PointValueOut(BaseModel):
+    point: str
+    ts_ms: int
+    value: Scalar
+    quality: str = Field(description="good, uncertain or bad")
+    reason: str | None = Field(description="why the quality is not good")
+
+
+class CabinetPoints(BaseModel):
+    cabinet: str
+    points: list[PointValueOut]
+
+
+class ReadingOut(BaseModel):
+    ts_ms: int
+    value: Scalar
+    quality: str
+    reason: str | None
+
+
+class ReadingsPage(BaseModel):
+    cabinet: str
+    point: str
+    start_ms: int
+    end_ms: int
+    limit: int
+    truncated: bool = Field(
+        description="true when ``limit`` readings were returned: ask again from the last ts"
+    )
+    readings: list[ReadingOut]
+
+
+class EventOut(BaseModel):
+    cabinet: str
+    stream: str
+    seq: int
+    ts_ms: int
+    source: str
+    kind: str
+    severity: str
+    message: str
+    data: dict[str, Scalar]
+
+
+class EventsPage(BaseModel):
+    events: list[EventOut] = Field(description="newest first")
+
+
+class QuarantineItem(BaseModel):
+    id: int
+    received_ms: int
+    topic: str
+    reason: str
+    detail: str
+    size: int = Field(description="payload size in bytes as received (the stored copy is capped)")
+
+
+class QuarantinePage(BaseModel):
+    counts: dict[str, int] = Field(description="rows kept per reason")
+    evicted: int = Field(description="old rows deleted to keep the quarantine bounded")
+    items: list[QuarantineItem] = Field(description="newest first, without payloads")
+
+
+class StoreHealth(BaseModel):
+    reachable: bool
+    error: str | None = None
+    cabinets: int | None = None
+    readings: int | None = None
+    events: int | None = None
+    quarantined: int | None = None
+
+
+class IngestHealth(BaseModel):
+    mqtt_connected: bool
+    mqtt_protocol: str | None
+    shared_subscription: bool
+    connects: int
+    batches_received: int
+    batches_stored: int
+    duplicate_batches: int
+    readings_stored: int
+    events_stored: int
+    results_stored: int
+    duplicate_records: int
+    statuses: int
+    rejected: dict[str, int]
+    commits: int
+    store_errors: int
+    acks_sent: int
+    acks_failed: int
+    pending_batches: int
+    last_error: str | None
+    last_error_ms: int | None
+
+
+class Health(BaseModel):
+    healthy: bool = Field(description="the store answers and, when this process ingests, MQTT is up")
+    store: StoreHealth
+    ingest: IngestHealth | None = Field(description="null when this process does not ingest")

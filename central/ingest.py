@@ -1,0 +1,375 @@
+"""MQTT ingest: receive batches, store them with group commit, acknowledge only what is committed.
+
+Three tasks share one event loop:
+
+    mqtt    connect (MQTT 5, else 3.1.1), subscribe, decode and validate every message, queue it
+    writer  take everything queued (up to a bound) and write it in ONE transaction
+    acker   publish one Ack per committed batch on the cabinet's ack topic
+
+A bad message is counted under its reason and quarantined; it never stops the loop. Duplicates are
+acknowledged again: the edge may have missed the first ack. An ack that cannot be sent is not retried:
+the edge sends the batch again, it is stored as a duplicate, and acknowledged then.
+
+Several workers may ingest from one broker: data comes through an MQTT 5 shared subscription, so the
+broker gives each batch to one of them. Status comes through a normal subscription (retained messages
+are not delivered to shared subscriptions); every worker applies it, which is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Self
+
+import aiomqtt
+from paho.mqtt.reasoncodes import ReasonCode
+
+from central.backoff import Backoff
+from central.errors import ServerError, StoreError
+from central.ingest_stats import IngestSnapshot, IngestStats
+from central.store import (
+    BatchOutcome,
+    QuarantineEntry,
+    ReceivedBatch,
+    ReceivedStatus,
+    Store,
+)
+from protocols.fleet import (
+    PROTOCOL_VERSION,
+    Ack,
+    FleetError,
+    TopicError,
+    Topics,
+    decode_data_batch,
+    decode_status,
+    encode,
+    parse_topic,
+)
+from protocols.fleet.broker_url import BrokerAddress, parse_broker_url
+from protocols.fleet.topics import all_cabinets, shared
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_GROUP = "cityedge-central"
+STABLE_SESSION_S = 10.0
+_UNSUPPORTED_PROTOCOL = (1, 0x84)  # MQTT 3.1.1 and MQTT 5 CONNACK codes for "unsupported protocol"
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _granted(codes: Sequence[int | ReasonCode]) -> bool:
+    return all((c.value if isinstance(c, ReasonCode) else c) < 0x80 for c in codes)
+
+
+def _records(received: ReceivedBatch) -> int:
+    batch = received.batch
+    return len(batch.readings) + len(batch.events) + len(batch.results)
+
+
+class Ingestor:
+    """``async with Ingestor(store=..., broker_url=...)`` ingests until the block exits."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        broker_url: str,
+        group: str = DEFAULT_GROUP,
+        client_id: str | None = None,
+        timeout: float = 10.0,
+        max_group_records: int = 50_000,
+        max_pending_records: int = 500_000,
+        max_queued_messages: int = 10_000,
+        backoff: Backoff | None = None,
+    ) -> None:
+        try:
+            self._address: BrokerAddress = parse_broker_url(broker_url)
+        except ValueError as exc:
+            raise ServerError("broker URL", str(exc)) from exc
+        self._store = store
+        self._group = group
+        self._client_id = client_id or f"cityedge-central-{uuid.uuid4().hex[:12]}"
+        self._timeout = timeout
+        self._max_group_records = max_group_records
+        self._max_pending_records = max_pending_records
+        self._max_queued_messages = max_queued_messages
+        self._backoff = backoff or Backoff(initial=0.2, maximum=30.0)
+        self._protocol = aiomqtt.ProtocolVersion.V5
+
+        self._stats = IngestStats()
+        self._batches: deque[ReceivedBatch] = deque()
+        self._statuses: list[ReceivedStatus] = []
+        self._quarantine: list[QuarantineEntry] = []
+        self._pending_records = 0
+        self._work = asyncio.Event()  # something is queued for the writer
+        self._room = asyncio.Event()  # the queue is below its bound: keep reading the broker
+        self._room.set()
+        self._acks: list[Ack] = []
+        self._ack_work = asyncio.Event()
+        self._client: aiomqtt.Client | None = None
+        self._subscribed = asyncio.Event()
+        self._task_group: asyncio.TaskGroup | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._task_group is not None:
+            raise RuntimeError("this Ingestor is already running")
+        task_group = asyncio.TaskGroup()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        self._tasks = [
+            task_group.create_task(self._mqtt_loop(), name="central-ingest-mqtt"),
+            task_group.create_task(self._write_loop(), name="central-ingest-writer"),
+            task_group.create_task(self._ack_loop(), name="central-ingest-acker"),
+        ]
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        task_group, self._task_group = self._task_group, None
+        if task_group is None:
+            return
+        for task in self._tasks:
+            task.cancel()
+        # Not the body's exception: TaskGroup would wrap it in an ExceptionGroup. It propagates
+        # by itself once this returns; only our tasks' own failures are raised here.
+        await task_group.__aexit__(None, None, None)
+
+    @property
+    def stats(self) -> IngestSnapshot:
+        self._stats.pending_batches = len(self._batches)
+        return self._stats.snapshot()
+
+    @property
+    def client_id(self) -> str:
+        return self._client_id
+
+    async def wait_subscribed(self) -> None:
+        """Return once the current connection has its subscriptions (publishing before is lossy)."""
+        await self._subscribed.wait()
+
+    # -- MQTT: connect, subscribe, receive --------------------------------------------------
+
+    async def _mqtt_loop(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await self._session()
+            except (aiomqtt.MqttError, TimeoutError, OSError) as exc:
+                message = f"MQTT {self._address}: {exc or type(exc).__name__}"
+                self._stats.error(message, _now_ms())
+                # A connection that held for a while starts the backoff over; one the broker drops
+                # at once (ACL, overload) keeps backing off instead of hammering it.
+                if time.monotonic() - started > STABLE_SESSION_S:
+                    self._backoff.reset()
+                delay = self._backoff.next_delay()
+                logger.warning("%s; reconnecting in %.1f s", message, delay)
+                await asyncio.sleep(delay)
+
+    async def _session(self) -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            async with asyncio.timeout(self._timeout):
+                client = await self._connect(stack)
+                await self._subscribe(client)
+            self._client = client
+            self._stats.mqtt_connected = True
+            self._stats.connects += 1
+            self._subscribed.set()
+            logger.info("ingesting from %s as %s", self._address, self._client_id)
+            try:
+                async for message in client.messages:
+                    self._handle(message)
+                    if not self._room.is_set():
+                        await self._room.wait()
+            finally:
+                self._client = None
+                self._subscribed.clear()
+                self._stats.mqtt_connected = False
+
+    async def _connect(self, stack: contextlib.AsyncExitStack) -> aiomqtt.Client:
+        try:
+            return await stack.enter_async_context(self._new_client())
+        except aiomqtt.MqttCodeError as exc:  # MqttConnectError is not exported
+            code = exc.rc.value if isinstance(exc.rc, ReasonCode) else exc.rc
+            if self._protocol != aiomqtt.ProtocolVersion.V5 or code not in _UNSUPPORTED_PROTOCOL:
+                raise
+        # A broker without MQTT 5 (amqtt): no shared subscriptions, a single ingest worker.
+        logger.warning("broker %s does not speak MQTT 5; using MQTT 3.1.1", self._address)
+        self._protocol = aiomqtt.ProtocolVersion.V311
+        return await stack.enter_async_context(self._new_client())
+
+    def _new_client(self) -> aiomqtt.Client:
+        address = self._address
+        client = aiomqtt.Client(
+            address.host,
+            address.port,
+            username=address.username,
+            password=address.password,
+            identifier=self._client_id,
+            protocol=self._protocol,
+            timeout=self._timeout,
+            keepalive=30,
+            # Bounded: past it the client drops messages, which the edge re-sends (never acked).
+            max_queued_incoming_messages=self._max_queued_messages,
+            max_inflight_messages=100,
+            tls_context=ssl.create_default_context() if address.tls else None,
+        )
+        client.pending_calls_threshold = 1_000  # acks are published concurrently by design
+        return client
+
+    async def _subscribe(self, client: aiomqtt.Client) -> None:
+        v5 = self._protocol == aiomqtt.ProtocolVersion.V5
+        data = all_cabinets("data")
+        is_shared = v5 and _granted(await client.subscribe(shared(self._group, data), qos=1))
+        if not is_shared:
+            await self._subscribe_one(client, data)
+        await self._subscribe_one(client, all_cabinets("status"))
+        self._stats.mqtt_protocol = "5" if v5 else "3.1.1"
+        self._stats.shared_subscription = is_shared
+
+    async def _subscribe_one(self, client: aiomqtt.Client, topic: str) -> None:
+        codes = await client.subscribe(topic, qos=1)
+        if not _granted(codes):
+            raise aiomqtt.MqttError(f"the broker refused the subscription to {topic}: {codes}")
+
+    def _handle(self, message: aiomqtt.Message) -> None:
+        topic = message.topic.value
+        payload = message.payload
+        now = _now_ms()
+        try:
+            cabinet, kind = parse_topic(topic)
+            if kind == "data":
+                batch = decode_data_batch(payload, topic_cabinet=cabinet)
+                self._queue_batch(ReceivedBatch(batch, now, topic, payload))
+            elif kind == "status":
+                # An empty retained payload is how a retained status is deleted: nothing to do.
+                if payload:
+                    status = decode_status(payload, topic_cabinet=cabinet)
+                    self._stats.statuses += 1
+                    self._statuses.append(ReceivedStatus(status, now))
+                    self._work.set()
+            else:
+                raise TopicError(topic, f"central does not consume {kind!r} messages")
+        except FleetError as exc:
+            self._reject(topic, payload, exc, now)
+
+    def _queue_batch(self, received: ReceivedBatch) -> None:
+        self._stats.batches_received += 1
+        self._batches.append(received)
+        self._pending_records += _records(received)
+        if self._pending_records >= self._max_pending_records:
+            self._room.clear()
+        self._work.set()
+
+    def _reject(self, topic: str, payload: bytes, exc: FleetError, now: int) -> None:
+        self._stats.reject(exc.reason)
+        logger.warning("quarantined a message on %s (%s): %s", topic, exc.reason, exc)
+        self._quarantine.append(QuarantineEntry(now, topic, exc.reason, str(exc), payload))
+        self._work.set()
+
+    # -- writer: group commit ---------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        retry = Backoff(initial=0.05, maximum=5.0)
+        while True:
+            await self._work.wait()
+            batches, statuses, quarantine = self._take_group()
+            while True:
+                try:
+                    outcomes = await self._store.write(batches, statuses, quarantine)
+                    break
+                except StoreError as exc:
+                    # Keep the group and retry: nothing was acknowledged, nothing is dropped.
+                    self._stats.store_errors += 1
+                    self._stats.error(str(exc), _now_ms())
+                    delay = retry.next_delay()
+                    logger.error("%s; retrying in %.2f s", exc, delay)
+                    await asyncio.sleep(delay)
+            retry.reset()
+            self._committed(batches, outcomes)
+
+    def _take_group(
+        self,
+    ) -> tuple[list[ReceivedBatch], list[ReceivedStatus], list[QuarantineEntry]]:
+        batches: list[ReceivedBatch] = []
+        records = 0
+        queue = self._batches
+        while queue and (not batches or records + _records(queue[0]) <= self._max_group_records):
+            received = queue.popleft()
+            batches.append(received)
+            records += _records(received)
+        statuses, self._statuses = self._statuses, []
+        quarantine, self._quarantine = self._quarantine, []
+        if not queue:
+            self._work.clear()
+        return batches, statuses, quarantine
+
+    def _committed(self, batches: list[ReceivedBatch], outcomes: list[BatchOutcome]) -> None:
+        stats = self._stats
+        stats.commits += 1
+        for outcome in outcomes:
+            if outcome.unstorable is not None:
+                stats.reject("unstorable")
+                logger.warning(
+                    "quarantined batch %s..%s of %s: %s",
+                    outcome.first,
+                    outcome.last,
+                    outcome.cabinet,
+                    outcome.unstorable,
+                )
+                continue
+            stats.batches_stored += 1
+            stats.readings_stored += outcome.readings_new
+            stats.events_stored += outcome.events_new
+            stats.results_stored += outcome.results_new
+            stats.duplicate_records += outcome.duplicates
+            if outcome.duplicates and not outcome.new:
+                stats.duplicate_batches += 1
+            self._acks.append(
+                Ack(
+                    v=PROTOCOL_VERSION,
+                    cabinet=outcome.cabinet,
+                    stream=outcome.stream,
+                    first=outcome.first,
+                    last=outcome.last,
+                )
+            )
+        self._ack_work.set()
+        self._pending_records -= sum(_records(b) for b in batches)
+        if self._pending_records < self._max_pending_records:
+            self._room.set()
+
+    # -- acker ------------------------------------------------------------------------------
+
+    async def _ack_loop(self) -> None:
+        while True:
+            await self._ack_work.wait()
+            self._ack_work.clear()
+            acks, self._acks = self._acks, []
+            client = self._client
+            if client is None:
+                self._stats.acks_failed += len(acks)  # the edge re-sends; we ack the duplicate
+                continue
+            await asyncio.gather(*(self._publish_ack(client, ack) for ack in acks))
+
+    async def _publish_ack(self, client: aiomqtt.Client, ack: Ack) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                await client.publish(Topics(ack.cabinet).ack, encode(ack), qos=1)
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            self._stats.acks_failed += 1
+            self._stats.error(f"ack to {ack.cabinet}: {exc or type(exc).__name__}", _now_ms())
+        else:
+            self._stats.acks_sent += 1

@@ -1,0 +1,166 @@
+"""The aggregator process: store + MQTT ingest + HTTP API, all in one event loop.
+
+    async with CentralServer(db_path=..., broker_url=..., http_port=0) as server:
+        print(server.url)          # the bound port is known once the block is entered
+
+``serve()`` is what ``cityedge central serve`` runs: the same, until cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable, Generator
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import uvicorn
+
+from central.api import create_app
+from central.errors import ServerError
+from central.ingest import DEFAULT_GROUP, Ingestor
+from central.sqlite_store import SqliteStore
+
+logger = logging.getLogger(__name__)
+
+GRACEFUL_SHUTDOWN_S = 5
+
+
+class _EmbeddedUvicorn(uvicorn.Server):
+    """uvicorn as one component among others: it signals readiness and leaves signals alone."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = asyncio.Event()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # The host program owns SIGINT/SIGTERM; uvicorn would otherwise replace their handlers.
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.ready.set()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind here rather than in uvicorn, which calls sys.exit() when a bind fails."""
+    setting = f"HTTP address {host}:{port}"
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family, backlog=512)
+    except OSError as exc:
+        raise ServerError(
+            setting, f"cannot listen: {exc.strerror or exc}; choose another host or port"
+        ) from exc
+
+
+class CentralServer:
+    """Runs ingest and the HTTP API; ``async with`` starts both and stops them cleanly."""
+
+    def __init__(
+        self,
+        *,
+        db_path: Path,
+        broker_url: str,
+        http_host: str = "127.0.0.1",
+        http_port: int = 8080,
+        group: str = DEFAULT_GROUP,
+        durable: bool = True,
+    ) -> None:
+        self.store = SqliteStore(db_path, durable=durable)
+        # Validates the broker URL now: a bad one fails before anything starts.
+        self.ingestor = Ingestor(store=self.store, broker_url=broker_url, group=group)
+        self.http_host = http_host
+        self._requested_port = http_port
+        self._socket: socket.socket | None = None
+        self._http: _EmbeddedUvicorn | None = None
+        self._http_task: asyncio.Task[None] | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+
+    @property
+    def http_port(self) -> int:
+        """The bound port (the real one when 0 was asked for); only valid once started."""
+        if self._socket is None:
+            raise RuntimeError("the server is not started")
+        port: int = self._socket.getsockname()[1]
+        return port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.http_host}]" if ":" in self.http_host else self.http_host
+        return f"http://{host}:{self.http_port}"
+
+    async def __aenter__(self) -> Self:
+        # Bind first: an address in use fails before anything else has started.
+        self._socket = sock = _listen(self.http_host, self._requested_port)
+        async with contextlib.AsyncExitStack() as stack:
+            stack.callback(sock.close)  # on failure; uvicorn closes it on a normal stop
+            await stack.enter_async_context(self.store)
+            await stack.enter_async_context(self.ingestor)
+            await self._start_http(sock)
+            stack.push_async_callback(self._stop_http)
+            self._stack = stack.pop_all()
+        logger.info("central serving %s", self.url)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.__aexit__(exc_type, exc, tb)
+
+    async def _start_http(self, sock: socket.socket) -> None:
+        config = uvicorn.Config(
+            create_app(store=self.store, ingest=self.ingestor),
+            log_config=None,  # logging is the host program's business
+            lifespan="off",
+            ws="none",
+            access_log=False,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        )
+        self._http = http = _EmbeddedUvicorn(config)
+        self._http_task = task = asyncio.create_task(http.serve([sock]), name="central-http")
+        ready = asyncio.create_task(http.ready.wait(), name="central-http-ready")
+        await asyncio.wait((task, ready), return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            ready.cancel()
+            failure = task.exception() if not task.cancelled() else None
+            raise ServerError(f"HTTP server on {self.http_host}", f"did not start: {failure}")
+
+    async def _stop_http(self) -> None:
+        http, task = self._http, self._http_task
+        if http is None or task is None:
+            return
+        http.should_exit = True
+        await task
+
+    async def wait_stopped(self) -> None:
+        """Return when the HTTP server stopped by itself; re-raise what stopped it."""
+        if self._http_task is None:
+            raise RuntimeError("the server is not started")
+        await asyncio.shield(self._http_task)
+
+
+async def serve(
+    *,
+    db_path: Path,
+    broker_url: str,
+    http_host: str = "127.0.0.1",
+    http_port: int = 8080,
+    on_ready: Callable[[CentralServer], None] | None = None,
+) -> None:
+    """Run the aggregator until cancelled (the CLI cancels on SIGINT/SIGTERM); stops cleanly.
+
+    Returns early, re-raising its error, only if the HTTP server stops by itself.
+    """
+    async with CentralServer(
+        db_path=db_path, broker_url=broker_url, http_host=http_host, http_port=http_port
+    ) as server:
+        if on_ready is not None:
+            on_ready(server)
+        await server.wait_stopped()

@@ -1,0 +1,187 @@
+"""The embedded store: one SQLite file in WAL mode.
+
+Writes go through ONE connection on ONE dedicated thread (a single-thread executor), so they are
+serialised without locks and never run on the event loop. Reads (the API) use their own read-only
+connections on a small pool of threads: in WAL mode they never wait for the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+from typing import Self, TypeVar
+
+from central import sqlite_queries as q
+from central.errors import StoreError
+from central.sqlite_schema import BUSY_TIMEOUT_S, connect, create_schema
+from central.sqlite_writer import SqliteWriter
+from central.store import (
+    BatchOutcome,
+    CabinetRow,
+    EventRow,
+    PointValue,
+    QuarantineCounts,
+    QuarantineEntry,
+    QuarantineRow,
+    ReadingRow,
+    ReceivedBatch,
+    ReceivedStatus,
+    Totals,
+)
+
+_T = TypeVar("_T")
+
+READ_THREADS = 4
+
+
+class SqliteStore:
+    """``Store`` on a SQLite file. ``async with SqliteStore(path) as store`` opens and closes it."""
+
+    def __init__(
+        self, path: Path | str, *, durable: bool = True, busy_timeout_s: float = BUSY_TIMEOUT_S
+    ) -> None:
+        self.path = Path(path)
+        self._durable = durable
+        self._busy_timeout_s = busy_timeout_s
+        self._write_pool: ThreadPoolExecutor | None = None
+        self._read_pool: ThreadPoolExecutor | None = None
+        self._writer: SqliteWriter | None = None
+        self._writer_conn: sqlite3.Connection | None = None
+        # One read connection per read thread, created on first use; listed to be closed at the end.
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        if self._write_pool is not None:
+            return
+        self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="central-sqlite-writer")
+        self._read_pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="central-sqlite-read")
+        try:
+            await self._on_writer("open", self._open_writer)
+        except BaseException:
+            await self.close()
+            raise
+
+    def _open_writer(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = connect(self.path, busy_timeout_s=self._busy_timeout_s)
+        self._writer_conn = conn
+        create_schema(conn, durable=self._durable)
+        self._writer = SqliteWriter(conn)
+
+    async def close(self) -> None:
+        write_pool, read_pool = self._write_pool, self._read_pool
+        self._write_pool = self._read_pool = None
+        loop = asyncio.get_running_loop()
+        if write_pool is not None:
+            # Queued behind any write still running: that commit completes before the close.
+            await loop.run_in_executor(write_pool, self._close_writer)
+            write_pool.shutdown(wait=False)
+        if read_pool is not None:
+            await asyncio.to_thread(read_pool.shutdown, wait=True)
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for conn in readers:
+            conn.close()
+
+    def _close_writer(self) -> None:
+        conn, self._writer_conn, self._writer = self._writer_conn, None, None
+        if conn is not None:
+            conn.close()
+
+    async def _on_writer(self, operation: str, fn: Callable[[], _T]) -> _T:
+        pool = self._write_pool
+        if pool is None:
+            raise StoreError(str(self.path), operation, "the store is not open")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, fn)
+        except sqlite3.Error as exc:
+            raise StoreError(str(self.path), operation, str(exc)) from exc
+        except OSError as exc:
+            raise StoreError(str(self.path), operation, str(exc)) from exc
+
+    async def _on_reader(self, operation: str, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        pool = self._read_pool
+        if pool is None:
+            raise StoreError(str(self.path), operation, "the store is not open")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, self._read, fn)
+        except sqlite3.Error as exc:
+            raise StoreError(str(self.path), operation, str(exc)) from exc
+
+    def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, readonly=True, busy_timeout_s=self._busy_timeout_s)
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return fn(conn)
+
+    async def write(
+        self,
+        batches: Sequence[ReceivedBatch],
+        statuses: Sequence[ReceivedStatus] = (),
+        quarantine: Sequence[QuarantineEntry] = (),
+    ) -> list[BatchOutcome]:
+        def run() -> list[BatchOutcome]:
+            if self._writer is None:
+                raise sqlite3.ProgrammingError("the writer connection is closed")
+            return self._writer.write(batches, statuses, quarantine)
+
+        return await self._on_writer("write", run)
+
+    async def ping(self) -> None:
+        await self._on_reader("ping", q.ping)
+
+    async def cabinets(self) -> list[CabinetRow]:
+        return await self._on_reader("list cabinets", q.cabinets)
+
+    async def cabinet(self, cabinet: str) -> CabinetRow | None:
+        return await self._on_reader("read cabinet", lambda c: q.cabinet(c, cabinet))
+
+    async def latest_values(self, cabinet: str) -> list[PointValue]:
+        return await self._on_reader("latest values", lambda c: q.latest_values(c, cabinet))
+
+    async def has_point(self, cabinet: str, point: str) -> bool:
+        return await self._on_reader("find point", lambda c: q.has_point(c, cabinet, point))
+
+    async def readings(
+        self, cabinet: str, point: str, *, start_ms: int, end_ms: int, limit: int
+    ) -> list[ReadingRow]:
+        return await self._on_reader(
+            "read readings",
+            lambda c: q.readings(c, cabinet, point, start_ms=start_ms, end_ms=end_ms, limit=limit),
+        )
+
+    async def events(
+        self, *, cabinet: str | None = None, since_ms: int | None = None, limit: int = 100
+    ) -> list[EventRow]:
+        return await self._on_reader("read events", lambda c: q.events(c, cabinet, since_ms, limit))
+
+    async def quarantine(self, *, limit: int = 100) -> list[QuarantineRow]:
+        return await self._on_reader("read quarantine", lambda c: q.quarantine(c, limit))
+
+    async def quarantine_payload(self, entry_id: int) -> bytes | None:
+        return await self._on_reader("read quarantined payload", lambda c: q.quarantine_payload(c, entry_id))
+
+    async def quarantine_counts(self) -> QuarantineCounts:
+        return await self._on_reader("count quarantine", q.quarantine_counts)
+
+    async def totals(self) -> Totals:
+        return await self._on_reader("read totals", q.totals)

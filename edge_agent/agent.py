@@ -6,11 +6,15 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from edge_agent.alarms import DeviceAlarms
 from edge_agent.buffer import Buffer
-from edge_agent.clock import ClockMs, utc_ms
+from edge_agent.clock import Clock, SystemClock
+from edge_agent.command_ledger import CommandLedger
+from edge_agent.commands import CommandExecutor
 from edge_agent.config import DeviceSection, LoadedConfig
 from edge_agent.drivers import build_driver
-from edge_agent.poller import DevicePoller
+from edge_agent.lighting.runner import LightingRunner, lighting_outputs
+from edge_agent.poller import DevicePoller, Observer
 from edge_agent.sync import Sync
 from protocols.driver import FieldDriver
 from protocols.fleet import PROTOCOL_VERSION, DeviceInfo, Status
@@ -30,28 +34,52 @@ class Agent:
         self,
         loaded: LoadedConfig,
         *,
-        clock_ms: ClockMs = utc_ms,
+        clock: Clock | None = None,
         driver_factory: DriverFactory = build_driver,
     ) -> None:
         self.loaded = loaded
         self.config = loaded.config
-        self.clock_ms = clock_ms
+        self.clock = clock = clock or SystemClock()
+        self.clock_ms = clock_ms = clock.now_ms
         self.buffer = Buffer(
             loaded.buffer_path,
             max_bytes=int(self.config.buffer.max_mb * 1024 * 1024),
             clock_ms=clock_ms,
         )
+        devices = [
+            (device.name, driver_factory(device, loaded.profiles[device.name]), loaded.profiles[device.name])
+            for device in self.config.devices
+        ]
+        self.lighting = LightingRunner(
+            outputs=lighting_outputs(devices, self.config.lighting.devices),
+            configured=loaded.schedule,
+            buffer=self.buffer,
+            clock=clock,
+        )
+        self.alarms = {
+            device.name: DeviceAlarms(device=device.name, settings=device.alarms, buffer=self.buffer)
+            for device in self.config.devices
+        }
         self.pollers = [
             DevicePoller(
-                name=device.name,
-                driver=driver_factory(device, loaded.profiles[device.name]),
+                name=name,
+                driver=driver,
                 interval_s=device.poll_interval_s,
                 timeout_s=device.timeout_s,
                 buffer=self.buffer,
                 clock_ms=clock_ms,
+                observer=self._alarm_observer(name),
             )
-            for device in self.config.devices
+            for (name, driver, _), device in zip(devices, self.config.devices, strict=True)
         ]
+        self.ledger = CommandLedger(self.buffer)
+        self.commands = CommandExecutor(
+            cabinet=self.config.cabinet.id,
+            buffer=self.buffer,
+            ledger=self.ledger,
+            lighting=self.lighting,
+            clock=clock,
+        )
         self.sync = Sync(
             cabinet=self.config.cabinet.id,
             broker=self.config.broker.address(),
@@ -61,7 +89,13 @@ class Agent:
             birth=lambda: self._status(online=True),
             death=lambda: self._status(online=False),
             clock_ms=clock_ms,
+            on_command=self.commands.submit,
         )
+
+    def _alarm_observer(self, name: str) -> Observer:
+        alarms = self.alarms[name]
+        current = self.lighting.current
+        return lambda ts, values: alarms.observe(ts, values, current.get(name))
 
     def _status(self, *, online: bool) -> Status:
         return Status(
@@ -95,6 +129,9 @@ class Agent:
                 message=f"agent {AGENT_VERSION} started (boot {self.buffer.boot_count})",
                 data={"boot_count": self.buffer.boot_count, "config_hash": self.loaded.digest},
             )
+            await self.ledger.open()
+            await self.ledger.prune(self.clock_ms())
+            await self.lighting.open()
             log.info(
                 "cabinet %s: stream %s, boot %d, %d records buffered, %d devices",
                 self.config.cabinet.id,
@@ -108,6 +145,8 @@ class Agent:
                     tasks.create_task(poller.run(), name=f"poll-{poller.name}")
                 tasks.create_task(self._flush_forever(), name="flush")
                 tasks.create_task(self.sync.run(), name="sync")
+                tasks.create_task(self.lighting.run(), name="lighting")
+                tasks.create_task(self.commands.run(), name="commands")
 
     async def _flush_forever(self) -> None:
         interval = self.config.buffer.commit_interval_s

@@ -338,6 +338,38 @@ class Buffer:
         stamps = [ts for _, ts, _ in victims]
         return Eviction(ranges=ranges, count=len(victims), first_ts=min(stamps), last_ts=max(stamps))
 
+    # -- other durable state in the same file (command ledger, lighting settings) ---------------------
+
+    async def transact(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``work`` in one transaction on the buffer's thread: one file, one writer, no lock fights."""
+
+        def run() -> _T:
+            db = self._require_db()
+            try:
+                with db:
+                    db.execute("BEGIN")
+                    return work(db)
+            except sqlite3.Error as exc:
+                raise BufferError(str(self.path), f"cannot write ({exc})") from exc
+
+        return await self._run(run)
+
+    async def get_setting(self, key: str) -> str | None:
+        def get(db: sqlite3.Connection) -> str | None:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (f"setting.{key}",)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self.transact(get)
+
+    async def put_setting(self, key: str, value: str | None) -> None:
+        def put(db: sqlite3.Connection) -> None:
+            if value is None:
+                db.execute("DELETE FROM meta WHERE key = ?", (f"setting.{key}",))
+            else:
+                db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (f"setting.{key}", value))
+
+        await self.transact(put)
+
     # -- reading for the sender ---------------------------------------------------------------------
 
     async def read_batch(self, after: int, max_records: int) -> Batch | None:

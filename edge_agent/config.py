@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge_agent.errors import ConfigError
+from edge_agent.lighting import LightingSchedule, ScheduleError, parse_schedule
 from protocols.errors import ProfileError
 from protocols.fleet.broker_url import BrokerAddress, parse_broker_url
 from protocols.fleet.topics import CABINET_ID_PATTERN
@@ -68,6 +69,18 @@ class SyncSection(_Model):
     reconnect_max_s: Annotated[float, Field(gt=0)] = 60.0
 
 
+class AlarmSettings(_Model):
+    """Thresholds of a lighting device's alarms; each alarm is raised and cleared once, with hysteresis."""
+
+    raise_after: Annotated[int, Field(ge=1, le=100)] = 3  # consecutive polls before raising
+    clear_after: Annotated[int, Field(ge=1, le=100)] = 3  # consecutive polls before clearing
+    day_power_max_w: Annotated[float, Field(ge=0)] = 20.0  # above this in daytime: lit in daytime
+    night_power_min_w: Annotated[float, Field(ge=0)] = 10.0  # below this while lit: dark at night
+    power_max_w: Annotated[float, Field(gt=0)] | None = None  # above this: power out of range
+    current_max_a: Annotated[float, Field(gt=0)] | None = None  # above this: current out of range
+    hysteresis_pct: Annotated[float, Field(ge=0, le=50)] = 10.0  # clear only this far back inside
+
+
 class DeviceSection(_Model):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
     driver: DriverName
@@ -76,6 +89,7 @@ class DeviceSection(_Model):
     profile: str
     poll_interval_s: Annotated[float, Field(gt=0, le=86400)] = 5.0
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    alarms: AlarmSettings = AlarmSettings()
 
     @field_validator("address")
     @classmethod
@@ -94,12 +108,20 @@ class DeviceSection(_Model):
         return int(self.address.rpartition(":")[2])
 
 
+class LightingSection(_Model):
+    """The schedule the cabinet runs on its own until central sends another (see edge_agent.lighting)."""
+
+    devices: list[str] | None = None  # default: every device whose profile has a relay point
+    schedule: dict[str, Any] | None = None
+
+
 class AgentConfig(_Model):
     cabinet: CabinetSection
     broker: BrokerSection = BrokerSection()
     buffer: BufferSection = BufferSection()
     sync: SyncSection = SyncSection()
     devices: list[DeviceSection] = []
+    lighting: LightingSection = LightingSection()
 
     @model_validator(mode="after")
     def _unique_device_names(self) -> AgentConfig:
@@ -108,17 +130,29 @@ class AgentConfig(_Model):
             if device.name in seen:
                 raise ValueError(f"device name {device.name!r} is used twice")
             seen.add(device.name)
+        for name in self.lighting.devices or ():
+            if name not in seen:
+                raise ValueError(f"lighting.devices names {name!r}, which is not a configured device")
         return self
 
 
 class LoadedConfig:
     """A validated config with what was derived from it: profiles, absolute paths, its hash."""
 
-    def __init__(self, *, path: Path, config: AgentConfig, profiles: dict[str, Profile], digest: str) -> None:
+    def __init__(
+        self,
+        *,
+        path: Path,
+        config: AgentConfig,
+        profiles: dict[str, Profile],
+        digest: str,
+        schedule: LightingSchedule | None,
+    ) -> None:
         self.path = path
         self.config = config
         self.profiles = profiles
         self.digest = digest
+        self.schedule = schedule
 
     @property
     def buffer_path(self) -> Path:
@@ -168,9 +202,17 @@ def load_config(path: Path, *, profile_dirs: list[Path] | None = None) -> Loaded
             profiles[device.name] = load_profile(device.profile, dirs)
         except ProfileError as exc:
             raise ConfigError(shown, f"devices[{index}].profile", str(exc)) from exc
+    schedule = None
+    if config.lighting.schedule is not None:
+        try:
+            schedule = parse_schedule(config.lighting.schedule)
+        except ScheduleError as exc:
+            field, problem = exc.problems[0]
+            raise ConfigError(shown, f"lighting.schedule.{field}", problem) from exc
     return LoadedConfig(
         path=path.resolve(),
         config=config,
         profiles=profiles,
         digest=hashlib.sha256(raw).hexdigest()[:16],
+        schedule=schedule,
     )

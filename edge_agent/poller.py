@@ -9,15 +9,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from edge_agent.buffer import Buffer
 from edge_agent.clock import ClockMs
-from protocols.driver import FieldDriver
+from protocols.driver import FieldDriver, PointValue
 from protocols.errors import DriverError
 from protocols.quality import Quality
 
 log = logging.getLogger(__name__)
+
+# Told of every good read: (timestamp ms, values). Alarms watch the device this way.
+Observer = Callable[[int, list[PointValue]], None]
 
 
 @dataclass(slots=True)
@@ -38,6 +42,7 @@ class DevicePoller:
         timeout_s: float,
         buffer: Buffer,
         clock_ms: ClockMs,
+        observer: Observer | None = None,
     ) -> None:
         self.name = name
         self.driver = driver
@@ -46,6 +51,7 @@ class DevicePoller:
         self.read_timeout_s = timeout_s * 4
         self.buffer = buffer
         self.clock_ms = clock_ms
+        self.observer = observer
         self.stats = PollStats()
         self._lost = False
 
@@ -77,6 +83,8 @@ class DevicePoller:
             self.buffer.append_reading(
                 f"{self.name}/{value.quantity}", ts, value.value, value.quality, value.reason
             )
+        if self.observer is not None:
+            self.observer(ts, values)
 
     def _on_failure(self, ts: int, reason: str, detail: str) -> None:
         self.stats.failures += 1

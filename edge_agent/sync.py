@@ -74,6 +74,7 @@ class Sync:
         birth: Callable[[], Status],
         death: Callable[[], Status],
         clock_ms: Callable[[], int],
+        on_command: Callable[[bytes], None],
     ) -> None:
         self.topics = Topics(cabinet)
         self.cabinet = cabinet
@@ -84,6 +85,7 @@ class Sync:
         self.birth = birth
         self.death = death
         self.clock_ms = clock_ms
+        self.on_command = on_command
         self.stats = SyncStats()
         self._wake = asyncio.Event()
         buffer.add_commit_listener(self._wake.set)
@@ -126,6 +128,7 @@ class Sync:
             self.stats.connects += 1
             log.info("connected to %s", self.broker)
             await client.subscribe(self.topics.ack, qos=1)
+            await client.subscribe(self.topics.command, qos=1)
             # Deletions acknowledged in the last session reach disk before we resend from the start.
             await self.buffer.flush()
             await client.publish(self.topics.status, encode(self.birth()), qos=1, retain=True)
@@ -149,6 +152,9 @@ class Sync:
         async for message in client.messages:
             payload = message.payload
             if not isinstance(payload, bytes | bytearray):
+                continue
+            if message.topic.matches(self.topics.command):
+                self.on_command(bytes(payload))
                 continue
             try:
                 ack = decode_ack(bytes(payload), topic_cabinet=self.cabinet)

@@ -1,0 +1,232 @@
+"""Commands from central, executed at most once per id, each with a result reported like any record.
+
+A command is claimed in the ledger before anything is done, so a second delivery (QoS 1 redelivery,
+central republishing) is ignored. One past its ``not_after`` is refused as expired; one that does not
+make sense here (unknown action, device, bad arguments, invalid schedule) is rejected with the reason.
+Results (accepted, then executed / failed / expired / rejected) go into the buffer and are committed at
+once, so the operator sees them in well under a second when the network is up, and later when not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from edge_agent.buffer import Buffer
+from edge_agent.clock import Clock
+from edge_agent.command_ledger import CommandLedger
+from edge_agent.lighting.errors import ScheduleError
+from edge_agent.lighting.runner import LightingRunner
+from edge_agent.lighting.schedule import parse_schedule
+from protocols.errors import DriverError
+from protocols.fleet import Command, FleetError, decode_command
+from protocols.fleet.messages import Scalar
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+QUEUE_LIMIT = 1000
+REASON_MAX = 250
+
+
+class Rejected(ValueError):
+    """The command cannot be executed here; the message is the reason reported to central."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A validated command, ready to run."""
+
+    command: Command
+    devices: list[str]
+    run: Callable[[], Awaitable[None]]
+
+
+class CommandExecutor:
+    def __init__(
+        self,
+        *,
+        cabinet: str,
+        buffer: Buffer,
+        ledger: CommandLedger,
+        lighting: LightingRunner,
+        clock: Clock,
+    ) -> None:
+        self.cabinet = cabinet
+        self.buffer = buffer
+        self.ledger = ledger
+        self.lighting = lighting
+        self.clock = clock
+        self.duplicates = 0
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_LIMIT)
+
+    def submit(self, payload: bytes) -> None:
+        """Called by the MQTT receiver; never blocks it."""
+        try:
+            self._queue.put_nowait(payload)
+        except asyncio.QueueFull:
+            # Not claimed, so central's next republish of it gets another chance.
+            log.warning("command queue full (%d): a command is left for central to resend", QUEUE_LIMIT)
+
+    async def run(self) -> None:
+        await self._recover()
+        while True:
+            payload = await self._queue.get()
+            await self._handle(payload)
+
+    async def _recover(self) -> None:
+        """After a restart: run what was claimed but not started; never re-run what was started."""
+        for entry in await self.ledger.unfinished():
+            command = decode_command(entry.payload)
+            if entry.state == "executing":
+                await self._finish(
+                    command, "failed", "interrupted by an agent restart; not run again (at most once)"
+                )
+            else:
+                await self._execute(command)
+
+    async def _handle(self, payload: bytes) -> None:
+        try:
+            command = decode_command(payload, topic_cabinet=self.cabinet)
+        except FleetError as exc:
+            log.warning("refused a command: %s", exc)
+            self.buffer.append_event(
+                ts=self.clock.now_ms(),
+                source="agent/commands",
+                kind="command_refused",
+                severity="warning",
+                message=f"a command could not be read: {exc}"[:2000],
+                data={"reason": exc.reason},
+            )
+            return
+        now = self.clock.now_ms()
+        if not await self.ledger.claim(command.id, command.not_after, now, payload):
+            self.duplicates += 1
+            log.info("command %s delivered again: ignored", command.id)
+            return
+        await self._execute(command)
+
+    async def _execute(self, command: Command) -> None:
+        now = self.clock.now_ms()
+        if now > command.not_after:
+            await self._finish(
+                command, "expired", f"received at {_iso(now)}, after its not_after {_iso(command.not_after)}"
+            )
+            return
+        try:
+            plan = self._plan(command)
+        except Rejected as exc:
+            await self._finish(command, "rejected", str(exc))
+            return
+        await self._report(command, "accepted", None)
+        await self.ledger.set_state(command.id, "executing")
+        try:
+            await plan.run()
+        except DriverError as exc:
+            await self._finish(command, "failed", f"{exc.device}: {exc.detail}")
+            return
+        await self._finish(command, "executed", None)
+
+    def _plan(self, command: Command) -> _Plan:
+        devices = self._devices(command)
+        args = command.args
+        match command.action:
+            case "switch":
+                on = _arg(args, "on", bool)
+                level = _level(args, "level_pct", default=100) if on else 0
+                return self._override(command, devices, level)
+            case "dim":
+                return self._override(command, devices, _level(args, "level_pct", default=None))
+            case "clear_override":
+                return _Plan(command, devices, lambda: self.lighting.clear_override(devices))
+            case "set_schedule":
+                if command.device is not None:
+                    raise Rejected("set_schedule applies to the whole cabinet: send it without a device")
+                try:
+                    schedule = parse_schedule(_arg(args, "schedule", str))
+                except ScheduleError as exc:
+                    raise Rejected(str(exc)) from exc
+                return _Plan(command, devices, lambda: self.lighting.set_schedule(schedule))
+        raise Rejected(
+            f"unknown action {command.action!r}: expected switch, dim, clear_override or set_schedule"
+        )
+
+    def _override(self, command: Command, devices: list[str], level: int) -> _Plan:
+        until = _until(command.args.get("until"))
+        if until is not None and until <= self.clock.now_ms():
+            raise Rejected(f"args.until {_iso(until)} is already past")
+
+        def run() -> Awaitable[None]:
+            return self.lighting.set_override(
+                devices, level_pct=level, until_ms=until, issued_by=command.issued_by
+            )
+
+        return _Plan(command, devices, run)
+
+    def _devices(self, command: Command) -> list[str]:
+        known = list(self.lighting.outputs)
+        if command.device is None:
+            if not known:
+                raise Rejected("this cabinet has no lighting output")
+            return known
+        if command.device not in known:
+            raise Rejected(
+                f"device {command.device!r} is not a lighting output of this cabinet "
+                f"(outputs: {', '.join(known) or 'none'})"
+            )
+        return [command.device]
+
+    async def _finish(self, command: Command, status: str, reason: str | None) -> None:
+        await self.ledger.set_state(command.id, status)
+        await self._report(command, status, reason)
+
+    async def _report(self, command: Command, status: str, reason: str | None) -> None:
+        log.info("command %s (%s): %s%s", command.id, command.action, status, f": {reason}" if reason else "")
+        self.buffer.append_result(
+            ts=self.clock.now_ms(),
+            command_id=command.id,
+            status=status,
+            reason=None if reason is None else reason[:REASON_MAX],
+        )
+        await self.buffer.flush()  # a result is worth a commit of its own: the operator is waiting
+
+
+def _arg(args: dict[str, Scalar], name: str, kind: type[_T]) -> _T:
+    value = args.get(name)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise Rejected(f"args.{name} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _level(args: dict[str, Scalar], name: str, *, default: int | None) -> int:
+    if name not in args and default is not None:
+        return default
+    value = _arg(args, name, int)
+    if not 0 <= value <= 100:
+        raise Rejected(f"args.{name} must be 0..100, got {value}")
+    return value
+
+
+def _until(value: Scalar) -> int | None:
+    """``until`` as UTC milliseconds, from milliseconds or an ISO 8601 time with its offset."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            instant = datetime.fromisoformat(value)
+        except ValueError:
+            instant = None
+        if instant is not None and instant.tzinfo is not None:
+            return int(instant.timestamp() * 1000)
+    raise Rejected(f"args.until must be UTC milliseconds or ISO 8601 with an offset, got {value!r}")
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")

@@ -1,0 +1,276 @@
+"""Drives the cabinet's lighting outputs: the schedule, operator overrides, verified writes.
+
+Runs on the agent's own clock, whatever the network does: it wakes at the schedule's next change (or
+when a command changes the schedule or an override), writes relay and dimming set points, and re-asserts
+them now and then (a controller that lost power comes back in its default state). Every write is read
+back by the driver. Each change of what the lights do is recorded as a ``lighting_state`` event.
+
+Lighting outputs are found by name in the device profile: writable ``relay`` / ``relay_*`` points are
+switched, writable ``dim*_pct`` points get the level.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from edge_agent.buffer import Buffer
+from edge_agent.clock import Clock
+from edge_agent.lighting.schedule import LightingSchedule, Override, parse_schedule
+from edge_agent.lighting.state import LightingState, desired_state
+from protocols.driver import FieldDriver
+from protocols.errors import DriverError
+from protocols.modbus.profile import Profile
+
+log = logging.getLogger(__name__)
+
+# Real seconds between re-writes of an unchanged state, and between retries of a failed write.
+REASSERT_S = 60.0
+RETRY_S = 5.0
+# Without a schedule, an override with no end lasts this long.
+DEFAULT_OVERRIDE = timedelta(hours=1)
+SCHEDULE_KEY = "lighting.schedule"
+OVERRIDES_KEY = "lighting.overrides"
+
+
+@dataclass
+class LightingOutput:
+    name: str
+    driver: FieldDriver
+    relays: list[str]
+    dims: list[str]
+    applied: tuple[bool, int] | None = None
+    written_at: float = field(default=0.0)
+    failing: bool = False
+
+
+def lighting_outputs(
+    devices: Sequence[tuple[str, FieldDriver, Profile]], only: Sequence[str] | None
+) -> list[LightingOutput]:
+    outputs = []
+    for name, driver, profile in devices:
+        if only is not None and name not in only:
+            continue
+        writable = [p for p in profile.points if p.writable]
+        relays = [p.name for p in writable if p.name == "relay" or p.name.startswith("relay_")]
+        dims = [p.name for p in writable if p.name.startswith("dim") and p.name.endswith("_pct")]
+        if relays:
+            outputs.append(LightingOutput(name=name, driver=driver, relays=relays, dims=dims))
+    return outputs
+
+
+def _describe(state: LightingState) -> str:
+    return f"on at {state.level_pct}%" if state.on else "off"
+
+
+def schedule_hash(schedule: LightingSchedule | None) -> str:
+    text = "" if schedule is None else schedule.model_dump_json()
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _ms(instant: datetime) -> int:
+    return int(instant.timestamp() * 1000)
+
+
+class LightingRunner:
+    def __init__(
+        self,
+        *,
+        outputs: list[LightingOutput],
+        configured: LightingSchedule | None,
+        buffer: Buffer,
+        clock: Clock,
+    ) -> None:
+        self.outputs = {output.name: output for output in outputs}
+        self.configured = configured
+        self.schedule = configured
+        self.source = "config"
+        self.overrides: dict[str, Override] = {}
+        self.buffer = buffer
+        self.clock = clock
+        self.current: dict[str, LightingState] = {}  # what each output should do now (for alarms, diag)
+        self._wake = asyncio.Event()
+
+    # -- state that survives reboots ------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Load what central sent last; a schedule edited in the config since then wins over it."""
+        stored = await self.buffer.get_setting(SCHEDULE_KEY)
+        if stored is not None:
+            record = json.loads(stored)
+            if record.get("config_hash") == schedule_hash(self.configured):
+                self.schedule = parse_schedule(record["schedule"])
+                self.source = "command"
+        overrides = await self.buffer.get_setting(OVERRIDES_KEY)
+        if overrides is not None:
+            self.overrides = {
+                name: Override.model_validate(value)
+                for name, value in json.loads(overrides).items()
+                if name in self.outputs
+            }
+        self._record_schedule()
+
+    async def set_schedule(self, schedule: LightingSchedule) -> None:
+        record = {
+            "schedule": json.loads(schedule.model_dump_json()),
+            "config_hash": schedule_hash(self.configured),
+        }
+        await self.buffer.put_setting(SCHEDULE_KEY, json.dumps(record))
+        self.schedule, self.source = schedule, "command"
+        self._record_schedule()
+        self._wake.set()
+
+    async def set_override(
+        self, names: Sequence[str], *, level_pct: int, until_ms: int | None, issued_by: str
+    ) -> None:
+        """Hold ``names`` at ``level_pct`` (0 = off) until ``until_ms`` (default: the schedule's next
+        change), write it now and verify it; raises DriverError naming the device that failed."""
+        now = self.clock.now_ms()
+        for name in names:
+            until = until_ms if until_ms is not None else self._default_until(now)
+            self.overrides[name] = Override(level_pct=level_pct, until=_utc(until), issued_by=issued_by)
+        await self._save_overrides()
+        await self._apply_now(names)
+
+    async def clear_override(self, names: Sequence[str]) -> None:
+        for name in names:
+            self.overrides.pop(name, None)
+        await self._save_overrides()
+        await self._apply_now(names)
+
+    def _default_until(self, now_ms: int) -> int:
+        if self.schedule is None:
+            return now_ms + int(DEFAULT_OVERRIDE.total_seconds() * 1000)
+        return _ms(desired_state(self.schedule, _utc(now_ms)).next_change)
+
+    async def _save_overrides(self) -> None:
+        data = {name: json.loads(o.model_dump_json()) for name, o in self.overrides.items()}
+        await self.buffer.put_setting(OVERRIDES_KEY, json.dumps(data) if data else None)
+
+    # -- what each output should do ---------------------------------------------------------------
+
+    def desired(self, name: str, now_ms: int) -> LightingState | None:
+        """The state ``name`` should be in now; None when nothing governs it (no schedule, no override)."""
+        now = _utc(now_ms)
+        override = self.overrides.get(name)
+        if override is not None and override.until > now:
+            level = override.level_pct
+            return LightingState(
+                on=level > 0, level_pct=level, reason=override.reason, since=None, next_change=override.until
+            )
+        if self.schedule is None:
+            return None
+        return desired_state(self.schedule, now)
+
+    # -- the loop -----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            now = self.clock.now_ms()
+            next_ms: int | None = None
+            for output in self.outputs.values():
+                state = self.desired(output.name, now)
+                if state is None:
+                    continue
+                self.current[output.name] = state
+                change = _ms(state.next_change)
+                next_ms = change if next_ms is None else min(next_ms, change)
+                await self._ensure(output, state)
+            delay = REASSERT_S if next_ms is None else self.clock.seconds_until(next_ms)
+            if any(o.failing for o in self.outputs.values()):
+                delay = min(delay, RETRY_S)
+            try:
+                async with asyncio.timeout(min(delay, REASSERT_S)):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass  # time for the next change, a retry or a re-assert
+
+    async def _apply_now(self, names: Sequence[str]) -> None:
+        now = self.clock.now_ms()
+        for name in names:
+            output = self.outputs[name]
+            state = self.desired(name, now)
+            if state is not None:
+                self.current[name] = state
+                await self._write(output, state)
+        self._wake.set()
+
+    async def _ensure(self, output: LightingOutput, state: LightingState) -> None:
+        fresh = time.monotonic() - output.written_at < REASSERT_S
+        if output.applied == (state.on, state.level_pct) and fresh and not output.failing:
+            return
+        try:
+            await self._write(output, state)
+        except DriverError as exc:
+            if not output.failing:
+                output.failing = True
+                log.warning("lighting %s: cannot apply %s: %s", output.name, state.reason, exc)
+                self.buffer.append_event(
+                    ts=self.clock.now_ms(),
+                    source=output.name,
+                    kind="lighting_write_failed",
+                    severity="alarm",
+                    message=f"cannot switch {output.name} as scheduled ({state.reason}): {exc}"[:2000],
+                    data={"reason": exc.reason},
+                )
+
+    async def _write(self, output: LightingOutput, state: LightingState) -> None:
+        """Level first, then the relay: lamps never flash at full power before dimming."""
+        previous, output.applied = output.applied, None  # unknown until every write is read back
+        if state.on:
+            for point in output.dims:
+                await output.driver.write(point, state.level_pct)
+        for point in output.relays:
+            await output.driver.write(point, state.on)
+        target = (state.on, state.level_pct)
+        changed = previous != target
+        output.applied, output.written_at, output.failing = target, time.monotonic(), False
+        if changed:
+            self._record_state(output.name, state)
+
+    def _record_state(self, name: str, state: LightingState) -> None:
+        override = self.overrides.get(name)
+        data: dict[str, str | int | bool | float | None] = {
+            "on": state.on,
+            "level_pct": state.level_pct,
+            "reason": state.reason[:200],
+            "next_change_ms": _ms(state.next_change),
+            "devices": name,
+        }
+        if override is not None and override.until > _utc(self.clock.now_ms()):
+            data["override_until_ms"] = _ms(override.until)
+        self.buffer.append_event(
+            ts=self.clock.now_ms(),
+            source=name,
+            kind="lighting_state",
+            severity="info",
+            message=f"{name}: {_describe(state)} ({state.reason})"[:2000],
+            data=data,
+        )
+
+    def _record_schedule(self) -> None:
+        text = "" if self.schedule is None else self.schedule.model_dump_json()
+        self.buffer.append_event(
+            ts=self.clock.now_ms(),
+            source="lighting",
+            kind="schedule_active",
+            severity="info",
+            message=f"lighting schedule {schedule_hash(self.schedule)} from {self.source}",
+            data={
+                # Records are at most 8 KiB: a larger schedule is named by its hash only.
+                "schedule": text if len(text) < 6000 else None,
+                "hash": schedule_hash(self.schedule),
+                "source": self.source,
+            },
+        )

@@ -63,21 +63,33 @@ class CommandExecutor:
         self.lighting = lighting
         self.clock = clock
         self.duplicates = 0
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_LIMIT)
+        self._received: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_LIMIT)
+        # Claimed (persisted) commands waiting their turn: one runs at a time, in arrival order.
+        self._claimed: asyncio.Queue[Command] = asyncio.Queue()
 
     def submit(self, payload: bytes) -> None:
         """Called by the MQTT receiver; never blocks it."""
         try:
-            self._queue.put_nowait(payload)
+            self._received.put_nowait(payload)
         except asyncio.QueueFull:
             # Not claimed, so central's next republish of it gets another chance.
             log.warning("command queue full (%d): a command is left for central to resend", QUEUE_LIMIT)
 
     async def run(self) -> None:
         await self._recover()
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._intake(), name="commands-intake")
+            tasks.create_task(self._execution(), name="commands-execution")
+
+    async def _intake(self) -> None:
+        """Claim each command as soon as it arrives, even while another one is executing, so that a
+        restart between delivery and execution still runs it."""
         while True:
-            payload = await self._queue.get()
-            await self._handle(payload)
+            await self._handle(await self._received.get())
+
+    async def _execution(self) -> None:
+        while True:
+            await self._execute(await self._claimed.get())
 
     async def _recover(self) -> None:
         """After a restart: run what was claimed but not started; never re-run what was started."""
@@ -88,7 +100,7 @@ class CommandExecutor:
                     command, "failed", "interrupted by an agent restart; not run again (at most once)"
                 )
             else:
-                await self._execute(command)
+                self._claimed.put_nowait(command)
 
     async def _handle(self, payload: bytes) -> None:
         try:
@@ -109,7 +121,7 @@ class CommandExecutor:
             self.duplicates += 1
             log.info("command %s delivered again: ignored", command.id)
             return
-        await self._execute(command)
+        self._claimed.put_nowait(command)
 
     async def _execute(self, command: Command) -> None:
         now = self.clock.now_ms()

@@ -136,17 +136,26 @@ class LightingRunner:
         """Hold ``names`` at ``level_pct`` (0 = off) until ``until_ms`` (default: the schedule's next
         change), write it now and verify it; raises DriverError naming the device that failed."""
         now = self.clock.now_ms()
+        changed = dict(self.overrides)
         for name in names:
             until = until_ms if until_ms is not None else self._default_until(now)
-            self.overrides[name] = Override(level_pct=level_pct, until=_utc(until), issued_by=issued_by)
-        await self._save_overrides()
-        await self._apply_now(names)
+            changed[name] = Override(level_pct=level_pct, until=_utc(until), issued_by=issued_by)
+        await self._replace_overrides(changed, names)
 
     async def clear_override(self, names: Sequence[str]) -> None:
-        for name in names:
-            self.overrides.pop(name, None)
+        await self._replace_overrides({k: v for k, v in self.overrides.items() if k not in names}, names)
+
+    async def _replace_overrides(self, overrides: dict[str, Override], names: Sequence[str]) -> None:
+        """Apply first, persist after: a command that failed, or was cut short by a crash, leaves no
+        override behind to be applied later (at most once means no late effect either)."""
+        previous, self.overrides = self.overrides, overrides
+        try:
+            await self._apply_now(names)
+        except DriverError:
+            self.overrides = previous
+            self._wake.set()
+            raise
         await self._save_overrides()
-        await self._apply_now(names)
 
     def _default_until(self, now_ms: int) -> int:
         if self.schedule is None:

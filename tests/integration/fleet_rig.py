@@ -57,7 +57,9 @@ class Process:
 
 
 class FleetRig:
-    def __init__(self, tmp: Path, *, broker_url: str, cabinet: str, device_port: int) -> None:
+    def __init__(
+        self, tmp: Path, *, broker_url: str, cabinet: str, device_port: int, agent_dir: Path | None = None
+    ) -> None:
         self.tmp = tmp
         self.cabinet = cabinet
         self.broker_url = broker_url
@@ -74,8 +76,10 @@ class FleetRig:
             ],
             tmp / "central.log",
         )  # fmt: skip
-        self.agent_dir = tmp / cabinet
-        self.agent_config = self.write_config(with_devices=True)
+        self.agent_dir = agent_dir or tmp / cabinet
+        self.agent_config = self.agent_dir / "agent.toml"
+        if agent_dir is None:
+            self.write_config(with_devices=True)
         self.agent = Process("agent", ["agent", "run", "--config", str(self.agent_config)], tmp / "agent.log")
 
     @property

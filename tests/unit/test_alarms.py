@@ -1,0 +1,96 @@
+"""Lighting alarms: raised once and cleared once, with hysteresis, never once per poll."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from edge_agent.alarms import DeviceAlarms
+from edge_agent.buffer import Buffer
+from edge_agent.config import AlarmSettings
+from edge_agent.lighting.state import LightingState
+from protocols.driver import PointValue
+from protocols.fleet import Event, decode_record
+from protocols.quality import Quality
+
+NIGHT = LightingState(on=True, level_pct=100, reason="night", since=None, next_change=datetime.now(UTC))
+DAY = LightingState(on=False, level_pct=0, reason="day", since=None, next_change=datetime.now(UTC))
+
+
+def poll(**values: float | bool) -> list[PointValue]:
+    return [PointValue(name, value) for name, value in values.items()]
+
+
+@pytest.fixture
+async def buffer(tmp_path: Path) -> AsyncIterator[Buffer]:
+    async with Buffer(tmp_path / "b.db", max_bytes=10**7, clock_ms=lambda: 0) as b:
+        yield b
+
+
+async def alarm_events(buffer: Buffer) -> list[tuple[str, str]]:
+    await buffer.flush()
+    batch = await buffer.read_batch(0, 10_000)
+    events = [decode_record(Event, body) for body in batch.events] if batch else []
+    return [(e.kind, str(e.data["alarm"])) for e in events if e.kind.startswith("alarm_")]
+
+
+async def test_lamp_failure_raised_after_three_polls_and_cleared_once(buffer: Buffer) -> None:
+    alarms = DeviceAlarms(device="lc1", settings=AlarmSettings(), buffer=buffer)
+    for ts in range(2):
+        alarms.observe(ts, poll(lamp_failure=True, power_w=150.0), NIGHT)
+    assert await alarm_events(buffer) == []  # two polls are not enough: a glitch is not an alarm
+    for ts in range(2, 10):
+        alarms.observe(ts, poll(lamp_failure=True, power_w=150.0), NIGHT)
+    assert await alarm_events(buffer) == [("alarm_raised", "lamp_failure")]
+    assert alarms.active == ["lamp_failure"]
+    flicker = [False, True, False, False, True] + [False] * 3
+    for ts, failed in enumerate(flicker, start=10):
+        alarms.observe(ts, poll(lamp_failure=failed, power_w=150.0), NIGHT)
+    assert await alarm_events(buffer) == [
+        ("alarm_raised", "lamp_failure"),
+        ("alarm_cleared", "lamp_failure"),
+    ]
+
+
+async def test_power_threshold_has_hysteresis(buffer: Buffer) -> None:
+    settings = AlarmSettings(power_max_w=200.0, hysteresis_pct=10, raise_after=1, clear_after=1)
+    alarms = DeviceAlarms(device="lc1", settings=settings, buffer=buffer)
+    for power in (150.0, 210.0, 195.0, 205.0, 185.0, 179.0):
+        alarms.observe(0, poll(power_w=power), NIGHT)
+    # Raised above 200; 195 and 185 stay inside the 10 % band (cleared only under 180).
+    assert await alarm_events(buffer) == [
+        ("alarm_raised", "power_out_of_range"),
+        ("alarm_cleared", "power_out_of_range"),
+    ]
+
+
+async def test_lit_in_daytime_and_dark_at_night_follow_the_schedule(buffer: Buffer) -> None:
+    alarms = DeviceAlarms(device="lc1", settings=AlarmSettings(raise_after=1, clear_after=1), buffer=buffer)
+    alarms.observe(0, poll(power_w=150.0), DAY)  # lit while the schedule says day
+    alarms.observe(1, poll(power_w=0.0), DAY)
+    alarms.observe(2, poll(power_w=0.0), NIGHT)  # dark while the schedule says night
+    alarms.observe(3, poll(power_w=140.0), NIGHT)
+    assert await alarm_events(buffer) == [
+        ("alarm_raised", "lit_in_daytime"),
+        ("alarm_cleared", "lit_in_daytime"),
+        ("alarm_raised", "dark_at_night"),
+        ("alarm_cleared", "dark_at_night"),
+    ]
+
+
+async def test_bad_quality_values_and_no_schedule_raise_nothing(buffer: Buffer) -> None:
+    alarms = DeviceAlarms(device="lc1", settings=AlarmSettings(raise_after=1), buffer=buffer)
+    for ts in range(5):
+        alarms.observe(ts, [PointValue("lamp_failure", None, Quality.BAD, "timeout")], NIGHT)
+        alarms.observe(ts, poll(power_w=500.0), None)
+    assert await alarm_events(buffer) == []
+
+
+async def test_door_open_on_a_three_phase_controller(buffer: Buffer) -> None:
+    alarms = DeviceAlarms(device="cc1", settings=AlarmSettings(raise_after=1, clear_after=1), buffer=buffer)
+    alarms.observe(0, poll(door_open=True, power_l1_w=50.0, power_l2_w=60.0), NIGHT)
+    alarms.observe(1, poll(door_open=False, power_l1_w=50.0, power_l2_w=60.0), NIGHT)
+    assert await alarm_events(buffer) == [("alarm_raised", "door_open"), ("alarm_cleared", "door_open")]

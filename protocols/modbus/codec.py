@@ -227,3 +227,41 @@ def plan_reads(points: Sequence[P], *, max_gap: int = 16) -> list[ReadBlock[P]]:
 def _block(table: Table, run: Sequence[P], end: int) -> ReadBlock[P]:
     start = run[0].address
     return ReadBlock(table=table, address=start, count=end - start, points=tuple(run))
+
+
+# Function codes of the requests the drivers send (Modbus application protocol v1.1b3, 6.1-6.12).
+READ_FUNCTION: Mapping[Table, int] = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
+WRITE_SINGLE_COIL = 5
+WRITE_SINGLE_REGISTER = 6
+WRITE_MULTIPLE_REGISTERS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One Modbus request, whatever carries it: read ``count`` values, or write ``values``, at ``address``."""
+
+    function: int
+    address: int
+    count: int
+    values: tuple[int, ...] = ()
+
+    @property
+    def is_write(self) -> bool:
+        return bool(self.values)
+
+
+def read_request(table: Table, address: int, count: int) -> Request:
+    """The request reading ``count`` registers (bits) of ``table`` from ``address``."""
+    return Request(function=READ_FUNCTION[table], address=address, count=count)
+
+
+def write_request(point: PointSpec, words: Sequence[int] | Sequence[bool]) -> Request:
+    """The request writing a point's encoded ``words`` (``encode_point``'s result)."""
+    values = tuple(int(word) for word in words)
+    if point.table == "coil":
+        return Request(function=WRITE_SINGLE_COIL, address=point.address, count=1, values=values[:1])
+    if point.table != "holding":
+        raise ValueError(f"{point.name}: {point.table} points cannot be written")
+    if len(values) == 1:
+        return Request(function=WRITE_SINGLE_REGISTER, address=point.address, count=1, values=values)
+    return Request(function=WRITE_MULTIPLE_REGISTERS, address=point.address, count=len(values), values=values)

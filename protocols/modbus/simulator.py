@@ -1,18 +1,26 @@
 """A street-lighting controller simulator: a real Modbus TCP server driven by a device profile.
 
-It serves every point of the profile. The quantities it knows behave like the hardware:
+It serves every point of the profile (over TCP itself; over RTU as one unit of a
+``protocols.modbus.bus_simulator.SerialBusSimulator``). The quantities it knows, by name, behave like
+the hardware; ``_cN`` names circuit N, ``_lN`` phase N (a profile without them has one of each):
 
-    relay, dim_level_pct     written by clients (or ``set_point``); start off and at 100 %
-    power_w                  nominal power x dim level while the relay is on, with small noise;
-                             ~0 with a lamp failure
-    voltage_v, current_a     ~230 V mains; current = power / voltage
-    energy_wh                integral of the power over the clock (integer types count down-rounded)
-    lamp_failure, door_open  set by ``inject_lamp_failure`` / ``set_door_open``
+    relay[_cN], dim_level[_cN]_pct   written by clients (or ``set_point``); start off and at 100 %
+    lamp_failure[_cN]                set by ``inject_lamp_failure``; a failed circuit draws no power
+    power_lN_w                       sum of the phase's circuits (circuit N is on phase ((N-1) mod 3)+1
+                                     of a 3-phase profile): nominal power x dim level while the relay
+                                     is on, with small noise
+    voltage_lN_v, current_lN_a       ~230 V mains; current = power / (voltage x power factor)
+    power_factor_lN                  ~0.95 with a load (1 without one, and 1 when the profile has no
+                                     power-factor point at all, so that current = power / voltage)
+    energy_lN_wh                     integral of the phase's power over the clock
+    power_w, current_a, energy_wh    totals over the phases; voltage_v, power_factor: their mean
+    frequency_hz                     ~50 Hz
+    door_open                        set by ``set_door_open``
 
-Any other point holds whatever was written or set, initially 0. Measurements are computed from the
-clock whenever a client reads, so an injected clock (``clock=``) makes them deterministic and lets a
-test run hours of simulated time at once. Each instance owns all of its state, so any number of
-them can serve from one event loop.
+Integer types count energy rounded down. Any other point holds whatever was written or set, initially
+0. Measurements are computed from the clock whenever a client reads, so an injected clock (``clock=``)
+makes them deterministic and lets a test run hours of simulated time at once. Each instance owns all
+of its state, so any number of them can serve from one event loop.
 """
 
 from __future__ import annotations
@@ -20,8 +28,10 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Self, cast
 
@@ -53,10 +63,27 @@ _TABLE_OF_FUNCTION: Final[Mapping[int, Table]] = {
     23: "holding",
     4: "input",
 }
-_COMPUTED: Final = frozenset({"power_w", "voltage_v", "current_a", "energy_wh", "lamp_failure", "door_open"})
 MAINS_VOLTAGE_V: Final = 230.0
+MAINS_FREQUENCY_HZ: Final = 50.0
+LOADED_POWER_FACTOR: Final = 0.95
+_CIRCUIT_POINT: Final = re.compile(r"^(relay|dim_level|lamp_failure)(?:_c([0-9]+))?(?:_pct)?$")
+_PHASE_POINT: Final = re.compile(r"^(voltage|current|power|power_factor|energy)_l([1-9])(?:_(?:v|a|w|wh))?$")
+_TOTALS: Final = frozenset(
+    {"power_w", "voltage_v", "current_a", "power_factor", "energy_wh", "frequency_hz", "door_open"}
+)
 
 _PduFilter = Callable[[bool, ModbusPDU], ModbusPDU]
+
+
+@dataclass(frozen=True, slots=True)
+class _Circuit:
+    """The points of one lighting circuit (None where the profile has none)."""
+
+    number: int
+    phase: int
+    relay: str | None = None
+    dim: str | None = None
+    lamp_failure: str | None = None
 
 
 class LightingControllerSimulator:
@@ -76,7 +103,7 @@ class LightingControllerSimulator:
         self.profile = profile
         self.host = host
         self.unit = unit
-        self.nominal_power_w = nominal_power_w
+        self.nominal_power_w = nominal_power_w  # of each circuit
         self._port = port
         self._clock = clock
         self._rng = random.Random(seed)
@@ -84,13 +111,24 @@ class LightingControllerSimulator:
         # The register image is the device's memory; pymodbus's own copy is refreshed from it.
         self._size = {table: _table_size(profile, table) for table in TABLES}
         self._image: dict[Table, list[int]] = {t: [0] * n for t, n in self._size.items()}
-        self._energy_wh = 0.0
+        self.phases, self._circuits = _layout(profile)
+        lamp_failures = {c.lamp_failure for c in self._circuits.values() if c.lamp_failure is not None}
+        self._computed = frozenset(
+            q for q in profile.quantities if q in _TOTALS or q in lamp_failures or _PHASE_POINT.match(q)
+        )
+        self._power_factor = (
+            LOADED_POWER_FACTOR if any(q.startswith("power_factor") for q in profile.quantities) else 1.0
+        )
+        self._energy_wh = dict.fromkeys(self.phases, 0.0)
+        self._energy_offset_wh = 0.0
         self._last_time = clock()
-        self._lamp_failure = False
+        self._lamp_failures: set[int] = set()
         self._door_open = False
         self._unresponsive = False
         self._exception: ExcCodes | None = None
-        self._set_if_present("dim_level_pct", 100)
+        for circuit in self._circuits.values():
+            if circuit.dim is not None:
+                self.set_point(circuit.dim, 100)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -107,9 +145,8 @@ class LightingControllerSimulator:
         """Listen (again) on ``host:port``. Device state survives a stop/start."""
         if self._server is not None:
             return
-        device = SimDevice(self.unit, simdata=self._simdata(), action=self._on_access)
         server = ModbusTcpServer(
-            device,
+            self.sim_device(self.unit),
             address=(self.host, self._port),
             # Returning None for a received request drops it: see set_unresponsive.
             trace_pdu=cast(_PduFilter, self._filter_pdu),
@@ -145,35 +182,70 @@ class LightingControllerSimulator:
     ) -> None:
         await self.stop()
 
+    def sim_device(self, unit: int) -> SimDevice:
+        """This controller as pymodbus simulator device ``unit``, for a server to serve.
+
+        The register image stays this object's: every request goes through its action hook.
+        """
+        return SimDevice(unit, simdata=self._simdata(), action=self._on_access)
+
     # -- state for assertions ---------------------------------------------------------------
 
     @property
+    def circuits(self) -> tuple[int, ...]:
+        return tuple(self._circuits)
+
+    @property
     def relay_on(self) -> bool:
-        return bool(self._value("relay", default=True))
+        """The first circuit's relay."""
+        return self.circuit_on(self.circuits[0])
 
     @property
     def dim_level(self) -> float:
-        return float(self._value("dim_level_pct", default=100))
+        """The first circuit's dim level."""
+        return self.circuit_dim_level(self.circuits[0])
+
+    def circuit_on(self, circuit: int) -> bool:
+        relay = self._circuits[circuit].relay
+        return True if relay is None else bool(self._value(relay, default=True))
+
+    def circuit_dim_level(self, circuit: int) -> float:
+        dim = self._circuits[circuit].dim
+        return 100.0 if dim is None else float(self._value(dim, default=100))
 
     @property
     def energy_wh(self) -> float:
         """The exact energy counter (the registers hold it rounded down)."""
         self._advance()
-        return self._energy_wh
+        return self._energy_offset_wh + sum(self._energy_wh.values())
 
     @property
     def expected_power_w(self) -> float:
-        """The power without noise."""
-        if not self.relay_on or self._lamp_failure:
+        """The total power without noise."""
+        return sum(self.expected_phase_power_w(phase) for phase in self.phases)
+
+    def expected_phase_power_w(self, phase: int) -> float:
+        return sum(self._circuit_power_w(c) for c in self._circuits.values() if c.phase == phase)
+
+    def _circuit_power_w(self, circuit: _Circuit) -> float:
+        if not self.circuit_on(circuit.number) or circuit.number in self._lamp_failures:
             return 0.0
-        return self.nominal_power_w * min(max(self.dim_level, 0.0), 100.0) / 100.0
+        return self.nominal_power_w * min(max(self.circuit_dim_level(circuit.number), 0.0), 100.0) / 100.0
+
+    @property
+    def unresponsive(self) -> bool:
+        return self._unresponsive
 
     # -- faults and local actions -------------------------------------------------------------
 
-    def inject_lamp_failure(self, on: bool) -> None:
-        """A failed lamp draws no power; the lamp-failure input follows."""
+    def inject_lamp_failure(self, on: bool, *, circuit: int | None = None) -> None:
+        """A failed circuit (every circuit, by default) draws no power; its lamp-failure input follows."""
         self._advance()
-        self._lamp_failure = on
+        failed = set(self._circuits) if circuit is None else {self._circuits[circuit].number}
+        if on:
+            self._lamp_failures |= failed
+        else:
+            self._lamp_failures -= failed
 
     def set_door_open(self, is_open: bool) -> None:
         self._door_open = is_open
@@ -187,24 +259,22 @@ class LightingControllerSimulator:
         self._exception = None if code is None else ExcCodes(code)
 
     def set_point(self, quantity: str, value: float | bool) -> None:
-        """Set a stored point locally (a manual override at the cabinet), or the energy counter."""
+        """Set a stored point locally (a manual override at the cabinet), or an energy counter."""
         point = self.profile.point(quantity)
-        if quantity == "energy_wh":
-            self._advance()
-            self._energy_wh = float(value)
-            return
-        if quantity in _COMPUTED:
-            raise ValueError(f"{quantity} is computed by the simulator; use the inject_* methods")
         self._advance()
+        if quantity == "energy_wh":
+            self._energy_offset_wh = float(value) - sum(self._energy_wh.values())
+            return
+        if (match := _PHASE_POINT.match(quantity)) and match.group(1) == "energy":
+            self._energy_wh[int(match.group(2))] = float(value)
+            return
+        if quantity in self._computed:
+            raise ValueError(f"{quantity} is computed by the simulator; use the inject_* methods")
         self._store(point, encode_point(point, value))
-
-    def _set_if_present(self, quantity: str, value: float | bool) -> None:
-        if quantity in self.profile.quantities:
-            self.set_point(quantity, value)
 
     def set_raw(self, quantity: str, words: Sequence[int] | Sequence[bool]) -> None:
         """Put raw registers into a stored point, e.g. a NaN float32 the driver must flag as bad."""
-        if quantity in _COMPUTED:
+        if quantity in self._computed:
             raise ValueError(f"{quantity} is computed by the simulator")
         point = self.profile.point(quantity)
         if len(words) != point.size:
@@ -214,8 +284,6 @@ class LightingControllerSimulator:
     # -- the device's behaviour -------------------------------------------------------------
 
     def _value(self, quantity: str, *, default: float) -> float | int | bool:
-        if quantity not in self.profile.quantities:
-            return default
         point = self.profile.point(quantity)
         try:
             return decode_point(point, self._image[point.table][point.address : point.end])
@@ -226,31 +294,54 @@ class LightingControllerSimulator:
         self._image[point.table][point.address : point.end] = [int(w) for w in words]
 
     def _advance(self) -> None:
-        """Integrate the energy counter up to now with the state that held since the last call."""
+        """Integrate the energy counters up to now with the state that held since the last call."""
         now = self._clock()
-        self._energy_wh += self.expected_power_w * max(now - self._last_time, 0.0) / 3600.0
+        hours = max(now - self._last_time, 0.0) / 3600.0
+        for phase in self.phases:
+            self._energy_wh[phase] += self.expected_phase_power_w(phase) * hours
         self._last_time = now
 
     def _measurements(self) -> dict[str, float | bool]:
-        power = self.expected_power_w
-        if power > 0:
-            power = max(self._rng.gauss(power, 0.005 * power), 0.0)
-        voltage = self._rng.gauss(MAINS_VOLTAGE_V, 0.8)
-        return {
-            "power_w": power,
-            "voltage_v": voltage,
-            "current_a": power / voltage,
-            "energy_wh": self._energy_wh,
-            "lamp_failure": self._lamp_failure,
+        values: dict[str, float | bool] = {}
+        totals = {"power": 0.0, "current": 0.0, "apparent": 0.0, "voltage": 0.0}
+        for phase in self.phases:
+            power = self.expected_phase_power_w(phase)
+            if power > 0:
+                power = max(self._rng.gauss(power, 0.005 * power), 0.0)
+            voltage = self._rng.gauss(MAINS_VOLTAGE_V, 0.8)
+            factor = min(self._rng.gauss(self._power_factor, 0.005), 1.0) if power > 0 else 1.0
+            current = power / (voltage * factor)
+            values |= {
+                f"power_l{phase}_w": power,
+                f"voltage_l{phase}_v": voltage,
+                f"current_l{phase}_a": current,
+                f"power_factor_l{phase}": factor,
+                f"energy_l{phase}_wh": self._energy_wh[phase],
+            }
+            totals["power"] += power
+            totals["current"] += current
+            totals["apparent"] += voltage * current
+            totals["voltage"] += voltage
+        for circuit in self._circuits.values():
+            if circuit.lamp_failure is not None:
+                values[circuit.lamp_failure] = circuit.number in self._lamp_failures
+        return values | {
+            "power_w": totals["power"],
+            "voltage_v": totals["voltage"] / len(self.phases),
+            "current_a": totals["current"],
+            "power_factor": totals["power"] / totals["apparent"] if totals["apparent"] else 1.0,
+            "energy_wh": self._energy_offset_wh + sum(self._energy_wh.values()),
+            "frequency_hz": self._rng.gauss(MAINS_FREQUENCY_HZ, 0.01),
             "door_open": self._door_open,
         }
 
     def _refresh(self) -> None:
         self._advance()
         for quantity, value in self._measurements().items():
-            if quantity in self.profile.quantities:
+            if quantity in self._computed:
                 point = self.profile.point(quantity)
-                self._store(point, _encode_clamped(point, value, round_down=quantity == "energy_wh"))
+                round_down = quantity.startswith("energy")
+                self._store(point, _encode_clamped(point, value, round_down=round_down))
 
     def _check_write(self, table: Table, address: int, values: Sequence[int | bool]) -> ExcCodes | None:
         """Refuse writes like a controller does: read-only points, values outside min/max."""
@@ -315,6 +406,27 @@ class LightingControllerSimulator:
             return [SimData(0, values=[0] * self._size[table], datatype=DataType.REGISTERS)]
 
         return bits("coil"), bits("discrete"), words("holding"), words("input")
+
+
+def _layout(profile: Profile) -> tuple[tuple[int, ...], dict[int, _Circuit]]:
+    """The phases and the circuits the profile's point names describe (at least one of each)."""
+    phases = sorted({int(m.group(2)) for q in profile.quantities if (m := _PHASE_POINT.match(q))}) or [1]
+    points: dict[int, dict[str, str]] = {}
+    for quantity in profile.quantities:
+        if match := _CIRCUIT_POINT.match(quantity):
+            kind, number = match.group(1), int(match.group(2) or 1)
+            points.setdefault(number, {})[kind] = quantity
+    circuits = {
+        number: _Circuit(
+            number=number,
+            phase=phases[index % len(phases)],
+            relay=found.get("relay"),
+            dim=found.get("dim_level"),
+            lamp_failure=found.get("lamp_failure"),
+        )
+        for index, (number, found) in enumerate(sorted(points.items()))
+    }
+    return tuple(phases), circuits or {1: _Circuit(number=1, phase=phases[0])}
 
 
 def _table_size(profile: Profile, table: Table) -> int:

@@ -21,7 +21,7 @@ from protocols.modbus.rtu import (
     transaction_chars,
     with_crc,
 )
-from protocols.modbus.serial_line import open_failure_advice
+from protocols.modbus.serial_port import open_failure_advice
 
 READ_6_INPUTS = read_request("input", 0, 6)
 

@@ -12,7 +12,7 @@ from edge_agent.clock import Clock, SystemClock
 from edge_agent.command_ledger import CommandLedger
 from edge_agent.commands import CommandExecutor
 from edge_agent.config import DeviceSection, LoadedConfig
-from edge_agent.drivers import build_driver
+from edge_agent.drivers import DriverBuilder
 from edge_agent.lighting.runner import LightingRunner, lighting_outputs
 from edge_agent.poller import DevicePoller, Observer
 from edge_agent.sync import Sync
@@ -35,7 +35,7 @@ class Agent:
         loaded: LoadedConfig,
         *,
         clock: Clock | None = None,
-        driver_factory: DriverFactory = build_driver,
+        driver_factory: DriverFactory | None = None,
     ) -> None:
         self.loaded = loaded
         self.config = loaded.config
@@ -46,8 +46,9 @@ class Agent:
             max_bytes=int(self.config.buffer.max_mb * 1024 * 1024),
             clock_ms=clock_ms,
         )
+        build = driver_factory or DriverBuilder()
         devices = [
-            (device.name, driver_factory(device, loaded.profiles[device.name]), loaded.profiles[device.name])
+            (device.name, build(device, loaded.profiles[device.name]), loaded.profiles[device.name])
             for device in self.config.devices
         ]
         self.lighting = LightingRunner(

@@ -20,7 +20,7 @@ from protocols.fleet.broker_url import BrokerAddress, parse_broker_url
 from protocols.fleet.topics import CABINET_ID_PATTERN
 from protocols.modbus.profile import Profile, default_profile_dirs, load_profile
 
-DriverName = Literal["modbus-tcp"]
+DriverName = Literal["modbus-tcp", "modbus-rtu"]
 
 
 class _Model(BaseModel):
@@ -84,7 +84,11 @@ class AlarmSettings(_Model):
 class DeviceSection(_Model):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
     driver: DriverName
-    address: str
+    address: str | None = None  # modbus-tcp: host:port
+    port: str | None = None  # modbus-rtu: the serial device, e.g. /dev/ttyUSB0
+    baudrate: Annotated[int, Field(ge=300, le=1_000_000)] = 19200
+    parity: Literal["N", "E", "O"] = "E"  # the Modbus standard's default is 8E1
+    stopbits: Literal[1, 2] = 1
     unit: Annotated[int, Field(ge=0, le=247)] = 1
     profile: str
     poll_interval_s: Annotated[float, Field(gt=0, le=86400)] = 5.0
@@ -93,19 +97,31 @@ class DeviceSection(_Model):
 
     @field_validator("address")
     @classmethod
-    def _host_port(cls, address: str) -> str:
+    def _host_port(cls, address: str | None) -> str | None:
+        if address is None:
+            return None
         host, sep, port = address.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"expected host:port, e.g. 192.168.1.20:502, got {address!r}")
         return address
 
-    @property
-    def host(self) -> str:
-        return self.address.rpartition(":")[0]
+    @model_validator(mode="after")
+    def _transport_matches_driver(self) -> DeviceSection:
+        if self.driver == "modbus-tcp" and self.address is None:
+            raise ValueError('driver modbus-tcp needs address = "host:port"')
+        if self.driver == "modbus-rtu" and self.port is None:
+            raise ValueError('driver modbus-rtu needs port = "/dev/ttyUSB0" (its serial device)')
+        if self.driver == "modbus-rtu" and not 1 <= self.unit <= 247:
+            raise ValueError(f"a modbus-rtu unit must be 1..247, got {self.unit}")
+        return self
 
     @property
-    def port(self) -> int:
-        return int(self.address.rpartition(":")[2])
+    def host(self) -> str:
+        return (self.address or "").rpartition(":")[0]
+
+    @property
+    def tcp_port(self) -> int:
+        return int((self.address or ":0").rpartition(":")[2])
 
 
 class LightingSection(_Model):
@@ -130,6 +146,20 @@ class AgentConfig(_Model):
             if device.name in seen:
                 raise ValueError(f"device name {device.name!r} is used twice")
             seen.add(device.name)
+        lines: dict[str, DeviceSection] = {}
+        for device in self.devices:
+            if device.port is None:
+                continue
+            first = lines.setdefault(device.port, device)
+            if (first.baudrate, first.parity, first.stopbits) != (
+                device.baudrate,
+                device.parity,
+                device.stopbits,
+            ):
+                raise ValueError(
+                    f"devices {first.name!r} and {device.name!r} share {device.port} with different "
+                    "baudrate/parity/stopbits: one serial line has one setting"
+                )
         for name in self.lighting.devices or ():
             if name not in seen:
                 raise ValueError(f"lighting.devices names {name!r}, which is not a configured device")

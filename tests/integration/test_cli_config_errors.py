@@ -92,3 +92,32 @@ def test_unreadable_and_invalid_toml(tmp_path: Path) -> None:
     broken = run_cli("agent", "check", "--config", str(write(tmp_path, "[cabinet\nid=")))
     assert broken.returncode == 2 and "not valid TOML" in broken.stderr
     assert "Traceback" not in broken.stderr
+
+
+def test_shipped_example_config_is_valid() -> None:
+    example = Path(__file__).resolve().parents[2] / "config" / "cabinets" / "example.toml"
+    result = run_cli("agent", "check", "--config", str(example))
+    assert result.returncode == 0, result.stderr
+
+
+def test_serial_device_without_port_and_mismatched_line_settings(tmp_path: Path) -> None:
+    rtu = GOOD.replace('driver = "modbus-tcp"\naddress = "127.0.0.1:5020"', 'driver = "modbus-rtu"')
+    result = run_cli("agent", "check", "--config", str(write(tmp_path, rtu)))
+    assert result.returncode == 2 and "devices[0]" in result.stderr and "port" in result.stderr
+    two = (
+        GOOD.replace(
+            'driver = "modbus-tcp"\naddress = "127.0.0.1:5020"', 'driver = "modbus-rtu"\nport = "/dev/ttyS0"'
+        )
+        + '\n[[devices]]\nname = "lc2"\ndriver = "modbus-rtu"\nport = "/dev/ttyS0"\nbaudrate = 9600\n'
+        + 'profile = "lighting-single-circuit"\n'
+    )
+    result = run_cli("agent", "check", "--config", str(write(tmp_path, two)))
+    assert result.returncode == 2 and "/dev/ttyS0" in result.stderr and "baudrate" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_schedule_names_the_field(tmp_path: Path) -> None:
+    text = GOOD + '\n[lighting.schedule]\nlatitude = 47.3\nlongitude = 5.0\ntimezone = "Europe/Pariss"\n'
+    result = run_cli("agent", "check", "--config", str(write(tmp_path, text)))
+    assert result.returncode == 2
+    assert "lighting.schedule.timezone" in result.stderr and "Europe/Pariss" in result.stderr

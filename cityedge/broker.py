@@ -85,6 +85,9 @@ class MosquittoBroker:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
+            # Its own session: Ctrl-C in the terminal reaches us, and we stop the broker last,
+            # after the agents and the aggregator have said goodbye through it.
+            start_new_session=True,
         )
         try:
             async with asyncio.timeout(START_TIMEOUT_S):

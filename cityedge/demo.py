@@ -64,6 +64,15 @@ def cabinet_config(*, cabinet: str, broker_url: str, controller_ports: list[int]
             f'profile = "{DEMO_PROFILE}"',
             "poll_interval_s = 2",
         ]
+    # The lights follow the sun over Dijon: on and dimmed at night, off by day.
+    lines += [
+        "",
+        "[lighting.schedule]",
+        "latitude = 47.32",
+        "longitude = 5.04",
+        'timezone = "Europe/Paris"',
+        'dimming = [{ start = "22:00", end = "05:00", level_pct = 70 }]',
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -109,7 +118,10 @@ async def run_demo(
             agents.append(Agent(load_config(config_path)))
         base = central.url
         announce(f"aggregator: {base} (database {data_dir / 'central.db'})")
-        announce(f"{cabinets} simulated cabinets, {CONTROLLERS_PER_CABINET} lighting controllers each")
+        announce(
+            f"{cabinets} simulated cabinets, {CONTROLLERS_PER_CABINET} lighting controllers each,"
+            " lit by the schedule of Dijon's street lights"
+        )
         announce("open:")
         announce(f"  {base}/api/v1/cabinets                       fleet status")
         announce(f"  {base}/api/v1/cabinets/demo-001/points       latest values of one cabinet")

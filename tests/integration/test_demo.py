@@ -1,0 +1,52 @@
+"""`cityedge demo` as a newcomer runs it: it comes up, shows live data, and Ctrl-C stops it cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cityedge.ports import free_port
+from cityedge.testing import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+async def test_demo_serves_live_cabinets_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    demo = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "cityedge", "demo", "--cabinets", "3", "--http", f"127.0.0.1:{port}"),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=5) as api:
+
+            async def fleet_live() -> bool:
+                try:
+                    cabinets = (await api.get("/cabinets")).json()
+                    points = (await api.get("/cabinets/demo-003/points")).json()
+                except httpx.HTTPError:
+                    return False
+                online = [c["id"] for c in cabinets if c["online"]]
+                return len(online) == 3 and any(p["point"] == "lc2/power_w" for p in points["points"])
+
+            await wait_until(fleet_live, timeout=60, what="three live demo cabinets")
+            kinds = {e["kind"] for e in (await api.get("/events")).json()["events"]}
+            assert {"agent_started", "schedule_active", "lighting_state"} <= kinds
+    finally:
+        demo.send_signal(signal.SIGINT)
+        async with asyncio.timeout(30):
+            out, err = await demo.communicate()
+    stdout, stderr = out.decode(), err.decode()
+    assert demo.returncode == 0, stderr
+    assert f"http://127.0.0.1:{port}" in stdout and "/api/v1/cabinets" in stdout
+    assert "Traceback" not in stderr and " ERROR " not in stderr, stderr
+    assert (tmp_path / "demo-data" / "central.db").exists()

@@ -1,13 +1,26 @@
-"""The central aggregator: MQTT ingest, storage (SQLite by default), the HTTP API.
+"""The central aggregator: MQTT ingest, storage (SQLite by default), commands, the HTTP API.
 
-Store / SqliteStore     where batches, statuses and the quarantine are kept (central.store)
+Store / SqliteStore     where batches, statuses, commands, groups and alarms are kept (central.store)
 Ingestor                MQTT in, group commit, acknowledgements out (central.ingest)
+CommandService          an operator's command checked, fanned out, stored (central.commands)
+CommandDispatcher       commands published, resent until answered, expired (central.dispatch)
+point_energy            energy per local day from cumulative counters, pure (central.energy)
 create_app              the HTTP API under /api/v1 (central.api)
 CentralServer / serve   all of it in one event loop (central.server)
 """
 
 from central.api import create_app
-from central.errors import CentralError, ServerError, StoreError
+from central.commands import CommandService
+from central.dispatch import CommandDispatcher
+from central.energy import point_energy
+from central.errors import (
+    CentralError,
+    InvalidRequest,
+    RequestError,
+    ServerError,
+    StoreError,
+    UnknownTarget,
+)
 from central.ingest import Ingestor
 from central.ingest_stats import IngestSnapshot
 from central.server import CentralServer, serve
@@ -17,12 +30,18 @@ from central.store import Store
 __all__ = [
     "CentralError",
     "CentralServer",
+    "CommandDispatcher",
+    "CommandService",
     "IngestSnapshot",
     "Ingestor",
+    "InvalidRequest",
+    "RequestError",
     "ServerError",
     "SqliteStore",
     "Store",
     "StoreError",
+    "UnknownTarget",
     "create_app",
+    "point_energy",
     "serve",
 ]

@@ -1,21 +1,30 @@
-"""The aggregator's HTTP API, under /api/v1. Every store read runs on the store's threads."""
+"""The aggregator's HTTP API, under /api/v1. Every store read runs on the store's threads.
+
+Fleet status, live values, events and quarantine are here; commands and groups in ``api_commands``;
+lighting, alarms and energy in ``api_views``. Request errors are answered in ``api_errors``.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from typing import Annotated, Any, NoReturn, Protocol
 
 import msgspec
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Response
 from fastapi.exceptions import RequestValidationError
 
+from central import api_errors
 from central import api_models as m
+from central.api_commands import commands_router
+from central.api_errors import unknown_cabinet
+from central.api_views import views_router
+from central.commands import CommandSender, CommandService
 from central.errors import StoreError
 from central.ingest_stats import IngestSnapshot
 from central.store import CabinetRow, Store
+from central.times import now_ms, to_ms
 from protocols.quality import Quality
 
 API_PREFIX = "/api/v1"
@@ -23,9 +32,6 @@ HEALTH_TIMEOUT_S = 2.0
 DEFAULT_WINDOW_MS = 24 * 3600 * 1000
 MAX_LIMIT = 100_000
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
-_DIGITS = re.compile(r"^[0-9]{1,16}$")
 _QUALITY = {int(q): q.name.lower() for q in Quality}
 _json_any = msgspec.json.Decoder(dict[str, Any])
 _json_list = msgspec.json.Decoder(list[dict[str, Any]])
@@ -48,24 +54,10 @@ class IngestMonitor(Protocol):
 
 def parse_time(name: str, raw: str) -> int:
     """Milliseconds since 1970 UTC from ``raw`` (digits, or ISO 8601), else a 422 naming the field."""
-    text = raw.strip()
-    if _DIGITS.match(text):
-        return int(text)
     try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        _invalid(
-            name,
-            raw,
-            f"{name} must be milliseconds since 1970-01-01 UTC (e.g. 1714557600000) or ISO 8601"
-            " (e.g. 2024-05-01T10:00:00Z); a time without an offset is taken as UTC",
-        )
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    ms = (when - _EPOCH) // _MS
-    if ms < 0:
-        _invalid(name, raw, f"{name} is before 1970-01-01T00:00:00Z")
-    return ms
+        return to_ms(name, raw)
+    except ValueError as exc:
+        _invalid(name, raw, str(exc))
 
 
 def _invalid(name: str, raw: str, message: str) -> NoReturn:
@@ -91,27 +83,34 @@ def _summary(row: CabinetRow) -> m.CabinetSummary:
     )
 
 
-def _unknown_cabinet(cabinet: str) -> HTTPException:
-    return HTTPException(
-        404,
-        f"cabinet {cabinet!r} is unknown: it has sent neither a status nor data;"
-        f" GET {API_PREFIX}/cabinets lists the known cabinets",
-    )
+def create_app(
+    *,
+    store: Store,
+    ingest: IngestMonitor | None = None,
+    commands: CommandSender | None = None,
+    clock: Callable[[], int] = now_ms,
+) -> FastAPI:
+    """The API over ``store``.
 
-
-def create_app(*, store: Store, ingest: IngestMonitor | None = None) -> FastAPI:
-    """The API over ``store``; ``ingest`` feeds /health (None: this process does not ingest)."""
+    ``ingest`` feeds /health (None: this process does not ingest). ``commands`` publishes the commands
+    operators send (None: they are stored pending, and an ingest worker's dispatcher sends them).
+    """
     app = FastAPI(
         title="cityedge central",
-        summary="Fleet status, live values, events and quarantine of a city's street cabinets.",
+        summary="Fleet status, live values, events, commands, lighting, alarms and energy of a city's"
+        " street cabinets.",
         version="1",
     )
+    api_errors.install(app)
     router = APIRouter(prefix=API_PREFIX)
+    service = CommandService(store=store, sender=commands, clock=clock)
+    router.include_router(commands_router(store=store, service=service))
+    router.include_router(views_router(store=store))
 
     async def require_cabinet(cabinet: str) -> CabinetRow:
         row = await store.cabinet(cabinet)
         if row is None:
-            raise _unknown_cabinet(cabinet)
+            raise unknown_cabinet(cabinet)
         return row
 
     @router.get("/cabinets", response_model=list[m.CabinetSummary])

@@ -10,6 +10,9 @@ A bad message is counted under its reason and quarantined; it never stops the lo
 acknowledged again: the edge may have missed the first ack. An ack that cannot be sent is not retried:
 the edge sends the batch again, it is stored as a duplicate, and acknowledged then.
 
+The ingestor's connection also carries what central sends: ``publish`` (commands, from
+``central.dispatch``), and ``on_birth`` tells the dispatcher when a cabinet comes online.
+
 Several workers may ingest from one broker: data comes through an MQTT 5 shared subscription, so the
 broker gives each batch to one of them. Status comes through a normal subscription (retained messages
 are not delivered to shared subscriptions); every worker applies it, which is idempotent.
@@ -24,11 +27,13 @@ import ssl
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Self
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from central.backoff import Backoff
@@ -90,6 +95,7 @@ class Ingestor:
         max_pending_records: int = 500_000,
         max_queued_messages: int = 10_000,
         backoff: Backoff | None = None,
+        on_birth: Callable[[str], None] | None = None,
     ) -> None:
         try:
             self._address: BrokerAddress = parse_broker_url(broker_url)
@@ -104,6 +110,7 @@ class Ingestor:
         self._max_queued_messages = max_queued_messages
         self._backoff = backoff or Backoff(initial=0.2, maximum=30.0)
         self._protocol = aiomqtt.ProtocolVersion.V5
+        self._on_birth = on_birth
 
         self._stats = IngestStats()
         self._batches: deque[ReceivedBatch] = deque()
@@ -159,6 +166,27 @@ class Ingestor:
     async def wait_subscribed(self) -> None:
         """Return once the current connection has its subscriptions (publishing before is lossy)."""
         await self._subscribed.wait()
+
+    async def publish(self, topic: str, payload: bytes, *, expiry_s: int | None = None) -> bool:
+        """Publish QoS 1 on the current connection; False when there is none or the broker failed.
+
+        Callers send again later (a PUBACK is not delivery anyway). ``expiry_s`` becomes the MQTT 5
+        message expiry interval when the broker speaks MQTT 5.
+        """
+        client = self._client
+        if client is None:
+            return False
+        properties = None
+        if expiry_s is not None and self._protocol == aiomqtt.ProtocolVersion.V5:
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]  # paho is untyped here
+            properties.MessageExpiryInterval = max(1, expiry_s)
+        try:
+            async with asyncio.timeout(self._timeout):
+                await client.publish(topic, payload, qos=1, properties=properties)
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            self._stats.error(f"publish to {topic}: {exc or type(exc).__name__}", _now_ms())
+            return False
+        return True
 
     # -- MQTT: connect, subscribe, receive --------------------------------------------------
 
@@ -260,6 +288,8 @@ class Ingestor:
                     self._stats.statuses += 1
                     self._statuses.append(ReceivedStatus(status, now))
                     self._work.set()
+                    if status.online and self._on_birth is not None:
+                        self._on_birth(cabinet)
             else:
                 raise TopicError(topic, f"central does not consume {kind!r} messages")
         except FleetError as exc:

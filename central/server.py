@@ -1,4 +1,4 @@
-"""The aggregator process: store + MQTT ingest + HTTP API, all in one event loop.
+"""The aggregator process: store + MQTT ingest + command dispatch + HTTP API, all in one event loop.
 
     async with CentralServer(db_path=..., broker_url=..., http_port=0) as server:
         print(server.url)          # the bound port is known once the block is entered
@@ -20,6 +20,7 @@ from typing import Self
 import uvicorn
 
 from central.api import create_app
+from central.dispatch import DEFAULT_EXPIRY_GRACE_S, DEFAULT_RETRY_S, CommandDispatcher
 from central.errors import ServerError
 from central.ingest import DEFAULT_GROUP, Ingestor
 from central.sqlite_store import SqliteStore
@@ -70,16 +71,28 @@ class CentralServer:
         http_port: int = 8080,
         group: str = DEFAULT_GROUP,
         durable: bool = True,
+        command_retry_s: float = DEFAULT_RETRY_S,
+        command_expiry_grace_s: float = DEFAULT_EXPIRY_GRACE_S,
     ) -> None:
         self.store = SqliteStore(db_path, durable=durable)
         # Validates the broker URL now: a bad one fails before anything starts.
-        self.ingestor = Ingestor(store=self.store, broker_url=broker_url, group=group)
+        self.ingestor = Ingestor(store=self.store, broker_url=broker_url, group=group, on_birth=self._birth)
+        # Commands go out on the ingestor's connection; a birth it receives triggers a resend.
+        self.dispatcher = CommandDispatcher(
+            store=self.store,
+            publisher=self.ingestor,
+            retry_s=command_retry_s,
+            expiry_grace_s=command_expiry_grace_s,
+        )
         self.http_host = http_host
         self._requested_port = http_port
         self._socket: socket.socket | None = None
         self._http: _EmbeddedUvicorn | None = None
         self._http_task: asyncio.Task[None] | None = None
         self._stack: contextlib.AsyncExitStack | None = None
+
+    def _birth(self, cabinet: str) -> None:
+        self.dispatcher.birth(cabinet)
 
     @property
     def http_port(self) -> int:
@@ -101,6 +114,7 @@ class CentralServer:
             stack.callback(sock.close)  # on failure; uvicorn closes it on a normal stop
             await stack.enter_async_context(self.store)
             await stack.enter_async_context(self.ingestor)
+            await stack.enter_async_context(self.dispatcher)
             await self._start_http(sock)
             stack.push_async_callback(self._stop_http)
             self._stack = stack.pop_all()
@@ -116,7 +130,7 @@ class CentralServer:
 
     async def _start_http(self, sock: socket.socket) -> None:
         config = uvicorn.Config(
-            create_app(store=self.store, ingest=self.ingestor),
+            create_app(store=self.store, ingest=self.ingestor, commands=self.dispatcher),
             log_config=None,  # logging is the host program's business
             lifespan="off",
             ws="none",

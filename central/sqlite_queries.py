@@ -39,8 +39,11 @@ ORDER BY ts
 LIMIT ?
 """
 
+# Events are read joined with their stream (``e``, ``s``), in the order of EventRow's fields.
+EVENT_COLUMNS = "e.cabinet, s.stream, e.seq, e.ts, e.source, e.kind, e.severity, e.message, e.data"
+
 _EVENTS = """
-SELECT e.cabinet, s.stream, e.seq, e.ts, e.source, e.kind, e.severity, e.message, e.data
+SELECT {columns}
 FROM events AS e JOIN streams AS s ON s.id = e.stream_pk
 WHERE {where}
 ORDER BY e.ts DESC, e.stream_pk DESC, e.seq DESC
@@ -104,7 +107,7 @@ def events(
     if since_ms is not None:
         clauses.append("e.ts >= ?")
         params.append(since_ms)
-    sql = _EVENTS.format(where=" AND ".join(clauses) or "1")
+    sql = _EVENTS.format(columns=EVENT_COLUMNS, where=" AND ".join(clauses) or "1")
     return [EventRow(*row) for row in conn.execute(sql, (*params, limit))]
 
 

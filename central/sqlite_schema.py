@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 5.0
 
 COUNTERS = ("readings", "events", "results", "quarantined", "quarantine_evicted")
@@ -32,6 +32,67 @@ CREATE INDEX IF NOT EXISTS readings_point_ts ON readings (point_pk, ts);
 """
 
 INSERT_READING = "INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)"
+
+# Commands live in central (created by the API); their status moves with the CommandResults that
+# arrive in data batches, in the transaction that stores the batch.
+COMMANDS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS commands (
+    id TEXT PRIMARY KEY,
+    parent_id TEXT,
+    cabinet TEXT NOT NULL,
+    device TEXT,
+    action TEXT NOT NULL,
+    args TEXT NOT NULL,
+    not_after INTEGER NOT NULL,
+    issued_by TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (
+        status IN ('pending', 'delivered', 'executed', 'failed', 'expired', 'rejected')
+    ),
+    delivered_ms INTEGER,
+    finished_ms INTEGER,
+    reason TEXT,
+    finished_by TEXT CHECK (finished_by IN ('cabinet', 'central'))
+);
+-- Every worker looks for pending commands every few seconds: with this index that costs the number
+-- of pending commands, not the size of the history.
+CREATE INDEX IF NOT EXISTS commands_status ON commands (status, not_after);
+CREATE INDEX IF NOT EXISTS commands_cabinet_created ON commands (cabinet, created_ms);
+CREATE INDEX IF NOT EXISTS commands_created ON commands (created_ms);
+CREATE INDEX IF NOT EXISTS commands_parent ON commands (parent_id) WHERE parent_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS group_commands (
+    id TEXT PRIMARY KEY,
+    group_name TEXT NOT NULL,
+    action TEXT NOT NULL,
+    args TEXT NOT NULL,
+    not_after INTEGER NOT NULL,
+    issued_by TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS groups (
+    name TEXT PRIMARY KEY,
+    members TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+-- The current state of each (cabinet, device, alarm), kept up to date from alarm events at ingest so
+-- that "which alarms are active" never scans the event history. updated_* orders events: the newest
+-- one wins whatever order batches arrive in.
+CREATE TABLE IF NOT EXISTS alarms (
+    cabinet TEXT NOT NULL,
+    device TEXT NOT NULL,
+    alarm TEXT NOT NULL,
+    active INTEGER NOT NULL,
+    severity TEXT NOT NULL,
+    message TEXT NOT NULL,
+    raised_ms INTEGER,
+    cleared_ms INTEGER,
+    updated_ms INTEGER NOT NULL,
+    updated_stream INTEGER NOT NULL,
+    updated_seq INTEGER NOT NULL,
+    PRIMARY KEY (cabinet, device, alarm)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS alarms_active ON alarms (active, updated_ms);
+"""
 
 SCHEMA = (
     """
@@ -76,6 +137,9 @@ CREATE TABLE IF NOT EXISTS events (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
 CREATE INDEX IF NOT EXISTS events_cabinet_ts ON events (cabinet, ts);
+-- The newest event of one kind from each source of a cabinet (the lighting view: one lighting_state
+-- per output) costs one probe of this index per source, whatever the length of the history.
+CREATE INDEX IF NOT EXISTS events_cabinet_kind_source_ts ON events (cabinet, kind, source, ts);
 CREATE TABLE IF NOT EXISTS command_results (
     stream_pk INTEGER NOT NULL,
     seq INTEGER NOT NULL,
@@ -87,6 +151,9 @@ CREATE TABLE IF NOT EXISTS command_results (
     PRIMARY KEY (stream_pk, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS command_results_id ON command_results (cabinet, command_id);
+"""
+    + COMMANDS_SCHEMA
+    + """
 CREATE TABLE IF NOT EXISTS quarantine (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     received_ms INTEGER NOT NULL,

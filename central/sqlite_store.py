@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
 
+from central import sqlite_commands as sc
 from central import sqlite_queries as q
+from central import sqlite_views as sv
 from central.errors import StoreError
 from central.sqlite_schema import BUSY_TIMEOUT_S, connect, create_schema
 from central.sqlite_writer import SqliteWriter
@@ -33,6 +35,7 @@ from central.store import (
     ReceivedStatus,
     Totals,
 )
+from central.store_rows import AlarmRow, CommandRow, GroupCommandRow, GroupRow
 
 _T = TypeVar("_T")
 
@@ -146,6 +149,14 @@ class SqliteStore:
 
         return await self._on_writer("write", run)
 
+    async def _in_transaction(self, operation: str, fn: Callable[[sqlite3.Cursor], _T]) -> _T:
+        def run() -> _T:
+            if self._writer is None:
+                raise sqlite3.ProgrammingError("the writer connection is closed")
+            return self._writer.transaction(fn)
+
+        return await self._on_writer(operation, run)
+
     async def ping(self) -> None:
         await self._on_reader("ping", q.ping)
 
@@ -185,3 +196,78 @@ class SqliteStore:
 
     async def totals(self) -> Totals:
         return await self._on_reader("read totals", q.totals)
+
+    # -- commands and groups ------------------------------------------------------------------
+
+    async def add_commands(
+        self, commands: Sequence[CommandRow], parent: GroupCommandRow | None = None
+    ) -> None:
+        await self._in_transaction("add commands", lambda cur: sc.insert_commands(cur, commands, parent))
+
+    async def command(self, command_id: str) -> CommandRow | None:
+        return await self._on_reader("read command", lambda c: sc.command(c, command_id))
+
+    async def group_command(self, command_id: str) -> GroupCommandRow | None:
+        return await self._on_reader("read group command", lambda c: sc.group_command(c, command_id))
+
+    async def child_commands(self, parent_id: str) -> list[CommandRow]:
+        return await self._on_reader("read child commands", lambda c: sc.child_commands(c, parent_id))
+
+    async def commands(
+        self, *, cabinet: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[CommandRow]:
+        return await self._on_reader("list commands", lambda c: sc.commands(c, cabinet, status, limit))
+
+    async def pending_commands(
+        self, *, not_after_from_ms: int, cabinets: Sequence[str] | None = None
+    ) -> list[CommandRow]:
+        return await self._on_reader(
+            "list pending commands", lambda c: sc.pending_commands(c, not_after_from_ms, cabinets)
+        )
+
+    async def expire_commands(self, *, before_ms: int, now_ms: int) -> int:
+        return await self._in_transaction(
+            "expire commands", lambda cur: sc.expire_commands(cur, before_ms=before_ms, now_ms=now_ms)
+        )
+
+    async def put_group(self, group: GroupRow) -> bool:
+        return await self._in_transaction("write group", lambda cur: sc.put_group(cur, group))
+
+    async def group(self, name: str) -> GroupRow | None:
+        return await self._on_reader("read group", lambda c: sc.group(c, name))
+
+    async def groups(self) -> list[GroupRow]:
+        return await self._on_reader("list groups", sc.groups)
+
+    async def delete_group(self, name: str) -> bool:
+        return await self._in_transaction("delete group", lambda cur: sc.delete_group(cur, name))
+
+    # -- views --------------------------------------------------------------------------------
+
+    async def latest_events(self, cabinet: str, kind: str) -> list[EventRow]:
+        return await self._on_reader("read latest events", lambda c: sv.latest_events(c, cabinet, kind))
+
+    async def alarms(
+        self, *, cabinet: str | None = None, active: bool | None = None, limit: int = 1000
+    ) -> list[AlarmRow]:
+        return await self._on_reader("read alarms", lambda c: sv.alarms(c, cabinet, active, limit))
+
+    async def points_ending_with(self, cabinet: str, suffix: str) -> list[str]:
+        return await self._on_reader("find points", lambda c: sv.points_ending_with(c, cabinet, suffix))
+
+    async def fold_readings(
+        self,
+        cabinet: str,
+        point: str,
+        *,
+        start_ms: int,
+        end_ms: int,
+        fold: Callable[[Iterator[ReadingRow]], _T],
+        neighbours: bool = False,
+    ) -> _T:
+        return await self._on_reader(
+            "read readings",
+            lambda c: sv.fold_readings(
+                c, cabinet, point, start_ms=start_ms, end_ms=end_ms, fold=fold, neighbours=neighbours
+            ),
+        )

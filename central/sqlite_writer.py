@@ -4,6 +4,10 @@ A group of batches is one transaction (group commit): with many cabinets sending
 cost of a commit is shared by all of them. Each batch sits in a SAVEPOINT so that one batch the
 database refuses is quarantined without failing the others.
 
+What a batch implies is written in the batch's transaction too: command results move their command's
+status (``sqlite_commands.apply_results``), alarm events the alarm's state (``sqlite_views``). A
+batch is therefore acknowledged only once everything it changes is committed.
+
 The ids of streams and points are cached in memory: the hot loop over readings is one tuple build and
 one dict lookup per reading. Rows of those tables are never deleted or renumbered, so the caches stay
 valid even when several processes write to the same file; they are dropped on rollback, since ids
@@ -13,11 +17,14 @@ handed out inside a rolled-back transaction do not exist.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import msgspec
 
+from central.sqlite_commands import apply_results
 from central.sqlite_schema import INSERT_READING
+from central.sqlite_views import apply_alarm_events
 from central.store import (
     QUARANTINE_MAX_ROWS,
     QUARANTINE_PAYLOAD_BYTES,
@@ -29,6 +36,7 @@ from central.store import (
 from protocols.fleet import DataBatch, Status
 
 _json = msgspec.json.Encoder()
+_T = TypeVar("_T")
 
 
 def _json_text(value: object) -> str:
@@ -102,6 +110,18 @@ class SqliteWriter:
             raise
         return outcomes
 
+    def transaction(self, fn: Callable[[sqlite3.Cursor], _T]) -> _T:
+        """Run ``fn`` in one transaction of its own (commands, groups, expiry)."""
+        cur = self._conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(cur)
+            cur.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        return result
+
     def _rollback(self) -> None:
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
@@ -167,13 +187,18 @@ class SqliteWriter:
             for e in batch.events
         ]
         cur.executemany(_INSERT_EVENT, rows)
-        return cur.rowcount
+        new = cur.rowcount
+        apply_alarm_events(cur, cabinet, stream_pk, batch.events)
+        return new
 
     def _insert_results(self, cur: sqlite3.Cursor, stream_pk: int, batch: DataBatch) -> int:
         cabinet = batch.cabinet
         rows = [(stream_pk, r.seq, cabinet, r.ts, r.command_id, r.status, r.reason) for r in batch.results]
         cur.executemany(_INSERT_RESULT, rows)
-        return cur.rowcount
+        new = cur.rowcount
+        # Duplicates too: applying a result twice changes nothing (see sqlite_commands).
+        apply_results(cur, cabinet, batch.results)
+        return new
 
     def _stream_pk(self, cur: sqlite3.Cursor, cabinet: str, stream: str) -> int:
         key = (cabinet, stream)

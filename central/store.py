@@ -5,17 +5,23 @@ Every method is async so that a store may run its I/O on a thread (SQLite) or a 
 (PostgreSQL) without the caller knowing. Methods raise ``StoreError`` when the database fails.
 
 Idempotency is the store's job: a record is keyed by (cabinet, stream, seq), and writing it again is
-counted as a duplicate, never stored twice.
+counted as a duplicate, never stored twice. So is what a batch implies: a command result moves its
+command's status, an alarm event its alarm's state, in the transaction that stores the batch.
+
+Commands, groups and alarms speak in the rows of ``central.store_rows``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypeVar
 
+from central.store_rows import AlarmRow, CommandRow, GroupCommandRow, GroupRow
 from protocols.fleet import DataBatch, Status
 from protocols.fleet.messages import Scalar
+
+_T = TypeVar("_T")
 
 # A quarantined payload keeps at most this many bytes (the size column says how large it was).
 QUARANTINE_PAYLOAD_BYTES = 64 * 1024
@@ -192,3 +198,78 @@ class Store(Protocol):
     async def quarantine_counts(self) -> QuarantineCounts: ...
 
     async def totals(self) -> Totals: ...
+
+    # -- commands and groups ------------------------------------------------------------------
+
+    async def add_commands(
+        self, commands: Sequence[CommandRow], parent: GroupCommandRow | None = None
+    ) -> None:
+        """Store new commands (and the group command they fan out of) in one transaction."""
+
+    async def command(self, command_id: str) -> CommandRow | None: ...
+
+    async def group_command(self, command_id: str) -> GroupCommandRow | None: ...
+
+    async def child_commands(self, parent_id: str) -> list[CommandRow]: ...
+
+    async def commands(
+        self, *, cabinet: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[CommandRow]:
+        """Commands to cabinets, newest first."""
+        ...
+
+    async def pending_commands(
+        self, *, not_after_from_ms: int, cabinets: Sequence[str] | None = None
+    ) -> list[CommandRow]:
+        """Commands still pending whose not_after is not before ``not_after_from_ms``, oldest first."""
+        ...
+
+    async def expire_commands(self, *, before_ms: int, now_ms: int) -> int:
+        """Mark pending commands with not_after < before_ms expired (by central); how many were."""
+        ...
+
+    async def put_group(self, group: GroupRow) -> bool:
+        """Create or replace a group; True when it was created."""
+        ...
+
+    async def group(self, name: str) -> GroupRow | None: ...
+
+    async def groups(self) -> list[GroupRow]: ...
+
+    async def delete_group(self, name: str) -> bool:
+        """False when there was no such group."""
+        ...
+
+    # -- views --------------------------------------------------------------------------------
+
+    async def latest_events(self, cabinet: str, kind: str) -> list[EventRow]:
+        """The newest event of ``kind`` from each source of ``cabinet``, newest first."""
+        ...
+
+    async def alarms(
+        self, *, cabinet: str | None = None, active: bool | None = None, limit: int = 1000
+    ) -> list[AlarmRow]:
+        """The current state of each alarm, active ones first, then the most recently changed."""
+        ...
+
+    async def points_ending_with(self, cabinet: str, suffix: str) -> list[str]:
+        """Names of the cabinet's points that end with ``suffix`` (case-sensitive)."""
+        ...
+
+    async def fold_readings(
+        self,
+        cabinet: str,
+        point: str,
+        *,
+        start_ms: int,
+        end_ms: int,
+        fold: Callable[[Iterator[ReadingRow]], _T],
+        neighbours: bool = False,
+    ) -> _T:
+        """Run ``fold`` over the readings with start_ms <= ts < end_ms, oldest first, streamed.
+
+        ``fold`` runs on the store's thread, so months of readings are never held in memory; it
+        must not touch the event loop. ``neighbours`` adds the last good reading before the range
+        and the first good one after it.
+        """
+        ...

@@ -1,6 +1,7 @@
 """Helpers for tests and benchmarks of the aggregator, shipped as real code.
 
-Build wire payloads the way an edge would, listen for acknowledgements on a real broker, and wait on
+Build wire payloads the way an edge would, listen for acknowledgements on a real broker, play the
+part of an agent (``ScriptedEdge``: birth, records, command results, commands received), and wait on
 a condition with a deadline instead of sleeping.
 """
 
@@ -17,16 +18,21 @@ import aiomqtt
 from protocols.fleet import (
     PROTOCOL_VERSION,
     Ack,
+    Command,
     CommandResult,
+    DeviceInfo,
     Event,
     FleetError,
     Reading,
     Status,
+    Topics,
     decode_ack,
+    decode_command,
     encode,
     encode_data_batch,
 )
 from protocols.fleet.broker_url import parse_broker_url
+from protocols.fleet.messages import CommandStatus, Scalar
 from protocols.fleet.topics import all_cabinets, parse_topic
 from protocols.quality import Quality
 
@@ -137,3 +143,112 @@ class AckListener:
         return sum(
             1 for a in self.acks if (a.cabinet, a.stream, a.first, a.last) == (cabinet, stream, first, last)
         )
+
+
+class ScriptedEdge:
+    """Plays an agent on a real broker, as a test tells it to: publishes its birth, batches of
+    records numbered like the agent's log, and collects the commands sent to its cabinet.
+
+    ``send`` returns once central acknowledged the batch: what it carried is committed.
+    """
+
+    def __init__(self, broker_url: str, cabinet: str, *, stream: str = "0123abcd", timeout: float = 10.0):
+        self._address = parse_broker_url(broker_url)
+        self.cabinet = cabinet
+        self.stream = stream
+        self.topics = Topics(cabinet)
+        self.timeout = timeout
+        self.commands: list[Command] = []
+        self.acks: list[Ack] = []
+        self._seq = 0
+        self._client: aiomqtt.Client | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Self:
+        self._client = client = aiomqtt.Client(self._address.host, self._address.port)
+        await client.__aenter__()
+        await client.subscribe(self.topics.command, qos=1)
+        await client.subscribe(self.topics.ack, qos=1)
+        self._task = asyncio.create_task(self._collect(client), name=f"scripted-edge-{self.cabinet}")
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._client is not None:
+            await self._client.__aexit__(exc_type, exc, tb)
+
+    async def _collect(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            if message.topic.value == self.topics.command:
+                self.commands.append(decode_command(message.payload, topic_cabinet=self.cabinet))
+            else:
+                self.acks.append(decode_ack(message.payload, topic_cabinet=self.cabinet))
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def reading(self, point: str, ts: int, value: Scalar, quality: Quality = Quality.GOOD) -> Reading:
+        reason = None if quality == Quality.GOOD else "test"
+        return Reading(self._next_seq(), point, ts, value, quality, reason)
+
+    def event(self, kind: str, data: dict[str, Scalar], *, ts: int = TS0_MS, source: str = "agent") -> Event:
+        return Event(self._next_seq(), ts, source, kind, "info", kind, data)
+
+    def result(
+        self, command_id: str, status: CommandStatus, reason: str | None = None, *, ts: int = TS0_MS
+    ) -> CommandResult:
+        return CommandResult(self._next_seq(), ts, command_id, status, reason)
+
+    async def birth(self, *, inventory: Sequence[DeviceInfo] = (), ts: int = TS0_MS) -> None:
+        """Publish the retained online status (what makes central resend pending commands)."""
+        client = self._connected()
+        status = Status(
+            v=PROTOCOL_VERSION,
+            cabinet=self.cabinet,
+            online=True,
+            ts=ts,
+            stream=self.stream,
+            inventory=list(inventory),
+        )
+        payload = encode(status)
+        await client.publish(self.topics.status, payload, qos=1, retain=True)
+
+    async def send(self, *records: Reading | Event | CommandResult) -> None:
+        """Publish the records as one batch and wait for central's ack of it."""
+        client = self._connected()
+        seqs = [r.seq for r in records]
+        first, last = min(seqs), max(seqs)
+        payload = encode_data_batch(
+            cabinet=self.cabinet,
+            stream=self.stream,
+            first=first,
+            last=last,
+            readings=[encode(r) for r in records if isinstance(r, Reading)],
+            events=[encode(r) for r in records if isinstance(r, Event)],
+            results=[encode(r) for r in records if isinstance(r, CommandResult)],
+        )
+        await client.publish(self.topics.data, payload, qos=1)
+        await wait_until(
+            lambda: any((a.first, a.last) == (first, last) for a in self.acks),
+            within=self.timeout,
+            what=f"central's ack of {self.cabinet} seq {first}..{last}",
+        )
+
+    async def wait_command(self, command_id: str, *, count: int = 1) -> Command:
+        """The command ``command_id`` once it arrived ``count`` times."""
+        await wait_until(
+            lambda: sum(c.id == command_id for c in self.commands) >= count,
+            within=self.timeout,
+            what=f"command {command_id} received {count} time(s) by {self.cabinet}",
+        )
+        return next(c for c in self.commands if c.id == command_id)
+
+    def _connected(self) -> aiomqtt.Client:
+        if self._client is None:
+            raise RuntimeError("use ScriptedEdge in `async with`")
+        return self._client

@@ -1,0 +1,176 @@
+"""Request and response bodies of /commands and /groups.
+
+Identifiers are checked with the fleet protocol's own rules, so that central never stores a command
+that could not be put on the wire.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from central.command_args import Action
+from central.store_rows import CommandStatus
+from central.times import to_ms
+from protocols.fleet.topics import is_valid_cabinet_id
+
+MAX_GROUP_MEMBERS = 10_000
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _cabinet_id(value: str) -> str:
+    if not is_valid_cabinet_id(value):
+        raise ValueError(
+            "a cabinet id is 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit"
+        )
+    return value
+
+
+def _name_of(what: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if not _NAME.fullmatch(value):
+            raise ValueError(f"{what} is 1-64 letters, digits, '_', '-' or '.'")
+        return value
+
+    return check
+
+
+def _time(name: str) -> Callable[[object], int | None]:
+    def parse(value: object) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError(f"{name} must be milliseconds since 1970-01-01 UTC or ISO 8601 text")
+        return to_ms(name, value)
+
+    return parse
+
+
+CabinetId = Annotated[str, AfterValidator(_cabinet_id)]
+DeviceName = Annotated[str, AfterValidator(_name_of("a device name"))]
+GroupName = Annotated[str, AfterValidator(_name_of("a group name"))]
+_TIME_SCHEMA = WithJsonSchema(
+    {"anyOf": [{"type": "integer"}, {"type": "string", "format": "date-time"}, {"type": "null"}]}
+)
+
+
+class TargetIn(BaseModel):
+    """Either one cabinet (optionally one of its devices), or a group."""
+
+    model_config = ConfigDict(extra="forbid")
+    cabinet: CabinetId | None = None
+    device: DeviceName | None = None
+    group: GroupName | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Self:
+        if (self.cabinet is None) == (self.group is None):
+            raise ValueError('give either "cabinet" (with an optional "device") or "group", not both')
+        if self.group is not None and self.device is not None:
+            raise ValueError('"device" goes with "cabinet"; a group names the devices of its members')
+        return self
+
+
+class CommandIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    target: TargetIn
+    action: Action
+    args: dict[str, Any] = Field(default={}, description="depends on the action; see the API docs")
+    not_after: Annotated[int | None, BeforeValidator(_time("not_after")), _TIME_SCHEMA] = Field(
+        default=None,
+        description="ms since 1970 UTC or ISO 8601; default now + 5 min; at most 7 days ahead",
+    )
+    issued_by: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+
+
+class TargetOut(BaseModel):
+    cabinet: str | None = None
+    device: str | None = None
+    group: str | None = None
+
+
+class CommandOut(BaseModel):
+    kind: Literal["cabinet"] = "cabinet"
+    id: str
+    parent_id: str | None = Field(description="the group command this one was fanned out of")
+    target: TargetOut
+    action: str
+    args: dict[str, Any]
+    not_after_ms: int
+    issued_by: str
+    status: CommandStatus
+    created_ms: int
+    delivered_ms: int | None = Field(description="when the cabinet accepted it (cabinet's clock)")
+    finished_ms: int | None = Field(description="when it reached its final status")
+    reason: str | None = Field(description="why it failed, was rejected or expired")
+    finished_by: Literal["cabinet", "central"] | None = Field(
+        description="central marks a command expired when no answer came before not_after"
+    )
+
+
+class GroupCommandOut(BaseModel):
+    kind: Literal["group"] = "group"
+    id: str
+    target: TargetOut
+    action: str
+    args: dict[str, Any]
+    not_after_ms: int
+    issued_by: str
+    created_ms: int
+    status: Literal["open", "done"] = Field(description="done once every child is in a final status")
+    summary: dict[str, int] = Field(description="number of children in each status")
+    children: list[CommandOut]
+
+
+class CommandsPage(BaseModel):
+    commands: list[CommandOut] = Field(description="newest first")
+
+
+class MemberIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cabinet: CabinetId
+    device: DeviceName | None = None
+
+
+class GroupIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    members: Annotated[list[MemberIn], Field(min_length=1, max_length=MAX_GROUP_MEMBERS)]
+
+    @field_validator("members")
+    @classmethod
+    def _no_repeats(cls, members: list[MemberIn]) -> list[MemberIn]:
+        seen: dict[tuple[str, str | None], int] = {}
+        for i, member in enumerate(members):
+            key = (member.cabinet, member.device)
+            if key in seen:
+                raise ValueError(f"members[{i}] repeats members[{seen[key]}]; list each member once")
+            seen[key] = i
+        return members
+
+
+class MemberOut(BaseModel):
+    cabinet: str
+    device: str | None
+
+
+class GroupOut(BaseModel):
+    name: str
+    members: list[MemberOut]
+    updated_ms: int
+
+
+class GroupsPage(BaseModel):
+    groups: list[GroupOut]

@@ -1,0 +1,144 @@
+"""/commands and /groups: operators send commands to cabinets, one by one or by group.
+
+The handlers are thin: ``central.commands.CommandService`` checks, stores and hands over for sending;
+its errors become 404 and 422 in ``central.api`` (``UnknownTarget``, ``InvalidRequest``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Response
+
+from central import api_command_models as m
+from central.api_models import ErrorBody
+from central.command_args import operator_args
+from central.commands import CommandService, GroupCommand
+from central.errors import UnknownTarget
+from central.store import Store
+from central.store_rows import CommandRow, CommandStatus, GroupMember, GroupRow
+
+MAX_COMMANDS_LIMIT = 10_000
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "unknown cabinet, device, group or command"},
+}
+GroupNamePath = Annotated[m.GroupName, Path(description="1-64 letters, digits, '_', '-' or '.'")]
+
+
+def command_out(row: CommandRow) -> m.CommandOut:
+    return m.CommandOut(
+        id=row.id,
+        parent_id=row.parent_id,
+        target=m.TargetOut(cabinet=row.cabinet, device=row.device),
+        action=row.action,
+        args=operator_args(row.action, row.args_json),
+        not_after_ms=row.not_after_ms,
+        issued_by=row.issued_by,
+        status=row.status,
+        created_ms=row.created_ms,
+        delivered_ms=row.delivered_ms,
+        finished_ms=row.finished_ms,
+        reason=row.reason,
+        finished_by=row.finished_by,
+    )
+
+
+def group_command_out(command: GroupCommand) -> m.GroupCommandOut:
+    row = command.row
+    return m.GroupCommandOut(
+        id=row.id,
+        target=m.TargetOut(group=row.group),
+        action=row.action,
+        args=operator_args(row.action, row.args_json),
+        not_after_ms=row.not_after_ms,
+        issued_by=row.issued_by,
+        created_ms=row.created_ms,
+        status="done" if command.done else "open",
+        summary=command.summary,
+        children=[command_out(child) for child in command.children],
+    )
+
+
+def _out(result: CommandRow | GroupCommand) -> m.CommandOut | m.GroupCommandOut:
+    return group_command_out(result) if isinstance(result, GroupCommand) else command_out(result)
+
+
+def group_out(row: GroupRow) -> m.GroupOut:
+    return m.GroupOut(
+        name=row.name,
+        members=[m.MemberOut(cabinet=x.cabinet, device=x.device) for x in row.members],
+        updated_ms=row.updated_ms,
+    )
+
+
+def _unknown_group(name: str) -> UnknownTarget:
+    return UnknownTarget("group", name, "is unknown", "GET /api/v1/groups lists the groups")
+
+
+def commands_router(*, store: Store, service: CommandService) -> APIRouter:
+    router = APIRouter(tags=["commands"])
+
+    @router.post(
+        "/commands",
+        status_code=201,
+        response_model=m.CommandOut | m.GroupCommandOut,
+        responses=_ERRORS,
+        summary="Send a command to a cabinet, one of its devices, or a group",
+    )
+    async def post_command(body: m.CommandIn) -> m.CommandOut | m.GroupCommandOut:
+        target = body.target
+        result = await service.submit(
+            cabinet=target.cabinet,
+            device=target.device,
+            group=target.group,
+            action=body.action,
+            args=body.args,
+            not_after=body.not_after,
+            issued_by=body.issued_by,
+        )
+        return _out(result)
+
+    @router.get("/commands/{command_id}", response_model=m.CommandOut | m.GroupCommandOut, responses=_ERRORS)
+    async def get_command(command_id: str) -> m.CommandOut | m.GroupCommandOut:
+        return _out(await service.get(command_id))
+
+    @router.get("/commands", response_model=m.CommandsPage)
+    async def list_commands(
+        cabinet: Annotated[str | None, Query(description="only this cabinet")] = None,
+        status: Annotated[CommandStatus | None, Query(description="only this status")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_COMMANDS_LIMIT)] = 100,
+    ) -> m.CommandsPage:
+        rows = await store.commands(cabinet=cabinet, status=status, limit=limit)
+        return m.CommandsPage(commands=[command_out(row) for row in rows])
+
+    @router.put(
+        "/groups/{name}",
+        response_model=m.GroupOut,
+        responses={**_ERRORS, 201: {"model": m.GroupOut, "description": "created"}},
+        summary="Create or replace a group",
+    )
+    async def put_group(name: GroupNamePath, body: m.GroupIn, response: Response) -> m.GroupOut:
+        members = [GroupMember(cabinet=x.cabinet, device=x.device) for x in body.members]
+        row, created = await service.put_group(name, members)
+        response.status_code = 201 if created else 200
+        return group_out(row)
+
+    @router.get("/groups", response_model=m.GroupsPage)
+    async def list_groups() -> m.GroupsPage:
+        return m.GroupsPage(groups=[group_out(row) for row in await store.groups()])
+
+    @router.get("/groups/{name}", response_model=m.GroupOut, responses=_ERRORS)
+    async def get_group(name: str) -> m.GroupOut:
+        row = await store.group(name)
+        if row is None:
+            raise _unknown_group(name)
+        return group_out(row)
+
+    @router.delete("/groups/{name}", status_code=204, responses=_ERRORS)
+    async def delete_group(name: str) -> Response:
+        if not await store.delete_group(name):
+            raise _unknown_group(name)
+        return Response(status_code=204)
+
+    return router

@@ -1,0 +1,201 @@
+"""Views of a cabinet computed from what its agent sent: lighting, alarms, energy per day."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Iterator, Sequence
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from fastapi import APIRouter, Query
+
+from central import api_view_models as m
+from central.api_errors import unknown_cabinet
+from central.api_models import ErrorBody
+from central.energy import (
+    DEFAULT_MAX_POWER_W,
+    Day,
+    DayEnergy,
+    EnergySettings,
+    PointEnergy,
+    local_days,
+    point_energy,
+)
+from central.errors import InvalidRequest
+from central.lighting_view import LIGHTING_STATE, SCHEDULE_ACTIVE, schedule_view, state_view
+from central.store import ReadingRow, Store
+from central.store_rows import AlarmRow
+
+ENERGY_SUFFIX = "energy_wh"
+MAX_ENERGY_DAYS = 366
+MAX_ALARMS = 100_000
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "unknown cabinet"}}
+
+
+def _date(name: str, raw: str) -> dt.date:
+    if not _DATE.fullmatch(raw):
+        raise InvalidRequest.field(
+            ("query", name), f"{name} must be a date as YYYY-MM-DD (e.g. 2024-05-01)", raw
+        )
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        raise InvalidRequest.field(
+            ("query", name), f"{name} {raw} is not a day of the calendar", raw
+        ) from None
+
+
+def _zone(raw: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidRequest.field(
+            ("query", "tz"), "tz must be an IANA time zone name, such as Europe/Paris or UTC", raw
+        ) from None
+
+
+def _day_range(start: str, end: str | None) -> tuple[dt.date, dt.date]:
+    first = _date("start", start)
+    last = _date("end", end) if end is not None else first
+    if last < first:
+        raise InvalidRequest.field(("query", "end"), "end is before start (both are inclusive)", end)
+    if (last - first).days + 1 > MAX_ENERGY_DAYS:
+        raise InvalidRequest.field(
+            ("query", "end"), f"at most {MAX_ENERGY_DAYS} days at once: ask for a shorter range", end
+        )
+    return first, last
+
+
+def _kwh(wh: float) -> float:
+    return round(wh / 1000, 6)
+
+
+def _day_out(date: dt.date, days: Sequence[DayEnergy], length_ms: int) -> m.EnergyDayOut:
+    return m.EnergyDayOut(
+        date=date,
+        kwh=_kwh(math.fsum(d.wh for d in days)),
+        # The cabinet's coverage is that of its least covered counter.
+        coverage=round(min((d.covered_ms for d in days), default=0) / length_ms, 6),
+        interpolated=any(d.interpolated for d in days),
+        reset=any(d.reset for d in days),
+        absurd=any(d.absurd for d in days),
+    )
+
+
+def _energy_out(
+    cabinet: str, tz: str, days: list[Day], settings: EnergySettings, points: dict[str, PointEnergy]
+) -> m.EnergyOut:
+    lengths = [day.end_ms - day.start_ms for day in days]
+    point_out = [
+        m.EnergyPointOut(
+            point=name,
+            total_kwh=_kwh(energy.total_wh),
+            resets=energy.resets,
+            absurd=energy.absurd,
+            skipped=energy.skipped,
+            days=[_day_out(d.date, [d], n) for d, n in zip(energy.days, lengths, strict=True)],
+        )
+        for name, energy in points.items()
+    ]
+    cabinet_days = [
+        _day_out(day.date, [energy.days[i] for energy in points.values()], lengths[i])
+        for i, day in enumerate(days)
+    ]
+    return m.EnergyOut(
+        cabinet=cabinet,
+        tz=tz,
+        start=days[0].date,
+        end=days[-1].date,
+        max_power_w=settings.max_power_w,
+        total_kwh=_kwh(math.fsum(e.total_wh for e in points.values())),
+        days=cabinet_days,
+        points=point_out,
+    )
+
+
+def _alarm_out(row: AlarmRow) -> m.AlarmOut:
+    return m.AlarmOut(
+        cabinet=row.cabinet,
+        device=row.device,
+        alarm=row.alarm,
+        active=row.active,
+        severity=row.severity,
+        message=row.message,
+        raised_ms=row.raised_ms,
+        cleared_ms=row.cleared_ms,
+        updated_ms=row.updated_ms,
+    )
+
+
+def views_router(*, store: Store) -> APIRouter:
+    router = APIRouter(tags=["views"])
+
+    async def require_cabinet(cabinet: str) -> None:
+        if await store.cabinet(cabinet) is None:
+            raise unknown_cabinet(cabinet)
+
+    @router.get("/cabinets/{cabinet}/lighting", response_model=m.LightingOut, responses=_NOT_FOUND)
+    async def lighting(cabinet: str) -> m.LightingOut:
+        await require_cabinet(cabinet)
+        problems: list[str] = []
+        schedule = None
+        # The schedule is the cabinet's (one source); states come one per output.
+        for event in (await store.latest_events(cabinet, SCHEDULE_ACTIVE))[:1]:
+            view, problem = schedule_view(event)
+            if view is not None:
+                schedule = m.ScheduleOut.model_validate(view, from_attributes=True)
+            problems += [problem] if problem else []
+        outputs: list[m.LightingStateOut] = []
+        for event in await store.latest_events(cabinet, LIGHTING_STATE):
+            state, problem = state_view(event)
+            if state is not None:
+                outputs.append(m.LightingStateOut.model_validate(state, from_attributes=True))
+            problems += [problem] if problem else []
+        return m.LightingOut(
+            cabinet=cabinet,
+            schedule=schedule,
+            state=outputs[0] if outputs else None,
+            outputs=outputs,
+            problems=problems,
+        )
+
+    @router.get("/alarms", response_model=m.AlarmsPage)
+    async def alarms(
+        cabinet: Annotated[str | None, Query(description="only this cabinet")] = None,
+        active: Annotated[bool | None, Query(description="true: active only; false: cleared only")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_ALARMS)] = 1000,
+    ) -> m.AlarmsPage:
+        rows = await store.alarms(cabinet=cabinet, active=active, limit=limit)
+        return m.AlarmsPage(alarms=[_alarm_out(row) for row in rows])
+
+    @router.get("/cabinets/{cabinet}/energy", response_model=m.EnergyOut, responses=_NOT_FOUND)
+    async def energy(
+        cabinet: str,
+        start: Annotated[str, Query(description="first local day, YYYY-MM-DD")],
+        end: Annotated[str | None, Query(description="last local day, inclusive; default start")] = None,
+        tz: Annotated[str, Query(description="IANA time zone of the days")] = "UTC",
+        max_power_w: Annotated[
+            float, Query(gt=0, description="a jump beyond this power is a glitch, not consumption")
+        ] = DEFAULT_MAX_POWER_W,
+    ) -> m.EnergyOut:
+        first, last = _day_range(start, end)
+        zone = _zone(tz)
+        await require_cabinet(cabinet)
+        days = local_days(first, last, zone)
+        settings = EnergySettings(max_power_w=max_power_w)
+
+        def fold(rows: Iterator[ReadingRow]) -> PointEnergy:
+            return point_energy(((r.ts_ms, r.value, r.quality) for r in rows), days, settings)
+
+        points = {
+            name: await store.fold_readings(
+                cabinet, name, start_ms=days[0].start_ms, end_ms=days[-1].end_ms, fold=fold, neighbours=True
+            )
+            for name in await store.points_ending_with(cabinet, ENERGY_SUFFIX)
+        }
+        return _energy_out(cabinet, tz, days, settings, points)
+
+    return router

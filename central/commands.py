@@ -1,0 +1,224 @@
+"""An operator's command, turned into commands to cabinets: checked, stored, then handed for sending.
+
+A command is stored before anything is published, and publishing is the dispatcher's job
+(``central.dispatch``): a POST answers as soon as the command is safe in the database, and a process
+that only serves the API (no ingest, no MQTT) can accept commands that an ingest worker will send.
+
+A command to a group fans out into one child command per member, stored with its parent in one
+transaction; the parent itself is never sent. A schedule is a cabinet's, not a device's: set_schedule
+addresses whole cabinets, and to a group it goes once to each cabinet of its members.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgspec
+
+from central.command_args import wire_args
+from central.errors import InvalidRequest, UnknownTarget
+from central.store import CabinetRow, Store
+from central.store_rows import (
+    COMMAND_STATUSES,
+    OPEN_STATUSES,
+    CommandRow,
+    GroupCommandRow,
+    GroupMember,
+    GroupRow,
+)
+from central.times import now_ms
+from protocols.fleet import PROTOCOL_VERSION, Command, encode
+from protocols.fleet.messages import MAX_COMMAND_BYTES, Scalar
+
+DEFAULT_TTL_MS = 5 * 60 * 1000
+WHOLE_CABINET_ACTION = "set_schedule"
+MAX_TTL_MS = 7 * 24 * 3600 * 1000
+
+_json = msgspec.json.Encoder()
+_inventory = msgspec.json.Decoder(list[dict[str, Any]])
+
+
+class CommandSender(Protocol):
+    """Takes freshly stored commands to publish; ``CommandDispatcher`` is one."""
+
+    def submitted(self, commands: Sequence[CommandRow]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class GroupCommand:
+    row: GroupCommandRow
+    children: list[CommandRow]
+
+    @property
+    def summary(self) -> dict[str, int]:
+        counts = Counter(child.status for child in self.children)
+        return {status: counts.get(status, 0) for status in COMMAND_STATUSES}
+
+    @property
+    def done(self) -> bool:
+        return not any(child.status in OPEN_STATUSES for child in self.children)
+
+
+def to_command(row: CommandRow, args: dict[str, Scalar]) -> Command:
+    return Command(
+        v=PROTOCOL_VERSION,
+        id=row.id,
+        cabinet=row.cabinet,
+        action=row.action,
+        not_after=row.not_after_ms,
+        issued_by=row.issued_by,
+        device=row.device,
+        args=args,
+    )
+
+
+def _new_id() -> str:
+    # 32 hex digits: fits the fleet protocol's Name, and says nothing about who issued what when.
+    return uuid.uuid4().hex
+
+
+def _devices(cabinet: CabinetRow) -> list[str]:
+    return [str(d.get("name")) for d in _inventory.decode(cabinet.inventory_json)]
+
+
+class CommandService:
+    def __init__(
+        self, *, store: Store, sender: CommandSender | None, clock: Callable[[], int] = now_ms
+    ) -> None:
+        self._store = store
+        self._sender = sender
+        self._clock = clock
+
+    async def submit(
+        self,
+        *,
+        cabinet: str | None,
+        device: str | None,
+        group: str | None,
+        action: str,
+        args: dict[str, Any],
+        not_after: int | None,
+        issued_by: str,
+    ) -> CommandRow | GroupCommand:
+        """Check, store and hand over for sending; raises UnknownTarget or InvalidRequest."""
+        now = self._clock()
+        deadline = self._deadline(not_after, now)
+        wire = wire_args(action, args, now_ms=now)
+        members = await self._members(cabinet, device, group, action)
+        args_json = _json.encode(wire).decode()
+        parent_id = _new_id() if group is not None else None
+        children = [
+            CommandRow(_new_id(), parent_id, m.cabinet, m.device, action, args_json, deadline, issued_by, now)
+            for m in members
+        ]
+        self._check_size(children[0], wire)
+        parent = None
+        if group is not None and parent_id is not None:
+            parent = GroupCommandRow(parent_id, group, action, args_json, deadline, issued_by, now)
+        await self._store.add_commands(children, parent)
+        if self._sender is not None:
+            self._sender.submitted(children)
+        return children[0] if parent is None else GroupCommand(parent, children)
+
+    async def _members(
+        self, cabinet: str | None, device: str | None, group: str | None, action: str
+    ) -> tuple[GroupMember, ...]:
+        if group is not None:
+            members = (await self._group(group)).members
+        elif cabinet is not None:
+            await self._check_member(GroupMember(cabinet, device), None)
+            members = (GroupMember(cabinet, device),)
+        else:
+            raise InvalidRequest.field(("body", "target"), 'give "cabinet" or "group"', None)
+        if action != WHOLE_CABINET_ACTION:
+            return members
+        if device is not None:
+            raise InvalidRequest.field(
+                ("body", "target", "device"),
+                f"{action} applies to the whole cabinet: leave device out",
+                device,
+            )
+        return tuple(GroupMember(c) for c in dict.fromkeys(m.cabinet for m in members))
+
+    async def get(self, command_id: str) -> CommandRow | GroupCommand:
+        row = await self._store.command(command_id)
+        if row is not None:
+            return row
+        parent = await self._store.group_command(command_id)
+        if parent is None:
+            raise UnknownTarget(
+                "command", command_id, "is unknown", "GET /api/v1/commands lists the recent commands"
+            )
+        return GroupCommand(parent, await self._store.child_commands(command_id))
+
+    async def put_group(self, name: str, members: Sequence[GroupMember]) -> tuple[GroupRow, bool]:
+        """Create or replace; every member's cabinet must be known (and its device, when listed)."""
+        known = {row.id: row for row in await self._store.cabinets()}
+        for member in members:
+            await self._check_member(member, known)
+        row = GroupRow(name=name, members=tuple(members), updated_ms=self._clock())
+        return row, await self._store.put_group(row)
+
+    async def _group(self, name: str) -> GroupRow:
+        row = await self._store.group(name)
+        if row is None:
+            raise UnknownTarget("group", name, "is unknown", "GET /api/v1/groups lists the groups")
+        return row
+
+    async def _check_member(self, member: GroupMember, known: dict[str, CabinetRow] | None) -> None:
+        """``known``: every cabinet, read once for a long member list; None: look this one up."""
+        row = await self._store.cabinet(member.cabinet) if known is None else known.get(member.cabinet)
+        if row is None:
+            raise UnknownTarget(
+                "cabinet",
+                member.cabinet,
+                "is unknown: it has sent neither a status nor data",
+                "GET /api/v1/cabinets lists the known cabinets",
+            )
+        devices = _devices(row)
+        # Only a cabinet that announced its inventory can say a device does not exist.
+        if member.device is not None and devices and member.device not in devices:
+            raise UnknownTarget(
+                "device",
+                member.device,
+                f"is not in cabinet {member.cabinet!r} (its devices: {', '.join(devices)})",
+                "leave device out to address the whole cabinet",
+            )
+
+    def _deadline(self, not_after: int | None, now: int) -> int:
+        if not_after is None:
+            return now + DEFAULT_TTL_MS
+        if not_after <= now:
+            raise InvalidRequest.field(
+                ("body", "not_after"),
+                "not_after is in the past: a cabinet refuses a command after it; give a later time"
+                " or leave it out (default: now + 5 min)",
+                not_after,
+            )
+        if not_after > now + MAX_TTL_MS:
+            raise InvalidRequest.field(
+                ("body", "not_after"),
+                "not_after is more than 7 days ahead: a command is for now; for later, send a schedule",
+                not_after,
+            )
+        return not_after
+
+    def _check_size(self, sample: CommandRow, wire: dict[str, Scalar]) -> None:
+        # The longest ids make the largest message: check that one, not every member.
+        worst = CommandRow(
+            sample.id, None, "c" * 64, "d" * 64, sample.action, "", sample.not_after_ms,
+            sample.issued_by, sample.created_ms,
+        )  # fmt: skip
+        size = len(encode(to_command(worst, wire)))
+        if size > MAX_COMMAND_BYTES:
+            field = "schedule" if "schedule" in wire else "args"
+            raise InvalidRequest.field(
+                ("body", "args", field) if field == "schedule" else ("body", "args"),
+                f"the command would be {size} bytes on the wire; the limit is {MAX_COMMAND_BYTES}:"
+                " make it shorter (fewer exceptions, shorter notes)",
+                None,
+            )

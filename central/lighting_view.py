@@ -1,0 +1,104 @@
+"""What a cabinet's lighting is doing, read from the newest events its agent sent. Pure.
+
+    schedule_active   data: schedule (JSON text; "" when none, null when too large for an event),
+                      hash, source ("config" | "command")
+    lighting_state    data: on, level_pct, reason, next_change_ms, devices ("lc1,lc2"),
+                      override_until_ms (optional); one event per output (its source) that changed
+
+An event that does not have that shape is not an error of the API: the view says what is wrong with it
+(``problem``) and shows what it can, so an operator sees that the agent sent something odd.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from central.store import EventRow
+
+SCHEDULE_ACTIVE = "schedule_active"
+LIGHTING_STATE = "lighting_state"
+
+_object = msgspec.json.Decoder(dict[str, Any])
+
+
+class _ScheduleData(msgspec.Struct):
+    schedule: str | None
+    hash: str = ""
+    source: str | None = None
+
+
+class _StateData(msgspec.Struct):
+    on: bool
+    level_pct: int
+    reason: str = ""
+    next_change_ms: int | None = None
+    devices: str = ""
+    override_until_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleView:
+    ts_ms: int
+    hash: str
+    source: str | None
+    schedule: dict[str, Any] | None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StateView:
+    ts_ms: int
+    source: str
+    on: bool
+    level_pct: int
+    reason: str
+    next_change_ms: int | None
+    devices: list[str]
+    override_until_ms: int | None
+
+
+def schedule_view(event: EventRow) -> tuple[ScheduleView | None, str | None]:
+    """(the view, None), or (what could be read, the problem) when the event is malformed."""
+    try:
+        data = msgspec.convert(_object.decode(event.data_json), _ScheduleData)
+    except msgspec.ValidationError as exc:
+        return None, f"the {SCHEDULE_ACTIVE} event at {event.ts_ms} is malformed: {exc}"
+    view = ScheduleView(event.ts_ms, data.hash, data.source, None)
+    if data.schedule is None:
+        # The agent sends a schedule too large for one record by its hash only.
+        return _with(view, "the schedule is too large to travel in an event: only its hash is known"), None
+    if data.schedule == "":
+        return _with(view, "the cabinet runs no schedule"), None
+    try:
+        return _with(view, None, _object.decode(data.schedule)), None
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        problem = (
+            f"the {SCHEDULE_ACTIVE} event at {event.ts_ms} has a schedule that is not a JSON object: {exc}"
+        )
+        return view, problem
+
+
+def _with(view: ScheduleView, detail: str | None, schedule: dict[str, Any] | None = None) -> ScheduleView:
+    return ScheduleView(view.ts_ms, view.hash, view.source, schedule, detail)
+
+
+def state_view(event: EventRow) -> tuple[StateView | None, str | None]:
+    try:
+        data = msgspec.convert(_object.decode(event.data_json), _StateData)
+    except msgspec.ValidationError as exc:
+        return None, f"the {LIGHTING_STATE} event at {event.ts_ms} is malformed: {exc}"
+    devices = [name.strip() for name in data.devices.split(",") if name.strip()]
+    view = StateView(
+        ts_ms=event.ts_ms,
+        source=event.source,
+        on=data.on,
+        level_pct=data.level_pct,
+        reason=data.reason,
+        next_change_ms=data.next_change_ms,
+        devices=devices,
+        override_until_ms=data.override_until_ms,
+    )
+    return view, None

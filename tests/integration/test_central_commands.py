@@ -1,0 +1,407 @@
+"""Commands over real HTTP, a real Mosquitto and real SQLite: an edge played by ``ScriptedEdge``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from central.server import CentralServer
+from central.testing import ScriptedEdge, wait_until
+from central.times import now_ms
+from cityedge.broker import MosquittoBroker
+from protocols.fleet import DeviceInfo
+
+pytestmark = pytest.mark.integration
+
+CAB = "cab-1"
+INVENTORY = [DeviceInfo(name="lc1", driver="modbus"), DeviceInfo(name="lc2", driver="modbus")]
+
+
+async def start_central(tmp_path: Path, broker_url: str, *, retry_s: float) -> CentralServer:
+    server = CentralServer(
+        db_path=tmp_path / "central.db",
+        broker_url=broker_url,
+        http_port=0,
+        command_retry_s=retry_s,
+        command_expiry_grace_s=0.0,
+    )
+    await server.__aenter__()
+    async with asyncio.timeout(10):
+        await server.ingestor.wait_subscribed()
+    return server
+
+
+@pytest.fixture
+async def central(tmp_path: Path, mosquitto: MosquittoBroker) -> AsyncIterator[CentralServer]:
+    server = await start_central(tmp_path, mosquitto.url, retry_s=0.2)
+    try:
+        yield server
+    finally:
+        await server.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def http(central: CentralServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=f"{central.url}/api/v1", timeout=10) as client:
+        yield client
+
+
+async def born(edge: ScriptedEdge, http: httpx.AsyncClient) -> ScriptedEdge:
+    """The edge says its birth; return once central knows the cabinet as online."""
+    await edge.birth(inventory=INVENTORY)
+
+    async def online() -> bool:
+        response = await http.get(f"/cabinets/{edge.cabinet}")
+        return response.status_code == 200 and response.json()["online"] is True
+
+    await wait_until(online, what=f"{edge.cabinet} online")
+    return edge
+
+
+@pytest.fixture
+async def edge(mosquitto: MosquittoBroker, http: httpx.AsyncClient) -> AsyncIterator[ScriptedEdge]:
+    async with ScriptedEdge(mosquitto.url, CAB) as scripted:
+        yield await born(scripted, http)
+
+
+def body(**fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "target": {"cabinet": CAB, "device": "lc1"},
+        "action": "dim",
+        "args": {"level_pct": 40},
+        "issued_by": "ops-anna",
+    }
+    return base | fields
+
+
+async def post(http: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
+    response = await http.post("/commands", json=body(**fields))
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+async def status_of(http: httpx.AsyncClient, command_id: str) -> dict[str, Any]:
+    response = await http.get(f"/commands/{command_id}")
+    assert response.status_code == 200, response.text
+    found: dict[str, Any] = response.json()
+    return found
+
+
+async def test_a_command_is_published_then_delivered_then_executed(
+    http: httpx.AsyncClient, edge: ScriptedEdge
+) -> None:
+    until = now_ms() + 3_600_000
+    created = await post(http, args={"level_pct": 40, "until": until})
+    assert re.fullmatch(r"[0-9a-f]{32}", created["id"])
+    assert created["status"] == "pending" and created["kind"] == "cabinet"
+    assert created["target"] == {"cabinet": CAB, "device": "lc1", "group": None}
+    assert created["not_after_ms"] - created["created_ms"] == 5 * 60 * 1000  # the default
+
+    command = await edge.wait_command(created["id"])
+    assert (command.cabinet, command.device, command.action, command.issued_by) == (
+        CAB,
+        "lc1",
+        "dim",
+        "ops-anna",
+    )
+    assert command.args == {"level_pct": 40, "until": until}
+    assert command.not_after == created["not_after_ms"]
+
+    await edge.send(edge.result(created["id"], "accepted", ts=created["created_ms"] + 10))
+    delivered = await status_of(http, created["id"])
+    assert (delivered["status"], delivered["delivered_ms"]) == ("delivered", created["created_ms"] + 10)
+
+    await edge.send(edge.result(created["id"], "executed", ts=created["created_ms"] + 20))
+    executed = await status_of(http, created["id"])
+    assert executed["status"] == "executed"
+    assert (executed["finished_ms"], executed["finished_by"]) == (created["created_ms"] + 20, "cabinet")
+
+    # A late duplicate of "accepted", and a contradicting result: a final status never changes.
+    await edge.send(edge.result(created["id"], "accepted"), edge.result(created["id"], "failed", "late"))
+    assert (await status_of(http, created["id"]))["status"] == "executed"
+
+    listed = (await http.get("/commands", params={"cabinet": CAB, "status": "executed"})).json()
+    assert [c["id"] for c in listed["commands"]] == [created["id"]]
+    assert (await http.get("/commands", params={"status": "pending"})).json() == {"commands": []}
+
+
+async def test_failed_and_rejected_keep_the_cabinets_reason(
+    http: httpx.AsyncClient, edge: ScriptedEdge
+) -> None:
+    switch = await post(http, action="switch", args={"on": True})
+    dim = await post(http, args={"level_pct": 0})
+    await edge.wait_command(switch["id"])
+    await edge.send(
+        edge.result(switch["id"], "accepted"),
+        edge.result(switch["id"], "failed", "relay K2 did not close"),
+        edge.result(dim["id"], "rejected", "lc1 is in manual mode"),
+    )
+    failed = await status_of(http, switch["id"])
+    assert (failed["status"], failed["reason"]) == ("failed", "relay K2 did not close")
+    rejected = await status_of(http, dim["id"])
+    assert (rejected["status"], rejected["reason"], rejected["delivered_ms"]) == (
+        "rejected",
+        "lc1 is in manual mode",
+        None,
+    )
+
+
+async def test_central_expires_an_unanswered_command_and_the_cabinets_word_wins(
+    http: httpx.AsyncClient, edge: ScriptedEdge
+) -> None:
+    created = await post(http, not_after=now_ms() + 1_500)
+
+    async def expired() -> bool:
+        return (await status_of(http, created["id"]))["status"] == "expired"
+
+    await wait_until(expired, what="central marking the command expired")
+    row = await status_of(http, created["id"])
+    assert row["finished_by"] == "central"
+    assert "not_after" in row["reason"]
+    # The cabinet did run it in time after all (its result was stuck in its buffer): it knows better.
+    await edge.send(edge.result(created["id"], "executed"))
+    row = await status_of(http, created["id"])
+    assert (row["status"], row["finished_by"], row["reason"]) == ("executed", "cabinet", None)
+
+
+async def test_the_cabinet_refusing_a_late_command_is_final(
+    http: httpx.AsyncClient, edge: ScriptedEdge
+) -> None:
+    created = await post(http)
+    await edge.send(edge.result(created["id"], "expired", "received after not_after"))
+    row = await status_of(http, created["id"])
+    assert (row["status"], row["finished_by"], row["reason"]) == (
+        "expired",
+        "cabinet",
+        "received after not_after",
+    )
+
+
+async def test_a_pending_command_is_resent_until_the_cabinet_accepts_it(
+    central: CentralServer, http: httpx.AsyncClient, edge: ScriptedEdge
+) -> None:
+    created = await post(http)
+    await edge.wait_command(created["id"], count=3)  # sent, then resent every 0.2 s
+    await edge.send(edge.result(created["id"], "accepted"))
+    stats = central.dispatcher.stats
+
+    async def sweeps_past(n: int) -> bool:
+        return stats.sweeps >= n
+
+    start = stats.sweeps
+    await wait_until(lambda: sweeps_past(start + 3), what="three sweeps")
+    received = sum(c.id == created["id"] for c in edge.commands)
+    await wait_until(lambda: sweeps_past(start + 6), what="three more sweeps")
+    assert sum(c.id == created["id"] for c in edge.commands) == received  # delivered: no more resends
+
+
+async def test_a_command_sent_while_the_cabinet_was_away_arrives_with_its_birth(
+    tmp_path: Path, mosquitto: MosquittoBroker
+) -> None:
+    # Resending every minute: only the birth can bring the command to the cabinet within the test.
+    server = await start_central(tmp_path, mosquitto.url, retry_s=60)
+    try:
+        async with httpx.AsyncClient(base_url=f"{server.url}/api/v1", timeout=10) as http:
+            async with ScriptedEdge(mosquitto.url, CAB) as before:
+                await born(before, http)
+            # The cabinet is gone (no session at the broker): the first publication is lost.
+            created = await post(http)
+            await wait_until(lambda: server.dispatcher.stats.published >= 1, what="the first publication")
+            async with ScriptedEdge(mosquitto.url, CAB) as back:
+                assert back.commands == []
+                await back.birth()
+                command = await back.wait_command(created["id"])
+                assert command.action == "dim"
+            assert server.dispatcher.stats.republished >= 1
+    finally:
+        await server.__aexit__(None, None, None)
+
+
+async def test_set_schedule_travels_as_json_text_and_reads_back_as_an_object(
+    http: httpx.AsyncClient, edge: ScriptedEdge
+) -> None:
+    schedule = {
+        "latitude": 47.32,
+        "longitude": 5.04,
+        "dimming": [{"start": "22:00", "end": "05:00", "level_pct": 70}],
+    }
+    created = await post(http, target={"cabinet": CAB}, action="set_schedule", args={"schedule": schedule})
+    command = await edge.wait_command(created["id"])
+    assert command.device is None
+    assert isinstance(command.args["schedule"], str)
+    assert json.loads(command.args["schedule"]) == schedule
+    assert created["args"] == {"schedule": schedule}
+    assert (await status_of(http, created["id"]))["args"] == {"schedule": schedule}
+
+
+async def test_a_group_command_fans_out_to_each_member(
+    mosquitto: MosquittoBroker, http: httpx.AsyncClient, edge: ScriptedEdge
+) -> None:
+    async with ScriptedEdge(mosquitto.url, "cab-2") as other:
+        await born(other, http)
+        members = [{"cabinet": CAB, "device": "lc1"}, {"cabinet": "cab-2"}]
+        created = await http.put("/groups/north", json={"members": members})
+        assert created.status_code == 201, created.text
+        assert created.json()["members"] == [
+            {"cabinet": CAB, "device": "lc1"},
+            {"cabinet": "cab-2", "device": None},
+        ]
+        assert (await http.put("/groups/north", json={"members": members})).status_code == 200
+        assert [g["name"] for g in (await http.get("/groups")).json()["groups"]] == ["north"]
+        assert (await http.get("/groups/north")).json()["members"] == created.json()["members"]
+
+        parent = await post(http, target={"group": "north"}, action="switch", args={"on": False})
+        assert (parent["kind"], parent["target"]["group"], parent["status"]) == ("group", "north", "open")
+        assert parent["summary"]["pending"] == 2
+        children = {c["target"]["cabinet"]: c for c in parent["children"]}
+        assert {c["parent_id"] for c in children.values()} == {parent["id"]}
+        assert children[CAB]["target"]["device"] == "lc1"
+
+        mine = await edge.wait_command(children[CAB]["id"])
+        theirs = await other.wait_command(children["cab-2"]["id"])
+        assert (mine.device, theirs.device, mine.args, theirs.args) == (
+            "lc1",
+            None,
+            {"on": False},
+            {"on": False},
+        )
+        await edge.send(edge.result(mine.id, "accepted"), edge.result(mine.id, "executed"))
+        half = await status_of(http, parent["id"])
+        assert (half["status"], half["summary"]["executed"], half["summary"]["pending"]) == ("open", 1, 1)
+        await other.send(other.result(theirs.id, "rejected", "no such schedule slot"))
+        done = await status_of(http, parent["id"])
+        assert done["status"] == "done"
+        assert {k: v for k, v in done["summary"].items() if v} == {"executed": 1, "rejected": 1}
+        assert (await status_of(http, theirs.id))["parent_id"] == parent["id"]
+
+    assert (await http.delete("/groups/north")).status_code == 204
+    assert (await http.get("/groups/north")).status_code == 404
+    assert (await http.delete("/groups/north")).status_code == 404
+    gone = await http.post("/commands", json=body(target={"group": "north"}))
+    assert gone.status_code == 404
+    assert "group 'north' is unknown" in gone.json()["detail"]
+    assert (await status_of(http, parent["id"]))["status"] == "done"  # history outlives the group
+
+
+async def test_a_schedule_to_a_group_goes_once_to_each_cabinet(
+    http: httpx.AsyncClient, edge: ScriptedEdge
+) -> None:
+    members = [{"cabinet": CAB, "device": "lc1"}, {"cabinet": CAB, "device": "lc2"}]
+    assert (await http.put("/groups/both", json={"members": members})).status_code == 201
+    parent = await post(
+        http, target={"group": "both"}, action="set_schedule", args={"schedule": {"latitude": 1}}
+    )
+    [child] = parent["children"]
+    assert child["target"] == {"cabinet": CAB, "device": None, "group": None}
+    assert (await edge.wait_command(child["id"])).device is None
+
+
+WHOLE = {"cabinet": CAB}
+BAD_BODIES: list[tuple[dict[str, Any], list[str], str]] = [
+    ({"args": {"level_pct": 150}}, ["body", "args", "level_pct"], "less than or equal to 100"),
+    ({"args": {"level_pct": "50"}}, ["body", "args", "level_pct"], "valid integer"),
+    ({"args": {"level_pct": 50, "until": 1}}, ["body", "args", "until"], "in the past"),
+    ({"args": {}}, ["body", "args", "level_pct"], "required"),
+    ({"action": "explode"}, ["body", "action"], "'switch', 'dim', 'set_schedule' or 'clear_override'"),
+    ({"action": "switch", "args": {"on": "yes"}}, ["body", "args", "on"], "valid boolean"),
+    ({"action": "clear_override", "args": {"x": 1}}, ["body", "args", "x"], "Extra inputs"),
+    (
+        {"action": "set_schedule", "target": WHOLE, "args": {"schedule": [1]}},
+        ["body", "args", "schedule"],
+        "dictionary",
+    ),
+    (
+        {"action": "set_schedule", "target": WHOLE, "args": {"schedule": {"notes": "x" * 20_000}}},
+        ["body", "args", "schedule"],
+        "limit is 16384",
+    ),
+    ({"not_after": 1_000}, ["body", "not_after"], "in the past"),
+    ({"not_after": "2024-05-01T10:00:00Z"}, ["body", "not_after"], "in the past"),
+    ({"not_after": "2999-01-01T00:00:00Z"}, ["body", "not_after"], "7 days"),
+    ({"not_after": "tomorrow"}, ["body", "not_after"], "ISO 8601"),
+    ({"target": None}, ["body", "target"], "Field required"),  # None: left out
+    ({"target": {}}, ["body", "target"], 'either "cabinet"'),
+    ({"target": {"cabinet": CAB, "group": "g"}}, ["body", "target"], 'either "cabinet"'),
+    ({"target": {"cabinet": "bad id!"}}, ["body", "target", "cabinet"], "a cabinet id is"),
+    ({"issued_by": ""}, ["body", "issued_by"], "at least 1 character"),
+    ({"action": "set_schedule", "args": {"schedule": {}}}, ["body", "target", "device"], "whole cabinet"),
+]
+
+
+async def test_a_bad_body_is_a_422_naming_the_field(http: httpx.AsyncClient, edge: ScriptedEdge) -> None:
+    for fields, loc, words in BAD_BODIES:
+        request = body(**fields)
+        if fields.get("target", "") is None:
+            del request["target"]
+        response = await http.post("/commands", json=request)
+        assert response.status_code == 422, (fields, response.text)
+        errors = response.json()["detail"]
+        assert errors[0]["loc"] == loc, (fields, errors)
+        assert words in errors[0]["msg"], (fields, errors)
+    assert (await http.get("/commands")).json() == {"commands": []}
+
+
+async def test_unknown_things_are_404_naming_them(http: httpx.AsyncClient, edge: ScriptedEdge) -> None:
+    for target, words in [
+        ({"cabinet": "nope"}, "cabinet 'nope' is unknown"),
+        ({"cabinet": CAB, "device": "lc9"}, "device 'lc9' is not in cabinet 'cab-1' (its devices: lc1, lc2)"),
+        ({"group": "nowhere"}, "group 'nowhere' is unknown"),
+    ]:
+        response = await http.post("/commands", json=body(target=target))
+        assert response.status_code == 404, target
+        assert words in response.json()["detail"]
+    response = await http.get("/commands/0123456789abcdef")
+    assert response.status_code == 404
+    assert "command '0123456789abcdef' is unknown" in response.json()["detail"]
+    response = await http.put("/groups/g", json={"members": [{"cabinet": CAB}, {"cabinet": "ghost"}]})
+    assert response.status_code == 404
+    assert "cabinet 'ghost' is unknown" in response.json()["detail"]
+
+
+async def test_bad_group_bodies_and_queries_are_422(http: httpx.AsyncClient, edge: ScriptedEdge) -> None:
+    for path, payload, loc in [
+        ("/groups/g", {"members": []}, ["body", "members"]),
+        ("/groups/g", {"members": [{"cabinet": CAB}, {"cabinet": CAB}]}, ["body", "members"]),
+        ("/groups/bad name", {"members": [{"cabinet": CAB}]}, ["path", "name"]),
+        ("/groups/g", {"members": [{"cabinet": CAB, "devise": "lc1"}]}, ["body", "members", 0, "devise"]),
+    ]:
+        response = await http.put(path, json=payload)
+        assert response.status_code == 422, payload
+        assert response.json()["detail"][0]["loc"] == loc
+    response = await http.get("/commands", params={"status": "done"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "status"]
+
+
+async def test_two_workers_on_one_database_both_resend_and_both_see_the_result(
+    tmp_path: Path,
+    mosquitto: MosquittoBroker,
+    central: CentralServer,
+    http: httpx.AsyncClient,
+    edge: ScriptedEdge,
+) -> None:
+    other = CentralServer(
+        db_path=central.store.path,
+        broker_url=mosquitto.url,
+        http_port=0,
+        group="cityedge-central",
+        command_retry_s=0.2,
+    )
+    async with other, httpx.AsyncClient(base_url=f"{other.url}/api/v1", timeout=10) as http_other:
+        async with asyncio.timeout(10):
+            await other.ingestor.wait_subscribed()
+        created = await post(http, not_after=now_ms() + 60_000)
+        # The other worker never heard of this command but resends it: it is pending in the database.
+        await wait_until(lambda: other.dispatcher.stats.republished >= 1, what="a resend by the other worker")
+        await edge.wait_command(created["id"], count=2)
+        await edge.send(edge.result(created["id"], "accepted"), edge.result(created["id"], "executed"))
+        for client in (http, http_other):
+            assert (await status_of(client, created["id"]))["status"] == "executed"

@@ -1,0 +1,144 @@
+"""Central and a real agent: commands from the HTTP API to the Modbus device and back, the lighting view.
+
+The agent, the Modbus simulators and central run in this event loop; the broker is a real Mosquitto.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from central.server import CentralServer
+from central.testing import wait_until
+from cityedge.broker import MosquittoBroker
+from cityedge.testing import write_agent_config
+from edge_agent.agent import Agent
+from edge_agent.config import load_config
+from protocols.modbus.profile import default_profile_dirs, load_profile
+from protocols.modbus.simulator import LightingControllerSimulator
+
+pytestmark = pytest.mark.integration
+
+CAB = "cab-live"
+
+
+@pytest.fixture
+async def controllers() -> AsyncIterator[list[LightingControllerSimulator]]:
+    profile = load_profile("lighting-single-circuit", default_profile_dirs())
+    sims = [LightingControllerSimulator(profile=profile, seed=i) for i in range(2)]
+    for sim in sims:
+        await sim.start()
+    yield sims
+    for sim in sims:
+        await sim.stop()
+
+
+@pytest.fixture
+async def api(
+    tmp_path: Path, mosquitto: MosquittoBroker, controllers: list[LightingControllerSimulator]
+) -> AsyncIterator[httpx.AsyncClient]:
+    config = write_agent_config(
+        tmp_path / CAB,
+        cabinet=CAB,
+        broker_url=mosquitto.url,
+        devices=[(f"lc{i + 1}", sim.port) for i, sim in enumerate(controllers)],
+        poll_interval_s=0.2,
+        timeout_s=1.0,
+    )
+    async with (
+        CentralServer(db_path=tmp_path / "central.db", broker_url=mosquitto.url, http_port=0) as central,
+        httpx.AsyncClient(base_url=f"{central.url}/api/v1", timeout=10) as client,
+    ):
+        agent = Agent(load_config(config))
+        task = asyncio.create_task(agent.run())
+        try:
+
+            async def online() -> bool:
+                response = await client.get(f"/cabinets/{CAB}")
+                return response.status_code == 200 and response.json()["online"]
+
+            await wait_until(online, within=20, what="the cabinet online at central")
+            yield client
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+
+async def finished(api: httpx.AsyncClient, command_id: str) -> dict[str, Any]:
+    async def final() -> bool:
+        status = (await api.get(f"/commands/{command_id}")).json()["status"]
+        return status not in ("pending", "delivered")
+
+    await wait_until(final, within=20, what=f"command {command_id} finished")
+    found: dict[str, Any] = (await api.get(f"/commands/{command_id}")).json()
+    return found
+
+
+async def test_a_dim_command_reaches_the_controller_and_the_lighting_view(
+    api: httpx.AsyncClient, controllers: list[LightingControllerSimulator]
+) -> None:
+    response = await api.post(
+        "/commands",
+        json={
+            "target": {"cabinet": CAB, "device": "lc1"},
+            "action": "dim",
+            "args": {"level_pct": 40},
+            "issued_by": "ops",
+        },
+    )
+    assert response.status_code == 201, response.text
+    command = await finished(api, response.json()["id"])
+    assert (command["status"], command["finished_by"]) == ("executed", "cabinet"), command
+    assert command["delivered_ms"] is not None
+    assert (controllers[0].relay_on, controllers[0].dim_level) == (True, 40)
+
+    async def lc1_at_40() -> bool:
+        view = (await api.get(f"/cabinets/{CAB}/lighting")).json()
+        return any(o["source"] == "lc1" and o["level_pct"] == 40 for o in view["outputs"])
+
+    await wait_until(lc1_at_40, within=20, what="lc1 at 40 % in the lighting view")
+    view = (await api.get(f"/cabinets/{CAB}/lighting")).json()
+    assert view["problems"] == []
+    assert view["schedule"] is not None and view["schedule"]["source"] == "config"
+
+
+async def test_the_agent_rejects_a_schedule_it_cannot_run_and_the_reason_reaches_the_operator(
+    api: httpx.AsyncClient,
+) -> None:
+    response = await api.post(
+        "/commands",
+        json={
+            "target": {"cabinet": CAB},
+            "action": "set_schedule",
+            "args": {"schedule": {"latitude": 123, "longitude": 5}},
+            "issued_by": "ops",
+        },
+    )
+    assert response.status_code == 201, response.text
+    command = await finished(api, response.json()["id"])
+    assert command["status"] == "rejected"
+    assert "latitude" in command["reason"]
+
+
+async def test_the_energy_of_today_comes_from_the_controllers_counters(api: httpx.AsyncClient) -> None:
+    today = dt.datetime.now(dt.UTC).date()
+    # Yesterday to tomorrow: the test may run across midnight.
+    days = {
+        "start": (today - dt.timedelta(days=1)).isoformat(),
+        "end": (today + dt.timedelta(days=1)).isoformat(),
+    }
+
+    async def counted() -> bool:
+        body = (await api.get(f"/cabinets/{CAB}/energy", params=days)).json()
+        return [p["point"] for p in body["points"]] == ["lc1/energy_wh", "lc2/energy_wh"] and all(
+            sum(d["coverage"] for d in p["days"]) > 0 for p in body["points"]
+        )
+
+    await wait_until(counted, within=20, what="two energy counters with readings today")

@@ -1,0 +1,142 @@
+"""Pure parts behind commands and views: action args, times, alarm keys, the lighting view."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from central.alarms import alarm_change
+from central.command_args import operator_args, wire_args
+from central.errors import InvalidRequest
+from central.lighting_view import schedule_view, state_view
+from central.store import EventRow
+from central.times import to_ms
+from protocols.fleet import Event
+
+NOW = 1_714_557_600_000
+
+
+def test_wire_args_normalise_times_and_the_schedule() -> None:
+    assert wire_args("switch", {"on": True}, now_ms=NOW) == {"on": True}
+    assert wire_args("dim", {"level_pct": 0, "until": "2024-05-01T11:00:00Z"}, now_ms=NOW) == {
+        "level_pct": 0,
+        "until": NOW + 3_600_000,
+    }
+    assert wire_args("dim", {"level_pct": 100, "until": NOW + 1}, now_ms=NOW)["until"] == NOW + 1
+    wire = wire_args("set_schedule", {"schedule": {"latitude": 47.3, "dimming": []}}, now_ms=NOW)
+    assert wire == {"schedule": '{"latitude":47.3,"dimming":[]}'}
+    assert operator_args("set_schedule", json.dumps(wire)) == {"schedule": {"latitude": 47.3, "dimming": []}}
+    assert wire_args("clear_override", {}, now_ms=NOW) == {}
+
+
+@pytest.mark.parametrize(
+    ("action", "args", "loc"),
+    [
+        ("dim", {"level_pct": -1}, ("body", "args", "level_pct")),
+        ("dim", {"level_pct": 50.0}, ("body", "args", "level_pct")),
+        ("dim", {"level_pct": True}, ("body", "args", "level_pct")),
+        ("dim", {"level_pct": 5, "until": NOW}, ("body", "args", "until")),
+        ("dim", {"level_pct": 5, "until": 1.5}, ("body", "args", "until")),
+        ("switch", {"on": 1}, ("body", "args", "on")),
+        ("switch", {"on": True, "until": "next week"}, ("body", "args", "until")),
+        ("switch", {"on": True, "level_pct": 3}, ("body", "args", "level_pct")),
+        ("set_schedule", {"schedule": "{}"}, ("body", "args", "schedule")),
+        ("set_schedule", {}, ("body", "args", "schedule")),
+    ],
+)
+def test_wire_args_refuse_naming_the_field(
+    action: str, args: dict[str, object], loc: tuple[str, ...]
+) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        wire_args(action, args, now_ms=NOW)
+    assert info.value.errors[0]["loc"] == loc
+    assert ".".join(loc) in str(info.value)
+
+
+@pytest.mark.parametrize("raw", [True, -1, "soon", 2**60])
+def test_to_ms_refuses_what_is_not_a_time(raw: str | int) -> None:
+    with pytest.raises(ValueError, match="not_after"):
+        to_ms("not_after", raw)
+
+
+def event(kind: str, source: str = "agent", **data: object) -> Event:
+    return Event(seq=1, ts=NOW, source=source, kind=kind, severity="alarm", message="m", data=data)  # type: ignore[arg-type]
+
+
+def test_alarm_keys() -> None:
+    raised = alarm_change(event("alarm_raised", alarm="lamp_failure", device="lc2"))
+    assert raised is not None and (raised.device, raised.alarm, raised.active) == (
+        "lc2",
+        "lamp_failure",
+        True,
+    )
+    cleared = alarm_change(event("alarm_cleared", alarm="lamp_failure", device="lc2"))
+    assert cleared is not None and not cleared.active
+    lost = alarm_change(event("device_lost", source="lc1"))
+    assert lost is not None and (lost.device, lost.alarm, lost.active) == ("lc1", "device_lost", True)
+    back = alarm_change(event("device_back", source="lc1"))
+    assert back is not None and (back.device, back.alarm, back.active) == ("lc1", "device_lost", False)
+    vague = alarm_change(event("alarm_raised", source="lc3", alarm=7))
+    assert vague is not None and (vague.device, vague.alarm) == ("lc3", "unspecified")
+    assert alarm_change(event("door_open")) is None
+
+
+def row(kind: str, data: dict[str, object]) -> EventRow:
+    return EventRow("cab-1", "0123abcd", 1, NOW, "agent", kind, "info", "m", json.dumps(data))
+
+
+def test_the_lighting_view_reads_the_agents_events() -> None:
+    schedule, problem = schedule_view(
+        row("schedule_active", {"schedule": '{"latitude": 47.3}', "hash": "ab12", "source": "command"})
+    )
+    assert problem is None and schedule is not None
+    assert (schedule.schedule, schedule.hash, schedule.source, schedule.ts_ms) == (
+        {"latitude": 47.3},
+        "ab12",
+        "command",
+        NOW,
+    )
+    state, problem = state_view(
+        row(
+            "lighting_state",
+            {
+                "on": True,
+                "level_pct": 70,
+                "reason": "dimming",
+                "next_change_ms": NOW + 5,
+                "devices": "lc1, lc2,",
+            },
+        )
+    )
+    assert problem is None and state is not None
+    assert (state.on, state.level_pct, state.devices, state.override_until_ms) == (
+        True,
+        70,
+        ["lc1", "lc2"],
+        None,
+    )
+
+
+def test_a_malformed_event_is_a_problem_not_an_error() -> None:
+    schedule, problem = schedule_view(
+        row("schedule_active", {"schedule": "[1, 2]", "hash": "x", "source": "config"})
+    )
+    assert schedule is not None and schedule.schedule is None
+    assert problem is not None and "not a JSON object" in problem
+    state, problem = state_view(row("lighting_state", {"on": "yes", "level_pct": 70}))
+    assert state is None
+    assert problem is not None and "$.on" in problem
+    missing, problem = schedule_view(row("schedule_active", {"hash": "x"}))
+    assert missing is None and problem is not None and "schedule" in problem
+
+
+def test_a_schedule_too_large_for_an_event_or_none_at_all_is_said_so() -> None:
+    large, problem = schedule_view(
+        row("schedule_active", {"schedule": None, "hash": "ab", "source": "config"})
+    )
+    assert problem is None and large is not None
+    assert (large.schedule, large.hash) == (None, "ab")
+    assert large.detail is not None and "only its hash" in large.detail
+    none, problem = schedule_view(row("schedule_active", {"schedule": "", "hash": "e3", "source": "config"}))
+    assert problem is None and none is not None and none.detail == "the cabinet runs no schedule"

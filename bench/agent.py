@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import sqlite3
 import sys
 import tempfile
@@ -24,35 +23,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _proc import sample
+from _sim import PROFILE, start_simulator
 
 from cityedge.broker import MosquittoBroker
 from cityedge.ports import free_port
 from cityedge.testing import wait_until, write_agent_config
 from edge_agent.buffer import Buffer
 from protocols.modbus.profile import default_profile_dirs, load_profile
-from protocols.modbus.simulator import LightingControllerSimulator
 
-PROFILE = "lighting-single-circuit"
 POINTS_PER_SECOND = 100
-
-
-def serve_simulator(port: int) -> None:
-    async def main() -> None:
-        profile = load_profile(PROFILE, default_profile_dirs())
-        async with LightingControllerSimulator(profile=profile, port=port):
-            await asyncio.Event().wait()
-
-    asyncio.run(main())
 
 
 async def measure_agent(seconds: float) -> None:
     points = len(load_profile(PROFILE, default_profile_dirs()).quantities)
     interval = points / POINTS_PER_SECOND
     port = free_port()
-    simulator = multiprocessing.get_context("spawn").Process(
-        target=serve_simulator, args=(port,), daemon=True
-    )
-    simulator.start()
+    simulator = start_simulator(port)
     with tempfile.TemporaryDirectory() as tmp:
         async with MosquittoBroker() as broker:
             config = write_agent_config(

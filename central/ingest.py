@@ -57,7 +57,7 @@ from protocols.fleet import (
     encode,
     parse_topic,
 )
-from protocols.fleet.broker_url import BrokerAddress, parse_broker_url
+from protocols.fleet.broker_url import SOCKET_OPTIONS, BrokerAddress, parse_broker_url
 from protocols.fleet.topics import all_cabinets, shared
 
 logger = logging.getLogger(__name__)
@@ -253,6 +253,7 @@ class Ingestor:
             max_queued_incoming_messages=self._max_queued_messages,
             max_inflight_messages=100,
             tls_context=ssl.create_default_context() if address.tls else None,
+            socket_options=SOCKET_OPTIONS,
         )
         client.pending_calls_threshold = 1_000  # acks are published concurrently by design
         return client

@@ -51,8 +51,18 @@ def _listen(host: str, port: int) -> socket.socket:
     """Bind here rather than in uvicorn, which calls sys.exit() when a bind fails."""
     setting = f"HTTP address {host}:{port}"
     try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        return socket.create_server((host, port), family=family, backlog=512)
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        # proto must say TCP: asyncio sets TCP_NODELAY only on sockets that do, and without it every
+        # response waits ~40 ms for the client's delayed ACK (Nagle).
+        sock = socket.socket(family, kind, proto or socket.IPPROTO_TCP)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(512)
+        except OSError:
+            sock.close()
+            raise
+        return sock
     except OSError as exc:
         raise ServerError(
             setting, f"cannot listen: {exc.strerror or exc}; choose another host or port"

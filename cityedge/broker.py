@@ -70,6 +70,7 @@ class MosquittoBroker:
             # Large batches and many cabinets: no per-client queue limit smaller than our window.
             "max_inflight_messages 100",
             "max_queued_messages 10000",
+            "set_tcp_nodelay true",
         ]
         config.write_text("\n".join(lines) + "\n")
         return config

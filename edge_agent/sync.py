@@ -21,7 +21,7 @@ import aiomqtt
 from edge_agent.buffer import Batch, Buffer
 from edge_agent.config import SyncSection
 from protocols.fleet import FleetError, Status, Topics, decode_ack, encode, encode_data_batch
-from protocols.fleet.broker_url import BrokerAddress
+from protocols.fleet.broker_url import SOCKET_OPTIONS, BrokerAddress
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,7 @@ class Sync:
             keepalive=self.keepalive_s,
             timeout=PUBLISH_TIMEOUT_S,
             tls_params=aiomqtt.TLSParameters() if broker.tls else None,
+            socket_options=SOCKET_OPTIONS,
         )
 
     async def _session(self) -> None:

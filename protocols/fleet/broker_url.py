@@ -6,7 +6,6 @@ import socket
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
-
 # Socket options of every fleet MQTT connection: acks and commands are small, latency-bound messages
 # that Nagle's algorithm would hold back ~40 ms waiting for the peer's delayed ACK.
 SOCKET_OPTIONS = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)

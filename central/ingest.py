@@ -36,7 +36,6 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from central.backoff import Backoff
 from central.errors import ServerError, StoreError
 from central.ingest_stats import IngestSnapshot, IngestStats
 from central.store import (
@@ -46,6 +45,7 @@ from central.store import (
     ReceivedStatus,
     Store,
 )
+from protocols.backoff import Backoff
 from protocols.fleet import (
     PROTOCOL_VERSION,
     Ack,

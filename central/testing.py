@@ -8,8 +8,7 @@ a condition with a deadline instead of sleeping.
 from __future__ import annotations
 
 import asyncio
-import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
@@ -35,6 +34,7 @@ from protocols.fleet.broker_url import parse_broker_url
 from protocols.fleet.messages import CommandStatus, Scalar
 from protocols.fleet.topics import all_cabinets, parse_topic
 from protocols.quality import Quality
+from protocols.testing import wait_until
 
 TS0_MS = 1_714_557_600_000  # 2024-05-01T10:00:00Z
 
@@ -84,23 +84,6 @@ def batch_payload(
 
 def status_payload(cabinet: str, *, online: bool, ts: int = TS0_MS, **fields: object) -> bytes:
     return encode(Status(v=PROTOCOL_VERSION, cabinet=cabinet, online=online, ts=ts, **fields))  # type: ignore[arg-type]
-
-
-async def wait_until(
-    condition: Callable[[], bool | Awaitable[bool]], *, within: float = 10.0, what: str = "condition"
-) -> None:
-    """Poll ``condition`` (sync or async) until it is true; TimeoutError naming ``what`` otherwise."""
-    try:
-        async with asyncio.timeout(within):
-            while True:
-                result = condition()
-                if inspect.isawaitable(result):
-                    result = await result
-                if result:
-                    return
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise TimeoutError(f"{what} not reached within {within} s") from None
 
 
 class AckListener:
@@ -235,7 +218,7 @@ class ScriptedEdge:
         await client.publish(self.topics.data, payload, qos=1)
         await wait_until(
             lambda: any((a.first, a.last) == (first, last) for a in self.acks),
-            within=self.timeout,
+            timeout=self.timeout,
             what=f"central's ack of {self.cabinet} seq {first}..{last}",
         )
 
@@ -243,7 +226,7 @@ class ScriptedEdge:
         """The command ``command_id`` once it arrived ``count`` times."""
         await wait_until(
             lambda: sum(c.id == command_id for c in self.commands) >= count,
-            within=self.timeout,
+            timeout=self.timeout,
             what=f"command {command_id} received {count} time(s) by {self.cabinet}",
         )
         return next(c for c in self.commands if c.id == command_id)

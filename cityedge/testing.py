@@ -2,28 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-POLL_S = 0.02
+from protocols.testing import wait_until
 
-
-async def wait_until(
-    condition: Callable[[], bool | Awaitable[bool]], *, timeout: float, what: str = "condition"
-) -> None:
-    """Wait until ``condition()`` is true, checking every 20 ms; TimeoutError names ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}")
-        await asyncio.sleep(POLL_S)
+__all__ = ["wait_until", "write_agent_config"]
 
 
 def write_agent_config(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import aiomqtt
 
 from edge_agent.buffer import Batch, Buffer
 from edge_agent.config import SyncSection
+from protocols.backoff import Backoff
 from protocols.fleet import FleetError, Status, Topics, decode_ack, encode, encode_data_batch
 from protocols.fleet.broker_url import SOCKET_OPTIONS, BrokerAddress
 
@@ -47,19 +47,6 @@ class SyncStats:
 class _InFlight:
     last: int
     deadline: float
-
-
-def backoff_delays(minimum: float, maximum: float) -> Callable[[], float]:
-    """Exponential backoff with full jitter: a thousand cabinets must not reconnect in step."""
-    attempt = 0
-
-    def next_delay() -> float:
-        nonlocal attempt
-        ceiling = min(maximum, minimum * 2**attempt)
-        attempt = min(attempt + 1, 32)
-        return random.uniform(minimum, ceiling)
-
-    return next_delay
 
 
 class Sync:
@@ -92,7 +79,7 @@ class Sync:
 
     async def run(self) -> None:
         """Connect, sync, and reconnect with jittered backoff, forever."""
-        next_delay = backoff_delays(self.settings.reconnect_min_s, self.settings.reconnect_max_s)
+        backoff = Backoff(initial=self.settings.reconnect_min_s, maximum=self.settings.reconnect_max_s)
         while True:
             started = time.monotonic()
             try:
@@ -103,8 +90,9 @@ class Sync:
             finally:
                 self.stats.connected = False
             if time.monotonic() - started > HEALTHY_SESSION_S:
-                next_delay = backoff_delays(self.settings.reconnect_min_s, self.settings.reconnect_max_s)
-            await asyncio.sleep(next_delay())
+                backoff.reset()
+            # Jittered: a thousand cabinets must not reconnect in step after a broker restart.
+            await asyncio.sleep(backoff.next_delay())
 
     def _client(self) -> aiomqtt.Client:
         broker = self.broker

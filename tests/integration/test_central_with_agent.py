@@ -63,7 +63,7 @@ async def api(
                 response = await client.get(f"/cabinets/{CAB}")
                 return response.status_code == 200 and response.json()["online"]
 
-            await wait_until(online, within=20, what="the cabinet online at central")
+            await wait_until(online, timeout=20, what="the cabinet online at central")
             yield client
         finally:
             task.cancel()
@@ -76,7 +76,7 @@ async def finished(api: httpx.AsyncClient, command_id: str) -> dict[str, Any]:
         status = (await api.get(f"/commands/{command_id}")).json()["status"]
         return status not in ("pending", "delivered")
 
-    await wait_until(final, within=20, what=f"command {command_id} finished")
+    await wait_until(final, timeout=20, what=f"command {command_id} finished")
     found: dict[str, Any] = (await api.get(f"/commands/{command_id}")).json()
     return found
 
@@ -103,7 +103,7 @@ async def test_a_dim_command_reaches_the_controller_and_the_lighting_view(
         view = (await api.get(f"/cabinets/{CAB}/lighting")).json()
         return any(o["source"] == "lc1" and o["level_pct"] == 40 for o in view["outputs"])
 
-    await wait_until(lc1_at_40, within=20, what="lc1 at 40 % in the lighting view")
+    await wait_until(lc1_at_40, timeout=20, what="lc1 at 40 % in the lighting view")
     view = (await api.get(f"/cabinets/{CAB}/lighting")).json()
     assert view["problems"] == []
     assert view["schedule"] is not None and view["schedule"]["source"] == "config"
@@ -141,4 +141,4 @@ async def test_the_energy_of_today_comes_from_the_controllers_counters(api: http
             sum(d["coverage"] for d in p["days"]) > 0 for p in body["points"]
         )
 
-    await wait_until(counted, within=20, what="two energy counters with readings today")
+    await wait_until(counted, timeout=20, what="two energy counters with readings today")

@@ -261,7 +261,7 @@ async def test_dead_and_corrupt_neighbours_do_not_slow_a_healthy_unit(
         bus.set_fault(2, None)
         bus.set_fault(3, None)
         for driver in (healthy, dead, corrupt):
-            await wait_until(reads_ok(driver), within=backoff.max_s + 3)
+            await wait_until(reads_ok(driver), timeout=backoff.max_s + 3)
         assert not any(line.health(unit).failing for unit in (1, 2, 3))
 
 

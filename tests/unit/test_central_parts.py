@@ -9,11 +9,11 @@ import pytest
 from fastapi.exceptions import RequestValidationError
 
 from central.api import parse_time
-from central.backoff import Backoff
 from central.errors import ServerError
 from central.ingest import Ingestor
 from central.server import CentralServer
 from central.sqlite_store import SqliteStore
+from protocols.backoff import Backoff
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from protocols.modbus.client import ModbusTcpDriver
 from protocols.modbus.profile import Profile, default_profile_dirs, load_profile, parse_profile
 from protocols.modbus.simulator import LightingControllerSimulator
 from protocols.quality import Quality
+from protocols.testing import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -67,17 +68,6 @@ async def read(driver: FieldDriver) -> dict[str, PointValue]:
 
 async def values(driver: FieldDriver) -> dict[str, Any]:
     return {quantity: value.value for quantity, value in (await read(driver)).items()}
-
-
-async def wait_until(
-    condition: Callable[[], Awaitable[bool]], *, within: float = 5.0, interval: float = 0.02
-) -> None:
-    """Poll ``condition`` (a device read: nothing to await but the next poll) until it holds."""
-    async with asyncio.timeout(within):
-        while True:
-            if await condition():
-                return
-            await asyncio.sleep(interval)
 
 
 async def test_reads_every_point_in_profile_order(

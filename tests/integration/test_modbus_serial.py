@@ -21,6 +21,7 @@ from protocols.modbus.rtu_driver import ModbusRtuDriver
 from protocols.modbus.scheduling import BackoffPolicy
 from protocols.modbus.serial_line import SerialLine
 from protocols.modbus.simulator import LightingControllerSimulator
+from protocols.testing import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -45,17 +46,6 @@ async def pty(tmp_path: Path) -> AsyncIterator[PtyPair]:
 
 async def values(driver: FieldDriver) -> dict[str, Any]:
     return {value.quantity: value.value for value in await driver.read()}
-
-
-async def wait_until(
-    condition: Callable[[], Awaitable[bool]], *, within: float = 10.0, interval: float = 0.05
-) -> None:
-    """Try ``condition`` (a device read) until it holds: nothing to await but the next try."""
-    async with asyncio.timeout(within):
-        while True:
-            if await condition():
-                return
-            await asyncio.sleep(interval)
 
 
 def reads_ok(driver: FieldDriver) -> Callable[[], Awaitable[bool]]:

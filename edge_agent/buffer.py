@@ -176,7 +176,9 @@ class Buffer:
         reason: str | None = None,
     ) -> int:
         seq = self._take_seq()
-        body = encode(Reading(seq, point, ts, value, quality, reason))
+        # Texts are cut to the protocol's limits here: central refuses a batch holding an overlong
+        # one, and a refused batch would be resent forever.
+        body = encode(Reading(seq, point, ts, value, quality, None if reason is None else reason[:256]))
         self._pending.append((seq, Kind.READING, ts, body))
         return seq
 
@@ -191,7 +193,7 @@ class Buffer:
         data: dict[str, Scalar] | None = None,
     ) -> int:
         seq = self._take_seq()
-        body = encode(Event(seq, ts, source, kind, severity, message, data or {}))
+        body = encode(Event(seq, ts, source[:129], kind, severity, message[:2048], data or {}))
         self._pending.append((seq, Kind.EVENT, ts, body))
         return seq
 

@@ -133,6 +133,7 @@ class Agent:
             await self.ledger.open()
             await self.ledger.prune(self.clock_ms())
             await self.lighting.open()
+            await self._restore_device_states()
             log.info(
                 "cabinet %s: stream %s, boot %d, %d records buffered, %d devices",
                 self.config.cabinet.id,
@@ -148,6 +149,14 @@ class Agent:
                 tasks.create_task(self.sync.run(), name="sync")
                 tasks.create_task(self.lighting.run(), name="lighting")
                 tasks.create_task(self.commands.run(), name="commands")
+
+    async def _restore_device_states(self) -> None:
+        """Device-lost flags and raised alarms survive a restart, so each is cleared exactly once."""
+        for poller in self.pollers:
+            poller.restore(await self.buffer.get_setting(poller.setting_key) == "1")
+            alarms = self.alarms[poller.name]
+            active = await self.buffer.get_setting(alarms.setting_key)
+            alarms.restore([name for name in (active or "").split(",") if name])
 
     async def _flush_forever(self) -> None:
         interval = self.config.buffer.commit_interval_s

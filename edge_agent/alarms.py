@@ -112,6 +112,16 @@ class DeviceAlarms:
         self.tracks = {kind.name: _Track() for kind in self.kinds}
 
     @property
+    def setting_key(self) -> str:
+        return f"alarms.{self.device}"
+
+    def restore(self, active: list[str]) -> None:
+        """Alarms raised before a restart stay raised until a poll clears them (central must hear it)."""
+        for name in active:
+            if name in self.tracks:
+                self.tracks[name].active = True
+
+    @property
     def active(self) -> list[str]:
         return [name for name, track in self.tracks.items() if track.active]
 
@@ -128,6 +138,8 @@ class DeviceAlarms:
             if track.streak >= needed:
                 track.active, track.streak = present, 0
                 self._record(ts, kind, raised=present, values=values)
+                # Committed with the event: after a reboot the alarm is still known to be raised.
+                self.buffer.stage_setting(self.setting_key, ",".join(self.active))
 
     def _record(self, ts: int, kind: AlarmKind, *, raised: bool, values: Values) -> None:
         power = _power(values)

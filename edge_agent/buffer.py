@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Self, TypeVar
 
 from edge_agent.errors import BufferError
-from protocols.fleet import CommandResult, Event, Reading, encode
+from protocols.fleet import CommandResult, Event, FleetError, Reading, decode_record, encode
 from protocols.fleet.messages import MAX_DATA_BYTES, Scalar, Severity
 from protocols.quality import Quality
 
@@ -100,6 +100,7 @@ class Buffer:
         self.evicted_total = 0
         self.bytes_committed = 0
         self._commit_listeners: list[Callable[[], None]] = []
+        self._staged: dict[str, str] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -115,8 +116,11 @@ class Buffer:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode: a power cut may lose the last commit, never corrupt the file.
-            db.execute("PRAGMA synchronous=NORMAL")
+            # FULL: a commit is on the card before anything of it is sent. With NORMAL a power cut
+            # could roll back records central already holds, and their seqs would be reused for new
+            # readings that central then takes for duplicates. Commits are batched, so this costs
+            # one fsync a second, not one per reading.
+            db.execute("PRAGMA synchronous=FULL")
             db.executescript(SCHEMA)
             check = db.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
@@ -142,11 +146,13 @@ class Buffer:
         self._db = db
 
     async def close(self) -> None:
-        if self._db is not None:
-            await self.flush()
-            await self._run(self._db.close)
-            self._db = None
-        self._executor.shutdown(wait=True)
+        try:
+            if self._db is not None:
+                await self.flush()
+                await self._run(self._db.close)
+                self._db = None
+        finally:
+            self._executor.shutdown(wait=True)
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -178,7 +184,11 @@ class Buffer:
         seq = self._take_seq()
         # Texts are cut to the protocol's limits here: central refuses a batch holding an overlong
         # one, and a refused batch would be resent forever.
-        body = encode(Reading(seq, point, ts, value, quality, None if reason is None else reason[:256]))
+        try:
+            body = encode(Reading(seq, point, ts, value, quality, None if reason is None else reason[:256]))
+            decode_record(Reading, body)  # what central would refuse is refused here, at the source
+        except (FleetError, OverflowError, TypeError) as exc:
+            body = encode(Reading(seq, point, ts, None, Quality.BAD, f"refused: {exc}"[:256]))
         self._pending.append((seq, Kind.READING, ts, body))
         return seq
 
@@ -193,7 +203,12 @@ class Buffer:
         data: dict[str, Scalar] | None = None,
     ) -> int:
         seq = self._take_seq()
-        body = encode(Event(seq, ts, source[:129], kind, severity, message[:2048], data or {}))
+        try:
+            body = encode(Event(seq, ts, source[:129], kind, severity, message[:2048], data or {}))
+            decode_record(Event, body)
+        except (FleetError, OverflowError, TypeError) as exc:
+            note = f"event {kind!r} of {source!r} refused: {exc}"[:2048]
+            body = encode(Event(seq, ts, "agent/buffer", "record_refused", "warning", note))
         self._pending.append((seq, Kind.EVENT, ts, body))
         return seq
 
@@ -227,35 +242,58 @@ class Buffer:
     # -- committing ---------------------------------------------------------------------------------
 
     async def flush(self) -> Eviction | None:
-        """Commit appended records and acknowledged deletions in one transaction; evict if over cap."""
-        if not self._pending and not self._acked:
+        """Commit appended records, staged settings and acknowledged deletions in one transaction;
+        then, if over the cap, evict (the eviction and the event naming it in one more)."""
+        if not self._pending and not self._acked and not self._staged:
             return None
         rows, self._pending = self._pending, []
         acked, self._acked = self._acked, []
-        eviction = await self._run(lambda: self._commit_sync(rows, acked))
-        if rows:
+        staged, self._staged = self._staged, {}
+        await self._run(lambda: self._commit_sync(rows, acked, staged))
+        eviction = await self._evict() if self._bytes > self.max_bytes else None
+        if rows or eviction is not None:
             for listener in self._commit_listeners:
                 listener()
-        if eviction is not None:
-            self._record_eviction(eviction)
         return eviction
 
-    def _record_eviction(self, eviction: Eviction) -> None:
-        """Loss is never silent: name every evicted seq range (committed with the next flush)."""
+    async def _evict(self) -> Eviction | None:
+        victims = await self._run(self._victims_sync)
+        if not victims:
+            return None
+        stamps = [ts for _, ts, _ in victims]
+        eviction = Eviction(
+            ranges=_ranges(seq for seq, _, _ in victims),
+            count=len(victims),
+            first_ts=min(stamps),
+            last_ts=max(stamps),
+        )
+        events = self._eviction_events(eviction)
+        freed = sum(size + ROW_OVERHEAD for _, _, size in victims)
+        await self._run(lambda: self._evict_sync([seq for seq, _, _ in victims], events))
+        added = sum(len(body) for *_, body in events) + len(events) * ROW_OVERHEAD
+        self._count += len(events) - len(victims)
+        self._bytes += added - freed
+        self.evicted_total += len(victims)
+        self.committed_seq = events[-1][0]
+        return eviction
+
+    def _eviction_events(self, eviction: Eviction) -> list[tuple[int, int, int, bytes]]:
+        """Loss is never silent: events naming every evicted seq range, committed with the eviction."""
+        rows = []
         for start in range(0, len(eviction.ranges), RANGES_PER_EVENT):
             part = eviction.ranges[start : start + RANGES_PER_EVENT]
             listed = ",".join(f"{a}-{b}" if a != b else str(a) for a, b in part)
             count = sum(b - a + 1 for a, b in part)
-            self.append_event(
-                ts=self._clock_ms(),
-                source="agent/buffer",
-                kind="evicted",
-                severity="warning",
-                message=(
-                    f"buffer over its {self.max_bytes}-byte cap: evicted the {count} oldest unsent"
-                    f" readings, seq {part[0][0]}..{part[-1][1]} (exact ranges in seq_ranges)"
-                ),
-                data={
+            seq, ts = self._take_seq(), self._clock_ms()
+            event = Event(
+                seq,
+                ts,
+                "agent/buffer",
+                "evicted",
+                "warning",
+                f"buffer over its {self.max_bytes}-byte cap: evicted the {count} oldest records not yet"
+                f" acknowledged by central, seq {part[0][0]}..{part[-1][1]} (exact ranges in seq_ranges)",
+                {
                     "seq_ranges": listed,
                     "count": count,
                     "first_ts": eviction.first_ts,
@@ -263,15 +301,21 @@ class Buffer:
                     "stream": self.stream,
                 },
             )
+            rows.append((seq, int(Kind.EVENT), ts, encode(event)))
+        return rows
 
     def _commit_sync(
-        self, rows: list[tuple[int, int, int, bytes]], acked: list[tuple[int, int]]
-    ) -> Eviction | None:
+        self, rows: list[tuple[int, int, int, bytes]], acked: list[tuple[int, int]], staged: dict[str, str]
+    ) -> None:
         db = self._require_db()
         try:
             with db:
                 db.execute("BEGIN")
                 deleted_count, deleted_bytes = self._delete_ranges_sync(db, acked)
+                db.executemany(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                    [(f"setting.{key}", value) for key, value in staged.items()],
+                )
                 if rows:
                     db.executemany(
                         "INSERT OR REPLACE INTO records(seq, kind, ts, body) VALUES (?, ?, ?, ?)",
@@ -289,9 +333,6 @@ class Buffer:
         self.bytes_committed += added
         if rows:
             self.committed_seq = rows[-1][0]
-        if self._bytes > self.max_bytes:
-            return self._evict_sync(db)
-        return None
 
     @staticmethod
     def _delete_ranges_sync(db: sqlite3.Connection, ranges: Iterable[tuple[int, int]]) -> tuple[int, int]:
@@ -308,8 +349,9 @@ class Buffer:
             size += int(body_bytes) + int(n) * ROW_OVERHEAD
         return count, size
 
-    def _evict_sync(self, db: sqlite3.Connection) -> Eviction | None:
-        """Delete the oldest readings (then, only if none are left, the oldest events)."""
+    def _victims_sync(self) -> list[tuple[int, int, int]]:
+        """The oldest readings to delete (then, only if no reading is left, the oldest events)."""
+        db = self._require_db()
         target = int(self.max_bytes * EVICT_TO)
         victims: list[tuple[int, int, int]] = []
         freed = 0
@@ -327,18 +369,20 @@ class Buffer:
             cursor.close()
             if self._bytes - freed <= target:
                 break
-        if not victims:
-            return None
-        victims.sort()
-        ranges = _ranges(seq for seq, _, _ in victims)
-        with db:
-            db.execute("BEGIN")
-            db.executemany("DELETE FROM records WHERE seq = ?", [(seq,) for seq, _, _ in victims])
-        self._count -= len(victims)
-        self._bytes -= freed
-        self.evicted_total += len(victims)
-        stamps = [ts for _, ts, _ in victims]
-        return Eviction(ranges=ranges, count=len(victims), first_ts=min(stamps), last_ts=max(stamps))
+        return sorted(victims)
+
+    def _evict_sync(self, seqs: list[int], events: list[tuple[int, int, int, bytes]]) -> None:
+        db = self._require_db()
+        try:
+            with db:
+                db.execute("BEGIN")
+                db.executemany("DELETE FROM records WHERE seq = ?", [(seq,) for seq in seqs])
+                db.executemany("INSERT INTO records(seq, kind, ts, body) VALUES (?, ?, ?, ?)", events)
+                db.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES ('last_seq', ?)", (str(events[-1][0]),)
+                )
+        except sqlite3.Error as exc:
+            raise BufferError(str(self.path), f"cannot evict ({exc})") from exc
 
     # -- other durable state in the same file (command ledger, lighting settings) ---------------------
 
@@ -363,6 +407,10 @@ class Buffer:
 
         return await self.transact(get)
 
+    def stage_setting(self, key: str, value: str) -> None:
+        """Write a setting with the next commit, atomically with the records appended before it."""
+        self._staged[key] = value
+
     async def put_setting(self, key: str, value: str | None) -> None:
         def put(db: sqlite3.Connection) -> None:
             if value is None:
@@ -376,19 +424,29 @@ class Buffer:
 
     async def read_batch(self, after: int, max_records: int) -> Batch | None:
         """The committed records with seq > after, oldest first, at most max_records."""
-        return await self._run(lambda: self._read_sync(after, None, max_records))
+        acked = list(self._acked)
+        return await self._run(lambda: self._read_sync(after, None, max_records, acked))
 
     async def read_range(self, first: int, last: int) -> Batch | None:
         """What is left of first..last (for a resend); None when all of it was evicted or acked."""
-        return await self._run(lambda: self._read_sync(first - 1, last, 1_000_000))
+        acked = list(self._acked)
+        return await self._run(lambda: self._read_sync(first - 1, last, 1_000_000, acked))
 
-    def _read_sync(self, after: int, last: int | None, max_records: int) -> Batch | None:
+    def _read_sync(
+        self, after: int, last: int | None, max_records: int, acked: list[tuple[int, int]]
+    ) -> Batch | None:
+        """Rows in (after, last], leaving out those acknowledged but not yet deleted."""
         db = self._require_db()
         upper = last if last is not None else 2**63 - 1
-        rows = db.execute(
-            "SELECT seq, kind, body FROM records WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
-            (after, upper, max_records),
-        ).fetchall()
+        try:
+            rows = db.execute(
+                "SELECT seq, kind, body FROM records WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                (after, upper, max_records),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise BufferError(str(self.path), f"cannot read ({exc})") from exc
+        if acked:
+            rows = [row for row in rows if not any(a <= row[0] <= b for a, b in acked)]
         if not rows:
             return None
         batch = Batch(first=rows[0][0], last=rows[0][0])

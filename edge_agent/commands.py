@@ -94,7 +94,12 @@ class CommandExecutor:
     async def _recover(self) -> None:
         """After a restart: run what was claimed but not started; never re-run what was started."""
         for entry in await self.ledger.unfinished():
-            command = decode_command(entry.payload)
+            try:
+                command = decode_command(entry.payload)
+            except FleetError as exc:  # stored by an older version that read it differently
+                log.error("stored command %s cannot be read again (%s): marked failed", entry.id, exc)
+                await self.ledger.set_state(entry.id, "failed")
+                continue
             if entry.state == "executing":
                 await self._finish(
                     command, "failed", "interrupted by an agent restart; not run again (at most once)"
@@ -142,6 +147,10 @@ class CommandExecutor:
         except DriverError as exc:
             await self._finish(command, "failed", f"{exc.device}: {exc.detail}")
             return
+        except Exception as exc:
+            log.exception("command %s (%s) failed unexpectedly", command.id, command.action)
+            await self._finish(command, "failed", f"internal error: {type(exc).__name__}: {exc}")
+            return
         await self._finish(command, "executed", None)
 
     def _plan(self, command: Command) -> _Plan:
@@ -175,7 +184,7 @@ class CommandExecutor:
 
         def run() -> Awaitable[None]:
             return self.lighting.set_override(
-                devices, level_pct=level, until_ms=until, issued_by=command.issued_by
+                devices, level_pct=level, until_ms=until, issued_by=command.issued_by[:100]
             )
 
         return _Plan(command, devices, run)
@@ -194,8 +203,10 @@ class CommandExecutor:
         return [command.device]
 
     async def _finish(self, command: Command, status: str, reason: str | None) -> None:
-        await self.ledger.set_state(command.id, status)
+        # Result first, state second: a crash between them repeats a result (central keeps the
+        # first final one), never loses it.
         await self._report(command, status, reason)
+        await self.ledger.set_state(command.id, status)
 
     async def _report(self, command: Command, status: str, reason: str | None) -> None:
         log.info("command %s (%s): %s%s", command.id, command.action, status, f": {reason}" if reason else "")

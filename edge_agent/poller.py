@@ -55,6 +55,14 @@ class DevicePoller:
         self.stats = PollStats()
         self._lost = False
 
+    @property
+    def setting_key(self) -> str:
+        return f"device_lost.{self.name}"
+
+    def restore(self, lost: bool) -> None:
+        """Lost before a restart: the first good read after it reports the device back."""
+        self._lost = lost
+
     async def run(self) -> None:
         next_poll = time.monotonic()
         try:
@@ -94,6 +102,7 @@ class DevicePoller:
             self.buffer.append_reading(f"{self.name}/{quantity}", ts, None, Quality.BAD, reason)
         if not self._lost:
             self._lost = True
+            self.buffer.stage_setting(self.setting_key, "1")
             log.warning("device %s lost: %s", self.name, detail)
             self.buffer.append_event(
                 ts=ts,
@@ -108,6 +117,7 @@ class DevicePoller:
         self.stats.online = True
         if self._lost:
             self._lost = False
+            self.buffer.stage_setting(self.setting_key, "0")
             log.info("device %s back", self.name)
             self.buffer.append_event(
                 ts=ts,

@@ -154,7 +154,11 @@ class Sync:
             if ack.stream != self.buffer.stream:
                 continue  # an ack for an earlier stream of this cabinet (replaced buffer)
             self.buffer.mark_acked(ack.first, ack.last)
-            inflight.pop(ack.first, None)
+            # Only an ack covering a whole batch settles it: a late ack from an earlier session may
+            # name a shorter range that starts at the same seq.
+            entry = inflight.get(ack.first)
+            if entry is not None and entry.last <= ack.last:
+                del inflight[ack.first]
             self.stats.acks += 1
             self.stats.last_ack_ms = self.clock_ms()
             self._wake.set()
@@ -169,8 +173,8 @@ class Sync:
                 if entry.deadline > now:
                     continue
                 batch = await self.buffer.read_range(first, entry.last)
-                if batch is None:
-                    del inflight[first]
+                if batch is None:  # acknowledged or evicted meanwhile (the ack may have settled it)
+                    inflight.pop(first, None)
                     continue
                 await self._publish(client, batch)
                 entry.deadline = time.monotonic() + timeout

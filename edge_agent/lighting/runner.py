@@ -106,18 +106,32 @@ class LightingRunner:
     async def open(self) -> None:
         """Load what central sent last; a schedule edited in the config since then wins over it."""
         stored = await self.buffer.get_setting(SCHEDULE_KEY)
-        if stored is not None:
-            record = json.loads(stored)
-            if record.get("config_hash") == schedule_hash(self.configured):
-                self.schedule = parse_schedule(record["schedule"])
-                self.source = "command"
         overrides = await self.buffer.get_setting(OVERRIDES_KEY)
-        if overrides is not None:
-            self.overrides = {
-                name: Override.model_validate(value)
-                for name, value in json.loads(overrides).items()
-                if name in self.outputs
-            }
+        try:
+            if stored is not None:
+                record = json.loads(stored)
+                if record.get("config_hash") == schedule_hash(self.configured):
+                    self.schedule = parse_schedule(record["schedule"])
+                    self.source = "command"
+            if overrides is not None:
+                self.overrides = {
+                    name: Override.model_validate(value)
+                    for name, value in json.loads(overrides).items()
+                    if name in self.outputs
+                }
+        except (ValueError, KeyError, TypeError) as exc:  # JSON, schedule and override errors
+            # The lamps must be driven whatever was stored: fall back to the config's schedule.
+            log.error("stored lighting settings cannot be read (%s): using the config's schedule", exc)
+            self.schedule, self.source, self.overrides = self.configured, "config", {}
+            self.buffer.append_event(
+                ts=self.clock.now_ms(),
+                source="lighting",
+                kind="settings_unreadable",
+                severity="alarm",
+                message=f"stored lighting settings could not be read, the config's schedule runs: {exc}"[
+                    :2000
+                ],
+            )
         self._record_schedule()
 
     async def set_schedule(self, schedule: LightingSchedule) -> None:
@@ -191,6 +205,7 @@ class LightingRunner:
             for output in self.outputs.values():
                 state = self.desired(output.name, now)
                 if state is None:
+                    self._released(output)
                     continue
                 self.current[output.name] = state
                 change = _ms(state.next_change)
@@ -205,12 +220,29 @@ class LightingRunner:
             except TimeoutError:
                 pass  # time for the next change, a retry or a re-assert
 
+    def _released(self, output: LightingOutput) -> None:
+        """Nothing governs this output any more (an override ended, and there is no schedule): the
+        agent stops driving it and says so, leaving the lamps as they are."""
+        if self.current.pop(output.name, None) is None:
+            return
+        output.applied = None
+        self.buffer.append_event(
+            ts=self.clock.now_ms(),
+            source=output.name,
+            kind="lighting_released",
+            severity="info",
+            message=f"{output.name}: override ended and no schedule is set: left as it is",
+            data={"devices": output.name},
+        )
+
     async def _apply_now(self, names: Sequence[str]) -> None:
         now = self.clock.now_ms()
         for name in names:
             output = self.outputs[name]
             state = self.desired(name, now)
-            if state is not None:
+            if state is None:
+                self._released(output)
+            else:
                 self.current[name] = state
                 await self._write(output, state)
         self._wake.set()

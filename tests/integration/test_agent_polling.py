@@ -119,3 +119,29 @@ async def test_readings_follow_the_simulated_controller(
     assert [e.kind for e in events][:1] == ["agent_started"]
     seqs = [r.seq for r in readings] + [e.seq for e in events]
     assert sorted(seqs) == list(range(1, len(seqs) + 1))
+
+
+async def test_a_device_lost_before_a_restart_is_reported_back_after_it(
+    tmp_path: Path, simulators: list[LightingControllerSimulator]
+) -> None:
+    sim = simulators[0]
+    config = write_agent_config(
+        tmp_path, cabinet="cab-restart", broker_url="mqtt://127.0.0.1:1", devices=[("lc1", sim.port)]
+    )
+    await sim.stop()
+    for _ in range(2):  # lost in the first run; back in the second, once the controller is repaired
+        agent = Agent(load_config(config))
+        task = asyncio.create_task(agent.run())
+        stats = agent.pollers[0].stats
+        try:
+            if sim.serving:
+                await wait_until(lambda stats=stats: stats.online, timeout=10, what="lc1 back")
+            else:
+                await wait_until(lambda stats=stats: stats.failures >= 2, timeout=10, what="lc1 lost")
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        await sim.start()
+    _, events = await _reopen_and_read(config)
+    assert [e.kind for e in events if e.source == "lc1"] == ["device_lost", "device_back"]

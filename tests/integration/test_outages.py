@@ -73,7 +73,7 @@ async def drain_and_check(rig: FleetRig) -> None:
     seqs = rig.central_seqs()
     missing = sorted(set(range(1, last + 1)) - set(seqs))
     assert not missing, f"{len(missing)} records lost, e.g. seq {missing[:10]}"
-    assert len(seqs) == len(set(seqs)) == last, "records stored twice"
+    assert len(seqs) == last, "central holds records the agent never produced"
     assert rig.central_streams() == 1
     repeated = [key for key, n in Counter(rig.central_reading_keys()).items() if n > 1]
     assert not repeated, f"readings stored twice: {repeated[:5]}"

@@ -94,3 +94,17 @@ async def test_door_open_on_a_three_phase_controller(buffer: Buffer) -> None:
     alarms.observe(0, poll(door_open=True, power_l1_w=50.0, power_l2_w=60.0), NIGHT)
     alarms.observe(1, poll(door_open=False, power_l1_w=50.0, power_l2_w=60.0), NIGHT)
     assert await alarm_events(buffer) == [("alarm_raised", "door_open"), ("alarm_cleared", "door_open")]
+
+
+async def test_an_alarm_raised_before_a_restart_is_cleared_after_it(buffer: Buffer) -> None:
+    settings = AlarmSettings(raise_after=1, clear_after=1)
+    before = DeviceAlarms(device="lc1", settings=settings, buffer=buffer)
+    before.observe(0, poll(door_open=True), NIGHT)
+    await buffer.flush()
+    assert await buffer.get_setting(before.setting_key) == "door_open"
+
+    after = DeviceAlarms(device="lc1", settings=settings, buffer=buffer)  # the agent restarted
+    after.restore((await buffer.get_setting(after.setting_key) or "").split(","))
+    after.observe(1, poll(door_open=True), NIGHT)  # still open: nothing new to say
+    after.observe(2, poll(door_open=False), NIGHT)
+    assert await alarm_events(buffer) == [("alarm_raised", "door_open"), ("alarm_cleared", "door_open")]

@@ -114,9 +114,8 @@ async def test_full_buffer_evicts_oldest_readings_keeps_events_and_says_what_wen
     async with Buffer(tmp_path / "b.db", max_bytes=20_000, clock_ms=clock) as buffer:
         buffer.append_event(ts=0, source="lc1", kind="device_lost", severity="alarm", message="lost")
         produced = [buffer.append_reading("lc1/power_w", ts, float(ts)) for ts in range(1, 2001)]
-        eviction = await buffer.flush()
+        eviction = await buffer.flush()  # the eviction and the event naming it: one transaction
         assert eviction is not None
-        await buffer.flush()  # commits the eviction event itself
         assert buffer.size_bytes <= 20_000
         remaining = await buffer.read_batch(0, 100_000)
         assert remaining is not None
@@ -154,3 +153,20 @@ async def test_corrupt_file_gives_a_buffer_error_naming_it(tmp_path: Path) -> No
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(BufferError, match=str(path)):
         await Buffer(path, max_bytes=10**7, clock_ms=clock).open()
+
+
+async def test_a_record_central_would_refuse_is_refused_at_the_source(tmp_path: Path) -> None:
+    """One bad record must not poison a batch (central would quarantine it and never ack it)."""
+    async with Buffer(tmp_path / "b.db", max_bytes=10**7, clock_ms=clock) as buffer:
+        buffer.append_reading("lc1/energy_wh", 1, 2**64)  # no database stores this integer
+        buffer.append_event(
+            ts=2, source="lc1", kind="x", severity="info", message="m", data={str(i): i for i in range(99)}
+        )
+        await buffer.flush()
+        batch = await buffer.read_batch(0, 10)
+        assert batch is not None
+        reading = decode_record(Reading, batch.readings[0])
+        assert (reading.value, reading.quality) == (None, Quality.BAD)
+        assert reading.reason is not None and reading.reason.startswith("refused")
+        event = decode_record(Event, batch.events[0])
+        assert event.kind == "record_refused" and "'x'" in event.message

@@ -51,3 +51,12 @@ async def test_a_schedule_edited_in_the_config_since_wins(tmp_path: Path) -> Non
     buffer, runner = await runner_on(tmp_path / "b.db", configured=edited)
     assert (runner.schedule, runner.source) == (edited, "config")
     await buffer.close()
+
+
+async def test_unreadable_stored_settings_fall_back_to_the_config(tmp_path: Path) -> None:
+    buffer, runner = await runner_on(tmp_path / "b.db")
+    await buffer.put_setting("lighting.overrides", "{not json")
+    await buffer.close()
+    buffer, runner = await runner_on(tmp_path / "b.db")
+    assert (runner.schedule, runner.source, runner.overrides) == (CONFIGURED, "config", {})
+    await buffer.close()

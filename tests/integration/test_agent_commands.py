@@ -26,7 +26,6 @@ from protocols.fleet import (
     encode,
 )
 from protocols.fleet.messages import Scalar
-from protocols.modbus.profile import default_profile_dirs, load_profile
 from protocols.modbus.simulator import LightingControllerSimulator
 from tests.integration.fleet_rig import Process
 
@@ -75,17 +74,6 @@ def results_in(buffer_db: Path) -> list[CommandResult]:
 
 def statuses(buffer_db: Path, command_id: str) -> list[str]:
     return [r.status for r in results_in(buffer_db) if r.command_id == command_id]
-
-
-@pytest.fixture
-async def controllers() -> AsyncIterator[list[LightingControllerSimulator]]:
-    profile = load_profile("lighting-single-circuit", default_profile_dirs())
-    sims = [LightingControllerSimulator(profile=profile, seed=i) for i in range(2)]
-    for sim in sims:
-        await sim.start()
-    yield sims
-    for sim in sims:
-        await sim.stop()
 
 
 def config_for(tmp_path: Path, broker: MosquittoBroker, sims: list[LightingControllerSimulator]) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,22 +11,10 @@ from cityedge.testing import wait_until, write_agent_config
 from edge_agent.agent import Agent
 from edge_agent.config import load_config
 from protocols.fleet import Event, Reading, decode_record
-from protocols.modbus.profile import default_profile_dirs, load_profile
 from protocols.modbus.simulator import LightingControllerSimulator
 from protocols.quality import Quality
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def simulators() -> AsyncIterator[list[LightingControllerSimulator]]:
-    profile = load_profile("lighting-single-circuit", default_profile_dirs())
-    sims = [LightingControllerSimulator(profile=profile, seed=i) for i in range(2)]
-    for sim in sims:
-        await sim.start()
-    yield sims
-    for sim in sims:
-        await sim.stop()
 
 
 async def buffered(agent: Agent) -> tuple[list[Reading], list[Event]]:
@@ -40,9 +27,9 @@ async def buffered(agent: Agent) -> tuple[list[Reading], list[Event]]:
 
 
 async def test_dead_and_mute_devices_do_not_delay_the_healthy_one(
-    tmp_path: Path, simulators: list[LightingControllerSimulator]
+    tmp_path: Path, controllers: list[LightingControllerSimulator]
 ) -> None:
-    healthy, failing = simulators
+    healthy, failing = controllers
     config = write_agent_config(
         tmp_path,
         cabinet="cab-poll",
@@ -98,9 +85,9 @@ async def _reopen_and_read(config: Path) -> tuple[list[Reading], list[Event]]:
 
 
 async def test_readings_follow_the_simulated_controller(
-    tmp_path: Path, simulators: list[LightingControllerSimulator]
+    tmp_path: Path, controllers: list[LightingControllerSimulator]
 ) -> None:
-    sim = simulators[0]
+    sim = controllers[0]
     config = write_agent_config(
         tmp_path, cabinet="cab-values", broker_url="mqtt://127.0.0.1:1", devices=[("lc1", sim.port)]
     )
@@ -122,9 +109,9 @@ async def test_readings_follow_the_simulated_controller(
 
 
 async def test_a_device_lost_before_a_restart_is_reported_back_after_it(
-    tmp_path: Path, simulators: list[LightingControllerSimulator]
+    tmp_path: Path, controllers: list[LightingControllerSimulator]
 ) -> None:
-    sim = simulators[0]
+    sim = controllers[0]
     config = write_agent_config(
         tmp_path, cabinet="cab-restart", broker_url="mqtt://127.0.0.1:1", devices=[("lc1", sim.port)]
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,16 +20,6 @@ pytestmark = pytest.mark.integration
 CAB = "cab-1"
 STREAM = "0123abcd"
 POINTS = ("lc1/power_w", "lc1/dim_level")
-
-
-@pytest.fixture
-async def central(tmp_path: Path, mosquitto: MosquittoBroker) -> AsyncIterator[CentralServer]:
-    async with CentralServer(
-        db_path=tmp_path / "central.db", broker_url=mosquitto.url, http_port=0
-    ) as server:
-        async with asyncio.timeout(10):
-            await server.ingestor.wait_subscribed()
-        yield server
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiomqtt
@@ -24,16 +23,6 @@ pytestmark = pytest.mark.integration
 CAB = "cab-1"
 STREAM = "0123abcd"
 DATA = f"cityedge/{CAB}/data"
-
-
-@pytest.fixture
-async def central(tmp_path: Path, mosquitto: MosquittoBroker) -> AsyncIterator[CentralServer]:
-    async with CentralServer(
-        db_path=tmp_path / "central.db", broker_url=mosquitto.url, http_port=0
-    ) as server:
-        async with asyncio.timeout(10):
-            await server.ingestor.wait_subscribed()
-        yield server
 
 
 async def test_the_same_batch_three_times_is_stored_once_and_acked_three_times(

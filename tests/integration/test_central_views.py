@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,16 +23,6 @@ HOUR = 3_600_000
 
 def utc_ms(text: str) -> int:
     return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
-
-
-@pytest.fixture
-async def central(tmp_path: Path, mosquitto: MosquittoBroker) -> AsyncIterator[CentralServer]:
-    async with CentralServer(
-        db_path=tmp_path / "central.db", broker_url=mosquitto.url, http_port=0
-    ) as server:
-        async with asyncio.timeout(10):
-            await server.ingestor.wait_subscribed()
-        yield server
 
 
 @pytest.fixture

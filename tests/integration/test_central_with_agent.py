@@ -20,23 +20,11 @@ from cityedge.broker import MosquittoBroker
 from cityedge.testing import write_agent_config
 from edge_agent.agent import Agent
 from edge_agent.config import load_config
-from protocols.modbus.profile import default_profile_dirs, load_profile
 from protocols.modbus.simulator import LightingControllerSimulator
 
 pytestmark = pytest.mark.integration
 
 CAB = "cab-live"
-
-
-@pytest.fixture
-async def controllers() -> AsyncIterator[list[LightingControllerSimulator]]:
-    profile = load_profile("lighting-single-circuit", default_profile_dirs())
-    sims = [LightingControllerSimulator(profile=profile, seed=i) for i in range(2)]
-    for sim in sims:
-        await sim.start()
-    yield sims
-    for sim in sims:
-        await sim.stop()
 
 
 @pytest.fixture

@@ -70,6 +70,8 @@ class Agent:
                 buffer=self.buffer,
                 clock_ms=clock_ms,
                 observer=self._alarm_observer(name),
+                lost_after=device.alarms.raise_after,
+                back_after=device.alarms.clear_after,
             )
             for (name, driver, _), device in zip(devices, self.config.devices, strict=True)
         ]

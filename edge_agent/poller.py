@@ -1,7 +1,8 @@
 """One poll loop per device. A slow or dead device costs only its own loop: never the others'.
 
-A failed read gives bad-quality readings for every point (so a gap in the data is explicit, not silent)
-and a single ``device_lost`` event; the first good read after that gives one ``device_back`` event.
+Every failed read gives bad-quality readings for every point (so a gap in the data is explicit, not
+silent). ``lost_after`` failed reads in a row give a single ``device_lost`` event and ``back_after``
+good reads in a row one ``device_back``: a single glitch on a noisy line is not an alarm.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class DevicePoller:
         buffer: Buffer,
         clock_ms: ClockMs,
         observer: Observer | None = None,
+        lost_after: int = 1,
+        back_after: int = 1,
     ) -> None:
         self.name = name
         self.driver = driver
@@ -53,7 +56,15 @@ class DevicePoller:
         self.clock_ms = clock_ms
         self.observer = observer
         self.stats = PollStats()
+        self.lost_after = lost_after
+        self.back_after = back_after
         self._lost = False
+        self._streak = 0  # consecutive reads that disagree with ``_lost``
+
+    @property
+    def lost(self) -> bool:
+        """The device_lost event was raised and device_back not yet."""
+        return self._lost
 
     @property
     def setting_key(self) -> str:
@@ -85,8 +96,7 @@ class DevicePoller:
             reason = exc.reason if isinstance(exc, DriverError) else "timeout"
             self._on_failure(ts, reason, str(exc) or reason)
             return
-        if self._lost or not self.stats.online:
-            self._on_back(ts)
+        self._on_good(ts)
         for value in values:
             self.buffer.append_reading(
                 f"{self.name}/{value.quantity}", ts, value.value, value.quality, value.reason
@@ -100,8 +110,9 @@ class DevicePoller:
         self.stats.last_error = detail
         for quantity in self.driver.quantities:
             self.buffer.append_reading(f"{self.name}/{quantity}", ts, None, Quality.BAD, reason)
-        if not self._lost:
-            self._lost = True
+        self._streak = 0 if self._lost else self._streak + 1
+        if not self._lost and self._streak >= self.lost_after:
+            self._lost, self._streak = True, 0
             self.buffer.stage_setting(self.setting_key, "1")
             log.warning("device %s lost: %s", self.name, detail)
             self.buffer.append_event(
@@ -113,10 +124,11 @@ class DevicePoller:
                 data={"reason": reason},
             )
 
-    def _on_back(self, ts: int) -> None:
+    def _on_good(self, ts: int) -> None:
         self.stats.online = True
-        if self._lost:
-            self._lost = False
+        self._streak = self._streak + 1 if self._lost else 0
+        if self._lost and self._streak >= self.back_after:
+            self._lost, self._streak = False, 0
             self.buffer.stage_setting(self.setting_key, "0")
             log.info("device %s back", self.name)
             self.buffer.append_event(

@@ -55,7 +55,10 @@ async def test_dead_and_mute_devices_do_not_delay_the_healthy_one(
         await failing.stop()
         await wait_until(lambda: lc2.stats.failures >= 8, timeout=10, what="lc2 refusals")
         await failing.start()
-        await wait_until(lambda: lc2.stats.online, timeout=10, what="lc2 back")
+        # Back only after three good reads in a row (the alarm hysteresis), not on the first one.
+        await wait_until(lambda: lc2.stats.online, timeout=10, what="lc2 answering")
+        assert lc2.lost
+        await wait_until(lambda: not lc2.lost, timeout=10, what="lc2 back")
         await agent.buffer.flush()
     finally:
         task.cancel()
@@ -119,12 +122,16 @@ async def test_a_device_lost_before_a_restart_is_reported_back_after_it(
     for _ in range(2):  # lost in the first run; back in the second, once the controller is repaired
         agent = Agent(load_config(config))
         task = asyncio.create_task(agent.run())
-        stats = agent.pollers[0].stats
+        poller = agent.pollers[0]
         try:
             if sim.serving:
-                await wait_until(lambda stats=stats: stats.online, timeout=10, what="lc1 back")
+                await wait_until(
+                    lambda poller=poller: poller.stats.polls >= 3 and not poller.lost,
+                    timeout=10,
+                    what="lc1 back",
+                )
             else:
-                await wait_until(lambda stats=stats: stats.failures >= 2, timeout=10, what="lc1 lost")
+                await wait_until(lambda poller=poller: poller.lost, timeout=10, what="lc1 lost")
         finally:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):

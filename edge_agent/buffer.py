@@ -267,14 +267,18 @@ class Buffer:
             first_ts=min(stamps),
             last_ts=max(stamps),
         )
-        events = self._eviction_events(eviction)
+        # Records appended while the victims were chosen go in the same transaction, before the
+        # events: commits stay in seq order, so the sender, reading past its cursor, never skips one.
+        rows, self._pending = self._pending, []
+        rows += self._eviction_events(eviction)
         freed = sum(size + ROW_OVERHEAD for _, _, size in victims)
-        await self._run(lambda: self._evict_sync([seq for seq, _, _ in victims], events))
-        added = sum(len(body) for *_, body in events) + len(events) * ROW_OVERHEAD
-        self._count += len(events) - len(victims)
+        await self._run(lambda: self._evict_sync([seq for seq, _, _ in victims], rows))
+        added = sum(len(body) for *_, body in rows) + len(rows) * ROW_OVERHEAD
+        self._count += len(rows) - len(victims)
         self._bytes += added - freed
+        self.bytes_committed += added
         self.evicted_total += len(victims)
-        self.committed_seq = events[-1][0]
+        self.committed_seq = rows[-1][0]
         return eviction
 
     def _eviction_events(self, eviction: Eviction) -> list[tuple[int, int, int, bytes]]:
@@ -371,15 +375,17 @@ class Buffer:
                 break
         return sorted(victims)
 
-    def _evict_sync(self, seqs: list[int], events: list[tuple[int, int, int, bytes]]) -> None:
+    def _evict_sync(self, seqs: list[int], rows: list[tuple[int, int, int, bytes]]) -> None:
         db = self._require_db()
         try:
             with db:
                 db.execute("BEGIN")
                 db.executemany("DELETE FROM records WHERE seq = ?", [(seq,) for seq in seqs])
-                db.executemany("INSERT INTO records(seq, kind, ts, body) VALUES (?, ?, ?, ?)", events)
+                db.executemany(
+                    "INSERT OR REPLACE INTO records(seq, kind, ts, body) VALUES (?, ?, ?, ?)", rows
+                )
                 db.execute(
-                    "INSERT OR REPLACE INTO meta(key, value) VALUES ('last_seq', ?)", (str(events[-1][0]),)
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES ('last_seq', ?)", (str(rows[-1][0]),)
                 )
         except sqlite3.Error as exc:
             raise BufferError(str(self.path), f"cannot evict ({exc})") from exc

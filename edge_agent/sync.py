@@ -145,6 +145,10 @@ class Sync:
             if message.topic.matches(self.topics.command):
                 self.on_command(bytes(payload))
                 continue
+            if not message.topic.matches(self.topics.ack):
+                # Only seen with brokers that deliver beyond the subscription (amqtt's retained status).
+                log.debug("ignored a message on %s: not subscribed to it", message.topic)
+                continue
             try:
                 ack = decode_ack(bytes(payload), topic_cabinet=self.cabinet)
             except FleetError as exc:

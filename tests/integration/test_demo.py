@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -11,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cityedge.broker import EmbeddedBroker
+from cityedge.demo import run_demo
 from cityedge.ports import free_port
 from cityedge.testing import wait_until
 
@@ -50,3 +53,40 @@ async def test_demo_serves_live_cabinets_and_stops_on_ctrl_c(tmp_path: Path) -> 
     assert f"http://127.0.0.1:{port}" in stdout and "/api/v1/cabinets" in stdout
     assert "Traceback" not in stderr and " ERROR " not in stderr, stderr
     assert (tmp_path / "demo-data" / "central.db").exists()
+
+
+# amqtt never closes its side of the port probe's connection: that ResourceWarning is amqtt's.
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+async def test_demo_runs_on_the_embedded_broker_where_mosquitto_is_missing(tmp_path: Path) -> None:
+    port = free_port()
+    try:
+        async with EmbeddedBroker() as broker:
+            demo = asyncio.create_task(
+                run_demo(
+                    cabinets=2,
+                    data_dir=tmp_path,
+                    http_host="127.0.0.1",
+                    http_port=port,
+                    broker_url=broker.url,
+                    announce=lambda line: None,
+                )
+            )
+            try:
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=5) as api:
+
+                    async def live() -> bool:
+                        try:
+                            cabinets = (await api.get("/cabinets")).json()
+                            points = (await api.get("/cabinets/demo-002/points")).json()
+                        except (httpx.HTTPError, ValueError):
+                            return False
+                        online = [c for c in cabinets if c["online"]]
+                        return len(online) == 2 and bool(points.get("points"))
+
+                    await wait_until(live, timeout=60, what="two live cabinets over amqtt")
+            finally:
+                demo.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await demo
+    finally:
+        gc.collect()

@@ -86,21 +86,22 @@ def status_payload(cabinet: str, *, online: bool, ts: int = TS0_MS, **fields: ob
     return encode(Status(v=PROTOCOL_VERSION, cabinet=cabinet, online=online, ts=ts, **fields))  # type: ignore[arg-type]
 
 
-class AckListener:
-    """Subscribes to every cabinet's ack topic and keeps what arrives, decoded."""
+class _Subscriber:
+    """A broker client that subscribes to ``topics`` and hands every message to ``_on_message``."""
 
-    def __init__(self, broker_url: str) -> None:
+    def __init__(self, broker_url: str, topics: Sequence[str], name: str) -> None:
         self._address = parse_broker_url(broker_url)
-        self.acks: list[Ack] = []
-        self.bad: list[tuple[str, bytes]] = []
+        self._topics = list(topics)
+        self._name = name
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
-        self._client = aiomqtt.Client(self._address.host, self._address.port)
-        await self._client.__aenter__()
-        await self._client.subscribe(all_cabinets("ack"), qos=1)
-        self._task = asyncio.create_task(self._collect(self._client), name="ack-listener")
+        self._client = client = aiomqtt.Client(self._address.host, self._address.port)
+        await client.__aenter__()
+        for topic in self._topics:
+            await client.subscribe(topic, qos=1)
+        self._task = asyncio.create_task(self._collect(client), name=self._name)
         return self
 
     async def __aexit__(
@@ -114,13 +115,26 @@ class AckListener:
 
     async def _collect(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
-            payload = message.payload
-            topic = message.topic.value
-            try:
-                cabinet, _ = parse_topic(topic)
-                self.acks.append(decode_ack(payload, topic_cabinet=cabinet))
-            except FleetError:
-                self.bad.append((topic, payload))
+            self._on_message(message.topic.value, message.payload)
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        raise NotImplementedError
+
+
+class AckListener(_Subscriber):
+    """Subscribes to every cabinet's ack topic and keeps what arrives, decoded."""
+
+    def __init__(self, broker_url: str) -> None:
+        super().__init__(broker_url, [all_cabinets("ack")], "ack-listener")
+        self.acks: list[Ack] = []
+        self.bad: list[tuple[str, bytes]] = []
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        try:
+            cabinet, _ = parse_topic(topic)
+            self.acks.append(decode_ack(payload, topic_cabinet=cabinet))
+        except FleetError:
+            self.bad.append((topic, payload))
 
     def count(self, cabinet: str, stream: str, first: int, last: int) -> int:
         return sum(
@@ -128,7 +142,7 @@ class AckListener:
         )
 
 
-class ScriptedEdge:
+class ScriptedEdge(_Subscriber):
     """Plays an agent on a real broker, as a test tells it to: publishes its birth, batches of
     records numbered like the agent's log, and collects the commands sent to its cabinet.
 
@@ -136,40 +150,20 @@ class ScriptedEdge:
     """
 
     def __init__(self, broker_url: str, cabinet: str, *, stream: str = "0123abcd", timeout: float = 10.0):
-        self._address = parse_broker_url(broker_url)
+        self.topics = Topics(cabinet)
+        super().__init__(broker_url, [self.topics.command, self.topics.ack], f"scripted-edge-{cabinet}")
         self.cabinet = cabinet
         self.stream = stream
-        self.topics = Topics(cabinet)
         self.timeout = timeout
         self.commands: list[Command] = []
         self.acks: list[Ack] = []
         self._seq = 0
-        self._client: aiomqtt.Client | None = None
-        self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> Self:
-        self._client = client = aiomqtt.Client(self._address.host, self._address.port)
-        await client.__aenter__()
-        await client.subscribe(self.topics.command, qos=1)
-        await client.subscribe(self.topics.ack, qos=1)
-        self._task = asyncio.create_task(self._collect(client), name=f"scripted-edge-{self.cabinet}")
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        if self._client is not None:
-            await self._client.__aexit__(exc_type, exc, tb)
-
-    async def _collect(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:
-            if message.topic.value == self.topics.command:
-                self.commands.append(decode_command(message.payload, topic_cabinet=self.cabinet))
-            else:
-                self.acks.append(decode_ack(message.payload, topic_cabinet=self.cabinet))
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        if topic == self.topics.command:
+            self.commands.append(decode_command(payload, topic_cabinet=self.cabinet))
+        else:
+            self.acks.append(decode_ack(payload, topic_cabinet=self.cabinet))
 
     def _next_seq(self) -> int:
         self._seq += 1

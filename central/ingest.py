@@ -47,11 +47,11 @@ from central.store import (
 )
 from protocols.backoff import Backoff
 from protocols.fleet import (
-    PROTOCOL_VERSION,
     Ack,
     FleetError,
     TopicError,
     Topics,
+    ack_for,
     decode_data_batch,
     decode_status,
     encode,
@@ -350,7 +350,7 @@ class Ingestor:
     def _committed(self, batches: list[ReceivedBatch], outcomes: list[BatchOutcome]) -> None:
         stats = self._stats
         stats.commits += 1
-        for outcome in outcomes:
+        for received, outcome in zip(batches, outcomes, strict=True):
             if outcome.unstorable is not None:
                 stats.reject("unstorable")
                 logger.warning(
@@ -368,15 +368,8 @@ class Ingestor:
             stats.duplicate_records += outcome.duplicates
             if outcome.duplicates and not outcome.new:
                 stats.duplicate_batches += 1
-            self._acks.append(
-                Ack(
-                    v=PROTOCOL_VERSION,
-                    cabinet=outcome.cabinet,
-                    stream=outcome.stream,
-                    first=outcome.first,
-                    last=outcome.last,
-                )
-            )
+            # Exactly the records of the batch, all committed now or held already; never its range.
+            self._acks.append(ack_for(received.batch))
         self._ack_work.set()
         self._pending_records -= sum(_records(b) for b in batches)
         if self._pending_records < self._max_pending_records:

@@ -37,6 +37,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from central.errors import ServerError, StoreError
+from central.ingest_limits import TopicLimits, TopicRateLimiter
 from central.ingest_stats import IngestSnapshot, IngestStats
 from central.store import (
     BatchOutcome,
@@ -62,7 +63,25 @@ from protocols.fleet.topics import all_cabinets, shared
 
 logger = logging.getLogger(__name__)
 
+
+class RateLimited(FleetError):
+    reason = "rate_limited"
+
+    def __init__(self, topic: str) -> None:
+        super().__init__(f"{topic} is over its rate limit; this one of its refused messages is a sample")
+
+
+class IngestFault(FleetError):
+    """Something other than the message's validity failed on it (a bug, a value the store refused)."""
+
+    reason = "ingest_fault"
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(f"ingest failed on this message: {type(exc).__name__}: {exc}")
+
+
 DEFAULT_GROUP = "cityedge-central"
+_STORE_FAULT = "the store failed on it (an ingest fault, quarantined)"
 STABLE_SESSION_S = 10.0
 _UNSUPPORTED_PROTOCOL = (1, 0x84)  # MQTT 3.1.1 and MQTT 5 CONNACK codes for "unsupported protocol"
 
@@ -96,6 +115,7 @@ class Ingestor:
         max_queued_messages: int = 10_000,
         backoff: Backoff | None = None,
         on_birth: Callable[[str], None] | None = None,
+        limits: TopicLimits | None = None,
     ) -> None:
         try:
             self._address: BrokerAddress = parse_broker_url(broker_url)
@@ -113,6 +133,7 @@ class Ingestor:
         self._on_birth = on_birth
 
         self._stats = IngestStats()
+        self._limiter = TopicRateLimiter(limits)
         self._batches: deque[ReceivedBatch] = deque()
         self._statuses: list[ReceivedStatus] = []
         self._quarantine: list[QuarantineEntry] = []
@@ -276,25 +297,41 @@ class Ingestor:
     def _handle(self, message: aiomqtt.Message) -> None:
         topic = message.topic.value
         payload = message.payload
+        if not isinstance(payload, bytes):  # paho gives bytes; anything else is not ours
+            payload = bytes(payload) if isinstance(payload, bytearray) else str(payload).encode()
+        verdict = self._limiter.check(topic, len(payload), time.monotonic())
+        if not verdict.allowed:
+            # Refused before decoding: a flood costs a lookup. A batch refused here is never acked,
+            # so its edge sends it again; only a sample is kept, to show what the flood was.
+            self._stats.reject("rate_limited")
+            if verdict.sample:
+                self._reject(topic, payload, RateLimited(topic), _now_ms())
+            return
         now = _now_ms()
         try:
-            cabinet, kind = parse_topic(topic)
-            if kind == "data":
-                batch = decode_data_batch(payload, topic_cabinet=cabinet)
-                self._queue_batch(ReceivedBatch(batch, now, topic, payload))
-            elif kind == "status":
-                # An empty retained payload is how a retained status is deleted: nothing to do.
-                if payload:
-                    status = decode_status(payload, topic_cabinet=cabinet)
-                    self._stats.statuses += 1
-                    self._statuses.append(ReceivedStatus(status, now))
-                    self._work.set()
-                    if status.online and self._on_birth is not None:
-                        self._on_birth(cabinet)
-            else:
-                raise TopicError(topic, f"central does not consume {kind!r} messages")
+            self._accept(topic, payload, now)
         except FleetError as exc:
             self._reject(topic, payload, exc, now)
+        except Exception as exc:  # one message's bug must not stop the others
+            logger.exception("ingest failed on a message on %s; quarantined", topic)
+            self._reject(topic, payload, IngestFault(exc), now)
+
+    def _accept(self, topic: str, payload: bytes, now: int) -> None:
+        cabinet, kind = parse_topic(topic)
+        if kind == "data":
+            batch = decode_data_batch(payload, topic_cabinet=cabinet)
+            self._queue_batch(ReceivedBatch(batch, now, topic, payload))
+        elif kind == "status":
+            # An empty retained payload is how a retained status is deleted: nothing to do.
+            if payload:
+                status = decode_status(payload, topic_cabinet=cabinet)
+                self._stats.statuses += 1
+                self._statuses.append(ReceivedStatus(status, now, topic, payload))
+                self._work.set()
+                if status.online and self._on_birth is not None:
+                    self._on_birth(cabinet)
+        else:
+            raise TopicError(topic, f"central does not consume {kind!r} messages")
 
     def _queue_batch(self, received: ReceivedBatch) -> None:
         self._stats.batches_received += 1
@@ -319,7 +356,7 @@ class Ingestor:
             batches, statuses, quarantine = self._take_group()
             while True:
                 try:
-                    outcomes = await self._store.write(batches, statuses, quarantine)
+                    outcomes = await self._write_group(batches, statuses, quarantine)
                     break
                 except StoreError as exc:
                     # Keep the group and retry: nothing was acknowledged, nothing is dropped.
@@ -330,6 +367,59 @@ class Ingestor:
                     await asyncio.sleep(delay)
             retry.reset()
             self._committed(batches, outcomes)
+
+    async def _write_group(
+        self,
+        batches: list[ReceivedBatch],
+        statuses: list[ReceivedStatus],
+        quarantine: list[QuarantineEntry],
+    ) -> list[BatchOutcome]:
+        """One transaction for the group; when the store fails otherwise than by being unreachable
+        (a value it cannot take, a bug), each message is written alone so only the culprit is
+        quarantined. StoreError propagates: the database is down, and the whole group waits."""
+        try:
+            return await self._store.write(batches, statuses, quarantine)
+        except StoreError:
+            raise
+        except Exception as exc:  # isolated below, message by message
+            logger.exception("storing a group of %d messages failed; storing each alone", len(batches))
+            self._stats.error(f"store: {type(exc).__name__}: {exc}", _now_ms())
+        if quarantine:
+            await self._write_alone([], [], quarantine, "the quarantine")
+        for status in statuses:
+            if await self._write_alone([], [status], [], status.topic) is None:
+                self._quarantine_fault(status.topic, status.payload, status.received_ms)
+        outcomes: list[BatchOutcome] = []
+        for received in batches:
+            written = await self._write_alone([received], [], [], received.topic)
+            if written is None:
+                self._quarantine_fault(received.topic, received.payload, received.received_ms)
+                b = received.batch
+                written = [BatchOutcome(b.cabinet, b.stream, b.first, b.last, 0, 0, 0, 0, _STORE_FAULT)]
+            outcomes.extend(written)
+        return outcomes
+
+    async def _write_alone(
+        self,
+        batches: list[ReceivedBatch],
+        statuses: list[ReceivedStatus],
+        quarantine: list[QuarantineEntry],
+        what: str,
+    ) -> list[BatchOutcome] | None:
+        try:
+            return await self._store.write(batches, statuses, quarantine)
+        except StoreError:
+            raise
+        except Exception:  # this one message is the culprit: reported, not fatal
+            logger.exception("could not store the message on %s", what)
+            return None
+
+    def _quarantine_fault(self, topic: str, payload: bytes, received_ms: int) -> None:
+        """Queue the culprit for the quarantine (written with the next group, not retried here)."""
+        self._stats.reject(IngestFault.reason)
+        detail = "the store failed on this message; see central's log at this time"
+        self._quarantine.append(QuarantineEntry(received_ms, topic, IngestFault.reason, detail, payload))
+        self._work.set()
 
     def _take_group(
         self,
@@ -352,7 +442,8 @@ class Ingestor:
         stats.commits += 1
         for received, outcome in zip(batches, outcomes, strict=True):
             if outcome.unstorable is not None:
-                stats.reject("unstorable")
+                if outcome.unstorable != _STORE_FAULT:  # counted as an ingest fault already
+                    stats.reject("unstorable")
                 logger.warning(
                     "quarantined batch %s..%s of %s: %s",
                     outcome.first,

@@ -41,6 +41,8 @@ class ReceivedBatch(NamedTuple):
 class ReceivedStatus(NamedTuple):
     status: Status
     received_ms: int
+    topic: str = ""
+    payload: bytes = b""
 
 
 class QuarantineEntry(NamedTuple):

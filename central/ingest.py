@@ -60,6 +60,7 @@ from protocols.fleet import (
 )
 from protocols.fleet.broker_url import SOCKET_OPTIONS, BrokerAddress, parse_broker_url
 from protocols.fleet.topics import all_cabinets, shared
+from protocols.mqtt_client import FastClient
 
 logger = logging.getLogger(__name__)
 
@@ -261,7 +262,7 @@ class Ingestor:
 
     def _new_client(self) -> aiomqtt.Client:
         address = self._address
-        client = aiomqtt.Client(
+        client = FastClient(
             address.host,
             address.port,
             username=address.username,
@@ -275,6 +276,7 @@ class Ingestor:
             max_inflight_messages=100,
             tls_context=ssl.create_default_context() if address.tls else None,
             socket_options=SOCKET_OPTIONS,
+            message_filter=self._admit,
         )
         client.pending_calls_threshold = 1_000  # acks are published concurrently by design
         return client
@@ -294,19 +296,24 @@ class Ingestor:
         if not _granted(codes):
             raise aiomqtt.MqttError(f"the broker refused the subscription to {topic}: {codes}")
 
+    def _admit(self, topic: str, payload: bytes) -> bool:
+        """Before a message is even queued: refuse a topic over its rate, at the cost of a lookup.
+
+        A batch refused here is never acked, so its edge sends it again; only a sample of what was
+        refused is kept, to show what the flood was."""
+        verdict = self._limiter.check(topic, len(payload), time.monotonic())
+        if verdict.allowed:
+            return True
+        self._stats.reject("rate_limited")
+        if verdict.sample:
+            self._reject(topic, payload, RateLimited(topic), _now_ms())
+        return False
+
     def _handle(self, message: aiomqtt.Message) -> None:
         topic = message.topic.value
         payload = message.payload
         if not isinstance(payload, bytes):  # paho gives bytes; anything else is not ours
             payload = bytes(payload) if isinstance(payload, bytearray) else str(payload).encode()
-        verdict = self._limiter.check(topic, len(payload), time.monotonic())
-        if not verdict.allowed:
-            # Refused before decoding: a flood costs a lookup. A batch refused here is never acked,
-            # so its edge sends it again; only a sample is kept, to show what the flood was.
-            self._stats.reject("rate_limited")
-            if verdict.sample:
-                self._reject(topic, payload, RateLimited(topic), _now_ms())
-            return
         now = _now_ms()
         try:
             self._accept(topic, payload, now)

@@ -140,11 +140,9 @@ class Ingestor:
         self._quarantine: list[QuarantineEntry] = []
         self._pending_records = 0
         self._work = asyncio.Event()  # something is queued for the writer
-        self._room = asyncio.Event()  # the queue is below its bound: keep reading the broker
-        self._room.set()
         self._acks: list[Ack] = []
         self._ack_work = asyncio.Event()
-        self._client: aiomqtt.Client | None = None
+        self._client: FastClient | None = None
         self._subscribed = asyncio.Event()
         self._task_group: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -239,16 +237,17 @@ class Ingestor:
             self._subscribed.set()
             logger.info("ingesting from %s as %s", self._address, self._client_id)
             try:
+                # Messages are handled as they are decoded (_on_message); this only waits for the
+                # connection to end (and takes what a broker might deliver otherwise).
                 async for message in client.messages:
-                    self._handle(message)
-                    if not self._room.is_set():
-                        await self._room.wait()
+                    payload = message.payload
+                    self._on_message(message.topic.value, payload if isinstance(payload, bytes) else b"")
             finally:
                 self._client = None
                 self._subscribed.clear()
                 self._stats.mqtt_connected = False
 
-    async def _connect(self, stack: contextlib.AsyncExitStack) -> aiomqtt.Client:
+    async def _connect(self, stack: contextlib.AsyncExitStack) -> FastClient:
         try:
             return await stack.enter_async_context(self._new_client())
         except aiomqtt.MqttCodeError as exc:  # MqttConnectError is not exported
@@ -260,7 +259,7 @@ class Ingestor:
         self._protocol = aiomqtt.ProtocolVersion.V311
         return await stack.enter_async_context(self._new_client())
 
-    def _new_client(self) -> aiomqtt.Client:
+    def _new_client(self) -> FastClient:
         address = self._address
         client = FastClient(
             address.host,
@@ -276,7 +275,7 @@ class Ingestor:
             max_inflight_messages=100,
             tls_context=ssl.create_default_context() if address.tls else None,
             socket_options=SOCKET_OPTIONS,
-            message_filter=self._admit,
+            message_handler=self._on_message,
         )
         client.pending_calls_threshold = 1_000  # acks are published concurrently by design
         return client
@@ -296,24 +295,22 @@ class Ingestor:
         if not _granted(codes):
             raise aiomqtt.MqttError(f"the broker refused the subscription to {topic}: {codes}")
 
-    def _admit(self, topic: str, payload: bytes) -> bool:
-        """Before a message is even queued: refuse a topic over its rate, at the cost of a lookup.
+    def _on_message(self, topic: str, payload: bytes) -> bool:
+        """Every message, as the client decodes it, before anything is queued.
 
-        A batch refused here is never acked, so its edge sends it again; only a sample of what was
-        refused is kept, to show what the flood was."""
+        A topic over its rate is refused at the cost of a lookup; a batch refused here is never
+        acked, so its edge sends it again, and only a sample of what was refused is kept, to show
+        what the flood was. The rest is handled at once."""
         verdict = self._limiter.check(topic, len(payload), time.monotonic())
-        if verdict.allowed:
+        if not verdict.allowed:
+            self._stats.reject("rate_limited")
+            if verdict.sample:
+                self._reject(topic, payload, RateLimited(topic), _now_ms())
             return True
-        self._stats.reject("rate_limited")
-        if verdict.sample:
-            self._reject(topic, payload, RateLimited(topic), _now_ms())
-        return False
+        self._handle(topic, payload)
+        return True
 
-    def _handle(self, message: aiomqtt.Message) -> None:
-        topic = message.topic.value
-        payload = message.payload
-        if not isinstance(payload, bytes):  # paho gives bytes; anything else is not ours
-            payload = bytes(payload) if isinstance(payload, bytearray) else str(payload).encode()
+    def _handle(self, topic: str, payload: bytes) -> None:
         now = _now_ms()
         try:
             self._accept(topic, payload, now)
@@ -344,8 +341,8 @@ class Ingestor:
         self._stats.batches_received += 1
         self._batches.append(received)
         self._pending_records += _records(received)
-        if self._pending_records >= self._max_pending_records:
-            self._room.clear()
+        if self._pending_records >= self._max_pending_records and self._client is not None:
+            self._client.pause_reading()  # the writer is behind: let the broker hold the rest
         self._work.set()
 
     def _reject(self, topic: str, payload: bytes, exc: FleetError, now: int) -> None:
@@ -470,8 +467,8 @@ class Ingestor:
             self._acks.append(ack_for(received.batch))
         self._ack_work.set()
         self._pending_records -= sum(_records(b) for b in batches)
-        if self._pending_records < self._max_pending_records:
-            self._room.set()
+        if self._pending_records < self._max_pending_records and self._client is not None:
+            self._client.resume_reading()
 
     # -- acker ------------------------------------------------------------------------------
 
@@ -487,9 +484,12 @@ class Ingestor:
             await asyncio.gather(*(self._publish_ack(client, ack) for ack in acks))
 
     async def _publish_ack(self, client: aiomqtt.Client, ack: Ack) -> None:
+        # QoS 0: an ack is idempotent and a lost one costs a resend (acked again as a duplicate).
+        # At QoS 1 each would wait for the broker's PUBACK, which comes back on the ingest stream,
+        # behind whatever a flooding cabinet has queued there: acks would crawl for everyone.
         try:
             async with asyncio.timeout(self._timeout):
-                await client.publish(Topics(ack.cabinet).ack, encode(ack), qos=1)
+                await client.publish(Topics(ack.cabinet).ack, encode(ack), qos=0)
         except (aiomqtt.MqttError, TimeoutError) as exc:
             self._stats.acks_failed += 1
             self._stats.error(f"ack to {ack.cabinet}: {exc or type(exc).__name__}", _now_ms())

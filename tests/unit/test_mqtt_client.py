@@ -11,17 +11,19 @@ from paho.mqtt.properties import Properties
 
 from protocols.mqtt_client import SharedTableProperties
 
+# MQTT strings are UTF-8 without NUL (paho refuses NUL on decode, whichever Properties decodes).
+texts = st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=20)
 publish_properties = st.fixed_dictionaries(
     {},
     optional={
         "PayloadFormatIndicator": st.integers(0, 1),
         "MessageExpiryInterval": st.integers(0, 2**32 - 1),
-        "ContentType": st.text(max_size=20),
-        "ResponseTopic": st.text(min_size=1, max_size=20),
+        "ContentType": texts,
+        "ResponseTopic": texts.filter(bool),
         "CorrelationData": st.binary(max_size=20),
         "SubscriptionIdentifier": st.lists(st.integers(1, 268_435_455), min_size=1, max_size=3),
         "TopicAlias": st.integers(1, 65535),
-        "UserProperty": st.lists(st.tuples(st.text(max_size=8), st.text(max_size=8)), min_size=1, max_size=3),
+        "UserProperty": st.lists(st.tuples(texts, texts), min_size=1, max_size=3),
     },
 )
 

@@ -19,7 +19,7 @@ from aiomqtt import ProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from protocols.fleet.topics import Topics, all_cabinets, shared
-from tests.integration.shipped_broker import WAIT_S, ShippedBroker, shipped_broker
+from tests.integration.shipped_broker import BROKER_CONF, PASSWORDS, WAIT_S, ShippedBroker, shipped_broker
 
 pytestmark = pytest.mark.integration
 
@@ -236,3 +236,39 @@ async def test_unknown_or_wrong_credentials_are_refused(
     with pytest.raises(aiomqtt.MqttError):
         async with client:
             pass
+
+
+def _shipped_setting(name: str) -> int:
+    (value,) = [
+        line.split()[1] for line in BROKER_CONF.read_text().splitlines() if line.startswith(name + " ")
+    ]
+    return int(value)
+
+
+async def test_an_offline_cabinets_queue_is_bounded(acl_broker: ShippedBroker) -> None:
+    """Commands for a cabinet that is away pile up to max_queued_messages (plus the in-flight window),
+    not without end; what is past the bound is dropped (central resends what is not acknowledged)."""
+    bound = _shipped_setting("max_queued_messages") + _shipped_setting("max_inflight_messages")
+    sent = bound + 200
+    away = aiomqtt.Client(
+        "127.0.0.1",
+        acl_broker.port,
+        username="cab-a",
+        password=PASSWORDS["cab-a"],
+        identifier="cab-a",
+        clean_session=False,
+        protocol=ProtocolVersion.V311,
+        timeout=WAIT_S,
+    )
+    async with away:
+        await away.subscribe(A.command, qos=1)
+    async with acl_broker.client("central") as central:
+        for start in range(0, sent, 500):
+            await asyncio.gather(
+                *(central.publish(A.command, b"%d" % n, qos=1) for n in range(start, min(sent, start + 500)))
+            )
+    async with away:
+        async with acl_broker.client("central") as central:
+            await central.publish(A.command, b"after", qos=1)
+        received = await _receive_until(away, b"after")
+    assert bound - 200 < len(received) - 1 <= bound < sent

@@ -3,12 +3,13 @@ an error, a repr or a log line."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import pytest
 
-from cityedge.broker_accounts import AccountsError, read_credentials, render_accounts
+from cityedge.broker_accounts import AccountsError, main, read_credentials, render_accounts
 from edge_agent.config import load_config
 from edge_agent.errors import ConfigError
 from protocols.fleet.broker_url import (
@@ -190,3 +191,24 @@ def test_accounts_refuse_a_user_that_is_no_cabinet_and_a_readable_credentials_fi
         read_credentials(path)
     path.chmod(0o600)
     assert read_credentials(path) == {"central": SECRET}
+
+
+def test_accounts_program_writes_the_plugin_file_for_the_owner_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    credentials = _secret_file(tmp_path / "credentials", 0o600, f"central:{SECRET}\n# a comment\ncab-1:x\n")
+    out = tmp_path / "mosquitto" / "dynsec.json"
+    assert main(["--credentials", str(credentials), "--out", str(out)]) == 0
+    assert out.stat().st_mode & 0o777 == 0o600
+    document = json.loads(out.read_text())
+    clients = {client["username"]: client for client in document["clients"]}
+    assert set(clients) == {"central", "cab-1"}
+    assert clients["cab-1"]["clientid"] == "cab-1" and "clientid" not in clients["central"]
+    assert SECRET not in out.read_text()
+    roles = {role["rolename"]: role for role in document["roles"]}
+    assert {acl["topic"] for acl in roles["cityedge-cabinet-cab-1"]["acls"]} == {
+        f"cityedge/cab-1/{kind}" for kind in ("status", "data", "ack", "cmd")
+    }
+    credentials.chmod(0o644)
+    assert main(["--credentials", str(credentials), "--out", str(out)]) == 2
+    assert "chmod 0600" in capsys.readouterr().err

@@ -272,3 +272,42 @@ async def test_an_offline_cabinets_queue_is_bounded(acl_broker: ShippedBroker) -
             await central.publish(A.command, b"after", qos=1)
         received = await _receive_until(away, b"after")
     assert bound - 200 < len(received) - 1 <= bound < sent
+
+
+def _mqtt_string(value: bytes) -> bytes:
+    return len(value).to_bytes(2, "big") + value
+
+
+def _connect_packet(client_id: str, username: str, password: str, will_topic: str, will: bytes) -> bytes:
+    """An MQTT 3.1.1 CONNECT with a retained QoS 1 will (aiomqtt cannot drop a link uncleanly)."""
+    flags = 0x80 | 0x40 | 0x20 | 0x08 | 0x04 | 0x02  # user, password, will retain, will QoS 1, will, clean
+    body = _mqtt_string(b"MQTT") + bytes([4, flags]) + (60).to_bytes(2, "big")
+    for field in (client_id.encode(), will_topic.encode(), will, username.encode(), password.encode()):
+        body += _mqtt_string(field)
+    length, encoded = len(body), b""
+    while True:
+        byte, length = length % 128, length // 128
+        encoded += bytes([byte | (0x80 if length else 0)])
+        if not length:
+            return b"\x10" + encoded + body
+
+
+async def _connect_and_drop(broker: ShippedBroker, username: str, will_topic: str, will: bytes) -> int:
+    """Connect with a will, then cut the link without DISCONNECT, so the broker fires the will."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", broker.port)
+    try:
+        writer.write(_connect_packet(username, username, PASSWORDS[username], will_topic, will))
+        await writer.drain()
+        async with asyncio.timeout(WAIT_S):
+            connack = await reader.readexactly(4)
+    finally:
+        writer.transport.abort()
+    return connack[3]  # 0: accepted
+
+
+async def test_a_cabinets_last_will_on_another_cabinets_status_is_dropped(acl_broker: ShippedBroker) -> None:
+    async with _subscribed(acl_broker, "central", all_cabinets("status")) as central:
+        assert await _connect_and_drop(acl_broker, "cab-a", B.status, b"forged will") == 0
+        assert await _connect_and_drop(acl_broker, "cab-a", A.status, b"own will") == 0
+        received = await _receive_until(central, b"own will")
+    assert received == [(A.status, b"own will")]

@@ -230,9 +230,15 @@ def _key(loc: tuple[int | str, ...]) -> str:
     return key
 
 
+_SHOWN_BROKER_KEYS = ("username", "password_file", "keepalive_s")
+
+
 def _is_secret(loc: tuple[int | str, ...]) -> bool:
-    """Keys whose value is never shown: passwords, and the broker URL (it may carry one)."""
-    return any("password" in str(part) for part in loc) or loc[:2] == ("broker", "url")
+    """Keys whose value is never shown: in [broker] all but a few (the URL may carry a password, and a
+    string given for the whole table may be one), and any password elsewhere."""
+    if loc[:1] == ("broker",):
+        return len(loc) < 2 or loc[1] not in _SHOWN_BROKER_KEYS
+    return any("password" in str(part) for part in loc)
 
 
 def _problem(error: Any) -> str:
@@ -245,13 +251,14 @@ def _problem(error: Any) -> str:
     shown = error.get("input")
     # Only a scalar of a key that holds no secret is echoed: a table's input is the whole table (the
     # top level's is the whole file, broker password included).
-    if "input" in error and not isinstance(shown, dict | list) and not _is_secret(tuple(error["loc"])):
+    echo = "input" in error and kind != "model_type" and not isinstance(shown, dict | list)
+    if echo and not _is_secret(tuple(error["loc"])):
         return f"{message} (got {shown!r})"
     return message
 
 
 def _with_password(path: Path, config: AgentConfig) -> AgentConfig:
-    """The config with the broker password read from its file or the environment, when it comes so."""
+    """The config with the broker password read from its file or the environment, if it comes from there."""
     broker = config.broker
     shown = str(path)
     password: str | None

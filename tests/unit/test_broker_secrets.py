@@ -129,8 +129,17 @@ def _config(tmp_path: Path, broker: str, extra: str = "", mode: int = 0o640) -> 
         (f'password = "{SECRET}"\npassword_file = "pw"', "", "broker"),
         (f'password = ["{SECRET}"]', "", "broker.password"),
         ('url = "mqtt://cab-1:' + SECRET + '@h:x"', "", "broker.url"),
+        (f'password = "{SECRET}"', '\n[sync]\nwindow = "lots"\n', "sync.window"),
     ],
-    ids=["duplicate-device", "bad-device-name", "bad-keepalive", "two-passwords", "password-type", "url"],
+    ids=[
+        "duplicate-device",
+        "bad-device-name",
+        "bad-keepalive",
+        "two-passwords",
+        "password-type",
+        "url",
+        "other-key",
+    ],
 )
 def test_config_error_never_shows_the_password(tmp_path: Path, broker: str, extra: str, key: str) -> None:
     text = CONFIG.replace('url = "mqtt://127.0.0.1:1883"\n', "") if broker.startswith("url") else CONFIG
@@ -141,6 +150,14 @@ def test_config_error_never_shows_the_password(tmp_path: Path, broker: str, extr
     assert SECRET not in str(caught.value)
     assert caught.value.key == key
     assert caught.value.__cause__ is None  # pydantic's own message repeats every input
+
+
+def test_broker_given_as_a_string_is_not_echoed(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(f'broker = "mqtt://cab-1:{SECRET}@h"\n[cabinet]\nid = "cab-1"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.key == "broker" and SECRET not in str(caught.value)
 
 
 def test_password_file_next_to_the_config(tmp_path: Path) -> None:

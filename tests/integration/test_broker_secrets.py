@@ -19,10 +19,13 @@ from pathlib import Path
 
 import pytest
 
+from central.server import CentralServer
+from central.testing import batch_payload
 from cityedge.ports import free_port, wait_for_port
 from cityedge.testing import wait_until, write_agent_config
 from edge_agent.agent import Agent
 from edge_agent.config import load_config
+from protocols.fleet.topics import Topics
 from protocols.modbus.simulator import LightingControllerSimulator
 from tests.integration.shipped_broker import PASSWORDS, ShippedBroker, shipped_broker
 
@@ -177,3 +180,36 @@ def test_central_refuses_a_password_file_others_can_read(tmp_path: Path) -> None
     assert result.returncode == 2
     assert str(password_file) in result.stderr and "chmod o-rwx" in result.stderr
     assert SECRET not in result.stderr
+
+
+async def test_two_central_workers_share_the_ingest_on_the_shipped_broker(tmp_path: Path) -> None:
+    """Two aggregators on the account central at once: neither knocks the other out (each has its
+    own client id), and the shared subscription gives each batch to one of them."""
+    count = 40
+    async with shipped_broker(tmp_path / "broker") as broker:
+        workers = [
+            CentralServer(
+                db_path=tmp_path / f"central-{n}.db",
+                broker_url=f"mqtt://central@127.0.0.1:{broker.port}",
+                broker_password=PASSWORDS["central"],
+                http_port=0,
+            )
+            for n in range(2)
+        ]
+        async with workers[0] as one, workers[1] as two:
+            async with asyncio.timeout(10):
+                await one.ingestor.wait_subscribed()
+                await two.ingestor.wait_subscribed()
+            async with broker.client("cab-a") as cabinet:
+                for n in range(count):
+                    await cabinet.publish(
+                        Topics("cab-a").data, batch_payload("cab-a", "0123abcd", n + 1, 1), qos=1
+                    )
+
+            def received() -> int:
+                return one.ingestor.stats.batches_received + two.ingestor.stats.batches_received
+
+            await wait_until(lambda: received() == count, timeout=15, what=f"{count} batches")
+            stats = [one.ingestor.stats, two.ingestor.stats]
+    assert all(s.shared_subscription and s.connects == 1 and s.mqtt_connected for s in stats)
+    assert all(s.batches_received > 0 for s in stats)

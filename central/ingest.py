@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import ssl
 import time
@@ -108,6 +109,8 @@ class Ingestor:
         *,
         store: Store,
         broker_url: str,
+        broker_username: str | None = None,
+        broker_password: str | None = None,
         group: str = DEFAULT_GROUP,
         client_id: str | None = None,
         timeout: float = 10.0,
@@ -119,9 +122,15 @@ class Ingestor:
         limits: TopicLimits | None = None,
     ) -> None:
         try:
-            self._address: BrokerAddress = parse_broker_url(broker_url)
+            parsed = parse_broker_url(broker_url)
         except ValueError as exc:
             raise ServerError("broker URL", str(exc)) from exc
+        # Credentials given apart from the URL (read from a file or the environment) win over it.
+        self._address: BrokerAddress = dataclasses.replace(
+            parsed,
+            username=broker_username or parsed.username,
+            password=broker_password or parsed.password,
+        )
         self._store = store
         self._group = group
         self._client_id = client_id or f"cityedge-central-{uuid.uuid4().hex[:12]}"

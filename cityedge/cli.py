@@ -114,23 +114,55 @@ def agent_check(
 @central_app.command("serve")
 def central_serve(
     db: Annotated[Path, typer.Option(help="SQLite database file (created if missing).")] = Path("central.db"),
-    broker: Annotated[str, typer.Option(help="Broker URL, mqtt://[user:pass@]host:port.")] = (
-        "mqtt://127.0.0.1:1883"
-    ),
+    broker: Annotated[
+        str, typer.Option(help="Broker URL, mqtt://[user@]host:port; no password here (see below).")
+    ] = "mqtt://127.0.0.1:1883",
+    broker_password_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File holding the broker password, readable by this user only (0600 or 0640). "
+            "Without it: $CITYEDGE_BROKER_PASSWORD, the file named by $CITYEDGE_BROKER_PASSWORD_FILE, "
+            "or the systemd credential broker-password."
+        ),
+    ] = None,
     http: Annotated[str, typer.Option(help="HOST:PORT the HTTP API listens on.")] = "127.0.0.1:8080",
     verbose: Verbose = False,
 ) -> None:
     """Ingest every cabinet's data from the broker, store it, serve the HTTP API."""
     from central.server import serve
-    from protocols.fleet.broker_url import parse_broker_url
 
     host, port = _host_port(http, "--http")
+    password = _broker_password(broker, broker_password_file)
+    _setup_logging(verbose)
+    _run_until_interrupted(
+        serve(db_path=db, broker_url=broker, broker_password=password, http_host=host, http_port=port)
+    )
+
+
+def _broker_password(url: str, password_file: Path | None) -> str | None:
+    """The password of ``central serve``: never from its command line, where every user can read it."""
+    from protocols.fleet.broker_url import (
+        PASSWORD_ENV,
+        SecretFileError,
+        parse_broker_url,
+        password_from_environment,
+        read_secret_file,
+    )
+
     try:
-        parse_broker_url(broker)
+        address = parse_broker_url(url)
     except ValueError as exc:
         _fail(f"--broker: {exc}")
-    _setup_logging(verbose)
-    _run_until_interrupted(serve(db_path=db, broker_url=broker, http_host=host, http_port=port))
+    if address.password is not None:
+        _fail(
+            f"--broker {address}: the URL holds a password, and a command line is visible to every user"
+            " of this machine: remove it from the URL and put it in a file only this user can read"
+            f" (--broker-password-file FILE), or in ${PASSWORD_ENV} (an EnvironmentFile)"
+        )
+    try:
+        return read_secret_file(password_file) if password_file else password_from_environment()
+    except SecretFileError as exc:
+        _fail(f"broker password file {exc}")
 
 
 @app.command("demo")

@@ -121,7 +121,7 @@ class Sync:
             broker.port,
             username=broker.username,
             password=broker.password,
-            identifier=f"cityedge-agent-{self.cabinet}",
+            identifier=self.cabinet,  # the broker binds a cabinet's account to this client id
             will=will,
             clean_session=True,
             keepalive=self.keepalive_s,

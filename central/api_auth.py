@@ -2,7 +2,10 @@
 
     reads (GET)                                   viewer
     commands, groups (POST, PUT, DELETE)          operator
+    the quarantine (what cabinets sent, refused)  operator
     quarantined payloads, the audit log           admin
+
+Tokens themselves are made and revoked with the CLI on central's machine, not over HTTP.
 
 Every route under /api/v1 depends on ``RequireRole``: without a token, or with an unknown or revoked
 one, the answer is 401 (``WWW-Authenticate: Bearer``); with a token whose role is too small, 403.

@@ -135,9 +135,7 @@ async def run_demo(
         announce(f"  {base}/api/v1/cabinets                       fleet status")
         announce(f"  {base}/api/v1/cabinets/demo-001/points       latest values of one cabinet")
         announce(f"  {base}/api/v1/events                         events (device lost, evictions)")
-        announce(
-            f"  {base}/docs                                  the API, interactive: 'Authorize' takes the token"
-        )
+        announce(f"  {base}/docs                                  the API to try ('Authorize': the token)")
         announce("Ctrl-C stops everything.")
         async with asyncio.TaskGroup() as tasks:
             for agent in agents:

@@ -94,6 +94,32 @@ CREATE TABLE IF NOT EXISTS alarms (
 CREATE INDEX IF NOT EXISTS alarms_active ON alarms (active, updated_ms);
 """
 
+# API tokens and the audit log of state-changing requests (central.auth, central.api_audit). A token
+# keeps only its digest; its key id (public) finds it. One live token per name.
+AUTH_SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_tokens (
+    key_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+    digest TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    revoked_ms INTEGER
+);
+CREATE UNIQUE INDEX IF NOT EXISTS api_tokens_live_name ON api_tokens (name) WHERE revoked_ms IS NULL;
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts_ms INTEGER NOT NULL,
+    who TEXT,
+    role TEXT,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    client TEXT,
+    status INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_ts ON audit (ts_ms);
+"""
+
 SCHEMA = (
     """
 CREATE TABLE IF NOT EXISTS cabinets (
@@ -169,6 +195,7 @@ CREATE TABLE IF NOT EXISTS counters (
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
 """
+    + AUTH_SCHEMA
 )
 
 

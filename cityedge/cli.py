@@ -10,11 +10,16 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
+
+if TYPE_CHECKING:
+    from central.auth import Tokens
+
+_T = TypeVar("_T")
 
 app = typer.Typer(
     help="cityedge: street cabinets' edge agent and the central aggregator.",
@@ -24,8 +29,13 @@ app = typer.Typer(
 )
 agent_app = typer.Typer(help="The edge agent that runs in a street cabinet.", no_args_is_help=True)
 central_app = typer.Typer(help="The central aggregator of the control room.", no_args_is_help=True)
+token_app = typer.Typer(
+    help="API tokens: who may read (viewer), send commands (operator), read the audit log (admin).",
+    no_args_is_help=True,
+)
 app.add_typer(agent_app, name="agent")
 app.add_typer(central_app, name="central")
+central_app.add_typer(token_app, name="token")
 
 USAGE_ERROR = 2
 
@@ -192,3 +202,63 @@ def demo(
         )
     except BrokerError as exc:
         _fail(str(exc))
+
+
+TokenDb = Annotated[Path, typer.Option("--db", help="The aggregator's SQLite database (created if missing).")]
+
+
+def _with_tokens(db: Path, work: Callable[[Tokens], Awaitable[_T]]) -> _T:
+    """Run ``work`` on the tokens of the database ``db``; a store or token error is one line, exit 2."""
+    from central.auth import TokenError, Tokens
+    from central.errors import StoreError
+    from central.sqlite_store import SqliteStore
+
+    async def run() -> _T:
+        async with SqliteStore(db) as store:
+            return await work(Tokens(store))
+
+    try:
+        return asyncio.run(run())
+    except (TokenError, StoreError) as exc:
+        _fail(str(exc))
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option(help="viewer, operator or admin.")],
+    name: Annotated[str, typer.Option(help="Whose token: shown in the audit log and as issued_by.")],
+    db: TokenDb = Path("central.db"),
+) -> None:
+    """Make a token and print it, once: only its digest is stored."""
+    from central.auth import TokenError, parse_role
+
+    try:
+        parsed = parse_role(role)
+    except TokenError as exc:
+        _fail(f"--role: {exc.problem}; {exc.hint}")
+    token = _with_tokens(db, lambda tokens: tokens.create(name, parsed))
+    typer.echo(f"token {name!r} ({parsed.value}) stored in {db.resolve()}; it is shown only now:", err=True)
+    typer.echo(token)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    name: Annotated[str, typer.Argument(help="The token's name.")],
+    db: TokenDb = Path("central.db"),
+) -> None:
+    """Revoke the token of NAME: its next request gets 401."""
+    _with_tokens(db, lambda tokens: tokens.revoke(name))
+    typer.echo(f"token {name!r} revoked in {db.resolve()}", err=True)
+
+
+@token_app.command("list")
+def token_list(db: TokenDb = Path("central.db")) -> None:
+    """The live tokens: name, role, key id and when each was made (never the token itself)."""
+    import datetime as dt
+
+    rows = _with_tokens(db, lambda tokens: tokens.live())
+    if not rows:
+        typer.echo(f"no live token in {db.resolve()}", err=True)
+    for row in rows:
+        made = dt.datetime.fromtimestamp(row.created_ms / 1000, dt.UTC).isoformat(timespec="seconds")
+        typer.echo(f"{row.name}\t{row.role}\t{row.key_id}\t{made}")

@@ -56,6 +56,7 @@ class Agent:
             configured=loaded.schedule,
             buffer=self.buffer,
             clock=clock,
+            failsafe=self.config.lighting.clock_failsafe,
         )
         self.alarms = {
             device.name: DeviceAlarms(device=device.name, settings=device.alarms, buffer=self.buffer)
@@ -72,6 +73,7 @@ class Agent:
                 observer=self._alarm_observer(name),
                 lost_after=device.alarms.raise_after,
                 back_after=device.alarms.clear_after,
+                synchronised=clock.synchronised,
             )
             for (name, driver, _), device in zip(devices, self.config.devices, strict=True)
         ]
@@ -133,7 +135,8 @@ class Agent:
                 data={"boot_count": self.buffer.boot_count, "config_hash": self.loaded.digest},
             )
             await self.ledger.open()
-            await self.ledger.prune(self.clock_ms())
+            if self.clock.synchronised():  # on a wrong clock (2099) pruning would forget every id
+                await self.ledger.prune(self.clock_ms())
             await self.lighting.open()
             await self._restore_device_states()
             log.info(

@@ -7,6 +7,12 @@ back by the driver. Each change of what the lights do is recorded as a ``lightin
 
 Lighting outputs are found by name in the device profile: writable ``relay`` / ``relay_*`` points are
 switched, writable ``dim*_pct`` points get the level.
+
+While the clock is not synchronised the schedule cannot be placed in time: the lights follow the
+fail-safe (``lighting.clock_failsafe``: on, off, or the schedule all the same), an operator's override
+holds whatever its end says (that end cannot be judged), and an override given no end then is dropped
+once the clock is right (its default end was reckoned on a wrong clock). Each output returns to its
+schedule by itself when the clock is synchronised.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from edge_agent.buffer import Buffer
 from edge_agent.clock import Clock
@@ -37,6 +44,11 @@ RETRY_S = 5.0
 DEFAULT_OVERRIDE = timedelta(hours=1)
 SCHEDULE_KEY = "lighting.schedule"
 OVERRIDES_KEY = "lighting.overrides"
+# While the clock is not synchronised, the loop looks again this often (real seconds).
+CLOCK_RECHECK_S = 2.0
+FAILSAFE_REASON = "fail-safe: clock not synchronised"
+
+ClockFailsafe = Literal["on", "off", "schedule"]
 
 
 @dataclass
@@ -90,8 +102,11 @@ class LightingRunner:
         configured: LightingSchedule | None,
         buffer: Buffer,
         clock: Clock,
+        failsafe: ClockFailsafe = "on",
     ) -> None:
         self.outputs = {output.name: output for output in outputs}
+        self.failsafe = failsafe
+        self._ends_unjudged: set[str] = set()  # overrides given a default end on a wrong clock
         self.configured = configured
         self.schedule = configured
         self.source = "config"
@@ -152,7 +167,7 @@ class LightingRunner:
         now = self.clock.now_ms()
         changed = dict(self.overrides)
         for name in names:
-            until = until_ms if until_ms is not None else self._default_until(now)
+            until = until_ms if until_ms is not None else self._default_until(now, name)
             changed[name] = Override(level_pct=level_pct, until=_utc(until), issued_by=issued_by)
         await self._replace_overrides(changed, names)
 
@@ -171,7 +186,11 @@ class LightingRunner:
             raise
         await self._save_overrides()
 
-    def _default_until(self, now_ms: int) -> int:
+    def _default_until(self, now_ms: int, name: str) -> int:
+        if not self.clock.synchronised():
+            self._ends_unjudged.add(name)
+        else:
+            self._ends_unjudged.discard(name)
         if self.schedule is None:
             return now_ms + int(DEFAULT_OVERRIDE.total_seconds() * 1000)
         return _ms(desired_state(self.schedule, _utc(now_ms)).next_change)
@@ -185,6 +204,8 @@ class LightingRunner:
     def desired(self, name: str, now_ms: int) -> LightingState | None:
         """The state ``name`` should be in now; None when nothing governs it (no schedule, no override)."""
         now = _utc(now_ms)
+        if not self.clock.synchronised():
+            return self._unsynchronised(name, now)
         override = self.overrides.get(name)
         if override is not None and override.until > now:
             level = override.level_pct
@@ -195,11 +216,36 @@ class LightingRunner:
             return None
         return desired_state(self.schedule, now)
 
+    def _unsynchronised(self, name: str, now: datetime) -> LightingState | None:
+        """The state while the clock cannot place the schedule: an override, else the fail-safe."""
+        look_again = now + timedelta(minutes=1)  # the loop looks again after CLOCK_RECHECK_S anyway
+        override = self.overrides.get(name)
+        if override is not None:
+            level = override.level_pct
+            return LightingState(level > 0, level, override.reason, None, look_again)
+        if self.failsafe == "schedule":
+            return None if self.schedule is None else desired_state(self.schedule, now)
+        level = 100 if self.failsafe == "on" else 0
+        return LightingState(level > 0, level, FAILSAFE_REASON, None, look_again)
+
+    async def _drop_unjudged_ends(self) -> None:
+        """The clock is right again: overrides whose default end was reckoned on a wrong one end now."""
+        names, self._ends_unjudged = sorted(self._ends_unjudged), set()
+        ending = [name for name in names if name in self.overrides]
+        if not ending:
+            return
+        log.info("clock synchronised: overrides of %s end (their end was set on a wrong clock)", ending)
+        self.overrides = {k: v for k, v in self.overrides.items() if k not in ending}
+        await self._save_overrides()
+
     # -- the loop -----------------------------------------------------------------------------------
 
     async def run(self) -> None:
         while True:
             self._wake.clear()
+            synchronised = self.clock.synchronised()
+            if synchronised and self._ends_unjudged:
+                await self._drop_unjudged_ends()
             now = self.clock.now_ms()
             next_ms: int | None = None
             for output in self.outputs.values():
@@ -214,6 +260,8 @@ class LightingRunner:
             delay = REASSERT_S if next_ms is None else self.clock.seconds_until(next_ms)
             if any(o.failing for o in self.outputs.values()):
                 delay = min(delay, RETRY_S)
+            if not synchronised:
+                delay = min(delay, CLOCK_RECHECK_S)  # back to the schedule soon after NTP sets the clock
             try:
                 async with asyncio.timeout(min(delay, REASSERT_S)):
                     await self._wake.wait()

@@ -21,6 +21,7 @@ from cityedge.testing import write_agent_config
 from edge_agent.agent import Agent
 from edge_agent.config import load_config
 from protocols.modbus.simulator import LightingControllerSimulator
+from tests.clocks import synchronised_system_clock
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +44,7 @@ async def api(
         CentralServer(db_path=tmp_path / "central.db", broker_url=mosquitto.url, http_port=0) as central,
         httpx.AsyncClient(base_url=f"{central.url}/api/v1", timeout=10) as client,
     ):
-        agent = Agent(load_config(config))
+        agent = Agent(load_config(config), clock=synchronised_system_clock())
         task = asyncio.create_task(agent.run())
         try:
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from edge_agent.alarms import DeviceAlarms
 from edge_agent.buffer import Buffer
 from edge_agent.clock import Clock, SystemClock
+from edge_agent.clock_alarm import ClockAlarm
 from edge_agent.command_ledger import CommandLedger
 from edge_agent.commands import CommandExecutor
 from edge_agent.config import DeviceSection, LoadedConfig
@@ -77,6 +78,7 @@ class Agent:
             )
             for (name, driver, _), device in zip(devices, self.config.devices, strict=True)
         ]
+        self.clock_alarm = ClockAlarm(clock=clock, buffer=self.buffer)
         self.ledger = CommandLedger(self.buffer)
         self.commands = CommandExecutor(
             cabinet=self.config.cabinet.id,
@@ -139,6 +141,7 @@ class Agent:
                 await self.ledger.prune(self.clock_ms())
             await self.lighting.open()
             await self._restore_device_states()
+            await self.clock_alarm.restore()
             log.info(
                 "cabinet %s: stream %s, boot %d, %d records buffered, %d devices",
                 self.config.cabinet.id,
@@ -154,6 +157,7 @@ class Agent:
                 tasks.create_task(self.sync.run(), name="sync")
                 tasks.create_task(self.lighting.run(), name="lighting")
                 tasks.create_task(self.commands.run(), name="commands")
+                tasks.create_task(self.clock_alarm.run(), name="clock")
 
     async def _restore_device_states(self) -> None:
         """Device-lost flags and raised alarms survive a restart, so each is cleared exactly once."""

@@ -23,7 +23,7 @@ from edge_agent.clock import MAX_SLEEP_S
 from edge_agent.clock_sync import ClockTrust, SyncStatus
 from edge_agent.config import load_config
 from edge_agent.lighting.runner import FAILSAFE_REASON
-from protocols.fleet import Reading, decode_record
+from protocols.fleet import Event, Reading, decode_record
 from protocols.modbus.simulator import LightingControllerSimulator
 from protocols.quality import CLOCK_UNSYNCHRONISED, Quality
 from tests.integration.test_agent_commands import CABINET, command, publish, statuses, wait_online
@@ -84,6 +84,12 @@ async def _readings(agent: Agent) -> list[Reading]:
     return [] if batch is None else [decode_record(Reading, body) for body in batch.readings]
 
 
+async def _clock_alarms(agent: Agent) -> list[str]:
+    batch = await agent.buffer.read_batch(0, 100_000)
+    events = [] if batch is None else [decode_record(Event, body) for body in batch.events]
+    return [e.kind for e in events if e.data.get("alarm") == CLOCK_UNSYNCHRONISED]
+
+
 @asynccontextmanager
 async def _running(agent: Agent) -> AsyncIterator[Agent]:
     task = asyncio.create_task(agent.run())
@@ -141,6 +147,12 @@ async def test_a_wrong_clock_keeps_the_lights_on_at_noon_until_ntp_sets_it(
         _ntp_sets_the_clock(clock, ntp)
         await wait_until(lambda: not lc1.relay_on, timeout=10, what="lights off: the schedule says day")
         assert agent.lighting.current["lc1"].reason == "day"
+
+        async def alarm_cleared() -> bool:
+            return "alarm_cleared" in await _clock_alarms(agent)
+
+        await wait_until(alarm_cleared, timeout=10, what="the clock alarm cleared")
+        assert await _clock_alarms(agent) == ["alarm_raised", "alarm_cleared"]
 
 
 @WRONG_CLOCKS

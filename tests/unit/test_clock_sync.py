@@ -8,10 +8,13 @@ import pytest
 
 from edge_agent.buffer import Buffer
 from edge_agent.clock import ScaledClock
+from edge_agent.clock_alarm import ClockAlarm
 from edge_agent.clock_sync import BUILD_FLOOR_MS, ClockTrust, kernel_status, system_status, timesyncd_status
 from edge_agent.config import LightingSection
 from edge_agent.lighting import parse_schedule
 from edge_agent.lighting.runner import FAILSAFE_REASON, LightingRunner
+from protocols.fleet import Event, decode_record
+from protocols.quality import CLOCK_UNSYNCHRONISED
 
 AFTER_FLOOR = BUILD_FLOOR_MS + 86_400_000
 
@@ -96,3 +99,26 @@ def test_the_failsafe_is_on_by_default_and_a_bad_value_is_refused() -> None:
     assert LightingSection().clock_failsafe == "on"
     with pytest.raises(ValueError, match="clock_failsafe"):
         LightingSection.model_validate({"clock_failsafe": "dark"})
+
+
+async def test_the_clock_alarm_is_raised_and_cleared_once_each_across_a_restart(tmp_path: Path) -> None:
+    says = Says(False)
+    clock = ScaledClock(start_ms=AFTER_FLOOR, factor=1.0, trust=ClockTrust(status=says, recheck_s=0))
+
+    async def kinds() -> list[str]:
+        batch = await buffer.read_batch(0, 1000)
+        events = [] if batch is None else [decode_record(Event, body) for body in batch.events]
+        return [e.kind for e in events if e.data.get("alarm") == CLOCK_UNSYNCHRONISED]
+
+    for synchronised in (False, False, True, True):  # a restart between each
+        says.value = synchronised
+        buffer = Buffer(tmp_path / "b.db", max_bytes=10**7, clock_ms=clock.now_ms)
+        await buffer.open()
+        alarm = ClockAlarm(clock=clock, buffer=buffer)
+        await alarm.restore()
+        alarm.check()
+        alarm.check()
+        await buffer.flush()
+        seen = await kinds()
+        await buffer.close()
+    assert seen == ["alarm_raised", "alarm_cleared"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import sys
 import time
@@ -55,14 +56,18 @@ class _Timex(ctypes.Structure):
     ]
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
 def kernel_status() -> bool | None:
     """The kernel's NTP state (``adjtimex`` with modes 0 reads it and changes nothing)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
         timex = _Timex()
-        state = int(libc.adjtimex(ctypes.byref(timex)))
+        state = int(_libc().adjtimex(ctypes.byref(timex)))
     except (OSError, AttributeError) as exc:
         log.debug("adjtimex unavailable: %s", exc)
         return None

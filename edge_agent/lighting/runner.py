@@ -11,7 +11,8 @@ switched, writable ``dim*_pct`` points get the level.
 While the clock is not synchronised the schedule cannot be placed in time: the lights follow the
 fail-safe (``lighting.clock_failsafe``: on, off, or the schedule all the same), an operator's override
 holds whatever its end says (that end cannot be judged), and an override given no end then is dropped
-once the clock is right (its default end was reckoned on a wrong clock). Each output returns to its
+once the clock is right (its default end was reckoned on a wrong clock). Overrides that have ended are
+forgotten while the clock is right, so a wrong clock cannot bring one back. Each output returns to its
 schedule by itself when the clock is synchronised.
 """
 
@@ -228,13 +229,16 @@ class LightingRunner:
         level = 100 if self.failsafe == "on" else 0
         return LightingState(level > 0, level, FAILSAFE_REASON, None, look_again)
 
-    async def _drop_unjudged_ends(self) -> None:
-        """The clock is right again: overrides whose default end was reckoned on a wrong one end now."""
-        names, self._ends_unjudged = sorted(self._ends_unjudged), set()
-        ending = [name for name in names if name in self.overrides]
+    async def _forget_ended(self, now_ms: int) -> None:
+        """On a synchronised clock: forget overrides that have ended, and those whose default end was
+        reckoned on a wrong clock (they end now)."""
+        now = _utc(now_ms)
+        unjudged, self._ends_unjudged = self._ends_unjudged, set()
+        ending = [name for name, o in self.overrides.items() if o.until <= now or name in unjudged]
         if not ending:
             return
-        log.info("clock synchronised: overrides of %s end (their end was set on a wrong clock)", ending)
+        if unjudged & set(ending):
+            log.info("clock synchronised: overrides of %s end (set on a wrong clock)", sorted(unjudged))
         self.overrides = {k: v for k, v in self.overrides.items() if k not in ending}
         await self._save_overrides()
 
@@ -244,9 +248,9 @@ class LightingRunner:
         while True:
             self._wake.clear()
             synchronised = self.clock.synchronised()
-            if synchronised and self._ends_unjudged:
-                await self._drop_unjudged_ends()
             now = self.clock.now_ms()
+            if synchronised:
+                await self._forget_ended(now)
             next_ms: int | None = None
             for output in self.outputs.values():
                 state = self.desired(output.name, now)

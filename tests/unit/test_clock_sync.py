@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from cityedge.testing import wait_until
 from edge_agent.buffer import Buffer
 from edge_agent.clock import ScaledClock
 from edge_agent.clock_alarm import ClockAlarm
@@ -13,6 +16,7 @@ from edge_agent.clock_sync import BUILD_FLOOR_MS, ClockTrust, kernel_status, sys
 from edge_agent.config import LightingSection
 from edge_agent.lighting import parse_schedule
 from edge_agent.lighting.runner import FAILSAFE_REASON, LightingRunner
+from edge_agent.lighting.schedule import Override
 from protocols.fleet import Event, decode_record
 from protocols.quality import CLOCK_UNSYNCHRONISED
 
@@ -122,3 +126,26 @@ async def test_the_clock_alarm_is_raised_and_cleared_once_each_across_a_restart(
         seen = await kinds()
         await buffer.close()
     assert seen == ["alarm_raised", "alarm_cleared"]
+
+
+async def test_an_ended_override_does_not_come_back_when_the_clock_goes_wrong(tmp_path: Path) -> None:
+    says = Says(True)
+    clock = ScaledClock(start_ms=AFTER_FLOOR, factor=1.0, trust=ClockTrust(status=says, recheck_s=0))
+    buffer = Buffer(tmp_path / "b.db", max_bytes=10**7, clock_ms=clock.now_ms)
+    await buffer.open()
+    runner = LightingRunner(outputs=[], configured=SCHEDULE, buffer=buffer, clock=clock)
+    ended = datetime.fromtimestamp((AFTER_FLOOR - 3_600_000) / 1000, UTC)
+    runner.overrides = {"lc1": Override(level_pct=0, until=ended, issued_by="ops")}  # stored last week
+    task = asyncio.create_task(runner.run())
+    try:
+        await wait_until(lambda: not runner.overrides, timeout=5, what="the ended override forgotten")
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert await buffer.get_setting("lighting.overrides") is None
+    says.value = False
+    clock.start_ms = 0  # the board rebooted at 1970: the old override's end is "in the future"
+    state = runner.desired("lc1", clock.now_ms())
+    assert state is not None and state.reason == FAILSAFE_REASON
+    await buffer.close()

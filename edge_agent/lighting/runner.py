@@ -45,6 +45,7 @@ RETRY_S = 5.0
 DEFAULT_OVERRIDE = timedelta(hours=1)
 SCHEDULE_KEY = "lighting.schedule"
 OVERRIDES_KEY = "lighting.overrides"
+ENDS_UNJUDGED_KEY = "lighting.override_ends_unjudged"
 # While the clock is not synchronised, the loop looks again this often (real seconds).
 CLOCK_RECHECK_S = 2.0
 FAILSAFE_REASON = "fail-safe: clock not synchronised"
@@ -123,6 +124,9 @@ class LightingRunner:
         """Load what central sent last; a schedule edited in the config since then wins over it."""
         stored = await self.buffer.get_setting(SCHEDULE_KEY)
         overrides = await self.buffer.get_setting(OVERRIDES_KEY)
+        self._ends_unjudged = set((await self.buffer.get_setting(ENDS_UNJUDGED_KEY) or "").split()) & set(
+            self.outputs
+        )
         try:
             if stored is not None:
                 record = json.loads(stored)
@@ -168,9 +172,10 @@ class LightingRunner:
         now = self.clock.now_ms()
         changed = dict(self.overrides)
         for name in names:
-            until = until_ms if until_ms is not None else self._default_until(now, name)
+            until = until_ms if until_ms is not None else self._default_until(now)
             changed[name] = Override(level_pct=level_pct, until=_utc(until), issued_by=issued_by)
         await self._replace_overrides(changed, names)
+        await self._note_ends(names, judged=until_ms is not None or self.clock.synchronised())
 
     async def clear_override(self, names: Sequence[str]) -> None:
         await self._replace_overrides({k: v for k, v in self.overrides.items() if k not in names}, names)
@@ -187,11 +192,21 @@ class LightingRunner:
             raise
         await self._save_overrides()
 
-    def _default_until(self, now_ms: int, name: str) -> int:
-        if not self.clock.synchronised():
-            self._ends_unjudged.add(name)
+    async def _note_ends(self, names: Sequence[str], *, judged: bool) -> None:
+        """Remember (across restarts) which overrides got their default end on a wrong clock."""
+        before = set(self._ends_unjudged)
+        if judged:
+            self._ends_unjudged.difference_update(names)
         else:
-            self._ends_unjudged.discard(name)
+            self._ends_unjudged.update(names)
+        if self._ends_unjudged != before:
+            await self._save_ends_unjudged()
+
+    async def _save_ends_unjudged(self) -> None:
+        names = " ".join(sorted(self._ends_unjudged))
+        await self.buffer.put_setting(ENDS_UNJUDGED_KEY, names or None)
+
+    def _default_until(self, now_ms: int) -> int:
         if self.schedule is None:
             return now_ms + int(DEFAULT_OVERRIDE.total_seconds() * 1000)
         return _ms(desired_state(self.schedule, _utc(now_ms)).next_change)
@@ -233,14 +248,16 @@ class LightingRunner:
         """On a synchronised clock: forget overrides that have ended, and those whose default end was
         reckoned on a wrong clock (they end now)."""
         now = _utc(now_ms)
-        unjudged, self._ends_unjudged = self._ends_unjudged, set()
+        unjudged = self._ends_unjudged
         ending = [name for name, o in self.overrides.items() if o.until <= now or name in unjudged]
-        if not ending:
-            return
-        if unjudged & set(ending):
-            log.info("clock synchronised: overrides of %s end (set on a wrong clock)", sorted(unjudged))
-        self.overrides = {k: v for k, v in self.overrides.items() if k not in ending}
-        await self._save_overrides()
+        if ending:
+            if unjudged & set(ending):
+                log.info("clock synchronised: overrides of %s end (set on a wrong clock)", sorted(unjudged))
+            self.overrides = {k: v for k, v in self.overrides.items() if k not in ending}
+            await self._save_overrides()
+        if unjudged:
+            self._ends_unjudged = set()
+            await self._save_ends_unjudged()
 
     # -- the loop -----------------------------------------------------------------------------------
 

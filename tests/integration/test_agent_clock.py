@@ -46,6 +46,7 @@ def _ms(text: str) -> int:
 NOON_1970 = _ms("1970-06-21T10:00:00")
 NOON_2099 = _ms("2099-06-21T10:00:00")
 NOON_RIGHT = _ms("2027-06-21T10:00:00")
+NIGHT_RIGHT = _ms("2027-06-21T22:30:00")
 FINAL = {"executed", "failed", "expired", "rejected"}
 
 
@@ -201,3 +202,25 @@ async def test_a_clock_at_2099_executes_a_command_instead_of_refusing_it_as_expi
         # The operator's order holds over the fail-safe while the clock cannot tell when it ends.
         assert not lc1.relay_on
         assert agent.lighting.current["lc1"].reason != FAILSAFE_REASON
+
+
+async def test_an_override_given_no_end_on_a_2099_clock_ends_when_ntp_sets_it_across_a_restart(
+    tmp_path: Path, mosquitto: MosquittoBroker, controllers: list[LightingControllerSimulator]
+) -> None:
+    lc1 = controllers[0]
+    ntp = Ntp(False)
+    clock = SteppedClock(NOON_2099, ntp)
+    async with _running(_agent(tmp_path, mosquitto.url, [lc1], clock)) as agent:
+        await wait_online(mosquitto)
+        off = command("switch", device="lc1", on=False)  # its end: the schedule's next change, in 2099
+        await publish(mosquitto, off)
+        await wait_until(
+            lambda: "executed" in statuses(agent.buffer.path, off.id), timeout=10, what="executed"
+        )
+        assert not lc1.relay_on
+    async with _running(_agent(tmp_path, mosquitto.url, [lc1], clock)) as agent:  # a reboot
+        clock.step(NIGHT_RIGHT)
+        ntp.says = True
+        # The schedule says on at night; the override's end, reckoned on 2099, would hold it off.
+        await wait_until(lambda: lc1.relay_on, timeout=10, what="lights on: the schedule says night")
+        assert agent.lighting.overrides == {}

@@ -203,6 +203,15 @@ async def test_a_clock_at_2099_executes_a_command_instead_of_refusing_it_as_expi
         assert not lc1.relay_on
         assert agent.lighting.current["lc1"].reason != FAILSAFE_REASON
 
+        # An end the operator gave (an hour from now, real time) is not judged past on 2099 either.
+        dim = command("dim", device="lc1", level_pct=40, until=int(time.time() * 1000) + 3_600_000)
+        await publish(mosquitto, dim)
+        await wait_until(
+            lambda: FINAL & set(statuses(agent.buffer.path, dim.id)), timeout=10, what="a final result"
+        )
+        assert statuses(agent.buffer.path, dim.id) == ["accepted", "executed"]
+        assert (lc1.relay_on, lc1.dim_level) == (True, 40)
+
 
 async def test_an_override_given_no_end_on_a_2099_clock_ends_when_ntp_sets_it_across_a_restart(
     tmp_path: Path, mosquitto: MosquittoBroker, controllers: list[LightingControllerSimulator]

@@ -162,6 +162,9 @@ class LightingSection(_Model):
 
     devices: list[str] | None = None  # default: every device whose profile has a relay point
     schedule: dict[str, Any] | None = None
+    # What the lights do while the clock is not synchronised (the schedule cannot be placed in time):
+    # "on" (at 100%: a dark street is worse than a wasted hour), "off", or "schedule" (trust the clock).
+    clock_failsafe: Literal["on", "off", "schedule"] = "on"
 
 
 class AgentConfig(_Model):

@@ -21,6 +21,7 @@ from cityedge.testing import write_agent_config
 from edge_agent.agent import Agent
 from edge_agent.config import load_config
 from protocols.modbus.simulator import LightingControllerSimulator
+from tests.clocks import synchronised_system_clock
 from tests.integration.api_client import api_client
 
 pytestmark = pytest.mark.integration
@@ -44,7 +45,7 @@ async def api(
         CentralServer(db_path=tmp_path / "central.db", broker_url=mosquitto.url, http_port=0) as central,
         api_client(central) as client,
     ):
-        agent = Agent(load_config(config))
+        agent = Agent(load_config(config), clock=synchronised_system_clock())
         task = asyncio.create_task(agent.run())
         try:
 

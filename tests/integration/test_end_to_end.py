@@ -15,6 +15,7 @@ from edge_agent.agent import Agent
 from edge_agent.config import load_config
 from protocols.modbus.profile import default_profile_dirs, load_profile
 from protocols.modbus.simulator import LightingControllerSimulator
+from tests.clocks import synchronised_system_clock
 from tests.integration.api_client import api_client
 
 pytestmark = pytest.mark.integration
@@ -34,7 +35,7 @@ async def test_readings_polled_in_a_cabinet_appear_in_the_api(
         config = write_agent_config(
             tmp_path / "cab", cabinet="cab-e2e", broker_url=mosquitto.url, devices=[("lc1", controller.port)]
         )
-        agent = Agent(load_config(config))
+        agent = Agent(load_config(config), clock=synchronised_system_clock())
         task = asyncio.create_task(agent.run())
         try:
 

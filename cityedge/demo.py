@@ -16,6 +16,8 @@ from central.auth_rows import Role
 from central.server import CentralServer
 from cityedge.broker import EmbeddedBroker, MosquittoBroker, mosquitto_path
 from edge_agent.agent import Agent
+from edge_agent.clock import SystemClock
+from edge_agent.clock_sync import ClockTrust
 from edge_agent.config import load_config
 from protocols.modbus.profile import default_profile_dirs, load_profile
 from protocols.modbus.simulator import LightingControllerSimulator
@@ -119,7 +121,10 @@ async def run_demo(
             folder.mkdir(exist_ok=True)
             config_path = folder / "agent.toml"
             config_path.write_text(cabinet_config(cabinet=cabinet, broker_url=url, controller_ports=ports))
-            agents.append(Agent(load_config(config_path)))
+            # Simulated cabinets on the host's clock, taken as set: a laptop or a VM often reports
+            # itself unsynchronised (its host keeps the time), and the demo is not about that.
+            host_clock = SystemClock(trust=ClockTrust(status=lambda: True))
+            agents.append(Agent(load_config(config_path), clock=host_clock))
         base = central.url
         token = await Tokens(central.store).replace(DEMO_TOKEN_NAME, Role.ADMIN)
         announce(f"aggregator: {base} (database {data_dir / 'central.db'})")

@@ -14,10 +14,12 @@ from typing import Any
 import httpx
 import pytest
 
+from central.auth_rows import Role
 from central.record_time import AHEAD_BOUND_MS
 from central.server import CentralServer
 from central.testing import ScriptedEdge, wait_until
 from cityedge.broker import MosquittoBroker
+from tests.integration.api_client import api_client
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +34,7 @@ def now_ms() -> int:
 
 @pytest.fixture
 async def http(central: CentralServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=f"{central.url}/api/v1", timeout=10) as client:
+    async with api_client(central, Role.VIEWER) as client:
         yield client
 
 

@@ -1,6 +1,6 @@
 """What a flooding cabinet costs the others: the good fleet's ingest rate alone, then beside a flood.
 
-    .venv/bin/python bench/flood.py [--seconds 10] [--cabinets 500] [--batch 40] [--interval 1]
+    .venv/bin/python bench/flood.py [--seconds 10] [--cabinets 200] [--batch 40] [--interval 1]
                                     [--window 8] [--flooders 1]
 
 One run, one aggregator:
@@ -274,7 +274,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
-    parser.add_argument("--cabinets", type=int, default=500, help="good cabinets")
+    parser.add_argument("--cabinets", type=int, default=200, help="good cabinets")
     parser.add_argument("--batch", type=int, default=40, help="readings per batch")
     parser.add_argument("--window", type=int, default=8, help="batches in flight per good cabinet")
     parser.add_argument(

@@ -38,7 +38,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from central.errors import ServerError, StoreError
-from central.ingest_limits import TopicLimits, TopicRateLimiter
+from central.ingest_limits import OncePerInterval, TopicLimits, TopicRateLimiter
 from central.ingest_stats import IngestSnapshot, IngestStats
 from central.store import (
     BatchOutcome,
@@ -144,6 +144,7 @@ class Ingestor:
 
         self._stats = IngestStats()
         self._limiter = TopicRateLimiter(limits)
+        self._log_limit = OncePerInterval(interval_ms=60_000)
         self._batches: deque[ReceivedBatch] = deque()
         self._statuses: list[ReceivedStatus] = []
         self._quarantine: list[QuarantineEntry] = []
@@ -356,7 +357,9 @@ class Ingestor:
 
     def _reject(self, topic: str, payload: bytes, exc: FleetError, now: int) -> None:
         self._stats.reject(exc.reason)
-        logger.warning("quarantined a message on %s (%s): %s", topic, exc.reason, exc)
+        if self._log_limit.first_in_interval((topic, exc.reason), now):
+            # One line per topic and reason a minute: a flood must not flood the journal too.
+            logger.warning("quarantined a message on %s (%s): %s", topic, exc.reason, exc)
         self._quarantine.append(QuarantineEntry(now, topic, exc.reason, str(exc), payload))
         self._work.set()
 

@@ -100,3 +100,21 @@ class TopicRateLimiter:
         """The topics refused most, for the health view."""
         ranked = sorted(((t, b.refused) for t, b in self._buckets.items() if b.refused), key=lambda x: -x[1])
         return ranked[:n]
+
+
+class OncePerInterval:
+    """True for the first occurrence of a key in each interval (to log a flood once, not each time)."""
+
+    def __init__(self, *, interval_ms: int, max_keys: int = 10_000) -> None:
+        self.interval_ms = interval_ms
+        self.max_keys = max_keys
+        self._last: dict[object, int] = {}
+
+    def first_in_interval(self, key: object, now_ms: int) -> bool:
+        last = self._last.get(key)
+        if last is not None and now_ms - last < self.interval_ms:
+            return False
+        if len(self._last) >= self.max_keys:
+            self._last.clear()  # forgetting costs at most one more log line per key
+        self._last[key] = now_ms
+        return True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from central.ingest_limits import RateLimit, TopicLimits, TopicRateLimiter
+from central.ingest_limits import OncePerInterval, RateLimit, TopicLimits, TopicRateLimiter
 
 LIMITS = TopicLimits(
     messages=RateLimit(rate=10, burst=20), bytes=RateLimit(rate=1000, burst=5000), sample_every_s=60
@@ -59,3 +59,11 @@ def test_the_topics_tracked_are_bounded() -> None:
 def test_limits_must_be_positive() -> None:
     with pytest.raises(ValueError, match="rate > 0"):
         RateLimit(rate=0, burst=1)
+
+
+def test_once_per_interval() -> None:
+    once = OncePerInterval(interval_ms=1000, max_keys=2)
+    assert [once.first_in_interval("a", t) for t in (0, 10, 999, 1000)] == [True, False, False, True]
+    assert once.first_in_interval("b", 0)
+    assert once.first_in_interval("c", 0)  # past max_keys: forgotten, never unbounded
+    assert len(once._last) <= 2

@@ -126,6 +126,7 @@ class LightingControllerSimulator:
         self._door_open = False
         self._unresponsive = False
         self._exception: ExcCodes | None = None
+        self._write_fault: _WriteFault | None = None
         for circuit in self._circuits.values():
             if circuit.dim is not None:
                 self.set_point(circuit.dim, 100)
@@ -258,6 +259,19 @@ class LightingControllerSimulator:
         """Answer every request with Modbus exception ``code`` (e.g. 6, busy); None to stop."""
         self._exception = None if code is None else ExcCodes(code)
 
+    def inject_write_fault(
+        self, quantity: str | None = None, *, code: int = 4, after_writes: int = 0
+    ) -> None:
+        """Refuse writes with Modbus exception ``code`` (4: device failure) while reads still answer:
+        writes touching ``quantity`` (any point, when None), once ``after_writes`` more writes have
+        been taken. E.g. ``inject_write_fault("relay")``: a dim takes its level, then fails on the
+        relay; ``inject_write_fault(after_writes=1)``: one write is taken, every later one fails."""
+        point = None if quantity is None else self.profile.point(quantity)
+        self._write_fault = _WriteFault(point, ExcCodes(code), after_writes)
+
+    def clear_write_fault(self) -> None:
+        self._write_fault = None
+
     def set_point(self, quantity: str, value: float | bool) -> None:
         """Set a stored point locally (a manual override at the cabinet), or an energy counter."""
         point = self.profile.point(quantity)
@@ -378,6 +392,8 @@ class LightingControllerSimulator:
         if self._size[table] == 0:
             return ExcCodes.ILLEGAL_ADDRESS
         if set_values is not None:
+            if self._write_fault is not None and self._write_fault.refuses(table, address, len(set_values)):
+                return self._write_fault.code
             if rejected := self._check_write(table, address, set_values):
                 return rejected
             self._advance()
@@ -406,6 +422,27 @@ class LightingControllerSimulator:
             return [SimData(0, values=[0] * self._size[table], datatype=DataType.REGISTERS)]
 
         return bits("coil"), bits("discrete"), words("holding"), words("input")
+
+
+@dataclass(slots=True)
+class _WriteFault:
+    """Which writes ``inject_write_fault`` refuses: those touching ``point`` (every one, when None),
+    after ``spared`` more writes have been taken."""
+
+    point: Point | None
+    code: ExcCodes
+    spared: int
+
+    def refuses(self, table: Table, address: int, count: int) -> bool:
+        point = self.point
+        if point is not None and not (
+            point.table == table and point.address < address + count and address < point.end
+        ):
+            return False
+        if self.spared > 0:
+            self.spared -= 1
+            return False
+        return True
 
 
 def _layout(profile: Profile) -> tuple[tuple[int, ...], dict[int, _Circuit]]:

@@ -5,8 +5,8 @@ when a command changes the schedule or an override), writes relay and dimming se
 them now and then (a controller that lost power comes back in its default state). Every write is read
 back by the driver. Each change of what the lights do is recorded as a ``lighting_state`` event.
 
-Lighting outputs are found by name in the device profile: writable ``relay`` / ``relay_*`` points are
-switched, writable ``dim*_pct`` points get the level.
+Lighting outputs are found by name in the device profile (``edge_agent.lighting.roles``): writable
+``relay`` / ``relay_*`` points are switched, writable ``dim*_pct`` points get the level.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from edge_agent.buffer import Buffer
 from edge_agent.clock import Clock
+from edge_agent.lighting.roles import dim_points, relay_points
 from edge_agent.lighting.schedule import LightingSchedule, Override, parse_schedule
 from edge_agent.lighting.state import LightingState, desired_state
 from edge_agent.lighting.writes import PartialWrite, WriteTransaction, describe_left, describe_value
@@ -58,9 +59,8 @@ def lighting_outputs(
     for name, driver, profile in devices:
         if only is not None and name not in only:
             continue
-        writable = [p for p in profile.points if p.writable]
-        relays = [p.name for p in writable if p.name == "relay" or p.name.startswith("relay_")]
-        dims = [p.name for p in writable if p.name.startswith("dim") and p.name.endswith("_pct")]
+        relays = [p.name for p in relay_points(profile)]
+        dims = [p.name for p in dim_points(profile)]
         if relays:
             outputs.append(LightingOutput(name=name, driver=driver, relays=relays, dims=dims))
     return outputs

@@ -11,8 +11,10 @@ from protocols.errors import ProfileError
 from protocols.modbus.profile import (
     available_profiles,
     default_profile_dirs,
+    find_profile,
     load_profile,
     parse_profile,
+    profile_search_path,
     read_profile,
 )
 
@@ -266,3 +268,17 @@ def test_first_directory_wins(tmp_path: Path) -> None:
         text = HEADER.replace("A device for tests", description) + RELAY
         (directory / "test-device.toml").write_text(text)
     assert load_profile("test-device", [first, second]).profile.description == "first"
+
+
+def test_the_search_path_puts_the_cabinets_then_the_technicians_profiles_first(tmp_path: Path) -> None:
+    own, system = tmp_path / "own", tmp_path / "etc"
+    assert profile_search_path(own, system_dir=system) == [own, system, *default_profile_dirs()]
+    assert profile_search_path() == [Path("/etc/cityedge/profiles"), *default_profile_dirs()]
+    name = "lighting-single-circuit"
+    packaged = default_profile_dirs()[0] / f"{name}.toml"
+    assert find_profile(name, profile_search_path(own, system_dir=system))[0] == packaged
+    for directory in (system, own):  # a technician's copy wins over the packaged one, the cabinet's over both
+        directory.mkdir()
+        (directory / f"{name}.toml").write_text(packaged.read_text())
+        path, profile = find_profile(name, profile_search_path(own, system_dir=system))
+        assert (path, profile.name) == (directory / f"{name}.toml", name)

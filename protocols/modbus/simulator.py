@@ -18,7 +18,9 @@ the hardware; ``_cN`` names circuit N, ``_lN`` phase N (a profile without them h
     door_open                        set by ``set_door_open``
 
 Integer types count energy rounded down. Any other point holds whatever was written or set, initially
-0. Measurements are computed from the clock whenever a client reads, so an injected clock (``clock=``)
+0. Faults: ``set_unresponsive`` (answers nothing), ``inject_exception`` (every request refused),
+``inject_write_fault`` (writes refused, to one point or after some writes, while reads answer).
+Measurements are computed from the clock whenever a client reads, so an injected clock (``clock=``)
 makes them deterministic and lets a test run hours of simulated time at once. Each instance owns all
 of its state, so any number of them can serve from one event loop.
 """

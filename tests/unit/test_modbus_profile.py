@@ -95,8 +95,11 @@ def test_readme_example_is_a_valid_profile() -> None:
     assert example is not None
     profile = parse_profile(example.group(1), "README.md")
     energy = profile.point("energy_wh")
-    assert (energy.type, energy.word_order, energy.address) == ("uint32", "little", 10)
+    assert (energy.type, energy.word_order, energy.address) == ("uint32", "CDAB", 10)
     assert profile.point("voltage_v").type == "uint16"
+    assert profile.point("voltage_v").plausible == [180, 260]
+    heater = profile.point("heater")
+    assert (heater.table, heater.type, heater.writable) == ("holding", "bool", True)
 
 
 def test_defaults(tmp_path: Path) -> None:

@@ -126,6 +126,7 @@ def agent_check(
         from edge_agent.probe import probe as probe_devices
         from edge_agent.probe import probe_table
 
+        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # the table says who does not answer
         results = asyncio.run(probe_devices(loaded))
         for line in probe_table(results):
             typer.echo(line)

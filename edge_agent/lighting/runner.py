@@ -345,10 +345,11 @@ class LightingRunner:
             since=now,
             next_change=now,
         )
-        self._record_state(output.name, state)
+        self._record_state(output.name, state, held=True)
 
-    def _record_state(self, name: str, state: LightingState) -> None:
-        override = self.overrides.get(name)
+    def _record_state(self, name: str, state: LightingState, *, held: bool = False) -> None:
+        """``held``: what a failed write left, which no override governs (the override is not kept)."""
+        override = None if held else self.overrides.get(name)
         data: dict[str, str | int | bool | float | None] = {
             "on": state.on,
             "level_pct": state.level_pct,

@@ -118,6 +118,8 @@ async def test_what_cannot_be_put_back_is_named_and_shown(rig: Rig) -> None:
     [state] = await rig.events("lighting_state")
     assert (state.source, state.data["on"], state.data["level_pct"]) == ("lc1", True, 50)
     assert state.data["reason"] == "left by a failed write: relay=on, dim_level_pct=50"
+    assert "override_until_ms" not in state.data  # the failed command's override is not kept
+    assert rig.runner.overrides == {}
 
     lc1.clear_write_fault()  # the runner drives the output again: the lamps go back to what it wants
     await rig.dim(["lc1"], 70)

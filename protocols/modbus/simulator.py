@@ -65,6 +65,7 @@ _TABLE_OF_FUNCTION: Final[Mapping[int, Table]] = {
     23: "holding",
     4: "input",
 }
+_WRITTEN_TABLE: Final[Mapping[int, Table]] = {5: "coil", 15: "coil", 6: "holding", 16: "holding"}
 MAINS_VOLTAGE_V: Final = 230.0
 MAINS_FREQUENCY_HZ: Final = 50.0
 LOADED_POWER_FACTOR: Final = 0.95
@@ -262,14 +263,16 @@ class LightingControllerSimulator:
         self._exception = None if code is None else ExcCodes(code)
 
     def inject_write_fault(
-        self, quantity: str | None = None, *, code: int = 4, after_writes: int = 0
+        self, quantity: str | None = None, *, code: int = 4, after_writes: int = 0, silent: bool = False
     ) -> None:
         """Refuse writes with Modbus exception ``code`` (4: device failure) while reads still answer:
         writes touching ``quantity`` (any point, when None), once ``after_writes`` more writes have
         been taken. E.g. ``inject_write_fault("relay")``: a dim takes its level, then fails on the
-        relay; ``inject_write_fault(after_writes=1)``: one write is taken, every later one fails."""
+        relay; ``inject_write_fault(after_writes=1)``: one write is taken, every later one fails.
+        ``silent``: such writes get no answer at all (over TCP), so the client cannot tell whether
+        they were taken (they were not)."""
         point = None if quantity is None else self.profile.point(quantity)
-        self._write_fault = _WriteFault(point, ExcCodes(code), after_writes)
+        self._write_fault = _WriteFault(point, ExcCodes(code), after_writes, silent)
 
     def clear_write_fault(self) -> None:
         self._write_fault = None
@@ -394,8 +397,9 @@ class LightingControllerSimulator:
         if self._size[table] == 0:
             return ExcCodes.ILLEGAL_ADDRESS
         if set_values is not None:
-            if self._write_fault is not None and self._write_fault.refuses(table, address, len(set_values)):
-                return self._write_fault.code
+            fault = self._write_fault
+            if fault is not None and not fault.silent and fault.refuses(table, address, len(set_values)):
+                return fault.code
             if rejected := self._check_write(table, address, set_values):
                 return rejected
             self._advance()
@@ -408,7 +412,14 @@ class LightingControllerSimulator:
         return None
 
     def _filter_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU | None:
-        return None if self._unresponsive and not sending else pdu
+        if sending:
+            return pdu
+        if self._unresponsive:
+            return None
+        fault, table = self._write_fault, _WRITTEN_TABLE.get(pdu.function_code)
+        if fault is not None and fault.silent and table is not None:
+            return None if fault.refuses(table, pdu.address, max(pdu.count, 1)) else pdu
+        return pdu
 
     def _simdata(self) -> tuple[list[SimData], list[SimData], list[SimData], list[SimData]]:
         """pymodbus's datastore layout: every table served from address 0 to its last point."""
@@ -434,6 +445,7 @@ class _WriteFault:
     point: Point | None
     code: ExcCodes
     spared: int
+    silent: bool = False
 
     def refuses(self, table: Table, address: int, count: int) -> bool:
         point = self.point

@@ -127,6 +127,18 @@ async def test_what_cannot_be_put_back_is_named_and_shown(rig: Rig) -> None:
     assert [e.data["level_pct"] for e in await rig.events("lighting_state")] == [50, 70]
 
 
+async def test_a_write_without_an_answer_is_put_back_too(rig: Rig) -> None:
+    """The relay's write times out: it may have been taken, so it is put back as well; read again,
+    the device shows it was not, so nothing is left changed."""
+    lc1 = rig.sims[0]
+    lc1.inject_write_fault("relay", silent=True)
+    with pytest.raises(UndoneWrite) as caught:
+        await rig.dim(["lc1"], 0)  # switching off: the relay write is a change
+    assert caught.value.reason == "timeout"
+    assert (lc1.relay_on, lc1.dim_level) == (True, 100)
+    assert await rig.events("lighting_left_changed") == []
+
+
 async def test_a_device_that_cannot_be_read_is_not_written(rig: Rig) -> None:
     lc1 = rig.sims[0]
     lc1.inject_exception(4)  # every request refused: the read before the first write fails

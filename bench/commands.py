@@ -48,6 +48,7 @@ async def round_trips(count: int) -> list[tuple[float, float, float, float]]:
                 poll_interval_s=1.0,
                 commit_interval_s=1.0,
             )
+            token = await _token(f"{tmp}/central.db")
             central = await _spawn(
                 "central", "serve", "--db", f"{tmp}/central.db", "--broker", broker.url,
                 "--http", f"127.0.0.1:{http_port}",
@@ -56,7 +57,9 @@ async def round_trips(count: int) -> list[tuple[float, float, float, float]]:
             try:
                 async with asyncio.timeout(30):
                     await wait_for_port("127.0.0.1", http_port)
-                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}/api/v1") as api:
+                headers = {"Authorization": f"Bearer {token}"}
+                base = f"http://127.0.0.1:{http_port}/api/v1"
+                async with httpx.AsyncClient(base_url=base, headers=headers) as api:
 
                     async def online() -> bool:
                         cabinets = (await api.get("/cabinets")).json()
@@ -71,6 +74,18 @@ async def round_trips(count: int) -> list[tuple[float, float, float, float]]:
                 simulator.kill()
 
 
+async def _token(db: str) -> str:
+    """An operator's API token, made the way an admin makes one: with the CLI, before central starts."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cityedge", "central", "token", "create", "--role", "operator",
+        "--name", "bench", "--db", db, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError("cityedge central token create failed")
+    return out.decode().strip()
+
+
 async def _spawn(*args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "cityedge", *args, stderr=asyncio.subprocess.DEVNULL
@@ -83,7 +98,6 @@ async def _one(api: httpx.AsyncClient, level: int) -> tuple[float, float, float,
         "target": {"cabinet": CABINET, "device": "lc1"},
         "action": "dim",
         "args": {"level_pct": level},
-        "issued_by": "bench",
     }
     start = time.perf_counter()
     response = await api.post("/commands", json=body)

@@ -1,7 +1,10 @@
 """The aggregator's HTTP API, under /api/v1. Every store read runs on the store's threads.
 
 Fleet status, live values, events and quarantine are here; commands and groups in ``api_commands``;
-lighting, alarms and energy in ``api_views``. Request errors are answered in ``api_errors``.
+lighting, alarms and energy in ``api_views``; the audit log in ``api_audit``. Request errors are
+answered in ``api_errors``, tokens and roles checked in ``api_auth`` (every route under /api/v1
+needs at least a viewer's token), bodies capped in ``api_limits`` and parsed in ``api_json``;
+/docs is served from the package by ``api_docs``.
 """
 
 from __future__ import annotations
@@ -12,14 +15,19 @@ from collections.abc import Callable
 from typing import Annotated, Any, NoReturn, Protocol
 
 import msgspec
-from fastapi import APIRouter, FastAPI, HTTPException, Query, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Response, Security
 from fastapi.exceptions import RequestValidationError
 
-from central import api_errors
+from central import api_docs, api_errors
 from central import api_models as m
+from central.api_audit import AuditLog, audit_router
+from central.api_auth import AUTH_RESPONSES, Roles
 from central.api_commands import commands_router
 from central.api_errors import unknown_cabinet
+from central.api_json import StrictJsonRoute
+from central.api_limits import MAX_BODY_BYTES, BodyLimit
 from central.api_views import views_router
+from central.auth import Tokens
 from central.commands import CommandSender, CommandService
 from central.errors import StoreError
 from central.ingest_stats import IngestSnapshot
@@ -38,6 +46,11 @@ _json_list = msgspec.json.Decoder(list[dict[str, Any]])
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": m.ErrorBody, "description": "unknown cabinet or point"}
+}
+
+_NO_PAYLOAD: dict[int | str, dict[str, Any]] = {
+    404: {"model": m.ErrorBody, "description": "no quarantined message has this id"},
+    200: {"content": {"application/octet-stream": {}}, "description": "the payload as received"},
 }
 
 _UNHEALTHY: dict[int | str, dict[str, Any]] = {
@@ -83,29 +96,51 @@ def _summary(row: CabinetRow) -> m.CabinetSummary:
     )
 
 
+def _new_app(*, store: Store, clock: Callable[[], int], max_body_bytes: int) -> FastAPI:
+    app = FastAPI(
+        title="cityedge central",
+        summary="Fleet status, live values, events, commands, lighting, alarms and energy of a city's"
+        " street cabinets.",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+    )
+    api_errors.install(app)
+    api_docs.install(app)
+    # The last added runs first: the audit log sees every answer, the cap's 413 included.
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(AuditLog, store=store, clock=clock, prefix=API_PREFIX)
+    return app
+
+
 def create_app(
     *,
     store: Store,
     ingest: IngestMonitor | None = None,
     commands: CommandSender | None = None,
     clock: Callable[[], int] = now_ms,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
-    """The API over ``store``.
+    """The API over ``store``, which also holds its tokens and audit log.
 
     ``ingest`` feeds /health (None: this process does not ingest). ``commands`` publishes the commands
     operators send (None: they are stored pending, and an ingest worker's dispatcher sends them).
     """
-    app = FastAPI(
-        title="cityedge central",
-        summary="Fleet status, live values, events, commands, lighting, alarms and energy of a city's"
-        " street cabinets.",
-        version="1",
+    app = _new_app(store=store, clock=clock, max_body_bytes=max_body_bytes)
+    roles = Roles(Tokens(store, clock=clock))
+    # Every route needs a viewer's token at least; writes and admin routes ask for more.
+    router = APIRouter(
+        prefix=API_PREFIX,
+        route_class=StrictJsonRoute,
+        dependencies=[Security(roles.viewer)],
+        responses=AUTH_RESPONSES,
     )
-    api_errors.install(app)
-    router = APIRouter(prefix=API_PREFIX)
     service = CommandService(store=store, sender=commands, clock=clock)
-    router.include_router(commands_router(store=store, service=service))
+    router.include_router(commands_router(store=store, service=service, roles=roles))
     router.include_router(views_router(store=store))
+    router.include_router(
+        audit_router(store=store, parse_time=parse_time), dependencies=[Security(roles.admin)]
+    )
 
     async def require_cabinet(cabinet: str) -> CabinetRow:
         row = await store.cabinet(cabinet)
@@ -214,7 +249,7 @@ def create_app(
             ]
         )
 
-    @router.get("/quarantine", response_model=m.QuarantinePage)
+    @router.get("/quarantine", response_model=m.QuarantinePage, dependencies=[Security(roles.operator)])
     async def quarantine(
         limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     ) -> m.QuarantinePage:
@@ -235,6 +270,21 @@ def create_app(
                 for r in rows
             ],
         )
+
+    @router.get(
+        "/quarantine/{entry_id}/payload",
+        response_class=Response,
+        responses=_NO_PAYLOAD,
+        dependencies=[Security(roles.admin)],
+        summary="The payload of a quarantined message, as received (capped)",
+    )
+    async def quarantine_payload(entry_id: Annotated[int, Path(ge=1, lt=2**63)]) -> Response:
+        payload = await store.quarantine_payload(entry_id)
+        if payload is None:
+            raise HTTPException(
+                404, f"no quarantined message has id {entry_id}; GET {API_PREFIX}/quarantine lists them"
+            )
+        return Response(payload, media_type="application/octet-stream")
 
     @router.get(
         "/health",

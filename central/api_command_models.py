@@ -16,11 +16,11 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    StringConstraints,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from central.command_args import Action
 from central.store_rows import CommandStatus
@@ -93,7 +93,16 @@ class CommandIn(BaseModel):
         default=None,
         description="ms since 1970 UTC or ISO 8601; default now + 5 min; at most 7 days ahead",
     )
-    issued_by: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+    # Who issued a command is the name of the token that sent it: a body that says otherwise is
+    # refused (422), so that nobody acts under another's name, nor believes they can.
+    issued_by: SkipJsonSchema[None] = None
+
+    @field_validator("issued_by", mode="before")
+    @classmethod
+    def _not_from_the_body(cls, value: object) -> None:
+        raise ValueError(
+            "issued_by is the name of the API token that sends the command: leave it out of the body"
+        )
 
 
 class TargetOut(BaseModel):

@@ -2,16 +2,23 @@
 
 The handlers are thin: ``central.commands.CommandService`` checks, stores and hands over for sending;
 its errors become 404 and 422 in ``central.api`` (``UnknownTarget``, ``InvalidRequest``).
+
+Reads need a viewer's token (the router's), writes an operator's. Who issued a command is the name
+of the token that sent it, never something the body says.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response, Security
 
 from central import api_command_models as m
+from central.api_audit import summarize
+from central.api_auth import Roles
+from central.api_json import StrictJsonRoute
 from central.api_models import ErrorBody
+from central.auth import Identity
 from central.command_args import operator_args
 from central.commands import CommandService, GroupCommand
 from central.errors import UnknownTarget
@@ -76,8 +83,18 @@ def _unknown_group(name: str) -> UnknownTarget:
     return UnknownTarget("group", name, "is unknown", "GET /api/v1/groups lists the groups")
 
 
-def commands_router(*, store: Store, service: CommandService) -> APIRouter:
-    router = APIRouter(tags=["commands"])
+def _target(body: m.CommandIn) -> str:
+    t = body.target
+    if t.group is not None:
+        return f"group {t.group}"
+    return f"cabinet {t.cabinet}" + (f" device {t.device}" if t.device is not None else "")
+
+
+def commands_router(*, store: Store, service: CommandService, roles: Roles) -> APIRouter:
+    router = APIRouter(tags=["commands"], route_class=StrictJsonRoute)
+    # A default, not Annotated[...]: these annotations are strings that FastAPI resolves in the
+    # module's globals, where this function's ``roles`` is not.
+    operator = Security(roles.operator)
 
     @router.post(
         "/commands",
@@ -86,8 +103,11 @@ def commands_router(*, store: Store, service: CommandService) -> APIRouter:
         responses=_ERRORS,
         summary="Send a command to a cabinet, one of its devices, or a group",
     )
-    async def post_command(body: m.CommandIn) -> m.CommandOut | m.GroupCommandOut:
+    async def post_command(
+        body: m.CommandIn, request: Request, identity: Identity = operator
+    ) -> m.CommandOut | m.GroupCommandOut:
         target = body.target
+        summarize(request, f"{body.action} to {_target(body)}")
         result = await service.submit(
             cabinet=target.cabinet,
             device=target.device,
@@ -95,9 +115,11 @@ def commands_router(*, store: Store, service: CommandService) -> APIRouter:
             action=body.action,
             args=body.args,
             not_after=body.not_after,
-            issued_by=body.issued_by,
+            issued_by=identity,
         )
-        return _out(result)
+        out = _out(result)
+        summarize(request, f"command {out.id}: {body.action} to {_target(body)}")
+        return out
 
     @router.get("/commands/{command_id}", response_model=m.CommandOut | m.GroupCommandOut, responses=_ERRORS)
     async def get_command(command_id: str) -> m.CommandOut | m.GroupCommandOut:
@@ -117,8 +139,12 @@ def commands_router(*, store: Store, service: CommandService) -> APIRouter:
         response_model=m.GroupOut,
         responses={**_ERRORS, 201: {"model": m.GroupOut, "description": "created"}},
         summary="Create or replace a group",
+        dependencies=[operator],
     )
-    async def put_group(name: GroupNamePath, body: m.GroupIn, response: Response) -> m.GroupOut:
+    async def put_group(
+        name: GroupNamePath, body: m.GroupIn, response: Response, request: Request
+    ) -> m.GroupOut:
+        summarize(request, f"group {name}: {len(body.members)} members")
         members = [GroupMember(cabinet=x.cabinet, device=x.device) for x in body.members]
         row, created = await service.put_group(name, members)
         response.status_code = 201 if created else 200
@@ -135,8 +161,9 @@ def commands_router(*, store: Store, service: CommandService) -> APIRouter:
             raise _unknown_group(name)
         return group_out(row)
 
-    @router.delete("/groups/{name}", status_code=204, responses=_ERRORS)
-    async def delete_group(name: str) -> Response:
+    @router.delete("/groups/{name}", status_code=204, responses=_ERRORS, dependencies=[operator])
+    async def delete_group(name: str, request: Request) -> Response:
+        summarize(request, f"group {name}")
         if not await store.delete_group(name):
             raise _unknown_group(name)
         return Response(status_code=204)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query
 
 from central import api_view_models as m
 from central.api_errors import unknown_cabinet
+from central.api_json import StrictJsonRoute
 from central.api_models import ErrorBody
 from central.energy import (
     DEFAULT_MAX_POWER_W,
@@ -31,6 +32,8 @@ from central.store_rows import AlarmRow
 ENERGY_SUFFIX = "energy_wh"
 MAX_ENERGY_DAYS = 366
 MAX_ALARMS = 100_000
+# The day after the last must exist in the calendar: it is where the last day ends.
+LAST_DAY = dt.date.max - dt.timedelta(days=1)
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "unknown cabinet"}}
 
@@ -41,17 +44,20 @@ def _date(name: str, raw: str) -> dt.date:
             ("query", name), f"{name} must be a date as YYYY-MM-DD (e.g. 2024-05-01)", raw
         )
     try:
-        return dt.date.fromisoformat(raw)
+        day = dt.date.fromisoformat(raw)
     except ValueError:
         raise InvalidRequest.field(
             ("query", name), f"{name} {raw} is not a day of the calendar", raw
         ) from None
+    if day > LAST_DAY:
+        raise InvalidRequest.field(("query", name), f"{name} must be {LAST_DAY} or before", raw)
+    return day
 
 
 def _zone(raw: str) -> ZoneInfo:
     try:
         return ZoneInfo(raw)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise InvalidRequest.field(
             ("query", "tz"), "tz must be an IANA time zone name, such as Europe/Paris or UTC", raw
         ) from None
@@ -73,12 +79,19 @@ def _kwh(wh: float) -> float:
     return round(wh / 1000, 6)
 
 
+def _coverage(days: Sequence[DayEnergy], length_ms: int) -> float:
+    # A day a time zone skipped (Samoa's 2011-12-30) lasts 0 ms: there is nothing to cover.
+    if length_ms <= 0:
+        return 1.0
+    # The cabinet's coverage is that of its least covered counter.
+    return round(min((d.covered_ms for d in days), default=0) / length_ms, 6)
+
+
 def _day_out(date: dt.date, days: Sequence[DayEnergy], length_ms: int) -> m.EnergyDayOut:
     return m.EnergyDayOut(
         date=date,
         kwh=_kwh(math.fsum(d.wh for d in days)),
-        # The cabinet's coverage is that of its least covered counter.
-        coverage=round(min((d.covered_ms for d in days), default=0) / length_ms, 6),
+        coverage=_coverage(days, length_ms),
         interpolated=any(d.interpolated for d in days),
         reset=any(d.reset for d in days),
         absurd=any(d.absurd for d in days),
@@ -131,7 +144,7 @@ def _alarm_out(row: AlarmRow) -> m.AlarmOut:
 
 
 def views_router(*, store: Store) -> APIRouter:
-    router = APIRouter(tags=["views"])
+    router = APIRouter(tags=["views"], route_class=StrictJsonRoute)
 
     async def require_cabinet(cabinet: str) -> None:
         if await store.cabinet(cabinet) is None:
@@ -178,7 +191,12 @@ def views_router(*, store: Store) -> APIRouter:
         end: Annotated[str | None, Query(description="last local day, inclusive; default start")] = None,
         tz: Annotated[str, Query(description="IANA time zone of the days")] = "UTC",
         max_power_w: Annotated[
-            float, Query(gt=0, description="a jump beyond this power is a glitch, not consumption")
+            float,
+            Query(
+                gt=0,
+                allow_inf_nan=False,
+                description="a jump beyond this power is a glitch, not consumption",
+            ),
         ] = DEFAULT_MAX_POWER_W,
     ) -> m.EnergyOut:
         first, last = _day_range(start, end)

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from central.auth import Identity
 from central.command_args import wire_args
 from central.errors import InvalidRequest, UnknownTarget
 from central.store import CabinetRow, Store
@@ -102,23 +103,27 @@ class CommandService:
         action: str,
         args: dict[str, Any],
         not_after: int | None,
-        issued_by: str,
+        issued_by: Identity,
     ) -> CommandRow | GroupCommand:
-        """Check, store and hand over for sending; raises UnknownTarget or InvalidRequest."""
+        """Check, store and hand over for sending; raises UnknownTarget or InvalidRequest.
+
+        ``issued_by`` is the identity of the token that sent it: its name is what the command says.
+        """
         now = self._clock()
+        issuer = issued_by.name
         deadline = self._deadline(not_after, now)
         wire = wire_args(action, args, now_ms=now)
         members = await self._members(cabinet, device, group, action)
         args_json = _json.encode(wire).decode()
         parent_id = _new_id() if group is not None else None
         children = [
-            CommandRow(_new_id(), parent_id, m.cabinet, m.device, action, args_json, deadline, issued_by, now)
+            CommandRow(_new_id(), parent_id, m.cabinet, m.device, action, args_json, deadline, issuer, now)
             for m in members
         ]
         self._check_size(children[0], wire)
         parent = None
         if group is not None and parent_id is not None:
-            parent = GroupCommandRow(parent_id, group, action, args_json, deadline, issued_by, now)
+            parent = GroupCommandRow(parent_id, group, action, args_json, deadline, issuer, now)
         await self._store.add_commands(children, parent)
         if self._sender is not None:
             self._sender.submitted(children)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import ssl
 import time
@@ -37,6 +38,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from central.errors import ServerError, StoreError
+from central.ingest_limits import TopicLimits, TopicRateLimiter
 from central.ingest_stats import IngestSnapshot, IngestStats
 from central.store import (
     BatchOutcome,
@@ -47,11 +49,11 @@ from central.store import (
 )
 from protocols.backoff import Backoff
 from protocols.fleet import (
-    PROTOCOL_VERSION,
     Ack,
     FleetError,
     TopicError,
     Topics,
+    ack_for,
     decode_data_batch,
     decode_status,
     encode,
@@ -59,10 +61,29 @@ from protocols.fleet import (
 )
 from protocols.fleet.broker_url import SOCKET_OPTIONS, BrokerAddress, parse_broker_url
 from protocols.fleet.topics import all_cabinets, shared
+from protocols.mqtt_client import FastClient
 
 logger = logging.getLogger(__name__)
 
+
+class RateLimited(FleetError):
+    reason = "rate_limited"
+
+    def __init__(self, topic: str) -> None:
+        super().__init__(f"{topic} is over its rate limit; this one of its refused messages is a sample")
+
+
+class IngestFault(FleetError):
+    """Something other than the message's validity failed on it (a bug, a value the store refused)."""
+
+    reason = "ingest_fault"
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(f"ingest failed on this message: {type(exc).__name__}: {exc}")
+
+
 DEFAULT_GROUP = "cityedge-central"
+_STORE_FAULT = "the store failed on it (an ingest fault, quarantined)"
 STABLE_SESSION_S = 10.0
 _UNSUPPORTED_PROTOCOL = (1, 0x84)  # MQTT 3.1.1 and MQTT 5 CONNACK codes for "unsupported protocol"
 
@@ -88,6 +109,8 @@ class Ingestor:
         *,
         store: Store,
         broker_url: str,
+        broker_username: str | None = None,
+        broker_password: str | None = None,
         group: str = DEFAULT_GROUP,
         client_id: str | None = None,
         timeout: float = 10.0,
@@ -96,11 +119,18 @@ class Ingestor:
         max_queued_messages: int = 10_000,
         backoff: Backoff | None = None,
         on_birth: Callable[[str], None] | None = None,
+        limits: TopicLimits | None = None,
     ) -> None:
         try:
-            self._address: BrokerAddress = parse_broker_url(broker_url)
+            parsed = parse_broker_url(broker_url)
         except ValueError as exc:
             raise ServerError("broker URL", str(exc)) from exc
+        # Credentials given apart from the URL (read from a file or the environment) win over it.
+        self._address: BrokerAddress = dataclasses.replace(
+            parsed,
+            username=broker_username or parsed.username,
+            password=broker_password or parsed.password,
+        )
         self._store = store
         self._group = group
         self._client_id = client_id or f"cityedge-central-{uuid.uuid4().hex[:12]}"
@@ -113,16 +143,15 @@ class Ingestor:
         self._on_birth = on_birth
 
         self._stats = IngestStats()
+        self._limiter = TopicRateLimiter(limits)
         self._batches: deque[ReceivedBatch] = deque()
         self._statuses: list[ReceivedStatus] = []
         self._quarantine: list[QuarantineEntry] = []
         self._pending_records = 0
         self._work = asyncio.Event()  # something is queued for the writer
-        self._room = asyncio.Event()  # the queue is below its bound: keep reading the broker
-        self._room.set()
         self._acks: list[Ack] = []
         self._ack_work = asyncio.Event()
-        self._client: aiomqtt.Client | None = None
+        self._client: FastClient | None = None
         self._subscribed = asyncio.Event()
         self._task_group: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -217,16 +246,17 @@ class Ingestor:
             self._subscribed.set()
             logger.info("ingesting from %s as %s", self._address, self._client_id)
             try:
+                # Messages are handled as they are decoded (_on_message); this only waits for the
+                # connection to end (and takes what a broker might deliver otherwise).
                 async for message in client.messages:
-                    self._handle(message)
-                    if not self._room.is_set():
-                        await self._room.wait()
+                    payload = message.payload
+                    self._on_message(message.topic.value, payload if isinstance(payload, bytes) else b"")
             finally:
                 self._client = None
                 self._subscribed.clear()
                 self._stats.mqtt_connected = False
 
-    async def _connect(self, stack: contextlib.AsyncExitStack) -> aiomqtt.Client:
+    async def _connect(self, stack: contextlib.AsyncExitStack) -> FastClient:
         try:
             return await stack.enter_async_context(self._new_client())
         except aiomqtt.MqttCodeError as exc:  # MqttConnectError is not exported
@@ -238,9 +268,9 @@ class Ingestor:
         self._protocol = aiomqtt.ProtocolVersion.V311
         return await stack.enter_async_context(self._new_client())
 
-    def _new_client(self) -> aiomqtt.Client:
+    def _new_client(self) -> FastClient:
         address = self._address
-        client = aiomqtt.Client(
+        client = FastClient(
             address.host,
             address.port,
             username=address.username,
@@ -254,6 +284,7 @@ class Ingestor:
             max_inflight_messages=100,
             tls_context=ssl.create_default_context() if address.tls else None,
             socket_options=SOCKET_OPTIONS,
+            message_handler=self._on_message,
         )
         client.pending_calls_threshold = 1_000  # acks are published concurrently by design
         return client
@@ -273,35 +304,54 @@ class Ingestor:
         if not _granted(codes):
             raise aiomqtt.MqttError(f"the broker refused the subscription to {topic}: {codes}")
 
-    def _handle(self, message: aiomqtt.Message) -> None:
-        topic = message.topic.value
-        payload = message.payload
+    def _on_message(self, topic: str, payload: bytes) -> bool:
+        """Every message, as the client decodes it, before anything is queued.
+
+        A topic over its rate is refused at the cost of a lookup; a batch refused here is never
+        acked, so its edge sends it again, and only a sample of what was refused is kept, to show
+        what the flood was. The rest is handled at once."""
+        verdict = self._limiter.check(topic, len(payload), time.monotonic())
+        if not verdict.allowed:
+            self._stats.reject("rate_limited")
+            if verdict.sample:
+                self._reject(topic, payload, RateLimited(topic), _now_ms())
+            return True
+        self._handle(topic, payload)
+        return True
+
+    def _handle(self, topic: str, payload: bytes) -> None:
         now = _now_ms()
         try:
-            cabinet, kind = parse_topic(topic)
-            if kind == "data":
-                batch = decode_data_batch(payload, topic_cabinet=cabinet)
-                self._queue_batch(ReceivedBatch(batch, now, topic, payload))
-            elif kind == "status":
-                # An empty retained payload is how a retained status is deleted: nothing to do.
-                if payload:
-                    status = decode_status(payload, topic_cabinet=cabinet)
-                    self._stats.statuses += 1
-                    self._statuses.append(ReceivedStatus(status, now))
-                    self._work.set()
-                    if status.online and self._on_birth is not None:
-                        self._on_birth(cabinet)
-            else:
-                raise TopicError(topic, f"central does not consume {kind!r} messages")
+            self._accept(topic, payload, now)
         except FleetError as exc:
             self._reject(topic, payload, exc, now)
+        except Exception as exc:  # one message's bug must not stop the others
+            logger.exception("ingest failed on a message on %s; quarantined", topic)
+            self._reject(topic, payload, IngestFault(exc), now)
+
+    def _accept(self, topic: str, payload: bytes, now: int) -> None:
+        cabinet, kind = parse_topic(topic)
+        if kind == "data":
+            batch = decode_data_batch(payload, topic_cabinet=cabinet)
+            self._queue_batch(ReceivedBatch(batch, now, topic, payload))
+        elif kind == "status":
+            # An empty retained payload is how a retained status is deleted: nothing to do.
+            if payload:
+                status = decode_status(payload, topic_cabinet=cabinet)
+                self._stats.statuses += 1
+                self._statuses.append(ReceivedStatus(status, now, topic, payload))
+                self._work.set()
+                if status.online and self._on_birth is not None:
+                    self._on_birth(cabinet)
+        else:
+            raise TopicError(topic, f"central does not consume {kind!r} messages")
 
     def _queue_batch(self, received: ReceivedBatch) -> None:
         self._stats.batches_received += 1
         self._batches.append(received)
         self._pending_records += _records(received)
-        if self._pending_records >= self._max_pending_records:
-            self._room.clear()
+        if self._pending_records >= self._max_pending_records and self._client is not None:
+            self._client.pause_reading()  # the writer is behind: let the broker hold the rest
         self._work.set()
 
     def _reject(self, topic: str, payload: bytes, exc: FleetError, now: int) -> None:
@@ -319,7 +369,7 @@ class Ingestor:
             batches, statuses, quarantine = self._take_group()
             while True:
                 try:
-                    outcomes = await self._store.write(batches, statuses, quarantine)
+                    outcomes = await self._write_group(batches, statuses, quarantine)
                     break
                 except StoreError as exc:
                     # Keep the group and retry: nothing was acknowledged, nothing is dropped.
@@ -330,6 +380,59 @@ class Ingestor:
                     await asyncio.sleep(delay)
             retry.reset()
             self._committed(batches, outcomes)
+
+    async def _write_group(
+        self,
+        batches: list[ReceivedBatch],
+        statuses: list[ReceivedStatus],
+        quarantine: list[QuarantineEntry],
+    ) -> list[BatchOutcome]:
+        """One transaction for the group; when the store fails otherwise than by being unreachable
+        (a value it cannot take, a bug), each message is written alone so only the culprit is
+        quarantined. StoreError propagates: the database is down, and the whole group waits."""
+        try:
+            return await self._store.write(batches, statuses, quarantine)
+        except StoreError:
+            raise
+        except Exception as exc:  # isolated below, message by message
+            logger.exception("storing a group of %d messages failed; storing each alone", len(batches))
+            self._stats.error(f"store: {type(exc).__name__}: {exc}", _now_ms())
+        if quarantine:
+            await self._write_alone([], [], quarantine, "the quarantine")
+        for status in statuses:
+            if await self._write_alone([], [status], [], status.topic) is None:
+                self._quarantine_fault(status.topic, status.payload, status.received_ms)
+        outcomes: list[BatchOutcome] = []
+        for received in batches:
+            written = await self._write_alone([received], [], [], received.topic)
+            if written is None:
+                self._quarantine_fault(received.topic, received.payload, received.received_ms)
+                b = received.batch
+                written = [BatchOutcome(b.cabinet, b.stream, b.first, b.last, 0, 0, 0, 0, _STORE_FAULT)]
+            outcomes.extend(written)
+        return outcomes
+
+    async def _write_alone(
+        self,
+        batches: list[ReceivedBatch],
+        statuses: list[ReceivedStatus],
+        quarantine: list[QuarantineEntry],
+        what: str,
+    ) -> list[BatchOutcome] | None:
+        try:
+            return await self._store.write(batches, statuses, quarantine)
+        except StoreError:
+            raise
+        except Exception:  # this one message is the culprit: reported, not fatal
+            logger.exception("could not store the message on %s", what)
+            return None
+
+    def _quarantine_fault(self, topic: str, payload: bytes, received_ms: int) -> None:
+        """Queue the culprit for the quarantine (written with the next group, not retried here)."""
+        self._stats.reject(IngestFault.reason)
+        detail = "the store failed on this message; see central's log at this time"
+        self._quarantine.append(QuarantineEntry(received_ms, topic, IngestFault.reason, detail, payload))
+        self._work.set()
 
     def _take_group(
         self,
@@ -350,9 +453,10 @@ class Ingestor:
     def _committed(self, batches: list[ReceivedBatch], outcomes: list[BatchOutcome]) -> None:
         stats = self._stats
         stats.commits += 1
-        for outcome in outcomes:
+        for received, outcome in zip(batches, outcomes, strict=True):
             if outcome.unstorable is not None:
-                stats.reject("unstorable")
+                if outcome.unstorable != _STORE_FAULT:  # counted as an ingest fault already
+                    stats.reject("unstorable")
                 logger.warning(
                     "quarantined batch %s..%s of %s: %s",
                     outcome.first,
@@ -368,19 +472,12 @@ class Ingestor:
             stats.duplicate_records += outcome.duplicates
             if outcome.duplicates and not outcome.new:
                 stats.duplicate_batches += 1
-            self._acks.append(
-                Ack(
-                    v=PROTOCOL_VERSION,
-                    cabinet=outcome.cabinet,
-                    stream=outcome.stream,
-                    first=outcome.first,
-                    last=outcome.last,
-                )
-            )
+            # Exactly the records of the batch, all committed now or held already; never its range.
+            self._acks.append(ack_for(received.batch))
         self._ack_work.set()
         self._pending_records -= sum(_records(b) for b in batches)
-        if self._pending_records < self._max_pending_records:
-            self._room.set()
+        if self._pending_records < self._max_pending_records and self._client is not None:
+            self._client.resume_reading()
 
     # -- acker ------------------------------------------------------------------------------
 
@@ -396,9 +493,12 @@ class Ingestor:
             await asyncio.gather(*(self._publish_ack(client, ack) for ack in acks))
 
     async def _publish_ack(self, client: aiomqtt.Client, ack: Ack) -> None:
+        # QoS 0: an ack is idempotent and a lost one costs a resend (acked again as a duplicate).
+        # At QoS 1 each would wait for the broker's PUBACK, which comes back on the ingest stream,
+        # behind whatever a flooding cabinet has queued there: acks would crawl for everyone.
         try:
             async with asyncio.timeout(self._timeout):
-                await client.publish(Topics(ack.cabinet).ack, encode(ack), qos=1)
+                await client.publish(Topics(ack.cabinet).ack, encode(ack), qos=0)
         except (aiomqtt.MqttError, TimeoutError) as exc:
             self._stats.acks_failed += 1
             self._stats.error(f"ack to {ack.cabinet}: {exc or type(exc).__name__}", _now_ms())

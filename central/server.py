@@ -77,6 +77,8 @@ class CentralServer:
         *,
         db_path: Path,
         broker_url: str,
+        broker_username: str | None = None,
+        broker_password: str | None = None,
         http_host: str = "127.0.0.1",
         http_port: int = 8080,
         group: str = DEFAULT_GROUP,
@@ -86,7 +88,14 @@ class CentralServer:
     ) -> None:
         self.store = SqliteStore(db_path, durable=durable)
         # Validates the broker URL now: a bad one fails before anything starts.
-        self.ingestor = Ingestor(store=self.store, broker_url=broker_url, group=group, on_birth=self._birth)
+        self.ingestor = Ingestor(
+            store=self.store,
+            broker_url=broker_url,
+            broker_username=broker_username,
+            broker_password=broker_password,
+            group=group,
+            on_birth=self._birth,
+        )
         # Commands go out on the ingestor's connection; a birth it receives triggers a resend.
         self.dispatcher = CommandDispatcher(
             store=self.store,
@@ -174,16 +183,24 @@ async def serve(
     *,
     db_path: Path,
     broker_url: str,
+    broker_username: str | None = None,
+    broker_password: str | None = None,
     http_host: str = "127.0.0.1",
     http_port: int = 8080,
     on_ready: Callable[[CentralServer], None] | None = None,
 ) -> None:
     """Run the aggregator until cancelled (the CLI cancels on SIGINT/SIGTERM); stops cleanly.
 
-    Returns early, re-raising its error, only if the HTTP server stops by itself.
+    Returns early, re-raising its error, only if the HTTP server stops by itself. The broker
+    credentials, when given, win over any in ``broker_url``.
     """
     async with CentralServer(
-        db_path=db_path, broker_url=broker_url, http_host=http_host, http_port=http_port
+        db_path=db_path,
+        broker_url=broker_url,
+        broker_username=broker_username,
+        broker_password=broker_password,
+        http_host=http_host,
+        http_port=http_port,
     ) as server:
         if on_ready is not None:
             on_ready(server)

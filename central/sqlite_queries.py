@@ -20,14 +20,13 @@ _CABINET_COLUMNS = """
     inventory
 """
 
-# For each point of the cabinet, the newest reading found through the (point_pk, ts) index: one
-# index probe per point, and nothing written on the ingest path to keep a "latest" table up to date.
+# For each point of the cabinet, its newest reading in sequence order, as named by latest_readings
+# (kept at ingest, one upsert per point per batch; see central.record_time): one probe per point.
 _LATEST = """
 SELECT p.name, r.ts, r.value, r.quality, r.reason
 FROM points AS p
-JOIN readings AS r ON (r.stream_pk, r.seq) = (
-    SELECT stream_pk, seq FROM readings WHERE point_pk = p.id ORDER BY ts DESC LIMIT 1
-)
+JOIN latest_readings AS l ON l.point_pk = p.id
+JOIN readings AS r ON (r.stream_pk, r.seq) = (l.stream_pk, l.seq)
 WHERE p.cabinet = ?
 ORDER BY p.name
 """

@@ -94,6 +94,67 @@ CREATE TABLE IF NOT EXISTS alarms (
 CREATE INDEX IF NOT EXISTS alarms_active ON alarms (active, updated_ms);
 """
 
+# API tokens and the audit log of state-changing requests (central.auth, central.api_audit). A token
+# keeps only its digest; its key id (public) finds it. One live token per name.
+AUTH_SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_tokens (
+    key_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+    digest TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    revoked_ms INTEGER
+);
+CREATE UNIQUE INDEX IF NOT EXISTS api_tokens_live_name ON api_tokens (name) WHERE revoked_ms IS NULL;
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts_ms INTEGER NOT NULL,
+    who TEXT,
+    role TEXT,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    client TEXT,
+    status INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_ts ON audit (ts_ms);
+"""
+
+# Order by sequence, not by time (``central.record_time``). ``latest_readings`` names each point's
+# newest reading in (stream, seq) order that was not stamped ahead: one upsert per point per batch,
+# read with one probe per point. ``time_suspect`` lists the records stamped ahead of their receive
+# time: written only for them, so it costs nothing while clocks are right. A database created before
+# this table gets it filled once from the old rule (newest by time), with one probe per point.
+RECORD_TIME_SCHEMA = """
+CREATE TABLE IF NOT EXISTS time_suspect (
+    stream_pk INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL,
+    PRIMARY KEY (stream_pk, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS latest_readings (
+    point_pk INTEGER PRIMARY KEY,
+    stream_pk INTEGER NOT NULL,
+    seq INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO latest_readings (point_pk, stream_pk, seq)
+SELECT p.id, r.stream_pk, r.seq
+FROM points AS p
+JOIN readings AS r ON (r.stream_pk, r.seq) = (
+    SELECT stream_pk, seq FROM readings AS n
+    WHERE n.point_pk = p.id
+        AND NOT EXISTS (SELECT 1 FROM time_suspect AS t WHERE (t.stream_pk, t.seq) = (n.stream_pk, n.seq))
+    ORDER BY n.ts DESC LIMIT 1
+)
+WHERE NOT EXISTS (SELECT 1 FROM latest_readings);
+-- The newest event of one kind from each source of a cabinet, in sequence order (the lighting view:
+-- one lighting_state per output) costs one probe of this index per source, whatever the length of the
+-- history. It replaces the index by time of the same events.
+CREATE INDEX IF NOT EXISTS events_cabinet_kind_source_seq ON events (cabinet, kind, source, stream_pk, seq);
+DROP INDEX IF EXISTS events_cabinet_kind_source_ts;
+"""
+
 SCHEMA = (
     """
 CREATE TABLE IF NOT EXISTS cabinets (
@@ -137,9 +198,6 @@ CREATE TABLE IF NOT EXISTS events (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
 CREATE INDEX IF NOT EXISTS events_cabinet_ts ON events (cabinet, ts);
--- The newest event of one kind from each source of a cabinet (the lighting view: one lighting_state
--- per output) costs one probe of this index per source, whatever the length of the history.
-CREATE INDEX IF NOT EXISTS events_cabinet_kind_source_ts ON events (cabinet, kind, source, ts);
 CREATE TABLE IF NOT EXISTS command_results (
     stream_pk INTEGER NOT NULL,
     seq INTEGER NOT NULL,
@@ -153,6 +211,7 @@ CREATE TABLE IF NOT EXISTS command_results (
 CREATE INDEX IF NOT EXISTS command_results_id ON command_results (cabinet, command_id);
 """
     + COMMANDS_SCHEMA
+    + RECORD_TIME_SCHEMA
     + """
 CREATE TABLE IF NOT EXISTS quarantine (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -169,6 +228,7 @@ CREATE TABLE IF NOT EXISTS counters (
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
 """
+    + AUTH_SCHEMA
 )
 
 

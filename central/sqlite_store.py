@@ -16,9 +16,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
 
+from central import sqlite_auth as sa
 from central import sqlite_commands as sc
 from central import sqlite_queries as q
 from central import sqlite_views as sv
+from central.auth_rows import AuditEntry, AuditRow, TokenRow
 from central.errors import StoreError
 from central.sqlite_schema import BUSY_TIMEOUT_S, connect, create_schema
 from central.sqlite_writer import SqliteWriter
@@ -271,3 +273,23 @@ class SqliteStore:
                 c, cabinet, point, start_ms=start_ms, end_ms=end_ms, fold=fold, neighbours=neighbours
             ),
         )
+
+    # -- API tokens and audit -----------------------------------------------------------------
+
+    async def add_token(self, token: TokenRow) -> bool:
+        return await self._in_transaction("add token", lambda cur: sa.insert_token(cur, token))
+
+    async def token(self, key_id: str) -> TokenRow | None:
+        return await self._on_reader("read token", lambda c: sa.token(c, key_id))
+
+    async def tokens(self) -> list[TokenRow]:
+        return await self._on_reader("list tokens", sa.tokens)
+
+    async def revoke_tokens(self, name: str, *, revoked_ms: int) -> int:
+        return await self._in_transaction("revoke token", lambda cur: sa.revoke_tokens(cur, name, revoked_ms))
+
+    async def add_audit(self, entry: AuditEntry) -> None:
+        await self._in_transaction("write audit entry", lambda cur: sa.insert_audit(cur, entry))
+
+    async def audit(self, *, since_ms: int | None = None, limit: int = 100) -> list[AuditRow]:
+        return await self._on_reader("read audit", lambda c: sa.audit(c, since_ms, limit))

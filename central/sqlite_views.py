@@ -1,25 +1,29 @@
 """Alarms, the newest events of a kind, and readings streamed for computations, in SQLite.
 
-``apply_alarm_events`` runs on the writer thread inside the batch's transaction; the others are reads.
+``apply_alarm_events``, ``apply_latest_readings`` and ``flag_time_suspects`` run on the writer thread
+inside the batch's transaction; the others are reads. All of them order a cabinet's records by
+sequence and leave out records stamped ahead of their receive time (``central.record_time``).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TypeVar
 
 from central.alarms import alarm_change
+from central.record_time import stamped_ahead
 from central.sqlite_queries import EVENT_COLUMNS
 from central.store import EventRow, ReadingRow
 from central.store_rows import AlarmRow
-from protocols.fleet import Event
+from protocols.fleet import DataBatch, Event, Reading
 from protocols.quality import Quality
 
 _T = TypeVar("_T")
 
-# The newest event about an alarm wins, whatever order the batches arrive in: (ts, stream, seq)
-# orders events, and replaying an event already applied changes nothing (strictly newer only).
+# The newest event about an alarm wins, whatever order the batches arrive in: (stream, seq) orders
+# events, never their stamps, and replaying an event already applied changes nothing (strictly newer
+# only).
 _UPSERT_ALARM = """
 INSERT INTO alarms VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (cabinet, device, alarm) DO UPDATE SET
@@ -31,13 +35,19 @@ ON CONFLICT (cabinet, device, alarm) DO UPDATE SET
     updated_ms = excluded.updated_ms,
     updated_stream = excluded.updated_stream,
     updated_seq = excluded.updated_seq
-WHERE (excluded.updated_ms, excluded.updated_stream, excluded.updated_seq)
-    > (alarms.updated_ms, alarms.updated_stream, alarms.updated_seq)
+WHERE (excluded.updated_stream, excluded.updated_seq) > (alarms.updated_stream, alarms.updated_seq)
 """
+_UPSERT_LATEST = """
+INSERT INTO latest_readings VALUES (?, ?, ?)
+ON CONFLICT (point_pk) DO UPDATE SET stream_pk = excluded.stream_pk, seq = excluded.seq
+WHERE (excluded.stream_pk, excluded.seq) > (latest_readings.stream_pk, latest_readings.seq)
+"""
+_INSERT_SUSPECT = "INSERT OR IGNORE INTO time_suspect VALUES (?, ?, ?, ?)"
 _ALARM_COLUMNS = "cabinet, device, alarm, active, severity, message, raised_ms, cleared_ms, updated_ms"
 
 # Walks the distinct sources through the index (each step: the smallest source after the last one),
-# then takes the newest event of each: a few index probes per source, never a scan of the history.
+# then takes the newest event of each in sequence order, passing over any stamped ahead: a few index
+# probes per source, never a scan of the history.
 _LATEST_EVENTS = f"""
 WITH RECURSIVE sources (source) AS (
     SELECT min(source) FROM events WHERE cabinet = :cabinet AND kind = :kind
@@ -51,9 +61,10 @@ WITH RECURSIVE sources (source) AS (
 SELECT {EVENT_COLUMNS}
 FROM sources
 JOIN events AS e ON (e.stream_pk, e.seq) = (
-    SELECT stream_pk, seq FROM events
+    SELECT stream_pk, seq FROM events AS n
     WHERE cabinet = :cabinet AND kind = :kind AND source = sources.source
-    ORDER BY ts DESC, stream_pk DESC, seq DESC
+        AND NOT EXISTS (SELECT 1 FROM time_suspect AS t WHERE (t.stream_pk, t.seq) = (n.stream_pk, n.seq))
+    ORDER BY stream_pk DESC, seq DESC
     LIMIT 1
 )
 JOIN streams AS s ON s.id = e.stream_pk
@@ -74,11 +85,13 @@ WHERE point_pk = ? AND ts >= ? AND quality = ? ORDER BY ts LIMIT 1
 """
 
 
-def apply_alarm_events(cur: sqlite3.Cursor, cabinet: str, stream_pk: int, events: Iterable[Event]) -> None:
+def apply_alarm_events(
+    cur: sqlite3.Cursor, cabinet: str, stream_pk: int, events: Iterable[Event], received_ms: int
+) -> None:
     rows = []
     for event in events:
         change = alarm_change(event)
-        if change is None:
+        if change is None or stamped_ahead(event.ts, received_ms):
             continue
         rows.append(
             (
@@ -97,6 +110,34 @@ def apply_alarm_events(cur: sqlite3.Cursor, cabinet: str, stream_pk: int, events
         )
     if rows:
         cur.executemany(_UPSERT_ALARM, rows)
+
+
+def apply_latest_readings(
+    cur: sqlite3.Cursor,
+    stream_pk: int,
+    readings: Iterable[Reading],
+    point_pks: Mapping[str, int],
+    received_ms: int,
+) -> None:
+    """Each point's newest reading of the batch (by seq, not stamped ahead) becomes its latest value
+    unless a newer one in sequence already is: one upsert per point, whatever the batch's size."""
+    newest: dict[str, int] = {}
+    for reading in readings:
+        if reading.seq > newest.get(reading.point, -1) and not stamped_ahead(reading.ts, received_ms):
+            newest[reading.point] = reading.seq
+    cur.executemany(_UPSERT_LATEST, [(point_pks[point], stream_pk, seq) for point, seq in newest.items()])
+
+
+def flag_time_suspects(cur: sqlite3.Cursor, stream_pk: int, batch: DataBatch, received_ms: int) -> None:
+    """List the batch's records stamped ahead of their receive time (they are stored all the same)."""
+    rows = [
+        (stream_pk, record.seq, record.ts, received_ms)
+        for records in (batch.readings, batch.events, batch.results)
+        for record in records
+        if stamped_ahead(record.ts, received_ms)
+    ]
+    if rows:
+        cur.executemany(_INSERT_SUSPECT, rows)
 
 
 def alarms(conn: sqlite3.Connection, cabinet: str | None, active: bool | None, limit: int) -> list[AlarmRow]:

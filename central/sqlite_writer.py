@@ -24,7 +24,7 @@ import msgspec
 
 from central.sqlite_commands import apply_results
 from central.sqlite_schema import INSERT_READING
-from central.sqlite_views import apply_alarm_events
+from central.sqlite_views import apply_alarm_events, apply_latest_readings, flag_time_suspects
 from central.store import (
     QUARANTINE_MAX_ROWS,
     QUARANTINE_PAYLOAD_BYTES,
@@ -148,16 +148,19 @@ class SqliteWriter:
         cabinet = batch.cabinet
         cur.execute(_UPSERT_SEEN, (cabinet, received_ms, batch.backlog))
         stream_pk = self._stream_pk(cur, cabinet, batch.stream)
-        readings_new = self._insert_readings(cur, stream_pk, batch) if batch.readings else 0
-        events_new = self._insert_events(cur, stream_pk, batch) if batch.events else 0
+        readings_new = self._insert_readings(cur, stream_pk, batch, received_ms) if batch.readings else 0
+        events_new = self._insert_events(cur, stream_pk, batch, received_ms) if batch.events else 0
         results_new = self._insert_results(cur, stream_pk, batch) if batch.results else 0
+        flag_time_suspects(cur, stream_pk, batch, received_ms)
         total = len(batch.readings) + len(batch.events) + len(batch.results)
         new = readings_new + events_new + results_new
         return BatchOutcome(
             cabinet, batch.stream, batch.first, batch.last, readings_new, events_new, results_new, total - new
         )
 
-    def _insert_readings(self, cur: sqlite3.Cursor, stream_pk: int, batch: DataBatch) -> int:
+    def _insert_readings(
+        self, cur: sqlite3.Cursor, stream_pk: int, batch: DataBatch, received_ms: int
+    ) -> int:
         cabinet = batch.cabinet
         points = self._points.get(cabinet)
         if points is None:
@@ -178,9 +181,11 @@ class SqliteWriter:
             for r in batch.readings
         ]
         cur.executemany(INSERT_READING, rows)
-        return cur.rowcount
+        new = cur.rowcount
+        apply_latest_readings(cur, stream_pk, batch.readings, points, received_ms)
+        return new
 
-    def _insert_events(self, cur: sqlite3.Cursor, stream_pk: int, batch: DataBatch) -> int:
+    def _insert_events(self, cur: sqlite3.Cursor, stream_pk: int, batch: DataBatch, received_ms: int) -> int:
         cabinet = batch.cabinet
         rows = [
             (stream_pk, e.seq, cabinet, e.ts, e.source, e.kind, e.severity, e.message, _json_text(e.data))
@@ -188,7 +193,7 @@ class SqliteWriter:
         ]
         cur.executemany(_INSERT_EVENT, rows)
         new = cur.rowcount
-        apply_alarm_events(cur, cabinet, stream_pk, batch.events)
+        apply_alarm_events(cur, cabinet, stream_pk, batch.events, received_ms)
         return new
 
     def _insert_results(self, cur: sqlite3.Cursor, stream_pk: int, batch: DataBatch) -> int:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, TypeVar
 
+from central.auth_rows import AuditEntry, AuditRow, TokenRow
 from central.store_rows import AlarmRow, CommandRow, GroupCommandRow, GroupRow
 from protocols.fleet import DataBatch, Status
 from protocols.fleet.messages import Scalar
@@ -41,6 +42,8 @@ class ReceivedBatch(NamedTuple):
 class ReceivedStatus(NamedTuple):
     status: Status
     received_ms: int
+    topic: str = ""
+    payload: bytes = b""
 
 
 class QuarantineEntry(NamedTuple):
@@ -272,4 +275,28 @@ class Store(Protocol):
         must not touch the event loop. ``neighbours`` adds the last good reading before the range
         and the first good one after it.
         """
+        ...
+
+    # -- API tokens and audit -----------------------------------------------------------------
+
+    async def add_token(self, token: TokenRow) -> bool:
+        """Store a new token; False (nothing stored) when a live token already has its name."""
+        ...
+
+    async def token(self, key_id: str) -> TokenRow | None:
+        """The token with this key id, live or revoked."""
+        ...
+
+    async def tokens(self) -> list[TokenRow]:
+        """Every token, live and revoked, by name."""
+        ...
+
+    async def revoke_tokens(self, name: str, *, revoked_ms: int) -> int:
+        """Revoke the live tokens of ``name``; how many were."""
+        ...
+
+    async def add_audit(self, entry: AuditEntry) -> None: ...
+
+    async def audit(self, *, since_ms: int | None = None, limit: int = 100) -> list[AuditRow]:
+        """Audit entries newest first, optionally with ts_ms >= since_ms."""
         ...

@@ -195,8 +195,9 @@ class ScriptedEdge(_Subscriber):
         payload = encode(status)
         await client.publish(self.topics.status, payload, qos=1, retain=True)
 
-    async def send(self, *records: Reading | Event | CommandResult) -> None:
-        """Publish the records as one batch and wait for central's ack of it."""
+    async def send(self, *records: Reading | Event | CommandResult, resend_s: float | None = None) -> None:
+        """Publish the records as one batch and wait for central's ack of it; with ``resend_s``,
+        publish it again each time that passes without the ack, as an agent does."""
         client = self._connected()
         seqs = [r.seq for r in records]
         first, last = min(seqs), max(seqs)
@@ -209,12 +210,21 @@ class ScriptedEdge(_Subscriber):
             events=[encode(r) for r in records if isinstance(r, Event)],
             results=[encode(r) for r in records if isinstance(r, CommandResult)],
         )
-        await client.publish(self.topics.data, payload, qos=1)
-        await wait_until(
-            lambda: any((a.first, a.last) == (first, last) for a in self.acks),
-            timeout=self.timeout,
-            what=f"central's ack of {self.cabinet} seq {first}..{last}",
-        )
+        what = f"central's ack of {self.cabinet} seq {first}..{last}"
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        while True:
+            await client.publish(self.topics.data, payload, qos=1)
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                await wait_until(
+                    lambda: any((a.first, a.last) == (first, last) for a in self.acks),
+                    timeout=max(0.01, min(left, resend_s or left)),
+                    what=what,
+                )
+                return
+            except TimeoutError:
+                if resend_s is None or asyncio.get_running_loop().time() >= deadline:
+                    raise
 
     async def wait_command(self, command_id: str, *, count: int = 1) -> Command:
         """The command ``command_id`` once it arrived ``count`` times."""

@@ -10,11 +10,16 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
+
+if TYPE_CHECKING:
+    from central.auth import Tokens
+
+_T = TypeVar("_T")
 
 app = typer.Typer(
     help="cityedge: street cabinets' edge agent and the central aggregator.",
@@ -24,8 +29,13 @@ app = typer.Typer(
 )
 agent_app = typer.Typer(help="The edge agent that runs in a street cabinet.", no_args_is_help=True)
 central_app = typer.Typer(help="The central aggregator of the control room.", no_args_is_help=True)
+token_app = typer.Typer(
+    help="API tokens: who may read (viewer), send commands (operator), read the audit log (admin).",
+    no_args_is_help=True,
+)
 app.add_typer(agent_app, name="agent")
 app.add_typer(central_app, name="central")
+central_app.add_typer(token_app, name="token")
 
 USAGE_ERROR = 2
 
@@ -137,23 +147,55 @@ def agent_check(
 @central_app.command("serve")
 def central_serve(
     db: Annotated[Path, typer.Option(help="SQLite database file (created if missing).")] = Path("central.db"),
-    broker: Annotated[str, typer.Option(help="Broker URL, mqtt://[user:pass@]host:port.")] = (
-        "mqtt://127.0.0.1:1883"
-    ),
+    broker: Annotated[
+        str, typer.Option(help="Broker URL, mqtt://[user@]host:port; no password here (see below).")
+    ] = "mqtt://127.0.0.1:1883",
+    broker_password_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File holding the broker password, readable by this user only (0600 or 0640). "
+            "Without it: $CITYEDGE_BROKER_PASSWORD, the file named by $CITYEDGE_BROKER_PASSWORD_FILE, "
+            "or the systemd credential broker-password."
+        ),
+    ] = None,
     http: Annotated[str, typer.Option(help="HOST:PORT the HTTP API listens on.")] = "127.0.0.1:8080",
     verbose: Verbose = False,
 ) -> None:
     """Ingest every cabinet's data from the broker, store it, serve the HTTP API."""
     from central.server import serve
-    from protocols.fleet.broker_url import parse_broker_url
 
     host, port = _host_port(http, "--http")
+    password = _broker_password(broker, broker_password_file)
+    _setup_logging(verbose)
+    _run_until_interrupted(
+        serve(db_path=db, broker_url=broker, broker_password=password, http_host=host, http_port=port)
+    )
+
+
+def _broker_password(url: str, password_file: Path | None) -> str | None:
+    """The password of ``central serve``: never from its command line, where every user can read it."""
+    from protocols.fleet.broker_url import (
+        PASSWORD_ENV,
+        SecretFileError,
+        parse_broker_url,
+        password_from_environment,
+        read_secret_file,
+    )
+
     try:
-        parse_broker_url(broker)
+        address = parse_broker_url(url)
     except ValueError as exc:
         _fail(f"--broker: {exc}")
-    _setup_logging(verbose)
-    _run_until_interrupted(serve(db_path=db, broker_url=broker, http_host=host, http_port=port))
+    if address.password is not None:
+        _fail(
+            f"--broker {address}: the URL holds a password, and a command line is visible to every user"
+            " of this machine: remove it from the URL and put it in a file only this user can read"
+            f" (--broker-password-file FILE), or in ${PASSWORD_ENV} (an EnvironmentFile)"
+        )
+    try:
+        return read_secret_file(password_file) if password_file else password_from_environment()
+    except SecretFileError as exc:
+        _fail(f"broker password file {exc}")
 
 
 @app.command("demo")
@@ -183,3 +225,63 @@ def demo(
         )
     except BrokerError as exc:
         _fail(str(exc))
+
+
+TokenDb = Annotated[Path, typer.Option("--db", help="The aggregator's SQLite database (created if missing).")]
+
+
+def _with_tokens(db: Path, work: Callable[[Tokens], Awaitable[_T]]) -> _T:
+    """Run ``work`` on the tokens of the database ``db``; a store or token error is one line, exit 2."""
+    from central.auth import TokenError, Tokens
+    from central.errors import StoreError
+    from central.sqlite_store import SqliteStore
+
+    async def run() -> _T:
+        async with SqliteStore(db) as store:
+            return await work(Tokens(store))
+
+    try:
+        return asyncio.run(run())
+    except (TokenError, StoreError) as exc:
+        _fail(str(exc))
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option(help="viewer, operator or admin.")],
+    name: Annotated[str, typer.Option(help="Whose token: shown in the audit log and as issued_by.")],
+    db: TokenDb = Path("central.db"),
+) -> None:
+    """Make a token and print it, once: only its digest is stored."""
+    from central.auth import TokenError, parse_role
+
+    try:
+        parsed = parse_role(role)
+    except TokenError as exc:
+        _fail(f"--role: {exc.problem}; {exc.hint}")
+    token = _with_tokens(db, lambda tokens: tokens.create(name, parsed))
+    typer.echo(f"token {name!r} ({parsed.value}) stored in {db.resolve()}; it is shown only now:", err=True)
+    typer.echo(token)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    name: Annotated[str, typer.Argument(help="The token's name.")],
+    db: TokenDb = Path("central.db"),
+) -> None:
+    """Revoke the token of NAME: its next request gets 401."""
+    _with_tokens(db, lambda tokens: tokens.revoke(name))
+    typer.echo(f"token {name!r} revoked in {db.resolve()}", err=True)
+
+
+@token_app.command("list")
+def token_list(db: TokenDb = Path("central.db")) -> None:
+    """The live tokens: name, role, key id and when each was made (never the token itself)."""
+    import datetime as dt
+
+    rows = _with_tokens(db, lambda tokens: tokens.live())
+    if not rows:
+        typer.echo(f"no live token in {db.resolve()}", err=True)
+    for row in rows:
+        made = dt.datetime.fromtimestamp(row.created_ms / 1000, dt.UTC).isoformat(timespec="seconds")
+        typer.echo(f"{row.name}\t{row.role}\t{row.key_id}\t{made}")

@@ -11,15 +11,21 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+from central.auth import Tokens
+from central.auth_rows import Role
 from central.server import CentralServer
 from cityedge.broker import EmbeddedBroker, MosquittoBroker, mosquitto_path
 from edge_agent.agent import Agent
+from edge_agent.clock import SystemClock
+from edge_agent.clock_sync import ClockTrust
 from edge_agent.config import load_config
 from protocols.modbus.profile import default_profile_dirs, load_profile
 from protocols.modbus.simulator import LightingControllerSimulator
 
 CONTROLLERS_PER_CABINET = 2
 DEMO_PROFILE = "lighting-single-circuit"
+# The demo's API token: made again at each start (the previous one is revoked), with every right.
+DEMO_TOKEN_NAME = "demo"
 
 
 @contextlib.asynccontextmanager
@@ -115,18 +121,26 @@ async def run_demo(
             folder.mkdir(exist_ok=True)
             config_path = folder / "agent.toml"
             config_path.write_text(cabinet_config(cabinet=cabinet, broker_url=url, controller_ports=ports))
-            agents.append(Agent(load_config(config_path)))
+            # Simulated cabinets on the host's clock, taken as set: a laptop or a VM often reports
+            # itself unsynchronised (its host keeps the time), and the demo is not about that.
+            host_clock = SystemClock(trust=ClockTrust(status=lambda: True))
+            agents.append(Agent(load_config(config_path), clock=host_clock))
         base = central.url
+        token = await Tokens(central.store).replace(DEMO_TOKEN_NAME, Role.ADMIN)
         announce(f"aggregator: {base} (database {data_dir / 'central.db'})")
         announce(
             f"{cabinets} simulated cabinets, {CONTROLLERS_PER_CABINET} lighting controllers each,"
             " lit by the schedule of Dijon's street lights"
         )
-        announce("open:")
+        announce(f"API token ({Role.ADMIN.value}, named {DEMO_TOKEN_NAME!r}; a new one at each start):")
+        announce(f"  {token}")
+        announce("the API needs it in each request, e.g.:")
+        announce(f"  curl -H 'Authorization: Bearer {token}' {base}/api/v1/cabinets")
+        announce("read:")
         announce(f"  {base}/api/v1/cabinets                       fleet status")
         announce(f"  {base}/api/v1/cabinets/demo-001/points       latest values of one cabinet")
         announce(f"  {base}/api/v1/events                         events (device lost, evictions)")
-        announce(f"  {base}/docs                                  the API, interactive")
+        announce(f"  {base}/docs                                  the API to try ('Authorize': the token)")
         announce("Ctrl-C stops everything.")
         async with asyncio.TaskGroup() as tasks:
             for agent in agents:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from edge_agent.alarms import DeviceAlarms
 from edge_agent.buffer import Buffer
 from edge_agent.clock import Clock, SystemClock
+from edge_agent.clock_alarm import ClockAlarm
 from edge_agent.command_ledger import CommandLedger
 from edge_agent.commands import CommandExecutor
 from edge_agent.config import DeviceSection, LoadedConfig
@@ -56,6 +57,7 @@ class Agent:
             configured=loaded.schedule,
             buffer=self.buffer,
             clock=clock,
+            failsafe=self.config.lighting.clock_failsafe,
         )
         self.alarms = {
             device.name: DeviceAlarms(device=device.name, settings=device.alarms, buffer=self.buffer)
@@ -72,9 +74,11 @@ class Agent:
                 observer=self._alarm_observer(name),
                 lost_after=device.alarms.raise_after,
                 back_after=device.alarms.clear_after,
+                synchronised=clock.synchronised,
             )
             for (name, driver, _), device in zip(devices, self.config.devices, strict=True)
         ]
+        self.clock_alarm = ClockAlarm(clock=clock, buffer=self.buffer)
         self.ledger = CommandLedger(self.buffer)
         self.commands = CommandExecutor(
             cabinet=self.config.cabinet.id,
@@ -133,9 +137,11 @@ class Agent:
                 data={"boot_count": self.buffer.boot_count, "config_hash": self.loaded.digest},
             )
             await self.ledger.open()
-            await self.ledger.prune(self.clock_ms())
+            if self.clock.synchronised():  # on a wrong clock (2099) pruning would forget every id
+                await self.ledger.prune(self.clock_ms())
             await self.lighting.open()
             await self._restore_device_states()
+            await self.clock_alarm.restore()
             log.info(
                 "cabinet %s: stream %s, boot %d, %d records buffered, %d devices",
                 self.config.cabinet.id,
@@ -151,6 +157,7 @@ class Agent:
                 tasks.create_task(self.sync.run(), name="sync")
                 tasks.create_task(self.lighting.run(), name="lighting")
                 tasks.create_task(self.commands.run(), name="commands")
+                tasks.create_task(self.clock_alarm.run(), name="clock")
 
     async def _restore_device_states(self) -> None:
         """Device-lost flags and raised alarms survive a restart, so each is cleared exactly once."""

@@ -14,6 +14,7 @@ All SQLite work runs on one dedicated thread, off the event loop.
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import sqlite3
 from collections.abc import Callable, Iterable
@@ -25,7 +26,7 @@ from types import TracebackType
 from typing import Self, TypeVar
 
 from edge_agent.errors import BufferError
-from protocols.fleet import CommandResult, Event, FleetError, Reading, decode_record, encode
+from protocols.fleet import CommandResult, Event, FleetError, Reading, decode_record, encode, seq_ranges
 from protocols.fleet.messages import MAX_DATA_BYTES, Scalar, Severity
 from protocols.quality import Quality
 
@@ -66,6 +67,7 @@ class Batch:
     readings: list[bytes] = field(default_factory=list)
     events: list[bytes] = field(default_factory=list)
     results: list[bytes] = field(default_factory=list)
+    seqs: list[int] = field(default_factory=list)  # of the records carried, ascending
 
     @property
     def count(self) -> int:
@@ -182,6 +184,9 @@ class Buffer:
         reason: str | None = None,
     ) -> int:
         seq = self._take_seq()
+        if isinstance(value, float) and not math.isfinite(value):
+            # The protocol carries finite numbers only: a NaN register is a bad reading, said so.
+            value, quality, reason = None, Quality.BAD, f"not_finite: the device gave {value}"
         # Texts are cut to the protocol's limits here: central refuses a batch holding an overlong
         # one, and a refused batch would be resent forever.
         try:
@@ -262,7 +267,7 @@ class Buffer:
             return None
         stamps = [ts for _, ts, _ in victims]
         eviction = Eviction(
-            ranges=_ranges(seq for seq, _, _ in victims),
+            ranges=seq_ranges(seq for seq, _, _ in victims),
             count=len(victims),
             first_ts=min(stamps),
             last_ts=max(stamps),
@@ -463,9 +468,10 @@ class Buffer:
             if size > BATCH_BYTES_BUDGET and batch.count:
                 break
             lists[Kind(kind)].append(body)
+            batch.seqs.append(seq)
             batch.last = seq
         if last is not None and batch.count == len(rows):
-            # A resend covers the original range whatever was evicted since, so its ack clears it.
+            # A resend keeps the batch's original range (what was evicted since is simply absent).
             batch.first, batch.last = after + 1, last
         return batch
 
@@ -482,14 +488,3 @@ class Buffer:
             if candidate.exists():
                 total += candidate.stat().st_size
         return total
-
-
-def _ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
-    """Collapse sorted seqs into inclusive ranges: 1,2,3,7 -> (1,3),(7,7)."""
-    ranges: list[tuple[int, int]] = []
-    for seq in seqs:
-        if ranges and ranges[-1][1] == seq - 1:
-            ranges[-1] = (ranges[-1][0], seq)
-        else:
-            ranges.append((seq, seq))
-    return ranges

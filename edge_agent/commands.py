@@ -5,6 +5,10 @@ central republishing) is ignored. One past its ``not_after`` is refused as expir
 make sense here (unknown action, device, bad arguments, invalid schedule) is rejected with the reason.
 Results (accepted, then executed / failed / expired / rejected) go into the buffer and are committed at
 once, so the operator sees them in well under a second when the network is up, and later when not.
+
+Expiry is judged only on a synchronised clock: a cabinet whose clock is wrong (1970, 2099) executes a
+command rather than refuse it on a time it cannot tell, and central (which expires what is not answered
+by ``not_after``, see ``central.dispatch``) judges it instead.
 """
 
 from __future__ import annotations
@@ -130,7 +134,7 @@ class CommandExecutor:
 
     async def _execute(self, command: Command) -> None:
         now = self.clock.now_ms()
-        if now > command.not_after:
+        if self._past_not_after(command, now):
             await self._finish(
                 command, "expired", f"received at {_iso(now)}, after its not_after {_iso(command.not_after)}"
             )
@@ -152,6 +156,10 @@ class CommandExecutor:
             await self._finish(command, "failed", f"internal error: {type(exc).__name__}: {exc}")
             return
         await self._finish(command, "executed", None)
+
+    def _past_not_after(self, command: Command, now_ms: int) -> bool:
+        """Only a synchronised clock can tell; otherwise central judges (see the module's docstring)."""
+        return now_ms > command.not_after and self.clock.synchronised()
 
     def _plan(self, command: Command) -> _Plan:
         devices = self._devices(command)
@@ -179,7 +187,7 @@ class CommandExecutor:
 
     def _override(self, command: Command, devices: list[str], level: int) -> _Plan:
         until = _until(command.args.get("until"))
-        if until is not None and until <= self.clock.now_ms():
+        if until is not None and until <= self.clock.now_ms() and self.clock.synchronised():
             raise Rejected(f"args.until {_iso(until)} is already past")
 
         def run() -> Awaitable[None]:

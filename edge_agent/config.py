@@ -7,19 +7,37 @@ expected, in one line, so a technician can fix it without reading code.
 from __future__ import annotations
 
 import hashlib
+import logging
+import stat
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from edge_agent.errors import ConfigError
 from edge_agent.lighting import LightingSchedule, ScheduleError, parse_schedule
 from edge_agent.lighting.roles import role_problem
 from protocols.errors import ProfileError
-from protocols.fleet.broker_url import BrokerAddress, parse_broker_url
+from protocols.fleet.broker_url import (
+    BrokerAddress,
+    SecretFileError,
+    parse_broker_url,
+    password_from_environment,
+    read_secret_file,
+)
 from protocols.fleet.topics import CABINET_ID_PATTERN
 from protocols.modbus.profile import Profile, find_profile, profile_search_path
+
+logger = logging.getLogger(__name__)
 
 DriverName = Literal["modbus-tcp", "modbus-rtu"]
 
@@ -33,16 +51,31 @@ class CabinetSection(_Model):
 
 
 class BrokerSection(_Model):
+    """Where the broker is and who the cabinet is to it.
+
+    The password comes from ``password_file`` (a file only the agent's user can read; relative to the
+    config file's folder), else ``password`` (then the config file itself must be kept from other
+    users), else the URL, else the environment (``CITYEDGE_BROKER_PASSWORD``,
+    ``CITYEDGE_BROKER_PASSWORD_FILE``, or the systemd credential ``broker-password``).
+    """
+
     url: str = "mqtt://127.0.0.1:1883"
     username: str | None = None
-    password: str | None = None
+    password: SecretStr | None = None  # never shown: repr, str and errors print ********
+    password_file: Path | None = None
     keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
 
     @field_validator("url")
     @classmethod
     def _url_parses(cls, url: str) -> str:
-        parse_broker_url(url)  # raises ValueError naming the URL and a good example
+        parse_broker_url(url)  # raises ValueError naming the URL (password redacted) and a good example
         return url
+
+    @model_validator(mode="after")
+    def _one_password(self) -> BrokerSection:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give either password or password_file, not both (password_file is better)")
+        return self
 
     def address(self) -> BrokerAddress:
         parsed = parse_broker_url(self.url)
@@ -51,7 +84,7 @@ class BrokerSection(_Model):
             port=parsed.port,
             tls=parsed.tls,
             username=self.username or parsed.username,
-            password=self.password or parsed.password,
+            password=self.password.get_secret_value() if self.password else parsed.password,
         )
 
 
@@ -130,6 +163,9 @@ class LightingSection(_Model):
 
     devices: list[str] | None = None  # default: every device whose profile has a relay point
     schedule: dict[str, Any] | None = None
+    # What the lights do while the clock is not synchronised (the schedule cannot be placed in time):
+    # "on" (at 100%: a dark street is worse than a wasted hour), "off", or "schedule" (trust the clock).
+    clock_failsafe: Literal["on", "off", "schedule"] = "on"
 
 
 class AgentConfig(_Model):
@@ -203,6 +239,17 @@ def _key(loc: tuple[int | str, ...]) -> str:
     return key
 
 
+_SHOWN_BROKER_KEYS = ("username", "password_file", "keepalive_s")
+
+
+def _is_secret(loc: tuple[int | str, ...]) -> bool:
+    """Keys whose value is never shown: in [broker] all but a few (the URL may carry a password, and a
+    string given for the whole table may be one), and any password elsewhere."""
+    if loc[:1] == ("broker",):
+        return len(loc) < 2 or loc[1] not in _SHOWN_BROKER_KEYS
+    return any("password" in str(part) for part in loc)
+
+
 def _problem(error: Any) -> str:
     kind = error["type"]
     if kind == "missing":
@@ -210,9 +257,55 @@ def _problem(error: Any) -> str:
     if kind == "extra_forbidden":
         return "unknown key (check its spelling and section)"
     message = str(error["msg"]).removeprefix("Value error, ")
-    if "input" in error and kind not in ("model_type",):
-        return f"{message} (got {error['input']!r})"
+    shown = error.get("input")
+    # Only a scalar of a key that holds no secret is echoed: a table's input is the whole table (the
+    # top level's is the whole file, broker password included).
+    echo = "input" in error and kind != "model_type" and not isinstance(shown, dict | list)
+    if echo and not _is_secret(tuple(error["loc"])):
+        return f"{message} (got {shown!r})"
     return message
+
+
+def _with_password(path: Path, config: AgentConfig) -> AgentConfig:
+    """The config with the broker password read from its file or the environment, if it comes from there."""
+    broker = config.broker
+    shown = str(path)
+    password: str | None
+    if broker.password_file is not None:
+        file = (
+            broker.password_file if broker.password_file.is_absolute() else path.parent / broker.password_file
+        )
+        try:
+            password = read_secret_file(file)
+        except SecretFileError as exc:
+            raise ConfigError(shown, "broker.password_file", str(exc)) from exc
+    elif broker.password is not None or parse_broker_url(broker.url).password is not None:
+        _warn_if_others_can_read(path)
+        return config
+    else:
+        try:
+            password = password_from_environment()
+        except SecretFileError as exc:
+            raise ConfigError(shown, "broker", f"the broker password from the environment: {exc}") from exc
+        if password is None:
+            return config
+    secret = broker.model_copy(update={"password": SecretStr(password)})
+    return config.model_copy(update={"broker": secret})
+
+
+def _warn_if_others_can_read(path: Path) -> None:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & 0o004:
+        logger.warning(
+            "%s holds the broker password and every user of this machine can read it (mode %04o): run "
+            "`chmod o-rwx %s` (0640 root:cityedge), or move the password to broker.password_file",
+            path,
+            stat.S_IMODE(mode),
+            path,
+        )
 
 
 def load_config(path: Path, *, profile_dirs: list[Path] | None = None) -> LoadedConfig:
@@ -230,7 +323,9 @@ def load_config(path: Path, *, profile_dirs: list[Path] | None = None) -> Loaded
         config = AgentConfig.model_validate(document)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise ConfigError(shown, _key(first["loc"]), _problem(first)) from exc
+        # Not chained: pydantic's own message repeats every input, passwords included.
+        raise ConfigError(shown, _key(first["loc"]), _problem(first)) from None
+    config = _with_password(path, config)
     dirs = profile_dirs if profile_dirs is not None else _profile_search_path(shown, path, config)
     profile_files, profiles = _load_profiles(shown, config, dirs)
     schedule = None

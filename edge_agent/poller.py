@@ -3,6 +3,9 @@
 Every failed read gives bad-quality readings for every point (so a gap in the data is explicit, not
 silent). ``lost_after`` failed reads in a row give a single ``device_lost`` event and ``back_after``
 good reads in a row one ``device_back``: a single glitch on a noisy line is not an alarm.
+
+While the cabinet's clock is not synchronised, every reading that was not already bad is bad with the
+reason ``clock_unsynchronised``: its value may be right, its timestamp cannot be trusted.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from edge_agent.buffer import Buffer
 from edge_agent.clock import ClockMs
 from protocols.driver import FieldDriver, PointValue
 from protocols.errors import DriverError
-from protocols.quality import Quality
+from protocols.quality import CLOCK_UNSYNCHRONISED, Quality
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,7 @@ class DevicePoller:
         observer: Observer | None = None,
         lost_after: int = 1,
         back_after: int = 1,
+        synchronised: Callable[[], bool] = lambda: True,
     ) -> None:
         self.name = name
         self.driver = driver
@@ -58,6 +62,7 @@ class DevicePoller:
         self.stats = PollStats()
         self.lost_after = lost_after
         self.back_after = back_after
+        self.synchronised = synchronised
         self._lost = False
         self._streak = 0  # consecutive reads that disagree with ``_lost``
 
@@ -97,10 +102,12 @@ class DevicePoller:
             self._on_failure(ts, reason, str(exc) or reason)
             return
         self._on_good(ts)
+        synchronised = self.synchronised()
         for value in values:
-            self.buffer.append_reading(
-                f"{self.name}/{value.quantity}", ts, value.value, value.quality, value.reason
-            )
+            quality, why = value.quality, value.reason
+            if not synchronised and quality != Quality.BAD:
+                quality, why = Quality.BAD, CLOCK_UNSYNCHRONISED
+            self.buffer.append_reading(f"{self.name}/{value.quantity}", ts, value.value, quality, why)
         if self.observer is not None:
             self.observer(ts, values)
 

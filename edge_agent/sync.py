@@ -20,7 +20,19 @@ import aiomqtt
 from edge_agent.buffer import Batch, Buffer
 from edge_agent.config import SyncSection
 from protocols.backoff import Backoff
-from protocols.fleet import FleetError, Status, Topics, decode_ack, encode, encode_data_batch
+from protocols.fleet import (
+    Ack,
+    FleetError,
+    Status,
+    Topics,
+    decode_ack,
+    encode,
+    encode_data_batch,
+    merge_ranges,
+    ranges_within,
+    seq_ranges,
+    subtract_ranges,
+)
 from protocols.fleet.broker_url import SOCKET_OPTIONS, BrokerAddress
 
 log = logging.getLogger(__name__)
@@ -38,7 +50,8 @@ class SyncStats:
     records_sent: int = 0
     resends: int = 0
     acks: int = 0
-    bad_acks: int = 0
+    bad_acks: int = 0  # malformed, or naming records not sent in that batch: logged and ignored
+    stale_acks: int = 0  # for a batch no longer awaiting one (acked already, or before a restart)
     last_ack_ms: int | None = None
     last_error: str | None = None
 
@@ -47,6 +60,10 @@ class SyncStats:
 class _InFlight:
     last: int
     deadline: float
+
+
+# Sent batches remembered for their ack, across reconnects (a late ack still deletes what it names).
+SENT_MEMORY = 256
 
 
 class Sync:
@@ -74,6 +91,8 @@ class Sync:
         self.clock_ms = clock_ms
         self.on_command = on_command
         self.stats = SyncStats()
+        # (first, last) of each batch sent and not yet acknowledged -> the seqs it carried, as ranges.
+        self._sent: dict[tuple[int, int], list[tuple[int, int]]] = {}
         self._wake = asyncio.Event()
         buffer.add_commit_listener(self._wake.set)
 
@@ -102,7 +121,7 @@ class Sync:
             broker.port,
             username=broker.username,
             password=broker.password,
-            identifier=f"cityedge-agent-{self.cabinet}",
+            identifier=self.cabinet,  # the broker binds a cabinet's account to this client id
             will=will,
             clean_session=True,
             keepalive=self.keepalive_s,
@@ -155,17 +174,44 @@ class Sync:
                 self.stats.bad_acks += 1
                 log.warning("ignored a bad ack on %s: %s", message.topic, exc)
                 continue
-            if ack.stream != self.buffer.stream:
-                continue  # an ack for an earlier stream of this cabinet (replaced buffer)
-            self.buffer.mark_acked(ack.first, ack.last)
-            # Only an ack covering a whole batch settles it: a late ack from an earlier session may
-            # name a shorter range that starts at the same seq.
+            if self._settle(ack, inflight):
+                self._wake.set()
+
+    def _settle(self, ack: Ack, inflight: dict[int, _InFlight]) -> bool:
+        """Delete what ``ack`` names, if this agent sent exactly that; True when it did."""
+        if ack.stream != self.buffer.stream:
+            self.stats.stale_acks += 1  # an earlier stream of this cabinet (replaced buffer)
+            return False
+        key = (ack.first, ack.last)
+        sent = self._sent.get(key)
+        if sent is None:
+            self.stats.stale_acks += 1
+            log.debug("ack of %s..%s: no such batch awaits an ack (already settled)", *key)
+            return False
+        if not ranges_within(ack.held, sent):
+            # Not what central would say: it acks the records a batch carried. Deleting more would
+            # lose records silently, so nothing of it is trusted.
+            self.stats.bad_acks += 1
+            log.warning(
+                "ignored an ack of batch %s..%s naming records that batch did not carry: %s",
+                ack.first,
+                ack.last,
+                _describe_ranges(ack.held),
+            )
+            return False
+        for first, last in ack.held:
+            self.buffer.mark_acked(first, last)
+        left = subtract_ranges(sent, ack.held)
+        if left:
+            self._sent[key] = left  # the rest goes again when the batch is due for a resend
+        else:
+            del self._sent[key]
             entry = inflight.get(ack.first)
-            if entry is not None and entry.last <= ack.last:
+            if entry is not None and entry.last == ack.last:
                 del inflight[ack.first]
-            self.stats.acks += 1
-            self.stats.last_ack_ms = self.clock_ms()
-            self._wake.set()
+        self.stats.acks += 1
+        self.stats.last_ack_ms = self.clock_ms()
+        return True
 
     async def _send(self, client: aiomqtt.Client, inflight: dict[int, _InFlight]) -> None:
         cursor = 0  # after a (re)connect, start over from the oldest record still buffered
@@ -197,6 +243,15 @@ class Sync:
             except TimeoutError:
                 pass  # a batch is due for resending
 
+    def _remember(self, batch: Batch) -> None:
+        key = (batch.first, batch.last)
+        # A resend of a batch carries what is left of it; an ack of an earlier send may name more.
+        earlier = self._sent.pop(key, [])  # re-inserted: the newest last
+        self._sent[key] = merge_ranges([*earlier, *seq_ranges(batch.seqs)])
+        while len(self._sent) > SENT_MEMORY:
+            # The oldest unanswered batch: its records stay buffered and are sent again.
+            del self._sent[next(iter(self._sent))]
+
     async def _publish(self, client: aiomqtt.Client, batch: Batch) -> None:
         payload = encode_data_batch(
             cabinet=self.cabinet,
@@ -208,6 +263,12 @@ class Sync:
             results=batch.results,
             backlog=self.buffer.backlog,
         )
+        self._remember(batch)
         await client.publish(self.topics.data, payload, qos=1)
         self.stats.batches_sent += 1
         self.stats.records_sent += batch.count
+
+
+def _describe_ranges(ranges: list[tuple[int, int]], limit: int = 5) -> str:
+    shown = ", ".join(f"{a}..{b}" for a, b in ranges[:limit])
+    return shown + (f" and {len(ranges) - limit} more" if len(ranges) > limit else "")

@@ -11,3 +11,8 @@ class Quality(IntEnum):
     GOOD = 0
     UNCERTAIN = 1
     BAD = 2
+
+
+# The reason of a reading taken while the cabinet's clock is not synchronised: its timestamp, not its
+# value, is what cannot be trusted.
+CLOCK_UNSYNCHRONISED = "clock_unsynchronised"

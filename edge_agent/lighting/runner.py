@@ -7,6 +7,13 @@ back by the driver. Each change of what the lights do is recorded as a ``lightin
 
 Lighting outputs are found by name in the device profile (``edge_agent.lighting.roles``): writable
 ``relay`` / ``relay_*`` points are switched, writable ``dim*_pct`` points get the level.
+
+While the clock is not synchronised the schedule cannot be placed in time: the lights follow the
+fail-safe (``lighting.clock_failsafe``: on, off, or the schedule all the same), an operator's override
+holds whatever its end says (that end cannot be judged), and an override given no end then is dropped
+once the clock is right (its default end was reckoned on a wrong clock). Overrides that have ended are
+forgotten while the clock is right, so a wrong clock cannot bring one back. Each output returns to its
+schedule by itself when the clock is synchronised.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from edge_agent.buffer import Buffer
 from edge_agent.clock import Clock
@@ -39,6 +47,12 @@ RETRY_S = 5.0
 DEFAULT_OVERRIDE = timedelta(hours=1)
 SCHEDULE_KEY = "lighting.schedule"
 OVERRIDES_KEY = "lighting.overrides"
+ENDS_UNJUDGED_KEY = "lighting.override_ends_unjudged"
+# While the clock is not synchronised, the loop looks again this often (real seconds).
+CLOCK_RECHECK_S = 2.0
+FAILSAFE_REASON = "fail-safe: clock not synchronised"
+
+ClockFailsafe = Literal["on", "off", "schedule"]
 
 
 @dataclass
@@ -91,8 +105,11 @@ class LightingRunner:
         configured: LightingSchedule | None,
         buffer: Buffer,
         clock: Clock,
+        failsafe: ClockFailsafe = "on",
     ) -> None:
         self.outputs = {output.name: output for output in outputs}
+        self.failsafe = failsafe
+        self._ends_unjudged: set[str] = set()  # overrides given a default end on a wrong clock
         self.configured = configured
         self.schedule = configured
         self.source = "config"
@@ -108,6 +125,9 @@ class LightingRunner:
         """Load what central sent last; a schedule edited in the config since then wins over it."""
         stored = await self.buffer.get_setting(SCHEDULE_KEY)
         overrides = await self.buffer.get_setting(OVERRIDES_KEY)
+        self._ends_unjudged = set((await self.buffer.get_setting(ENDS_UNJUDGED_KEY) or "").split()) & set(
+            self.outputs
+        )
         try:
             if stored is not None:
                 record = json.loads(stored)
@@ -156,6 +176,7 @@ class LightingRunner:
             until = until_ms if until_ms is not None else self._default_until(now)
             changed[name] = Override(level_pct=level_pct, until=_utc(until), issued_by=issued_by)
         await self._replace_overrides(changed, names)
+        await self._note_ends(names, judged=until_ms is not None or self.clock.synchronised())
 
     async def clear_override(self, names: Sequence[str]) -> None:
         await self._replace_overrides({k: v for k, v in self.overrides.items() if k not in names}, names)
@@ -172,6 +193,20 @@ class LightingRunner:
             raise
         await self._save_overrides()
 
+    async def _note_ends(self, names: Sequence[str], *, judged: bool) -> None:
+        """Remember (across restarts) which overrides got their default end on a wrong clock."""
+        before = set(self._ends_unjudged)
+        if judged:
+            self._ends_unjudged.difference_update(names)
+        else:
+            self._ends_unjudged.update(names)
+        if self._ends_unjudged != before:
+            await self._save_ends_unjudged()
+
+    async def _save_ends_unjudged(self) -> None:
+        names = " ".join(sorted(self._ends_unjudged))
+        await self.buffer.put_setting(ENDS_UNJUDGED_KEY, names or None)
+
     def _default_until(self, now_ms: int) -> int:
         if self.schedule is None:
             return now_ms + int(DEFAULT_OVERRIDE.total_seconds() * 1000)
@@ -186,6 +221,8 @@ class LightingRunner:
     def desired(self, name: str, now_ms: int) -> LightingState | None:
         """The state ``name`` should be in now; None when nothing governs it (no schedule, no override)."""
         now = _utc(now_ms)
+        if not self.clock.synchronised():
+            return self._unsynchronised(name, now)
         override = self.overrides.get(name)
         if override is not None and override.until > now:
             level = override.level_pct
@@ -196,12 +233,42 @@ class LightingRunner:
             return None
         return desired_state(self.schedule, now)
 
+    def _unsynchronised(self, name: str, now: datetime) -> LightingState | None:
+        """The state while the clock cannot place the schedule: an override, else the fail-safe."""
+        look_again = now + timedelta(minutes=1)  # the loop looks again after CLOCK_RECHECK_S anyway
+        override = self.overrides.get(name)
+        if override is not None:
+            level = override.level_pct
+            return LightingState(level > 0, level, override.reason, None, look_again)
+        if self.failsafe == "schedule":
+            return None if self.schedule is None else desired_state(self.schedule, now)
+        level = 100 if self.failsafe == "on" else 0
+        return LightingState(level > 0, level, FAILSAFE_REASON, None, look_again)
+
+    async def _forget_ended(self, now_ms: int) -> None:
+        """On a synchronised clock: forget overrides that have ended, and those whose default end was
+        reckoned on a wrong clock (they end now)."""
+        now = _utc(now_ms)
+        unjudged = self._ends_unjudged
+        ending = [name for name, o in self.overrides.items() if o.until <= now or name in unjudged]
+        if ending:
+            if unjudged & set(ending):
+                log.info("clock synchronised: overrides of %s end (set on a wrong clock)", sorted(unjudged))
+            self.overrides = {k: v for k, v in self.overrides.items() if k not in ending}
+            await self._save_overrides()
+        if unjudged:
+            self._ends_unjudged = set()
+            await self._save_ends_unjudged()
+
     # -- the loop -----------------------------------------------------------------------------------
 
     async def run(self) -> None:
         while True:
             self._wake.clear()
+            synchronised = self.clock.synchronised()
             now = self.clock.now_ms()
+            if synchronised:
+                await self._forget_ended(now)
             next_ms: int | None = None
             for output in self.outputs.values():
                 state = self.desired(output.name, now)
@@ -215,6 +282,8 @@ class LightingRunner:
             delay = REASSERT_S if next_ms is None else self.clock.seconds_until(next_ms)
             if any(o.failing for o in self.outputs.values()):
                 delay = min(delay, RETRY_S)
+            if not synchronised:
+                delay = min(delay, CLOCK_RECHECK_S)  # back to the schedule soon after NTP sets the clock
             try:
                 async with asyncio.timeout(min(delay, REASSERT_S)):
                     await self._wake.wait()

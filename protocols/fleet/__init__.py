@@ -4,6 +4,7 @@ Pure code: no sockets, no clocks. Both the agent and the aggregator import it.
 """
 
 from protocols.fleet.codec import (
+    ack_for,
     decode_ack,
     decode_command,
     decode_data_batch,
@@ -11,6 +12,10 @@ from protocols.fleet.codec import (
     decode_status,
     encode,
     encode_data_batch,
+    merge_ranges,
+    ranges_within,
+    seq_ranges,
+    subtract_ranges,
 )
 from protocols.fleet.errors import (
     FleetError,
@@ -50,6 +55,7 @@ __all__ = [
     "Topics",
     "UnsupportedVersion",
     "WrongCabinet",
+    "ack_for",
     "decode_ack",
     "decode_command",
     "decode_data_batch",
@@ -57,5 +63,9 @@ __all__ = [
     "decode_status",
     "encode",
     "encode_data_batch",
+    "merge_ranges",
     "parse_topic",
+    "ranges_within",
+    "seq_ranges",
+    "subtract_ranges",
 ]

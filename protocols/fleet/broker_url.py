@@ -1,9 +1,20 @@
-"""Broker addresses as URLs: ``mqtt://[user[:password]@]host[:port]`` or ``mqtts://`` for TLS."""
+"""Broker addresses as URLs (``mqtt://[user[:password]@]host[:port]``, ``mqtts://`` for TLS) and the
+secrets that go with them.
+
+A password is never shown: not by ``str()`` or ``repr()`` of a BrokerAddress, not in the error about a
+bad URL. It is best kept out of URLs altogether (a command line is visible to every local user) and
+read from a file only its owner can read (``read_secret_file``) or from the environment
+(``password_from_environment``: systemd credentials, an ``EnvironmentFile``).
+"""
 
 from __future__ import annotations
 
+import os
 import socket
+import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 # Socket options of every fleet MQTT connection: acks and commands are small, latency-bound messages
@@ -26,21 +37,39 @@ class BrokerAddress:
         return f"{'mqtts' if self.tls else 'mqtt'}://{user}{host}:{self.port}"
 
 
+def redact_url(url: str) -> str:
+    """``url`` with the password part, if any, replaced by ``***``: safe for logs and errors."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    # The last "@" anywhere: a password may hold an unescaped "/" or "@" that fools a URL parser.
+    userinfo, at, host = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.partition(":")[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
 def parse_broker_url(url: str) -> BrokerAddress:
-    """Parse a broker URL or raise ValueError saying what a good one looks like."""
+    """Parse a broker URL or raise ValueError saying what a good one looks like (password redacted)."""
+    return _parse(url, redact_url(url))
+
+
+def _parse(url: str, shown: str) -> BrokerAddress:
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts"):
         raise ValueError(
-            f"broker URL {url!r} must start with mqtt:// or mqtts://, e.g. mqtt://127.0.0.1:1883"
+            f"broker URL {shown!r} must start with mqtt:// or mqtts://, e.g. mqtt://127.0.0.1:1883"
         )
     if not parts.hostname:
-        raise ValueError(f"broker URL {url!r} has no host, e.g. mqtt://127.0.0.1:1883")
+        raise ValueError(f"broker URL {shown!r} has no host, e.g. mqtt://127.0.0.1:1883")
     try:
         port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"broker URL {url!r} has an invalid port") from exc
+    except ValueError:
+        # Not chained: urllib's message quotes the port text, which may be part of a password.
+        raise ValueError(f"broker URL {shown!r} has an invalid port") from None
     if port == 0:
-        raise ValueError(f"broker URL {url!r} has port 0; use 1-65535 or leave it out")
+        raise ValueError(f"broker URL {shown!r} has port 0; use 1-65535 or leave it out")
     tls = parts.scheme == "mqtts"
     return BrokerAddress(
         host=parts.hostname,
@@ -49,3 +78,73 @@ def parse_broker_url(url: str) -> BrokerAddress:
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
     )
+
+
+# The environment variables both the agent and central read a broker password from, in this order,
+# and the systemd credential name (LoadCredential=broker-password:/etc/cityedge/...).
+PASSWORD_ENV = "CITYEDGE_BROKER_PASSWORD"
+PASSWORD_FILE_ENV = "CITYEDGE_BROKER_PASSWORD_FILE"
+CREDENTIAL_NAME = "broker-password"
+
+
+class SecretFileError(ValueError):
+    """A secret file cannot be used: ``path`` and a ``problem`` that says the fix (never the secret)."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+def read_secret_file(path: Path) -> str:
+    """The secret held in ``path`` (its first line, surrounding whitespace stripped).
+
+    Refuses a file that other users may read or write: a password readable by all is no secret. The
+    owner and its group may read it (0600, or 0640 root:cityedge).
+    """
+    try:
+        with path.open("rb") as file:
+            mode = os.fstat(file.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise SecretFileError(path, "is not a regular file; give the file holding the password")
+            if mode & 0o007:
+                raise SecretFileError(
+                    path,
+                    f"other users can access it (mode {stat.S_IMODE(mode):04o}): run `chmod o-rwx {path}`"
+                    " (0600, or 0640 with the service's group)",
+                )
+            raw = file.read(4097)
+    except OSError as exc:
+        raise SecretFileError(path, f"cannot read it ({exc.strerror or exc})") from exc
+    if len(raw) > 4096:
+        raise SecretFileError(path, "is over 4 KiB: it should hold only the password, on one line")
+    try:
+        secret = raw.decode("utf-8").strip().partition("\n")[0].strip()
+    except UnicodeDecodeError as exc:
+        raise SecretFileError(path, "is not UTF-8 text: write the password as text, on one line") from exc
+    if not secret:
+        raise SecretFileError(path, "is empty: write the password in it, on one line")
+    return secret
+
+
+def password_from_environment(environ: Mapping[str, str] | None = None) -> str | None:
+    """A broker password from the environment, or None.
+
+    ``CITYEDGE_BROKER_PASSWORD`` (an ``EnvironmentFile``), else the file named by
+    ``CITYEDGE_BROKER_PASSWORD_FILE``, else the systemd credential ``broker-password``
+    (``$CREDENTIALS_DIRECTORY/broker-password``, from ``LoadCredential=``) when it exists.
+    Raises SecretFileError when a file is named but cannot be used.
+    """
+    env = os.environ if environ is None else environ
+    password = env.get(PASSWORD_ENV)
+    if password:
+        return password
+    named = env.get(PASSWORD_FILE_ENV)
+    if named:
+        return read_secret_file(Path(named))
+    credentials = env.get("CREDENTIALS_DIRECTORY")
+    if credentials:
+        candidate = Path(credentials) / CREDENTIAL_NAME
+        if candidate.exists():
+            return read_secret_file(candidate)
+    return None

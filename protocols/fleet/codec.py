@@ -6,7 +6,7 @@ fails is the envelope looked at again, to tell a message of another protocol ver
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -139,19 +139,88 @@ def _check_cabinet(message: DataBatch | Status | Ack | Command, topic_cabinet: s
 
 
 def decode_data_batch(payload: bytes, *, topic_cabinet: str | None = None) -> DataBatch:
-    """Decode and validate a batch; every record's seq must lie in first..last."""
+    """Decode and validate a batch: every record's seq lies in first..last, and no seq is used twice
+    (a seq is one place in the cabinet's log, whatever the kind of record)."""
     batch = _decode(DataBatch, payload)
     _check_cabinet(batch, topic_cabinet)
     first, last = batch.first, batch.last
     if first > last:
         raise MalformedMessage("data", f"first seq {first} is after last seq {last}")
+    count = 0
     for records in (batch.readings, batch.events, batch.results):
         for record in records:
             if not first <= record.seq <= last:
                 raise MalformedMessage(
                     "data", f"record seq {record.seq} outside the batch range {first}..{last}"
                 )
+        count += len(records)
+    if count != len(held_seqs(batch)):
+        raise MalformedMessage("data", "two records of the batch have the same seq")
     return batch
+
+
+def held_seqs(batch: DataBatch) -> set[int]:
+    return {r.seq for records in (batch.readings, batch.events, batch.results) for r in records}
+
+
+def seq_ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
+    """Collapse seqs into ascending inclusive ranges: {7, 1, 2, 3} -> [(1, 3), (7, 7)]."""
+    return merge_ranges((seq, seq) for seq in seqs)
+
+
+def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The union of inclusive ranges, ascending and disjoint: [(5, 9), (1, 3), (4, 4)] -> [(1, 9)]."""
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if merged and merged[-1][1] >= a - 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def ack_for(batch: DataBatch) -> Ack:
+    """The ack of a batch central has committed: exactly the seqs of its records, as ranges."""
+    return Ack(
+        v=PROTOCOL_VERSION,
+        cabinet=batch.cabinet,
+        stream=batch.stream,
+        first=batch.first,
+        last=batch.last,
+        held=seq_ranges(held_seqs(batch)),
+    )
+
+
+def subtract_ranges(
+    ranges: Sequence[tuple[int, int]], removed: Sequence[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """The seqs of ``ranges`` not in ``removed``; both ascending and disjoint."""
+    left: list[tuple[int, int]] = []
+    j = 0
+    for a, b in ranges:
+        start = a
+        while j < len(removed) and removed[j][1] < start:
+            j += 1
+        k = j
+        while k < len(removed) and removed[k][0] <= b:
+            if removed[k][0] > start:
+                left.append((start, removed[k][0] - 1))
+            start = max(start, removed[k][1] + 1)
+            k += 1
+        if start <= b:
+            left.append((start, b))
+    return left
+
+
+def ranges_within(inner: Sequence[tuple[int, int]], outer: Sequence[tuple[int, int]]) -> bool:
+    """True when every seq of ``inner`` lies in ``outer``; both ascending and disjoint."""
+    j = 0
+    for a, b in inner:
+        while j < len(outer) and outer[j][1] < a:
+            j += 1
+        if j == len(outer) or not outer[j][0] <= a <= b <= outer[j][1]:
+            return False
+    return True
 
 
 def decode_status(payload: bytes, *, topic_cabinet: str | None = None) -> Status:
@@ -165,6 +234,14 @@ def decode_ack(payload: bytes, *, topic_cabinet: str | None = None) -> Ack:
     _check_cabinet(ack, topic_cabinet)
     if ack.first > ack.last:
         raise MalformedMessage("ack", f"first seq {ack.first} is after last seq {ack.last}")
+    previous = ack.first - 1
+    for a, b in ack.held:
+        if a <= previous or a > b or b > ack.last:
+            raise MalformedMessage(
+                "ack",
+                f"held range {a}..{b} is not ascending, disjoint and within {ack.first}..{ack.last}",
+            )
+        previous = b
     return ack
 
 
@@ -190,6 +267,7 @@ def decode_record(record_type: type[_R], payload: bytes) -> _R:
 
 __all__ = [
     "FleetError",
+    "ack_for",
     "decode_ack",
     "decode_command",
     "decode_data_batch",
@@ -197,4 +275,9 @@ __all__ = [
     "decode_status",
     "encode",
     "encode_data_batch",
+    "held_seqs",
+    "merge_ranges",
+    "ranges_within",
+    "seq_ranges",
+    "subtract_ranges",
 ]

@@ -23,9 +23,14 @@ PROTOCOL_VERSION = 1
 # Size limits in bytes, checked before any parsing.
 MAX_DATA_BYTES = 512 * 1024
 MAX_STATUS_BYTES = 64 * 1024
-MAX_ACK_BYTES = 4 * 1024
+# An ack lists the seq ranges central holds: at worst one range per two records of a batch.
+MAX_ACK_BYTES = 64 * 1024
 MAX_COMMAND_BYTES = 16 * 1024
 MAX_RECORD_BYTES = 8 * 1024
+# Lists: a batch's records (the edge sends at most 5,000), an ack's ranges, a map's entries.
+MAX_BATCH_RECORDS = 20_000
+MAX_ACK_RANGES = 4096
+MAX_MAP_ENTRIES = 64
 
 
 def _whole(pattern: str) -> str:
@@ -46,11 +51,21 @@ PointName = Annotated[
 ]
 Name = Annotated[str, msgspec.Meta(pattern=_whole(r"^[A-Za-z0-9_.-]{1,64}$"))]
 TimestampMs = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+# Every integer of the contract is bounded: SQLite and PostgreSQL keep 63 bits and a sign, and a
+# count beyond 2**53 (what a JavaScript client reads exactly) is a lie, not a fleet.
+Version = Annotated[int, msgspec.Meta(ge=0, le=2**16)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
 ShortText = Annotated[str, msgspec.Meta(max_length=256)]
 Text = Annotated[str, msgspec.Meta(max_length=2048)]
 # 64-bit signed: what SQLite and PostgreSQL can store; a larger int is refused at the edge, not at central.
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
-Scalar = float | Int64 | bool | str | None
+# Finite: NaN and infinities are refused on decode (msgspec's bounds fail them). A value a device
+# cannot give finitely travels as None with a bad quality and its reason.
+FiniteFloat = Annotated[float, msgspec.Meta(ge=-1.7976931348623157e308, le=1.7976931348623157e308)]
+# A text value is bounded by its message (a schedule travels as a JSON text in a command's args).
+ScalarText = Annotated[str, msgspec.Meta(max_length=MAX_COMMAND_BYTES)]
+Scalar = FiniteFloat | Int64 | bool | ScalarText | None
+ScalarMap = Annotated[dict[Name, Scalar], msgspec.Meta(max_length=MAX_MAP_ENTRIES)]
 Severity = Literal["info", "warning", "alarm", "critical"]
 CommandStatus = Literal["accepted", "executed", "failed", "expired", "rejected"]
 
@@ -75,7 +90,7 @@ class Event(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=
     kind: Name
     severity: Severity
     message: Text
-    data: Annotated[dict[str, Scalar], msgspec.Meta(max_length=64)] = {}
+    data: ScalarMap = {}
 
 
 class CommandResult(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
@@ -91,25 +106,35 @@ class CommandResult(msgspec.Struct, array_like=True, frozen=True, forbid_unknown
 class DataBatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Buffered records from one stream, seq ``first``..``last`` inclusive (gaps are evictions)."""
 
-    v: int
+    v: Version
     cabinet: CabinetId
     stream: StreamId
     first: Seq
     last: Seq
-    readings: list[Reading] = []
-    events: list[Event] = []
-    results: list[CommandResult] = []
-    backlog: Annotated[int, msgspec.Meta(ge=0)] = 0
+    readings: Annotated[list[Reading], msgspec.Meta(max_length=MAX_BATCH_RECORDS)] = []
+    events: Annotated[list[Event], msgspec.Meta(max_length=MAX_BATCH_RECORDS)] = []
+    results: Annotated[list[CommandResult], msgspec.Meta(max_length=MAX_BATCH_RECORDS)] = []
+    backlog: Count = 0
+
+
+SeqRange = tuple[Seq, Seq]
 
 
 class Ack(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Central has committed seq ``first``..``last`` of ``stream``: the edge may delete them."""
+    """Central holds the records of ``held`` from the batch ``first``..``last`` of ``stream``.
 
-    v: int
+    ``first``/``last`` name the batch as the edge sent it; ``held`` lists, as inclusive ranges in
+    ascending order, exactly the seqs of that batch's records that central has committed (stored now
+    or held already). The edge deletes only records it sent in that batch and that ``held`` names:
+    a gap (an evicted record, or one the batch did not carry) is never acknowledged.
+    """
+
+    v: Version
     cabinet: CabinetId
     stream: StreamId
     first: Seq
     last: Seq
+    held: Annotated[list[SeqRange], msgspec.Meta(max_length=MAX_ACK_RANGES)]
 
 
 class DeviceInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -122,29 +147,29 @@ class DeviceInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class Status(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The retained birth of a cabinet (online) or its last will (offline)."""
 
-    v: int
+    v: Version
     cabinet: CabinetId
     online: bool
     ts: TimestampMs
     version: ShortText = ""
     config_hash: ShortText = ""
     stream: StreamId | None = None
-    boot_count: Annotated[int, msgspec.Meta(ge=0)] = 0
-    backlog: Annotated[int, msgspec.Meta(ge=0)] = 0
+    boot_count: Count = 0
+    backlog: Count = 0
     inventory: Annotated[list[DeviceInfo], msgspec.Meta(max_length=256)] = []
 
 
 class Command(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """An order for one cabinet (``device`` None: the whole cabinet). Refused after ``not_after``."""
 
-    v: int
+    v: Version
     id: Name
     cabinet: CabinetId
     action: Name
     not_after: TimestampMs
     issued_by: ShortText
     device: Name | None = None
-    args: Annotated[dict[str, Scalar], msgspec.Meta(max_length=64)] = {}
+    args: ScalarMap = {}
 
 
 Record = Reading | Event | CommandResult

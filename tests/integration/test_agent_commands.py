@@ -27,6 +27,7 @@ from protocols.fleet import (
 )
 from protocols.fleet.messages import Scalar
 from protocols.modbus.simulator import LightingControllerSimulator
+from tests.clocks import synchronised_system_clock
 from tests.integration.fleet_rig import Process
 
 pytestmark = pytest.mark.integration
@@ -84,6 +85,9 @@ def config_for(tmp_path: Path, broker: MosquittoBroker, sims: list[LightingContr
         devices=[(f"lc{i + 1}", sim.port) for i, sim in enumerate(sims)],
         poll_interval_s=0.2,
         timeout_s=1.0,
+        # An agent run as a subprocess reads the host's NTP status, which these tests are not about:
+        # on a host that reports its clock unsynchronised, the lights keep to what the test drives.
+        extra='[lighting]\nclock_failsafe = "schedule"\n',
     )
 
 
@@ -91,7 +95,9 @@ def config_for(tmp_path: Path, broker: MosquittoBroker, sims: list[LightingContr
 async def agent(
     tmp_path: Path, mosquitto: MosquittoBroker, controllers: list[LightingControllerSimulator]
 ) -> AsyncIterator[Agent]:
-    running = Agent(load_config(config_for(tmp_path, mosquitto, controllers)))
+    running = Agent(
+        load_config(config_for(tmp_path, mosquitto, controllers)), clock=synchronised_system_clock()
+    )
     task = asyncio.create_task(running.run())
     await wait_until(lambda: running.sync.stats.connected, timeout=10, what="agent connected")
     yield running

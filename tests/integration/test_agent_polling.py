@@ -13,6 +13,7 @@ from edge_agent.config import load_config
 from protocols.fleet import Event, Reading, decode_record
 from protocols.modbus.simulator import LightingControllerSimulator
 from protocols.quality import Quality
+from tests.clocks import synchronised_system_clock
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +39,7 @@ async def test_dead_and_mute_devices_do_not_delay_the_healthy_one(
         poll_interval_s=0.1,
         timeout_s=0.5,
     )
-    agent = Agent(load_config(config))
+    agent = Agent(load_config(config), clock=synchronised_system_clock())
     task = asyncio.create_task(agent.run())
     lc1, lc2 = agent.pollers
     try:
@@ -79,7 +80,7 @@ async def test_dead_and_mute_devices_do_not_delay_the_healthy_one(
 
 
 async def _reopen_and_read(config: Path) -> tuple[list[Reading], list[Event]]:
-    agent = Agent(load_config(config))
+    agent = Agent(load_config(config), clock=synchronised_system_clock())
     await agent.buffer.open()
     try:
         return await buffered(agent)
@@ -94,7 +95,7 @@ async def test_readings_follow_the_simulated_controller(
     config = write_agent_config(
         tmp_path, cabinet="cab-values", broker_url="mqtt://127.0.0.1:1", devices=[("lc1", sim.port)]
     )
-    agent = Agent(load_config(config))
+    agent = Agent(load_config(config), clock=synchronised_system_clock())
     task = asyncio.create_task(agent.run())
     try:
         await wait_until(lambda: agent.pollers[0].stats.polls >= 3, timeout=10, what="polls")
@@ -120,7 +121,7 @@ async def test_a_device_lost_before_a_restart_is_reported_back_after_it(
     )
     await sim.stop()
     for _ in range(2):  # lost in the first run; back in the second, once the controller is repaired
-        agent = Agent(load_config(config))
+        agent = Agent(load_config(config), clock=synchronised_system_clock())
         task = asyncio.create_task(agent.run())
         poller = agent.pollers[0]
         try:

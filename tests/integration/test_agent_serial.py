@@ -16,6 +16,7 @@ from protocols.modbus.profile import default_profile_dirs, load_profile
 from protocols.modbus.pty_pair import PtyPair
 from protocols.modbus.simulator import LightingControllerSimulator
 from protocols.quality import Quality
+from tests.clocks import synchronised_system_clock
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +61,7 @@ async def test_two_models_on_one_serial_line_are_polled_and_switched(tmp_path: P
     ):
         path = tmp_path / "agent.toml"
         path.write_text(config(pty.client_path))
-        agent = Agent(load_config(path))
+        agent = Agent(load_config(path), clock=synchronised_system_clock())
         task = asyncio.create_task(agent.run())
         try:
             await wait_until(

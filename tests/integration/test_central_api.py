@@ -14,6 +14,7 @@ from central.server import CentralServer
 from central.testing import TS0_MS, AckListener, batch_payload, status_payload, wait_until
 from cityedge.broker import MosquittoBroker
 from protocols.fleet import DeviceInfo, Event
+from tests.integration.api_client import api_client
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +50,7 @@ async def http(central: CentralServer, mosquitto: MosquittoBroker) -> AsyncItera
         )
         await wait_until(lambda: len(acks.acks) == 1, what="the batch's ack")
     await wait_until(lambda: central.ingestor.stats.statuses == 1, what="the birth")
-    async with httpx.AsyncClient(base_url=f"{central.url}/api/v1", timeout=10) as client:
+    async with api_client(central) as client:
         await wait_until(
             lambda: _is_online(client),
             what="the birth applied",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import aiomqtt
-import httpx
 import msgspec
 import pytest
 
@@ -11,6 +10,7 @@ from central.server import CentralServer
 from central.testing import AckListener, batch_payload, wait_until
 from cityedge.broker import MosquittoBroker
 from protocols.fleet.messages import MAX_DATA_BYTES
+from tests.integration.api_client import api_client
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,7 @@ async def test_bad_payloads_are_counted_and_quarantined_good_ones_still_flow(
     async with (
         AckListener(mosquitto.url) as acks,
         aiomqtt.Client(mosquitto.host, mosquitto.port) as edge,
-        httpx.AsyncClient(base_url=central.url, timeout=10) as http,
+        api_client(central, prefix="") as http,
     ):
         for i, payload in enumerate(good):
             await edge.publish(DATA, payload, qos=1)

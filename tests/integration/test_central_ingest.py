@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import aiomqtt
-import httpx
 import pytest
 
 from central.ingest import Ingestor
@@ -17,6 +16,7 @@ from central.sqlite_store import SqliteStore
 from central.testing import AckListener, batch_payload, status_payload, wait_until
 from cityedge.broker import EmbeddedBroker, MosquittoBroker
 from protocols.fleet import DeviceInfo
+from tests.integration.api_client import api_client
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +82,7 @@ async def test_birth_and_last_will_drive_online_in_the_api(
         assert edge.stdout is not None
         async with asyncio.timeout(20):
             assert await edge.stdout.readline() == b"born\n"
-        async with httpx.AsyncClient(base_url=central.url, timeout=10) as http:
+        async with api_client(central, prefix="") as http:
 
             async def online_is(expected: bool) -> bool:
                 response = await http.get(f"/api/v1/cabinets/{CAB}")
@@ -112,7 +112,7 @@ async def test_birth_and_last_will_drive_online_in_the_api(
 
 
 async def test_ingest_survives_a_broker_restart(central: CentralServer, mosquitto: MosquittoBroker) -> None:
-    async with httpx.AsyncClient(base_url=central.url, timeout=10) as http:
+    async with api_client(central, prefix="") as http:
         assert (await http.get("/api/v1/health")).status_code == 200
         await mosquitto.kill()
         await wait_until(lambda: not central.ingestor.stats.mqtt_connected, what="disconnection noticed")

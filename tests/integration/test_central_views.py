@@ -14,6 +14,7 @@ from central.server import CentralServer
 from central.testing import TS0_MS, ScriptedEdge, wait_until
 from cityedge.broker import MosquittoBroker
 from protocols.quality import Quality
+from tests.integration.api_client import api_client
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +28,7 @@ def utc_ms(text: str) -> int:
 
 @pytest.fixture
 async def http(central: CentralServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=f"{central.url}/api/v1", timeout=10) as client:
+    async with api_client(central) as client:
         yield client
 
 

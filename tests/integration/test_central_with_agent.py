@@ -21,6 +21,8 @@ from cityedge.testing import write_agent_config
 from edge_agent.agent import Agent
 from edge_agent.config import load_config
 from protocols.modbus.simulator import LightingControllerSimulator
+from tests.clocks import synchronised_system_clock
+from tests.integration.api_client import api_client
 
 pytestmark = pytest.mark.integration
 
@@ -41,9 +43,9 @@ async def api(
     )
     async with (
         CentralServer(db_path=tmp_path / "central.db", broker_url=mosquitto.url, http_port=0) as central,
-        httpx.AsyncClient(base_url=f"{central.url}/api/v1", timeout=10) as client,
+        api_client(central) as client,
     ):
-        agent = Agent(load_config(config))
+        agent = Agent(load_config(config), clock=synchronised_system_clock())
         task = asyncio.create_task(agent.run())
         try:
 
@@ -78,7 +80,6 @@ async def test_a_dim_command_reaches_the_controller_and_the_lighting_view(
             "target": {"cabinet": CAB, "device": "lc1"},
             "action": "dim",
             "args": {"level_pct": 40},
-            "issued_by": "ops",
         },
     )
     assert response.status_code == 201, response.text
@@ -106,7 +107,6 @@ async def test_the_agent_rejects_a_schedule_it_cannot_run_and_the_reason_reaches
             "target": {"cabinet": CAB},
             "action": "set_schedule",
             "args": {"schedule": {"latitude": 123, "longitude": 5}},
-            "issued_by": "ops",
         },
     )
     assert response.status_code == 201, response.text

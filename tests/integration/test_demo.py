@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -19,6 +20,18 @@ from cityedge.testing import wait_until
 
 pytestmark = pytest.mark.integration
 
+TOKEN = re.compile(r"ce1_[0-9a-f]{16}_[A-Za-z0-9_-]{43}")
+
+
+async def _printed_token(stream: asyncio.StreamReader, lines: list[str]) -> str:
+    """Read the demo's stdout until it prints its API token."""
+    async with asyncio.timeout(60):
+        while line := (await stream.readline()).decode():
+            lines.append(line)
+            if found := TOKEN.search(line):
+                return found.group()
+    raise AssertionError(f"the demo printed no API token: {''.join(lines)}")
+
 
 async def test_demo_serves_live_cabinets_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
@@ -29,8 +42,14 @@ async def test_demo_serves_live_cabinets_and_stops_on_ctrl_c(tmp_path: Path) -> 
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    printed: list[str] = []
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=5) as api:
+        assert demo.stdout is not None
+        token = await _printed_token(demo.stdout, printed)
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}/api/v1", timeout=5, headers=headers
+        ) as api:
 
             async def fleet_live() -> bool:
                 try:
@@ -48,9 +67,11 @@ async def test_demo_serves_live_cabinets_and_stops_on_ctrl_c(tmp_path: Path) -> 
         demo.send_signal(signal.SIGINT)
         async with asyncio.timeout(30):
             out, err = await demo.communicate()
-    stdout, stderr = out.decode(), err.decode()
+    stdout, stderr = "".join(printed) + out.decode(), err.decode()
     assert demo.returncode == 0, stderr
     assert f"http://127.0.0.1:{port}" in stdout and "/api/v1/cabinets" in stdout
+    assert f"Authorization: Bearer {token}" in stdout
+    assert token not in stderr  # the token is shown once, to the newcomer, not logged
     assert "Traceback" not in stderr and " ERROR " not in stderr, stderr
     assert (tmp_path / "demo-data" / "central.db").exists()
 
@@ -59,6 +80,7 @@ async def test_demo_serves_live_cabinets_and_stops_on_ctrl_c(tmp_path: Path) -> 
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
 async def test_demo_runs_on_the_embedded_broker_where_mosquitto_is_missing(tmp_path: Path) -> None:
     port = free_port()
+    announced: list[str] = []
     try:
         async with EmbeddedBroker() as broker:
             demo = asyncio.create_task(
@@ -68,11 +90,19 @@ async def test_demo_runs_on_the_embedded_broker_where_mosquitto_is_missing(tmp_p
                     http_host="127.0.0.1",
                     http_port=port,
                     broker_url=broker.url,
-                    announce=lambda line: None,
+                    announce=announced.append,
                 )
             )
             try:
-                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=5) as api:
+                await wait_until(
+                    lambda: any(TOKEN.search(line) for line in announced), timeout=60, what="the token"
+                )
+                token = next(m.group() for line in announced if (m := TOKEN.search(line)))
+                async with httpx.AsyncClient(
+                    base_url=f"http://127.0.0.1:{port}/api/v1",
+                    timeout=5,
+                    headers={"Authorization": f"Bearer {token}"},
+                ) as api:
 
                     async def live() -> bool:
                         try:

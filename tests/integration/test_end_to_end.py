@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import httpx
 import pytest
 
+from central.auth_rows import Role
 from central.server import CentralServer
 from cityedge.broker import MosquittoBroker
 from cityedge.testing import wait_until, write_agent_config
@@ -15,6 +15,8 @@ from edge_agent.agent import Agent
 from edge_agent.config import load_config
 from protocols.modbus.profile import default_profile_dirs, load_profile
 from protocols.modbus.simulator import LightingControllerSimulator
+from tests.clocks import synchronised_system_clock
+from tests.integration.api_client import api_client
 
 pytestmark = pytest.mark.integration
 
@@ -26,14 +28,14 @@ async def test_readings_polled_in_a_cabinet_appear_in_the_api(
     async with (
         LightingControllerSimulator(profile=profile, seed=1) as controller,
         CentralServer(db_path=tmp_path / "central.db", broker_url=mosquitto.url, http_port=0) as central,
-        httpx.AsyncClient(base_url=f"{central.url}/api/v1", timeout=5) as api,
+        api_client(central, Role.VIEWER) as api,
     ):
         controller.set_point("relay", True)
         controller.set_point("dim_level_pct", 60)
         config = write_agent_config(
             tmp_path / "cab", cabinet="cab-e2e", broker_url=mosquitto.url, devices=[("lc1", controller.port)]
         )
-        agent = Agent(load_config(config))
+        agent = Agent(load_config(config), clock=synchronised_system_clock())
         task = asyncio.create_task(agent.run())
         try:
 

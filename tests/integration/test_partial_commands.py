@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from central.auth import Identity
+from central.auth_rows import Role
 from central.commands import CommandService
 from central.lighting_view import LIGHTING_STATE, StateView, state_view
 from central.server import CentralServer
@@ -21,6 +23,7 @@ from cityedge.testing import wait_until, write_agent_config
 from edge_agent.agent import Agent
 from edge_agent.config import load_config
 from protocols.modbus.simulator import LightingControllerSimulator
+from tests.clocks import synchronised_system_clock
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +47,8 @@ async def service(
         poll_interval_s=0.2,
         timeout_s=1.0,
     )
-    agent = Agent(load_config(config))
+    # The host's NTP status is not under test: with no schedule, only the commands drive the lights.
+    agent = Agent(load_config(config), clock=synchronised_system_clock())
     task = asyncio.create_task(agent.run())
     try:
 
@@ -70,7 +74,7 @@ async def dim(
         action="dim",
         args={"level_pct": level_pct},
         not_after=None,
-        issued_by="ops",
+        issued_by=Identity("ops", Role.OPERATOR),
     )
     assert isinstance(submitted, CommandRow)
 

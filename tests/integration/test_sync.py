@@ -34,8 +34,12 @@ class ScriptedCentral:
             assert isinstance(message.payload, bytes)
             self.batches.append(decode_data_batch(message.payload))
 
-    async def ack(self, stream: str, first: int, last: int) -> None:
-        ack = Ack(v=PROTOCOL_VERSION, cabinet=CABINET, stream=stream, first=first, last=last)
+    async def ack(
+        self, stream: str, first: int, last: int, held: list[tuple[int, int]] | None = None
+    ) -> None:
+        """Ack batch first..last; ``held`` defaults to every seq of it, as central would say it."""
+        held = [(first, last)] if held is None else held
+        ack = Ack(v=PROTOCOL_VERSION, cabinet=CABINET, stream=stream, first=first, last=last, held=held)
         await self.client.publish(Topics(CABINET).ack, encode(ack), qos=1)
 
 
@@ -60,6 +64,12 @@ def status(online: bool) -> Status:
 
 
 async def run_sync(buffer: Buffer, broker: MosquittoBroker, **settings: float) -> asyncio.Task[None]:
+    return (await start_sync(buffer, broker, **settings))[1]
+
+
+async def start_sync(
+    buffer: Buffer, broker: MosquittoBroker, **settings: float
+) -> tuple[Sync, asyncio.Task[None]]:
     sync = Sync(
         cabinet=CABINET,
         broker=parse_broker_url(broker.url),
@@ -71,7 +81,7 @@ async def run_sync(buffer: Buffer, broker: MosquittoBroker, **settings: float) -
         clock_ms=lambda: 1,
         on_command=lambda payload: None,
     )
-    return asyncio.create_task(sync.run())
+    return sync, asyncio.create_task(sync.run())
 
 
 async def fill(buffer: Buffer, count: int) -> None:
@@ -120,17 +130,51 @@ async def test_unacknowledged_batch_is_sent_again_after_the_timeout(
         await stop(task)
 
 
-async def test_a_shorter_ack_does_not_settle_a_longer_batch(
+async def test_an_ack_of_a_range_never_sent_deletes_nothing(
+    buffer: Buffer, mosquitto: MosquittoBroker, central: ScriptedCentral
+) -> None:
+    """A forged ack (or a late one of an earlier session's batch) names a batch this agent did not
+    send as such: nothing of it is trusted, however many records it claims."""
+    await fill(buffer, 10)
+    sync, task = await start_sync(buffer, mosquitto, window=1, ack_timeout_s=0.5)
+    try:
+        await wait_until(lambda: len(central.batches) == 1, timeout=10, what="the batch")
+        await central.ack(buffer.stream, 1, 4)  # shorter than the batch sent
+        await central.ack(buffer.stream, 1, 10**6)  # the whole backlog and more
+        await central.ack("0123456789abcdef", 1, 10)  # another stream
+        await wait_until(lambda: sync.stats.stale_acks == 3, timeout=10, what="three acks refused")
+        await wait_until(lambda: len(central.batches) >= 2, timeout=10, what="the resend")
+        resent = central.batches[-1]
+        assert (resent.first, resent.last) == (1, 10)
+        assert [r.seq for r in resent.readings] == list(range(1, 11))
+        await buffer.flush()
+        assert buffer.backlog == 10
+        assert sync.stats.acks == 0
+    finally:
+        await stop(task)
+
+
+async def test_an_ack_naming_records_the_batch_did_not_carry_is_ignored(
     buffer: Buffer, mosquitto: MosquittoBroker, central: ScriptedCentral
 ) -> None:
     await fill(buffer, 10)
-    task = await run_sync(buffer, mosquitto, window=1, ack_timeout_s=0.5)
+    sync, task = await start_sync(buffer, mosquitto, window=1, ack_timeout_s=0.5)
     try:
         await wait_until(lambda: len(central.batches) == 1, timeout=10, what="the batch")
-        await central.ack(buffer.stream, 1, 4)  # e.g. a late ack of an earlier session's batch
-        await wait_until(lambda: len(central.batches) >= 2, timeout=10, what="the resend")
-        resent = central.batches[1]
-        assert (resent.first, resent.last) == (1, 10)  # still in flight: its range is resent whole
-        assert [r.seq for r in resent.readings] == list(range(5, 11))  # without what was acknowledged
+        await central.ack(buffer.stream, 1, 10, held=[(1, 5)])  # central holds part of it
+        await wait_until(lambda: sync.stats.acks == 1, timeout=10, what="the partial ack")
+        await wait_until(lambda: len(central.batches) >= 2, timeout=10, what="the resend of the rest")
+        resent = central.batches[-1]
+        assert (resent.first, resent.last) == (1, 10)
+        assert [r.seq for r in resent.readings] == list(range(6, 11))
+        # 1..5 are no longer part of what this batch carries: an ack naming them is over-wide.
+        await central.ack(buffer.stream, 1, 10, held=[(1, 10)])
+        await wait_until(lambda: sync.stats.bad_acks == 1, timeout=10, what="the over-wide ack refused")
+        await buffer.flush()
+        assert buffer.backlog == 5
+        await central.ack(buffer.stream, 1, 10, held=[(6, 10)])
+        await wait_until(lambda: sync.stats.acks == 2, timeout=10, what="the ack of the rest")
+        await buffer.flush()
+        assert buffer.backlog == 0
     finally:
         await stop(task)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -170,3 +171,15 @@ async def test_a_record_central_would_refuse_is_refused_at_the_source(tmp_path: 
         assert reading.reason is not None and reading.reason.startswith("refused")
         event = decode_record(Event, batch.events[0])
         assert event.kind == "record_refused" and "'x'" in event.message
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+async def test_a_non_finite_value_becomes_a_bad_reading_that_says_why(tmp_path: Path, value: float) -> None:
+    async with Buffer(tmp_path / "b.db", max_bytes=10**7, clock_ms=clock) as buffer:
+        buffer.append_reading("lc1/voltage_v", 1, value)
+        await buffer.flush()
+        batch = await buffer.read_batch(0, 10)
+        assert batch is not None
+        reading = decode_record(Reading, batch.readings[0])
+        assert (reading.value, reading.quality) == (None, Quality.BAD)
+        assert reading.reason is not None and reading.reason.startswith("not_finite")

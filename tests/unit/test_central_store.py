@@ -32,7 +32,7 @@ CAB = "cab-1"
 STREAM = "0123abcd"
 
 
-def received(payload: bytes, *, received_ms: int = 1_000) -> ReceivedBatch:
+def received(payload: bytes, *, received_ms: int = TS0_MS + 60_000) -> ReceivedBatch:
     batch = decode_data_batch(payload)
     return ReceivedBatch(batch, received_ms, f"cityedge/{batch.cabinet}/data", payload)
 
@@ -170,12 +170,13 @@ async def test_a_batch_updates_last_seen_and_backlog(store: SqliteStore) -> None
 
 
 async def test_latest_value_of_each_point(store: SqliteStore) -> None:
-    newer = batch(first=1, count=20, points=("a/x", "b/y"))
-    older = batch(stream="99999999", first=1, count=4, points=("a/x", "c/z"), ts0=TS0_MS - 10_000)
-    await store.write([newer, older])
+    first = batch(first=1, count=20, points=("a/x", "b/y"))
+    # A stream seen later (the cabinet's SD card was replaced) is the newer one, whatever its stamps.
+    later = batch(stream="99999999", first=1, count=4, points=("a/x", "c/z"), ts0=TS0_MS - 10_000)
+    await store.write([first, later])
     latest = {v.point: (v.ts_ms, v.value) for v in await store.latest_values(CAB)}
     assert latest == {
-        "a/x": (TS0_MS + 19, 19.0),
+        "a/x": (TS0_MS - 10_000 + 3, 3.0),
         "b/y": (TS0_MS + 20, 20.0),
         "c/z": (TS0_MS - 10_000 + 4, 4.0),
     }
@@ -290,3 +291,16 @@ async def test_an_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
     with pytest.raises(StoreError, match="open"):
         await SqliteStore(tmp_path / "file" / "central.db").open()
+
+
+async def test_a_database_from_before_latest_readings_gets_them_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "central.db"
+    async with SqliteStore(path) as store:
+        await store.write([batch(count=6, points=("a/x", "b/y"))])
+    with sqlite3.connect(path) as db:  # what an older version left: readings, no latest_readings
+        db.execute("DROP TABLE latest_readings")
+    async with SqliteStore(path) as store:
+        latest = {v.point: v.value for v in await store.latest_values(CAB)}
+        assert latest == {"a/x": 5.0, "b/y": 6.0}
+        await store.write([batch(first=7, count=1, points=("a/x",))])
+        assert {v.point: v.value for v in await store.latest_values(CAB)} == {"a/x": 7.0, "b/y": 6.0}

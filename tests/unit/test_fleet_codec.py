@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import string
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from protocols.fleet import (
     encode,
     encode_data_batch,
 )
+from protocols.fleet import seq_ranges as codec_seq_ranges
 from protocols.fleet.messages import (
     MAX_ACK_BYTES,
     MAX_COMMAND_BYTES,
@@ -69,17 +71,17 @@ points = st.builds("{}/{}".format, names, names)
 streams = st.text("0123456789abcdef", min_size=8, max_size=32)
 timestamps = st.integers(0, MAX_TS)
 seqs = st.integers(1, MAX_SEQ)
-counts = st.integers(0, 2**63)
+counts = st.integers(0, 2**53)
 short_texts = st.text(max_size=256)
-# NaN is left out only because NaN != NaN; test_non_finite_floats_are_carried covers it.
+# Finite only: test_non_finite_floats_are_refused covers NaN and infinities.
 scalars = (
     st.none()
     | st.booleans()
     | st.integers(-(2**63), 2**63 - 1)
-    | st.floats(allow_nan=False)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=64)
 )
-scalar_maps = st.dictionaries(st.text(max_size=16), scalars, max_size=8)
+scalar_maps = st.dictionaries(names, scalars, max_size=8)
 
 
 def readings(seq: st.SearchStrategy[int] = seqs) -> st.SearchStrategy[Reading]:
@@ -131,16 +133,20 @@ def seq_ranges(draw: st.DrawFn) -> tuple[int, int]:
 @st.composite
 def data_batches(draw: st.DrawFn) -> DataBatch:
     first, last = draw(seq_ranges())
-    in_range = st.integers(first, last)
+    # Each seq once: it is one place in the cabinet's log, whatever the kind of record.
+    used = iter(draw(st.lists(st.integers(first, last), unique=True, max_size=18)))
+    reading_list = [draw(readings(st.just(seq))) for seq in itertools.islice(used, draw(st.integers(0, 10)))]
+    event_list = [draw(events(st.just(seq))) for seq in itertools.islice(used, draw(st.integers(0, 4)))]
+    result_list = [draw(results(st.just(seq))) for seq in itertools.islice(used, 4)]
     return DataBatch(
         v=PROTOCOL_VERSION,
         cabinet=draw(cabinet_ids),
         stream=draw(streams),
         first=first,
         last=last,
-        readings=draw(st.lists(readings(in_range), max_size=10)),
-        events=draw(st.lists(events(in_range), max_size=4)),
-        results=draw(st.lists(results(in_range), max_size=4)),
+        readings=reading_list,
+        events=event_list,
+        results=result_list,
         backlog=draw(counts),
     )
 
@@ -148,7 +154,15 @@ def data_batches(draw: st.DrawFn) -> DataBatch:
 @st.composite
 def acks(draw: st.DrawFn) -> Ack:
     first, last = draw(seq_ranges())
-    return Ack(v=PROTOCOL_VERSION, cabinet=draw(cabinet_ids), stream=draw(streams), first=first, last=last)
+    seqs_held = draw(st.lists(st.integers(first, last), max_size=20))
+    return Ack(
+        v=PROTOCOL_VERSION,
+        cabinet=draw(cabinet_ids),
+        stream=draw(streams),
+        first=first,
+        last=last,
+        held=codec_seq_ranges(seqs_held),
+    )
 
 
 device_infos = st.builds(
@@ -208,7 +222,7 @@ def _example(kind: type[Any]) -> Envelope:
             results=[CommandResult(seq=20, ts=2, command_id="c1", status="executed")],
         ),
         Status: Status(v=1, cabinet="cab-1", online=True, ts=5, stream="0123abcd"),
-        Ack: Ack(v=1, cabinet="cab-1", stream="0123abcd", first=10, last=20),
+        Ack: Ack(v=1, cabinet="cab-1", stream="0123abcd", first=10, last=20, held=[(10, 10), (15, 20)]),
         Command: Command(
             v=1, id="c1", cabinet="cab-1", action="dim", not_after=10, issued_by="op", args={"l": 40}
         ),
@@ -298,12 +312,18 @@ def test_encode_data_batch_defaults_match_data_batch_defaults() -> None:
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
-def test_non_finite_floats_are_carried(value: float) -> None:
-    """Pins today's behaviour: the protocol carries NaN and infinities; it does not refuse them."""
+def test_non_finite_floats_are_refused(value: float) -> None:
+    """A value a device cannot give finitely travels as None with a bad quality, never as NaN."""
     reading = Reading(seq=1, point="lc1/power_w", ts=0, value=value, quality=Quality.BAD)
-    decoded = decode_record(Reading, encode(reading))
-    assert isinstance(decoded.value, float)
-    assert math.isnan(decoded.value) if math.isnan(value) else decoded.value == value
+    with pytest.raises(MalformedMessage):
+        decode_record(Reading, encode(reading))
+    batch = _example(DataBatch)
+    assert isinstance(batch, DataBatch)
+    with pytest.raises(MalformedMessage):
+        decode_data_batch(encode(msgspec.structs.replace(batch, readings=[reading])))
+    event = Event(seq=15, ts=1, source="lc1", kind="x", severity="info", message="", data={"v": value})
+    with pytest.raises(MalformedMessage):
+        decode_data_batch(encode(msgspec.structs.replace(batch, readings=[], events=[event])))
 
 
 # --- bad payloads get FleetError subclasses, nothing else ---------------------------------------
@@ -555,12 +575,37 @@ def test_record_seq_outside_the_batch_range_is_malformed(field: str, seq: int) -
 def test_record_seq_at_the_batch_bounds_is_accepted(seq: int) -> None:
     batch = _example(DataBatch)
     reading = msgspec.to_builtins(Reading(seq=seq, point="lc1/on", ts=0, value=True))
-    assert decode_data_batch(_as_map(batch, readings=[reading])).readings[0].seq == seq
+    decoded = decode_data_batch(_as_map(batch, readings=[reading], events=[], results=[]))
+    assert decoded.readings[0].seq == seq
 
 
 def test_first_after_last_is_malformed_for_a_batch() -> None:
     with pytest.raises(MalformedMessage, match="first seq 21 is after last seq 20"):
         decode_data_batch(_as_map(_example(DataBatch), first=21, readings=[], events=[], results=[]))
+
+
+@pytest.mark.parametrize("version", [2, 2**16 + 1, 2**63, 2**64 - 1])
+def test_any_other_version_is_unsupported(version: int) -> None:
+    for kind, decode in DECODERS.items():
+        with pytest.raises(UnsupportedVersion):
+            decode(_as_map(_example(kind), v=version))
+
+
+def test_a_seq_used_twice_in_a_batch_is_malformed() -> None:
+    """A reading and an event with one seq would both be stored (two tables) and acked as one."""
+    batch = _example(DataBatch)
+    event = msgspec.to_builtins(
+        Event(seq=10, ts=1, source="lc1", kind="door_open", severity="info", message="")
+    )
+    with pytest.raises(MalformedMessage, match="same seq"):
+        decode_data_batch(_as_map(batch, events=[event]))
+
+
+def test_an_ack_without_held_ranges_is_malformed() -> None:
+    fields = msgspec.to_builtins(_example(Ack))
+    del fields["held"]
+    with pytest.raises(MalformedMessage):
+        decode_ack(msgspec.msgpack.encode(fields))
 
 
 def test_first_after_last_is_malformed_for_an_ack() -> None:
@@ -642,8 +687,24 @@ _BAD_FIELDS = [
     (Status, {"inventory": [{"name": "lc1", "driver": "modbus-tcp", "colour": "red"}]}),
     (Status, {"inventory": [{"name": "lc 1", "driver": "modbus-tcp"}]}),
     (Status, {"inventory": [{"name": "lc1", "driver": "m", "points": ["p"] * 1025}]}),
+    (DataBatch, {"backlog": 2**63}),
+    (DataBatch, {"backlog": 2**53 + 1}),
+    (Status, {"boot_count": 2**63}),
+    (Status, {"boot_count": 2**64 - 1}),
+    (Status, {"backlog": 2**63}),
     (Ack, {"last": 2**63}),
     (Ack, {"stream": 12345678}),
+    (Ack, {"held": [[15, 20], [10, 10]]}),
+    (Ack, {"held": [[10, 15], [15, 20]]}),
+    (Ack, {"held": [[9, 12]]}),
+    (Ack, {"held": [[18, 21]]}),
+    (Ack, {"held": [[12, 11]]}),
+    (Ack, {"held": [[10]]}),
+    (Ack, {"held": [[i, i] for i in range(4097)]}),
+    (Ack, {"held": None}),
+    (Command, {"args": {"": 1}}),
+    (Command, {"args": {"a b": 1}}),
+    (Command, {"args": {"level": math.nan}}),
     (Command, {"id": ""}),
     (Command, {"action": "switch on"}),
     (Command, {"device": "lc1\n"}),

@@ -3,7 +3,11 @@
     schedule_active   data: schedule (JSON text; "" when none, null when too large for an event),
                       hash, source ("config" | "command")
     lighting_state    data: on, level_pct, reason, next_change_ms, devices ("lc1,lc2"),
-                      override_until_ms (optional); one event per output (its source) that changed
+                      override_until_ms (optional); one event per output (its source) that changed,
+                      and one for an output that a failed write left changed: then on/level_pct are
+                      what it holds, and reason names its points ("left by a failed write: relay=on,
+                      dim_level_pct=50"); a write that failed and was undone changes nothing, so no
+                      event: the view still shows what the output holds
 
 An event that does not have that shape is not an error of the API: the view says what is wrong with it
 (``problem``) and shows what it can, so an operator sees that the agent sent something odd.

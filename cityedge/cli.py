@@ -105,11 +105,22 @@ def agent_run(
         _fail(str(exc))
 
 
+PROBE_FAILED = 1
+
+
 @agent_app.command("check")
 def agent_check(
     config: Annotated[Path, typer.Option("--config", "-c", help="The cabinet's TOML config file.")],
+    probe: Annotated[
+        bool,
+        typer.Option(
+            "--probe",
+            help="Also read every point of every device once and flag what would be reported bad "
+            "(no answer, implausible, undecodable); exit code 1 if anything is.",
+        ),
+    ] = False,
 ) -> None:
-    """Validate a cabinet config and its device profiles without starting anything."""
+    """Validate a cabinet config and its device profiles (saying which file each profile came from)."""
     from edge_agent.config import load_config
     from edge_agent.errors import AgentError
 
@@ -119,6 +130,18 @@ def agent_check(
         _fail(str(exc))
     devices = loaded.config.devices
     typer.echo(f"{config}: ok (cabinet {loaded.config.cabinet.id}, {len(devices)} devices)")
+    for device in devices:
+        typer.echo(f"  {device.name}: profile {device.profile} from {loaded.profile_files[device.name]}")
+    if probe:
+        from edge_agent.probe import probe as probe_devices
+        from edge_agent.probe import probe_table
+
+        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # the table says who does not answer
+        results = asyncio.run(probe_devices(loaded))
+        for line in probe_table(results):
+            typer.echo(line)
+        if not all(result.good for result in results):
+            raise typer.Exit(PROBE_FAILED)
 
 
 @central_app.command("serve")

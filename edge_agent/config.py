@@ -25,6 +25,7 @@ from pydantic import (
 
 from edge_agent.errors import ConfigError
 from edge_agent.lighting import LightingSchedule, ScheduleError, parse_schedule
+from edge_agent.lighting.roles import role_problem
 from protocols.errors import ProfileError
 from protocols.fleet.broker_url import (
     BrokerAddress,
@@ -34,7 +35,7 @@ from protocols.fleet.broker_url import (
     read_secret_file,
 )
 from protocols.fleet.topics import CABINET_ID_PATTERN
-from protocols.modbus.profile import Profile, default_profile_dirs, load_profile
+from protocols.modbus.profile import Profile, find_profile, profile_search_path
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +169,9 @@ class LightingSection(_Model):
 
 
 class AgentConfig(_Model):
+    # Device profiles of this cabinet's own, looked for before /etc/cityedge/profiles and the packaged
+    # ones (relative: to the config file's folder).
+    profiles_dir: Path | None = None
     cabinet: CabinetSection
     broker: BrokerSection = BrokerSection()
     buffer: BufferSection = BufferSection()
@@ -213,12 +217,14 @@ class LoadedConfig:
         profiles: dict[str, Profile],
         digest: str,
         schedule: LightingSchedule | None,
+        profile_files: dict[str, Path] | None = None,
     ) -> None:
         self.path = path
         self.config = config
         self.profiles = profiles
         self.digest = digest
         self.schedule = schedule
+        self.profile_files = profile_files or {}  # device -> the file its profile was read from
 
     @property
     def buffer_path(self) -> Path:
@@ -320,13 +326,8 @@ def load_config(path: Path, *, profile_dirs: list[Path] | None = None) -> Loaded
         # Not chained: pydantic's own message repeats every input, passwords included.
         raise ConfigError(shown, _key(first["loc"]), _problem(first)) from None
     config = _with_password(path, config)
-    dirs = profile_dirs if profile_dirs is not None else default_profile_dirs()
-    profiles: dict[str, Profile] = {}
-    for index, device in enumerate(config.devices):
-        try:
-            profiles[device.name] = load_profile(device.profile, dirs)
-        except ProfileError as exc:
-            raise ConfigError(shown, f"devices[{index}].profile", str(exc)) from exc
+    dirs = profile_dirs if profile_dirs is not None else _profile_search_path(shown, path, config)
+    profile_files, profiles = _load_profiles(shown, config, dirs)
     schedule = None
     if config.lighting.schedule is not None:
         try:
@@ -340,4 +341,40 @@ def load_config(path: Path, *, profile_dirs: list[Path] | None = None) -> Loaded
         profiles=profiles,
         digest=hashlib.sha256(raw).hexdigest()[:16],
         schedule=schedule,
+        profile_files=profile_files,
     )
+
+
+def _profile_search_path(shown: str, path: Path, config: AgentConfig) -> list[Path]:
+    """``profiles_dir`` (checked), then ``/etc/cityedge/profiles``, then the packaged profiles."""
+    own = config.profiles_dir
+    if own is not None:
+        own = own if own.is_absolute() else path.parent / own
+        if not own.is_dir():
+            raise ConfigError(
+                shown,
+                "profiles_dir",
+                f"{own} is not a directory: create it and put the cabinet's profiles (<name>.toml) "
+                "in it, or remove the key to use /etc/cityedge/profiles and the packaged profiles",
+            )
+    return profile_search_path(own)
+
+
+def _load_profiles(
+    shown: str, config: AgentConfig, dirs: list[Path]
+) -> tuple[dict[str, Path], dict[str, Profile]]:
+    """Each device's profile and the file it came from; a lighting output's points must fit their role."""
+    files: dict[str, Path] = {}
+    profiles: dict[str, Profile] = {}
+    for index, device in enumerate(config.devices):
+        key = f"devices[{index}].profile"
+        try:
+            files[device.name], profiles[device.name] = find_profile(device.profile, dirs)
+        except ProfileError as exc:
+            raise ConfigError(shown, key, str(exc)) from exc
+        lighting = config.lighting.devices
+        if lighting is None or device.name in lighting:
+            problem = role_problem(profiles[device.name])
+            if problem is not None:
+                raise ConfigError(shown, key, f"{files[device.name]}: {problem[0]}: {problem[1]}")
+    return files, profiles

@@ -5,8 +5,8 @@ when a command changes the schedule or an override), writes relay and dimming se
 them now and then (a controller that lost power comes back in its default state). Every write is read
 back by the driver. Each change of what the lights do is recorded as a ``lighting_state`` event.
 
-Lighting outputs are found by name in the device profile: writable ``relay`` / ``relay_*`` points are
-switched, writable ``dim*_pct`` points get the level.
+Lighting outputs are found by name in the device profile (``edge_agent.lighting.roles``): writable
+``relay`` / ``relay_*`` points are switched, writable ``dim*_pct`` points get the level.
 
 While the clock is not synchronised the schedule cannot be placed in time: the lights follow the
 fail-safe (``lighting.clock_failsafe``: on, off, or the schedule all the same), an operator's override
@@ -23,16 +23,18 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from edge_agent.buffer import Buffer
 from edge_agent.clock import Clock
+from edge_agent.lighting.roles import dim_points, relay_points
 from edge_agent.lighting.schedule import LightingSchedule, Override, parse_schedule
 from edge_agent.lighting.state import LightingState, desired_state
-from protocols.driver import FieldDriver
+from edge_agent.lighting.writes import PartialWrite, WriteTransaction, describe_left, describe_value
+from protocols.driver import FieldDriver, Value
 from protocols.errors import DriverError
 from protocols.modbus.profile import Profile
 
@@ -71,9 +73,8 @@ def lighting_outputs(
     for name, driver, profile in devices:
         if only is not None and name not in only:
             continue
-        writable = [p for p in profile.points if p.writable]
-        relays = [p.name for p in writable if p.name == "relay" or p.name.startswith("relay_")]
-        dims = [p.name for p in writable if p.name.startswith("dim") and p.name.endswith("_pct")]
+        relays = [p.name for p in relay_points(profile)]
+        dims = [p.name for p in dim_points(profile)]
         if relays:
             outputs.append(LightingOutput(name=name, driver=driver, relays=relays, dims=dims))
     return outputs
@@ -306,14 +307,16 @@ class LightingRunner:
 
     async def _apply_now(self, names: Sequence[str]) -> None:
         now = self.clock.now_ms()
+        targets: list[tuple[LightingOutput, LightingState]] = []
         for name in names:
             output = self.outputs[name]
             state = self.desired(name, now)
             if state is None:
                 self._released(output)
             else:
-                self.current[name] = state
-                await self._write(output, state)
+                targets.append((output, state))
+        await self._write_all(targets)  # what the outputs should do changes once every write is taken
+        self.current.update((output.name, state) for output, state in targets)
         self._wake.set()
 
     async def _ensure(self, output: LightingOutput, state: LightingState) -> None:
@@ -336,21 +339,86 @@ class LightingRunner:
                 )
 
     async def _write(self, output: LightingOutput, state: LightingState) -> None:
-        """Level first, then the relay: lamps never flash at full power before dimming."""
-        previous, output.applied = output.applied, None  # unknown until every write is read back
-        if state.on:
-            for point in output.dims:
-                await output.driver.write(point, state.level_pct)
-        for point in output.relays:
-            await output.driver.write(point, state.on)
-        target = (state.on, state.level_pct)
-        changed = previous != target
-        output.applied, output.written_at, output.failing = target, time.monotonic(), False
-        if changed:
-            self._record_state(output.name, state)
+        await self._write_all([(output, state)])
 
-    def _record_state(self, name: str, state: LightingState) -> None:
-        override = self.overrides.get(name)
+    async def _write_all(self, targets: Sequence[tuple[LightingOutput, LightingState]]) -> None:
+        """Level first, then the relay: lamps never flash at full power before dimming.
+
+        All or nothing: when a write fails, what was written to every output of ``targets`` is put
+        back (``edge_agent.lighting.writes``); raises ``UndoneWrite``, or ``PartialWrite`` naming
+        exactly what could not be put back. States are recorded only once every write is read back.
+        """
+        previous = {output.name: output.applied for output, _ in targets}
+        transaction = WriteTransaction()
+        try:
+            for output, state in targets:
+                output.applied = None  # unknown until every write is read back
+                if state.on:
+                    for point in output.dims:
+                        await transaction.write(output.name, output.driver, point, state.level_pct)
+                for point in output.relays:
+                    await transaction.write(output.name, output.driver, point, state.on)
+        except DriverError as exc:
+            error = await transaction.undo(exc)
+            self._undone(error, targets, previous)
+            raise error from exc
+        for output, state in targets:
+            target = (state.on, state.level_pct)
+            output.applied, output.written_at, output.failing = target, time.monotonic(), False
+            if previous[output.name] != target:
+                self._record_state(output.name, state)
+
+    def _undone(
+        self,
+        error: DriverError,
+        targets: Sequence[tuple[LightingOutput, LightingState]],
+        previous: dict[str, tuple[bool, int] | None],
+    ) -> None:
+        """After a failed write: outputs put back are as they were; those left changed are recorded
+        as they are now (a warning, and their state for the lighting view), and re-driven later."""
+        left = error.devices if isinstance(error, PartialWrite) else []
+        for output, _ in targets:
+            output.applied = None if output.name in left else previous[output.name]
+        if not isinstance(error, PartialWrite):
+            return
+        self.buffer.append_event(
+            ts=self.clock.now_ms(),
+            source=left[0],
+            kind="lighting_left_changed",
+            severity="warning",
+            message=f"a write failed part way and could not be undone: {error.detail}"[:2000],
+            data={
+                "devices": ",".join(left),
+                "points": describe_left(error.left)[:1000],
+                "reason": error.cause.reason,
+            },
+        )
+        for output, _ in targets:
+            if output.name in left:
+                self._record_held(output, error.held[output.name])
+
+    def _record_held(self, output: LightingOutput, held: Mapping[str, Value]) -> None:
+        """A ``lighting_state`` of what ``output`` holds after a write that could not be undone."""
+        relays = [held.get(point) for point in output.relays]
+        dims = [held.get(point) for point in output.dims]
+        on = all(value is True for value in relays)
+        level = next((int(v) for v in dims if isinstance(v, int | float) and not isinstance(v, bool)), 100)
+        shown = ", ".join(
+            f"{point}={describe_value(held.get(point))}" for point in (*output.relays, *output.dims)
+        )
+        now = _utc(self.clock.now_ms())
+        state = LightingState(
+            on=on,
+            level_pct=level if on else 0,
+            reason=f"left by a failed write: {shown}",
+            since=now,
+            next_change=now,
+        )
+        self._record_state(output.name, state, held=True)
+
+    def _record_state(self, name: str, state: LightingState, *, held: bool = False) -> None:
+        """``held``: what a failed write left, which no override governs (the override is not kept)."""
+        override = None if held else self.overrides.get(name)
         data: dict[str, str | int | bool | float | None] = {
             "on": state.on,
             "level_pct": state.level_pct,

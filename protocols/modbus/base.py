@@ -160,12 +160,19 @@ class ModbusDriverBase(ABC):
         return point
 
 
+IMPLAUSIBLE = "implausible"
+
+
 def point_value(point: Point, words: Sequence[int] | Sequence[bool]) -> PointValue:
-    """A point that does not decode (NaN, ...) is reported bad; the rest of the device is fine."""
+    """A point that does not decode (NaN, ...) is reported bad, and so is one outside its plausible
+    range (a wrong word order reads -2.4e-41 V): the value is kept, the reason says ``implausible``.
+    The rest of the device is fine."""
     try:
         value = decode_point(point, words)
     except ValueError as exc:
         return PointValue(point.name, None, Quality.BAD, f"decode: {exc}")
+    if point.implausible(value):
+        return PointValue(point.name, value, Quality.BAD, IMPLAUSIBLE)
     return PointValue(point.name, value)
 
 

@@ -1,8 +1,19 @@
 """Pure Modbus codec: registers <-> engineering values, and read planning. No sockets, no clocks.
 
-A register point occupies one (16-bit types) or two (32-bit types) consecutive registers. ``word_order``
-says which of the two comes first: ``"big"`` puts the high word first (Modbus's own byte order, the
-common case), ``"little"`` the low word first. Bytes within a register are always big-endian.
+A register point occupies one (16-bit types), two (32-bit) or four (64-bit) consecutive registers, or
+one bit of a bit table. ``word_order`` names where the bytes of the value go, as controller manuals
+name it: the value's bytes, most significant first, are A B C D (for 64-bit types A..H), and
+
+    ABCD   registers most significant first, bytes in a register big-endian (Modbus's own order)
+    CDAB   registers least significant first (word swap), bytes in a register big-endian
+    BADC   registers most significant first, the two bytes of each register swapped (byte swap)
+    DCBA   registers least significant first, bytes swapped: the whole value little-endian
+
+``big`` is another name for ABCD and ``little`` for CDAB (low word first, as it always meant here).
+For 64-bit types "word swap" reverses all four registers; for 16-bit types only the byte swap
+(BADC, DCBA) changes anything.
+
+A ``bool`` point in a register table reads true for any nonzero register and writes 1 or 0.
 The engineering value is ``raw * scale``; writing divides by ``scale`` and rounds to the nearest raw
 integer.
 """
@@ -11,18 +22,30 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Generic, Literal, Protocol, TypeVar, get_args
 
 Table = Literal["holding", "input", "coil", "discrete"]
-RegisterType = Literal["int16", "uint16", "int32", "uint32", "float32"]
-PointType = Literal["int16", "uint16", "int32", "uint32", "float32", "bool"]
-WordOrder = Literal["big", "little"]
+RegisterType = Literal["int16", "uint16", "int32", "uint32", "float32", "int64", "uint64", "float64"]
+PointType = Literal["int16", "uint16", "int32", "uint32", "float32", "int64", "uint64", "float64", "bool"]
+ByteOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
+WordOrder = Literal["ABCD", "CDAB", "BADC", "DCBA", "big", "little"]
 
 TABLES: tuple[Table, ...] = get_args(Table)
 REGISTER_TYPES: tuple[RegisterType, ...] = get_args(RegisterType)
+WORD_ORDERS: tuple[WordOrder, ...] = get_args(WordOrder)
+BYTE_ORDERS: tuple[ByteOrder, ...] = get_args(ByteOrder)
+_BYTE_ORDER: Mapping[WordOrder, ByteOrder] = {
+    "ABCD": "ABCD",
+    "CDAB": "CDAB",
+    "BADC": "BADC",
+    "DCBA": "DCBA",
+    "big": "ABCD",
+    "little": "CDAB",
+}
 BIT_TABLES: frozenset[Table] = frozenset({"coil", "discrete"})
 WRITABLE_TABLES: frozenset[Table] = frozenset({"holding", "coil"})
 
@@ -36,8 +59,11 @@ _STRUCT: Mapping[RegisterType, str] = {
     "int32": "i",
     "uint32": "I",
     "float32": "f",
+    "int64": "q",
+    "uint64": "Q",
+    "float64": "d",
 }
-_FLOAT32_MAX = 3.4028234663852886e38
+_FLOAT_MAX: Mapping[RegisterType, float] = {"float32": 3.4028234663852886e38, "float64": sys.float_info.max}
 
 
 def register_count(data_type: PointType) -> int:
@@ -46,9 +72,9 @@ def register_count(data_type: PointType) -> int:
 
 
 def raw_range(data_type: RegisterType) -> tuple[int, int]:
-    """The smallest and largest raw integer a register type holds (float32: its finite range)."""
-    if data_type == "float32":
-        return -math.floor(_FLOAT32_MAX), math.floor(_FLOAT32_MAX)
+    """The smallest and largest raw integer a register type holds (floats: their finite range)."""
+    if data_type in _FLOAT_MAX:
+        return -math.floor(_FLOAT_MAX[data_type]), math.floor(_FLOAT_MAX[data_type])
     bits = 16 * register_count(data_type)
     if data_type.startswith("u"):
         return 0, 2**bits - 1
@@ -66,14 +92,11 @@ def decode_registers(
     expected = register_count(data_type)
     if len(registers) != expected:
         raise ValueError(f"{data_type} needs {expected} register(s), got {len(registers)}")
-    if any(not 0 <= word <= 0xFFFF for word in registers):
-        raise ValueError(f"registers must be 16-bit unsigned integers, got {list(registers)}")
-    words = list(registers) if word_order == "big" else list(reversed(registers))
-    raw = struct.unpack(f">{_STRUCT[data_type]}", struct.pack(f">{expected}H", *words))[0]
-    if data_type == "float32":
+    raw = struct.unpack(f">{_STRUCT[data_type]}", registers_to_bytes(registers, word_order))[0]
+    if data_type in _FLOAT_MAX:
         if not math.isfinite(raw):
-            raise ValueError(f"float32 is not a finite number ({raw})")
-        value: int | float = _shortest_float32(raw)
+            raise ValueError(f"{data_type} is not a finite number ({raw})")
+        value: int | float = _shortest_float32(raw) if data_type == "float32" else float(raw)
     else:
         value = int(raw)
     if scale == 1:
@@ -96,22 +119,54 @@ def encode_registers(
     if not math.isfinite(value):
         raise ValueError(f"{name}: expected a finite number, got {value!r}")
     raw: int | float
-    if data_type == "float32":
+    if data_type in _FLOAT_MAX:
         raw = value / scale
     else:
-        # Same Decimal path as decoding, so that 230.1 / 0.1 rounds to 2301, not 2300.
-        raw = round(Decimal(repr(float(value))) / Decimal(repr(scale)))
+        # Same Decimal path as decoding, so that 230.1 / 0.1 rounds to 2301, not 2300; an integer
+        # stays exact (a 64-bit counter does not go through a float).
+        exact = Decimal(value) if isinstance(value, int) else Decimal(repr(float(value)))
+        raw = round(exact / Decimal(repr(scale)))
     try:
-        # struct range-checks every type (float32: what does not round to a finite float32).
+        # struct range-checks every type (floats: what does not round to a finite float).
         packed = struct.pack(f">{_STRUCT[data_type]}", raw)
+        if data_type in _FLOAT_MAX and not math.isfinite(struct.unpack(f">{_STRUCT[data_type]}", packed)[0]):
+            raise OverflowError(raw)
     except (struct.error, OverflowError) as exc:
         low, high = sorted(bound * scale for bound in raw_range(data_type))
         raise ValueError(
             f"{name}: {value!r} is out of range for {data_type} with scale {scale} "
             f"(allowed {low:g}..{high:g})"
         ) from exc
-    words = list(struct.unpack(f">{len(packed) // 2}H", packed))
-    return words if word_order == "big" else list(reversed(words))
+    return bytes_to_registers(packed, word_order)
+
+
+def byte_order(word_order: WordOrder) -> ByteOrder:
+    """The manual's name of ``word_order`` (``big`` is ABCD, ``little`` CDAB)."""
+    return _BYTE_ORDER[word_order]
+
+
+def registers_to_bytes(registers: Sequence[int], word_order: WordOrder = "ABCD") -> bytes:
+    """The value's bytes, most significant first, from its registers as the device sends them."""
+    if any(not 0 <= word <= 0xFFFF for word in registers):
+        raise ValueError(f"registers must be 16-bit unsigned integers, got {list(registers)}")
+    return _reorder(struct.pack(f">{len(registers)}H", *registers), byte_order(word_order))
+
+
+def bytes_to_registers(value: bytes, word_order: WordOrder = "ABCD") -> list[int]:
+    """The registers a device holds for a value's bytes (most significant first)."""
+    if len(value) % 2:
+        raise ValueError(f"a register value has an even number of bytes, got {len(value)}")
+    return list(struct.unpack(f">{len(value) // 2}H", _reorder(value, byte_order(word_order))))
+
+
+def _reorder(data: bytes, order: ByteOrder) -> bytes:
+    """Swap words and/or bytes: each swap is its own inverse, so this maps both ways."""
+    words = [data[i : i + 2] for i in range(0, len(data), 2)]
+    if order in ("CDAB", "DCBA"):
+        words.reverse()
+    if order in ("BADC", "DCBA"):
+        words = [word[::-1] for word in words]
+    return b"".join(words)
 
 
 def _shortest_float32(value: float) -> float:
@@ -149,8 +204,9 @@ def decode_point(point: PointSpec, words: Sequence[int] | Sequence[bool]) -> int
     """Decode a point from exactly its own registers (or its one bit). Raises ValueError."""
     if point.type == "bool":
         if len(words) != 1:
-            raise ValueError(f"{point.name}: expected 1 bit, got {len(words)}")
-        return bool(words[0])
+            what = "bit" if point.table in BIT_TABLES else "register"
+            raise ValueError(f"{point.name}: expected 1 {what}, got {len(words)}")
+        return bool(words[0])  # a register: any nonzero value is true
     return decode_registers(
         [int(word) for word in words],
         data_type=point.type,
@@ -164,7 +220,8 @@ def encode_point(point: PointSpec, value: float | bool) -> list[int] | list[bool
     if point.type == "bool":
         if value not in (0, 1) or isinstance(value, float):
             raise ValueError(f"{point.name}: expected true or false, got {value!r}")
-        return [bool(value)]
+        # A coil takes a bit; a register holding an on/off output takes 1 or 0.
+        return [bool(value)] if point.table in BIT_TABLES else [int(bool(value))]
     if isinstance(value, bool):
         raise ValueError(f"{point.name}: expected a number, got {value!r}")
     low = -math.inf if point.min is None else point.min

@@ -1,7 +1,11 @@
-"""Device profiles: the register map of one controller model, read from ``config/profiles/<name>.toml``.
+"""Device profiles: the register map of one controller model, read from ``<name>.toml``.
 
 The file format is documented in ``config/profiles/README.md``. Every problem is reported as a
 ``ProfileError`` naming the file, the point (``points[3] (power_w).type``) and what was expected.
+
+A profile is looked for in a search path, first match wins: the cabinet config's ``profiles_dir``,
+then ``/etc/cityedge/profiles`` (a technician's own profiles, which no upgrade touches), then the
+profiles packaged with cityedge (``profile_search_path``).
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ class Point(BaseModel):
     writable: bool = False
     min: float | None = None
     max: float | None = None
+    # [low, high] in scaled units: a value read outside is flagged implausible (bad quality).
+    plausible: list[float] | None = None
     description: str | None = None
 
     @model_validator(mode="before")
@@ -65,6 +71,13 @@ class Point(BaseModel):
     def end(self) -> int:
         """First address after this point."""
         return self.address + self.size
+
+    def implausible(self, value: float | bool) -> bool:
+        """``value`` lies outside the point's plausible range (never, without one)."""
+        if self.plausible is None or isinstance(value, bool):
+            return False
+        low, high = self.plausible
+        return not low <= value <= high
 
 
 class ProfileHeader(BaseModel):
@@ -135,6 +148,11 @@ def read_profile(path: Path) -> Profile:
 
 def load_profile(name: str, search_dirs: Sequence[Path]) -> Profile:
     """Find ``<name>.toml`` in the first of ``search_dirs`` that has it, and read it."""
+    return find_profile(name, search_dirs)[1]
+
+
+def find_profile(name: str, search_dirs: Sequence[Path]) -> tuple[Path, Profile]:
+    """The file ``<name>.toml`` in the first of ``search_dirs`` that has it, and its profile."""
     where = f"profile {name!r}"
     searched = ", ".join(str(d) for d in search_dirs) or "(no profile directories)"
     if not re.match(_NAME, name):
@@ -149,7 +167,7 @@ def load_profile(name: str, search_dirs: Sequence[Path]) -> Profile:
                     "profile.name",
                     f"expected {name!r} (the file's name), got {profile.name!r}",
                 )
-            return profile
+            return candidate, profile
     available = ", ".join(available_profiles(search_dirs)) or "none"
     raise ProfileError(searched, where, f"unknown profile; available: {available}")
 
@@ -168,6 +186,18 @@ def default_profile_dirs() -> list[Path]:
         candidates += [Path(loc) / "config" / "profiles" for loc in spec.submodule_search_locations]
     unique = dict.fromkeys(path.resolve() for path in candidates if path.is_dir())
     return list(unique)
+
+
+SYSTEM_PROFILE_DIR = Path("/etc/cityedge/profiles")
+
+
+def profile_search_path(
+    profiles_dir: Path | None = None, *, system_dir: Path = SYSTEM_PROFILE_DIR
+) -> list[Path]:
+    """Where profiles are looked for, first match wins: ``profiles_dir`` (the cabinet config's),
+    ``system_dir`` (a technician's own profiles, untouched by upgrades), then the packaged ones."""
+    first = [] if profiles_dir is None else [profiles_dir]
+    return [*first, system_dir, *default_profile_dirs()]
 
 
 def _first_problem(points: Sequence[Point]) -> str | None:
@@ -194,8 +224,6 @@ def _point_problem(point: Point) -> tuple[str, str] | None:
     bits = point.table in BIT_TABLES
     if bits and point.type != "bool":
         return "type", f"expected bool for a {point.table} point, got {point.type!r}"
-    if not bits and point.type == "bool":
-        return "type", f"expected one of {', '.join(REGISTER_TYPES)}, got 'bool'"
     if point.writable and point.table not in WRITABLE_TABLES:
         return "writable", f"expected false: {point.table} points are read-only"
     if point.end > 0x10000:
@@ -206,6 +234,20 @@ def _point_problem(point: Point) -> tuple[str, str] | None:
         return "scale", f"expected 1 (or no scale) for a {point.table} point, got {point.scale!r}"
     if point.min is not None and point.max is not None and point.min > point.max:
         return "min", f"expected min <= max, got {point.min!r} > {point.max!r}"
+    return _plausible_problem(point)
+
+
+def _plausible_problem(point: Point) -> tuple[str, str] | None:
+    if point.plausible is None:
+        return None
+    if point.type == "bool":
+        return "plausible", "expected no plausible range for a bool point (every value is plausible)"
+    if len(point.plausible) != 2 or not all(math.isfinite(bound) for bound in point.plausible):
+        got = point.plausible
+        return "plausible", f"expected [low, high], two finite numbers, e.g. [0, 500], got {got!r}"
+    low, high = point.plausible
+    if low > high:
+        return "plausible", f"expected low <= high, got [{low!r}, {high!r}]"
     return None
 
 
@@ -255,6 +297,7 @@ _EXPECTED = {
     "bool_type": "expected true or false",
     "string_type": "expected a string",
     "tuple_type": "expected an array of tables ([[points]])",
+    "list_type": "expected an array, e.g. [0, 500]",
     "model_type": "expected a table",
 }
 
@@ -268,7 +311,7 @@ def _problem(error: Mapping[str, Any], point: Mapping[str, Any] | None) -> str:
         # Only the types the point's table allows, not every PointType.
         if point.get("table") in BIT_TABLES:
             return f"expected bool{got}"
-        return f"expected one of {', '.join(REGISTER_TYPES)}{got}"
+        return f"expected one of {', '.join(REGISTER_TYPES)}, bool{got}"
     if kind == "literal_error":
         choices = ", ".join(re.findall(r"'([^']*)'", str(error["ctx"]["expected"])))
         return f"expected one of {choices}{got}"

@@ -18,7 +18,9 @@ the hardware; ``_cN`` names circuit N, ``_lN`` phase N (a profile without them h
     door_open                        set by ``set_door_open``
 
 Integer types count energy rounded down. Any other point holds whatever was written or set, initially
-0. Measurements are computed from the clock whenever a client reads, so an injected clock (``clock=``)
+0. Faults: ``set_unresponsive`` (answers nothing), ``inject_exception`` (every request refused),
+``inject_write_fault`` (writes refused, to one point or after some writes, while reads answer).
+Measurements are computed from the clock whenever a client reads, so an injected clock (``clock=``)
 makes them deterministic and lets a test run hours of simulated time at once. Each instance owns all
 of its state, so any number of them can serve from one event loop.
 """
@@ -63,6 +65,7 @@ _TABLE_OF_FUNCTION: Final[Mapping[int, Table]] = {
     23: "holding",
     4: "input",
 }
+_WRITTEN_TABLE: Final[Mapping[int, Table]] = {5: "coil", 15: "coil", 6: "holding", 16: "holding"}
 MAINS_VOLTAGE_V: Final = 230.0
 MAINS_FREQUENCY_HZ: Final = 50.0
 LOADED_POWER_FACTOR: Final = 0.95
@@ -126,6 +129,7 @@ class LightingControllerSimulator:
         self._door_open = False
         self._unresponsive = False
         self._exception: ExcCodes | None = None
+        self._write_fault: _WriteFault | None = None
         for circuit in self._circuits.values():
             if circuit.dim is not None:
                 self.set_point(circuit.dim, 100)
@@ -258,6 +262,21 @@ class LightingControllerSimulator:
         """Answer every request with Modbus exception ``code`` (e.g. 6, busy); None to stop."""
         self._exception = None if code is None else ExcCodes(code)
 
+    def inject_write_fault(
+        self, quantity: str | None = None, *, code: int = 4, after_writes: int = 0, silent: bool = False
+    ) -> None:
+        """Refuse writes with Modbus exception ``code`` (4: device failure) while reads still answer:
+        writes touching ``quantity`` (any point, when None), once ``after_writes`` more writes have
+        been taken. E.g. ``inject_write_fault("relay")``: a dim takes its level, then fails on the
+        relay; ``inject_write_fault(after_writes=1)``: one write is taken, every later one fails.
+        ``silent``: such writes get no answer at all (over TCP), so the client cannot tell whether
+        they were taken (they were not)."""
+        point = None if quantity is None else self.profile.point(quantity)
+        self._write_fault = _WriteFault(point, ExcCodes(code), after_writes, silent)
+
+    def clear_write_fault(self) -> None:
+        self._write_fault = None
+
     def set_point(self, quantity: str, value: float | bool) -> None:
         """Set a stored point locally (a manual override at the cabinet), or an energy counter."""
         point = self.profile.point(quantity)
@@ -378,6 +397,9 @@ class LightingControllerSimulator:
         if self._size[table] == 0:
             return ExcCodes.ILLEGAL_ADDRESS
         if set_values is not None:
+            fault = self._write_fault
+            if fault is not None and not fault.silent and fault.refuses(table, address, len(set_values)):
+                return fault.code
             if rejected := self._check_write(table, address, set_values):
                 return rejected
             self._advance()
@@ -390,7 +412,14 @@ class LightingControllerSimulator:
         return None
 
     def _filter_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU | None:
-        return None if self._unresponsive and not sending else pdu
+        if sending:
+            return pdu
+        if self._unresponsive:
+            return None
+        fault, table = self._write_fault, _WRITTEN_TABLE.get(pdu.function_code)
+        if fault is not None and fault.silent and table is not None:
+            return None if fault.refuses(table, pdu.address, max(pdu.count, 1)) else pdu
+        return pdu
 
     def _simdata(self) -> tuple[list[SimData], list[SimData], list[SimData], list[SimData]]:
         """pymodbus's datastore layout: every table served from address 0 to its last point."""
@@ -406,6 +435,28 @@ class LightingControllerSimulator:
             return [SimData(0, values=[0] * self._size[table], datatype=DataType.REGISTERS)]
 
         return bits("coil"), bits("discrete"), words("holding"), words("input")
+
+
+@dataclass(slots=True)
+class _WriteFault:
+    """Which writes ``inject_write_fault`` refuses: those touching ``point`` (every one, when None),
+    after ``spared`` more writes have been taken."""
+
+    point: Point | None
+    code: ExcCodes
+    spared: int
+    silent: bool = False
+
+    def refuses(self, table: Table, address: int, count: int) -> bool:
+        point = self.point
+        if point is not None and not (
+            point.table == table and point.address < address + count and address < point.end
+        ):
+            return False
+        if self.spared > 0:
+            self.spared -= 1
+            return False
+        return True
 
 
 def _layout(profile: Profile) -> tuple[tuple[int, ...], dict[int, _Circuit]]:

@@ -223,6 +223,34 @@ async def test_undecodable_point_is_bad_and_the_rest_good(profile: Profile) -> N
         assert (await values(driver))["temperature_c"] == 21.5
 
 
+async def test_a_value_outside_its_plausible_range_is_bad_and_kept(profile: Profile) -> None:
+    """231.5 V stored CDAB, read ABCD (a wrong profile), is -2.4e-41 V: flagged, not good."""
+    point = '\n[[points]]\nname = "supply_v"\ntable = "input"\naddress = 6\ntype = "float32"\n'
+    device = parse_profile(profile_text() + point + 'word_order = "CDAB"\n', "device.toml")
+    wrong = parse_profile(profile_text() + point + "plausible = [180, 260]\n", "wrong.toml")
+    async with LightingControllerSimulator(profile=device) as sim, make_driver(sim, profile=wrong) as driver:
+        sim.set_point("supply_v", 231.5)
+        got = await read(driver)
+        assert got["supply_v"] == PointValue("supply_v", -2.41794e-41, Quality.BAD, "implausible")
+        assert got["voltage_v"].quality is Quality.GOOD
+        sim.set_raw("supply_v", [0x4367, 0x8000])  # 231.5 as the wrong profile expects it
+        assert (await read(driver))["supply_v"] == PointValue("supply_v", 231.5)
+
+
+async def test_an_on_off_output_in_a_holding_register_is_written_1_and_0() -> None:
+    profile = load_profile("lighting-register-relay", default_profile_dirs())
+    async with LightingControllerSimulator(profile=profile) as sim, make_driver(sim) as driver:
+        await driver.write("relay", True)
+        assert sim.relay_on
+        assert (await values(driver))["relay"] is True
+        await driver.write("relay", False)
+        assert not sim.relay_on
+        sim.set_raw("relay", [0xFF00])  # any nonzero register reads true
+        assert (await values(driver))["relay"] is True
+        with pytest.raises(WriteRejected, match="relay: expected true or false"):
+            await driver.write("relay", 2)
+
+
 async def test_exception_response_keeps_the_connection(
     sim: LightingControllerSimulator, driver: ModbusTcpDriver
 ) -> None:

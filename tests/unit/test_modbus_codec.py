@@ -15,25 +15,30 @@ from protocols.modbus.codec import (
     MAX_BITS_PER_READ,
     MAX_REGISTERS_PER_READ,
     REGISTER_TYPES,
+    WORD_ORDERS,
     RegisterType,
     WordOrder,
+    bytes_to_registers,
     decode_point,
     decode_registers,
     encode_point,
     encode_registers,
     plan_reads,
     register_count,
+    registers_to_bytes,
 )
 from protocols.modbus.profile import Point, default_profile_dirs, load_profile
 
-WORD_ORDERS: tuple[WordOrder, ...] = ("big", "little")
 SCALES = (1.0, 0.1, 0.01, 0.001, 0.5, 10.0, 0.37)
 INTEGER_RANGES = {
     "int16": (-(2**15), 2**15 - 1),
     "uint16": (0, 2**16 - 1),
     "int32": (-(2**31), 2**31 - 1),
     "uint32": (0, 2**32 - 1),
+    "int64": (-(2**63), 2**63 - 1),
+    "uint64": (0, 2**64 - 1),
 }
+FLOAT_TYPES = {"float32": ">f", "float64": ">d"}
 
 
 def point(name: str = "p", **fields: Any) -> Point:
@@ -149,11 +154,12 @@ def test_registers_round_trip_through_values(data: st.DataObject, data_type: Reg
             max_size=register_count(data_type),
         )
     )
-    if data_type == "float32":
-        ordered = words if word_order == "big" else words[::-1]
-        raw = struct.unpack(">f", struct.pack(">2H", *ordered))[0]
-        if not math.isfinite(raw):
-            return
+    layout = (STRUCT | FLOAT_TYPES)[data_type]
+    raw = struct.unpack(layout, registers_to_bytes(words, word_order))[0]
+    if not math.isfinite(raw):
+        return
+    if scale != 1 and data_type.endswith("64") and (data_type == "float64" or abs(raw) > 2**53):
+        return  # a scaled 64-bit value is a float64: no spare precision to round back exactly
     value = decode_registers(words, data_type=data_type, word_order=word_order, scale=scale)
     encoded = encode_registers(value, data_type=data_type, word_order=word_order, scale=scale)
     assert encoded == words
@@ -163,17 +169,21 @@ def test_registers_round_trip_through_values(data: st.DataObject, data_type: Reg
 def test_values_round_trip_through_registers(data: st.DataObject, data_type: RegisterType) -> None:
     """encode then decode gives the value back (to float32 precision for floats)."""
     word_order = data.draw(st.sampled_from(WORD_ORDERS))
-    if data_type == "float32":
-        value: float = data.draw(st.floats(width=32, allow_nan=False, allow_infinity=False))
+    if data_type in FLOAT_TYPES:
+        width = 32 if data_type == "float32" else 64
+        value: float = data.draw(st.floats(width=width, allow_nan=False, allow_infinity=False))
     else:
         value = data.draw(st.integers(*INTEGER_RANGES[data_type]))
     words = encode_registers(value, data_type=data_type, word_order=word_order)
     decoded = decode_registers(words, data_type=data_type, word_order=word_order)
-    if data_type == "float32":
+    if data_type in FLOAT_TYPES:
         # Decoding picks the shortest decimal of the same float32 (150.3, not 150.30000305).
-        assert struct.pack(">f", decoded) == struct.pack(">f", value)
+        assert struct.pack(FLOAT_TYPES[data_type], decoded) == struct.pack(FLOAT_TYPES[data_type], value)
     else:
         assert decoded == value
+
+
+STRUCT = {"int16": ">h", "uint16": ">H", "int32": ">i", "uint32": ">I", "int64": ">q", "uint64": ">Q"}
 
 
 def lighting_points() -> tuple[Point, ...]:
@@ -258,3 +268,88 @@ def test_plan_reads_covers_every_point_once_in_few_requests(points: list[Point],
             span = second.address + second.count - first.address
             limit = MAX_BITS_PER_READ if first.table in ("coil", "discrete") else MAX_REGISTERS_PER_READ
             assert gap > max_gap or span > limit
+
+
+# The value 0x01020304 (bytes A=01 B=02 C=03 D=04) and 0x0102030405060708 (A..H) as each word order
+# puts them in the registers, as controller manuals draw them.
+@pytest.mark.parametrize(
+    ("word_order", "registers_32", "registers_64"),
+    [
+        ("ABCD", [0x0102, 0x0304], [0x0102, 0x0304, 0x0506, 0x0708]),
+        ("CDAB", [0x0304, 0x0102], [0x0708, 0x0506, 0x0304, 0x0102]),
+        ("BADC", [0x0201, 0x0403], [0x0201, 0x0403, 0x0605, 0x0807]),
+        ("DCBA", [0x0403, 0x0201], [0x0807, 0x0605, 0x0403, 0x0201]),
+        ("big", [0x0102, 0x0304], [0x0102, 0x0304, 0x0506, 0x0708]),
+        ("little", [0x0304, 0x0102], [0x0708, 0x0506, 0x0304, 0x0102]),
+    ],
+)
+def test_the_four_word_orders_of_the_manuals(
+    word_order: WordOrder, registers_32: list[int], registers_64: list[int]
+) -> None:
+    assert encode_registers(0x01020304, data_type="uint32", word_order=word_order) == registers_32
+    assert decode_registers(registers_32, data_type="uint32", word_order=word_order) == 0x01020304
+    assert encode_registers(0x0102030405060708, data_type="uint64", word_order=word_order) == registers_64
+    assert decode_registers(registers_64, data_type="uint64", word_order=word_order) == 0x0102030405060708
+    assert registers_to_bytes(registers_64, word_order) == bytes(range(1, 9))
+    assert bytes_to_registers(bytes(range(1, 9)), word_order) == registers_64
+
+
+@pytest.mark.parametrize(
+    ("words", "data_type", "word_order", "expected"),
+    [
+        ([0x4316, 0x4CCD], "float32", "ABCD", 150.3),
+        ([0x4CCD, 0x4316], "float32", "CDAB", 150.3),
+        ([0x1643, 0xCD4C], "float32", "BADC", 150.3),
+        ([0xCD4C, 0x1643], "float32", "DCBA", 150.3),
+        ([0x406C, 0xD000, 0x0000, 0x0000], "float64", "ABCD", 230.5),
+        ([0x0000, 0x0000, 0xD000, 0x406C], "float64", "CDAB", 230.5),
+        ([0x0000, 0x0000, 0x00D0, 0x6C40], "float64", "DCBA", 230.5),
+        ([0xFFFF, 0xFFFF, 0xFFFF, 0xFFFE], "int64", "ABCD", -2),
+        ([0xFEFF, 0xFFFF, 0xFFFF, 0xFFFF], "int64", "DCBA", -2),
+        ([0x3412], "uint16", "BADC", 0x1234),
+        ([0x3412], "uint16", "DCBA", 0x1234),
+        ([0x1234], "uint16", "CDAB", 0x1234),
+    ],
+)
+def test_word_orders_of_floats_and_64_bit_types(
+    words: list[int], data_type: RegisterType, word_order: WordOrder, expected: float
+) -> None:
+    assert decode_registers(words, data_type=data_type, word_order=word_order) == expected
+    assert encode_registers(expected, data_type=data_type, word_order=word_order) == words
+
+
+def test_a_wrong_word_order_reads_a_tiny_voltage() -> None:
+    """The defect a plausible range catches: 231.5 V written ABCD, read CDAB, is -2.4e-41 V."""
+    words = encode_registers(231.5, data_type="float32", word_order="ABCD")
+    misread = decode_registers(words, data_type="float32", word_order="CDAB")
+    assert misread == pytest.approx(-2.41794e-41)
+
+
+def test_64_bit_integers_stay_exact() -> None:
+    big = 2**63 - 1
+    assert decode_registers(encode_registers(big, data_type="int64"), data_type="int64") == big
+    counter = 2**60 + 1  # 1 Wh steps of a 64-bit counter are not lost through a float
+    assert encode_registers(counter, data_type="uint64") == [0x1000, 0, 0, 1]
+    with pytest.raises(ValueError, match="out of range for uint64"):
+        encode_registers(2**64, data_type="uint64", name="energy_wh")
+    with pytest.raises(ValueError, match="finite"):
+        decode_registers([0x7FF0, 0, 0, 0], data_type="float64")
+
+
+@pytest.mark.parametrize("table", ["holding", "input"])
+def test_a_bool_point_in_a_register_table(table: str) -> None:
+    """An on/off output held in a register: nonzero reads true, writing gives 1 or 0."""
+    relay = point("relay", table=table, type="bool")
+    assert [decode_point(relay, [word]) for word in (0, 1, 0xFF00, 0xFFFF)] == [False, True, True, True]
+    for value, register in ((True, 1), (False, 0), (1, 1), (0, 0)):
+        [word] = encode_point(relay, value)
+        assert (type(word), word) == (int, register)  # a register value, not a coil's bit
+    for bad in (2, 0.5, "on"):
+        with pytest.raises(ValueError, match="relay: expected true or false"):
+            encode_point(relay, bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="expected 1 register"):
+        decode_point(relay, [0, 1])
+
+
+def test_word_orders_cover_the_manuals_names_and_the_aliases() -> None:
+    assert WORD_ORDERS == ("ABCD", "CDAB", "BADC", "DCBA", "big", "little")

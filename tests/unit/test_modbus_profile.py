@@ -11,8 +11,10 @@ from protocols.errors import ProfileError
 from protocols.modbus.profile import (
     available_profiles,
     default_profile_dirs,
+    find_profile,
     load_profile,
     parse_profile,
+    profile_search_path,
     read_profile,
 )
 
@@ -93,8 +95,11 @@ def test_readme_example_is_a_valid_profile() -> None:
     assert example is not None
     profile = parse_profile(example.group(1), "README.md")
     energy = profile.point("energy_wh")
-    assert (energy.type, energy.word_order, energy.address) == ("uint32", "little", 10)
+    assert (energy.type, energy.word_order, energy.address) == ("uint32", "CDAB", 10)
     assert profile.point("voltage_v").type == "uint16"
+    assert profile.point("voltage_v").plausible == [180, 260]
+    heater = profile.point("heater")
+    assert (heater.table, heater.type, heater.writable) == ("holding", "bool", True)
 
 
 def test_defaults(tmp_path: Path) -> None:
@@ -108,13 +113,47 @@ def test_defaults(tmp_path: Path) -> None:
 def test_wrong_type_names_point_and_choices(tmp_path: Path) -> None:
     error = profile_error(tmp_path, HEADER + RELAY + POWER.replace("float32", "int8"))
     assert error.where == "points[1] (power_w).type"
-    assert error.problem == "expected one of int16, uint16, int32, uint32, float32, got 'int8'"
+    assert error.problem == (
+        "expected one of int16, uint16, int32, uint32, float32, int64, uint64, float64, bool, got 'int8'"
+    )
 
 
-def test_bool_type_on_a_register_table(tmp_path: Path) -> None:
-    error = profile_error(tmp_path, HEADER + POWER.replace("float32", "bool"))
-    assert error.where == "points[0] (power_w).type"
-    assert error.problem == "expected one of int16, uint16, int32, uint32, float32, got 'bool'"
+def test_an_on_off_output_in_a_holding_register() -> None:
+    relay = RELAY.replace('table = "coil"', 'table = "holding"\ntype = "bool"')
+    profile = parse_profile(HEADER + relay, "x.toml")
+    point = profile.point("relay")
+    assert (point.table, point.type, point.writable, point.size) == ("holding", "bool", True, 1)
+
+
+def test_64_bit_points_and_the_manuals_word_orders() -> None:
+    energy = POWER.replace('"float32"', '"uint64"\nword_order = "DCBA"')
+    point = parse_profile(HEADER + energy, "x.toml").point("power_w")
+    assert (point.type, point.word_order, point.size, point.end) == ("uint64", "DCBA", 4, 4)
+
+
+@pytest.mark.parametrize(
+    ("plausible", "where", "problem"),
+    [
+        ("[500, 0]", "plausible", "expected low <= high, got [500.0, 0.0]"),
+        ("[0]", "plausible", "expected [low, high], two finite numbers, e.g. [0, 500], got [0.0]"),
+        ("500", "plausible", "expected an array, e.g. [0, 500], got 500"),
+        ('["0", 500]', "plausible[0]", "expected a number, got '0'"),
+    ],
+)
+def test_plausible_range_errors(tmp_path: Path, plausible: str, where: str, problem: str) -> None:
+    error = profile_error(tmp_path, HEADER + POWER.replace('unit = "W"', f"plausible = {plausible}"))
+    assert (error.where, error.problem) == (f"points[0] (power_w).{where}", problem)
+
+
+def test_plausible_range_of_a_point() -> None:
+    point = parse_profile(HEADER + POWER.replace('unit = "W"', "plausible = [0, 500]"), "x.toml").points[0]
+    assert point.plausible == [0.0, 500.0]
+    assert [point.implausible(v) for v in (0, 250.5, 500, -2.4e-41, 500.1)] == [False] * 3 + [True] * 2
+
+
+def test_no_plausible_range_on_a_bool_point(tmp_path: Path) -> None:
+    error = profile_error(tmp_path, HEADER + RELAY + "plausible = [0, 1]\n")
+    assert error.where == "points[0] (relay).plausible"
 
 
 def test_register_type_on_a_bit_table(tmp_path: Path) -> None:
@@ -172,7 +211,7 @@ def test_writable_read_only_table(tmp_path: Path) -> None:
         (("address = 0", "address = 65535"), "address", "end at or before 65535"),
         (("address = 0", "address = -1"), "address", "greater than or equal to 0"),
         (('unit = "W"', "scale = 0.0"), "scale", "non-zero"),
-        (('unit = "W"', 'word_order = "middle"'), "word_order", "expected one of big, little"),
+        (('unit = "W"', 'word_order = "middle"'), "word_order", "one of ABCD, CDAB, BADC, DCBA, big"),
         (('unit = "W"', "min = 10\nmax = 1"), "min", "min <= max"),
         (('unit = "W"', "unit = 5"), "unit", "expected a string, got 5"),
     ],
@@ -232,3 +271,17 @@ def test_first_directory_wins(tmp_path: Path) -> None:
         text = HEADER.replace("A device for tests", description) + RELAY
         (directory / "test-device.toml").write_text(text)
     assert load_profile("test-device", [first, second]).profile.description == "first"
+
+
+def test_the_search_path_puts_the_cabinets_then_the_technicians_profiles_first(tmp_path: Path) -> None:
+    own, system = tmp_path / "own", tmp_path / "etc"
+    assert profile_search_path(own, system_dir=system) == [own, system, *default_profile_dirs()]
+    assert profile_search_path() == [Path("/etc/cityedge/profiles"), *default_profile_dirs()]
+    name = "lighting-single-circuit"
+    packaged = default_profile_dirs()[0] / f"{name}.toml"
+    assert find_profile(name, profile_search_path(own, system_dir=system))[0] == packaged
+    for directory in (system, own):  # a technician's copy wins over the packaged one, the cabinet's over both
+        directory.mkdir()
+        (directory / f"{name}.toml").write_text(packaged.read_text())
+        path, profile = find_profile(name, profile_search_path(own, system_dir=system))
+        assert (path, profile.name) == (directory / f"{name}.toml", name)

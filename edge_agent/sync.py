@@ -108,6 +108,11 @@ class Sync:
                 log.warning("broker %s: %s", self.broker, self.stats.last_error)
             finally:
                 self.stats.connected = False
+            # A stop that met a broken connection: the session's TaskGroup raised the MQTT error
+            # and dropped the cancellation, which the line above must not swallow.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
             if time.monotonic() - started > HEALTHY_SESSION_S:
                 backoff.reset()
             # Jittered: a thousand cabinets must not reconnect in step after a broker restart.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -178,3 +179,39 @@ async def test_an_ack_naming_records_the_batch_did_not_carry_is_ignored(
         assert buffer.backlog == 0
     finally:
         await stop(task)
+
+
+class _SessionLostWhileStopping(Sync):
+    """A stop that meets a broken connection: the session's TaskGroup raises the MQTT error and the
+    cancellation is left only in the task's count, as asyncio's TaskGroup does in that race."""
+
+    sessions = 0
+
+    async def _session(self) -> None:
+        self.sessions += 1
+        if self.sessions > 1:
+            await asyncio.Event().wait()  # a healthy connection: runs until stopped
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()  # the stop...
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(1)  # ...that the session's TaskGroup turns into its children's error
+        raise ExceptionGroup("session", [aiomqtt.MqttError("connection reset")])
+
+
+async def test_a_stop_that_meets_a_broken_connection_still_stops(buffer: Buffer) -> None:
+    sync = _SessionLostWhileStopping(
+        cabinet=CABINET,
+        broker=parse_broker_url("mqtt://127.0.0.1:1"),
+        keepalive_s=30,
+        buffer=buffer,
+        settings=SyncSection(reconnect_min_s=0.01, reconnect_max_s=0.01),
+        birth=lambda: status(True),
+        death=lambda: status(False),
+        clock_ms=lambda: 1,
+        on_command=lambda payload: None,
+    )
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(5):  # without the fix: a TimeoutError, having reconnected
+            await sync.run()
+    assert sync.sessions == 1

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TypeVar
 
 from central.alarms import alarm_change
-from central.record_time import stamped_ahead
+from central.record_time import stamped_ahead, time_suspect
 from central.sqlite_queries import EVENT_COLUMNS
 from central.store import EventRow, ReadingRow
 from central.store_rows import AlarmRow
@@ -119,22 +119,23 @@ def apply_latest_readings(
     point_pks: Mapping[str, int],
     received_ms: int,
 ) -> None:
-    """Each point's newest reading of the batch (by seq, not stamped ahead) becomes its latest value
+    """Each point's newest reading of the batch (by seq, not a time suspect) becomes its latest value
     unless a newer one in sequence already is: one upsert per point, whatever the batch's size."""
     newest: dict[str, int] = {}
     for reading in readings:
-        if reading.seq > newest.get(reading.point, -1) and not stamped_ahead(reading.ts, received_ms):
+        if reading.seq > newest.get(reading.point, -1) and not time_suspect(reading.ts, received_ms):
             newest[reading.point] = reading.seq
     cur.executemany(_UPSERT_LATEST, [(point_pks[point], stream_pk, seq) for point, seq in newest.items()])
 
 
 def flag_time_suspects(cur: sqlite3.Cursor, stream_pk: int, batch: DataBatch, received_ms: int) -> None:
-    """List the batch's records stamped ahead of their receive time (they are stored all the same)."""
+    """List the batch's records stamped ahead of their receive time or before the protocol existed
+    (they are stored all the same)."""
     rows = [
         (stream_pk, record.seq, record.ts, received_ms)
         for records in (batch.readings, batch.events, batch.results)
         for record in records
-        if stamped_ahead(record.ts, received_ms)
+        if time_suspect(record.ts, received_ms)
     ]
     if rows:
         cur.executemany(_INSERT_SUSPECT, rows)

@@ -25,13 +25,13 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
+
+from protocols.release import RELEASE_FLOOR_MS
 
 log = logging.getLogger(__name__)
 
-# Raised at each release: no clock reading before the release's date can be right.
-BUILD_FLOOR_MS = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1000)
+BUILD_FLOOR_MS = RELEASE_FLOOR_MS
 TIMESYNCD_MARKER = Path("/run/systemd/timesync/synchronized")
 # The system status is asked at most this often (real seconds): pollers and the lighting ask a lot.
 RECHECK_S = 5.0

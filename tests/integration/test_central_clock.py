@@ -93,6 +93,20 @@ async def test_a_reading_a_little_ahead_or_days_old_is_a_latest_value(
     assert await latest(http) == {"lc1/energy_wh": (fast, 5.0)}
 
 
+async def test_a_reading_stamped_1970_never_becomes_the_latest_value(
+    http: httpx.AsyncClient, edge: ScriptedEdge, central: CentralServer
+) -> None:
+    """A board that booted without a real-time clock: no backlog is older than the protocol."""
+    right = now_ms()
+    await edge.send(edge.reading("lc1/power_w", right, 100.0))
+    wrong = edge.reading("lc1/power_w", AT_1970, 0.0)
+    await edge.send(wrong)
+    assert await latest(http) == {"lc1/power_w": (right, 100.0)}
+    with sqlite3.connect(f"file:{central.store.path}?mode=ro", uri=True) as db:
+        flagged = db.execute("SELECT seq, ts FROM time_suspect").fetchall()
+    assert flagged == [(wrong.seq, AT_1970)]
+
+
 async def test_an_alarm_raised_then_cleared_with_a_1970_stamp_is_inactive(
     http: httpx.AsyncClient, edge: ScriptedEdge
 ) -> None:

@@ -1,0 +1,15 @@
+"""Dates both sides know, below which a clock reading cannot be right.
+
+- ``RELEASE_FLOOR_MS``: this release's date, raised at each release. The agent does not trust its
+  own clock below it (``edge_agent.clock_sync``).
+- ``PROTOCOL_EPOCH_MS``: before it no cabinet spoke this protocol. Central flags a record stamped
+  earlier (``central.record_time``): a 1970 stamp is a board that booted without a real-time clock,
+  never a backlog. Fixed, not raised: records made by an older release stay believable.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+RELEASE_FLOOR_MS = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1000)
+PROTOCOL_EPOCH_MS = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp() * 1000)

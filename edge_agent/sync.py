@@ -101,17 +101,21 @@ class Sync:
         backoff = Backoff(initial=self.settings.reconnect_min_s, maximum=self.settings.reconnect_max_s)
         while True:
             started = time.monotonic()
+            # Each session in a task of its own: aiomqtt and the session's TaskGroup leave their
+            # own cancellations counted on the task they run in, so this one's count says only
+            # whether someone asked the sync to stop.
+            session = asyncio.create_task(self._session(), name=f"sync-session-{self.cabinet}")
             try:
-                await self._session()
+                await session
             except* aiomqtt.MqttError as group:
                 self.stats.last_error = str(group.exceptions[0])
                 log.warning("broker %s: %s", self.broker, self.stats.last_error)
             finally:
                 self.stats.connected = False
-            # A stop that met a broken connection: the session's TaskGroup raised the MQTT error
-            # and dropped the cancellation, which the line above must not swallow.
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
+            # A stop that met a broken connection: the session ended with the MQTT error, and the
+            # stop must not be swallowed by the line above.
+            me = asyncio.current_task()
+            if me is not None and me.cancelling():
                 raise asyncio.CancelledError
             if time.monotonic() - started > HEALTHY_SESSION_S:
                 backoff.reset()

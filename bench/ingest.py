@@ -172,13 +172,20 @@ class EndToEnd:
 
 
 async def run_end_to_end(plan: Plan, workdir: Path) -> EndToEnd:
+    from central.ingest_limits import RateLimit, TopicLimits
     from central.server import CentralServer
     from cityedge.broker import MosquittoBroker
 
     ctx = multiprocessing.get_context("spawn")
+    # Capacity, not policy: each simulated cabinet here sends far more than one cabinet may (the
+    # per-cabinet rate limits, which bench/flood.py measures, would refuse most of it).
+    unlimited = RateLimit(rate=1e12, burst=1e12)
+    limits = TopicLimits(messages=unlimited, bytes=unlimited, records=unlimited)
     async with (
         MosquittoBroker() as broker,
-        CentralServer(db_path=workdir / "central.db", broker_url=broker.url, http_port=0) as server,
+        CentralServer(
+            db_path=workdir / "central.db", broker_url=broker.url, http_port=0, ingest_limits=limits
+        ) as server,
     ):
         async with asyncio.timeout(10):
             await server.ingestor.wait_subscribed()

@@ -334,6 +334,13 @@ class Ingestor:
         cabinet, kind = parse_topic(topic)
         if kind == "data":
             batch = decode_data_batch(payload, topic_cabinet=cabinet)
+            count = len(batch.readings) + len(batch.events) + len(batch.results)
+            verdict = self._limiter.check_records(topic, count, time.monotonic())
+            if not verdict.allowed:  # valid, but more than a cabinet may store a second
+                self._stats.reject("rate_limited")
+                if verdict.sample:
+                    self._reject(topic, payload, RateLimited(topic), now)
+                return
             self._queue_batch(ReceivedBatch(batch, now, topic, payload))
         elif kind == "status":
             # An empty retained payload is how a retained status is deleted: nothing to do.

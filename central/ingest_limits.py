@@ -1,12 +1,14 @@
 """Per-topic rate limits, checked before a message is decoded: a flooding cabinet costs the others little.
 
-Each topic (so each cabinet, each kind) has two token buckets, one of messages and one of bytes. A
-message over either is refused at the cost of a dict lookup and a few float operations, counted, and
-one in ``sample_every_s`` per topic is kept in quarantine so an operator can see what the flood was.
-A refused data batch is not lost: it is never acknowledged, so the edge sends it again later.
+Each topic (so each cabinet, each kind) has three token buckets: messages and bytes, checked before
+a message is decoded, and records, checked once a batch is decoded (a flood of valid batches costs
+the store, not the decoder). A message over any is refused at the cost of a dict lookup and a few
+float operations, counted, and one in ``sample_every_s`` per topic is kept in quarantine so an
+operator can see what the flood was. A refused data batch is not lost: it is never acknowledged, so
+the edge sends it again later.
 
-The defaults leave a legitimate cabinet room to drain days of backlog (50 batches of up to 1,000
-readings a second) and a flooder no room to matter.
+The defaults leave a legitimate cabinet room to drain days of backlog (20,000 records a second, in
+batches of up to 1,000) and a flooder no room to matter.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ class RateLimit:
 @dataclass(frozen=True, slots=True)
 class TopicLimits:
     messages: RateLimit = RateLimit(rate=50.0, burst=500.0)
-    bytes: RateLimit = RateLimit(rate=16 * 1024 * 1024, burst=64 * 1024 * 1024)
+    bytes: RateLimit = RateLimit(rate=2 * 1024 * 1024, burst=8 * 1024 * 1024)
+    records: RateLimit = RateLimit(rate=20_000.0, burst=100_000.0)
     # At most this many topics are tracked; the least recently seen are forgotten first (their
     # buckets were full anyway unless they flood, and a flooder is seen often).
     max_topics: int = 100_000
@@ -38,12 +41,14 @@ class TopicLimits:
 
 
 class _Bucket:
-    __slots__ = ("bytes", "last_s", "messages", "refused", "sampled_s")
+    __slots__ = ("bytes", "last_s", "messages", "records", "records_s", "refused", "sampled_s")
 
     def __init__(self, limits: TopicLimits, now_s: float) -> None:
         self.messages = limits.messages.burst
         self.bytes = limits.bytes.burst
+        self.records = limits.records.burst
         self.last_s = now_s
+        self.records_s = now_s
         self.refused = 0
         self.sampled_s = float("-inf")
 
@@ -89,9 +94,27 @@ class TopicRateLimiter:
             bucket.messages -= 1
             bucket.bytes -= size
             return ALLOWED
+        return self._refuse(bucket, now_s)
+
+    def check_records(self, topic: str, count: int, now_s: float) -> Verdict:
+        """After decoding: may this topic store ``count`` more records now?"""
+        limits = self.limits
+        bucket = self._buckets.get(topic)
+        if bucket is None:
+            bucket = self._buckets[topic] = _Bucket(limits, now_s)
+        elapsed = now_s - bucket.records_s
+        if elapsed > 0:
+            bucket.records_s = now_s
+            bucket.records = min(limits.records.burst, bucket.records + elapsed * limits.records.rate)
+        if bucket.records >= min(count, limits.records.burst):
+            bucket.records -= count
+            return ALLOWED
+        return self._refuse(bucket, now_s)
+
+    def _refuse(self, bucket: _Bucket, now_s: float) -> Verdict:
         bucket.refused += 1
         self.refused += 1
-        if now_s - bucket.sampled_s >= limits.sample_every_s:
+        if now_s - bucket.sampled_s >= self.limits.sample_every_s:
             bucket.sampled_s = now_s
             return _REFUSED_SAMPLED
         return _REFUSED

@@ -23,6 +23,7 @@ from central.api import create_app
 from central.dispatch import DEFAULT_EXPIRY_GRACE_S, DEFAULT_RETRY_S, CommandDispatcher
 from central.errors import ServerError
 from central.ingest import DEFAULT_GROUP, Ingestor
+from central.ingest_limits import TopicLimits
 from central.sqlite_store import SqliteStore
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class CentralServer:
         durable: bool = True,
         command_retry_s: float = DEFAULT_RETRY_S,
         command_expiry_grace_s: float = DEFAULT_EXPIRY_GRACE_S,
+        ingest_limits: TopicLimits | None = None,
     ) -> None:
         self.store = SqliteStore(db_path, durable=durable)
         # Validates the broker URL now: a bad one fails before anything starts.
@@ -95,6 +97,7 @@ class CentralServer:
             broker_password=broker_password,
             group=group,
             on_birth=self._birth,
+            limits=ingest_limits,
         )
         # Commands go out on the ingestor's connection; a birth it receives triggers a resend.
         self.dispatcher = CommandDispatcher(

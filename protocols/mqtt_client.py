@@ -27,7 +27,7 @@ import aiomqtt
 import paho.mqtt._packet as paho_packet
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from paho.mqtt.properties import Properties, VariableByteIntegers
 
 READ_BYTES = 64 * 1024
 
@@ -55,8 +55,15 @@ for _owner, _name in _HOOKS:
 _PAHO_TABLES = ("packetType", "types", "names", "properties")
 
 
+# Received properties longer than this are skipped, not decoded: paho's decoding of user properties
+# costs the square of their number (100,000 of them in one packet: 25 s of a stalled event loop), and
+# nothing this project receives carries more than a few bytes of them.
+MAX_DECODED_PROPERTIES_BYTES = 1024
+
+
 class SharedTableProperties(Properties):
-    """paho's ``Properties`` with its constant tables built once, not once per packet."""
+    """paho's ``Properties`` with its constant tables built once, not once per packet; a property
+    block over ``MAX_DECODED_PROPERTIES_BYTES`` is stepped over undecoded."""
 
     _template = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]  # paho is untyped
     _types = _template.types
@@ -73,6 +80,14 @@ class SharedTableProperties(Properties):
     def clear(self) -> None:
         for name in [n for n in self.__dict__ if n not in _PAHO_TABLES]:
             delattr(self, name)
+
+    def unpack(self, buffer: bytes) -> tuple[SharedTableProperties, int]:
+        length, length_bytes = VariableByteIntegers.decode(buffer)  # type: ignore[no-untyped-call]
+        if length > MAX_DECODED_PROPERTIES_BYTES:
+            self.clear()
+            return self, int(length) + int(length_bytes)
+        unpacked: tuple[SharedTableProperties, int] = super().unpack(buffer)  # type: ignore[no-untyped-call]
+        return unpacked
 
 
 if getattr(paho_packet, "Properties", None) is not Properties:

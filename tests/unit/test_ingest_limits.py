@@ -67,3 +67,14 @@ def test_once_per_interval() -> None:
     assert once.first_in_interval("b", 0)
     assert once.first_in_interval("c", 0)  # past max_keys: forgotten, never unbounded
     assert len(once._last) <= 2
+
+
+def test_records_are_limited_after_decoding() -> None:
+    limits = TopicLimits(records=RateLimit(rate=1000, burst=5000))
+    limiter = TopicRateLimiter(limits)
+    assert limiter.check_records("t", 5000, 0.0).allowed
+    assert not limiter.check_records("t", 1000, 0.0).allowed
+    assert limiter.check_records("t", 1000, 1.0).allowed
+    assert limiter.check_records("other", 5000, 1.0).allowed
+    # A batch larger than the burst still passes once the bucket is full, never starved for ever.
+    assert limiter.check_records("t", 10_000, 100.0).allowed

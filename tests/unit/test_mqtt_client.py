@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from paho.mqtt.properties import Properties, VariableByteIntegers
 
 from protocols.mqtt_client import SharedTableProperties
 
@@ -54,3 +55,16 @@ def test_instances_do_not_share_values() -> None:
     assert second.json() == {}
     first.clear()
     assert first.json() == {}
+
+
+def test_a_huge_property_block_is_stepped_over_not_decoded() -> None:
+    """100,000 user properties cost paho's decoder tens of seconds; here they cost nothing."""
+    user_property = b"\x26\x00\x01k\x00\x01v"  # identifier 38, the pair ("k", "v")
+    block = user_property * 100_000
+    wire = VariableByteIntegers.encode(len(block)) + block + b"payload"  # type: ignore[no-untyped-call]
+    ours = SharedTableProperties(PacketTypes.PUBLISH)
+    started = time.perf_counter()
+    _, length = ours.unpack(wire)
+    assert time.perf_counter() - started < 0.05
+    assert wire[length:] == b"payload"  # the payload still starts where it should
+    assert ours.json() == {}

@@ -24,6 +24,7 @@ from central.api_audit import AuditLog, audit_router
 from central.api_auth import AUTH_RESPONSES, Roles
 from central.api_commands import commands_router
 from central.api_errors import unknown_cabinet
+from central.api_identify_first import IdentifyFirst
 from central.api_json import StrictJsonRoute
 from central.api_limits import MAX_BODY_BYTES, BodyLimit
 from central.api_views import views_router
@@ -107,8 +108,10 @@ def _new_app(*, store: Store, clock: Callable[[], int], max_body_bytes: int) -> 
     )
     api_errors.install(app)
     api_docs.install(app)
-    # The last added runs first: the audit log sees every answer, the cap's 413 included.
+    # The last added runs first: the audit log sees every answer, the 401 of an unknown caller and
+    # the cap's 413 included; the caller is known before a byte of its body is read.
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(IdentifyFirst, tokens=Tokens(store, clock=clock), prefix=API_PREFIX)
     app.add_middleware(AuditLog, store=store, clock=clock, prefix=API_PREFIX)
     return app
 

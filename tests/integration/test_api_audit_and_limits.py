@@ -116,7 +116,24 @@ async def test_a_body_announced_over_the_limit_is_refused_before_it_is_read(cent
     assert f"over {MAX_BODY_BYTES} bytes".encode() in answer
     assert await central.store.commands() == []
     [entry] = await central.store.audit()
-    assert (entry.entry.status, entry.entry.who) == (413, None)
+    # The caller is identified before its body is read, so the refusal names who tried.
+    assert (entry.entry.status, entry.entry.role) == (413, Role.OPERATOR.value)
+    assert entry.entry.who is not None and entry.entry.who.startswith("test-operator")
+
+
+async def test_an_anonymous_body_is_refused_before_it_is_read(central: CentralServer) -> None:
+    """Without a known token nothing of the body is read: 128 MiB announced, 16 bytes sent, 401."""
+    for authorization in ("", "Authorization: Bearer ce1_0000000000000000_forged\r\n"):
+        head = (
+            "POST /api/v1/commands HTTP/1.1\r\nHost: central\r\nContent-Type: application/json\r\n"
+            f"{authorization}Content-Length: 134217728\r\n\r\n"
+        )
+        answer = await _raw_request(central, head, [b'{"target": {"cab'])
+        assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
+        assert b"www-authenticate: Bearer" in answer.lower().replace(
+            b"www-authenticate: bearer", b"www-authenticate: Bearer"
+        )
+    assert [e.entry.status for e in await central.store.audit()] == [401, 401]
 
 
 async def test_a_chunked_body_is_counted_as_it_streams_and_refused_past_the_limit(

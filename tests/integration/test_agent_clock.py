@@ -71,7 +71,7 @@ class SteppedClock:
 
 
 class Ntp:
-    """What the system says of the clock; None: nothing can tell (then the floor alone decides)."""
+    """What the system says of the clock; None: nothing can tell (then the window alone decides)."""
 
     def __init__(self, says: bool | None) -> None:
         self.says = says
@@ -122,6 +122,7 @@ WRONG_CLOCKS = pytest.mark.parametrize(
     [
         pytest.param(NOON_1970, None, id="1970-below-the-floor"),
         pytest.param(NOON_2099, False, id="2099-ntp-unsynchronised"),
+        pytest.param(NOON_2099, None, id="2099-nothing-can-tell"),  # above the ceiling
     ],
 )
 
@@ -129,7 +130,7 @@ WRONG_CLOCKS = pytest.mark.parametrize(
 def _ntp_sets_the_clock(clock: SteppedClock, ntp: Ntp) -> int:
     """Step the clock to the right time, then the system says so; returns when it did (ms)."""
     clock.step(NOON_RIGHT)
-    ntp.says = True if ntp.says is not None else None  # where nothing can tell, the floor decides
+    ntp.says = True if ntp.says is not None else None  # where nothing can tell, the window decides
     return clock.now_ms()
 
 

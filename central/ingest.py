@@ -285,6 +285,7 @@ class Ingestor:
             max_inflight_messages=100,
             tls_context=ssl.create_default_context() if address.tls else None,
             socket_options=SOCKET_OPTIONS,
+            message_gate=self._admit,
             message_handler=self._on_message,
         )
         client.pending_calls_threshold = 1_000  # acks are published concurrently by design
@@ -305,18 +306,21 @@ class Ingestor:
         if not _granted(codes):
             raise aiomqtt.MqttError(f"the broker refused the subscription to {topic}: {codes}")
 
-    def _on_message(self, topic: str, payload: bytes) -> bool:
-        """Every message, as the client decodes it, before anything is queued.
-
-        A topic over its rate is refused at the cost of a lookup; a batch refused here is never
-        acked, so its edge sends it again, and only a sample of what was refused is kept, to show
-        what the flood was. The rest is handled at once."""
+    def _admit(self, topic: str, payload: bytes) -> bool:
+        """Every message, as soon as its bytes are read: a topic over its rate is refused at the cost
+        of a lookup. A batch refused here is never acked, so its edge sends it again; only a sample
+        of what was refused is kept, to show what the flood was."""
         verdict = self._limiter.check(topic, len(payload), time.monotonic())
-        if not verdict.allowed:
-            self._stats.reject("rate_limited")
-            if verdict.sample:
-                self._reject(topic, payload, RateLimited(topic), _now_ms())
+        if verdict.allowed:
             return True
+        if verdict.sample:
+            self._reject(topic, payload, RateLimited(topic), _now_ms())  # counts it too
+        else:
+            self._stats.reject(RateLimited.reason)
+        return False
+
+    def _on_message(self, topic: str, payload: bytes) -> bool:
+        """An admitted message, handled at once (nothing is queued in the client)."""
         self._handle(topic, payload)
         return True
 
@@ -337,9 +341,10 @@ class Ingestor:
             count = len(batch.readings) + len(batch.events) + len(batch.results)
             verdict = self._limiter.check_records(topic, count, time.monotonic())
             if not verdict.allowed:  # valid, but more than a cabinet may store a second
-                self._stats.reject("rate_limited")
                 if verdict.sample:
-                    self._reject(topic, payload, RateLimited(topic), now)
+                    self._reject(topic, payload, RateLimited(topic), now)  # counts it too
+                else:
+                    self._stats.reject(RateLimited.reason)
                 return
             self._queue_batch(ReceivedBatch(batch, now, topic, payload))
         elif kind == "status":

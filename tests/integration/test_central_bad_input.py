@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiomqtt
 import msgspec
+import paho.mqtt.client as paho
 import pytest
 
 from central.server import CentralServer
@@ -100,3 +103,35 @@ async def test_a_flood_of_garbage_does_not_delay_a_good_batch(
     await wait_until(lambda: central.ingestor.stats.rejected.get("malformed") == 300, what="300 rejections")
     counts = await central.store.quarantine_counts()
     assert counts.by_reason == {"malformed": 300}
+
+
+async def test_a_flooding_topic_is_refused_before_decoding_counted_once_and_sampled(
+    central: CentralServer, mosquitto: MosquittoBroker
+) -> None:
+    """Past its burst, a topic's messages are refused unread: each counted once, one kept as a sample,
+    and the good cabinet's batch goes through (QoS 1 junk is acknowledged to the broker all the same)."""
+    limits = central.ingestor._limiter.limits
+    flood = int(limits.messages.burst) + 2000
+    flooder = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    flooder.max_inflight_messages_set(1000)
+    flooder.connect(mosquitto.host, mosquitto.port)
+    flooder.loop_start()  # its own thread: as fast as it goes, not paced by this test's loop
+    try:
+        sent = [
+            flooder.publish("cityedge/flooder/data", b"\xc1" * 10, qos=1 if i % 2 else 0)
+            for i in range(flood)
+        ]
+        await wait_until(lambda: all(info.is_published() for info in sent), what="the flood out")
+    finally:
+        await asyncio.to_thread(flooder.loop_stop)
+    async with AckListener(mosquitto.url) as acks, aiomqtt.Client(mosquitto.host, mosquitto.port) as edge:
+        await edge.publish(DATA, batch_payload(CAB, STREAM, 1, 3), qos=1)
+        await wait_until(lambda: acks.count(CAB, STREAM, 1, 3) == 1, what="the good batch's ack")
+    await wait_until(
+        lambda: sum(central.ingestor.stats.rejected.values()) == flood, what="every junk counted"
+    )
+    rejected = dict(central.ingestor.stats.rejected)
+    assert rejected["rate_limited"] >= 1500  # the burst and a little refill were decoded
+    assert rejected["malformed"] + rejected["rate_limited"] == flood
+    counts = await central.store.quarantine_counts()
+    assert counts.by_reason.get("rate_limited") == 1  # one sample a minute, not one per message

@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from central.command_args import Action
+from central.command_args import ARGS_NOT_SHOWN, Action
 from central.store_rows import CommandStatus
 from central.times import to_ms
 from protocols.fleet.topics import is_valid_cabinet_id
@@ -105,6 +105,12 @@ class CommandIn(BaseModel):
         )
 
 
+_ARGS_OUT = (
+    "as sent; stored args that cannot be shown (damaged, or a schedule stored before its depth was"
+    f' bounded) read as {{"{ARGS_NOT_SHOWN}": why}}'
+)
+
+
 class TargetOut(BaseModel):
     cabinet: str | None = None
     device: str | None = None
@@ -117,7 +123,7 @@ class CommandOut(BaseModel):
     parent_id: str | None = Field(description="the group command this one was fanned out of")
     target: TargetOut
     action: str
-    args: dict[str, Any]
+    args: dict[str, Any] = Field(description=_ARGS_OUT)
     not_after_ms: int
     issued_by: str
     status: CommandStatus
@@ -135,7 +141,7 @@ class GroupCommandOut(BaseModel):
     id: str
     target: TargetOut
     action: str
-    args: dict[str, Any]
+    args: dict[str, Any] = Field(description=_ARGS_OUT)
     not_after_ms: int
     issued_by: str
     created_ms: int

@@ -1,7 +1,7 @@
 """The `cityedge` command line: a thin layer over the agent, the aggregator and the demo.
 
-Errors a user can fix (a bad config, a broker that cannot start) print one line naming the thing and
-the fix, and exit with code 2, without a traceback.
+Errors a user can fix (a bad config, a broker that cannot start, an HTTP address in use) print one
+line naming the thing and the fix, and exit with code 2, without a traceback.
 """
 
 from __future__ import annotations
@@ -162,14 +162,18 @@ def central_serve(
     verbose: Verbose = False,
 ) -> None:
     """Ingest every cabinet's data from the broker, store it, serve the HTTP API."""
+    from central.errors import ServerError, StoreError
     from central.server import serve
 
     host, port = _host_port(http, "--http")
     password = _broker_password(broker, broker_password_file)
     _setup_logging(verbose)
-    _run_until_interrupted(
-        serve(db_path=db, broker_url=broker, broker_password=password, http_host=host, http_port=port)
-    )
+    try:
+        _run_until_interrupted(
+            serve(db_path=db, broker_url=broker, broker_password=password, http_host=host, http_port=port)
+        )
+    except (ServerError, StoreError) as exc:  # an HTTP address in use, a database it cannot open
+        _fail(str(exc))
 
 
 def _broker_password(url: str, password_file: Path | None) -> str | None:
@@ -207,6 +211,7 @@ def demo(
     verbose: Verbose = False,
 ) -> None:
     """Broker, aggregator and simulated cabinets on this machine. Ctrl-C stops everything."""
+    from central.errors import ServerError, StoreError
     from cityedge.broker import BrokerError
     from cityedge.demo import run_demo
 
@@ -223,7 +228,7 @@ def demo(
                 announce=typer.echo,
             )
         )
-    except BrokerError as exc:
+    except (BrokerError, ServerError, StoreError) as exc:
         _fail(str(exc))
 
 

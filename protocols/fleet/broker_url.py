@@ -10,6 +10,7 @@ read from a file only its owner can read (``read_secret_file``) or from the envi
 from __future__ import annotations
 
 import os
+import re
 import socket
 import stat
 from collections.abc import Mapping
@@ -37,17 +38,30 @@ class BrokerAddress:
         return f"{'mqtts' if self.tls else 'mqtt'}://{user}{host}:{self.port}"
 
 
+# What comes before the user in a URL: a scheme and "://", or (a typo) mqtt: with fewer slashes.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_MISTYPED_SCHEME = re.compile(r"mqtts?:/{0,2}", re.IGNORECASE)
+
+
 def redact_url(url: str) -> str:
-    """``url`` with the password part, if any, replaced by ``***``: safe for logs and errors."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
+    """``url`` with the password part, if any, replaced by ``***``: safe for logs and errors.
+
+    Mistyped URLs included: what follows the user's first colon up to the last "@" is the password
+    (``mqtt:/cab-1:***@host``, ``cab-1:***@host``). Without "://", text between a colon and an "@"
+    that cannot be told from a password is one (``mqtt:/***@host``, ``http:***@host``).
+    """
     # The last "@" anywhere: a password may hold an unescaped "/" or "@" that fools a URL parser.
-    userinfo, at, host = rest.rpartition("@")
-    if not at or ":" not in userinfo:
+    before, at, host = url.rpartition("@")
+    if not at:
         return url
-    user = userinfo.partition(":")[0]
-    return f"{scheme}://{user}:***@{host}"
+    lead = _SCHEME.match(before) or _MISTYPED_SCHEME.match(before)
+    scheme, userinfo = (before[: lead.end()], before[lead.end() :]) if lead else ("", before)
+    user, colon, _ = userinfo.partition(":")
+    if colon:
+        return f"{scheme}{user}:***@{host}"
+    if lead and "://" not in scheme:
+        return f"{scheme}***@{host}"  # mqtt:/word@host: a user, or a password after the scheme's colon
+    return url
 
 
 def parse_broker_url(url: str) -> BrokerAddress:

@@ -172,6 +172,22 @@ def test_central_refuses_a_password_on_its_command_line(tmp_path: Path) -> None:
     assert not (tmp_path / "c.db").exists()
 
 
+@pytest.mark.parametrize(
+    "url", [f"mqtt:/cab-a:{SECRET}@127.0.0.1", f"mqtt:cab-a:{SECRET}@127.0.0.1", f"cab-a:{SECRET}@127.0.0.1"]
+)
+def test_a_mistyped_broker_url_is_one_line_without_its_password(tmp_path: Path, url: str) -> None:
+    config = write_agent_config(tmp_path, cabinet="cab-a", broker_url=url, devices=[("lc1", 1)])
+    for result in (
+        _run_cli("agent", "check", "-c", str(config)),
+        _run_cli("central", "serve", "--db", str(tmp_path / "c.db"), "--broker", url),
+    ):
+        assert result.returncode == 2, result.stderr
+        assert SECRET not in result.stderr and SECRET not in result.stdout
+        [line] = result.stderr.splitlines()
+        assert line.startswith("error: ") and "broker URL" in line and "cab-a:***@127.0.0.1" in line
+    assert not (tmp_path / "c.db").exists()
+
+
 def test_central_refuses_a_password_file_others_can_read(tmp_path: Path) -> None:
     password_file = tmp_path / "pw"
     password_file.write_text(SECRET)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
+from central.auth_rows import Role
+from central.command_args import ARGS_NOT_SHOWN, MAX_SCHEDULE_DEPTH
 from central.server import CentralServer
+from central.store_rows import CommandRow, CommandStatus
 from central.testing import ScriptedEdge, wait_until
 from central.times import now_ms
 from cityedge.broker import MosquittoBroker
@@ -241,6 +245,81 @@ async def test_set_schedule_travels_as_json_text_and_reads_back_as_an_object(
     assert json.loads(command.args["schedule"]) == schedule
     assert created["args"] == {"schedule": schedule}
     assert (await status_of(http, created["id"]))["args"] == {"schedule": schedule}
+
+
+def nested(depth: int) -> dict[str, Any]:
+    """A JSON object ``depth`` levels deep: ``{}`` is 1, ``{"a": {}}`` is 2."""
+    value: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+async def test_a_schedule_nested_too_deeply_is_a_422_naming_the_field_and_is_never_sent(
+    http: httpx.AsyncClient, edge: ScriptedEdge
+) -> None:
+    for depth in (MAX_SCHEDULE_DEPTH + 1, 300):
+        response = await http.post(
+            "/commands",
+            json=body(target={"cabinet": CAB}, action="set_schedule", args={"schedule": nested(depth)}),
+        )
+        assert response.status_code == 422, (depth, response.text)
+        [error] = response.json()["detail"]
+        assert error["loc"] == ["body", "args", "schedule"]
+        assert f"more than {MAX_SCHEDULE_DEPTH} levels" in error["msg"]
+    listed = await http.get("/commands")
+    assert listed.status_code == 200 and listed.json() == {"commands": []}
+    # As deep as allowed goes through (central checks only that a schedule is an object, the cabinet
+    # checks the rest), and it is the one command the cabinet receives.
+    deepest = nested(MAX_SCHEDULE_DEPTH)
+    created = await post(http, target={"cabinet": CAB}, action="set_schedule", args={"schedule": deepest})
+    await edge.wait_command(created["id"])
+    assert [command.id for command in edge.commands] == [created["id"]]
+    assert (await status_of(http, created["id"]))["args"] == {"schedule": deepest}
+
+
+@pytest.mark.usefixtures("edge")
+@pytest.mark.parametrize(
+    ("row", "why"),
+    [
+        # What central stored, and sent, before a schedule's depth was bounded.
+        (("set_schedule", json.dumps({"schedule": json.dumps(nested(300))}), "pending"), "nested more than"),
+        (("set_schedule", json.dumps({"schedule": "{not json"}), "failed"), "not a JSON object"),
+        (("set_schedule", json.dumps({"schedule": "[1, 2]"}), "failed"), "not a JSON object"),
+        (("dim", "[1, 2]", "failed"), "not a JSON object"),
+    ],
+    ids=["deep-schedule", "schedule-not-json", "schedule-not-object", "args-not-object"],
+)
+async def test_a_stored_command_whose_args_cannot_be_shown_is_listed_without_them(
+    central: CentralServer, http: httpx.AsyncClient, row: tuple[str, str, CommandStatus], why: str
+) -> None:
+    action, args_json, status = row
+    good = await post(http)
+    now = now_ms()
+    stored = CommandRow(
+        id=uuid.uuid4().hex,
+        parent_id=None,
+        cabinet=CAB,
+        device=None,
+        action=action,
+        args_json=args_json,
+        not_after_ms=now + 60_000,
+        issued_by=OPERATOR,
+        created_ms=now + 1,
+        status=status,
+    )
+    await central.store.add_commands([stored])
+    async with api_client(central, Role.VIEWER) as viewer:
+        for client in (http, viewer):
+            response = await client.get("/commands")
+            assert response.status_code == 200, response.text
+            listed = {command["id"]: command for command in response.json()["commands"]}
+            assert listed[good["id"]]["args"] == good["args"]
+            [(key, note)] = listed[stored.id]["args"].items()
+            assert key == ARGS_NOT_SHOWN and why in note
+            assert listed[stored.id]["status"] == status
+            one = await client.get(f"/commands/{stored.id}")
+            assert one.status_code == 200 and one.json() == listed[stored.id]
 
 
 async def test_a_group_command_fans_out_to_each_member(

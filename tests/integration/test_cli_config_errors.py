@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -121,3 +122,36 @@ def test_invalid_schedule_names_the_field(tmp_path: Path) -> None:
     result = run_cli("agent", "check", "--config", str(write(tmp_path, text)))
     assert result.returncode == 2
     assert "lighting.schedule.timezone" in result.stderr and "Europe/Pariss" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["central", "serve", "--broker", "mqtt://127.0.0.1:1"],
+        ["demo", "--cabinets", "1", "--broker", "mqtt://127.0.0.1:1"],
+    ],
+    ids=["central-serve", "demo"],
+)
+def test_an_http_port_in_use_is_one_line_naming_the_address_and_the_fix(
+    tmp_path: Path, command: list[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        where = ["--db", str(tmp_path / "c.db")] if command[0] == "central" else ["--data-dir", str(tmp_path)]
+        result = run_cli(*command, *where, "--http", address)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: ") and f"HTTP address {address}" in line, line
+    assert "in use" in line and "choose another host or port" in line, line
+    assert not (tmp_path / "c.db").exists() and not (tmp_path / "central.db").exists()
+
+
+def test_a_database_central_cannot_open_is_one_line_naming_it(tmp_path: Path) -> None:
+    result = run_cli(
+        "central", "serve", "--db", str(tmp_path), "--http", "127.0.0.1:0", "--broker", "mqtt://127.0.0.1:1"
+    )
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: store {tmp_path}: open failed"), line

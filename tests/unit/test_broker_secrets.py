@@ -113,6 +113,41 @@ def test_bad_broker_url_error_never_shows_its_password(url: str) -> None:
     assert SECRET not in redact_url(url)
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (f"mqtt:/cab-1:{SECRET}@h", "mqtt:/cab-1:***@h"),  # one slash
+        (f"mqtt:cab-1:{SECRET}@h", "mqtt:cab-1:***@h"),  # no slash
+        (f"MQTT:cab-1:{SECRET}@h", "MQTT:cab-1:***@h"),
+        (f"mqtt:/{SECRET}@h", "mqtt:/***@h"),  # after a colon, before an @: it may be a password
+        (f"cab-1:{SECRET}@h:1883", "cab-1:***@h:1883"),  # no scheme at all
+        (f"mqtt//cab-1:{SECRET}@h", "mqtt//cab-1:***@h"),  # no colon after the scheme
+        (f"http:cab-1:{SECRET}@h", "http:***@h"),
+        (f"cab-1:{SECRET}@mqtt://h", "cab-1:***@mqtt://h"),  # "://" after the password
+        (f"cab-1:{SECRET}@mqtt://h@x", "cab-1:***@x"),
+        (f"mqtt:///cab-1:{SECRET}@h", "mqtt:///cab-1:***@h"),
+    ],
+)
+def test_a_mistyped_broker_url_never_shows_its_password(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+    with pytest.raises(ValueError, match="broker URL") as caught:
+        parse_broker_url(url)
+    assert SECRET not in str(caught.value) and repr(shown) in str(caught.value)
+    assert caught.value.__cause__ is None
+
+
+@pytest.mark.parametrize(
+    "url", ["mqtt://cab-1@h", "mqtt://h:1883", "mqtt:/h:1883", "mqtt:h", "h:1883", "mqtt://", ""]
+)
+def test_a_url_without_a_password_is_shown_as_it_is(url: str) -> None:
+    assert redact_url(url) == url
+
+
+def test_a_password_is_all_that_follows_the_users_first_colon() -> None:
+    assert redact_url(f"mqtt://cab-1:{SECRET}:more@h") == "mqtt://cab-1:***@h"
+    assert redact_url(f"mqtt:cab-1:{SECRET}:more@h") == "mqtt:cab-1:***@h"
+
+
 def _config(tmp_path: Path, broker: str, extra: str = "", mode: int = 0o640) -> Path:
     path = tmp_path / "agent.toml"
     path.write_text(CONFIG.format(broker=broker) + extra)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from central.alarms import alarm_change
-from central.command_args import operator_args, wire_args
+from central.command_args import ARGS_NOT_SHOWN, MAX_SCHEDULE_DEPTH, deeper_than, operator_args, wire_args
 from central.errors import InvalidRequest
 from central.lighting_view import schedule_view, state_view
 from central.store import EventRow
@@ -52,6 +52,38 @@ def test_wire_args_refuse_naming_the_field(
         wire_args(action, args, now_ms=NOW)
     assert info.value.errors[0]["loc"] == loc
     assert ".".join(loc) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "depth"),
+    [
+        (1, 0),
+        ({}, 1),
+        ([], 1),
+        ({"a": 1}, 1),
+        ({"a": [1, {}]}, 3),
+        ([[], [[[]]], {}], 4),
+        ({"a": {"b": []}}, 3),
+    ],
+)
+def test_deeper_than_counts_objects_and_lists_within_one_another(value: object, depth: int) -> None:
+    assert not deeper_than(value, depth)
+    assert deeper_than(value, depth - 1) == (depth > 0)
+
+
+def test_a_schedule_is_refused_past_the_depth_bound_and_a_stored_one_never_fails_to_read() -> None:
+    schedule: dict[str, object] = {"exceptions": [{"date": "2026-12-24"}]}
+    for _ in range(MAX_SCHEDULE_DEPTH - 3):
+        schedule = {"a": schedule}
+    assert wire_args("set_schedule", {"schedule": schedule}, now_ms=NOW)  # 16 levels: as deep as allowed
+    with pytest.raises(InvalidRequest) as info:
+        wire_args("set_schedule", {"schedule": {"a": schedule}}, now_ms=NOW)
+    [error] = info.value.errors
+    assert (error["type"], error["loc"]) == ("too_deep", ("body", "args", "schedule"))
+    deep = json.dumps({"schedule": json.dumps({"a": schedule})})
+    assert operator_args("set_schedule", deep).keys() == {ARGS_NOT_SHOWN}
+    assert operator_args("set_schedule", "{").keys() == {ARGS_NOT_SHOWN}
+    assert operator_args("set_schedule", '{"schedule": "' + "[" * 10_000 + '"}').keys() == {ARGS_NOT_SHOWN}
 
 
 @pytest.mark.parametrize("raw", [True, -1, "soon", 2**60])

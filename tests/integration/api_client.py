@@ -18,7 +18,7 @@ from central.auth_rows import Role
 from central.server import CentralServer
 from central.sqlite_store import SqliteStore
 from central.store import ReceivedStatus, Store
-from central.testing import TS0_MS
+from central.testing import TS0_MS, ScriptedEdge, wait_until
 from protocols.fleet import PROTOCOL_VERSION, DeviceInfo, Status
 
 
@@ -72,3 +72,25 @@ async def add_cabinet(store: Store, cabinet: str = "cab-1") -> None:
     inventory = [DeviceInfo(name="lc1", driver="modbus", points=["power_w", "energy_wh"])]
     status = Status(v=PROTOCOL_VERSION, cabinet=cabinet, online=True, ts=TS0_MS, inventory=inventory)
     await store.write([], [ReceivedStatus(status, TS0_MS)])
+
+
+async def get_ok(http: httpx.AsyncClient, path: str, **params: Any) -> Any:
+    """GET ``path``, which must answer 200; its JSON."""
+    response = await http.get(path, params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@contextlib.asynccontextmanager
+async def known_edge(
+    broker_url: str, http: httpx.AsyncClient, cabinet: str, *, birth_ts: int = TS0_MS
+) -> AsyncIterator[ScriptedEdge]:
+    """A scripted edge whose birth central has stored (the API knows the cabinet)."""
+    async with ScriptedEdge(broker_url, cabinet) as edge:
+        await edge.birth(ts=birth_ts)
+
+        async def known() -> bool:
+            return (await http.get(f"/cabinets/{cabinet}")).status_code == 200
+
+        await wait_until(known, what=f"cabinet {cabinet} known")
+        yield edge

@@ -17,9 +17,10 @@ import pytest
 from central.auth_rows import Role
 from central.record_time import AHEAD_BOUND_MS
 from central.server import CentralServer
-from central.testing import ScriptedEdge, wait_until
+from central.testing import ScriptedEdge
 from cityedge.broker import MosquittoBroker
-from tests.integration.api_client import api_client
+from tests.integration.api_client import api_client, known_edge
+from tests.integration.api_client import get_ok as get
 
 pytestmark = pytest.mark.integration
 
@@ -40,20 +41,8 @@ async def http(central: CentralServer) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def edge(mosquitto: MosquittoBroker, http: httpx.AsyncClient) -> AsyncIterator[ScriptedEdge]:
-    async with ScriptedEdge(mosquitto.url, CAB) as scripted:
-        await scripted.birth(ts=now_ms())
-
-        async def known() -> bool:
-            return (await http.get(f"/cabinets/{CAB}")).status_code == 200
-
-        await wait_until(known, what="the cabinet known")
+    async with known_edge(mosquitto.url, http, CAB, birth_ts=now_ms()) as scripted:
         yield scripted
-
-
-async def get(http: httpx.AsyncClient, path: str, **params: Any) -> Any:
-    response = await http.get(path, params=params)
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 async def latest(http: httpx.AsyncClient) -> dict[str, tuple[int, Any]]:

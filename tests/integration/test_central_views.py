@@ -11,10 +11,11 @@ import httpx
 import pytest
 
 from central.server import CentralServer
-from central.testing import TS0_MS, ScriptedEdge, wait_until
+from central.testing import TS0_MS, ScriptedEdge
 from cityedge.broker import MosquittoBroker
 from protocols.quality import Quality
-from tests.integration.api_client import api_client
+from tests.integration.api_client import api_client, known_edge
+from tests.integration.api_client import get_ok as get
 
 pytestmark = pytest.mark.integration
 
@@ -34,20 +35,8 @@ async def http(central: CentralServer) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def edge(mosquitto: MosquittoBroker, http: httpx.AsyncClient) -> AsyncIterator[ScriptedEdge]:
-    async with ScriptedEdge(mosquitto.url, CAB) as scripted:
-        await scripted.birth()
-
-        async def known() -> bool:
-            return (await http.get(f"/cabinets/{CAB}")).status_code == 200
-
-        await wait_until(known, what="the cabinet known")
+    async with known_edge(mosquitto.url, http, CAB) as scripted:
         yield scripted
-
-
-async def get(http: httpx.AsyncClient, path: str, **params: Any) -> Any:
-    response = await http.get(path, params=params)
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 async def test_the_lighting_view_shows_the_schedule_and_each_outputs_state(

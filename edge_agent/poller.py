@@ -115,8 +115,8 @@ class DevicePoller:
         self.stats.failures += 1
         self.stats.online = False
         self.stats.last_error = detail
-        for quantity in self.driver.quantities:
-            self.buffer.append_reading(f"{self.name}/{quantity}", ts, None, Quality.BAD, reason)
+        for point in self.driver.points:
+            self.buffer.append_reading(f"{self.name}/{point.name}", ts, None, Quality.BAD, reason)
         self._streak = 0 if self._lost else self._streak + 1
         if not self._lost and self._streak >= self.lost_after:
             self._lost, self._streak = True, 0

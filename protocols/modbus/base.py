@@ -22,7 +22,7 @@ from typing import Self, TypeVar
 from pymodbus.client import ModbusBaseClient
 from pymodbus.pdu import ModbusPDU
 
-from protocols.driver import PointValue
+from protocols.driver import PointSpec, PointType, PointValue
 from protocols.errors import DeviceException, DriverError, WriteRejected
 from protocols.modbus.codec import (
     BIT_TABLES,
@@ -55,10 +55,15 @@ class ModbusDriverBase(ABC):
         self.timeout = timeout
         self._blocks = plan_reads(profile.points, max_gap=profile.profile.max_gap)
         self._lock = asyncio.Lock()  # one operation at a time per unit: a read, or a write+verify
+        self._specs = tuple(point_spec(point) for point in profile.points)
 
     @property
     def quantities(self) -> Sequence[str]:
         return self.profile.quantities
+
+    @property
+    def points(self) -> Sequence[PointSpec]:
+        return self._specs
 
     @property
     def requests_per_read(self) -> int:
@@ -161,6 +166,19 @@ class ModbusDriverBase(ABC):
 
 
 IMPLAUSIBLE = "implausible"
+
+
+def point_spec(point: Point) -> PointSpec:
+    """What the agent core is told of a register point: its name, unit and type, never its address."""
+    if point.type == "bool":
+        kind: PointType = "bool"
+    elif point.type.startswith("float") or point.scale != 1.0:
+        kind = "float"
+    else:
+        kind = "int"
+    return PointSpec(
+        name=point.name, type=kind, unit=point.unit, writable=point.writable, description=point.description
+    )
 
 
 def point_value(point: Point, words: Sequence[int] | Sequence[bool]) -> PointValue:

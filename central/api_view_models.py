@@ -82,3 +82,27 @@ class EnergyOut(BaseModel):
     points: list[EnergyPointOut] = Field(
         description="each counter: points whose quantity ends with energy_wh"
     )
+
+
+class EquipmentValueOut(BaseModel):
+    point: str = Field(description="the point's name within its device")
+    ts_ms: int
+    value: Any
+    quality: str = Field(description="good, uncertain or bad")
+    reason: str | None
+
+
+class EquipmentOut(BaseModel):
+    device: str
+    driver: str
+    equipment_class: str = Field(description="lighting, traffic_controller, camera or other")
+    profile: str | None
+    state: str = Field(description="lost, alarm, degraded (a bad value), ok, or unknown (no value yet)")
+    alarms: list[AlarmOut] = Field(description="its active alarms")
+    values: list[EquipmentValueOut] = Field(description="the latest value of each of its points")
+
+
+class CabinetEquipmentOut(BaseModel):
+    cabinet: str
+    equipment: list[EquipmentOut] = Field(description="each device of the cabinet's latest inventory")
+    problems: list[str] = Field(description="what is wrong with what the cabinet sent, if anything")

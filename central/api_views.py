@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import msgspec
 from fastapi import APIRouter, Query
 
 from central import api_view_models as m
@@ -24,10 +25,13 @@ from central.energy import (
     local_days,
     point_energy,
 )
+from central.equipment_view import equipment_views
 from central.errors import InvalidRequest
 from central.lighting_view import LIGHTING_STATE, SCHEDULE_ACTIVE, schedule_view, state_view
 from central.store import ReadingRow, Store
 from central.store_rows import AlarmRow
+from protocols.fleet import DeviceInfo
+from protocols.quality import Quality
 
 ENERGY_SUFFIX = "energy_wh"
 MAX_ENERGY_DAYS = 366
@@ -35,6 +39,8 @@ MAX_ALARMS = 100_000
 # The day after the last must exist in the calendar: it is where the last day ends.
 LAST_DAY = dt.date.max - dt.timedelta(days=1)
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_inventory = msgspec.json.Decoder(list[DeviceInfo])
+_QUALITY = {int(q): q.name.lower() for q in Quality}
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "unknown cabinet"}}
 
 
@@ -172,6 +178,48 @@ def views_router(*, store: Store) -> APIRouter:
             schedule=schedule,
             state=outputs[0] if outputs else None,
             outputs=outputs,
+            problems=problems,
+        )
+
+    @router.get("/cabinets/{cabinet}/equipment", response_model=m.CabinetEquipmentOut, responses=_NOT_FOUND)
+    async def equipment(cabinet: str) -> m.CabinetEquipmentOut:
+        """Each device's class (lighting, traffic controller, camera), state, active alarms and values."""
+        row = await store.cabinet(cabinet)
+        if row is None:
+            raise unknown_cabinet(cabinet)
+        problems = []
+        try:
+            inventory = _inventory.decode(row.inventory_json or "[]")
+        except msgspec.DecodeError as exc:  # a row stored by an older central: say so, show the rest
+            inventory, problems = [], [f"the cabinet's stored inventory cannot be read: {exc}"]
+        views = equipment_views(
+            inventory,
+            await store.latest_values(cabinet),
+            await store.alarms(cabinet=cabinet, active=True, limit=MAX_ALARMS),
+        )
+        return m.CabinetEquipmentOut(
+            cabinet=cabinet,
+            equipment=[
+                m.EquipmentOut(
+                    device=view.device,
+                    driver=view.driver,
+                    equipment_class=view.equipment_class,
+                    profile=view.profile,
+                    state=view.state,
+                    alarms=[_alarm_out(alarm) for alarm in view.alarms],
+                    values=[
+                        m.EquipmentValueOut(
+                            point=v.point,
+                            ts_ms=v.ts_ms,
+                            value=v.value,
+                            quality=_QUALITY.get(v.quality, str(v.quality)),
+                            reason=v.reason,
+                        )
+                        for v in view.values
+                    ],
+                )
+                for view in views
+            ],
             problems=problems,
         )
 

@@ -11,8 +11,9 @@ import httpx
 import pytest
 
 from central.server import CentralServer
-from central.testing import TS0_MS, ScriptedEdge
+from central.testing import TS0_MS, ScriptedEdge, wait_until
 from cityedge.broker import MosquittoBroker
+from protocols.fleet import DeviceInfo
 from protocols.quality import Quality
 from tests.integration.api_client import api_client, known_edge
 from tests.integration.api_client import get_ok as get
@@ -219,3 +220,57 @@ async def test_energy_refuses_bad_queries_naming_the_parameter(
         assert words in error["msg"], (params, error)
     response = await http.get("/cabinets/nope/energy", params={"start": "2024-03-30"})
     assert response.status_code == 404
+
+
+async def test_the_equipment_view_shows_each_devices_class_state_and_alarms(
+    http: httpx.AsyncClient, edge: ScriptedEdge
+) -> None:
+    inventory = [
+        DeviceInfo(name="lc1", driver="modbus-tcp", profile="lighting-single-circuit", points=["power_w"]),
+        DeviceInfo(name="tc1", driver="opcua", profile="traffic-controller-generic", points=["mode"]),
+        DeviceInfo(name="cam1", driver="onvif", points=["reachable", "tamper"]),
+        DeviceInfo(name="io1", driver="tiny", points=["x"]),
+    ]
+    await edge.birth(inventory=inventory, ts=TS0_MS + 1)
+    await edge.send(
+        edge.reading("lc1/power_w", TS0_MS + 2, 120.0),
+        edge.reading("tc1/mode", TS0_MS + 2, "flashing"),
+        edge.reading("cam1/reachable", TS0_MS + 2, True),
+        edge.reading("cam1/tamper", TS0_MS + 2, None, Quality.BAD),
+        edge.event(
+            "alarm_raised",
+            {"alarm": "controller_flashing", "device": "tc1", "value": "flashing"},
+            ts=TS0_MS + 3,
+            source="tc1",
+        ),
+    )
+
+    async def equipment() -> dict[str, Any]:
+        body: dict[str, Any] = await get(http, f"/cabinets/{CAB}/equipment")
+        return body
+
+    async def reported() -> bool:
+        rows = (await equipment())["equipment"]
+        return len(rows) == len(inventory) and bool(rows[1]["alarms"]) and bool(rows[2]["values"])
+
+    await wait_until(reported, what="the flashing controller's alarm at central")
+    body = await equipment()
+    assert body["problems"] == []
+    rows = {row["device"]: row for row in body["equipment"]}
+    assert {name: (row["equipment_class"], row["state"]) for name, row in rows.items()} == {
+        "lc1": ("lighting", "ok"),
+        "tc1": ("traffic_controller", "alarm"),
+        "cam1": ("camera", "degraded"),
+        "io1": ("other", "unknown"),
+    }
+    assert [a["alarm"] for a in rows["tc1"]["alarms"]] == ["controller_flashing"]
+    assert rows["tc1"]["values"] == [
+        {"point": "mode", "ts_ms": TS0_MS + 2, "value": "flashing", "quality": "good", "reason": None}
+    ]
+    await edge.send(edge.event("device_lost", {"reason": "timeout"}, ts=TS0_MS + 4, source="cam1"))
+
+    async def camera_lost() -> bool:
+        return {r["device"]: r["state"] for r in (await equipment())["equipment"]}["cam1"] == "lost"
+
+    await wait_until(camera_lost, what="the camera shown lost")
+    assert (await http.get("/cabinets/nowhere/equipment")).status_code == 404

@@ -73,7 +73,7 @@ async def _gated_call(
     if not gate.enter():
         raise AuthenticationFailed(
             device,
-            f"the camera refused our credentials; not retried for {gate.wait_s():.0f} s: {AUTH_FIX}",
+            f"the camera refused our credentials; not retried for {gate.wait_s():.3g} s: {AUTH_FIX}",
             gate.wait_s(),
         )
     try:
@@ -85,7 +85,7 @@ async def _gated_call(
             delay = gate.refusal()
             error = AuthenticationFailed(
                 device,
-                f"the camera refused our credentials (NotAuthorized); next try in {delay:.0f} s: {AUTH_FIX}",
+                f"the camera refused our credentials (NotAuthorized); next try in {delay:.3g} s: {AUTH_FIX}",
                 delay,
             )
             logger.log(logging.ERROR if first else logging.DEBUG, "%s", error)

@@ -94,11 +94,20 @@ def camera_points(device: OnvifDevice) -> list[PointSpec]:
 
 
 class OnvifDriver:
-    def __init__(self, device: OnvifDevice, *, password: str | None, now_ms: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        device: OnvifDevice,
+        *,
+        password: str | None,
+        now_ms: Callable[[], int],
+        creating: asyncio.Lock | None = None,
+    ) -> None:
         self.device = device
         self._now_ms = now_ms
         self._points = camera_points(device)
-        self._session = CameraSession(device.endpoint, device.username, password)
+        self._session = CameraSession(
+            device.endpoint, device.username, password, creating=creating or asyncio.Lock()
+        )
         self.gate = AuthGate(minimum_s=device.auth_retry_min_s, maximum_s=device.auth_retry_max_s)
         self.subscription = Subscription(device, self._session, self.gate)
         self._inputs = {token: f"digital_input_{n}" for n, token in enumerate(device.digital_inputs, start=1)}
@@ -245,4 +254,6 @@ def build(device: OnvifDevice, context: BuildContext) -> OnvifDriver:
             password = read_secret_file(path)
         except SecretFileError as exc:
             raise SecretFileError(exc.path, f"(device {device.name}, password_file) {exc.problem}") from exc
-    return OnvifDriver(device, password=password, now_ms=context.now_ms)
+    shared = context.shared.setdefault("onvif", {})
+    creating = shared.setdefault("creating", asyncio.Lock())  # see CameraSession
+    return OnvifDriver(device, password=password, now_ms=context.now_ms, creating=creating)

@@ -7,6 +7,7 @@ SQLite file it would write on the SD card.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import Any
@@ -25,10 +26,16 @@ PULLPOINT_NS = "http://www.onvif.org/ver10/events/wsdl/PullPointSubscription"
 
 
 class CameraSession:
-    def __init__(self, endpoint: Endpoint, username: str | None, password: str | None) -> None:
+    def __init__(
+        self, endpoint: Endpoint, username: str | None, password: str | None, *, creating: asyncio.Lock
+    ) -> None:
         host = endpoint.host if endpoint.scheme == "http" else f"https://{endpoint.host}"
         self._args = (host, endpoint.port, username, password)
         self._camera: Any = None
+        # The library does not guard the creation of its clients: two tasks asking at once would each
+        # make one (the first never closed), and cameras loading a WSDL at once would each parse and
+        # keep their own copy (14 MB each). One lock per process, shared by every camera.
+        self._creating = creating
 
     @property
     def camera(self) -> Any:
@@ -38,25 +45,30 @@ class CameraSession:
         return self._camera
 
     async def devicemgmt(self) -> Any:
-        return await self.camera.create_devicemgmt_service()
+        async with self._creating:
+            return await self.camera.create_devicemgmt_service()
 
     async def discover(self) -> None:
         """Where the camera's services answer (GetServices, else GetCapabilities)."""
-        await self.camera.update_xaddrs()
+        async with self._creating:
+            await self.camera.update_xaddrs()
 
     async def events(self) -> Any:
-        return await self.camera.create_events_service()
+        async with self._creating:
+            return await self.camera.create_events_service()
 
     async def pullpoint(self, address: str) -> tuple[Any, Any]:
         """The subscription manager (Renew, Unsubscribe) and the pull point (PullMessages) at ``address``."""
-        camera = self.camera
-        camera.xaddrs[PULLPOINT_NS] = address
-        manager = await camera.create_subscription_service("PullPointSubscription")
-        pullpoint = await camera.create_pullpoint_service()
-        return manager, pullpoint
+        async with self._creating:
+            camera = self.camera
+            camera.xaddrs[PULLPOINT_NS] = address
+            manager = await camera.create_subscription_service("PullPointSubscription")
+            pullpoint = await camera.create_pullpoint_service()
+            return manager, pullpoint
 
     async def close(self) -> None:
-        if self._camera is not None:
+        async with self._creating:
             camera, self._camera = self._camera, None
-            with contextlib.suppress(OSError, RuntimeError):
-                await camera.close()
+            if camera is not None:
+                with contextlib.suppress(OSError, RuntimeError):
+                    await camera.close()

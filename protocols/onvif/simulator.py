@@ -199,11 +199,13 @@ class CameraSimulator:
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
             pass  # the client went away or sent what is not HTTP: drop the connection
+        except asyncio.CancelledError:
+            # stop() ends our own connection tasks; ending quietly spares asyncio's streams callback
+            # a "CancelledError" traceback in the log.
+            return
         finally:
             self._connections.discard(task)
             writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
 
     @staticmethod
     async def _read_request(reader: asyncio.StreamReader) -> tuple[str, bytes] | None:

@@ -30,8 +30,15 @@ def now_ms() -> int:
 
 
 def make_driver(tmp_path: Path, camera: CameraSimulator, **fields: Any) -> OnvifDriver:
-    config = {"driver": "onvif", "name": "cam1", "address": camera.address, "username": "admin",
-              "password": "admin", "timeout_s": 1.0, "digital_inputs": ["1", "2"]}
+    config = {
+        "driver": "onvif",
+        "name": "cam1",
+        "address": camera.address,
+        "username": "admin",
+        "password": "admin",
+        "timeout_s": 1.0,
+        "digital_inputs": ["1", "2"],
+    }
     config.update(fields)
     device = msgspec.convert(config, OnvifDevice)
     return build(device, BuildContext(config_dir=tmp_path, profile_dirs=[], now_ms=now_ms))
@@ -83,8 +90,13 @@ async def test_device_information_and_clock_drift(tmp_path: Path, camera: Camera
         assert [p.name for p in driver.points] == list(by_name(await driver.read()))
         assert values["reachable"].value is True
         assert (values["model"].value, values["firmware"].value, values["serial"].value) == (
-            "CE-Cam 4000", "4.2.1", "SN-42")
-        assert all(values[q].quality == Quality.GOOD for q in ("model", "firmware", "serial", "clock_drift_s"))
+            "CE-Cam 4000",
+            "4.2.1",
+            "SN-42",
+        )
+        assert all(
+            values[q].quality == Quality.GOOD for q in ("model", "firmware", "serial", "clock_drift_s")
+        )
         drift = values["clock_drift_s"].value
         assert isinstance(drift, float) and abs(drift - 120.0) < 1.0
         camera.drift_s = -30.0
@@ -194,7 +206,9 @@ async def test_right_password_after_a_refusal_is_used_once_the_backoff_passes(
         await driver.close()
 
 
-async def test_camera_that_stops_answering_times_out_and_recovers(tmp_path: Path, camera: CameraSimulator) -> None:
+async def test_camera_that_stops_answering_times_out_and_recovers(
+    tmp_path: Path, camera: CameraSimulator
+) -> None:
     driver = make_driver(tmp_path, camera, timeout_s=0.3, subscription_lifetime_s=2.0, pull_timeout_s=0.2)
     async with EventCollector(driver) as events:
         assert by_name(await driver.read())["reachable"].value is True
@@ -241,8 +255,12 @@ async def _reads(driver: OnvifDriver) -> bool:
 
 @pytest.mark.parametrize(
     ("kind", "reason"),
-    [("garbage", "malformed_answer"), ("wrong_element", "malformed_answer"), ("fault", "fault"),
-     ("empty", "malformed_answer")],
+    [
+        ("garbage", "malformed_answer"),
+        ("wrong_element", "malformed_answer"),
+        ("fault", "fault"),
+        ("empty", "malformed_answer"),
+    ],
 )
 async def test_malformed_answer_gives_bad_readings_and_one_log_line(
     tmp_path: Path, camera: CameraSimulator, caplog: pytest.LogCaptureFixture, kind: str, reason: str

@@ -4,7 +4,7 @@ After a refusal nothing is sent to the camera until the backoff has passed, howe
 is asked; then exactly one request goes (the probe) while the other callers are still turned away. The
 requests sent while the credentials are not yet known to be good go one at a time (``lock``), so the
 first contact of several tasks costs one attempt, not one per task. The
-delays double from ``minimum_s`` to ``maximum_s``: with 60 s .. 1 h that is 7 attempts in the first
+delays double from ``minimum_s`` to ``maximum_s``: with 60 s .. 1 h that is 6 attempts in the first
 hour and one an hour after. No jitter: one camera, one cabinet, nothing to spread.
 """
 

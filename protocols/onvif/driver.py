@@ -207,24 +207,29 @@ class OnvifDriver:
         """Event changes as they come, for as long as the driver is open; yields nothing meanwhile
         when the camera cannot be reached (the poll reports it) or refuses our credentials."""
         retry = Backoff(initial=min(1.0, self.device.timeout_s), maximum=30.0)
+        warned = False  # a broken subscription is logged once, until events flow again
         while not self._closed.is_set():
+            delay: float | None = None
             try:
                 async for changes in self.subscription.pull_forever():
                     retry.reset()
+                    if warned:
+                        warned = False
+                        logger.info("%s: event subscription works again", self.device.name)
                     values = [value for change in changes if (value := self._apply(change)) is not None]
                     if values:
                         yield values
             except AuthenticationFailed:
                 delay = self.gate.wait_s()  # logged once by soap_call; the gate says when to try again
-            except DriverError as exc:
-                if isinstance(exc, BadAnswer) and exc.operation not in self._bad:
-                    logger.warning(
-                        "%s: event subscription: %s; subscribing again", self.device.name, exc.detail
-                    )
-                else:
-                    logger.debug("%s: event subscription: %s", self.device.name, exc)
-                delay = retry.next_delay()
-            await self._sleep(max(delay, 0.05))
+            except BadAnswer as exc:
+                level = logging.DEBUG if warned else logging.WARNING
+                warned = True
+                logger.log(
+                    level, "%s: event subscription: %s; subscribing again", self.device.name, exc.detail
+                )
+            except DriverError as exc:  # unreachable, timeout: the poll reports it
+                logger.debug("%s: event subscription: %s", self.device.name, exc)
+            await self._sleep(max(retry.next_delay() if delay is None else delay, 0.05))
 
     async def _sleep(self, seconds: float) -> None:
         try:

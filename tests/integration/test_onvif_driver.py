@@ -284,8 +284,11 @@ async def test_malformed_answer_gives_bad_readings_and_one_log_line(
         assert by_name(await driver.read())["model"].value == "CE-Cam 4000"
 
 
-async def test_everything_malformed_never_crashes_the_driver(tmp_path: Path, camera: CameraSimulator) -> None:
-    """Every answer garbage, events included: bad readings, no exception, and all back once healed."""
+async def test_everything_malformed_never_crashes_the_driver(
+    tmp_path: Path, camera: CameraSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every answer garbage, events included: bad readings, no exception, the broken subscription
+    logged once however often it is tried again, and all back once healed."""
     driver = make_driver(tmp_path, camera, subscription_lifetime_s=2.0, pull_timeout_s=0.2, timeout_s=0.5)
     async with EventCollector(driver) as events:
         await wait_until(lambda: camera.subscriptions_created == 1, timeout=5, what="subscription")
@@ -294,6 +297,14 @@ async def test_everything_malformed_never_crashes_the_driver(tmp_path: Path, cam
         values = by_name(await driver.read())
         assert values["clock_drift_s"].quality == Quality.BAD
         assert values["tamper"].quality == Quality.UNCERTAIN
+        tries = camera.requests["GetServices"]
+        await wait_until(lambda: camera.requests["GetServices"] >= tries + 2, timeout=10, what="two retries")
+        subscription_lines = [
+            r
+            for r in caplog.records
+            if r.levelno >= logging.WARNING and "event subscription" in r.getMessage()
+        ]
+        assert len(subscription_lines) == 1, [r.getMessage() for r in subscription_lines]
         camera.heal()
         camera.raise_event("storage_failure", True)
         await wait_until(lambda: events.of("storage_failure")[-1:] == [True], timeout=10, what="events back")

@@ -106,7 +106,7 @@ class OnvifDriver:
         self._now_ms = now_ms
         self._points = camera_points(device)
         self._session = CameraSession(
-            device.endpoint, device.username, password, creating=creating or asyncio.Lock()
+            device.name, device.endpoint, device.username, password, creating=creating or asyncio.Lock()
         )
         self.gate = AuthGate(minimum_s=device.auth_retry_min_s, maximum_s=device.auth_retry_max_s)
         self.subscription = Subscription(device, self._session, self.gate)

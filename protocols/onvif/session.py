@@ -12,6 +12,7 @@ import contextlib
 import logging
 from typing import Any
 
+from protocols.errors import DeviceUnreachable
 from protocols.onvif.config import Endpoint
 
 _root = logging.getLogger()
@@ -27,8 +28,16 @@ PULLPOINT_NS = "http://www.onvif.org/ver10/events/wsdl/PullPointSubscription"
 
 class CameraSession:
     def __init__(
-        self, endpoint: Endpoint, username: str | None, password: str | None, *, creating: asyncio.Lock
+        self,
+        device: str,
+        endpoint: Endpoint,
+        username: str | None,
+        password: str | None,
+        *,
+        creating: asyncio.Lock,
     ) -> None:
+        self._device = device
+        self._closed = False
         host = endpoint.host if endpoint.scheme == "http" else f"https://{endpoint.host}"
         self._args = (host, endpoint.port, username, password)
         self._camera: Any = None
@@ -39,6 +48,8 @@ class CameraSession:
 
     @property
     def camera(self) -> Any:
+        if self._closed:
+            raise DeviceUnreachable(self._device, "the driver is closed")
         if self._camera is None:
             host, port, username, password = self._args
             self._camera = onvif.ONVIFCamera(host, port, username, password, no_cache=True, adjust_time=False)
@@ -50,8 +61,8 @@ class CameraSession:
 
     async def discover(self) -> None:
         """Where the camera's services answer (GetServices, else GetCapabilities)."""
-        async with self._creating:
-            await self.camera.update_xaddrs()
+        await self.devicemgmt()  # made under the lock; discovery reuses it and holds no lock on the network
+        await self.camera.update_xaddrs()
 
     async def events(self) -> Any:
         async with self._creating:
@@ -68,6 +79,7 @@ class CameraSession:
 
     async def close(self) -> None:
         async with self._creating:
+            self._closed = True
             camera, self._camera = self._camera, None
             if camera is not None:
                 with contextlib.suppress(OSError, RuntimeError):

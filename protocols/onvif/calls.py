@@ -43,23 +43,29 @@ def _short(exc: BaseException) -> str:
     return (text[:200] + "...") if len(text) > 200 else text or type(exc).__name__
 
 
+Explain = Callable[[], Awaitable[str]]
+
+
 async def soap_call(
     device: str,
     operation: str,
     call: Callable[[], Awaitable[Any]],
     *,
     timeout_s: float,
-    gate: AuthGate,
+    gate: AuthGate | None,
+    explain: Explain | None = None,
 ) -> Any:
     """Run one call (``operation`` names it in errors), or raise a ``DriverError``.
 
-    A first refusal is logged once, as an error naming the device and the fix; later ones at debug
-    level (the agent reports the device lost); the first acceptance after them at info level.
+    With a ``gate``, a first refusal is logged once, as an error naming the device and the fix (and
+    what ``explain`` adds, e.g. the camera's clock far off ours); later ones at debug level (the agent
+    reports the device lost); the first acceptance after them at info level. Without one (a call that
+    sends no credentials) nothing is gated, counted or logged.
     """
-    if gate.verified:
-        return await _gated_call(device, operation, call, timeout_s=timeout_s, gate=gate)
+    if gate is None or gate.verified:
+        return await _gated_call(device, operation, call, timeout_s=timeout_s, gate=gate, explain=explain)
     async with gate.lock:
-        return await _gated_call(device, operation, call, timeout_s=timeout_s, gate=gate)
+        return await _gated_call(device, operation, call, timeout_s=timeout_s, gate=gate, explain=explain)
 
 
 async def _gated_call(
@@ -68,9 +74,10 @@ async def _gated_call(
     call: Callable[[], Awaitable[Any]],
     *,
     timeout_s: float,
-    gate: AuthGate,
+    gate: AuthGate | None,
+    explain: Explain | None,
 ) -> Any:
-    if not gate.enter():
+    if gate is not None and not gate.enter():
         raise AuthenticationFailed(
             device,
             f"the camera refused our credentials; not retried for {gate.wait_s():.3g} s: {AUTH_FIX}",
@@ -81,34 +88,48 @@ async def _gated_call(
             result = await call()
     except zeep.exceptions.Fault as exc:
         if is_refusal(exc):
-            first = not gate.refused
-            delay = gate.refusal()
-            error = AuthenticationFailed(
-                device,
-                f"the camera refused our credentials (NotAuthorized); next try in {delay:.3g} s: {AUTH_FIX}",
-                delay,
-            )
-            logger.log(logging.ERROR if first else logging.DEBUG, "%s", error)
-            raise error from exc
+            raise await _refused(device, gate, explain) from exc
         _accepted(device, gate)  # the camera read our token and answered otherwise
         raise BadAnswer(device, operation, f"SOAP fault: {_short(exc)}", reason="fault") from exc
     except TimeoutError as exc:
-        gate.answered()
+        _answered(gate)
         raise DeviceTimeout(device, f"{operation}: no answer within {timeout_s:g} s") from exc
     except (aiohttp.ClientConnectionError, OSError) as exc:
-        gate.answered()
+        _answered(gate)
         raise DeviceUnreachable(device, f"{operation}: {_short(exc)}") from exc
     except (zeep.exceptions.Error, lxml.etree.LxmlError, ONVIFError, aiohttp.ClientError) as exc:
-        gate.answered()
+        _answered(gate)
         raise BadAnswer(device, operation, _short(exc)) from exc
     except DriverError:
-        gate.answered()
+        _answered(gate)
         raise
     _accepted(device, gate)
     return result
 
 
-def _accepted(device: str, gate: AuthGate) -> None:
+async def _refused(device: str, gate: AuthGate | None, explain: Explain | None) -> AuthenticationFailed:
+    if gate is None:
+        return AuthenticationFailed(device, "the camera wants credentials for this call", 0.0)
+    first = not gate.refused
+    delay = gate.refusal()
+    hint = await explain() if explain is not None else ""
+    error = AuthenticationFailed(
+        device,
+        f"the camera refused our credentials (NotAuthorized){hint}; next try in {delay:.3g} s: {AUTH_FIX}",
+        delay,
+    )
+    logger.log(logging.ERROR if first else logging.DEBUG, "%s", error)
+    return error
+
+
+def _answered(gate: AuthGate | None) -> None:
+    if gate is not None:
+        gate.answered()
+
+
+def _accepted(device: str, gate: AuthGate | None) -> None:
+    if gate is None:
+        return
     if gate.refused:
         logger.info("%s: the camera accepts our credentials again", device)
     gate.accepted()

@@ -109,7 +109,7 @@ class OnvifDriver:
             device.name, device.endpoint, device.username, password, creating=creating or asyncio.Lock()
         )
         self.gate = AuthGate(minimum_s=device.auth_retry_min_s, maximum_s=device.auth_retry_max_s)
-        self.subscription = Subscription(device, self._session, self.gate)
+        self.subscription = Subscription(device, self._session, self.gate, explain=self._explain_refusal)
         self._inputs = {token: f"digital_input_{n}" for n, token in enumerate(device.digital_inputs, start=1)}
         self._events: dict[str, bool | None] = {"tamper": None, "motion": None, "storage_failure": None}
         self._events.update(dict.fromkeys(self._inputs.values()))
@@ -164,15 +164,44 @@ class OnvifDriver:
 
     async def _call(self, operation: str, call: Callable[[], Any]) -> Any:
         return await soap_call(
-            self.device.name, operation, call, timeout_s=self.device.timeout_s, gate=self.gate
+            self.device.name,
+            operation,
+            call,
+            timeout_s=self.device.timeout_s,
+            gate=self.gate,
+            explain=self._explain_refusal,
         )
 
-    async def _clock_offset_s(self, devicemgmt: Any) -> float:
+    async def _clock_offset_s(self, devicemgmt: Any, *, authless: bool = False) -> float:
+        """Camera's clock minus the cabinet's, from a GetSystemDateAndTime timed on the cabinet's clock."""
         before = self._now_ms()
-        answer = await self._call("GetSystemDateAndTime", devicemgmt.GetSystemDateAndTime)
+        if authless:  # sent without credentials, as the specification allows: no login attempt
+            answer = await soap_call(
+                self.device.name,
+                "GetSystemDateAndTime",
+                devicemgmt.authless_GetSystemDateAndTime,
+                timeout_s=self.device.timeout_s,
+                gate=None,
+            )
+        else:
+            answer = await self._call("GetSystemDateAndTime", devicemgmt.GetSystemDateAndTime)
         after = self._now_ms()
         camera = camera_time(answer).timestamp() + CLOCK_RESOLUTION_S / 2
         return camera - (before + after) / 2000
+
+    async def _explain_refusal(self) -> str:
+        """Why a refusal may not be the password: a camera refuses a token stamped far from its clock."""
+        try:
+            offset = await self._clock_offset_s(await self._session.devicemgmt(), authless=True)
+        except (DriverError, ValueError):
+            return ""
+        if abs(offset) <= self.device.drift_max_s:
+            return ""
+        side = "ahead of" if offset > 0 else "behind"
+        return (
+            f"; the camera's clock is {abs(offset):.0f} s {side} the cabinet's, and cameras refuse a token"
+            " stamped far from their own time: set the camera's NTP server"
+        )
 
     def _event_value(self, quantity: str, state: bool | None) -> PointValue:
         if not self.subscription.active:

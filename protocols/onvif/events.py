@@ -17,7 +17,7 @@ from typing import Any
 from protocols.errors import DriverError
 from protocols.onvif.answers import EventChange, event_change
 from protocols.onvif.auth_gate import AuthGate
-from protocols.onvif.calls import soap_call
+from protocols.onvif.calls import Explain, soap_call
 from protocols.onvif.config import OnvifDevice
 from protocols.onvif.errors import BadAnswer
 from protocols.onvif.session import CameraSession
@@ -34,8 +34,11 @@ def duration(seconds: float) -> str:
 class Subscription:
     """One PullPoint subscription at a time; ``pull_forever`` yields the changes its messages carry."""
 
-    def __init__(self, device: OnvifDevice, session: CameraSession, gate: AuthGate) -> None:
+    def __init__(
+        self, device: OnvifDevice, session: CameraSession, gate: AuthGate, *, explain: Explain | None = None
+    ) -> None:
         self._device = device
+        self._explain = explain
         self._session = session
         self._gate = gate
         self._manager: Any = None
@@ -48,7 +51,12 @@ class Subscription:
 
     async def _call(self, operation: str, call: Callable[[], Awaitable[Any]], extra_s: float = 0.0) -> Any:
         return await soap_call(
-            self._device.name, operation, call, timeout_s=self._device.timeout_s + extra_s, gate=self._gate
+            self._device.name,
+            operation,
+            call,
+            timeout_s=self._device.timeout_s + extra_s,
+            gate=self._gate,
+            explain=self._explain,
         )
 
     async def pull_forever(self) -> AsyncIterator[list[EventChange]]:

@@ -2,8 +2,9 @@
 
 It answers GetDeviceInformation, GetSystemDateAndTime, GetServices, GetCapabilities,
 CreatePullPointSubscription, PullMessages, Renew and Unsubscribe; checks the WS-Security UsernameToken
-digest of every request and answers NotAuthorized otherwise (GetSystemDateAndTime, GetServices and
-GetCapabilities may come without a token, as the specification allows), counting the refusals;
+digest of every request (and, with ``token_window_s``, that it was created near the camera's time)
+and answers NotAuthorized otherwise (GetSystemDateAndTime, GetServices and GetCapabilities may come
+without a token, as the specification allows), counting the refusals;
 keeps its own clock (``drift_s``); raises events on demand; expires subscriptions not renewed in
 time. It can be told to stop answering (``hang``), to answer malformed SOAP (``malform``), and to
 restart (``restart``: same port, subscriptions lost). Plain asyncio streams and the standard
@@ -62,6 +63,7 @@ class CameraSimulator:
         drift_s: float = 0.0,
         digital_inputs: tuple[str, ...] = ("1", "2"),
         max_lifetime_s: float = 3600.0,
+        token_window_s: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.users = {username: password}
@@ -70,6 +72,9 @@ class CameraSimulator:
         self.info = (manufacturer, model, firmware, serial)
         self.drift_s = drift_s
         self.max_lifetime_s = max_lifetime_s
+        # When set, a token whose Created is further than this from the camera's clock is refused, as
+        # many firmwares do (a camera whose clock drifted then refuses the right password).
+        self.token_window_s = token_window_s
         self._clock = clock
         self.state: dict[tuple[str, str | None], bool] = {
             ("tamper", None): False,
@@ -244,7 +249,12 @@ class CameraSimulator:
         if token is None:
             return request.operation in PRE_AUTH
         password = self.users.get(token.username)
-        return password is not None and sim_soap.digest_matches(token, password)
+        if password is None or not sim_soap.digest_matches(token, password):
+            return False
+        if self.token_window_s is None:
+            return True
+        created = sim_soap.parse_duration_s(token.created, self.now())  # seconds from now to Created
+        return created is not None and abs(created) <= self.token_window_s
 
     async def _answer(self, path: str, request: SoapRequest) -> tuple[int, bytes]:
         operation, now = request.operation, self.now()

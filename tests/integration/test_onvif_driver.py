@@ -176,7 +176,13 @@ async def test_wrong_password_one_error_then_backoff_and_bounded_attempts(
     assert refusals > 100
     # Attempts at 0, 0.5, 1.5, 2.5 s (delays 0.5, 1, 1): at most one per window however many reads.
     assert 2 <= camera.failed_auth <= 1 + int((elapsed - 0.5) // 1.0) + 1
-    assert sum(camera.requests.values()) == camera.failed_auth, "a request went out during a backoff"
+    # Nothing else went out: each refusal is followed by one question of the clock without credentials
+    # (is the camera's clock why it refuses?), which is no login attempt.
+    assert camera.requests["GetDeviceInformation"] == camera.failed_auth, (
+        "a request went out during a backoff"
+    )
+    assert camera.requests["GetSystemDateAndTime"] == camera.failed_auth
+    assert sum(camera.requests.values()) == 2 * camera.failed_auth
     errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(errors) == 1, [r.getMessage() for r in errors]
     assert "cam1" in errors[0].getMessage() and "password" in errors[0].getMessage()
@@ -205,6 +211,23 @@ async def test_right_password_after_a_refusal_is_used_once_the_backoff_passes(
         assert camera.failed_auth == 1
     finally:
         await driver.close()
+
+
+async def test_refusal_by_a_camera_whose_clock_drifted_says_so(tmp_path: Path) -> None:
+    """Right password, but the camera's clock is 2 min ahead and it refuses tokens 30 s off its time."""
+    async with CameraSimulator(drift_s=120.0, token_window_s=30.0) as camera:
+        driver = make_driver(tmp_path, camera, drift_max_s=10.0)
+        try:
+            with pytest.raises(AuthenticationFailed) as raised:
+                await driver.read()
+            assert "clock is 120 s ahead of the cabinet's" in str(raised.value)
+            assert "NTP" in str(raised.value)
+            assert camera.failed_auth == 1  # the clock was asked without credentials: no login attempt
+            camera.drift_s = 0.0
+            driver.gate.accepted()  # what the backoff would do after auth_retry_min_s
+            assert by_name(await driver.read())["model"].quality == Quality.GOOD
+        finally:
+            await driver.close()
 
 
 async def test_camera_that_stops_answering_times_out_and_recovers(

@@ -31,6 +31,19 @@ def duration(seconds: float) -> str:
     return f"PT{seconds:.3f}".rstrip("0").rstrip(".") + "S"
 
 
+def granted_s(answer: Any, asked_s: float) -> float:
+    """The lifetime the camera granted (TerminationTime - CurrentTime, both its clock), when shorter
+    than asked; cameras may cap it. Never below 1 s, so a confused camera is not renewed in a loop."""
+    current = getattr(answer, "CurrentTime", None)
+    termination = getattr(answer, "TerminationTime", None)
+    if isinstance(current, dt.datetime) and isinstance(termination, dt.datetime):
+        try:
+            return max(1.0, min(asked_s, (termination - current).total_seconds()))
+        except TypeError:  # one naive, one aware
+            return asked_s
+    return asked_s
+
+
 class Subscription:
     """One PullPoint subscription at a time; ``pull_forever`` yields the changes its messages carry."""
 
@@ -81,13 +94,15 @@ class Subscription:
             )
         manager, pullpoint = await self._session.pullpoint(address)
         self._manager, self.created = manager, self.created + 1
-        renew_at = time.monotonic() + lifetime / 2
+        renew_at = time.monotonic() + granted_s(created, lifetime) / 2
         try:
             while True:
                 if time.monotonic() >= renew_at:
-                    await self._call("Renew", lambda: manager.Renew({"TerminationTime": duration(lifetime)}))
+                    renewed = await self._call(
+                        "Renew", lambda: manager.Renew({"TerminationTime": duration(lifetime)})
+                    )
                     self.renewals += 1
-                    renew_at = time.monotonic() + lifetime / 2
+                    renew_at = time.monotonic() + granted_s(renewed, lifetime) / 2
                 wait = max(0.0, min(device.pull_timeout_s, renew_at - time.monotonic()))
                 answer = await self._call(
                     "PullMessages",

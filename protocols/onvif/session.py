@@ -43,7 +43,7 @@ class CameraSession:
         self._camera: Any = None
         # The library does not guard the creation of its clients: two tasks asking at once would each
         # make one (the first never closed), and cameras loading a WSDL at once would each parse and
-        # keep their own copy (14 MB each). One lock per process, shared by every camera.
+        # keep its own copy (some 5 MB each). One lock per process, shared by every camera.
         self._creating = creating
 
     @property

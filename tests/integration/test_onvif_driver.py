@@ -140,6 +140,16 @@ async def test_events_pulled_and_renewed_over_a_long_accelerated_run(
         assert values["motion"] == PointValue("motion", last_motion)
 
 
+async def test_a_camera_granting_a_shorter_lifetime_is_renewed_in_time(tmp_path: Path) -> None:
+    async with CameraSimulator(max_lifetime_s=1.0) as camera:
+        driver = make_driver(tmp_path, camera, subscription_lifetime_s=60.0, pull_timeout_s=0.5)
+        async with EventCollector(driver) as events:
+            await wait_until(lambda: camera.renewals >= 4, timeout=5, what="renewals every half second")
+            camera.raise_event("motion", True)
+            await wait_until(lambda: events.of("motion")[-1:] == [True], timeout=5, what="motion")
+            assert camera.subscriptions_created == 1
+
+
 async def test_subscription_created_again_after_the_camera_restarts(
     tmp_path: Path, camera: CameraSimulator
 ) -> None:

@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 CLOCK_RESOLUTION_S = 1.0
 NO_EVENT_YET = "no_event_yet"
 EVENTS_UNSUBSCRIBED = "events_unsubscribed"
+AUTH_RECHECK_S = 5.0
 
 
 def camera_points(device: OnvifDevice) -> list[PointSpec]:
@@ -249,7 +250,9 @@ class OnvifDriver:
                     if values:
                         yield values
             except AuthenticationFailed:
-                delay = self.gate.wait_s()  # logged once by soap_call; the gate says when to try again
+                # Logged once by soap_call. Looking again costs no request while the gate is shut, and
+                # events resume soon after a probe (maybe the poll's) finds the password good again.
+                delay = min(self.gate.wait_s(), AUTH_RECHECK_S)
             except BadAnswer as exc:
                 level = logging.DEBUG if warned else logging.WARNING
                 warned = True

@@ -203,7 +203,7 @@ async def test_right_password_after_a_refusal_is_used_once_the_backoff_passes(
     tmp_path: Path, camera: CameraSimulator
 ) -> None:
     driver = make_driver(tmp_path, camera, password="wrong-one", auth_retry_min_s=0.3, auth_retry_max_s=0.3)
-    try:
+    async with EventCollector(driver) as events:
         with pytest.raises(AuthenticationFailed):
             await driver.read()
         camera.users["admin"] = "wrong-one"  # the camera's password is changed to what the cabinet has
@@ -219,8 +219,8 @@ async def test_right_password_after_a_refusal_is_used_once_the_backoff_passes(
 
         await wait_until(reads_good, timeout=3, what="a good read after the backoff")
         assert camera.failed_auth == 1
-    finally:
-        await driver.close()
+        camera.raise_event("tamper", True)
+        await wait_until(lambda: events.of("tamper")[-1:] == [True], timeout=8, what="events resumed")
 
 
 async def test_refusal_by_a_camera_whose_clock_drifted_says_so(tmp_path: Path) -> None:

@@ -22,9 +22,10 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from central.command_args import ARGS_NOT_SHOWN, Action
+from central.command_args import ARGS_NOT_SHOWN
 from central.store_rows import CommandStatus
 from central.times import to_ms
+from protocols.fleet.commands import Action
 from protocols.fleet.topics import is_valid_cabinet_id
 
 MAX_GROUP_MEMBERS = 10_000

@@ -27,7 +27,8 @@ from typing import Self, TypeVar
 
 from edge_agent.errors import BufferError
 from protocols.fleet import CommandResult, Event, FleetError, Reading, decode_record, encode, seq_ranges
-from protocols.fleet.messages import MAX_DATA_BYTES, Scalar, Severity
+from protocols.fleet.limits import MAX_DATA_BYTES
+from protocols.fleet.messages import Scalar, Severity
 from protocols.quality import Quality
 
 # Bytes a row costs beyond its body (rowid, header, index share); used for the size cap.

@@ -14,13 +14,14 @@ import httpx
 import pytest
 
 from central.auth_rows import Role
-from central.command_args import ARGS_NOT_SHOWN, MAX_SCHEDULE_DEPTH
+from central.command_args import ARGS_NOT_SHOWN
 from central.server import CentralServer
 from central.store_rows import CommandRow, CommandStatus
 from central.testing import ScriptedEdge, wait_until
 from central.times import now_ms
 from cityedge.broker import MosquittoBroker
 from protocols.fleet import DeviceInfo
+from protocols.fleet.limits import MAX_SCHEDULE_DEPTH
 from tests.integration.api_client import api_client
 
 pytestmark = pytest.mark.integration

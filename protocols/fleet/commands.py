@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, get_args
 import msgspec
 
 from protocols.fleet.errors import FleetError
-from protocols.fleet.limits import MAX_SCHEDULE_DEPTH, MAX_SCHEDULE_JSON_BYTES
+from protocols.fleet.limits import MAX_SCHEDULE_DEPTH
 from protocols.fleet.messages import Scalar
 from protocols.fleet.problems import Problem, brief, problem_of
 from protocols.fleet.schedule import LightingSchedule, ScheduleError, parse_schedule, schedule_json
@@ -117,21 +117,9 @@ def parse_wire(action: str, args: Mapping[str, Scalar]) -> ActionArgs:
 
 
 def to_wire(args: ActionArgs) -> dict[str, Scalar]:
-    """The scalar args a command carries; CommandArgsError when a schedule is too large to travel."""
+    """The scalar args a command carries (its size is judged with the whole command, by the sender)."""
     if isinstance(args, SetScheduleArgs):
-        text = schedule_json(args.schedule)
-        if len(text) > MAX_SCHEDULE_JSON_BYTES:
-            raise CommandArgsError(
-                "set_schedule",
-                [
-                    (
-                        "schedule",
-                        f"the schedule is {len(text)} bytes as JSON, over the {MAX_SCHEDULE_JSON_BYTES}-byte"
-                        " limit of a command: use fewer exceptions (or shorter notes)",
-                    )
-                ],
-            )
-        return {"schedule": text.decode()}
+        return {"schedule": schedule_json(args.schedule).decode()}
     wire: dict[str, Scalar] = {}
     for name in args.__struct_fields__:
         value = getattr(args, name)
@@ -198,9 +186,12 @@ def _within(parent: str, field: str) -> str:
 
 def _args_problem(exc: msgspec.ValidationError, args: Mapping[str, object], model: type) -> Problem:
     field, problem = problem_of(exc, "", dict(args), model)
-    if problem == "unknown key":  # e.g. a level given to switch: say what it takes
+    if problem == "unknown key":  # e.g. a level given to switch: say what it takes, and who takes that
         takes = ", ".join(model.__struct_fields__) or "no args"  # type: ignore[attr-defined]
         problem = f"unknown key: {_ACTION_OF[model]} takes {takes}"
+        owners = [action for action, other in _MODELS.items() if field in other.__struct_fields__]
+        if owners:
+            problem += f" ({field} is for {' or '.join(owners)})"
     return field or "args", problem
 
 

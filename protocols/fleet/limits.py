@@ -32,9 +32,8 @@ MAX_SHORT_TEXT_CHARS = 256
 # An event's message.
 MAX_MESSAGE_CHARS = 2048
 
-# The lighting schedule. Its JSON travels as one text in a set_schedule command, so it must leave room
-# for the command's envelope within MAX_COMMAND_BYTES.
-MAX_SCHEDULE_JSON_BYTES = MAX_COMMAND_BYTES - 1024
+# The lighting schedule. Its JSON travels as one text in a set_schedule command: a schedule is also
+# bounded by MAX_COMMAND_BYTES, which the sender checks on the whole command.
 MAX_DIMMING_PERIODS = 24
 MAX_EXCEPTIONS = 1000
 MAX_NOTE_CHARS = 200

@@ -74,7 +74,7 @@ def test_switch_takes_no_level_and_says_that_dim_does() -> None:
         wire_args("switch", {"on": True, "level_pct": 3}, now_ms=NOW)
     [error] = info.value.errors
     assert (error["type"], error["loc"]) == ("extra_forbidden", ("body", "args", "level_pct"))
-    assert error["msg"] == "unknown key: switch takes on, until"
+    assert error["msg"] == "unknown key: switch takes on, until (level_pct is for dim)"
 
 
 @pytest.mark.parametrize(

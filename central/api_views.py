@@ -25,9 +25,10 @@ from central.energy import (
     point_energy,
 )
 from central.errors import InvalidRequest
-from central.lighting_view import LIGHTING_STATE, SCHEDULE_ACTIVE, schedule_view, state_view
+from central.lighting_view import schedule_view, state_view
 from central.store import ReadingRow, Store
 from central.store_rows import AlarmRow
+from protocols.fleet.events import LIGHTING_STATE, SCHEDULE_ACTIVE
 
 ENERGY_SUFFIX = "energy_wh"
 MAX_ENERGY_DAYS = 366

@@ -33,6 +33,7 @@ from protocols.fleet.commands import (
     SwitchArgs,
     parse_wire,
 )
+from protocols.fleet.events import COMMAND_REFUSED
 from protocols.fleet.limits import MAX_ISSUED_BY_CHARS, MAX_MESSAGE_CHARS, MAX_SHORT_TEXT_CHARS, clip
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ class CommandExecutor:
             self.buffer.append_event(
                 ts=self.clock.now_ms(),
                 source="agent/commands",
-                kind="command_refused",
+                kind=COMMAND_REFUSED,
                 severity="warning",
                 message=clip(f"a command could not be read: {exc}", MAX_MESSAGE_CHARS),
                 data={"reason": exc.reason},

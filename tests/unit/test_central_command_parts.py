@@ -185,7 +185,7 @@ def test_a_malformed_event_is_a_problem_not_an_error() -> None:
     assert problem is not None and "not a JSON object" in problem
     state, problem = state_view(row("lighting_state", {"on": "yes", "level_pct": 70}))
     assert state is None
-    assert problem is not None and "$.on" in problem
+    assert problem is not None and "data: on: expected true or false" in problem
     missing, problem = schedule_view(row("schedule_active", {"hash": "x"}))
     assert missing is None and problem is not None and "schedule" in problem
 

@@ -22,10 +22,17 @@ from typing import Annotated, Any, Literal, get_args
 import msgspec
 
 from protocols.fleet.errors import FleetError
+from protocols.fleet.json_schema import inline_schema
 from protocols.fleet.limits import MAX_SCHEDULE_DEPTH
 from protocols.fleet.messages import Scalar
 from protocols.fleet.problems import Problem, brief, problem_of
-from protocols.fleet.schedule import LightingSchedule, ScheduleError, parse_schedule, schedule_json
+from protocols.fleet.schedule import (
+    LightingSchedule,
+    ScheduleError,
+    parse_schedule,
+    schedule_json,
+    schedule_json_schema,
+)
 
 Action = Literal["switch", "dim", "set_schedule", "clear_override"]
 ACTIONS: tuple[str, ...] = get_args(Action)
@@ -126,6 +133,31 @@ def to_wire(args: ActionArgs) -> dict[str, Scalar]:
         if value is not None:
             wire[name] = int(value) if isinstance(value, UntilMs) else value
     return wire
+
+
+def posted_args_schema() -> dict[str, Any]:
+    """The JSON Schema of a posted command's args: one of the actions' (the action says which)."""
+    shapes = [inline_schema(model, schema_hook=_schema_of) for model in _MODELS.values()]
+    schedule = {
+        "type": "object",
+        "properties": {"schedule": schedule_json_schema()},
+        "required": ["schedule"],
+        "additionalProperties": False,
+    }
+    titled = [{**shape, "title": f"{action} args"} for action, shape in zip(_MODELS, shapes, strict=True)]
+    return {"anyOf": [*titled, {**schedule, "title": "set_schedule args"}]}
+
+
+def _schema_of(kind: type) -> dict[str, Any]:
+    if kind is UntilMs:
+        return {
+            "anyOf": [
+                {"type": "integer", "minimum": 0, "maximum": _MAX_MS},
+                {"type": "string", "format": "date-time"},
+            ],
+            "description": "milliseconds since 1970 UTC, or ISO 8601 (without an offset: UTC)",
+        }
+    raise NotImplementedError(f"no schema for {kind!r}")
 
 
 def deeper_than(value: object, limit: int) -> bool:

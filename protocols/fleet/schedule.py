@@ -52,6 +52,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 from protocols.fleet.errors import FleetError
+from protocols.fleet.json_schema import inline_schema
 from protocols.fleet.limits import (
     MAX_DIMMING_PERIODS,
     MAX_EXCEPTIONS,
@@ -313,9 +314,8 @@ def parse_override(data: Mapping[str, object]) -> Override:
 
 
 def schedule_json_schema() -> dict[str, Any]:
-    """The JSON Schema of a schedule, for API documents."""
-    schema: dict[str, Any] = msgspec.json.schema(LightingSchedule, schema_hook=_schema_of)
-    return schema
+    """The JSON Schema of a schedule, self-contained, for API documents."""
+    return inline_schema(LightingSchedule, schema_hook=_schema_of)
 
 
 def _schema_of(kind: type) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from central.api_command_models import CommandIn
 from protocols.fleet import FleetError, decode_command, encode
 from protocols.fleet.commands import (
     ACTIONS,
@@ -176,3 +177,16 @@ def test_clip_marks_what_it_cut_and_keeps_within_the_limit() -> None:
     assert clip("short", 10) == "short"
     assert clip("x" * 20, 10) == "x" * 7 + "..."
     assert len(clip("y" * (MAX_COMMAND_BYTES * 2), MAX_COMMAND_BYTES)) == MAX_COMMAND_BYTES
+
+
+def test_the_api_documents_each_action_s_args_from_the_fleet_s_own_models() -> None:
+    schema = CommandIn.model_json_schema()["properties"]["args"]
+    titles = [shape["title"] for shape in schema["anyOf"]]
+    assert titles == ["switch args", "dim args", "clear_override args", "set_schedule args"]
+    switch = schema["anyOf"][0]
+    assert (switch["required"], switch["additionalProperties"]) == (["on"], False)
+    assert "level_pct" not in switch["properties"]
+    schedule = schema["anyOf"][3]["properties"]["schedule"]
+    assert schedule["required"] == ["latitude", "longitude", "timezone"]
+    start = schedule["properties"]["dimming"]["items"]["properties"]["start"]
+    assert start["pattern"] == "^([01][0-9]|2[0-3]):[0-5][0-9]$"

@@ -110,7 +110,7 @@ _MODELS: dict[str, type[SwitchArgs | DimArgs | ClearOverrideArgs]] = {
     "clear_override": ClearOverrideArgs,
 }
 
-_ACTION_OF = {model: action for action, model in _MODELS.items()}
+_ACTION_OF: dict[type[msgspec.Struct], str] = {model: action for action, model in _MODELS.items()}
 
 
 def parse_posted(action: str, args: Mapping[str, object]) -> ActionArgs:
@@ -193,16 +193,18 @@ def _parse_set_schedule(args: Mapping[str, object], *, schedule_as_text: bool) -
         problems.append(("schedule", "required"))
         raise CommandArgsError("set_schedule", problems)
     raw = args["schedule"]
-    expected = str if schedule_as_text else dict
-    if not isinstance(raw, expected):
+    document: str | dict[str, object] | None = None
+    if (schedule_as_text and isinstance(raw, str)) or (not schedule_as_text and isinstance(raw, dict)):
+        document = raw
+    if document is None:
         shape = "the schedule as one JSON text" if schedule_as_text else "a JSON object (the schedule)"
         problems.append(("schedule", f"expected {shape}, got {type(raw).__name__}"))
-    elif deeper_than(raw, MAX_SCHEDULE_DEPTH):
+    elif deeper_than(document, MAX_SCHEDULE_DEPTH):
         problems.append(("schedule", f"{SCHEDULE_TOO_DEEP}: a lighting schedule needs 3"))
-    if problems:
+    if problems or document is None:
         raise CommandArgsError("set_schedule", problems)
     try:
-        schedule = parse_schedule(raw)  # type: ignore[arg-type]
+        schedule = parse_schedule(document)
     except ScheduleError as exc:
         raise CommandArgsError(
             "set_schedule", [(_within("schedule", field), problem) for field, problem in exc.problems]
@@ -216,10 +218,12 @@ def _within(parent: str, field: str) -> str:
     return f"{parent}.{field}" if not field.startswith("[") else parent + field
 
 
-def _args_problem(exc: msgspec.ValidationError, args: Mapping[str, object], model: type) -> Problem:
+def _args_problem(
+    exc: msgspec.ValidationError, args: Mapping[str, object], model: type[msgspec.Struct]
+) -> Problem:
     field, problem = problem_of(exc, "", dict(args), model)
     if problem == "unknown key":  # e.g. a level given to switch: say what it takes, and who takes that
-        takes = ", ".join(model.__struct_fields__) or "no args"  # type: ignore[attr-defined]
+        takes = ", ".join(model.__struct_fields__) or "no args"
         problem = f"unknown key: {_ACTION_OF[model]} takes {takes}"
         owners = [action for action, other in _MODELS.items() if field in other.__struct_fields__]
         if owners:

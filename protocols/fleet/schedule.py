@@ -46,7 +46,7 @@ import datetime as dt
 import itertools
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -68,6 +68,7 @@ SwitchOffEvent = Literal["sunrise", "civil_dawn"]
 _HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 _HHMM_EXPECTED = "expected HH:MM (00:00 to 23:59)"
 _ZONE_EXPECTED = "expected an IANA time zone name such as 'Europe/Paris'"
+_TOO_DEEP = "nested too deeply to be read: a lighting schedule is 3 levels deep"
 MINUTES_PER_DAY = 24 * 60
 
 
@@ -262,10 +263,12 @@ def parse_schedule(data: str | bytes | Mapping[str, object]) -> LightingSchedule
     if isinstance(data, str | bytes):
         try:
             data = _decode_json.decode(data)
+        except msgspec.ValidationError as exc:  # JSON, but not an object
+            raise ScheduleError([("schedule", "expected a JSON object")]) from exc
         except msgspec.DecodeError as exc:
             raise ScheduleError([("schedule", f"Invalid JSON: {exc}")]) from exc
-        except msgspec.ValidationError as exc:
-            raise ScheduleError([("schedule", "expected a JSON object")]) from exc
+        except RecursionError as exc:  # a hostile text, thousands of levels deep
+            raise ScheduleError([("schedule", _TOO_DEEP)]) from exc
     if not isinstance(data, Mapping):
         raise ScheduleError([("schedule", f"expected an object, got {type(data).__name__}")])
     values: dict[str, object] = {}
@@ -280,8 +283,8 @@ def parse_schedule(data: str | bytes | Mapping[str, object]) -> LightingSchedule
         except msgspec.ValidationError as exc:
             problems.append(problem_of(exc, key, value, field.type))
     problems += [(name, "required") for name, field in _FIELDS.items() if field.required and name not in data]
-    problems += _dimming_overlaps(values.get("dimming", ()))  # type: ignore[arg-type]
-    problems += _exception_overlaps(values.get("exceptions", ()))  # type: ignore[arg-type]
+    problems += _dimming_overlaps(cast(tuple[DimmingPeriod, ...], values.get("dimming", ())))
+    problems += _exception_overlaps(cast(tuple[CalendarException, ...], values.get("exceptions", ())))
     if problems:
         problems.sort(key=_declared_order)
         raise ScheduleError(problems)

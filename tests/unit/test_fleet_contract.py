@@ -126,6 +126,18 @@ def test_a_schedule_is_an_object_when_posted_and_one_json_text_on_the_wire() -> 
     )
 
 
+def test_a_schedule_text_nested_thousands_deep_is_refused_not_a_crash() -> None:
+    cases = [
+        ('{"a":' * 8000 + "1" + "}" * 8000, "nested too deeply"),
+        ("[" * 8000 + "]" * 8000, "JSON object"),
+    ]
+    for text, words in cases:
+        with pytest.raises(CommandArgsError) as caught:
+            parse_wire("set_schedule", {"schedule": text})
+        assert caught.value.problems[0][0] == "schedule"
+        assert words in caught.value.problems[0][1]
+
+
 def test_the_schedule_json_is_stable_so_its_hash_survives_an_upgrade() -> None:
     """The agent keys a stored schedule by this text's hash: its bytes are part of the contract."""
     schedule = parse_schedule(

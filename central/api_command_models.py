@@ -6,7 +6,6 @@ that could not be put on the wire.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, Self
 
@@ -26,10 +25,10 @@ from central.command_args import ARGS_NOT_SHOWN
 from central.store_rows import CommandStatus
 from central.times import to_ms
 from protocols.fleet.commands import Action, posted_args_schema
+from protocols.fleet.limits import is_valid_name
 from protocols.fleet.topics import is_valid_cabinet_id
 
 MAX_GROUP_MEMBERS = 10_000
-_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 def _cabinet_id(value: str) -> str:
@@ -42,7 +41,7 @@ def _cabinet_id(value: str) -> str:
 
 def _name_of(what: str) -> Callable[[str], str]:
     def check(value: str) -> str:
-        if not _NAME.fullmatch(value):
+        if not is_valid_name(value):
             raise ValueError(f"{what} is 1-64 letters, digits, '_', '-' or '.'")
         return value
 

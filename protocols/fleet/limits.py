@@ -6,6 +6,8 @@ rejected command days later), and the agent clips what it writes to what central
 
 from __future__ import annotations
 
+import re
+
 # Whole messages, in bytes, checked before any parsing.
 MAX_DATA_BYTES = 512 * 1024
 MAX_STATUS_BYTES = 64 * 1024
@@ -25,6 +27,7 @@ MAX_DEVICE_POINTS = 1024
 # Texts, in characters. A name (cabinet, device, quantity, event kind, command id) is 1-64 of
 # [A-Za-z0-9_.-]; a point is "<device>/<quantity>", a source at most as long.
 MAX_NAME_CHARS = 64
+NAME_PATTERN = rf"[A-Za-z0-9_.-]{{1,{MAX_NAME_CHARS}}}"
 MAX_POINT_CHARS = 2 * MAX_NAME_CHARS + 1
 MAX_SOURCE_CHARS = MAX_POINT_CHARS
 # A reading's or a command result's reason, a version, who issued a command.
@@ -42,6 +45,11 @@ MAX_ZONE_CHARS = 64
 # Objects and lists within one another, the schedule itself being 1 ({"dimming": [{}]} is 3): a
 # schedule needs 3, and one hundreds deep could be stored but not sent back as JSON.
 MAX_SCHEDULE_DEPTH = 16
+
+
+def is_valid_name(text: str) -> bool:
+    """Whether ``text`` is a fleet name (a device, a quantity, an event kind, a command id...)."""
+    return re.fullmatch(NAME_PATTERN, text) is not None
 
 
 def clip(text: str, limit: int) -> str:

@@ -26,6 +26,7 @@ from protocols.fleet.limits import (
     MAX_POINT_CHARS,
     MAX_SHORT_TEXT_CHARS,
     MAX_SOURCE_CHARS,
+    NAME_PATTERN,
 )
 from protocols.fleet.topics import CABINET_ID_PATTERN
 from protocols.quality import Quality
@@ -47,9 +48,9 @@ Seq = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 # A point is "<device>/<quantity>".
 PointName = Annotated[
     str,
-    msgspec.Meta(pattern=_whole(r"^[A-Za-z0-9_.-]{1,64}/[A-Za-z0-9_.-]{1,64}$"), max_length=MAX_POINT_CHARS),
+    msgspec.Meta(pattern=_whole(f"^{NAME_PATTERN}/{NAME_PATTERN}$"), max_length=MAX_POINT_CHARS),
 ]
-Name = Annotated[str, msgspec.Meta(pattern=_whole(r"^[A-Za-z0-9_.-]{1,64}$"))]
+Name = Annotated[str, msgspec.Meta(pattern=_whole(f"^{NAME_PATTERN}$"))]
 TimestampMs = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
 # Every integer of the contract is bounded: SQLite and PostgreSQL keep 63 bits and a sign, and a
 # count beyond 2**53 (what a JavaScript client reads exactly) is a lie, not a fleet.

@@ -31,7 +31,7 @@ from protocols.fleet.events import (
     event_data,
     read_event_data,
 )
-from protocols.fleet.limits import MAX_COMMAND_BYTES, clip
+from protocols.fleet.limits import MAX_COMMAND_BYTES, clip, is_valid_name
 from protocols.fleet.messages import PROTOCOL_VERSION, Command
 from protocols.fleet.problems import loc_of, path_of
 from protocols.fleet.schedule import parse_schedule, schedule_json
@@ -202,3 +202,19 @@ def test_the_api_documents_each_action_s_args_from_the_fleet_s_own_models() -> N
     assert schedule["required"] == ["latitude", "longitude", "timezone"]
     start = schedule["properties"]["dimming"]["items"]["properties"]["start"]
     assert start["pattern"] == "^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+@pytest.mark.parametrize(
+    ("text", "valid"), [("lc1", True), ("a" * 64, True), ("a" * 65, False), ("", False), ("a/b", False)]
+)
+def test_a_name_is_one_rule_for_both_sides(text: str, valid: bool) -> None:
+    """What central's API checks a device or group name with is what the wire decoder holds it to."""
+    assert is_valid_name(text) is valid
+    command = Command(
+        v=PROTOCOL_VERSION, id=text, cabinet="cab-1", action="dim", not_after=1, issued_by="ops"
+    )
+    if valid:
+        assert decode_command(encode(command)).id == text
+    else:
+        with pytest.raises(FleetError):
+            decode_command(encode(command))

@@ -14,13 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from protocols.fleet import Event
+from protocols.fleet.events import ALARM_KINDS, DEVICE_BACK, DEVICE_LOST
 
-DEVICE_LOST = "device_lost"
 UNSPECIFIED = "unspecified"
-
-# kind -> whether that kind raises (True) or clears (False)
-_KINDS = {"alarm_raised": True, "alarm_cleared": False, DEVICE_LOST: True, "device_back": False}
-ALARM_EVENT_KINDS = frozenset(_KINDS)
+ALARM_EVENT_KINDS = frozenset(ALARM_KINDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +29,10 @@ class AlarmChange:
 
 def alarm_change(event: Event) -> AlarmChange | None:
     """What ``event`` does to an alarm, or None when it is not about alarms."""
-    raises = _KINDS.get(event.kind)
+    raises = ALARM_KINDS.get(event.kind)
     if raises is None:
         return None
-    if event.kind in (DEVICE_LOST, "device_back"):
+    if event.kind in (DEVICE_LOST, DEVICE_BACK):
         return AlarmChange(device=event.source, alarm=DEVICE_LOST, active=raises)
     device = event.data.get("device")
     alarm = event.data.get("alarm")

@@ -6,7 +6,6 @@ that could not be put on the wire.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, Self
 
@@ -22,13 +21,14 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from central.command_args import ARGS_NOT_SHOWN, Action
+from central.command_args import ARGS_NOT_SHOWN
 from central.store_rows import CommandStatus
 from central.times import to_ms
+from protocols.fleet.commands import Action, posted_args_schema
+from protocols.fleet.limits import is_valid_name
 from protocols.fleet.topics import is_valid_cabinet_id
 
 MAX_GROUP_MEMBERS = 10_000
-_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 def _cabinet_id(value: str) -> str:
@@ -41,7 +41,7 @@ def _cabinet_id(value: str) -> str:
 
 def _name_of(what: str) -> Callable[[str], str]:
     def check(value: str) -> str:
-        if not _NAME.fullmatch(value):
+        if not is_valid_name(value):
             raise ValueError(f"{what} is 1-64 letters, digits, '_', '-' or '.'")
         return value
 
@@ -62,6 +62,7 @@ def _time(name: str) -> Callable[[object], int | None]:
 CabinetId = Annotated[str, AfterValidator(_cabinet_id)]
 DeviceName = Annotated[str, AfterValidator(_name_of("a device name"))]
 GroupName = Annotated[str, AfterValidator(_name_of("a group name"))]
+_ARGS_SCHEMA = {**posted_args_schema(), "default": {}}
 _TIME_SCHEMA = WithJsonSchema(
     {"anyOf": [{"type": "integer"}, {"type": "string", "format": "date-time"}, {"type": "null"}]}
 )
@@ -88,7 +89,11 @@ class CommandIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     target: TargetIn
     action: Action
-    args: dict[str, Any] = Field(default={}, description="depends on the action; see the API docs")
+    args: Annotated[dict[str, Any], WithJsonSchema(_ARGS_SCHEMA)] = Field(
+        default={},
+        description="depends on the action: switch {on, until}, dim {level_pct, until},"
+        " set_schedule {schedule}, clear_override {}; checked as the cabinet checks them",
+    )
     not_after: Annotated[int | None, BeforeValidator(_time("not_after")), _TIME_SCHEMA] = Field(
         default=None,
         description="ms since 1970 UTC or ISO 8601; default now + 5 min; at most 7 days ahead",

@@ -27,10 +27,11 @@ from central.energy import (
 )
 from central.equipment_view import equipment_views
 from central.errors import InvalidRequest
-from central.lighting_view import LIGHTING_STATE, SCHEDULE_ACTIVE, schedule_view, state_view
+from central.lighting_view import schedule_view, state_view
 from central.store import ReadingRow, Store
 from central.store_rows import AlarmRow
 from protocols.fleet import DeviceInfo
+from protocols.fleet.events import LIGHTING_STATE, SCHEDULE_ACTIVE
 from protocols.quality import Quality
 
 ENERGY_SUFFIX = "energy_wh"

@@ -33,7 +33,8 @@ from central.store_rows import (
 )
 from central.times import now_ms
 from protocols.fleet import PROTOCOL_VERSION, Command, encode
-from protocols.fleet.messages import MAX_COMMAND_BYTES, Scalar
+from protocols.fleet.limits import MAX_COMMAND_BYTES
+from protocols.fleet.messages import Scalar
 
 DEFAULT_TTL_MS = 5 * 60 * 1000
 WHOLE_CABINET_ACTION = "set_schedule"

@@ -1,5 +1,7 @@
 """What a cabinet's lighting is doing, read from the newest events its agent sent. Pure.
 
+The events' data shapes are the fleet's (``protocols.fleet.events``):
+
     schedule_active   data: schedule (JSON text; "" when none, null when too large for an event),
                       hash, source ("config" | "command")
     lighting_state    data: on, level_pct, reason, next_change_ms, devices ("lc1,lc2"),
@@ -21,26 +23,16 @@ from typing import Any
 import msgspec
 
 from central.store import EventRow
-
-SCHEDULE_ACTIVE = "schedule_active"
-LIGHTING_STATE = "lighting_state"
+from protocols.fleet.events import (
+    LIGHTING_STATE,
+    SCHEDULE_ACTIVE,
+    EventDataError,
+    LightingStateData,
+    ScheduleActive,
+    read_event_data,
+)
 
 _object = msgspec.json.Decoder(dict[str, Any])
-
-
-class _ScheduleData(msgspec.Struct):
-    schedule: str | None
-    hash: str = ""
-    source: str | None = None
-
-
-class _StateData(msgspec.Struct):
-    on: bool
-    level_pct: int
-    reason: str = ""
-    next_change_ms: int | None = None
-    devices: str = ""
-    override_until_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +59,8 @@ class StateView:
 def schedule_view(event: EventRow) -> tuple[ScheduleView | None, str | None]:
     """(the view, None), or (what could be read, the problem) when the event is malformed."""
     try:
-        data = msgspec.convert(_object.decode(event.data_json), _ScheduleData)
-    except msgspec.ValidationError as exc:
+        data = read_event_data(SCHEDULE_ACTIVE, _object.decode(event.data_json), ScheduleActive)
+    except (EventDataError, msgspec.DecodeError, msgspec.ValidationError) as exc:
         return None, f"the {SCHEDULE_ACTIVE} event at {event.ts_ms} is malformed: {exc}"
     view = ScheduleView(event.ts_ms, data.hash, data.source, None)
     if data.schedule is None:
@@ -91,10 +83,9 @@ def _with(view: ScheduleView, detail: str | None, schedule: dict[str, Any] | Non
 
 def state_view(event: EventRow) -> tuple[StateView | None, str | None]:
     try:
-        data = msgspec.convert(_object.decode(event.data_json), _StateData)
-    except msgspec.ValidationError as exc:
+        data = read_event_data(LIGHTING_STATE, _object.decode(event.data_json), LightingStateData)
+    except (EventDataError, msgspec.DecodeError, msgspec.ValidationError) as exc:
         return None, f"the {LIGHTING_STATE} event at {event.ts_ms} is malformed: {exc}"
-    devices = [name.strip() for name in data.devices.split(",") if name.strip()]
     view = StateView(
         ts_ms=event.ts_ms,
         source=event.source,
@@ -102,7 +93,7 @@ def state_view(event: EventRow) -> tuple[StateView | None, str | None]:
         level_pct=data.level_pct,
         reason=data.reason,
         next_change_ms=data.next_change_ms,
-        devices=devices,
+        devices=data.device_list,
         override_until_ms=data.override_until_ms,
     )
     return view, None

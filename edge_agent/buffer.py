@@ -27,7 +27,9 @@ from typing import Self, TypeVar
 
 from edge_agent.errors import BufferError
 from protocols.fleet import CommandResult, Event, FleetError, Reading, decode_record, encode, seq_ranges
-from protocols.fleet.messages import MAX_DATA_BYTES, Scalar, Severity
+from protocols.fleet.events import EVICTED, RECORD_REFUSED
+from protocols.fleet.limits import MAX_DATA_BYTES, MAX_MESSAGE_CHARS, MAX_SHORT_TEXT_CHARS, MAX_SOURCE_CHARS
+from protocols.fleet.messages import Scalar, Severity
 from protocols.quality import Quality
 
 # Bytes a row costs beyond its body (rowid, header, index share); used for the size cap.
@@ -190,10 +192,16 @@ class Buffer:
         # Texts are cut to the protocol's limits here: central refuses a batch holding an overlong
         # one, and a refused batch would be resent forever.
         try:
-            body = encode(Reading(seq, point, ts, value, quality, None if reason is None else reason[:256]))
+            body = encode(
+                Reading(
+                    seq, point, ts, value, quality, None if reason is None else reason[:MAX_SHORT_TEXT_CHARS]
+                )
+            )
             decode_record(Reading, body)  # what central would refuse is refused here, at the source
         except (FleetError, OverflowError, TypeError) as exc:
-            body = encode(Reading(seq, point, ts, None, Quality.BAD, f"refused: {exc}"[:256]))
+            body = encode(
+                Reading(seq, point, ts, None, Quality.BAD, f"refused: {exc}"[:MAX_SHORT_TEXT_CHARS])
+            )
         self._pending.append((seq, Kind.READING, ts, body))
         return seq
 
@@ -209,11 +217,21 @@ class Buffer:
     ) -> int:
         seq = self._take_seq()
         try:
-            body = encode(Event(seq, ts, source[:129], kind, severity, message[:2048], data or {}))
+            body = encode(
+                Event(
+                    seq,
+                    ts,
+                    source[:MAX_SOURCE_CHARS],
+                    kind,
+                    severity,
+                    message[:MAX_MESSAGE_CHARS],
+                    data or {},
+                )
+            )
             decode_record(Event, body)
         except (FleetError, OverflowError, TypeError) as exc:
-            note = f"event {kind!r} of {source!r} refused: {exc}"[:2048]
-            body = encode(Event(seq, ts, "agent/buffer", "record_refused", "warning", note))
+            note = f"event {kind!r} of {source!r} refused: {exc}"[:MAX_MESSAGE_CHARS]
+            body = encode(Event(seq, ts, "agent/buffer", RECORD_REFUSED, "warning", note))
         self._pending.append((seq, Kind.EVENT, ts, body))
         return seq
 
@@ -298,7 +316,7 @@ class Buffer:
                 seq,
                 ts,
                 "agent/buffer",
-                "evicted",
+                EVICTED,
                 "warning",
                 f"buffer over its {self.max_bytes}-byte cap: evicted the {count} oldest records not yet"
                 f" acknowledged by central, seq {part[0][0]}..{part[-1][1]} (exact ranges in seq_ranges)",

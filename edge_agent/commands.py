@@ -18,24 +18,28 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
 
 from edge_agent.buffer import Buffer
 from edge_agent.clock import Clock
 from edge_agent.command_ledger import CommandLedger
-from edge_agent.lighting.errors import ScheduleError
 from edge_agent.lighting.runner import LightingRunner
-from edge_agent.lighting.schedule import parse_schedule
 from protocols.errors import DriverError
 from protocols.fleet import Command, FleetError, decode_command
-from protocols.fleet.messages import Scalar
+from protocols.fleet.commands import (
+    ClearOverrideArgs,
+    CommandArgsError,
+    DimArgs,
+    SetScheduleArgs,
+    SwitchArgs,
+    parse_wire,
+)
+from protocols.fleet.events import COMMAND_REFUSED
+from protocols.fleet.limits import MAX_ISSUED_BY_CHARS, MAX_MESSAGE_CHARS, MAX_SHORT_TEXT_CHARS, clip
 
 log = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
 
 QUEUE_LIMIT = 1000
-REASON_MAX = 250
 
 
 class Rejected(ValueError):
@@ -119,9 +123,9 @@ class CommandExecutor:
             self.buffer.append_event(
                 ts=self.clock.now_ms(),
                 source="agent/commands",
-                kind="command_refused",
+                kind=COMMAND_REFUSED,
                 severity="warning",
-                message=f"a command could not be read: {exc}"[:2000],
+                message=clip(f"a command could not be read: {exc}", MAX_MESSAGE_CHARS),
                 data={"reason": exc.reason},
             )
             return
@@ -162,37 +166,35 @@ class CommandExecutor:
         return now_ms > command.not_after and self.clock.synchronised()
 
     def _plan(self, command: Command) -> _Plan:
+        # The same definition central checked the args with: what it accepted, this accepts.
+        try:
+            args = parse_wire(command.action, command.args)
+        except CommandArgsError as exc:
+            raise Rejected(str(exc)) from exc
         devices = self._devices(command)
-        args = command.args
-        match command.action:
-            case "switch":
-                on = _arg(args, "on", bool)
-                level = _level(args, "level_pct", default=100) if on else 0
-                return self._override(command, devices, level)
-            case "dim":
-                return self._override(command, devices, _level(args, "level_pct", default=None))
-            case "clear_override":
+        match args:
+            case SwitchArgs(on=on, until=until):
+                # Switched on is fully on; a level is dim's (one way to set it, as central offers).
+                return self._override(command, devices, 100 if on else 0, until)
+            case DimArgs(level_pct=level, until=until):
+                return self._override(command, devices, level, until)
+            case ClearOverrideArgs():
                 return _Plan(command, devices, lambda: self.lighting.clear_override(devices))
-            case "set_schedule":
+            case SetScheduleArgs(schedule=schedule):
                 if command.device is not None:
                     raise Rejected("set_schedule applies to the whole cabinet: send it without a device")
-                try:
-                    schedule = parse_schedule(_arg(args, "schedule", str))
-                except ScheduleError as exc:
-                    raise Rejected(str(exc)) from exc
                 return _Plan(command, devices, lambda: self.lighting.set_schedule(schedule))
-        raise Rejected(
-            f"unknown action {command.action!r}: expected switch, dim, clear_override or set_schedule"
-        )
 
-    def _override(self, command: Command, devices: list[str], level: int) -> _Plan:
-        until = _until(command.args.get("until"))
+    def _override(self, command: Command, devices: list[str], level: int, until: int | None) -> _Plan:
         if until is not None and until <= self.clock.now_ms() and self.clock.synchronised():
             raise Rejected(f"args.until {_iso(until)} is already past")
 
         def run() -> Awaitable[None]:
             return self.lighting.set_override(
-                devices, level_pct=level, until_ms=until, issued_by=command.issued_by[:100]
+                devices,
+                level_pct=level,
+                until_ms=until,
+                issued_by=clip(command.issued_by, MAX_ISSUED_BY_CHARS),
             )
 
         return _Plan(command, devices, run)
@@ -222,41 +224,9 @@ class CommandExecutor:
             ts=self.clock.now_ms(),
             command_id=command.id,
             status=status,
-            reason=None if reason is None else reason[:REASON_MAX],
+            reason=None if reason is None else clip(reason, MAX_SHORT_TEXT_CHARS),
         )
         await self.buffer.flush()  # a result is worth a commit of its own: the operator is waiting
-
-
-def _arg(args: dict[str, Scalar], name: str, kind: type[_T]) -> _T:
-    value = args.get(name)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise Rejected(f"args.{name} must be {kind.__name__}, got {value!r}")
-    return value
-
-
-def _level(args: dict[str, Scalar], name: str, *, default: int | None) -> int:
-    if name not in args and default is not None:
-        return default
-    value = _arg(args, name, int)
-    if not 0 <= value <= 100:
-        raise Rejected(f"args.{name} must be 0..100, got {value}")
-    return value
-
-
-def _until(value: Scalar) -> int | None:
-    """``until`` as UTC milliseconds, from milliseconds or an ISO 8601 time with its offset."""
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        try:
-            instant = datetime.fromisoformat(value)
-        except ValueError:
-            instant = None
-        if instant is not None and instant.tzinfo is not None:
-            return int(instant.timestamp() * 1000)
-    raise Rejected(f"args.until must be UTC milliseconds or ISO 8601 with an offset, got {value!r}")
 
 
 def _iso(ms: int) -> str:

@@ -31,11 +31,18 @@ from typing import Literal
 from edge_agent.buffer import Buffer
 from edge_agent.clock import Clock
 from edge_agent.lighting.roles import dim_points, relay_points
-from edge_agent.lighting.schedule import LightingSchedule, Override, parse_schedule
 from edge_agent.lighting.state import LightingState, desired_state
 from edge_agent.lighting.writes import PartialWrite, WriteTransaction, describe_left, describe_value
 from protocols.driver import FieldDriver, Value
 from protocols.errors import DriverError
+from protocols.fleet.schedule import (
+    LightingSchedule,
+    Override,
+    parse_override,
+    parse_schedule,
+    schedule_builtins,
+    schedule_json,
+)
 from protocols.modbus.profile import Profile
 
 log = logging.getLogger(__name__)
@@ -85,7 +92,7 @@ def _describe(state: LightingState) -> str:
 
 
 def schedule_hash(schedule: LightingSchedule | None) -> str:
-    text = "" if schedule is None else schedule.model_dump_json()
+    text = "" if schedule is None else schedule_json(schedule).decode()
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -136,7 +143,7 @@ class LightingRunner:
                     self.source = "command"
             if overrides is not None:
                 self.overrides = {
-                    name: Override.model_validate(value)
+                    name: parse_override(value)
                     for name, value in json.loads(overrides).items()
                     if name in self.outputs
                 }
@@ -157,7 +164,7 @@ class LightingRunner:
 
     async def set_schedule(self, schedule: LightingSchedule) -> None:
         record = {
-            "schedule": json.loads(schedule.model_dump_json()),
+            "schedule": schedule_builtins(schedule),
             "config_hash": schedule_hash(self.configured),
         }
         await self.buffer.put_setting(SCHEDULE_KEY, json.dumps(record))
@@ -213,7 +220,7 @@ class LightingRunner:
         return _ms(desired_state(self.schedule, _utc(now_ms)).next_change)
 
     async def _save_overrides(self) -> None:
-        data = {name: json.loads(o.model_dump_json()) for name, o in self.overrides.items()}
+        data = {name: schedule_builtins(o) for name, o in self.overrides.items()}
         await self.buffer.put_setting(OVERRIDES_KEY, json.dumps(data) if data else None)
 
     # -- what each output should do ---------------------------------------------------------------
@@ -438,7 +445,7 @@ class LightingRunner:
         )
 
     def _record_schedule(self) -> None:
-        text = "" if self.schedule is None else self.schedule.model_dump_json()
+        text = "" if self.schedule is None else schedule_json(self.schedule).decode()
         self.buffer.append_event(
             ts=self.clock.now_ms(),
             source="lighting",

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from edge_agent.lighting.schedule import DimmingPeriod, LightingSchedule
 from edge_agent.lighting.spans import Span, Spans, union
 from edge_agent.lighting.sun import NightRule, SolarClock, event_elevation
 from edge_agent.lighting.wallclock import local_date, wall_to_utc
+from protocols.fleet.schedule import DimmingPeriod, LightingSchedule
 
 HORIZON = timedelta(hours=36)
 _NOON = time(12, 0)

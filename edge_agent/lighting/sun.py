@@ -33,13 +33,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Literal
 
 from astral import Observer
 from astral.sun import elevation, noon
 
-SwitchOnEvent = Literal["sunset", "civil_dusk"]
-SwitchOffEvent = Literal["sunrise", "civil_dawn"]
+from protocols.fleet.schedule import SwitchOffEvent, SwitchOnEvent
 
 SUNSET_DEG = -0.833
 CIVIL_TWILIGHT_DEG = -6.0

@@ -18,12 +18,14 @@ from protocols.fleet.errors import (
     UnsupportedVersion,
     WrongCabinet,
 )
-from protocols.fleet.messages import (
+from protocols.fleet.limits import (
     MAX_ACK_BYTES,
     MAX_COMMAND_BYTES,
     MAX_DATA_BYTES,
     MAX_RECORD_BYTES,
     MAX_STATUS_BYTES,
+)
+from protocols.fleet.messages import (
     PROTOCOL_VERSION,
     Ack,
     Command,

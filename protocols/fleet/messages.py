@@ -15,22 +15,23 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from protocols.fleet.limits import (
+    MAX_ACK_RANGES,
+    MAX_BATCH_RECORDS,
+    MAX_COMMAND_BYTES,
+    MAX_DEVICE_POINTS,
+    MAX_INVENTORY_DEVICES,
+    MAX_MAP_ENTRIES,
+    MAX_MESSAGE_CHARS,
+    MAX_POINT_CHARS,
+    MAX_SHORT_TEXT_CHARS,
+    MAX_SOURCE_CHARS,
+    NAME_PATTERN,
+)
 from protocols.fleet.topics import CABINET_ID_PATTERN
 from protocols.quality import Quality
 
 PROTOCOL_VERSION = 1
-
-# Size limits in bytes, checked before any parsing.
-MAX_DATA_BYTES = 512 * 1024
-MAX_STATUS_BYTES = 64 * 1024
-# An ack lists the seq ranges central holds: at worst one range per two records of a batch.
-MAX_ACK_BYTES = 64 * 1024
-MAX_COMMAND_BYTES = 16 * 1024
-MAX_RECORD_BYTES = 8 * 1024
-# Lists: a batch's records (the edge sends at most 5,000), an ack's ranges, a map's entries.
-MAX_BATCH_RECORDS = 20_000
-MAX_ACK_RANGES = 4096
-MAX_MAP_ENTRIES = 64
 
 
 def _whole(pattern: str) -> str:
@@ -47,16 +48,16 @@ Seq = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 # A point is "<device>/<quantity>".
 PointName = Annotated[
     str,
-    msgspec.Meta(pattern=_whole(r"^[A-Za-z0-9_.-]{1,64}/[A-Za-z0-9_.-]{1,64}$"), max_length=129),
+    msgspec.Meta(pattern=_whole(f"^{NAME_PATTERN}/{NAME_PATTERN}$"), max_length=MAX_POINT_CHARS),
 ]
-Name = Annotated[str, msgspec.Meta(pattern=_whole(r"^[A-Za-z0-9_.-]{1,64}$"))]
+Name = Annotated[str, msgspec.Meta(pattern=_whole(f"^{NAME_PATTERN}$"))]
 TimestampMs = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
 # Every integer of the contract is bounded: SQLite and PostgreSQL keep 63 bits and a sign, and a
 # count beyond 2**53 (what a JavaScript client reads exactly) is a lie, not a fleet.
 Version = Annotated[int, msgspec.Meta(ge=0, le=2**16)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
-ShortText = Annotated[str, msgspec.Meta(max_length=256)]
-Text = Annotated[str, msgspec.Meta(max_length=2048)]
+ShortText = Annotated[str, msgspec.Meta(max_length=MAX_SHORT_TEXT_CHARS)]
+Text = Annotated[str, msgspec.Meta(max_length=MAX_MESSAGE_CHARS)]
 # 64-bit signed: what SQLite and PostgreSQL can store; a larger int is refused at the edge, not at central.
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 # Finite: NaN and infinities are refused on decode (msgspec's bounds fail them). A value a device
@@ -86,7 +87,7 @@ class Event(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=
 
     seq: Seq
     ts: TimestampMs
-    source: Annotated[str, msgspec.Meta(max_length=129)]
+    source: Annotated[str, msgspec.Meta(max_length=MAX_SOURCE_CHARS)]
     kind: Name
     severity: Severity
     message: Text
@@ -141,7 +142,7 @@ class DeviceInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: Name
     driver: Name
     profile: Name | None = None
-    points: Annotated[list[Name], msgspec.Meta(max_length=1024)] = []
+    points: Annotated[list[Name], msgspec.Meta(max_length=MAX_DEVICE_POINTS)] = []
 
 
 class Status(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -156,7 +157,7 @@ class Status(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     stream: StreamId | None = None
     boot_count: Count = 0
     backlog: Count = 0
-    inventory: Annotated[list[DeviceInfo], msgspec.Meta(max_length=256)] = []
+    inventory: Annotated[list[DeviceInfo], msgspec.Meta(max_length=MAX_INVENTORY_DEVICES)] = []
 
 
 class Command(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -143,18 +143,30 @@ async def test_refused_when_expired_and_rejected_when_invalid(
     unknown_device = command("switch", device="lc9", on=True)
     bad_level = command("dim", level_pct=140)
     bad_schedule = command("set_schedule", schedule='{"latitude": 95}')
-    await publish(mosquitto, late, unknown_device, bad_level, bad_schedule)
+    # switch takes no level (dim does): what central refuses, a cabinet refuses too.
+    switch_with_level = command("switch", on=True, level_pct=50)
+    refused = (late, unknown_device, bad_level, bad_schedule, switch_with_level)
+    await publish(mosquitto, *refused)
     db = agent.buffer.path
 
     def finished() -> bool:
-        return all(len(statuses(db, c.id)) == 1 for c in (late, unknown_device, bad_level, bad_schedule))
+        return all(len(statuses(db, c.id)) == 1 for c in refused)
 
-    await wait_until(finished, timeout=10, what="four refusals")
+    await wait_until(finished, timeout=10, what="five refusals")
     by_id = {r.command_id: r for r in results_in(db)}
     assert by_id[late.id].status == "expired" and "not_after" in (by_id[late.id].reason or "")
     assert by_id[unknown_device.id].status == "rejected" and "lc9" in (by_id[unknown_device.id].reason or "")
-    assert by_id[bad_level.id].status == "rejected" and "0..100" in (by_id[bad_level.id].reason or "")
-    assert by_id[bad_schedule.id].status == "rejected" and "latitude" in (by_id[bad_schedule.id].reason or "")
+    assert by_id[bad_level.id].status == "rejected" and "less than or equal to 100, got 140" in (
+        by_id[bad_level.id].reason or ""
+    )
+    assert by_id[bad_schedule.id].status == "rejected"
+    assert "schedule.latitude: expected a number less than or equal to 90, got 95" in (
+        by_id[bad_schedule.id].reason or ""
+    )
+    assert by_id[switch_with_level.id].status == "rejected"
+    assert "level_pct: unknown key: switch takes on, until (level_pct is for dim)" in (
+        by_id[switch_with_level.id].reason or ""
+    )
     assert not any(c.relay_on for c in controllers)
 
 

@@ -12,7 +12,7 @@ import pytest
 from central.server import CentralServer
 from central.testing import AckListener, batch_payload, wait_until
 from cityedge.broker import MosquittoBroker
-from protocols.fleet.messages import MAX_DATA_BYTES
+from protocols.fleet.limits import MAX_DATA_BYTES
 from tests.integration.api_client import api_client
 
 pytestmark = pytest.mark.integration

@@ -14,19 +14,23 @@ import httpx
 import pytest
 
 from central.auth_rows import Role
-from central.command_args import ARGS_NOT_SHOWN, MAX_SCHEDULE_DEPTH
+from central.command_args import ARGS_NOT_SHOWN
 from central.server import CentralServer
 from central.store_rows import CommandRow, CommandStatus
 from central.testing import ScriptedEdge, wait_until
 from central.times import now_ms
 from cityedge.broker import MosquittoBroker
 from protocols.fleet import DeviceInfo
+from protocols.fleet.commands import CommandArgsError, parse_wire
+from protocols.fleet.limits import MAX_SCHEDULE_DEPTH
+from protocols.fleet.schedule import ScheduleError, parse_schedule
 from tests.integration.api_client import api_client
 
 pytestmark = pytest.mark.integration
 
 OPERATOR = "control-room"
 CAB = "cab-1"
+DIJON = {"latitude": 47.32, "longitude": 5.04, "timezone": "Europe/Paris"}
 INVENTORY = [DeviceInfo(name="lc1", driver="modbus"), DeviceInfo(name="lc2", driver="modbus")]
 
 
@@ -233,18 +237,42 @@ async def test_a_command_sent_while_the_cabinet_was_away_arrives_with_its_birth(
 async def test_set_schedule_travels_as_json_text_and_reads_back_as_an_object(
     http: httpx.AsyncClient, edge: ScriptedEdge
 ) -> None:
-    schedule = {
-        "latitude": 47.32,
-        "longitude": 5.04,
-        "dimming": [{"start": "22:00", "end": "05:00", "level_pct": 70}],
-    }
+    schedule = {**DIJON, "dimming": [{"start": "22:00", "end": "05:00", "level_pct": 70}]}
     created = await post(http, target={"cabinet": CAB}, action="set_schedule", args={"schedule": schedule})
     command = await edge.wait_command(created["id"])
     assert command.device is None
     assert isinstance(command.args["schedule"], str)
-    assert json.loads(command.args["schedule"]) == schedule
-    assert created["args"] == {"schedule": schedule}
-    assert (await status_of(http, created["id"]))["args"] == {"schedule": schedule}
+    # What travels is the schedule as validated, defaults filled in: what the cabinet will run.
+    assert parse_schedule(command.args["schedule"]) == parse_schedule(schedule)
+    sent = json.loads(command.args["schedule"])
+    assert (
+        sent["switch_on"] == {"event": "sunset", "offset_min": 10} and sent["dimming"] == schedule["dimming"]
+    )
+    assert created["args"] == {"schedule": sent}
+    assert (await status_of(http, created["id"]))["args"] == {"schedule": sent}
+
+
+async def test_a_bad_schedule_is_a_422_naming_the_field_with_the_problem_the_cabinet_would_give(
+    http: httpx.AsyncClient, edge: ScriptedEdge
+) -> None:
+    bad = {**DIJON, "dimming": [{"start": "22:00", "end": "24:30", "level_pct": 70}]}
+    response = await http.post(
+        "/commands", json=body(target={"cabinet": CAB}, action="set_schedule", args={"schedule": bad})
+    )
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "args", "schedule", "dimming", 0, "end"]
+    assert error["msg"] == "expected HH:MM (00:00 to 23:59), got '24:30'"
+    # The cabinet's own parsers refuse it with the same words: as a schedule, and as a command's args.
+    with pytest.raises(ScheduleError) as refused:
+        parse_schedule(bad)
+    assert refused.value.problems == (("dimming[0].end", error["msg"]),)
+    with pytest.raises(CommandArgsError) as rejected:
+        parse_wire("set_schedule", {"schedule": json.dumps(bad)})
+    assert rejected.value.problems == (("schedule.dimming[0].end", error["msg"]),)
+    listed = await http.get("/commands")
+    assert listed.status_code == 200 and listed.json() == {"commands": []}
+    assert edge.commands == []
 
 
 def nested(depth: int) -> dict[str, Any]:
@@ -267,15 +295,18 @@ async def test_a_schedule_nested_too_deeply_is_a_422_naming_the_field_and_is_nev
         [error] = response.json()["detail"]
         assert error["loc"] == ["body", "args", "schedule"]
         assert f"more than {MAX_SCHEDULE_DEPTH} levels" in error["msg"]
+    # As deep as allowed is read as a schedule, and refused as one, naming the key it does not know.
+    response = await http.post(
+        "/commands",
+        json=body(
+            target={"cabinet": CAB}, action="set_schedule", args={"schedule": nested(MAX_SCHEDULE_DEPTH)}
+        ),
+    )
+    assert response.status_code == 422, response.text
+    assert ["body", "args", "schedule", "a"] in [error["loc"] for error in response.json()["detail"]]
     listed = await http.get("/commands")
     assert listed.status_code == 200 and listed.json() == {"commands": []}
-    # As deep as allowed goes through (central checks only that a schedule is an object, the cabinet
-    # checks the rest), and it is the one command the cabinet receives.
-    deepest = nested(MAX_SCHEDULE_DEPTH)
-    created = await post(http, target={"cabinet": CAB}, action="set_schedule", args={"schedule": deepest})
-    await edge.wait_command(created["id"])
-    assert [command.id for command in edge.commands] == [created["id"]]
-    assert (await status_of(http, created["id"]))["args"] == {"schedule": deepest}
+    assert edge.commands == []
 
 
 @pytest.mark.usefixtures("edge")
@@ -376,30 +407,33 @@ async def test_a_schedule_to_a_group_goes_once_to_each_cabinet(
 ) -> None:
     members = [{"cabinet": CAB, "device": "lc1"}, {"cabinet": CAB, "device": "lc2"}]
     assert (await http.put("/groups/both", json={"members": members})).status_code == 201
-    parent = await post(
-        http, target={"group": "both"}, action="set_schedule", args={"schedule": {"latitude": 1}}
-    )
+    parent = await post(http, target={"group": "both"}, action="set_schedule", args={"schedule": DIJON})
     [child] = parent["children"]
     assert child["target"] == {"cabinet": CAB, "device": None, "group": None}
     assert (await edge.wait_command(child["id"])).device is None
 
 
 WHOLE = {"cabinet": CAB}
+# A valid schedule too large for one command: 200 exceptions with long notes.
+LONG = [
+    {"date": f"2027-{1 + i // 28:02d}-{1 + i % 28:02d}", "mode": "off", "note": "n" * 150} for i in range(200)
+]
 BAD_BODIES: list[tuple[dict[str, Any], list[str], str]] = [
     ({"args": {"level_pct": 150}}, ["body", "args", "level_pct"], "less than or equal to 100"),
-    ({"args": {"level_pct": "50"}}, ["body", "args", "level_pct"], "valid integer"),
+    ({"args": {"level_pct": "50"}}, ["body", "args", "level_pct"], "expected an integer, got '50'"),
     ({"args": {"level_pct": 50, "until": 1}}, ["body", "args", "until"], "in the past"),
     ({"args": {}}, ["body", "args", "level_pct"], "required"),
     ({"action": "explode"}, ["body", "action"], "'switch', 'dim', 'set_schedule' or 'clear_override'"),
-    ({"action": "switch", "args": {"on": "yes"}}, ["body", "args", "on"], "valid boolean"),
-    ({"action": "clear_override", "args": {"x": 1}}, ["body", "args", "x"], "Extra inputs"),
+    ({"action": "switch", "args": {"on": "yes"}}, ["body", "args", "on"], "expected true or false"),
+    ({"action": "switch", "args": {"on": True, "level_pct": 50}}, ["body", "args", "level_pct"], "dim"),
+    ({"action": "clear_override", "args": {"x": 1}}, ["body", "args", "x"], "unknown key"),
     (
         {"action": "set_schedule", "target": WHOLE, "args": {"schedule": [1]}},
         ["body", "args", "schedule"],
-        "dictionary",
+        "expected a JSON object",
     ),
     (
-        {"action": "set_schedule", "target": WHOLE, "args": {"schedule": {"notes": "x" * 20_000}}},
+        {"action": "set_schedule", "target": WHOLE, "args": {"schedule": {**DIJON, "exceptions": LONG}}},
         ["body", "args", "schedule"],
         "limit is 16384",
     ),
@@ -413,7 +447,7 @@ BAD_BODIES: list[tuple[dict[str, Any], list[str], str]] = [
     ({"target": {"cabinet": "bad id!"}}, ["body", "target", "cabinet"], "a cabinet id is"),
     ({"issued_by": "someone-else"}, ["body", "issued_by"], "the name of the API token"),
     ({"issued_by": OPERATOR}, ["body", "issued_by"], "leave it out of the body"),
-    ({"action": "set_schedule", "args": {"schedule": {}}}, ["body", "target", "device"], "whole cabinet"),
+    ({"action": "set_schedule", "args": {"schedule": DIJON}}, ["body", "target", "device"], "whole cabinet"),
 ]
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -98,21 +98,32 @@ async def test_a_dim_command_reaches_the_controller_and_the_lighting_view(
     assert view["schedule"] is not None and view["schedule"]["source"] == "config"
 
 
-async def test_the_agent_rejects_a_schedule_it_cannot_run_and_the_reason_reaches_the_operator(
+async def test_a_schedule_the_agent_could_not_run_is_refused_when_posted_and_a_good_one_runs_there(
     api: httpx.AsyncClient,
 ) -> None:
-    response = await api.post(
-        "/commands",
-        json={
-            "target": {"cabinet": CAB},
-            "action": "set_schedule",
-            "args": {"schedule": {"latitude": 123, "longitude": 5}},
-        },
-    )
-    assert response.status_code == 201, response.text
-    command = await finished(api, response.json()["id"])
-    assert command["status"] == "rejected"
-    assert "latitude" in command["reason"]
+    def post(schedule: dict[str, object]) -> Awaitable[httpx.Response]:
+        body = {"target": {"cabinet": CAB}, "action": "set_schedule", "args": {"schedule": schedule}}
+        return api.post("/commands", json=body)
+
+    # Central checks it as the cabinet would: the operator learns now, not from a rejection later.
+    refused = await post({"latitude": 123, "longitude": 5, "timezone": "Europe/Paris"})
+    assert refused.status_code == 422, refused.text
+    [error] = refused.json()["detail"]
+    assert error["loc"] == ["body", "args", "schedule", "latitude"]
+    assert error["msg"] == "expected a number less than or equal to 90, got 123"
+    listed = (await api.get("/commands")).json()["commands"]
+    assert [c for c in listed if c["action"] == "set_schedule"] == []
+
+    accepted = await post({"latitude": 47.32, "longitude": 5.04, "timezone": "Europe/Paris"})
+    assert accepted.status_code == 201, accepted.text
+    command = await finished(api, accepted.json()["id"])
+    assert command["status"] == "executed", command
+
+    async def from_the_command() -> bool:
+        view = (await api.get(f"/cabinets/{CAB}/lighting")).json()
+        return view["schedule"] is not None and view["schedule"]["source"] == "command"
+
+    await wait_until(from_the_command, timeout=20, what="the posted schedule running on the cabinet")
 
 
 async def test_the_energy_of_today_comes_from_the_controllers_counters(api: httpx.AsyncClient) -> None:

@@ -15,13 +15,14 @@ import pytest
 from central.auth import Identity
 from central.auth_rows import Role
 from central.commands import CommandService
-from central.lighting_view import LIGHTING_STATE, StateView, state_view
+from central.lighting_view import StateView, state_view
 from central.server import CentralServer
 from central.store_rows import CommandRow
 from cityedge.broker import MosquittoBroker
 from cityedge.testing import wait_until, write_agent_config
 from edge_agent.agent import Agent
 from edge_agent.config import load_config
+from protocols.fleet.events import LIGHTING_STATE
 from protocols.modbus.simulator import LightingControllerSimulator
 from tests.clocks import synchronised_system_clock
 

@@ -7,14 +7,18 @@ import json
 import pytest
 
 from central.alarms import alarm_change
-from central.command_args import ARGS_NOT_SHOWN, MAX_SCHEDULE_DEPTH, deeper_than, operator_args, wire_args
+from central.command_args import ARGS_NOT_SHOWN, operator_args, wire_args
 from central.errors import InvalidRequest
 from central.lighting_view import schedule_view, state_view
 from central.store import EventRow
 from central.times import to_ms
 from protocols.fleet import Event
+from protocols.fleet.commands import deeper_than
+from protocols.fleet.limits import MAX_SCHEDULE_DEPTH
+from protocols.fleet.schedule import parse_schedule, schedule_json
 
 NOW = 1_714_557_600_000
+DIJON = {"latitude": 47.32, "longitude": 5.04, "timezone": "Europe/Paris"}
 
 
 def test_wire_args_normalise_times_and_the_schedule() -> None:
@@ -24,9 +28,12 @@ def test_wire_args_normalise_times_and_the_schedule() -> None:
         "until": NOW + 3_600_000,
     }
     assert wire_args("dim", {"level_pct": 100, "until": NOW + 1}, now_ms=NOW)["until"] == NOW + 1
-    wire = wire_args("set_schedule", {"schedule": {"latitude": 47.3, "dimming": []}}, now_ms=NOW)
-    assert wire == {"schedule": '{"latitude":47.3,"dimming":[]}'}
-    assert operator_args("set_schedule", json.dumps(wire)) == {"schedule": {"latitude": 47.3, "dimming": []}}
+    posted = {"latitude": 47.3, "longitude": 5, "timezone": "Europe/Paris", "dimming": []}
+    wire = wire_args("set_schedule", {"schedule": posted}, now_ms=NOW)
+    # The schedule as the cabinet will run it: validated, defaults filled in, in one JSON text.
+    assert wire == {"schedule": schedule_json(parse_schedule(posted)).decode()}
+    assert json.loads(str(wire["schedule"]))["longitude"] == 5.0
+    assert operator_args("set_schedule", json.dumps(wire)) == {"schedule": json.loads(str(wire["schedule"]))}
     assert wire_args("clear_override", {}, now_ms=NOW) == {}
 
 
@@ -43,6 +50,14 @@ def test_wire_args_normalise_times_and_the_schedule() -> None:
         ("switch", {"on": True, "level_pct": 3}, ("body", "args", "level_pct")),
         ("set_schedule", {"schedule": "{}"}, ("body", "args", "schedule")),
         ("set_schedule", {}, ("body", "args", "schedule")),
+        ("set_schedule", {"schedule": {"latitude": 47.3}}, ("body", "args", "schedule", "longitude")),
+        (
+            "set_schedule",
+            {"schedule": {**DIJON, "dimming": [{"start": "22:00", "end": "05:00", "level_pct": 170}]}},
+            ("body", "args", "schedule", "dimming", 0, "level_pct"),
+        ),
+        ("set_schedule", {"schedule": DIJON, "at": 1}, ("body", "args", "at")),
+        ("clear_override", {"devices": ["lc1"]}, ("body", "args", "devices")),
     ],
 )
 def test_wire_args_refuse_naming_the_field(
@@ -51,7 +66,15 @@ def test_wire_args_refuse_naming_the_field(
     with pytest.raises(InvalidRequest) as info:
         wire_args(action, args, now_ms=NOW)
     assert info.value.errors[0]["loc"] == loc
-    assert ".".join(loc) in str(info.value)
+    assert ".".join(map(str, loc)) in str(info.value)
+
+
+def test_switch_takes_no_level_and_says_that_dim_does() -> None:
+    with pytest.raises(InvalidRequest) as info:
+        wire_args("switch", {"on": True, "level_pct": 3}, now_ms=NOW)
+    [error] = info.value.errors
+    assert (error["type"], error["loc"]) == ("extra_forbidden", ("body", "args", "level_pct"))
+    assert error["msg"] == "unknown key: switch takes on, until (level_pct is for dim)"
 
 
 @pytest.mark.parametrize(
@@ -75,11 +98,15 @@ def test_a_schedule_is_refused_past_the_depth_bound_and_a_stored_one_never_fails
     schedule: dict[str, object] = {"exceptions": [{"date": "2026-12-24"}]}
     for _ in range(MAX_SCHEDULE_DEPTH - 3):
         schedule = {"a": schedule}
-    assert wire_args("set_schedule", {"schedule": schedule}, now_ms=NOW)  # 16 levels: as deep as allowed
+    # 16 levels: as deep as allowed, so it is read as a schedule, and refused as one.
+    with pytest.raises(InvalidRequest) as info:
+        wire_args("set_schedule", {"schedule": schedule}, now_ms=NOW)
+    assert ("body", "args", "schedule", "a") in [error["loc"] for error in info.value.errors]
     with pytest.raises(InvalidRequest) as info:
         wire_args("set_schedule", {"schedule": {"a": schedule}}, now_ms=NOW)
     [error] = info.value.errors
     assert (error["type"], error["loc"]) == ("too_deep", ("body", "args", "schedule"))
+    assert f"nested more than {MAX_SCHEDULE_DEPTH} levels" in error["msg"]
     deep = json.dumps({"schedule": json.dumps({"a": schedule})})
     assert operator_args("set_schedule", deep).keys() == {ARGS_NOT_SHOWN}
     assert operator_args("set_schedule", "{").keys() == {ARGS_NOT_SHOWN}
@@ -158,7 +185,7 @@ def test_a_malformed_event_is_a_problem_not_an_error() -> None:
     assert problem is not None and "not a JSON object" in problem
     state, problem = state_view(row("lighting_state", {"on": "yes", "level_pct": 70}))
     assert state is None
-    assert problem is not None and "$.on" in problem
+    assert problem is not None and "data: on: expected true or false" in problem
     missing, problem = schedule_view(row("schedule_active", {"hash": "x"}))
     assert missing is None and problem is not None and "schedule" in problem
 

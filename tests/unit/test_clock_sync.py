@@ -18,8 +18,8 @@ from edge_agent.clock_sync import BUILD_FLOOR_MS, ClockTrust, kernel_status, sys
 from edge_agent.config import LightingSection
 from edge_agent.lighting import parse_schedule
 from edge_agent.lighting.runner import FAILSAFE_REASON, LightingRunner
-from edge_agent.lighting.schedule import Override
 from protocols.fleet import Event, decode_record
+from protocols.fleet.schedule import Override
 from protocols.quality import CLOCK_UNSYNCHRONISED
 
 AFTER_FLOOR = BUILD_FLOOR_MS + 86_400_000

@@ -39,15 +39,14 @@ from protocols.fleet import (
     encode_data_batch,
 )
 from protocols.fleet import seq_ranges as codec_seq_ranges
-from protocols.fleet.messages import (
+from protocols.fleet.limits import (
     MAX_ACK_BYTES,
     MAX_COMMAND_BYTES,
     MAX_DATA_BYTES,
     MAX_RECORD_BYTES,
     MAX_STATUS_BYTES,
-    CommandStatus,
-    Severity,
 )
+from protocols.fleet.messages import CommandStatus, Severity
 from protocols.quality import Quality
 
 Envelope = DataBatch | Status | Ack | Command

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
+
 from edge_agent.buffer import Buffer
 from edge_agent.clock import ScaledClock
 from edge_agent.lighting import LightingSchedule, parse_schedule
@@ -47,7 +49,7 @@ async def test_a_schedule_edited_in_the_config_since_wins(tmp_path: Path) -> Non
     await runner.set_schedule(FROM_CENTRAL)
     await buffer.close()
 
-    edited = CONFIGURED.model_copy(update={"default_level_pct": 80})
+    edited = msgspec.structs.replace(CONFIGURED, default_level_pct=80)
     buffer, runner = await runner_on(tmp_path / "b.db", configured=edited)
     assert (runner.schedule, runner.source) == (edited, "config")
     await buffer.close()

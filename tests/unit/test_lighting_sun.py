@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import msgspec
 import pytest
 from astral import Observer
 from astral.sun import dawn, dusk, sunrise, sunset
@@ -22,6 +23,7 @@ from edge_agent.lighting import (
     SwitchOff,
     SwitchOn,
     desired_state,
+    parse_schedule,
     transitions,
 )
 from edge_agent.lighting.sun import SolarClock
@@ -52,7 +54,7 @@ def schedule_at(
 ) -> LightingSchedule:
     latitude, longitude, zone = SITES[site]
     on_event, off_event, _, _ = EVENTS[events]
-    return LightingSchedule.model_validate(
+    return parse_schedule(
         {
             "latitude": latitude,
             "longitude": longitude,
@@ -211,14 +213,14 @@ def test_a_sunset_after_local_midnight_belongs_to_the_previous_evening() -> None
     switch_on = desired_state(base, datetime(2026, 6, 20, 20, tzinfo=UTC)).next_change
     assert datetime(2026, 6, 21, 0, 5, tzinfo=UTC) < switch_on < datetime(2026, 6, 21, 0, 30, tzinfo=UTC)
 
-    off_on_20th = base.model_copy(
-        update={"exceptions": (CalendarException(date=date(2026, 6, 20), mode="off"),)}
+    off_on_20th = msgspec.structs.replace(
+        base, exceptions=(CalendarException(date=date(2026, 6, 20), mode="off"),)
     )
     state = desired_state(off_on_20th, switch_on + timedelta(minutes=5))
     assert (state.on, state.reason) == (False, "exception 2026-06-20")
 
-    off_on_21st = base.model_copy(
-        update={"exceptions": (CalendarException(date=date(2026, 6, 21), mode="off"),)}
+    off_on_21st = msgspec.structs.replace(
+        base, exceptions=(CalendarException(date=date(2026, 6, 21), mode="off"),)
     )
     assert desired_state(off_on_21st, switch_on + timedelta(minutes=5)).on
     next_night = switch_on + timedelta(days=1, minutes=5)

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from central.alarms import DEVICE_LOST
 from central.store import PointValue
 from central.store_rows import AlarmRow
 from protocols.fleet import DeviceInfo
+from protocols.fleet.events import DEVICE_LOST
 from protocols.quality import Quality
 
 EquipmentClass = Literal["lighting", "traffic_controller", "camera", "other"]

@@ -128,10 +128,12 @@ def agent_check(
         loaded = load_config(config)
     except AgentError as exc:
         _fail(str(exc))
-    devices = loaded.config.devices
+    devices = loaded.devices
     typer.echo(f"{config}: ok (cabinet {loaded.config.cabinet.id}, {len(devices)} devices)")
     for device in devices:
-        typer.echo(f"  {device.name}: profile {device.profile} from {loaded.profile_files[device.name]}")
+        file = loaded.profile_files.get(device.name)
+        source = f"driver {device.driver}" if file is None else f"profile {device.profile_name} from {file}"
+        typer.echo(f"  {device.name}: {source}")
     if probe:
         from edge_agent.probe import probe as probe_devices
         from edge_agent.probe import probe_table

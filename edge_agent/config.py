@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import stat
+import time
 import tomllib
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,9 +25,13 @@ from pydantic import (
     model_validator,
 )
 
+from edge_agent.device_configs import duplicate_name, parse_device
 from edge_agent.errors import ConfigError
 from edge_agent.lighting import LightingSchedule, ScheduleError, parse_schedule
 from edge_agent.lighting.roles import role_problem
+from protocols import registry
+from protocols.device import BuildContext, BuildError, DeviceConfig
+from protocols.driver import FieldDriver
 from protocols.errors import ProfileError
 from protocols.fleet.broker_url import (
     BrokerAddress,
@@ -35,11 +41,9 @@ from protocols.fleet.broker_url import (
     read_secret_file,
 )
 from protocols.fleet.topics import CABINET_ID_PATTERN
-from protocols.modbus.profile import Profile, find_profile, profile_search_path
+from protocols.profiles import find_profile_file, profile_search_path
 
 logger = logging.getLogger(__name__)
-
-DriverName = Literal["modbus-tcp", "modbus-rtu"]
 
 
 class _Model(BaseModel):
@@ -103,65 +107,10 @@ class SyncSection(_Model):
     reconnect_max_s: Annotated[float, Field(gt=0)] = 60.0
 
 
-class AlarmSettings(_Model):
-    """Thresholds of a lighting device's alarms; each alarm is raised and cleared once, with hysteresis."""
-
-    raise_after: Annotated[int, Field(ge=1, le=100)] = 3  # consecutive polls before raising
-    clear_after: Annotated[int, Field(ge=1, le=100)] = 3  # consecutive polls before clearing
-    day_power_max_w: Annotated[float, Field(ge=0)] = 20.0  # above this in daytime: lit in daytime
-    night_power_min_w: Annotated[float, Field(ge=0)] = 10.0  # below this while lit: dark at night
-    power_max_w: Annotated[float, Field(gt=0)] | None = None  # above this: power out of range
-    current_max_a: Annotated[float, Field(gt=0)] | None = None  # above this: current out of range
-    hysteresis_pct: Annotated[float, Field(ge=0, le=50)] = 10.0  # clear only this far back inside
-
-
-class DeviceSection(_Model):
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
-    driver: DriverName
-    address: str | None = None  # modbus-tcp: host:port
-    port: str | None = None  # modbus-rtu: the serial device, e.g. /dev/ttyUSB0
-    baudrate: Annotated[int, Field(ge=300, le=1_000_000)] = 19200
-    parity: Literal["N", "E", "O"] = "E"  # the Modbus standard's default is 8E1
-    stopbits: Literal[1, 2] = 1
-    unit: Annotated[int, Field(ge=0, le=247)] = 1
-    profile: str
-    poll_interval_s: Annotated[float, Field(gt=0, le=86400)] = 5.0
-    timeout_s: Annotated[float, Field(gt=0, le=60)] = 1.0
-    alarms: AlarmSettings = AlarmSettings()
-
-    @field_validator("address")
-    @classmethod
-    def _host_port(cls, address: str | None) -> str | None:
-        if address is None:
-            return None
-        host, sep, port = address.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"expected host:port, e.g. 192.168.1.20:502, got {address!r}")
-        return address
-
-    @model_validator(mode="after")
-    def _transport_matches_driver(self) -> DeviceSection:
-        if self.driver == "modbus-tcp" and self.address is None:
-            raise ValueError('driver modbus-tcp needs address = "host:port"')
-        if self.driver == "modbus-rtu" and self.port is None:
-            raise ValueError('driver modbus-rtu needs port = "/dev/ttyUSB0" (its serial device)')
-        if self.driver == "modbus-rtu" and not 1 <= self.unit <= 247:
-            raise ValueError(f"a modbus-rtu unit must be 1..247, got {self.unit}")
-        return self
-
-    @property
-    def host(self) -> str:
-        return (self.address or "").rpartition(":")[0]
-
-    @property
-    def tcp_port(self) -> int:
-        return int((self.address or ":0").rpartition(":")[2])
-
-
 class LightingSection(_Model):
     """The schedule the cabinet runs on its own until central sends another (see edge_agent.lighting)."""
 
-    devices: list[str] | None = None  # default: every device whose profile has a relay point
+    devices: list[str] | None = None  # default: every device with a writable relay point
     schedule: dict[str, Any] | None = None
     # What the lights do while the clock is not synchronised (the schedule cannot be placed in time):
     # "on" (at 100%: a dark street is worse than a wasted hour), "off", or "schedule" (trust the clock).
@@ -176,54 +125,32 @@ class AgentConfig(_Model):
     broker: BrokerSection = BrokerSection()
     buffer: BufferSection = BufferSection()
     sync: SyncSection = SyncSection()
-    devices: list[DeviceSection] = []
+    # Each table is checked by its driver's own model (``edge_agent.device_configs``), once the rest
+    # of the file is known to be right.
+    devices: list[dict[str, Any]] = []
     lighting: LightingSection = LightingSection()
-
-    @model_validator(mode="after")
-    def _unique_device_names(self) -> AgentConfig:
-        seen: set[str] = set()
-        for device in self.devices:
-            if device.name in seen:
-                raise ValueError(f"device name {device.name!r} is used twice")
-            seen.add(device.name)
-        lines: dict[str, DeviceSection] = {}
-        for device in self.devices:
-            if device.port is None:
-                continue
-            first = lines.setdefault(device.port, device)
-            if (first.baudrate, first.parity, first.stopbits) != (
-                device.baudrate,
-                device.parity,
-                device.stopbits,
-            ):
-                raise ValueError(
-                    f"devices {first.name!r} and {device.name!r} share {device.port} with different "
-                    "baudrate/parity/stopbits: one serial line has one setting"
-                )
-        for name in self.lighting.devices or ():
-            if name not in seen:
-                raise ValueError(f"lighting.devices names {name!r}, which is not a configured device")
-        return self
 
 
 class LoadedConfig:
-    """A validated config with what was derived from it: profiles, absolute paths, its hash."""
+    """A validated config with what was derived from it: typed devices, absolute paths, its hash."""
 
     def __init__(
         self,
         *,
         path: Path,
         config: AgentConfig,
-        profiles: dict[str, Profile],
+        devices: list[DeviceConfig],
         digest: str,
         schedule: LightingSchedule | None,
+        profile_dirs: list[Path],
         profile_files: dict[str, Path] | None = None,
     ) -> None:
         self.path = path
         self.config = config
-        self.profiles = profiles
+        self.devices = devices
         self.digest = digest
         self.schedule = schedule
+        self.profile_dirs = profile_dirs
         self.profile_files = profile_files or {}  # device -> the file its profile was read from
 
     @property
@@ -326,8 +253,9 @@ def load_config(path: Path, *, profile_dirs: list[Path] | None = None) -> Loaded
         # Not chained: pydantic's own message repeats every input, passwords included.
         raise ConfigError(shown, _key(first["loc"]), _problem(first)) from None
     config = _with_password(path, config)
+    devices = _devices(shown, config)
     dirs = profile_dirs if profile_dirs is not None else _profile_search_path(shown, path, config)
-    profile_files, profiles = _load_profiles(shown, config, dirs)
+    profile_files = _profile_files(shown, devices, dirs)
     schedule = None
     if config.lighting.schedule is not None:
         try:
@@ -335,14 +263,89 @@ def load_config(path: Path, *, profile_dirs: list[Path] | None = None) -> Loaded
         except ScheduleError as exc:
             field, problem = exc.problems[0]
             raise ConfigError(shown, f"lighting.schedule.{field}", problem) from exc
-    return LoadedConfig(
+    loaded = LoadedConfig(
         path=path.resolve(),
         config=config,
-        profiles=profiles,
+        devices=devices,
         digest=hashlib.sha256(raw).hexdigest()[:16],
         schedule=schedule,
+        profile_dirs=dirs,
         profile_files=profile_files,
     )
+    # Every driver is built once (no I/O): a profile it cannot read, or lighting outputs the
+    # lighting could not drive, are refused now, not at dusk.
+    build_drivers(loaded)
+    return loaded
+
+
+def _devices(shown: str, config: AgentConfig) -> list[DeviceConfig]:
+    devices: list[DeviceConfig] = []
+    for index, table in enumerate(config.devices):
+        parsed = parse_device(table, partial(_device_key_is_secret, index))
+        if isinstance(parsed, tuple):
+            where, problem = parsed
+            raise ConfigError(shown, f"devices[{index}]" + (f".{where}" if where else ""), problem)
+        devices.append(parsed)
+    duplicate = duplicate_name(devices)
+    if duplicate is not None:
+        raise ConfigError(shown, f"devices[{duplicate[0]}].name", duplicate[1])
+    names = {device.name for device in devices}
+    for index, name in enumerate(config.lighting.devices or ()):
+        if name not in names:
+            raise ConfigError(
+                shown, f"lighting.devices[{index}]", f"names {name!r}, which is not a configured device"
+            )
+    return devices
+
+
+def _device_key_is_secret(index: int, key: str) -> bool:
+    return _is_secret(("devices", index, *key.split(".")))
+
+
+def _profile_files(shown: str, devices: list[DeviceConfig], dirs: list[Path]) -> dict[str, Path]:
+    """The file each device's profile is read from (for the devices whose protocol has profiles)."""
+    files: dict[str, Path] = {}
+    for index, device in enumerate(devices):
+        if device.profile_name is not None:
+            try:
+                files[device.name] = find_profile_file(device.profile_name, dirs)
+            except ProfileError as exc:
+                raise ConfigError(shown, f"devices[{index}].profile", str(exc)) from exc
+    return files
+
+
+def build_drivers(loaded: LoadedConfig) -> list[FieldDriver]:
+    """Each device's driver, through its registered builder, in config order (no I/O on a device).
+
+    A builder's refusal is a ConfigError naming the device's key; so is a lighting output whose
+    point cannot take what the lighting writes.
+    """
+    shown = str(loaded.path)
+    context = BuildContext(config_dir=loaded.path.parent, profile_dirs=loaded.profile_dirs, now_ms=_now_ms)
+    lighting = loaded.config.lighting.devices
+    drivers: list[FieldDriver] = []
+    for index, device in enumerate(loaded.devices):
+        key = f"devices[{index}]"
+        try:
+            driver = registry.builder(device.driver)(device, context)
+        except ProfileError as exc:
+            raise ConfigError(shown, f"{key}.profile", str(exc)) from exc
+        except BuildError as exc:
+            raise ConfigError(shown, f"{key}.{exc.field}", exc.problem) from exc
+        if lighting is None or device.name in lighting:
+            problem = role_problem(driver.points)
+            if problem is not None:
+                where, text = problem
+                file = loaded.profile_files.get(device.name)
+                if file is not None:
+                    raise ConfigError(shown, f"{key}.profile", f"{file}: {where}: {text}")
+                raise ConfigError(shown, key, f"{where}: {text}")
+        drivers.append(driver)
+    return drivers
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def _profile_search_path(shown: str, path: Path, config: AgentConfig) -> list[Path]:
@@ -358,23 +361,3 @@ def _profile_search_path(shown: str, path: Path, config: AgentConfig) -> list[Pa
                 "in it, or remove the key to use /etc/cityedge/profiles and the packaged profiles",
             )
     return profile_search_path(own)
-
-
-def _load_profiles(
-    shown: str, config: AgentConfig, dirs: list[Path]
-) -> tuple[dict[str, Path], dict[str, Profile]]:
-    """Each device's profile and the file it came from; a lighting output's points must fit their role."""
-    files: dict[str, Path] = {}
-    profiles: dict[str, Profile] = {}
-    for index, device in enumerate(config.devices):
-        key = f"devices[{index}].profile"
-        try:
-            files[device.name], profiles[device.name] = find_profile(device.profile, dirs)
-        except ProfileError as exc:
-            raise ConfigError(shown, key, str(exc)) from exc
-        lighting = config.lighting.devices
-        if lighting is None or device.name in lighting:
-            problem = role_problem(profiles[device.name])
-            if problem is not None:
-                raise ConfigError(shown, key, f"{files[device.name]}: {problem[0]}: {problem[1]}")
-    return files, profiles

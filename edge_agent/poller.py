@@ -4,6 +4,11 @@ Every failed read gives bad-quality readings for every point (so a gap in the da
 silent). ``lost_after`` failed reads in a row give a single ``device_lost`` event and ``back_after``
 good reads in a row one ``device_back``: a single glitch on a noisy line is not an alarm.
 
+A driver whose protocol pushes (``PushingDriver``) is also listened to: each pushed batch is recorded
+at once, under the same quality rules, and told to the alarms, so a state change reaches central
+within one publishing interval rather than one poll interval. While the device is lost, pushes are
+not recorded (the poll says when it is back).
+
 While the cabinet's clock is not synchronised, every reading that was not already bad is bad with the
 reason ``clock_unsynchronised``: its value may be right, its timestamp cannot be trusted.
 """
@@ -18,7 +23,7 @@ from dataclasses import dataclass
 
 from edge_agent.buffer import Buffer
 from edge_agent.clock import ClockMs
-from protocols.driver import FieldDriver, PointValue
+from protocols.driver import FieldDriver, PointValue, PushingDriver
 from protocols.errors import DriverError
 from protocols.quality import CLOCK_UNSYNCHRONISED, Quality
 
@@ -60,6 +65,7 @@ class DevicePoller:
         self.clock_ms = clock_ms
         self.observer = observer
         self.stats = PollStats()
+        self.pushes = 0  # pushed batches recorded
         self.lost_after = lost_after
         self.back_after = back_after
         self.synchronised = synchronised
@@ -80,16 +86,35 @@ class DevicePoller:
         self._lost = lost
 
     async def run(self) -> None:
-        next_poll = time.monotonic()
         try:
-            while True:
-                await self.poll_once()
-                next_poll += self.interval_s
-                now = time.monotonic()
-                next_poll = max(next_poll, now)  # overran: skip the missed slots rather than burst
-                await asyncio.sleep(next_poll - now)
+            if isinstance(self.driver, PushingDriver):
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(self._poll_forever(), name=f"poll-{self.name}")
+                    tasks.create_task(self._consume_changes(self.driver), name=f"push-{self.name}")
+            else:
+                await self._poll_forever()
         finally:
             await self.driver.close()
+
+    async def _poll_forever(self) -> None:
+        next_poll = time.monotonic()
+        while True:
+            await self.poll_once()
+            next_poll += self.interval_s
+            now = time.monotonic()
+            next_poll = max(next_poll, now)  # overran: skip the missed slots rather than burst
+            await asyncio.sleep(next_poll - now)
+
+    async def _consume_changes(self, driver: PushingDriver) -> None:
+        offered = {point.name for point in driver.points}
+        async for values in driver.changes():
+            if self._lost:
+                continue
+            # Only the points the driver offers: a pushed name nobody declared has no place downstream.
+            known = [value for value in values if value.quantity in offered]
+            if known:
+                self.pushes += 1
+                self._record(self.clock_ms(), known)
 
     async def poll_once(self) -> None:
         ts = self.clock_ms()
@@ -102,6 +127,9 @@ class DevicePoller:
             self._on_failure(ts, reason, str(exc) or reason)
             return
         self._on_good(ts)
+        self._record(ts, values)
+
+    def _record(self, ts: int, values: list[PointValue]) -> None:
         synchronised = self.synchronised()
         for value in values:
             quality, why = value.quality, value.reason

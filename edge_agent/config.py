@@ -15,22 +15,15 @@ from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+import msgspec
 
+from edge_agent.config_errors import describe_error
 from edge_agent.device_configs import duplicate_name, parse_device
 from edge_agent.errors import ConfigError
 from edge_agent.lighting import LightingSchedule, ScheduleError, parse_schedule
 from edge_agent.lighting.roles import role_problem
 from protocols import registry
-from protocols.device import BuildContext, BuildError, DeviceConfig
+from protocols.device import BuildContext, BuildError, DeviceConfig, field_problem
 from protocols.driver import FieldDriver
 from protocols.errors import ProfileError
 from protocols.fleet.broker_url import (
@@ -45,16 +38,19 @@ from protocols.profiles import find_profile_file, profile_search_path
 
 logger = logging.getLogger(__name__)
 
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CabinetSection(_Model):
-    id: Annotated[str, Field(pattern=CABINET_ID_PATTERN)]
+# msgspec structs, not pydantic models: the agent loads its config once at start on a Raspberry Pi,
+# and msgspec costs a fraction of pydantic's memory and start time.
 
 
-class BrokerSection(_Model):
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class CabinetSection(_Section, frozen=True, kw_only=True):
+    id: Annotated[str, msgspec.Meta(pattern=CABINET_ID_PATTERN)]
+
+
+class BrokerSection(_Section, frozen=True, kw_only=True):
     """Where the broker is and who the cabinet is to it.
 
     The password comes from ``password_file`` (a file only the agent's user can read; relative to the
@@ -63,23 +59,28 @@ class BrokerSection(_Model):
     ``CITYEDGE_BROKER_PASSWORD_FILE``, or the systemd credential ``broker-password``).
     """
 
-    url: str = "mqtt://127.0.0.1:1883"
-    username: str | None = None
-    password: SecretStr | None = None  # never shown: repr, str and errors print ********
+    url: Annotated[str, msgspec.Meta(max_length=1024)] = "mqtt://127.0.0.1:1883"
+    username: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    password: Annotated[str, msgspec.Meta(max_length=1024)] | None = None  # never shown (``__repr__``)
     password_file: Path | None = None
-    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    keepalive_s: Annotated[int, msgspec.Meta(ge=5, le=3600)] = 30
 
-    @field_validator("url")
-    @classmethod
-    def _url_parses(cls, url: str) -> str:
-        parse_broker_url(url)  # raises ValueError naming the URL (password redacted) and a good example
-        return url
-
-    @model_validator(mode="after")
-    def _one_password(self) -> BrokerSection:
+    def __post_init__(self) -> None:
+        try:
+            parse_broker_url(self.url)  # names the URL (password redacted) and a good example
+        except ValueError as exc:
+            raise field_problem("url", str(exc)) from None
         if self.password is not None and self.password_file is not None:
             raise ValueError("give either password or password_file, not both (password_file is better)")
-        return self
+
+    def __repr__(self) -> str:
+        password = None if self.password is None else "********"
+        return (
+            f"BrokerSection(url={parse_broker_url(self.url)!s}, username={self.username!r}, "
+            f"password={password}, password_file={self.password_file!r}, keepalive_s={self.keepalive_s})"
+        )
+
+    __str__ = __repr__
 
     def address(self) -> BrokerAddress:
         parsed = parse_broker_url(self.url)
@@ -88,36 +89,36 @@ class BrokerSection(_Model):
             port=parsed.port,
             tls=parsed.tls,
             username=self.username or parsed.username,
-            password=self.password.get_secret_value() if self.password else parsed.password,
+            password=self.password if self.password is not None else parsed.password,
         )
 
 
-class BufferSection(_Model):
+class BufferSection(_Section, frozen=True, kw_only=True):
     path: Path = Path("buffer.db")
-    max_mb: Annotated[float, Field(gt=0)] = 256.0
+    max_mb: Annotated[float, msgspec.Meta(gt=0)] = 256.0
     # Commits are batched: SD cards wear out, and one commit per reading would write a page each.
-    commit_interval_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    commit_interval_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 1.0
 
 
-class SyncSection(_Model):
-    batch_max_records: Annotated[int, Field(ge=1, le=5000)] = 1000
-    window: Annotated[int, Field(ge=1, le=64)] = 8
-    ack_timeout_s: Annotated[float, Field(gt=0)] = 30.0
-    reconnect_min_s: Annotated[float, Field(gt=0)] = 0.5
-    reconnect_max_s: Annotated[float, Field(gt=0)] = 60.0
+class SyncSection(_Section, frozen=True, kw_only=True):
+    batch_max_records: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 1000
+    window: Annotated[int, msgspec.Meta(ge=1, le=64)] = 8
+    ack_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    reconnect_min_s: Annotated[float, msgspec.Meta(gt=0)] = 0.5
+    reconnect_max_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
 
 
-class LightingSection(_Model):
+class LightingSection(_Section, frozen=True, kw_only=True):
     """The schedule the cabinet runs on its own until central sends another (see edge_agent.lighting)."""
 
     devices: list[str] | None = None  # default: every device with a writable relay point
-    schedule: dict[str, Any] | None = None
+    schedule: dict[str, Any] | None = None  # checked by parse_schedule
     # What the lights do while the clock is not synchronised (the schedule cannot be placed in time):
     # "on" (at 100%: a dark street is worse than a wasted hour), "off", or "schedule" (trust the clock).
     clock_failsafe: Literal["on", "off", "schedule"] = "on"
 
 
-class AgentConfig(_Model):
+class AgentConfig(_Section, frozen=True, kw_only=True):
     # Device profiles of this cabinet's own, looked for before /etc/cityedge/profiles and the packaged
     # ones (relative: to the config file's folder).
     profiles_dir: Path | None = None
@@ -129,6 +130,17 @@ class AgentConfig(_Model):
     # of the file is known to be right.
     devices: list[dict[str, Any]] = []
     lighting: LightingSection = LightingSection()
+
+
+def _decode_path(kind: type, value: Any) -> Any:
+    if kind is Path and isinstance(value, str) and 0 < len(value) <= 4096 and "\0" not in value:
+        return Path(value)
+    raise ValueError("expected a file path, as a string")
+
+
+def parse_agent_config(document: dict[str, Any]) -> AgentConfig:
+    """The typed config; msgspec.ValidationError when it is wrong."""
+    return msgspec.convert(document, AgentConfig, strict=True, dec_hook=_decode_path)
 
 
 class LoadedConfig:
@@ -159,13 +171,6 @@ class LoadedConfig:
         return buffer_path if buffer_path.is_absolute() else self.path.parent / buffer_path
 
 
-def _key(loc: tuple[int | str, ...]) -> str:
-    key = ""
-    for part in loc:
-        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
-    return key
-
-
 _SHOWN_BROKER_KEYS = ("username", "password_file", "keepalive_s")
 
 
@@ -175,22 +180,6 @@ def _is_secret(loc: tuple[int | str, ...]) -> bool:
     if loc[:1] == ("broker",):
         return len(loc) < 2 or loc[1] not in _SHOWN_BROKER_KEYS
     return any("password" in str(part) for part in loc)
-
-
-def _problem(error: Any) -> str:
-    kind = error["type"]
-    if kind == "missing":
-        return "missing, this key is required"
-    if kind == "extra_forbidden":
-        return "unknown key (check its spelling and section)"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    shown = error.get("input")
-    # Only a scalar of a key that holds no secret is echoed: a table's input is the whole table (the
-    # top level's is the whole file, broker password included).
-    echo = "input" in error and kind != "model_type" and not isinstance(shown, dict | list)
-    if echo and not _is_secret(tuple(error["loc"])):
-        return f"{message} (got {shown!r})"
-    return message
 
 
 def _with_password(path: Path, config: AgentConfig) -> AgentConfig:
@@ -216,8 +205,9 @@ def _with_password(path: Path, config: AgentConfig) -> AgentConfig:
             raise ConfigError(shown, "broker", f"the broker password from the environment: {exc}") from exc
         if password is None:
             return config
-    secret = broker.model_copy(update={"password": SecretStr(password)})
-    return config.model_copy(update={"broker": secret})
+    # The password, read from its file: the file is not needed again.
+    secret = msgspec.structs.replace(broker, password=password, password_file=None)
+    return msgspec.structs.replace(config, broker=secret)
 
 
 def _warn_if_others_can_read(path: Path) -> None:
@@ -247,11 +237,10 @@ def load_config(path: Path, *, profile_dirs: list[Path] | None = None) -> Loaded
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(shown, "", f"not valid TOML: {exc}") from exc
     try:
-        config = AgentConfig.model_validate(document)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        # Not chained: pydantic's own message repeats every input, passwords included.
-        raise ConfigError(shown, _key(first["loc"]), _problem(first)) from None
+        config = parse_agent_config(document)
+    except msgspec.ValidationError as exc:
+        key, problem = describe_error(str(exc), document, _key_is_secret, AgentConfig)
+        raise ConfigError(shown, key, problem) from None
     config = _with_password(path, config)
     devices = _devices(shown, config)
     dirs = profile_dirs if profile_dirs is not None else _profile_search_path(shown, path, config)
@@ -300,6 +289,10 @@ def _devices(shown: str, config: AgentConfig) -> list[DeviceConfig]:
 
 def _device_key_is_secret(index: int, key: str) -> bool:
     return _is_secret(("devices", index, *key.split(".")))
+
+
+def _key_is_secret(key: str) -> bool:
+    return _is_secret(tuple(key.split("."))) if key else True
 
 
 def _profile_files(shown: str, devices: list[DeviceConfig], dirs: list[Path]) -> dict[str, Path]:

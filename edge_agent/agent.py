@@ -36,7 +36,7 @@ class Agent:
             clock_ms=clock_ms,
         )
         # Each device's driver through its registered builder: the core knows no protocol.
-        self.drivers = drivers = build_drivers(loaded)
+        self.drivers = drivers = build_drivers(loaded, now_ms=clock_ms)
         named = [(device.name, driver) for device, driver in zip(loaded.devices, drivers, strict=True)]
         self.lighting = LightingRunner(
             outputs=lighting_outputs(named, self.config.lighting.devices),

@@ -11,6 +11,7 @@ import logging
 import stat
 import time
 import tomllib
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -40,6 +41,9 @@ logger = logging.getLogger(__name__)
 
 # msgspec structs, not pydantic models: the agent loads its config once at start on a Raspberry Pi,
 # and msgspec costs a fraction of pydantic's memory and start time.
+
+
+MAX_DEVICES = 256  # a cabinet's, far above any real one
 
 
 class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -128,7 +132,7 @@ class AgentConfig(_Section, frozen=True, kw_only=True):
     sync: SyncSection = SyncSection()
     # Each table is checked by its driver's own model (``edge_agent.device_configs``), once the rest
     # of the file is known to be right.
-    devices: list[dict[str, Any]] = []
+    devices: Annotated[list[dict[str, Any]], msgspec.Meta(max_length=MAX_DEVICES)] = []
     lighting: LightingSection = LightingSection()
 
 
@@ -307,14 +311,16 @@ def _profile_files(shown: str, devices: list[DeviceConfig], dirs: list[Path]) ->
     return files
 
 
-def build_drivers(loaded: LoadedConfig) -> list[FieldDriver]:
+def build_drivers(loaded: LoadedConfig, *, now_ms: Callable[[], int] | None = None) -> list[FieldDriver]:
     """Each device's driver, through its registered builder, in config order (no I/O on a device).
 
     A builder's refusal is a ConfigError naming the device's key; so is a lighting output whose
     point cannot take what the lighting writes.
     """
     shown = str(loaded.path)
-    context = BuildContext(config_dir=loaded.path.parent, profile_dirs=loaded.profile_dirs, now_ms=_now_ms)
+    context = BuildContext(
+        config_dir=loaded.path.parent, profile_dirs=loaded.profile_dirs, now_ms=now_ms or _now_ms
+    )
     lighting = loaded.config.lighting.devices
     drivers: list[FieldDriver] = []
     for index, device in enumerate(loaded.devices):

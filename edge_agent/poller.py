@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from edge_agent.buffer import Buffer
 from edge_agent.clock import ClockMs
+from protocols.backoff import Backoff
 from protocols.driver import FieldDriver, PointValue, PushingDriver
 from protocols.errors import DriverError
 from protocols.quality import CLOCK_UNSYNCHRONISED, Quality
@@ -106,15 +107,31 @@ class DevicePoller:
             await asyncio.sleep(next_poll - now)
 
     async def _consume_changes(self, driver: PushingDriver) -> None:
-        offered = {point.name for point in driver.points}
-        async for values in driver.changes():
-            if self._lost:
-                continue
-            # Only the points the driver offers: a pushed name nobody declared has no place downstream.
-            known = [value for value in values if value.quantity in offered]
-            if known:
-                self.pushes += 1
-                self._record(self.clock_ms(), known)
+        """Listen for as long as the agent runs: a driver whose changes stop or fail is listened to
+        again after a backoff (the poll goes on meanwhile), never taking the agent down."""
+        backoff = Backoff(initial=1.0, maximum=60.0)
+        while True:
+            try:
+                async for values in driver.changes():
+                    backoff.reset()
+                    self._on_pushed(values, {point.name for point in driver.points})
+                detail = "its changes ended"
+            except DriverError as exc:
+                detail = str(exc) or exc.reason
+            delay = backoff.next_delay()
+            log.warning(
+                "device %s: no pushed changes (%s); listening again in %.1f s", self.name, detail, delay
+            )
+            await asyncio.sleep(delay)
+
+    def _on_pushed(self, values: list[PointValue], offered: set[str]) -> None:
+        if self._lost:
+            return
+        # Only the points the driver offers: a pushed name nobody declared has no place downstream.
+        known = [value for value in values if value.quantity in offered]
+        if known:
+            self.pushes += 1
+            self._record(self.clock_ms(), known)
 
     async def poll_once(self) -> None:
         ts = self.clock_ms()

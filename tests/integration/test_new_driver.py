@@ -89,7 +89,10 @@ class TinyDriver:
 class TinyPushingDriver(TinyDriver):
     async def changes(self) -> AsyncIterator[list[PointValue]]:
         while True:
-            yield await self.sensor.pushed.get()
+            batch = await self.sensor.pushed.get()
+            if not batch:  # the test's way to break the subscription
+                raise DeviceUnreachable(self.name, "the subscription was dropped")
+            yield batch
 
 
 def build_tiny(device: TinyDevice, context: BuildContext) -> TinyDriver:
@@ -234,6 +237,20 @@ async def test_pushes_are_not_recorded_while_the_device_is_lost(running: Agent) 
     readings, _ = await buffered(agent)
     assert [r.value for r in readings if r.point == "p1/state"] == ["normal", None, "normal", "dark"]
     assert "flashing" not in agent.alarms["p1"].active
+
+
+@pytest.mark.parametrize("running", [PUSHING], indirect=True)
+async def test_a_failed_subscription_is_listened_to_again_and_stops_nothing(running: Agent) -> None:
+    agent, sensor = running, SENSORS["s2"]
+    poller = agent.pollers[0]
+    await wait_until(lambda: poller.stats.polls == 1, timeout=10, what="the first poll")
+    sensor.pushed.put_nowait([])
+    await wait_until(sensor.pushed.empty, timeout=5, what="the failure consumed")
+    sensor.pushed.put_nowait([PointValue("state", "dark")])
+    await wait_until(lambda: poller.pushes == 1, timeout=10, what="the push after listening again")
+    await agent.buffer.flush()
+    readings, _ = await buffered(agent)
+    assert [r.value for r in readings if r.point == "p1/state"] == ["normal", "dark"]
 
 
 def test_an_unknown_driver_names_the_key_and_the_known_drivers(tmp_path: Path) -> None:

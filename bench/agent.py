@@ -4,6 +4,10 @@ Runs `cityedge agent run` as its own process against one simulated Modbus TCP li
 (in another process, so its CPU is not counted) and a real Mosquitto, with no central: everything
 polled stays in the buffer, the worst case for the SD card. Polls 100 points per second.
 
+Its resident memory is printed next to a reference measured in the same run: a bare Python that
+imported only asyncio, sqlite3 and ssl (what any asyncio agent with a SQLite buffer and TLS costs), so
+the agent's own share is read off the same machine and interpreter.
+
 Also measures, in the same run, how fast the buffer itself can take readings (append + batched commit)
 against the raw SQLite insert rate of this machine, as a ratio.
 
@@ -32,6 +36,22 @@ from edge_agent.buffer import Buffer
 from protocols.modbus.profile import default_profile_dirs, load_profile
 
 POINTS_PER_SECOND = 100
+REFERENCE = "import asyncio, sqlite3, ssl, sys; print('ready', flush=True); sys.stdin.read()"
+
+
+async def reference_rss_kb() -> int:
+    """Resident memory of a Python that imported asyncio, sqlite3 and ssl, then waits."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", REFERENCE, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+    assert process.stdout is not None and process.stdin is not None
+    try:
+        async with asyncio.timeout(30):
+            await process.stdout.readline()
+        return sample(process.pid).rss_kb
+    finally:
+        process.stdin.close()
+        await process.wait()
 
 
 async def measure_agent(seconds: float) -> None:
@@ -81,9 +101,12 @@ async def measure_agent(seconds: float) -> None:
             # Counted by poll timestamp, so commit boundaries do not blur the rate.
             rows = committed(wall0, wall1)
     elapsed = t1 - t0
+    reference = await reference_rss_kb()
     print(f"agent, one Modbus device, {points} points every {interval:.3f} s, {elapsed:.0f} s window")
     print(f"  readings buffered        {rows / elapsed:10.1f} /s (target {POINTS_PER_SECOND})")
     print(f"  resident memory          {end.rss_kb / 1024:10.1f} MB (peak {end.hwm_kb / 1024:.1f} MB)")
+    print(f"  reference: python + asyncio, sqlite3, ssl {reference / 1024:6.1f} MB")
+    print(f"  the agent's own share    {(end.rss_kb - reference) / 1024:10.1f} MB")
     print(f"  CPU                      {100 * (end.cpu_s - start.cpu_s) / elapsed:10.2f} % of one core")
     written = end.write_bytes - start.write_bytes
     print(f"  bytes written to disk    {written / elapsed / 1024:10.1f} KiB/s")

@@ -1,3 +1,23 @@
-from cityedge.cli import app
+"""``cityedge``: ``agent run`` goes straight to the agent, every other command through the typer CLI."""
 
-app(prog_name="cityedge")
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    if args[:2] == ["agent", "run"]:
+        from cityedge.running import agent_run_options, run_agent
+
+        options = agent_run_options(args[2:])
+        if options is not None:
+            run_agent(options[0], verbose=options[1])
+            return
+    from cityedge.cli import app
+
+    app(prog_name="cityedge")
+
+
+if __name__ == "__main__":
+    main()

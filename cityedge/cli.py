@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
-import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
+
+from cityedge.running import run_agent, run_until_interrupted, setup_logging
 
 if TYPE_CHECKING:
     from central.auth import Tokens
@@ -45,33 +45,8 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(USAGE_ERROR)
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # Third-party chatter (reconnect attempts, per-request debug) is not the operator's concern.
-    for noisy in ("pymodbus", "uvicorn.access", "amqtt", "transitions"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def _run_until_interrupted(main: Coroutine[Any, Any, None]) -> None:
-    """Run until the work ends, Ctrl-C, or SIGTERM (systemd's stop): both stop it cleanly."""
-
-    async def until_signalled() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        try:
-            await main
-        except asyncio.CancelledError:
-            typer.echo("stopped", err=True)
-
-    try:
-        asyncio.run(until_signalled())
-    except KeyboardInterrupt:
-        typer.echo("stopped", err=True)
+_setup_logging = setup_logging
+_run_until_interrupted = run_until_interrupted
 
 
 def _host_port(value: str, option: str) -> tuple[str, int]:
@@ -90,19 +65,7 @@ def agent_run(
     verbose: Verbose = False,
 ) -> None:
     """Poll the cabinet's devices, buffer every reading, sync to central. Runs until stopped."""
-    from edge_agent.agent import Agent
-    from edge_agent.config import load_config
-    from edge_agent.errors import AgentError
-
-    try:
-        loaded = load_config(config)
-    except AgentError as exc:
-        _fail(str(exc))
-    _setup_logging(verbose)
-    try:
-        _run_until_interrupted(Agent(loaded).run())
-    except AgentError as exc:
-        _fail(str(exc))
+    run_agent(config, verbose=verbose)
 
 
 PROBE_FAILED = 1
@@ -128,10 +91,12 @@ def agent_check(
         loaded = load_config(config)
     except AgentError as exc:
         _fail(str(exc))
-    devices = loaded.config.devices
+    devices = loaded.devices
     typer.echo(f"{config}: ok (cabinet {loaded.config.cabinet.id}, {len(devices)} devices)")
     for device in devices:
-        typer.echo(f"  {device.name}: profile {device.profile} from {loaded.profile_files[device.name]}")
+        file = loaded.profile_files.get(device.name)
+        source = f"driver {device.driver}" if file is None else f"profile {device.profile_name} from {file}"
+        typer.echo(f"  {device.name}: {source}")
     if probe:
         from edge_agent.probe import probe as probe_devices
         from edge_agent.probe import probe_table

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
 from edge_agent.alarms import DeviceAlarms
 from edge_agent.buffer import Buffer
@@ -12,32 +11,21 @@ from edge_agent.clock import Clock, SystemClock
 from edge_agent.clock_alarm import ClockAlarm
 from edge_agent.command_ledger import CommandLedger
 from edge_agent.commands import CommandExecutor
-from edge_agent.config import DeviceSection, LoadedConfig
-from edge_agent.drivers import DriverBuilder
+from edge_agent.config import LoadedConfig, build_drivers
 from edge_agent.lighting.runner import LightingRunner, lighting_outputs
 from edge_agent.poller import DevicePoller, Observer
 from edge_agent.sync import Sync
-from protocols.driver import FieldDriver
 from protocols.fleet import PROTOCOL_VERSION, DeviceInfo, Status
-from protocols.modbus.profile import Profile
 
 log = logging.getLogger(__name__)
 
 AGENT_VERSION = "0.1.0"
 
-DriverFactory = Callable[[DeviceSection, Profile], FieldDriver]
-
 
 class Agent:
     """Build with a loaded config, then ``await agent.run()`` until cancelled."""
 
-    def __init__(
-        self,
-        loaded: LoadedConfig,
-        *,
-        clock: Clock | None = None,
-        driver_factory: DriverFactory | None = None,
-    ) -> None:
+    def __init__(self, loaded: LoadedConfig, *, clock: Clock | None = None) -> None:
         self.loaded = loaded
         self.config = loaded.config
         self.clock = clock = clock or SystemClock()
@@ -47,36 +35,36 @@ class Agent:
             max_bytes=int(self.config.buffer.max_mb * 1024 * 1024),
             clock_ms=clock_ms,
         )
-        build = driver_factory or DriverBuilder()
-        devices = [
-            (device.name, build(device, loaded.profiles[device.name]), loaded.profiles[device.name])
-            for device in self.config.devices
-        ]
+        # Each device's driver through its registered builder: the core knows no protocol.
+        self.drivers = drivers = build_drivers(loaded, now_ms=clock_ms)
+        named = [(device.name, driver) for device, driver in zip(loaded.devices, drivers, strict=True)]
         self.lighting = LightingRunner(
-            outputs=lighting_outputs(devices, self.config.lighting.devices),
+            outputs=lighting_outputs(named, self.config.lighting.devices),
             configured=loaded.schedule,
             buffer=self.buffer,
             clock=clock,
             failsafe=self.config.lighting.clock_failsafe,
         )
         self.alarms = {
-            device.name: DeviceAlarms(device=device.name, settings=device.alarms, buffer=self.buffer)
-            for device in self.config.devices
+            device.name: DeviceAlarms(
+                device=device.name, settings=device.alarms, points=driver.points, buffer=self.buffer
+            )
+            for device, driver in zip(loaded.devices, drivers, strict=True)
         }
         self.pollers = [
             DevicePoller(
-                name=name,
+                name=device.name,
                 driver=driver,
                 interval_s=device.poll_interval_s,
                 timeout_s=device.timeout_s,
                 buffer=self.buffer,
                 clock_ms=clock_ms,
-                observer=self._alarm_observer(name),
+                observer=self._alarm_observer(device.name),
                 lost_after=device.alarms.raise_after,
                 back_after=device.alarms.clear_after,
                 synchronised=clock.synchronised,
             )
-            for (name, driver, _), device in zip(devices, self.config.devices, strict=True)
+            for device, driver in zip(loaded.devices, drivers, strict=True)
         ]
         self.clock_alarm = ClockAlarm(clock=clock, buffer=self.buffer)
         self.ledger = CommandLedger(self.buffer)
@@ -119,10 +107,10 @@ class Agent:
                 DeviceInfo(
                     name=device.name,
                     driver=device.driver,
-                    profile=device.profile,
-                    points=list(self.loaded.profiles[device.name].quantities),
+                    profile=device.profile_name,
+                    points=[point.name for point in driver.points],
                 )
-                for device in self.config.devices
+                for device, driver in zip(self.loaded.devices, self.drivers, strict=True)
             ],
         )
 

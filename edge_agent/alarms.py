@@ -1,21 +1,25 @@
-"""Lighting alarms, raised and cleared once each, with hysteresis.
+"""A device's alarms, raised and cleared once each, with hysteresis: the lighting alarms (found by
+the roles its points declare: ``power``, ``current``, ``lamp_failure``, ``door``) and the alarms its
+driver declares on points (``AlarmRule``, see ``edge_agent.point_alarms``).
 
 An alarm is raised after ``raise_after`` consecutive polls find its condition, and cleared after
 ``clear_after`` consecutive polls find it gone; thresholds clear only ``hysteresis_pct`` back inside the
 limit. A value that flickers around a limit therefore gives one raise and one clear, not one per poll.
-Alarms travel as events (``alarm_raised`` / ``alarm_cleared``, data: alarm, device, value). A device
+Alarms travel as events (``alarm_raised`` / ``alarm_cleared``; data: alarm, device, and the total power
+of a lighting alarm or the point and value of a point's alarm). A device
 that does not answer is the ``device_lost`` event of its poller, not an alarm here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from edge_agent.buffer import Buffer
-from edge_agent.config import AlarmSettings
 from edge_agent.lighting.state import LightingState
-from protocols.driver import PointValue
+from edge_agent.point_alarms import rule_holds
+from protocols.device import AlarmSettings
+from protocols.driver import AlarmRule, PointSpec, PointValue
 from protocols.fleet.messages import Severity
 from protocols.quality import Quality
 
@@ -30,25 +34,24 @@ class AlarmKind:
     severity: Severity
     describe: str
     check: Check
+    point: str | None = None  # a point's own alarm: the point it watches
 
 
-def _number(values: Values, name: str) -> float | None:
-    value = values.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
+def _with_role(points: Sequence[PointSpec], role: str) -> tuple[str, ...]:
+    return tuple(point.name for point in points if point.role == role)
 
 
-def _flag(values: Values, prefix: str) -> bool | None:
-    flags = [
-        v for k, v in values.items() if (k == prefix or k.startswith(prefix + "_")) and isinstance(v, bool)
-    ]
+def _numbers(values: Values, names: Sequence[str]) -> list[float]:
+    found = [values.get(name) for name in names]
+    return [float(v) for v in found if isinstance(v, int | float) and not isinstance(v, bool)]
+
+
+def _flag(values: Values, names: Sequence[str]) -> bool | None:
+    flags = [v for v in (values.get(name) for name in names) if isinstance(v, bool)]
     return any(flags) if flags else None
 
 
-def _power(values: Values) -> float | None:
-    phases = [v for k, v in values.items() if k.startswith("power") and k.endswith("_w")]
-    numbers = [float(v) for v in phases if isinstance(v, int | float) and not isinstance(v, bool)]
+def _sum(numbers: list[float]) -> float | None:
     return sum(numbers) if numbers else None
 
 
@@ -64,8 +67,14 @@ def _below(limit: float, hysteresis: float, value: float | None, active: bool) -
     return value < (limit * (1 + hysteresis) if active else limit)
 
 
-def alarm_kinds(settings: AlarmSettings) -> list[AlarmKind]:
+def alarm_kinds(settings: AlarmSettings, points: Sequence[PointSpec]) -> list[AlarmKind]:
+    """The lighting alarms its points' roles allow, then each point's own alarm."""
     h = settings.hysteresis_pct / 100
+    powers, currents = _with_role(points, "power"), _with_role(points, "current")
+    lamps, doors = _with_role(points, "lamp_failure"), _with_role(points, "door")
+
+    def _power(values: Values) -> float | None:
+        return _sum(_numbers(values, powers))
 
     def lit_in_daytime(values: Values, lighting: LightingState | None, active: bool) -> bool | None:
         if lighting is None or lighting.on:
@@ -81,18 +90,38 @@ def alarm_kinds(settings: AlarmSettings) -> list[AlarmKind]:
         return _above(settings.power_max_w, h, _power(values), active)
 
     def current_out_of_range(values: Values, _: LightingState | None, active: bool) -> bool | None:
-        currents = [_number(values, k) for k in values if k.startswith("current") and k.endswith("_a")]
-        known = [c for c in currents if c is not None]
+        known = _numbers(values, currents)
         return _above(settings.current_max_a, h, max(known) if known else None, active)
 
-    return [
-        AlarmKind("lamp_failure", "alarm", "lamp failure", lambda v, _, __: _flag(v, "lamp_failure")),
-        AlarmKind("door_open", "warning", "cabinet door open", lambda v, _, __: _flag(v, "door_open")),
-        AlarmKind("lit_in_daytime", "warning", "lamps lit in daytime", lit_in_daytime),
-        AlarmKind("dark_at_night", "alarm", "lamps dark at night", dark_at_night),
-        AlarmKind("power_out_of_range", "warning", "power out of range", power_out_of_range),
-        AlarmKind("current_out_of_range", "warning", "current out of range", current_out_of_range),
-    ]
+    kinds = []
+    if lamps:
+        kinds.append(AlarmKind("lamp_failure", "alarm", "lamp failure", lambda v, _, __: _flag(v, lamps)))
+    if doors:
+        kinds.append(AlarmKind("door_open", "warning", "cabinet door open", lambda v, _, __: _flag(v, doors)))
+    if powers:
+        kinds += [
+            AlarmKind("lit_in_daytime", "warning", "lamps lit in daytime", lit_in_daytime),
+            AlarmKind("dark_at_night", "alarm", "lamps dark at night", dark_at_night),
+            AlarmKind("power_out_of_range", "warning", "power out of range", power_out_of_range),
+        ]
+    if currents:
+        kinds.append(
+            AlarmKind("current_out_of_range", "warning", "current out of range", current_out_of_range)
+        )
+    taken = {kind.name for kind in kinds}
+    for point in points:
+        if point.alarm is not None:
+            name = point.alarm.name if point.alarm.name not in taken else f"{point.name}.{point.alarm.name}"
+            taken.add(name)
+            kinds.append(_point_kind(name, point.name, point.alarm))
+    return kinds
+
+
+def _point_kind(name: str, point: str, rule: AlarmRule) -> AlarmKind:
+    def check(values: Values, _: LightingState | None, active: bool) -> bool | None:
+        return rule_holds(rule, values.get(point), active)
+
+    return AlarmKind(name, rule.severity, rule.description or f"{name} ({point})", check, point=point)
 
 
 @dataclass(slots=True)
@@ -102,13 +131,16 @@ class _Track:
 
 
 class DeviceAlarms:
-    """The alarm states of one device, fed with each good poll."""
+    """The alarm states of one device, fed with each good poll and each pushed change."""
 
-    def __init__(self, *, device: str, settings: AlarmSettings, buffer: Buffer) -> None:
+    def __init__(
+        self, *, device: str, settings: AlarmSettings, points: Sequence[PointSpec], buffer: Buffer
+    ) -> None:
         self.device = device
         self.settings = settings
         self.buffer = buffer
-        self.kinds = alarm_kinds(settings)
+        self.kinds = alarm_kinds(settings, points)
+        self._powers = _with_role(points, "power")
         self.tracks = {kind.name: _Track() for kind in self.kinds}
 
     @property
@@ -142,12 +174,16 @@ class DeviceAlarms:
                 self.buffer.stage_setting(self.setting_key, ",".join(self.active))
 
     def _record(self, ts: int, kind: AlarmKind, *, raised: bool, values: Values) -> None:
-        power = _power(values)
+        data: dict[str, str | int | float | bool | None] = {"alarm": kind.name, "device": self.device}
+        if kind.point is None:
+            data["power_w"] = _sum(_numbers(values, self._powers))
+        else:
+            data["point"], data["value"] = kind.point, values.get(kind.point)
         self.buffer.append_event(
             ts=ts,
             source=self.device,
             kind="alarm_raised" if raised else "alarm_cleared",
             severity=kind.severity if raised else "info",
             message=f"{self.device}: {kind.describe} {'raised' if raised else 'cleared'}",
-            data={"alarm": kind.name, "device": self.device, "power_w": power},
+            data=data,
         )

@@ -9,23 +9,23 @@ from __future__ import annotations
 import hashlib
 import logging
 import stat
+import time
 import tomllib
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+import msgspec
 
+from edge_agent.config_errors import describe_error
+from edge_agent.device_configs import duplicate_name, parse_device
 from edge_agent.errors import ConfigError
 from edge_agent.lighting import LightingSchedule, ScheduleError, parse_schedule
 from edge_agent.lighting.roles import role_problem
+from protocols import registry
+from protocols.device import BuildContext, BuildError, DeviceConfig, field_problem
+from protocols.driver import FieldDriver
 from protocols.errors import ProfileError
 from protocols.fleet.broker_url import (
     BrokerAddress,
@@ -35,22 +35,26 @@ from protocols.fleet.broker_url import (
     read_secret_file,
 )
 from protocols.fleet.topics import CABINET_ID_PATTERN
-from protocols.modbus.profile import Profile, find_profile, profile_search_path
+from protocols.profiles import find_profile_file, profile_search_path
 
 logger = logging.getLogger(__name__)
 
-DriverName = Literal["modbus-tcp", "modbus-rtu"]
+# msgspec structs, not pydantic models: the agent loads its config once at start on a Raspberry Pi,
+# and msgspec costs a fraction of pydantic's memory and start time.
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+MAX_DEVICES = 256  # a cabinet's, far above any real one
 
 
-class CabinetSection(_Model):
-    id: Annotated[str, Field(pattern=CABINET_ID_PATTERN)]
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
 
 
-class BrokerSection(_Model):
+class CabinetSection(_Section, frozen=True, kw_only=True):
+    id: Annotated[str, msgspec.Meta(pattern=CABINET_ID_PATTERN)]
+
+
+class BrokerSection(_Section, frozen=True, kw_only=True):
     """Where the broker is and who the cabinet is to it.
 
     The password comes from ``password_file`` (a file only the agent's user can read; relative to the
@@ -59,23 +63,28 @@ class BrokerSection(_Model):
     ``CITYEDGE_BROKER_PASSWORD_FILE``, or the systemd credential ``broker-password``).
     """
 
-    url: str = "mqtt://127.0.0.1:1883"
-    username: str | None = None
-    password: SecretStr | None = None  # never shown: repr, str and errors print ********
+    url: Annotated[str, msgspec.Meta(max_length=1024)] = "mqtt://127.0.0.1:1883"
+    username: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    password: Annotated[str, msgspec.Meta(max_length=1024)] | None = None  # never shown (``__repr__``)
     password_file: Path | None = None
-    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    keepalive_s: Annotated[int, msgspec.Meta(ge=5, le=3600)] = 30
 
-    @field_validator("url")
-    @classmethod
-    def _url_parses(cls, url: str) -> str:
-        parse_broker_url(url)  # raises ValueError naming the URL (password redacted) and a good example
-        return url
-
-    @model_validator(mode="after")
-    def _one_password(self) -> BrokerSection:
+    def __post_init__(self) -> None:
+        try:
+            parse_broker_url(self.url)  # names the URL (password redacted) and a good example
+        except ValueError as exc:
+            raise field_problem("url", str(exc)) from None
         if self.password is not None and self.password_file is not None:
             raise ValueError("give either password or password_file, not both (password_file is better)")
-        return self
+
+    def __repr__(self) -> str:
+        password = None if self.password is None else "********"
+        return (
+            f"BrokerSection(url={parse_broker_url(self.url)!s}, username={self.username!r}, "
+            f"password={password}, password_file={self.password_file!r}, keepalive_s={self.keepalive_s})"
+        )
+
+    __str__ = __repr__
 
     def address(self) -> BrokerAddress:
         parsed = parse_broker_url(self.url)
@@ -84,91 +93,36 @@ class BrokerSection(_Model):
             port=parsed.port,
             tls=parsed.tls,
             username=self.username or parsed.username,
-            password=self.password.get_secret_value() if self.password else parsed.password,
+            password=self.password if self.password is not None else parsed.password,
         )
 
 
-class BufferSection(_Model):
+class BufferSection(_Section, frozen=True, kw_only=True):
     path: Path = Path("buffer.db")
-    max_mb: Annotated[float, Field(gt=0)] = 256.0
+    max_mb: Annotated[float, msgspec.Meta(gt=0)] = 256.0
     # Commits are batched: SD cards wear out, and one commit per reading would write a page each.
-    commit_interval_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    commit_interval_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 1.0
 
 
-class SyncSection(_Model):
-    batch_max_records: Annotated[int, Field(ge=1, le=5000)] = 1000
-    window: Annotated[int, Field(ge=1, le=64)] = 8
-    ack_timeout_s: Annotated[float, Field(gt=0)] = 30.0
-    reconnect_min_s: Annotated[float, Field(gt=0)] = 0.5
-    reconnect_max_s: Annotated[float, Field(gt=0)] = 60.0
+class SyncSection(_Section, frozen=True, kw_only=True):
+    batch_max_records: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 1000
+    window: Annotated[int, msgspec.Meta(ge=1, le=64)] = 8
+    ack_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    reconnect_min_s: Annotated[float, msgspec.Meta(gt=0)] = 0.5
+    reconnect_max_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
 
 
-class AlarmSettings(_Model):
-    """Thresholds of a lighting device's alarms; each alarm is raised and cleared once, with hysteresis."""
-
-    raise_after: Annotated[int, Field(ge=1, le=100)] = 3  # consecutive polls before raising
-    clear_after: Annotated[int, Field(ge=1, le=100)] = 3  # consecutive polls before clearing
-    day_power_max_w: Annotated[float, Field(ge=0)] = 20.0  # above this in daytime: lit in daytime
-    night_power_min_w: Annotated[float, Field(ge=0)] = 10.0  # below this while lit: dark at night
-    power_max_w: Annotated[float, Field(gt=0)] | None = None  # above this: power out of range
-    current_max_a: Annotated[float, Field(gt=0)] | None = None  # above this: current out of range
-    hysteresis_pct: Annotated[float, Field(ge=0, le=50)] = 10.0  # clear only this far back inside
-
-
-class DeviceSection(_Model):
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
-    driver: DriverName
-    address: str | None = None  # modbus-tcp: host:port
-    port: str | None = None  # modbus-rtu: the serial device, e.g. /dev/ttyUSB0
-    baudrate: Annotated[int, Field(ge=300, le=1_000_000)] = 19200
-    parity: Literal["N", "E", "O"] = "E"  # the Modbus standard's default is 8E1
-    stopbits: Literal[1, 2] = 1
-    unit: Annotated[int, Field(ge=0, le=247)] = 1
-    profile: str
-    poll_interval_s: Annotated[float, Field(gt=0, le=86400)] = 5.0
-    timeout_s: Annotated[float, Field(gt=0, le=60)] = 1.0
-    alarms: AlarmSettings = AlarmSettings()
-
-    @field_validator("address")
-    @classmethod
-    def _host_port(cls, address: str | None) -> str | None:
-        if address is None:
-            return None
-        host, sep, port = address.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"expected host:port, e.g. 192.168.1.20:502, got {address!r}")
-        return address
-
-    @model_validator(mode="after")
-    def _transport_matches_driver(self) -> DeviceSection:
-        if self.driver == "modbus-tcp" and self.address is None:
-            raise ValueError('driver modbus-tcp needs address = "host:port"')
-        if self.driver == "modbus-rtu" and self.port is None:
-            raise ValueError('driver modbus-rtu needs port = "/dev/ttyUSB0" (its serial device)')
-        if self.driver == "modbus-rtu" and not 1 <= self.unit <= 247:
-            raise ValueError(f"a modbus-rtu unit must be 1..247, got {self.unit}")
-        return self
-
-    @property
-    def host(self) -> str:
-        return (self.address or "").rpartition(":")[0]
-
-    @property
-    def tcp_port(self) -> int:
-        return int((self.address or ":0").rpartition(":")[2])
-
-
-class LightingSection(_Model):
+class LightingSection(_Section, frozen=True, kw_only=True):
     """The schedule the cabinet runs on its own until central sends another (see edge_agent.lighting)."""
 
-    devices: list[str] | None = None  # default: every device whose profile has a relay point
-    schedule: dict[str, Any] | None = None
+    devices: list[str] | None = None  # default: every device with a writable relay point
+    schedule: dict[str, Any] | None = None  # checked by parse_schedule
     # What the lights do while the clock is not synchronised (the schedule cannot be placed in time):
     # "on" (at 100%: a dark street is worse than a wasted hour), "off", or "schedule" (trust the clock).
     clock_failsafe: Literal["on", "off", "schedule"] = "on"
 
 
-class AgentConfig(_Model):
+class AgentConfig(_Section, frozen=True, kw_only=True):
     # Device profiles of this cabinet's own, looked for before /etc/cityedge/profiles and the packaged
     # ones (relative: to the config file's folder).
     profiles_dir: Path | None = None
@@ -176,67 +130,49 @@ class AgentConfig(_Model):
     broker: BrokerSection = BrokerSection()
     buffer: BufferSection = BufferSection()
     sync: SyncSection = SyncSection()
-    devices: list[DeviceSection] = []
+    # Each table is checked by its driver's own model (``edge_agent.device_configs``), once the rest
+    # of the file is known to be right.
+    devices: Annotated[list[dict[str, Any]], msgspec.Meta(max_length=MAX_DEVICES)] = []
     lighting: LightingSection = LightingSection()
 
-    @model_validator(mode="after")
-    def _unique_device_names(self) -> AgentConfig:
-        seen: set[str] = set()
-        for device in self.devices:
-            if device.name in seen:
-                raise ValueError(f"device name {device.name!r} is used twice")
-            seen.add(device.name)
-        lines: dict[str, DeviceSection] = {}
-        for device in self.devices:
-            if device.port is None:
-                continue
-            first = lines.setdefault(device.port, device)
-            if (first.baudrate, first.parity, first.stopbits) != (
-                device.baudrate,
-                device.parity,
-                device.stopbits,
-            ):
-                raise ValueError(
-                    f"devices {first.name!r} and {device.name!r} share {device.port} with different "
-                    "baudrate/parity/stopbits: one serial line has one setting"
-                )
-        for name in self.lighting.devices or ():
-            if name not in seen:
-                raise ValueError(f"lighting.devices names {name!r}, which is not a configured device")
-        return self
+
+def _decode_path(kind: type, value: Any) -> Any:
+    if kind is Path and isinstance(value, str) and 0 < len(value) <= 4096 and "\0" not in value:
+        return Path(value)
+    raise ValueError("expected a file path, as a string")
+
+
+def parse_agent_config(document: dict[str, Any]) -> AgentConfig:
+    """The typed config; msgspec.ValidationError when it is wrong."""
+    return msgspec.convert(document, AgentConfig, strict=True, dec_hook=_decode_path)
 
 
 class LoadedConfig:
-    """A validated config with what was derived from it: profiles, absolute paths, its hash."""
+    """A validated config with what was derived from it: typed devices, absolute paths, its hash."""
 
     def __init__(
         self,
         *,
         path: Path,
         config: AgentConfig,
-        profiles: dict[str, Profile],
+        devices: list[DeviceConfig],
         digest: str,
         schedule: LightingSchedule | None,
+        profile_dirs: list[Path],
         profile_files: dict[str, Path] | None = None,
     ) -> None:
         self.path = path
         self.config = config
-        self.profiles = profiles
+        self.devices = devices
         self.digest = digest
         self.schedule = schedule
+        self.profile_dirs = profile_dirs
         self.profile_files = profile_files or {}  # device -> the file its profile was read from
 
     @property
     def buffer_path(self) -> Path:
         buffer_path = self.config.buffer.path
         return buffer_path if buffer_path.is_absolute() else self.path.parent / buffer_path
-
-
-def _key(loc: tuple[int | str, ...]) -> str:
-    key = ""
-    for part in loc:
-        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
-    return key
 
 
 _SHOWN_BROKER_KEYS = ("username", "password_file", "keepalive_s")
@@ -248,22 +184,6 @@ def _is_secret(loc: tuple[int | str, ...]) -> bool:
     if loc[:1] == ("broker",):
         return len(loc) < 2 or loc[1] not in _SHOWN_BROKER_KEYS
     return any("password" in str(part) for part in loc)
-
-
-def _problem(error: Any) -> str:
-    kind = error["type"]
-    if kind == "missing":
-        return "missing, this key is required"
-    if kind == "extra_forbidden":
-        return "unknown key (check its spelling and section)"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    shown = error.get("input")
-    # Only a scalar of a key that holds no secret is echoed: a table's input is the whole table (the
-    # top level's is the whole file, broker password included).
-    echo = "input" in error and kind != "model_type" and not isinstance(shown, dict | list)
-    if echo and not _is_secret(tuple(error["loc"])):
-        return f"{message} (got {shown!r})"
-    return message
 
 
 def _with_password(path: Path, config: AgentConfig) -> AgentConfig:
@@ -289,8 +209,9 @@ def _with_password(path: Path, config: AgentConfig) -> AgentConfig:
             raise ConfigError(shown, "broker", f"the broker password from the environment: {exc}") from exc
         if password is None:
             return config
-    secret = broker.model_copy(update={"password": SecretStr(password)})
-    return config.model_copy(update={"broker": secret})
+    # The password, read from its file: the file is not needed again.
+    secret = msgspec.structs.replace(broker, password=password, password_file=None)
+    return msgspec.structs.replace(config, broker=secret)
 
 
 def _warn_if_others_can_read(path: Path) -> None:
@@ -320,14 +241,14 @@ def load_config(path: Path, *, profile_dirs: list[Path] | None = None) -> Loaded
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(shown, "", f"not valid TOML: {exc}") from exc
     try:
-        config = AgentConfig.model_validate(document)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        # Not chained: pydantic's own message repeats every input, passwords included.
-        raise ConfigError(shown, _key(first["loc"]), _problem(first)) from None
+        config = parse_agent_config(document)
+    except msgspec.ValidationError as exc:
+        key, problem = describe_error(str(exc), document, _key_is_secret, AgentConfig)
+        raise ConfigError(shown, key, problem) from None
     config = _with_password(path, config)
+    devices = _devices(shown, config)
     dirs = profile_dirs if profile_dirs is not None else _profile_search_path(shown, path, config)
-    profile_files, profiles = _load_profiles(shown, config, dirs)
+    profile_files = _profile_files(shown, devices, dirs)
     schedule = None
     if config.lighting.schedule is not None:
         try:
@@ -335,14 +256,95 @@ def load_config(path: Path, *, profile_dirs: list[Path] | None = None) -> Loaded
         except ScheduleError as exc:
             field, problem = exc.problems[0]
             raise ConfigError(shown, f"lighting.schedule.{field}", problem) from exc
-    return LoadedConfig(
+    loaded = LoadedConfig(
         path=path.resolve(),
         config=config,
-        profiles=profiles,
+        devices=devices,
         digest=hashlib.sha256(raw).hexdigest()[:16],
         schedule=schedule,
+        profile_dirs=dirs,
         profile_files=profile_files,
     )
+    # Every driver is built once (no I/O): a profile it cannot read, or lighting outputs the
+    # lighting could not drive, are refused now, not at dusk.
+    build_drivers(loaded)
+    return loaded
+
+
+def _devices(shown: str, config: AgentConfig) -> list[DeviceConfig]:
+    devices: list[DeviceConfig] = []
+    for index, table in enumerate(config.devices):
+        parsed = parse_device(table, partial(_device_key_is_secret, index))
+        if isinstance(parsed, tuple):
+            where, problem = parsed
+            raise ConfigError(shown, f"devices[{index}]" + (f".{where}" if where else ""), problem)
+        devices.append(parsed)
+    duplicate = duplicate_name(devices)
+    if duplicate is not None:
+        raise ConfigError(shown, f"devices[{duplicate[0]}].name", duplicate[1])
+    names = {device.name for device in devices}
+    for index, name in enumerate(config.lighting.devices or ()):
+        if name not in names:
+            raise ConfigError(
+                shown, f"lighting.devices[{index}]", f"names {name!r}, which is not a configured device"
+            )
+    return devices
+
+
+def _device_key_is_secret(index: int, key: str) -> bool:
+    return _is_secret(("devices", index, *key.split(".")))
+
+
+def _key_is_secret(key: str) -> bool:
+    return _is_secret(tuple(key.split("."))) if key else True
+
+
+def _profile_files(shown: str, devices: list[DeviceConfig], dirs: list[Path]) -> dict[str, Path]:
+    """The file each device's profile is read from (for the devices whose protocol has profiles)."""
+    files: dict[str, Path] = {}
+    for index, device in enumerate(devices):
+        if device.profile_name is not None:
+            try:
+                files[device.name] = find_profile_file(device.profile_name, dirs)
+            except ProfileError as exc:
+                raise ConfigError(shown, f"devices[{index}].profile", str(exc)) from exc
+    return files
+
+
+def build_drivers(loaded: LoadedConfig, *, now_ms: Callable[[], int] | None = None) -> list[FieldDriver]:
+    """Each device's driver, through its registered builder, in config order (no I/O on a device).
+
+    A builder's refusal is a ConfigError naming the device's key; so is a lighting output whose
+    point cannot take what the lighting writes.
+    """
+    shown = str(loaded.path)
+    context = BuildContext(
+        config_dir=loaded.path.parent, profile_dirs=loaded.profile_dirs, now_ms=now_ms or _now_ms
+    )
+    lighting = loaded.config.lighting.devices
+    drivers: list[FieldDriver] = []
+    for index, device in enumerate(loaded.devices):
+        key = f"devices[{index}]"
+        try:
+            driver = registry.builder(device.driver)(device, context)
+        except ProfileError as exc:
+            raise ConfigError(shown, f"{key}.profile", str(exc)) from exc
+        except BuildError as exc:
+            raise ConfigError(shown, f"{key}.{exc.field}", exc.problem) from exc
+        if lighting is None or device.name in lighting:
+            problem = role_problem(driver.points)
+            if problem is not None:
+                where, text = problem
+                file = loaded.profile_files.get(device.name)
+                if file is not None:
+                    raise ConfigError(shown, f"{key}.profile", f"{file}: {where}: {text}")
+                raise ConfigError(shown, key, f"{where}: {text}")
+        drivers.append(driver)
+    return drivers
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def _profile_search_path(shown: str, path: Path, config: AgentConfig) -> list[Path]:
@@ -358,23 +360,3 @@ def _profile_search_path(shown: str, path: Path, config: AgentConfig) -> list[Pa
                 "in it, or remove the key to use /etc/cityedge/profiles and the packaged profiles",
             )
     return profile_search_path(own)
-
-
-def _load_profiles(
-    shown: str, config: AgentConfig, dirs: list[Path]
-) -> tuple[dict[str, Path], dict[str, Profile]]:
-    """Each device's profile and the file it came from; a lighting output's points must fit their role."""
-    files: dict[str, Path] = {}
-    profiles: dict[str, Profile] = {}
-    for index, device in enumerate(config.devices):
-        key = f"devices[{index}].profile"
-        try:
-            files[device.name], profiles[device.name] = find_profile(device.profile, dirs)
-        except ProfileError as exc:
-            raise ConfigError(shown, key, str(exc)) from exc
-        lighting = config.lighting.devices
-        if lighting is None or device.name in lighting:
-            problem = role_problem(profiles[device.name])
-            if problem is not None:
-                raise ConfigError(shown, key, f"{files[device.name]}: {problem[0]}: {problem[1]}")
-    return files, profiles

@@ -4,6 +4,11 @@ Every failed read gives bad-quality readings for every point (so a gap in the da
 silent). ``lost_after`` failed reads in a row give a single ``device_lost`` event and ``back_after``
 good reads in a row one ``device_back``: a single glitch on a noisy line is not an alarm.
 
+A driver whose protocol pushes (``PushingDriver``) is also listened to: each pushed batch is recorded
+at once, under the same quality rules, and told to the alarms, so a state change reaches central
+within one publishing interval rather than one poll interval. While the device is lost, pushes are
+not recorded (the poll says when it is back).
+
 While the cabinet's clock is not synchronised, every reading that was not already bad is bad with the
 reason ``clock_unsynchronised``: its value may be right, its timestamp cannot be trusted.
 """
@@ -18,7 +23,8 @@ from dataclasses import dataclass
 
 from edge_agent.buffer import Buffer
 from edge_agent.clock import ClockMs
-from protocols.driver import FieldDriver, PointValue
+from protocols.backoff import Backoff
+from protocols.driver import FieldDriver, PointValue, PushingDriver
 from protocols.errors import DriverError
 from protocols.quality import CLOCK_UNSYNCHRONISED, Quality
 
@@ -60,6 +66,7 @@ class DevicePoller:
         self.clock_ms = clock_ms
         self.observer = observer
         self.stats = PollStats()
+        self.pushes = 0  # pushed batches recorded
         self.lost_after = lost_after
         self.back_after = back_after
         self.synchronised = synchronised
@@ -80,16 +87,51 @@ class DevicePoller:
         self._lost = lost
 
     async def run(self) -> None:
-        next_poll = time.monotonic()
         try:
-            while True:
-                await self.poll_once()
-                next_poll += self.interval_s
-                now = time.monotonic()
-                next_poll = max(next_poll, now)  # overran: skip the missed slots rather than burst
-                await asyncio.sleep(next_poll - now)
+            if isinstance(self.driver, PushingDriver):
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(self._poll_forever(), name=f"poll-{self.name}")
+                    tasks.create_task(self._consume_changes(self.driver), name=f"push-{self.name}")
+            else:
+                await self._poll_forever()
         finally:
             await self.driver.close()
+
+    async def _poll_forever(self) -> None:
+        next_poll = time.monotonic()
+        while True:
+            await self.poll_once()
+            next_poll += self.interval_s
+            now = time.monotonic()
+            next_poll = max(next_poll, now)  # overran: skip the missed slots rather than burst
+            await asyncio.sleep(next_poll - now)
+
+    async def _consume_changes(self, driver: PushingDriver) -> None:
+        """Listen for as long as the agent runs: a driver whose changes stop or fail is listened to
+        again after a backoff (the poll goes on meanwhile), never taking the agent down."""
+        backoff = Backoff(initial=1.0, maximum=60.0)
+        while True:
+            try:
+                async for values in driver.changes():
+                    backoff.reset()
+                    self._on_pushed(values, {point.name for point in driver.points})
+                detail = "its changes ended"
+            except DriverError as exc:
+                detail = str(exc) or exc.reason
+            delay = backoff.next_delay()
+            log.warning(
+                "device %s: no pushed changes (%s); listening again in %.1f s", self.name, detail, delay
+            )
+            await asyncio.sleep(delay)
+
+    def _on_pushed(self, values: list[PointValue], offered: set[str]) -> None:
+        if self._lost:
+            return
+        # Only the points the driver offers: a pushed name nobody declared has no place downstream.
+        known = [value for value in values if value.quantity in offered]
+        if known:
+            self.pushes += 1
+            self._record(self.clock_ms(), known)
 
     async def poll_once(self) -> None:
         ts = self.clock_ms()
@@ -102,6 +144,9 @@ class DevicePoller:
             self._on_failure(ts, reason, str(exc) or reason)
             return
         self._on_good(ts)
+        self._record(ts, values)
+
+    def _record(self, ts: int, values: list[PointValue]) -> None:
         synchronised = self.synchronised()
         for value in values:
             quality, why = value.quality, value.reason

@@ -6,18 +6,14 @@ does not decode). Devices are read at the same time, each within its own timeout
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from edge_agent.config import DeviceSection, LoadedConfig
-from edge_agent.drivers import DriverBuilder
-from protocols.driver import FieldDriver, Value
+from edge_agent.config import LoadedConfig, build_drivers
+from protocols.device import DeviceConfig
+from protocols.driver import IMPLAUSIBLE, FieldDriver, Value
 from protocols.errors import DriverError
-from protocols.modbus.base import IMPLAUSIBLE
-from protocols.modbus.profile import Profile
 from protocols.quality import Quality
-
-DriverFactory = Callable[[DeviceSection, Profile], FieldDriver]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,20 +41,18 @@ class ProbedDevice:
         return self.error is None and all(point.good for point in self.points)
 
 
-async def probe(loaded: LoadedConfig, *, build: DriverFactory | None = None) -> list[ProbedDevice]:
+async def probe(loaded: LoadedConfig) -> list[ProbedDevice]:
     """Each configured device read once, in config order."""
-    factory = build or DriverBuilder()
-    devices = loaded.config.devices
-    drivers = [factory(device, loaded.profiles[device.name]) for device in devices]
+    drivers = build_drivers(loaded)
     async with asyncio.TaskGroup() as tasks:
         reads = [
-            tasks.create_task(_probe_one(device, driver, loaded.profiles[device.name]), name=device.name)
-            for device, driver in zip(devices, drivers, strict=True)
+            tasks.create_task(_probe_one(device, driver), name=device.name)
+            for device, driver in zip(loaded.devices, drivers, strict=True)
         ]
     return [read.result() for read in reads]
 
 
-async def _probe_one(device: DeviceSection, driver: FieldDriver, profile: Profile) -> ProbedDevice:
+async def _probe_one(device: DeviceConfig, driver: FieldDriver) -> ProbedDevice:
     try:
         # As the poller bounds a read: a driver reading several blocks gets one timeout per block.
         async with asyncio.timeout(device.timeout_s * 4):
@@ -69,13 +63,12 @@ async def _probe_one(device: DeviceSection, driver: FieldDriver, profile: Profil
         return ProbedDevice(device.name, (), f"{device.name}: no answer within {device.timeout_s * 4}s")
     finally:
         await driver.close()
+    specs = {spec.name: spec for spec in driver.points}
     points = []
     for value in values:
-        point = profile.point(value.quantity)
-        plausible = None if point.plausible is None else (point.plausible[0], point.plausible[1])
-        points.append(
-            ProbedPoint(value.quantity, value.value, point.unit, value.quality, value.reason, plausible)
-        )
+        spec = specs.get(value.quantity)
+        unit, plausible = (None, None) if spec is None else (spec.unit, spec.plausible)
+        points.append(ProbedPoint(value.quantity, value.value, unit, value.quality, value.reason, plausible))
     return ProbedDevice(device.name, tuple(points))
 
 

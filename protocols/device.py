@@ -77,3 +77,21 @@ class BuildContext:
 
 
 Builder = Callable[[Any, BuildContext], FieldDriver]
+
+
+class BuildError(ValueError):
+    """A device's config that its builder refuses (two devices with one serial port set two ways).
+
+    ``field`` is the device's key at fault; the agent reports ``devices[<index>].<field>: <problem>``.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+def field_problem(field: str, problem: str) -> ValueError:
+    """The error a model's ``__post_init__`` raises for one of its fields: msgspec keeps only its
+    message, so the field leads it (``address: expected host:port``) and the agent reads it back."""
+    return ValueError(f"{field}: {problem}")

@@ -30,6 +30,9 @@ Severity = Literal["info", "warning", "alarm", "critical"]
 # controller's ``mode``, a camera's ``clock_drift``): the agent records them and leaves them alone.
 LIGHTING_ROLES = ("relay", "dim_level", "power", "current", "lamp_failure", "door")
 
+# The reason of a value read outside its point's ``plausible`` range (kept, with a bad quality).
+IMPLAUSIBLE = "implausible"
+
 
 @dataclass(frozen=True, slots=True)
 class AlarmRule:
@@ -62,6 +65,8 @@ class PointSpec:
     role: str | None = None
     alarm: AlarmRule | None = None
     description: str | None = None
+    # [low, high]: a value read outside is reported bad with the reason ``IMPLAUSIBLE``.
+    plausible: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)

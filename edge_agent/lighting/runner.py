@@ -5,8 +5,8 @@ when a command changes the schedule or an override), writes relay and dimming se
 them now and then (a controller that lost power comes back in its default state). Every write is read
 back by the driver. Each change of what the lights do is recorded as a ``lighting_state`` event.
 
-Lighting outputs are found by name in the device profile (``edge_agent.lighting.roles``): writable
-``relay`` / ``relay_*`` points are switched, writable ``dim*_pct`` points get the level.
+Lighting outputs are found by the roles of the driver's points (``edge_agent.lighting.roles``):
+writable ``relay`` points are switched, writable ``dim_level`` points get the level.
 
 While the clock is not synchronised the schedule cannot be placed in time: the lights follow the
 fail-safe (``lighting.clock_failsafe``: on, off, or the schedule all the same), an operator's override
@@ -43,7 +43,6 @@ from protocols.fleet.schedule import (
     schedule_builtins,
     schedule_json,
 )
-from protocols.modbus.profile import Profile
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +73,14 @@ class LightingOutput:
 
 
 def lighting_outputs(
-    devices: Sequence[tuple[str, FieldDriver, Profile]], only: Sequence[str] | None
+    devices: Sequence[tuple[str, FieldDriver]], only: Sequence[str] | None
 ) -> list[LightingOutput]:
     outputs = []
-    for name, driver, profile in devices:
+    for name, driver in devices:
         if only is not None and name not in only:
             continue
-        relays = [p.name for p in relay_points(profile)]
-        dims = [p.name for p in dim_points(profile)]
+        relays = [p.name for p in relay_points(driver.points)]
+        dims = [p.name for p in dim_points(driver.points)]
         if relays:
             outputs.append(LightingOutput(name=name, driver=driver, relays=relays, dims=dims))
     return outputs

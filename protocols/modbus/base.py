@@ -22,7 +22,7 @@ from typing import Self, TypeVar
 from pymodbus.client import ModbusBaseClient
 from pymodbus.pdu import ModbusPDU
 
-from protocols.driver import PointSpec, PointType, PointValue
+from protocols.driver import IMPLAUSIBLE, AlarmRule, PointSpec, PointType, PointValue
 from protocols.errors import DeviceException, DriverError, WriteRejected
 from protocols.modbus.codec import (
     BIT_TABLES,
@@ -37,7 +37,7 @@ from protocols.modbus.codec import (
     read_request,
     write_request,
 )
-from protocols.modbus.profile import Point, Profile
+from protocols.modbus.profile import Point, PointAlarm, Profile
 from protocols.quality import Quality
 
 T = TypeVar("T")
@@ -55,7 +55,7 @@ class ModbusDriverBase(ABC):
         self.timeout = timeout
         self._blocks = plan_reads(profile.points, max_gap=profile.profile.max_gap)
         self._lock = asyncio.Lock()  # one operation at a time per unit: a read, or a write+verify
-        self._specs = tuple(point_spec(point) for point in profile.points)
+        self._specs = tuple(point_spec(point, profile.role_of(point)) for point in profile.points)
 
     @property
     def quantities(self) -> Sequence[str]:
@@ -165,11 +165,9 @@ class ModbusDriverBase(ABC):
         return point
 
 
-IMPLAUSIBLE = "implausible"
-
-
-def point_spec(point: Point) -> PointSpec:
-    """What the agent core is told of a register point: its name, unit and type, never its address."""
+def point_spec(point: Point, role: str | None = None) -> PointSpec:
+    """What the agent core is told of a register point: its name, unit, type, role and alarm, never
+    its address."""
     if point.type == "bool":
         kind: PointType = "bool"
     elif point.type.startswith("float") or point.scale != 1.0:
@@ -177,7 +175,27 @@ def point_spec(point: Point) -> PointSpec:
     else:
         kind = "int"
     return PointSpec(
-        name=point.name, type=kind, unit=point.unit, writable=point.writable, description=point.description
+        name=point.name,
+        type=kind,
+        unit=point.unit,
+        writable=point.writable,
+        role=role,
+        alarm=None if point.alarm is None else alarm_rule(point.alarm),
+        description=point.description,
+        plausible=None if point.plausible is None else (point.plausible[0], point.plausible[1]),
+    )
+
+
+def alarm_rule(alarm: PointAlarm) -> AlarmRule:
+    return AlarmRule(
+        name=alarm.name,
+        severity=alarm.severity,
+        when_true=alarm.when_true,
+        when_in=alarm.when_in,
+        above=alarm.above,
+        below=alarm.below,
+        hysteresis_pct=alarm.hysteresis_pct,
+        description=alarm.description or "",
     )
 
 

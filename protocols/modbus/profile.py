@@ -10,13 +10,12 @@ profiles packaged with cityedge (``profile_search_path``).
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -30,9 +29,50 @@ from protocols.modbus.codec import (
     WordOrder,
     register_count,
 )
+from protocols.profiles import (
+    PROFILE_NAME_PATTERN,
+    SYSTEM_PROFILE_DIR,
+    available_profiles,
+    default_profile_dirs,
+    find_profile_file,
+    profile_search_path,
+)
 
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+# Re-exported: the search path is shared by every protocol's profiles (``protocols.profiles``).
+__all__ = [
+    "SYSTEM_PROFILE_DIR",
+    "Point",
+    "Profile",
+    "available_profiles",
+    "default_profile_dirs",
+    "find_profile",
+    "load_profile",
+    "parse_profile",
+    "profile_search_path",
+    "read_profile",
+]
+
+_NAME = PROFILE_NAME_PATTERN
 _STRICT = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class PointAlarm(BaseModel):
+    """The alarm a point's value raises (``protocols.driver.AlarmRule``): exactly one condition."""
+
+    model_config = _STRICT
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)
+    severity: Literal["info", "warning", "alarm", "critical"] = "alarm"
+    when_true: bool = False
+    when_in: tuple[str | int, ...] = Field(default=(), strict=False, max_length=32)
+    above: float | None = None
+    below: float | None = None
+    hysteresis_pct: float = Field(default=10.0, ge=0, le=50)
+    description: str | None = Field(default=None, max_length=200)
+
+    @property
+    def conditions(self) -> int:
+        return sum((self.when_true, bool(self.when_in), self.above is not None, self.below is not None))
 
 
 class Point(BaseModel):
@@ -52,6 +92,9 @@ class Point(BaseModel):
     max: float | None = None
     # [low, high] in scaled units: a value read outside is flagged implausible (bad quality).
     plausible: list[float] | None = None
+    # What the agent does with the point (``protocols.driver.LIGHTING_ROLES``: relay, dim_level, ...).
+    role: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$", max_length=32)
+    alarm: PointAlarm | None = None
     description: str | None = None
 
     @model_validator(mode="before")
@@ -71,6 +114,24 @@ class Point(BaseModel):
     def end(self) -> int:
         """First address after this point."""
         return self.address + self.size
+
+    @property
+    def named_role(self) -> str | None:
+        """The role its name implies, for profiles that declare none (written before roles existed)."""
+        name = self.name
+        if name == "relay" or name.startswith("relay_"):
+            return "relay"
+        if name.startswith("dim") and name.endswith("_pct"):
+            return "dim_level"
+        if name.startswith("power") and name.endswith("_w"):
+            return "power"
+        if name.startswith("current") and name.endswith("_a"):
+            return "current"
+        if name == "lamp_failure" or name.startswith("lamp_failure_"):
+            return "lamp_failure"
+        if name == "door_open" or name.startswith("door_open_"):
+            return "door"
+        return None
 
     def implausible(self, value: float | bool) -> bool:
         """``value`` lies outside the point's plausible range (never, without one)."""
@@ -103,6 +164,14 @@ class Profile(BaseModel):
     @property
     def name(self) -> str:
         return self.profile.name
+
+    @property
+    def declares_roles(self) -> bool:
+        """Some point has a ``role``; otherwise roles are taken from names (``Point.named_role``)."""
+        return any(point.role is not None for point in self.points)
+
+    def role_of(self, point: Point) -> str | None:
+        return point.role if self.declares_roles else point.named_role
 
     @property
     def quantities(self) -> tuple[str, ...]:
@@ -153,62 +222,28 @@ def load_profile(name: str, search_dirs: Sequence[Path]) -> Profile:
 
 def find_profile(name: str, search_dirs: Sequence[Path]) -> tuple[Path, Profile]:
     """The file ``<name>.toml`` in the first of ``search_dirs`` that has it, and its profile."""
-    where = f"profile {name!r}"
-    searched = ", ".join(str(d) for d in search_dirs) or "(no profile directories)"
-    if not re.match(_NAME, name):
-        raise ProfileError(searched, where, "expected a profile name like 'lighting-single-circuit'")
-    for directory in search_dirs:
-        candidate = directory / f"{name}.toml"
-        if candidate.is_file():
-            profile = read_profile(candidate)
-            if profile.name != name:
-                raise ProfileError(
-                    str(candidate),
-                    "profile.name",
-                    f"expected {name!r} (the file's name), got {profile.name!r}",
-                )
-            return candidate, profile
-    available = ", ".join(available_profiles(search_dirs)) or "none"
-    raise ProfileError(searched, where, f"unknown profile; available: {available}")
-
-
-def available_profiles(search_dirs: Sequence[Path]) -> list[str]:
-    """Names of the profiles found in ``search_dirs``, sorted."""
-    names = {path.stem for d in search_dirs if d.is_dir() for path in d.glob("*.toml")}
-    return sorted(names)
-
-
-def default_profile_dirs() -> list[Path]:
-    """The repository's ``config/profiles`` and, in an installed wheel, ``cityedge/config/profiles``."""
-    candidates = [Path(__file__).resolve().parents[2] / "config" / "profiles"]
-    spec = importlib.util.find_spec("cityedge")
-    if spec is not None and spec.submodule_search_locations is not None:
-        candidates += [Path(loc) / "config" / "profiles" for loc in spec.submodule_search_locations]
-    unique = dict.fromkeys(path.resolve() for path in candidates if path.is_dir())
-    return list(unique)
-
-
-SYSTEM_PROFILE_DIR = Path("/etc/cityedge/profiles")
-
-
-def profile_search_path(
-    profiles_dir: Path | None = None, *, system_dir: Path = SYSTEM_PROFILE_DIR
-) -> list[Path]:
-    """Where profiles are looked for, first match wins: ``profiles_dir`` (the cabinet config's),
-    ``system_dir`` (a technician's own profiles, untouched by upgrades), then the packaged ones."""
-    first = [] if profiles_dir is None else [profiles_dir]
-    return [*first, system_dir, *default_profile_dirs()]
+    candidate = find_profile_file(name, search_dirs)
+    profile = read_profile(candidate)
+    if profile.name != name:
+        raise ProfileError(
+            str(candidate),
+            "profile.name",
+            f"expected {name!r} (the file's name), got {profile.name!r}",
+        )
+    return candidate, profile
 
 
 def _first_problem(points: Sequence[Point]) -> str | None:
     """Checks that span fields or points, as ``<where>: <problem>`` (the first one found)."""
     seen: dict[str, int] = {}
+    declares_roles = any(point.role is not None for point in points)
     for index, point in enumerate(points):
         label = f"points[{index}] ({point.name})"
         if point.name in seen:
             return f"{label}.name: duplicate name; points[{seen[point.name]}] already uses it"
         seen[point.name] = index
-        if problem := _point_problem(point):
+        role = point.role if declares_roles else point.named_role
+        if problem := _point_problem(point) or _role_problem(point, role):
             field, text = problem
             return f"{label}.{field}: {text}"
         for other_index, other in enumerate(points[:index]):
@@ -234,7 +269,34 @@ def _point_problem(point: Point) -> tuple[str, str] | None:
         return "scale", f"expected 1 (or no scale) for a {point.table} point, got {point.scale!r}"
     if point.min is not None and point.max is not None and point.min > point.max:
         return "min", f"expected min <= max, got {point.min!r} > {point.max!r}"
-    return _plausible_problem(point)
+    return _plausible_problem(point) or _alarm_problem(point)
+
+
+def _role_problem(point: Point, role: str | None) -> tuple[str, str] | None:
+    """A lighting output that cannot take what the lighting writes (true/false, a percentage)."""
+    if not point.writable:
+        return None
+    if role == "relay" and point.type != "bool":
+        return "type", (
+            'a lighting relay is switched on and off: expected type = "bool" (a coil, or a '
+            f"{point.table} register written 1/0), got {point.type!r}"
+        )
+    if role == "dim_level" and point.type == "bool":
+        return "type", "a dimming level is a percentage: expected a number type (e.g. uint16), got 'bool'"
+    return None
+
+
+def _alarm_problem(point: Point) -> tuple[str, str] | None:
+    alarm = point.alarm
+    if alarm is None:
+        return None
+    if alarm.conditions != 1:
+        return "alarm", "expected exactly one of when_true, when_in, above, below"
+    if alarm.when_true and point.type != "bool":
+        return "alarm.when_true", f"expected a bool point for when_true, got type {point.type!r}"
+    if (alarm.above is not None or alarm.below is not None) and point.type == "bool":
+        return "alarm", "expected when_true (or when_in) for a bool point, not above/below"
+    return None
 
 
 def _plausible_problem(point: Point) -> tuple[str, str] | None:

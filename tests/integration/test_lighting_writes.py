@@ -50,14 +50,14 @@ class Rig:
 
 async def rig_for(stack: AsyncExitStack, tmp_path: Path, profile: Profile, count: int) -> Rig:
     sims = [LightingControllerSimulator(profile=profile, seed=i) for i in range(count)]
-    devices: list[tuple[str, FieldDriver, Profile]] = []
+    devices: list[tuple[str, FieldDriver]] = []
     for index, sim in enumerate(sims):
         await stack.enter_async_context(sim)
         driver = ModbusTcpDriver(
             device=f"lc{index + 1}", host=sim.host, port=sim.port, unit=sim.unit, profile=profile
         )
         await stack.enter_async_context(driver)
-        devices.append((f"lc{index + 1}", driver, profile))
+        devices.append((f"lc{index + 1}", driver))
     buffer = await stack.enter_async_context(
         Buffer(tmp_path / "b.db", max_bytes=10**7, clock_ms=CLOCK.now_ms)
     )

@@ -1,4 +1,5 @@
-"""Lighting alarms: raised once and cleared once, with hysteresis, never once per poll."""
+"""Lighting alarms (found by role) and points' own alarms: raised once and cleared once, with
+hysteresis, never once per poll."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import pytest
 
 from edge_agent.alarms import DeviceAlarms
 from edge_agent.buffer import Buffer
-from edge_agent.config import AlarmSettings
 from edge_agent.lighting.state import LightingState
-from protocols.driver import PointValue
+from protocols.device import AlarmSettings
+from protocols.driver import AlarmRule, PointSpec, PointValue
 from protocols.fleet import Event, decode_record
 from protocols.quality import Quality
 
@@ -20,7 +21,23 @@ NIGHT = LightingState(on=True, level_pct=100, reason="night", since=None, next_c
 DAY = LightingState(on=False, level_pct=0, reason="day", since=None, next_change=datetime.now(UTC))
 
 
-def poll(**values: float | bool) -> list[PointValue]:
+# The single-circuit controller's points as its driver declares them.
+LIGHTING = (
+    PointSpec("relay", "bool", writable=True, role="relay"),
+    PointSpec("dim_level_pct", "int", "%", writable=True, role="dim_level"),
+    PointSpec("power_w", "float", "W", role="power"),
+    PointSpec("current_a", "float", "A", role="current"),
+    PointSpec("lamp_failure", "bool", role="lamp_failure"),
+    PointSpec("door_open", "bool", role="door"),
+)
+THREE_PHASE = (
+    PointSpec("power_l1_w", "float", "W", role="power"),
+    PointSpec("power_l2_w", "float", "W", role="power"),
+    PointSpec("door_open", "bool", role="door"),
+)
+
+
+def poll(**values: float | bool | str) -> list[PointValue]:
     return [PointValue(name, value) for name, value in values.items()]
 
 
@@ -38,7 +55,7 @@ async def alarm_events(buffer: Buffer) -> list[tuple[str, str]]:
 
 
 async def test_lamp_failure_raised_after_three_polls_and_cleared_once(buffer: Buffer) -> None:
-    alarms = DeviceAlarms(device="lc1", settings=AlarmSettings(), buffer=buffer)
+    alarms = DeviceAlarms(device="lc1", settings=AlarmSettings(), points=LIGHTING, buffer=buffer)
     for ts in range(2):
         alarms.observe(ts, poll(lamp_failure=True, power_w=150.0), NIGHT)
     assert await alarm_events(buffer) == []  # two polls are not enough: a glitch is not an alarm
@@ -57,7 +74,7 @@ async def test_lamp_failure_raised_after_three_polls_and_cleared_once(buffer: Bu
 
 async def test_power_threshold_has_hysteresis(buffer: Buffer) -> None:
     settings = AlarmSettings(power_max_w=200.0, hysteresis_pct=10, raise_after=1, clear_after=1)
-    alarms = DeviceAlarms(device="lc1", settings=settings, buffer=buffer)
+    alarms = DeviceAlarms(device="lc1", settings=settings, points=LIGHTING, buffer=buffer)
     for power in (150.0, 210.0, 195.0, 205.0, 185.0, 179.0):
         alarms.observe(0, poll(power_w=power), NIGHT)
     # Raised above 200; 195 and 185 stay inside the 10 % band (cleared only under 180).
@@ -68,7 +85,9 @@ async def test_power_threshold_has_hysteresis(buffer: Buffer) -> None:
 
 
 async def test_lit_in_daytime_and_dark_at_night_follow_the_schedule(buffer: Buffer) -> None:
-    alarms = DeviceAlarms(device="lc1", settings=AlarmSettings(raise_after=1, clear_after=1), buffer=buffer)
+    alarms = DeviceAlarms(
+        device="lc1", settings=AlarmSettings(raise_after=1, clear_after=1), points=LIGHTING, buffer=buffer
+    )
     alarms.observe(0, poll(power_w=150.0), DAY)  # lit while the schedule says day
     alarms.observe(1, poll(power_w=0.0), DAY)
     alarms.observe(2, poll(power_w=0.0), NIGHT)  # dark while the schedule says night
@@ -82,7 +101,7 @@ async def test_lit_in_daytime_and_dark_at_night_follow_the_schedule(buffer: Buff
 
 
 async def test_bad_quality_values_and_no_schedule_raise_nothing(buffer: Buffer) -> None:
-    alarms = DeviceAlarms(device="lc1", settings=AlarmSettings(raise_after=1), buffer=buffer)
+    alarms = DeviceAlarms(device="lc1", settings=AlarmSettings(raise_after=1), points=LIGHTING, buffer=buffer)
     for ts in range(5):
         alarms.observe(ts, [PointValue("lamp_failure", None, Quality.BAD, "timeout")], NIGHT)
         alarms.observe(ts, poll(power_w=500.0), None)
@@ -90,7 +109,9 @@ async def test_bad_quality_values_and_no_schedule_raise_nothing(buffer: Buffer) 
 
 
 async def test_door_open_on_a_three_phase_controller(buffer: Buffer) -> None:
-    alarms = DeviceAlarms(device="cc1", settings=AlarmSettings(raise_after=1, clear_after=1), buffer=buffer)
+    alarms = DeviceAlarms(
+        device="cc1", settings=AlarmSettings(raise_after=1, clear_after=1), points=THREE_PHASE, buffer=buffer
+    )
     alarms.observe(0, poll(door_open=True, power_l1_w=50.0, power_l2_w=60.0), NIGHT)
     alarms.observe(1, poll(door_open=False, power_l1_w=50.0, power_l2_w=60.0), NIGHT)
     assert await alarm_events(buffer) == [("alarm_raised", "door_open"), ("alarm_cleared", "door_open")]
@@ -98,13 +119,96 @@ async def test_door_open_on_a_three_phase_controller(buffer: Buffer) -> None:
 
 async def test_an_alarm_raised_before_a_restart_is_cleared_after_it(buffer: Buffer) -> None:
     settings = AlarmSettings(raise_after=1, clear_after=1)
-    before = DeviceAlarms(device="lc1", settings=settings, buffer=buffer)
+    before = DeviceAlarms(device="lc1", settings=settings, points=LIGHTING, buffer=buffer)
     before.observe(0, poll(door_open=True), NIGHT)
     await buffer.flush()
     assert await buffer.get_setting(before.setting_key) == "door_open"
 
-    after = DeviceAlarms(device="lc1", settings=settings, buffer=buffer)  # the agent restarted
+    after = DeviceAlarms(
+        device="lc1", settings=settings, points=LIGHTING, buffer=buffer
+    )  # the agent restarted
     after.restore((await buffer.get_setting(after.setting_key) or "").split(","))
     after.observe(1, poll(door_open=True), NIGHT)  # still open: nothing new to say
     after.observe(2, poll(door_open=False), NIGHT)
     assert await alarm_events(buffer) == [("alarm_raised", "door_open"), ("alarm_cleared", "door_open")]
+
+
+async def test_lighting_alarms_follow_roles_not_names(buffer: Buffer) -> None:
+    """A meter named ``watts`` with the role ``power`` is watched; a ``power_w`` with no role is not."""
+    points = (PointSpec("watts", "float", "W", role="power"), PointSpec("power_w", "float", "W"))
+    settings = AlarmSettings(power_max_w=100.0, raise_after=1, clear_after=1)
+    alarms = DeviceAlarms(device="lc1", settings=settings, points=points, buffer=buffer)
+    alarms.observe(0, poll(watts=50.0, power_w=500.0), NIGHT)
+    assert await alarm_events(buffer) == []
+    alarms.observe(1, poll(watts=150.0, power_w=0.0), NIGHT)
+    assert await alarm_events(buffer) == [("alarm_raised", "power_out_of_range")]
+    assert [kind.name for kind in alarms.kinds if kind.name == "lamp_failure"] == []  # no such role
+
+
+MODE = PointSpec(
+    "mode", "str", role="mode", alarm=AlarmRule("controller_flashing", when_in=("flashing", "dark"))
+)
+FAULT = PointSpec("fault", "bool", alarm=AlarmRule("controller_fault", severity="critical", when_true=True))
+DRIFT = PointSpec("clock_drift_s", "float", "s", alarm=AlarmRule("clock_drift", above=2.0, hysteresis_pct=25))
+LOW = PointSpec("battery_v", "float", "V", alarm=AlarmRule("battery_low", below=11.0, hysteresis_pct=10))
+
+
+async def point_events(buffer: Buffer) -> list[tuple[str, dict[str, object]]]:
+    await buffer.flush()
+    batch = await buffer.read_batch(0, 10_000)
+    events = [decode_record(Event, body) for body in batch.events] if batch else []
+    return [(e.kind, dict(e.data)) for e in events if e.kind.startswith("alarm_")]
+
+
+async def test_a_point_alarm_when_in_is_raised_and_cleared_once_with_its_data(buffer: Buffer) -> None:
+    alarms = DeviceAlarms(
+        device="tc1", settings=AlarmSettings(raise_after=2, clear_after=2), points=(MODE,), buffer=buffer
+    )
+    for ts, mode in enumerate(["normal", "flashing", "normal", "flashing", "dark", "flashing", "normal"]):
+        alarms.observe(ts, poll(mode=mode), None)
+    assert await point_events(buffer) == [
+        ("alarm_raised", {"alarm": "controller_flashing", "device": "tc1", "point": "mode", "value": "dark"}),
+    ]
+    alarms.observe(7, poll(mode="manual"), None)
+    assert [kind for kind, _ in await point_events(buffer)] == ["alarm_raised", "alarm_cleared"]
+    assert alarms.active == []
+
+
+async def test_point_alarms_when_true_above_and_below_with_hysteresis(buffer: Buffer) -> None:
+    settings = AlarmSettings(raise_after=1, clear_after=1)
+    alarms = DeviceAlarms(device="d1", settings=settings, points=(FAULT, DRIFT, LOW), buffer=buffer)
+    alarms.observe(0, poll(fault=True, clock_drift_s=2.5, battery_v=10.5), None)
+    assert sorted(alarms.active) == ["battery_low", "clock_drift", "controller_fault"]
+    # Back inside the limits, but not past the hysteresis band: still raised.
+    alarms.observe(1, poll(fault=True, clock_drift_s=1.8, battery_v=11.5), None)
+    assert sorted(alarms.active) == ["battery_low", "clock_drift", "controller_fault"]
+    alarms.observe(2, poll(fault=False, clock_drift_s=1.4, battery_v=12.2), None)
+    assert alarms.active == []
+    events = await point_events(buffer)
+    assert [(kind, data["alarm"]) for kind, data in events] == [
+        ("alarm_raised", "controller_fault"),
+        ("alarm_raised", "clock_drift"),
+        ("alarm_raised", "battery_low"),
+        ("alarm_cleared", "controller_fault"),
+        ("alarm_cleared", "clock_drift"),
+        ("alarm_cleared", "battery_low"),
+    ]
+
+
+async def test_a_point_alarm_ignores_bad_values_and_survives_a_restart(buffer: Buffer) -> None:
+    settings = AlarmSettings(raise_after=1, clear_after=1)
+    before = DeviceAlarms(device="tc1", settings=settings, points=(MODE, FAULT), buffer=buffer)
+    before.observe(0, [PointValue("fault", True, Quality.BAD, "timeout")], None)
+    assert before.active == []
+    before.observe(1, poll(fault=True), None)
+    await buffer.flush()
+    assert await buffer.get_setting(before.setting_key) == "controller_fault"
+    after = DeviceAlarms(device="tc1", settings=settings, points=(MODE, FAULT), buffer=buffer)
+    after.restore((await buffer.get_setting(after.setting_key) or "").split(","))
+    after.observe(2, poll(fault=True), None)
+    after.observe(3, poll(mode="normal"), None)  # a push without the fault
+    after.observe(4, poll(fault=False), None)
+    assert [(kind, data["alarm"]) for kind, data in await point_events(buffer)] == [
+        ("alarm_raised", "controller_fault"),
+        ("alarm_cleared", "controller_fault"),
+    ]

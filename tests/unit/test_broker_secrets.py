@@ -158,7 +158,7 @@ def _config(tmp_path: Path, broker: str, extra: str = "", mode: int = 0o640) -> 
 @pytest.mark.parametrize(
     ("broker", "extra", "key"),
     [
-        (f'password = "{SECRET}"', SECOND_DEVICE.format(name="lc1"), ""),  # a top-level error
+        (f'password = "{SECRET}"', SECOND_DEVICE.format(name="lc1"), "devices[1].name"),
         (f'password = "{SECRET}"', SECOND_DEVICE.format(name="lc 2"), "devices[1].name"),
         (f'password = "{SECRET}"\nkeepalive_s = 1', "", "broker.keepalive_s"),
         (f'password = "{SECRET}"\npassword_file = "pw"', "", "broker"),
@@ -184,7 +184,7 @@ def test_config_error_never_shows_the_password(tmp_path: Path, broker: str, extr
         load_config(path)
     assert SECRET not in str(caught.value)
     assert caught.value.key == key
-    assert caught.value.__cause__ is None  # pydantic's own message repeats every input
+    assert caught.value.__cause__ is None  # the validator's own message may repeat an input
 
 
 def test_broker_given_as_a_string_is_not_echoed(tmp_path: Path) -> None:

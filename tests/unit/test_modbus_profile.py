@@ -98,6 +98,9 @@ def test_readme_example_is_a_valid_profile() -> None:
     assert (energy.type, energy.word_order, energy.address) == ("uint32", "CDAB", 10)
     assert profile.point("voltage_v").type == "uint16"
     assert profile.point("voltage_v").plausible == [180, 260]
+    alarm = profile.point("voltage_v").alarm
+    assert alarm is not None and (alarm.name, alarm.severity, alarm.below) == ("undervoltage", "warning", 207)
+    assert profile.point("relay").role == "relay" and profile.point("heater").role is None
     heater = profile.point("heater")
     assert (heater.table, heater.type, heater.writable) == ("holding", "bool", True)
 

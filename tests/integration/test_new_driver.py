@@ -22,9 +22,9 @@ from protocols import registry
 from protocols.device import BuildContext, DeviceConfig
 from protocols.driver import AlarmRule, PointSpec, PointValue
 from protocols.errors import DeviceUnreachable
-from protocols.fleet import Event, Reading, decode_record
 from protocols.testing import wait_until
 from tests.clocks import synchronised_system_clock
+from tests.integration.agent_buffer import alarm_events, buffered
 
 pytestmark = pytest.mark.integration
 
@@ -129,19 +129,8 @@ def cabinet(tmp_path: Path, devices: str) -> Path:
     return path
 
 
-async def buffered(agent: Agent) -> tuple[list[Reading], list[Event]]:
-    batch = await agent.buffer.read_batch(0, 100_000)
-    if batch is None:
-        return [], []
-    return (
-        [decode_record(Reading, body) for body in batch.readings],
-        [decode_record(Event, body) for body in batch.events],
-    )
-
-
 async def alarms(agent: Agent) -> list[tuple[str, object, object]]:
-    _, events = await buffered(agent)
-    return [(e.kind, e.data["alarm"], e.data.get("value")) for e in events if e.kind.startswith("alarm_")]
+    return list(await alarm_events(agent))
 
 
 @pytest.fixture

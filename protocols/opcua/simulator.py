@@ -1,0 +1,292 @@
+"""A traffic-light controller's OPC UA server, simulated: the node model of the generic profile.
+
+It runs signal plans one after the other (each for ``cycles_per_plan`` cycles, or the plan a client
+asked for in ``Controller.RequestedPlan``), advances the cycle second every ``tick_s`` (1 s in real
+time; tests shorten it), counts vehicles on each detector with its occupancy, and takes faults on
+demand: flashing, dark, manual, controller fault, detector fault, and a restart (the server goes away
+and comes back on the same port, so clients lose their session and their subscriptions). With a
+``username`` it refuses any other user or password, and anonymous sessions.
+
+One simulator is one asyncua ``Server``, which loads the whole standard address space: about 1 s to
+start and some 43 MB of memory each, whatever the model's size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from asyncua import Server, ua
+from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.server.internal_server import InternalServer
+
+NAMESPACE = "urn:cityedge:traffic-controller:generic"
+MODES = {"normal": 0, "flashing": 1, "dark": 2, "manual": 3}
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SignalPlan:
+    number: int
+    cycle_time_s: int
+
+
+DEFAULT_PLANS = (SignalPlan(1, 90), SignalPlan(2, 60), SignalPlan(3, 120))
+
+
+class _PasswordCheck:
+    """asyncua's user manager: one user, one password, nobody anonymous."""
+
+    def __init__(self, username: str, password: str) -> None:
+        self._username = username
+        self._password = password.encode()
+
+    def get_user(
+        self, iserver: InternalServer, username: str | None = None, password: str | None = None, certificate: Any = None
+    ) -> User | None:
+        if username is None or password is None:
+            return None
+        same_user = hmac.compare_digest(username.encode(), self._username.encode())
+        same_password = hmac.compare_digest(password.encode(), self._password)
+        return User(role=UserRole.User, name=username) if same_user and same_password else None
+
+
+@dataclass
+class _Detector:
+    count: int = 0
+    occupancy_pct: float = 0.0
+    fault: bool = False
+
+
+class TrafficControllerSimulator:
+    """``async with TrafficControllerSimulator() as sim:`` serves on ``sim.endpoint`` (a free port)."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tick_s: float = 1.0,
+        plans: tuple[SignalPlan, ...] = DEFAULT_PLANS,
+        cycles_per_plan: int = 2,
+        detectors: int = 4,
+        username: str | None = None,
+        password: str | None = None,
+        seed: int = 7,
+    ) -> None:
+        if (username is None) != (password is None):
+            raise ValueError("username and password go together")
+        self._host = host
+        self._port = port
+        self.tick_s = tick_s
+        self._plans = plans
+        self._cycles_per_plan = cycles_per_plan
+        self._credentials = (username, password) if username is not None and password is not None else None
+        self._rng = random.Random(seed)
+        self.mode = "normal"
+        self.fault = False
+        self.plan = plans[0]
+        self.cycle_second = 0
+        self._cycles_in_plan = 0
+        self.detectors = [_Detector() for _ in range(detectors)]
+        self._server: Server | None = None
+        self._nodes: dict[str, Any] = {}
+        self._written: dict[str, object] = {}
+        self._ticker: asyncio.Task[None] | None = None
+        self._raw_overrides: dict[str, ua.Variant] = {}
+
+    @property
+    def endpoint(self) -> str:
+        return f"opc.tcp://{self._host}:{self._port}"
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    async def __aenter__(self) -> TrafficControllerSimulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Serve the model (on the port of the previous start, after a restart)."""
+        user_manager = _PasswordCheck(*self._credentials) if self._credentials else None
+        server = Server(user_manager=user_manager)
+        await server.init()
+        server.set_endpoint(f"opc.tcp://{self._host}:{self._port}")
+        server.set_server_name("cityedge traffic-controller simulator")
+        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        server.set_identity_tokens([ua.UserNameIdentityToken] if self._credentials else [ua.AnonymousIdentityToken])
+        self._nodes = await self._build_model(server)
+        self._written = {}
+        await server.start()
+        if self._port == 0 and server.bserver is not None:
+            self._port = server.bserver.port
+        self._server = server
+        await self._publish()
+        self._ticker = asyncio.create_task(self._tick_loop(), name=f"traffic-sim-{self._port}")
+
+    async def stop(self) -> None:
+        """Stop serving: every client's socket is closed, its session and subscriptions gone."""
+        ticker, self._ticker = self._ticker, None
+        if ticker is not None:
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
+        server, self._server = self._server, None
+        if server is None:
+            return
+        # asyncua's stop waits out the 1 s sleep of its clock task; cancel that task instead.
+        clock = server.iserver.time_task
+        if clock is not None:
+            server.iserver._time_task_stop = True
+            clock.cancel()
+            await asyncio.gather(clock, return_exceptions=True)
+            server.iserver.time_task = None
+        await server.stop()
+
+    async def restart(self) -> None:
+        """Stop and start again on the same port, as a controller rebooting does."""
+        await self.stop()
+        await self.start()
+
+    # Faults and modes, injected and cleared.
+    async def set_mode(self, mode: str) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}: expected one of {', '.join(MODES)}")
+        self.mode = mode
+        await self._publish()
+
+    async def inject_flashing(self) -> None:
+        await self.set_mode("flashing")
+
+    async def inject_dark(self) -> None:
+        await self.set_mode("dark")
+
+    async def clear_mode(self) -> None:
+        await self.set_mode("normal")
+
+    async def set_fault(self, fault: bool) -> None:
+        self.fault = fault
+        await self._publish()
+
+    async def set_detector_fault(self, detector: int, fault: bool) -> None:
+        """``detector`` counts from 1, as the nodes are named."""
+        self.detectors[detector - 1].fault = fault
+        await self._publish()
+
+    async def set_raw(self, node: str, value: ua.Variant | None) -> None:
+        """Serve ``value`` at ``node`` (e.g. ``"Controller.Mode"``) whatever the model says, None to
+        stop: how a controller with a firmware bug or a wrong profile looks to a client."""
+        if value is None:
+            self._raw_overrides.pop(node, None)
+            self._written.pop(node, None)
+        else:
+            self._raw_overrides[node] = value
+        await self._publish()
+
+    async def _build_model(self, server: Server) -> dict[str, Any]:
+        ns = await server.register_namespace(NAMESPACE)
+        objects = server.nodes.objects
+        nodes: dict[str, Any] = {}
+        controller = await objects.add_object(ua.NodeId("Controller", ns), ua.QualifiedName("Controller", ns))
+        for name, variant in (
+            ("Mode", ua.VariantType.Int32),
+            ("SignalPlan", ua.VariantType.Int32),
+            ("RequestedPlan", ua.VariantType.Int32),
+            ("CycleTime", ua.VariantType.Int32),
+            ("CycleSecond", ua.VariantType.Int32),
+            ("Fault", ua.VariantType.Boolean),
+            ("Alarm", ua.VariantType.Boolean),
+        ):
+            nodes[f"Controller.{name}"] = await self._variable(controller, ns, f"Controller.{name}", name, variant)
+        await nodes["Controller.RequestedPlan"].set_writable()
+        for index in range(1, len(self.detectors) + 1):
+            parent = f"Detector{index}"
+            detector = await objects.add_object(ua.NodeId(parent, ns), ua.QualifiedName(parent, ns))
+            for name, variant in (
+                ("Count", ua.VariantType.UInt32),
+                ("Occupancy", ua.VariantType.Double),
+                ("Fault", ua.VariantType.Boolean),
+            ):
+                nodes[f"{parent}.{name}"] = await self._variable(detector, ns, f"{parent}.{name}", name, variant)
+        return nodes
+
+    @staticmethod
+    async def _variable(parent: Any, ns: int, node_id: str, name: str, variant: ua.VariantType) -> Any:
+        initial: object = False if variant == ua.VariantType.Boolean else 0
+        if variant == ua.VariantType.Double:
+            initial = 0.0
+        return await parent.add_variable(
+            ua.NodeId(node_id, ns), ua.QualifiedName(name, ns), ua.Variant(initial, variant)
+        )
+
+    def _values(self) -> dict[str, ua.Variant]:
+        int32, boolean = ua.VariantType.Int32, ua.VariantType.Boolean
+        values = {
+            "Controller.Mode": ua.Variant(MODES[self.mode], int32),
+            "Controller.SignalPlan": ua.Variant(self.plan.number, int32),
+            "Controller.CycleTime": ua.Variant(self.plan.cycle_time_s, int32),
+            "Controller.CycleSecond": ua.Variant(self.cycle_second, int32),
+            "Controller.Fault": ua.Variant(self.fault, boolean),
+            "Controller.Alarm": ua.Variant(self.fault or any(d.fault for d in self.detectors), boolean),
+        }
+        for index, detector in enumerate(self.detectors, start=1):
+            values[f"Detector{index}.Count"] = ua.Variant(detector.count, ua.VariantType.UInt32)
+            values[f"Detector{index}.Occupancy"] = ua.Variant(detector.occupancy_pct, ua.VariantType.Double)
+            values[f"Detector{index}.Fault"] = ua.Variant(detector.fault, boolean)
+        values.update(self._raw_overrides)
+        return values
+
+    async def _publish(self) -> None:
+        """Write the values that changed since the last write (each write notifies subscribers)."""
+        if self._server is None:
+            return
+        for node, variant in self._values().items():
+            key = (variant.VariantType, variant.Value)
+            if self._written.get(node) == key:
+                continue
+            await self._server.write_attribute_value(self._nodes[node].nodeid, ua.DataValue(variant))
+            self._written[node] = key
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_s)
+            await self._tick()
+
+    async def _tick(self) -> None:
+        if self.mode in ("normal", "manual"):
+            self.cycle_second += 1
+            if self.cycle_second >= self.plan.cycle_time_s:
+                self.cycle_second = 0
+                await self._next_cycle()
+        else:
+            self.cycle_second = 0
+        for detector in self.detectors:
+            self._count(detector)
+        await self._publish()
+
+    async def _next_cycle(self) -> None:
+        self._cycles_in_plan += 1
+        requested = await self._nodes["Controller.RequestedPlan"].read_value()
+        wanted = next((p for p in self._plans if p.number == requested), None)
+        if wanted is not None:
+            self.plan, self._cycles_in_plan = wanted, 0
+        elif self._cycles_in_plan >= self._cycles_per_plan:
+            index = self._plans.index(self.plan) if self.plan in self._plans else -1
+            self.plan, self._cycles_in_plan = self._plans[(index + 1) % len(self._plans)], 0
+
+    def _count(self, detector: _Detector) -> None:
+        # A faulty loop, or a dark or flashing junction, counts nothing a control room could trust.
+        if detector.fault or self.mode in ("dark",):
+            detector.occupancy_pct = 0.0
+            return
+        arrivals = self._rng.choices((0, 1, 2), weights=(6, 3, 1))[0]
+        detector.count = (detector.count + arrivals) % 2**32
+        detector.occupancy_pct = round(min(100.0, arrivals * 18.0 + self._rng.uniform(0, 8)), 1)

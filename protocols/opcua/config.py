@@ -75,25 +75,34 @@ class OpcuaDevice(DeviceConfig, frozen=True, forbid_unknown_fields=True, kw_only
     def problem(self) -> tuple[str, str] | None:
         """The first inconsistency as (key, problem with its fix), or None."""
         if _ENDPOINT.match(self.endpoint) is None:
-            return "endpoint", f"expected opc.tcp://host:4840[/path] (no user or password in it), got {self.endpoint!r}"
+            return (
+                "endpoint",
+                f"expected opc.tcp://host:4840[/path] (no user or password in it), got {self.endpoint!r}",
+            )
         port = self.endpoint_port
         if port is not None and not 1 <= port <= 65535:
             return "endpoint", f"expected a port between 1 and 65535, got {port}"
         if (self.security_policy == "None") != (self.security_mode == "None"):
             return "security_mode", (
-                f"{self.security_mode!r} with security_policy {self.security_policy!r}: set both to \"None\","
-                " or a policy (e.g. \"Basic256Sha256\") with \"Sign\" or \"SignAndEncrypt\""
+                f'{self.security_mode!r} with security_policy {self.security_policy!r}: set both to "None",'
+                ' or a policy (e.g. "Basic256Sha256") with "Sign" or "SignAndEncrypt"'
             )
         if self.security_mode != "None" and (self.certificate is None or self.private_key is None):
             return "certificate", (
                 f"security_mode {self.security_mode!r} needs the client's certificate and private_key files"
             )
         if self.security_mode == "None" and (self.certificate or self.private_key or self.server_certificate):
-            return "security_mode", "certificates are given but the channel is not secured: set security_policy and security_mode"
+            return (
+                "security_mode",
+                "certificates given but the channel is not secured: set security_policy and security_mode",
+            )
         if (self.certificate is None) != (self.private_key is None):
             return "private_key", "certificate and private_key go together: give both"
         if (self.username is None) != (self.password_file is None):
-            return "password_file", "username and password_file go together: give both, or neither for an anonymous session"
+            return (
+                "password_file",
+                "username and password_file go together: give both, or neither for an anonymous session",
+            )
         if self.reconnect_initial_s > self.reconnect_max_s:
             return "reconnect_initial_s", (
                 f"expected at most reconnect_max_s ({self.reconnect_max_s}), got {self.reconnect_initial_s}"

@@ -168,9 +168,9 @@ def parse_profile(text: str, path: str) -> OpcuaProfile:
     except msgspec.ValidationError as exc:
         where, problem = _describe(str(exc), data)
         raise ProfileError(path, where, problem) from exc
-    problem = _first_problem(profile.points)
-    if problem is not None:
-        raise ProfileError(path, *problem)
+    found = _first_problem(profile.points)
+    if found is not None:
+        raise ProfileError(path, *found)
     return profile
 
 
@@ -194,11 +194,15 @@ def find_profile(name: str, search_dirs: Sequence[Path]) -> tuple[Path, OpcuaPro
             profile = read_profile(candidate)
             if profile.name != name:
                 raise ProfileError(
-                    str(candidate), "profile.name", f"expected {name!r} (the file's name), got {profile.name!r}"
+                    str(candidate),
+                    "profile.name",
+                    f"expected {name!r} (the file's name), got {profile.name!r}",
                 )
             return candidate, profile
     available = sorted({p.stem for d in search_dirs if d.is_dir() for p in d.glob("traffic-*.toml")})
-    raise ProfileError(searched, where, f"unknown profile; OPC UA profiles available: {', '.join(available) or 'none'}")
+    raise ProfileError(
+        searched, where, f"unknown profile; OPC UA profiles available: {', '.join(available) or 'none'}"
+    )
 
 
 def _first_problem(points: Sequence[Point]) -> tuple[str, str] | None:
@@ -221,9 +225,8 @@ def _point_problem(point: Point) -> tuple[str, str] | None:
             f"expected an identifier inside the profile's namespace: 's=Controller.Mode', 'i=1001', "
             f"'g=<guid>' or 'b=<base64>', got {point.node!r}"
         )
-    if point.enumeration is not None:
-        if problem := _enumeration_problem(point, point.enumeration):
-            return problem
+    if point.enumeration is not None and (problem := _enumeration_problem(point, point.enumeration)):
+        return problem
     if point.writable and point.type == "str":
         return "writable", "expected false: only bool, int and float points can be written"
     if (point.min is not None or point.max is not None) and point.type not in ("int", "float"):
@@ -237,7 +240,10 @@ def _point_problem(point: Point) -> tuple[str, str] | None:
 
 def _enumeration_problem(point: Point, enumeration: Mapping[str, str]) -> tuple[str, str] | None:
     if point.type != "int":
-        return "type", f"expected int for a point with an enumeration (the node holds the number), got {point.type!r}"
+        return (
+            "type",
+            f"expected int for a point with an enumeration (the node holds the number), got {point.type!r}",
+        )
     if not enumeration:
         return "enumeration", 'expected at least one entry, e.g. { 0 = "normal", 1 = "flashing" }'
     for raw in enumeration:
@@ -258,7 +264,10 @@ def _alarm_problem(point: Point, alarm: AlarmTable) -> tuple[str, str] | None:
         labels = set(point.labels.values())
         unknown = [value for value in alarm.when_in if value not in labels]
         if unknown:
-            return "alarm.when_in", f"expected labels of the enumeration ({', '.join(sorted(labels))}), got {unknown[0]!r}"
+            return (
+                "alarm.when_in",
+                f"expected labels of the enumeration ({', '.join(sorted(labels))}), got {unknown[0]!r}",
+            )
     for field, limit in (("above", alarm.above), ("below", alarm.below)):
         if limit is None:
             continue

@@ -20,11 +20,16 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from asyncua import Server, ua
+from asyncua import ua
 from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.internal_server import InternalServer
+from asyncua.server.server import Server
+from asyncua.server.user_managers import UserManager
+from asyncua.ua.attribute_ids import AttributeIds
+from asyncua.ua.status_codes import StatusCodes
 
 NAMESPACE = "urn:cityedge:traffic-controller:generic"
+_NULLED = ua.UInt32(StatusCodes.BadWaitingForInitialData)
 MODES = {"normal": 0, "flashing": 1, "dark": 2, "manual": 3}
 
 _log = logging.getLogger(__name__)
@@ -39,7 +44,11 @@ class SignalPlan:
 DEFAULT_PLANS = (SignalPlan(1, 90), SignalPlan(2, 60), SignalPlan(3, 120))
 
 
-class _PasswordCheck:
+def _node_id(ns: int, name: str) -> ua.NodeId:
+    return ua.NodeId.from_string(f"ns={ns};s={name}")
+
+
+class _PasswordCheck(UserManager):
     """asyncua's user manager: one user, one password, nobody anonymous."""
 
     def __init__(self, username: str, password: str) -> None:
@@ -47,7 +56,11 @@ class _PasswordCheck:
         self._password = password.encode()
 
     def get_user(
-        self, iserver: InternalServer, username: str | None = None, password: str | None = None, certificate: Any = None
+        self,
+        iserver: InternalServer,
+        username: str | None = None,
+        password: str | None = None,
+        certificate: Any = None,
     ) -> User | None:
         if username is None or password is None:
             return None
@@ -96,6 +109,7 @@ class TrafficControllerSimulator:
         self.detectors = [_Detector() for _ in range(detectors)]
         self._server: Server | None = None
         self._nodes: dict[str, Any] = {}
+        self._data_types: dict[str, ua.NodeId] = {}
         self._written: dict[str, object] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._raw_overrides: dict[str, ua.Variant] = {}
@@ -123,13 +137,18 @@ class TrafficControllerSimulator:
         server.set_endpoint(f"opc.tcp://{self._host}:{self._port}")
         server.set_server_name("cityedge traffic-controller simulator")
         server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
-        server.set_identity_tokens([ua.UserNameIdentityToken] if self._credentials else [ua.AnonymousIdentityToken])
+        server.set_identity_tokens(
+            [ua.UserNameIdentityToken] if self._credentials else [ua.AnonymousIdentityToken]
+        )
         self._nodes = await self._build_model(server)
+        self._data_types = {name: await node.read_data_type() for name, node in self._nodes.items()}
         self._written = {}
+        self._server = server
+        for node, value in self._raw_overrides.items():
+            await self._retype(node, value)
         await server.start()
         if self._port == 0 and server.bserver is not None:
             self._port = server.bserver.port
-        self._server = server
         await self._publish()
         self._ticker = asyncio.create_task(self._tick_loop(), name=f"traffic-sim-{self._port}")
 
@@ -182,20 +201,35 @@ class TrafficControllerSimulator:
         await self._publish()
 
     async def set_raw(self, node: str, value: ua.Variant | None) -> None:
-        """Serve ``value`` at ``node`` (e.g. ``"Controller.Mode"``) whatever the model says, None to
-        stop: how a controller with a firmware bug or a wrong profile looks to a client."""
+        """Serve ``value`` at ``node`` (e.g. ``"Controller.Mode"``) whatever its type, None to stop:
+        how a controller with a firmware bug, or read with another model's profile, looks to a client."""
         if value is None:
             self._raw_overrides.pop(node, None)
-            self._written.pop(node, None)
         else:
             self._raw_overrides[node] = value
+        if self._server is not None:
+            await self._retype(node, value)
         await self._publish()
+
+    async def _retype(self, node: str, value: ua.Variant | None) -> None:
+        # asyncua refuses a value of another type than the node's; a node of a non-standard data type
+        # holding null takes anything. Back to the model's type when the override ends.
+        assert self._server is not None
+        nodeid = self._nodes[node].nodeid
+        data_type = (
+            _node_id(nodeid.NamespaceIndex, "Malformed") if value is not None else self._data_types[node]
+        )
+        await self._server.write_attribute_value(
+            nodeid, ua.DataValue(ua.Variant(data_type, ua.VariantType.NodeId)), AttributeIds.DataType
+        )
+        await self._server.write_attribute_value(nodeid, ua.DataValue(StatusCode=ua.StatusCode(_NULLED)))
+        self._written.pop(node, None)
 
     async def _build_model(self, server: Server) -> dict[str, Any]:
         ns = await server.register_namespace(NAMESPACE)
         objects = server.nodes.objects
         nodes: dict[str, Any] = {}
-        controller = await objects.add_object(ua.NodeId("Controller", ns), ua.QualifiedName("Controller", ns))
+        controller = await objects.add_object(_node_id(ns, "Controller"), ua.QualifiedName("Controller", ns))
         for name, variant in (
             ("Mode", ua.VariantType.Int32),
             ("SignalPlan", ua.VariantType.Int32),
@@ -205,17 +239,21 @@ class TrafficControllerSimulator:
             ("Fault", ua.VariantType.Boolean),
             ("Alarm", ua.VariantType.Boolean),
         ):
-            nodes[f"Controller.{name}"] = await self._variable(controller, ns, f"Controller.{name}", name, variant)
+            nodes[f"Controller.{name}"] = await self._variable(
+                controller, ns, f"Controller.{name}", name, variant
+            )
         await nodes["Controller.RequestedPlan"].set_writable()
         for index in range(1, len(self.detectors) + 1):
             parent = f"Detector{index}"
-            detector = await objects.add_object(ua.NodeId(parent, ns), ua.QualifiedName(parent, ns))
+            detector = await objects.add_object(_node_id(ns, parent), ua.QualifiedName(parent, ns))
             for name, variant in (
                 ("Count", ua.VariantType.UInt32),
                 ("Occupancy", ua.VariantType.Double),
                 ("Fault", ua.VariantType.Boolean),
             ):
-                nodes[f"{parent}.{name}"] = await self._variable(detector, ns, f"{parent}.{name}", name, variant)
+                nodes[f"{parent}.{name}"] = await self._variable(
+                    detector, ns, f"{parent}.{name}", name, variant
+                )
         return nodes
 
     @staticmethod
@@ -224,7 +262,7 @@ class TrafficControllerSimulator:
         if variant == ua.VariantType.Double:
             initial = 0.0
         return await parent.add_variable(
-            ua.NodeId(node_id, ns), ua.QualifiedName(name, ns), ua.Variant(initial, variant)
+            _node_id(ns, node_id), ua.QualifiedName(name, ns), ua.Variant(initial, variant)
         )
 
     def _values(self) -> dict[str, ua.Variant]:

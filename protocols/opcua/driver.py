@@ -1,0 +1,216 @@
+"""The OPC UA driver of a traffic-light controller: reads, writes and pushed changes, over one session.
+
+``read`` reads every node of the profile in one request. ``changes`` keeps a subscription of monitored
+items on the ``subscribe = true`` points and yields their changes; when the session is lost (the
+controller restarted, the link broke) it opens a new session with jittered backoff and subscribes
+again, by itself, for as long as it is iterated. A lost session is noticed by a failed call, by the
+keepalive probe (every ``keepalive_s``) or by the subscription's status; ``read`` and ``changes``
+share the session, and whichever finds it lost opens the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from asyncua import ua
+from asyncua.ua.uaerrors import UaStatusCodeError
+
+from protocols.backoff import Backoff
+from protocols.device import BuildContext
+from protocols.driver import PointSpec, PointValue
+from protocols.errors import DriverError, WriteRejected
+from protocols.fleet.broker_url import SecretFileError, read_secret_file
+from protocols.modbus.profile import profile_search_path
+from protocols.opcua.codec import check_write
+from protocols.opcua.config import OpcuaDevice
+from protocols.opcua.errors import SESSION_GONE, TRANSLATED, status_name, translate
+from protocols.opcua.profile import OpcuaProfile, find_profile
+from protocols.opcua.session import Session, open_session
+
+_log = logging.getLogger(__name__)
+
+# Changes kept for a consumer that is slow; past this the oldest go (the next poll has the state).
+MAX_QUEUED_CHANGES = 1000
+
+
+class OpcuaDriver:
+    """One controller. The constructor does no I/O; ``connect`` opens the first session."""
+
+    def __init__(
+        self, device: OpcuaDevice, profile: OpcuaProfile, *, password: str | None, config_dir: Path
+    ) -> None:
+        self.device = device
+        self.profile = profile
+        self._password = password
+        self._config_dir = config_dir
+        self._points = tuple(point.spec() for point in profile.points)
+        self._session: Session | None = None
+        self._lock = asyncio.Lock()
+        self._closed = False
+        self._closing = asyncio.Event()
+
+    @property
+    def points(self) -> Sequence[PointSpec]:
+        return self._points
+
+    async def connect(self) -> None:
+        self._closed = False
+        self._closing.clear()
+        async with self._bounded(f"connecting to {self.device.endpoint}"):
+            await self._current()
+
+    async def read(self) -> list[PointValue]:
+        async with self._bounded("reading"):
+            session = await self._current()
+            unique = list(session.nodes.values())
+            values = await session.client.read_attributes(unique)
+        decoded: dict[str, PointValue] = {}
+        for node, value in zip(unique, values, strict=True):
+            for point_value in session.decode(node.nodeid, value):
+                decoded[point_value.quantity] = point_value
+        return [decoded[point.name] for point in self.profile.points]
+
+    async def write(self, quantity: str, value: float | int | bool) -> None:
+        name = self.device.name
+        try:
+            point = self.profile.point(quantity)
+            checked = check_write(point, value)
+        except KeyError:
+            raise WriteRejected(name, f"profile {self.profile.name!r} has no point {quantity!r}") from None
+        except ValueError as exc:
+            raise WriteRejected(name, str(exc)) from exc
+        async with self._bounded(f"writing {quantity}"):
+            session = await self._current()
+            node = session.nodes[point.node]
+            # The node's own variant type (Int32, UInt16, Double...): a controller refuses another one.
+            current = await node.read_data_value()
+            variant_type = current.Value.VariantType if current.Value is not None else ua.VariantType.Variant
+            try:
+                await node.write_value(ua.DataValue(ua.Variant(checked, variant_type)))
+            except UaStatusCodeError as exc:
+                if exc.code in SESSION_GONE:
+                    raise
+                raise WriteRejected(
+                    name, f"the controller refused {quantity} = {checked!r} ({status_name(exc.code)})"
+                ) from exc
+            back = await node.read_data_value()
+        got = back.Value.Value if back.Value is not None else None
+        if got != checked:
+            raise WriteRejected(name, f"{quantity} reads back {got!r} after writing {checked!r}")
+
+    async def changes(self) -> AsyncIterator[list[PointValue]]:
+        """Changes of the monitored points, across reconnects, until ``close``."""
+        backoff = Backoff(initial=self.device.reconnect_initial_s, maximum=self.device.reconnect_max_s)
+        queue: asyncio.Queue[list[PointValue]] = asyncio.Queue(MAX_QUEUED_CHANGES)
+        while not self._closed:
+            try:
+                session = await self._subscribed(queue)
+            except DriverError as exc:
+                delay = backoff.next_delay()
+                _log.warning("%s; subscribing again in %.1f s", exc, delay)
+                await self._pause(delay)
+                continue
+            backoff.reset()
+            while not (self._closed or session.lost.is_set()):
+                batch = await self._next(queue, session)
+                if batch is not None:
+                    yield batch
+            if not self._closed:
+                _log.warning("%s: session lost; reconnecting", self.device.name)
+
+    async def close(self) -> None:
+        self._closed = True
+        self._closing.set()
+        async with self._lock:
+            session, self._session = self._session, None
+        if session is not None:
+            await session.close(self.device.timeout_s)
+
+    async def _current(self) -> Session:
+        """The live session, or a new one (the lost one closed first)."""
+        async with self._lock:
+            session = self._session
+            if session is not None and not session.lost.is_set():
+                return session
+            self._session = None
+            if session is not None:
+                await session.close(self.device.timeout_s)
+            session = await open_session(
+                self.device, self.profile, password=self._password, config_dir=self._config_dir
+            )
+            self._session = session
+            return session
+
+    async def _subscribed(self, queue: asyncio.Queue[list[PointValue]]) -> Session:
+        async with self._bounded("subscribing"):
+            return await self._subscribe(queue)
+
+    async def _subscribe(self, queue: asyncio.Queue[list[PointValue]]) -> Session:
+        session = await self._current()
+        if session.subscription is None:
+
+            def deliver(values: list[PointValue]) -> None:
+                if queue.full():
+                    queue.get_nowait()
+                queue.put_nowait(values)
+
+            await session.subscribe(self.device.publishing_interval_ms, deliver)
+        return session
+
+    @asynccontextmanager
+    async def _bounded(self, doing: str) -> AsyncIterator[None]:
+        """Bound the block by the device's timeout; translate what asyncua or the socket raise, and
+        drop the session when the error says it is gone (a refused write keeps it)."""
+        try:
+            async with asyncio.timeout(self.device.timeout_s):
+                yield
+        except TRANSLATED as exc:
+            error = translate(self.device, exc, doing)
+            session = self._session
+            if session is not None and not (
+                isinstance(exc, UaStatusCodeError) and exc.code not in SESSION_GONE
+            ):
+                session.lost.set()
+            raise error from exc
+
+    async def _next(
+        self, queue: asyncio.Queue[list[PointValue]], session: Session
+    ) -> list[PointValue] | None:
+        """The next batch of changes, or None when the session is lost or the driver closed first."""
+        if not queue.empty():
+            return queue.get_nowait()
+        getting = asyncio.ensure_future(queue.get())
+        lost = asyncio.ensure_future(session.lost.wait())
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            await asyncio.wait((getting, lost, closing), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (getting, lost, closing):
+                waiter.cancel()
+        if getting.done() and not getting.cancelled():
+            return getting.result()
+        return None
+
+    async def _pause(self, delay: float) -> None:
+        try:
+            async with asyncio.timeout(delay):
+                await self._closing.wait()
+        except TimeoutError:
+            pass
+
+
+def build(device: OpcuaDevice, context: BuildContext) -> OpcuaDriver:
+    """The driver of ``device``: its profile found on the search path, its password read from its file."""
+    dirs = context.profile_dirs or profile_search_path()
+    _, profile = find_profile(device.profile, dirs)
+    password = None
+    if device.password_file is not None:
+        try:
+            password = read_secret_file(device.resolve(context.config_dir, device.password_file))
+        except SecretFileError as exc:
+            raise SecretFileError(exc.path, f"device {device.name!r}: password_file {exc.problem}") from exc
+    return OpcuaDriver(device, profile, password=password, config_dir=context.config_dir)

@@ -293,10 +293,20 @@ def _describe(message: str, data: Mapping[str, Any]) -> tuple[str, str]:
         raw = points[int(point.group(1))]
         if isinstance(raw, dict) and isinstance(raw.get("name"), str):
             where = where.replace(point.group(0), f"{point.group(0)} ({raw['name']})", 1)
-    return where or "(file)", _problem(match.group("problem"))
+    return where or "(file)", _problem(match.group("problem"), where.rpartition(".")[2])
 
 
-def _problem(text: str) -> str:
+_CHOICES = {
+    "role": ROLES,
+    "type": ("bool", "int", "float", "str"),
+    "severity": ("info", "warning", "alarm", "critical"),
+}
+
+
+def _problem(text: str, field: str = "") -> str:
+    enum = re.match(r"^Invalid enum value (?P<got>.*)$", text)
+    if enum is not None and field in _CHOICES:
+        return f"expected one of {', '.join(_CHOICES[field])}, got {enum.group('got')}"
     if text.startswith("Object contains unknown field"):
         return f"{text[0].lower()}{text[1:]}; check its spelling against config/profiles/README.md"
     return f"{text[0].lower()}{text[1:]}" if text else text

@@ -14,7 +14,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from asyncua import ua
 from asyncua.ua.uaerrors import UaStatusCodeError
@@ -27,6 +26,7 @@ from protocols.fleet.broker_url import SecretFileError, read_secret_file
 from protocols.modbus.profile import profile_search_path
 from protocols.opcua.codec import check_write
 from protocols.opcua.config import OpcuaDevice
+from protocols.opcua.credentials import ClientIdentity, load_identity
 from protocols.opcua.errors import SESSION_GONE, TRANSLATED, status_name, translate
 from protocols.opcua.profile import OpcuaProfile, find_profile
 from protocols.opcua.session import Session, open_session
@@ -41,12 +41,17 @@ class OpcuaDriver:
     """One controller. The constructor does no I/O; ``connect`` opens the first session."""
 
     def __init__(
-        self, device: OpcuaDevice, profile: OpcuaProfile, *, password: str | None, config_dir: Path
+        self,
+        device: OpcuaDevice,
+        profile: OpcuaProfile,
+        *,
+        password: str | None = None,
+        identity: ClientIdentity | None = None,
     ) -> None:
         self.device = device
         self.profile = profile
         self._password = password
-        self._config_dir = config_dir
+        self._identity = identity
         self._points = tuple(point.spec() for point in profile.points)
         self._session: Session | None = None
         self._lock = asyncio.Lock()
@@ -140,7 +145,7 @@ class OpcuaDriver:
             if session is not None:
                 await session.close(self.device.timeout_s)
             session = await open_session(
-                self.device, self.profile, password=self._password, config_dir=self._config_dir
+                self.device, self.profile, password=self._password, identity=self._identity
             )
             self._session = session
             return session
@@ -204,7 +209,8 @@ class OpcuaDriver:
 
 
 def build(device: OpcuaDevice, context: BuildContext) -> OpcuaDriver:
-    """The driver of ``device``: its profile found on the search path, its password read from its file."""
+    """The driver of ``device``: its profile found on the search path, its password and certificates read
+    from their files (errors name the device and the key). No I/O on the controller."""
     dirs = context.profile_dirs or profile_search_path()
     _, profile = find_profile(device.profile, dirs)
     password = None
@@ -213,4 +219,5 @@ def build(device: OpcuaDevice, context: BuildContext) -> OpcuaDriver:
             password = read_secret_file(device.resolve(context.config_dir, device.password_file))
         except SecretFileError as exc:
             raise SecretFileError(exc.path, f"device {device.name!r}: password_file {exc.problem}") from exc
-    return OpcuaDriver(device, profile, password=password, config_dir=context.config_dir)
+    identity = load_identity(device, context.config_dir)
+    return OpcuaDriver(device, profile, password=password, identity=identity)

@@ -87,8 +87,18 @@ def translate(device: OpcuaDevice, exc: BaseException, doing: str) -> DriverErro
                 "security_policy, security_mode, certificate and that the controller trusts it",
             )
         return DeviceException(name, f"{status_name(code)} while {doing}", code)
+    if isinstance(exc, UaError) and str(exc).startswith("No matching endpoints"):
+        # asyncua's own words (2.1) when the server offers no endpoint of this policy and mode.
+        return SecurityRejected(
+            name,
+            f"the controller offers no endpoint with security_policy {device.security_policy!r} and "
+            f"security_mode {device.security_mode!r}: set security_policy, security_mode (and certificate) "
+            "as the controller requires",
+        )
     if isinstance(exc, UaError | EOFError):
-        return DeviceUnreachable(name, f"the session broke while {doing}: {type(exc).__name__}")
+        return DeviceUnreachable(
+            name, f"the session broke while {doing}: {type(exc).__name__} {str(exc)[:200]}"
+        )
     if isinstance(exc, ConnectionRefusedError):
         return DeviceUnreachable(
             name, f"connection refused while {doing}: is the controller on and is the port right?"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from pathlib import Path
 
 from asyncua import ua
 from asyncua.client.client import Client
@@ -23,6 +22,7 @@ from protocols.driver import PointValue
 from protocols.errors import DeviceException
 from protocols.opcua.codec import bad, decode
 from protocols.opcua.config import OpcuaDevice
+from protocols.opcua.credentials import ClientIdentity
 from protocols.opcua.errors import TRANSLATED, status_name
 from protocols.opcua.profile import OpcuaProfile, Point
 
@@ -109,7 +109,7 @@ class _ChangeHandler:
 
 
 async def open_session(
-    device: OpcuaDevice, profile: OpcuaProfile, *, password: str | None, config_dir: Path
+    device: OpcuaDevice, profile: OpcuaProfile, *, password: str | None, identity: ClientIdentity | None
 ) -> Session:
     """Connect, authenticate, and find the profile's nodes. The caller bounds it in time."""
     client = Client(device.endpoint, timeout=device.timeout_s, watchdog_intervall=device.keepalive_s)
@@ -118,15 +118,14 @@ async def open_session(
     if device.username is not None and password is not None:
         client.set_user(device.username)
         client.set_password(password)
-    if device.security_mode != "None" and device.certificate and device.private_key:
-        server_certificate = device.server_certificate
+    if identity is not None and device.security_mode != "None":
+        if identity.application_uri is not None:
+            client.application_uri = identity.application_uri
         await client.set_security(
             _POLICIES[device.security_policy],
-            str(device.resolve(config_dir, device.certificate)),
-            str(device.resolve(config_dir, device.private_key)),
-            server_certificate=str(device.resolve(config_dir, server_certificate))
-            if server_certificate
-            else None,
+            identity.certificate_der,
+            identity.private_key_der,
+            server_certificate=identity.server_certificate_der,
             mode=_MODES[device.security_mode],
         )
     lost = asyncio.Event()

@@ -18,6 +18,7 @@ import hmac
 import logging
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from asyncua import ua
@@ -29,6 +30,7 @@ from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.status_codes import StatusCodes
 
 NAMESPACE = "urn:cityedge:traffic-controller:generic"
+APPLICATION_URI = "urn:cityedge:simulator:traffic-controller"
 _NULLED = ua.UInt32(StatusCodes.BadWaitingForInitialData)
 MODES = {"normal": 0, "flashing": 1, "dark": 2, "manual": 3}
 
@@ -90,6 +92,8 @@ class TrafficControllerSimulator:
         detectors: int = 4,
         username: str | None = None,
         password: str | None = None,
+        certificate: Path | None = None,
+        private_key: Path | None = None,
         seed: int = 7,
     ) -> None:
         if (username is None) != (password is None):
@@ -100,6 +104,12 @@ class TrafficControllerSimulator:
         self._plans = plans
         self._cycles_per_plan = cycles_per_plan
         self._credentials = (username, password) if username is not None and password is not None else None
+        if (certificate is None) != (private_key is None):
+            raise ValueError("certificate and private_key go together")
+        # With a certificate the server offers only Basic256Sha256 channels (Sign, SignAndEncrypt).
+        self._security = (
+            (certificate, private_key) if certificate is not None and private_key is not None else None
+        )
         self._rng = random.Random(seed)
         self.mode = "normal"
         self.fault = False
@@ -136,7 +146,18 @@ class TrafficControllerSimulator:
         await server.init()
         server.set_endpoint(f"opc.tcp://{self._host}:{self._port}")
         server.set_server_name("cityedge traffic-controller simulator")
-        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        if self._security is not None:
+            await server.set_application_uri(APPLICATION_URI)
+            await server.load_certificate(str(self._security[0]))
+            await server.load_private_key(str(self._security[1]))
+            server.set_security_policy(
+                [
+                    ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
+                    ua.SecurityPolicyType.Basic256Sha256_Sign,
+                ]
+            )
+        else:
+            server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
         server.set_identity_tokens(
             [ua.UserNameIdentityToken] if self._credentials else [ua.AnonymousIdentityToken]
         )

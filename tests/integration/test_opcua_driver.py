@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -16,10 +17,10 @@ from protocols.device import BuildContext
 from protocols.driver import AlarmRule, PointValue
 from protocols.errors import DeviceUnreachable, DriverError, WriteRejected
 from protocols.modbus.profile import default_profile_dirs
-from protocols.opcua.config import OpcuaDevice
+from protocols.opcua.config import OpcuaConfigError, OpcuaDevice
 from protocols.opcua.driver import OpcuaDriver, build
-from protocols.opcua.errors import AccessDenied
-from protocols.opcua.simulator import TrafficControllerSimulator
+from protocols.opcua.errors import AccessDenied, SecurityRejected
+from protocols.opcua.simulator import APPLICATION_URI, TrafficControllerSimulator
 from protocols.quality import Quality
 from protocols.testing import wait_until
 
@@ -343,3 +344,99 @@ async def test_close_ends_changes(sim: TrafficControllerSimulator, driver: Opcua
     await driver.close()
     await wait_until(ended.is_set, timeout=5, what="changes() to end after close")
     await task
+
+
+async def make_certificate(directory: Path, name: str, uri: str, *, server: bool) -> tuple[Path, Path]:
+    from asyncua.crypto.cert_gen import setup_self_signed_certificate
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    key, cert = directory / f"{name}.pem", directory / f"{name}.der"
+    use = [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
+    await setup_self_signed_certificate(key, cert, uri, socket.gethostname(), use, {})
+    key.chmod(0o600)
+    return cert, key
+
+
+@pytest.fixture
+async def secured_sim(tmp_path: Path) -> AsyncIterator[TrafficControllerSimulator]:
+    cert, key = await make_certificate(tmp_path, "controller", APPLICATION_URI, server=True)
+    async with TrafficControllerSimulator(
+        tick_s=TICK_S, username="ops", password="right-one", certificate=cert, private_key=key
+    ) as simulator:
+        yield simulator
+
+
+@pytest.mark.parametrize("mode", ["Sign", "SignAndEncrypt"])
+async def test_secured_channel_with_certificate_and_password(
+    secured_sim: TrafficControllerSimulator, tmp_path: Path, mode: str
+) -> None:
+    cert, key = await make_certificate(tmp_path, "agent", "urn:cityedge:edge-agent:tc1", server=False)
+    secured = device(
+        secured_sim.endpoint,
+        security_policy="Basic256Sha256",
+        security_mode=mode,
+        certificate=cert.name,
+        private_key=key.name,
+        server_certificate="controller.der",
+        username="ops",
+        password_file=password_file(tmp_path, "right-one"),
+    )
+    opcua = build(secured, context(tmp_path))
+    await opcua.connect()
+    collected = Changes(opcua)
+    try:
+        await secured_sim.inject_flashing()
+        await wait_until(
+            lambda: collected.latest("mode") == PointValue("mode", "flashing"), timeout=5, what="flashing"
+        )
+        assert {v.quantity: v.value for v in await opcua.read()}["mode"] == "flashing"
+    finally:
+        await collected.stop()
+        await opcua.close()
+
+
+async def test_unsecured_client_is_refused_by_a_secured_controller(
+    secured_sim: TrafficControllerSimulator, tmp_path: Path
+) -> None:
+    plain = device(secured_sim.endpoint, username="ops", password_file=password_file(tmp_path, "right-one"))
+    opcua = build(plain, context(tmp_path))
+
+    with pytest.raises(DriverError) as raised:
+        await opcua.connect()
+
+    assert isinstance(raised.value, SecurityRejected), raised.value
+    assert "no endpoint with security_policy 'None' and security_mode 'None'" in str(raised.value)
+    await opcua.close()
+
+
+def test_unreadable_certificate_is_refused_at_build(tmp_path: Path) -> None:
+    (tmp_path / "agent.der").write_bytes(b"not a certificate")
+    (tmp_path / "agent.pem").write_bytes(b"not a key")
+    (tmp_path / "agent.pem").chmod(0o600)
+    secured = device(
+        "opc.tcp://127.0.0.1:4840",
+        security_policy="Basic256Sha256",
+        security_mode="Sign",
+        certificate="agent.der",
+        private_key="agent.pem",
+    )
+    with pytest.raises(
+        OpcuaConfigError, match=r"device 'tc1': certificate: agent.der is no X.509 certificate"
+    ):
+        build(secured, context(tmp_path))
+
+
+async def test_private_key_readable_by_others_is_refused_at_build(tmp_path: Path) -> None:
+    await make_certificate(tmp_path, "agent", "urn:cityedge:edge-agent:tc1", server=False)
+    (tmp_path / "agent.pem").chmod(0o644)
+    secured = device(
+        "opc.tcp://127.0.0.1:4840",
+        security_policy="Basic256Sha256",
+        security_mode="Sign",
+        certificate="agent.der",
+        private_key="agent.pem",
+    )
+    with pytest.raises(
+        OpcuaConfigError, match=r"private_key: .*agent.pem: other users can read it \(mode 0644\)"
+    ):
+        build(secured, context(tmp_path))

@@ -111,14 +111,20 @@ class OpcuaDriver:
         """Changes of the monitored points, across reconnects, until ``close``."""
         backoff = Backoff(initial=self.device.reconnect_initial_s, maximum=self.device.reconnect_max_s)
         queue: asyncio.Queue[list[PointValue]] = asyncio.Queue(MAX_QUEUED_CHANGES)
+        problem: str | None = None  # logged once while it lasts, not at every attempt
         while not self._closed:
             try:
                 session = await self._subscribed(queue)
             except DriverError as exc:
                 delay = backoff.next_delay()
-                _log.warning("%s; subscribing again in %.1f s", exc, delay)
+                log = _log.debug if str(exc) == problem else _log.warning
+                log("%s; subscribing again in %.1f s", exc, delay)
+                problem = str(exc)
                 await self._pause(delay)
                 continue
+            if problem is not None:
+                _log.warning("%s: subscribed again", self.device.name)
+                problem = None
             backoff.reset()
             while not (self._closed or session.lost.is_set()):
                 batch = await self._next(queue, session)
@@ -151,8 +157,14 @@ class OpcuaDriver:
             return session
 
     async def _subscribed(self, queue: asyncio.Queue[list[PointValue]]) -> Session:
-        async with self._bounded("subscribing"):
-            return await self._subscribe(queue)
+        try:
+            async with self._bounded("subscribing"):
+                return await self._subscribe(queue)
+        except DriverError:
+            # A session whose subscription failed half-way is of no use to changes(): start afresh.
+            if self._session is not None and self._session.subscription is None:
+                self._session.lost.set()
+            raise
 
     async def _subscribe(self, queue: asyncio.Queue[list[PointValue]]) -> Session:
         session = await self._current()

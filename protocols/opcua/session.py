@@ -61,7 +61,7 @@ class Session:
     async def subscribe(self, interval_ms: int, deliver: Callable[[list[PointValue]], None]) -> None:
         """Monitor every ``subscribe = true`` point; each publish's changes reach ``deliver`` as one list."""
         handler = _ChangeHandler(self, deliver)
-        self.subscription = await self.client.create_subscription(interval_ms, handler)
+        subscription = await self.client.create_subscription(interval_ms, handler)
         watched = {
             self.nodes[point.node].nodeid
             for points in self.points.values()
@@ -70,7 +70,8 @@ class Session:
         }
         if watched:
             nodes = [self.client.get_node(nodeid) for nodeid in watched]
-            await self.subscription.subscribe_data_change(nodes)
+            await subscription.subscribe_data_change(nodes)
+        self.subscription = subscription
 
     async def close(self, timeout_s: float) -> None:
         """Close the session (its tasks first, then a CloseSession the server may never answer, then the

@@ -13,6 +13,7 @@ import pytest
 from asyncua import ua
 
 from cityedge.ports import free_port
+from protocols import registry
 from protocols.device import BuildContext
 from protocols.driver import AlarmRule, PointValue
 from protocols.errors import DeviceUnreachable, DriverError, WriteRejected
@@ -440,3 +441,25 @@ async def test_private_key_readable_by_others_is_refused_at_build(tmp_path: Path
         OpcuaConfigError, match=r"private_key: .*agent.pem: other users can read it \(mode 0644\)"
     ):
         build(secured, context(tmp_path))
+
+
+async def test_controller_down_for_a_while_is_resubscribed_when_back(
+    sim: TrafficControllerSimulator, driver: OpcuaDriver, changes: Changes
+) -> None:
+    await sim.stop()
+    for _ in range(3):  # the poll sees it, while changes() keeps trying with backoff
+        with pytest.raises(DeviceUnreachable):
+            await driver.read()
+
+    await sim.start()
+    made = time.monotonic()
+    await sim.set_fault(True)
+
+    await wait_until(
+        lambda: changes.arrived("fault", True, made) is not None, timeout=10, what="fault after the outage"
+    )
+
+
+def test_registry_resolves_the_opcua_driver() -> None:
+    assert registry.config_model("opcua") is OpcuaDevice
+    assert registry.builder("opcua") is build

@@ -23,7 +23,6 @@ from protocols.device import BuildContext
 from protocols.driver import PointSpec, PointValue
 from protocols.errors import DriverError, WriteRejected
 from protocols.fleet.broker_url import SecretFileError, read_secret_file
-from protocols.modbus.profile import profile_search_path
 from protocols.opcua.codec import check_write
 from protocols.opcua.config import OpcuaDevice
 from protocols.opcua.credentials import ClientIdentity, load_identity
@@ -223,8 +222,9 @@ class OpcuaDriver:
 def build(device: OpcuaDevice, context: BuildContext) -> OpcuaDriver:
     """The driver of ``device``: its profile found on the search path, its password and certificates read
     from their files (errors name the device and the key). No I/O on the controller."""
-    dirs = context.profile_dirs or profile_search_path()
-    _, profile = find_profile(device.profile, dirs)
+    # The agent gives the search path (protocols.modbus.profile.profile_search_path, shared by all
+    # profiles); not imported here, so that an OPC UA-only agent loads no Modbus code.
+    _, profile = find_profile(device.profile, context.profile_dirs)
     password = None
     if device.password_file is not None:
         try:

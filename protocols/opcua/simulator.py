@@ -7,8 +7,10 @@ demand: flashing, dark, manual, controller fault, detector fault, and a restart 
 and comes back on the same port, so clients lose their session and their subscriptions). With a
 ``username`` it refuses any other user or password, and anonymous sessions.
 
-One simulator is one asyncua ``Server``, which loads the whole standard address space: about 1 s to
-start and some 43 MB of memory each, whatever the model's size.
+One simulator is one asyncua ``Server``, which loads the whole standard address space whatever the
+model's size: measured on the project's 2-core machine, about 1.2 s to start, 39 to 50 MB of memory
+each (besides asyncua's own 40 MB, once per process), and 0.1 % of one core at a 1 s tick with a
+subscribed client (0.5 % with a client also reading every point every second).
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -32,6 +34,7 @@ from protocols.opcua.session import Session, open_session
 
 _log = logging.getLogger(__name__)
 
+CONNECT_SHARE = 0.9
 # Changes kept for a consumer that is slow; past this the oldest go (the next poll has the state).
 MAX_QUEUED_CHANGES = 1000
 
@@ -56,6 +59,9 @@ class OpcuaDriver:
         self._lock = asyncio.Lock()
         self._closed = False
         self._closing = asyncio.Event()
+        self._connect_backoff = Backoff(initial=device.reconnect_initial_s, maximum=device.reconnect_max_s)
+        self._refusal: DriverError | None = None  # why the last connect failed, until _retry_at
+        self._retry_at = 0.0
 
     @property
     def points(self) -> Sequence[PointSpec]:
@@ -92,7 +98,9 @@ class OpcuaDriver:
             node = session.nodes[point.node]
             # The node's own variant type (Int32, UInt16, Double...): a controller refuses another one.
             current = await node.read_data_value()
-            variant_type = current.Value.VariantType if current.Value is not None else ua.VariantType.Variant
+            variant_type = current.Value.VariantType if current.Value is not None else ua.VariantType.Null
+            if variant_type == ua.VariantType.Null:
+                variant_type = _VARIANT_TYPES[point.type]
             try:
                 await node.write_value(ua.DataValue(ua.Variant(checked, variant_type)))
             except UaStatusCodeError as exc:
@@ -103,7 +111,7 @@ class OpcuaDriver:
                 ) from exc
             back = await node.read_data_value()
         got = back.Value.Value if back.Value is not None else None
-        if got != checked:
+        if not _same(got, checked):
             raise WriteRejected(name, f"{quantity} reads back {got!r} after writing {checked!r}")
 
     async def changes(self) -> AsyncIterator[list[PointValue]]:
@@ -141,7 +149,10 @@ class OpcuaDriver:
             await session.close(self.device.timeout_s)
 
     async def _current(self) -> Session:
-        """The live session, or a new one (the lost one closed first)."""
+        """The live session, or a new one (the lost one closed first). After a failed attempt the next
+        waits out a backoff delay, and calls meanwhile get that failure again without touching the
+        controller: the poll and the subscription together never hammer a dead controller, nor lock
+        an account with a wrong password."""
         async with self._lock:
             session = self._session
             if session is not None and not session.lost.is_set():
@@ -149,9 +160,21 @@ class OpcuaDriver:
             self._session = None
             if session is not None:
                 await session.close(self.device.timeout_s)
-            session = await open_session(
-                self.device, self.profile, password=self._password, identity=self._identity
-            )
+            if self._refusal is not None and time.monotonic() < self._retry_at:
+                raise self._refusal.with_traceback(None)
+            try:
+                # Inside the caller's bound (timeout_s): a connect that times out is a failure to
+                # remember, not only a cancellation.
+                async with asyncio.timeout(self.device.timeout_s * CONNECT_SHARE):
+                    session = await open_session(
+                        self.device, self.profile, password=self._password, identity=self._identity
+                    )
+            except (*TRANSLATED, DriverError) as exc:
+                self._refusal = translate(self.device, exc, f"connecting to {self.device.endpoint}")
+                self._retry_at = time.monotonic() + self._connect_backoff.next_delay()
+                raise self._refusal from exc
+            self._refusal = None
+            self._connect_backoff.reset()
             self._session = session
             return session
 
@@ -217,6 +240,16 @@ class OpcuaDriver:
                 await self._closing.wait()
         except TimeoutError:
             pass
+
+
+_VARIANT_TYPES = {"bool": ua.VariantType.Boolean, "int": ua.VariantType.Int32, "float": ua.VariantType.Double}
+
+
+def _same(got: object, written: float | int | bool) -> bool:
+    """A value read back is the one written (a Float node keeps a float's 24 bits of mantissa)."""
+    if isinstance(written, float) and isinstance(got, float):
+        return math.isclose(got, written, rel_tol=1e-6)
+    return got == written and type(got) is type(written)
 
 
 def build(device: OpcuaDevice, context: BuildContext) -> OpcuaDriver:

@@ -136,7 +136,11 @@ async def open_session(
         lost.set()
 
     client.connection_lost_callback = on_lost
-    await client.connect()
+    try:
+        await client.connect()
+    except BaseException:
+        _abandon(client)
+        raise
     try:
         session = await _bind(client, device, profile)
     except BaseException:
@@ -144,6 +148,17 @@ async def open_session(
         raise
     session.lost = lost
     return session
+
+
+def _abandon(client: Client) -> None:
+    """Drop a client whose connect failed or was cancelled (by the caller's timeout) half-way, without
+    awaiting anything: asyncua closes the socket of a failed connect but not of a cancelled one, nor
+    the channel-renewal task a half-made session has started."""
+    for task in (client._renew_channel_task, client._supervisor_task, client._stale_watchdog_task):
+        if task is not None:
+            task.cancel()
+    if client.uaclient.has_transport:
+        client.disconnect_socket()
 
 
 async def _bind(client: Client, device: OpcuaDevice, profile: OpcuaProfile) -> Session:

@@ -58,6 +58,7 @@ class _PasswordCheck(UserManager):
     def __init__(self, username: str, password: str) -> None:
         self._username = username
         self._password = password.encode()
+        self.refused = 0  # sessions refused for a wrong user or password
 
     def get_user(
         self,
@@ -70,6 +71,8 @@ class _PasswordCheck(UserManager):
             return None
         same_user = hmac.compare_digest(username.encode(), self._username.encode())
         same_password = hmac.compare_digest(password.encode(), self._password)
+        if not (same_user and same_password):
+            self.refused += 1
         return User(role=UserRole.User, name=username) if same_user and same_password else None
 
 
@@ -120,6 +123,7 @@ class TrafficControllerSimulator:
         self._cycles_in_plan = 0
         self.detectors = [_Detector() for _ in range(detectors)]
         self._server: Server | None = None
+        self._user_manager: _PasswordCheck | None = None
         self._nodes: dict[str, Any] = {}
         self._data_types: dict[str, ua.NodeId] = {}
         self._written: dict[str, object] = {}
@@ -129,6 +133,11 @@ class TrafficControllerSimulator:
     @property
     def endpoint(self) -> str:
         return f"opc.tcp://{self._host}:{self._port}"
+
+    @property
+    def refused_logins(self) -> int:
+        """Sessions refused for a wrong user or password since the last start."""
+        return self._user_manager.refused if self._user_manager is not None else 0
 
     @property
     def port(self) -> int:
@@ -144,6 +153,7 @@ class TrafficControllerSimulator:
     async def start(self) -> None:
         """Serve the model (on the port of the previous start, after a restart)."""
         user_manager = _PasswordCheck(*self._credentials) if self._credentials else None
+        self._user_manager = user_manager
         server = Server(user_manager=user_manager)
         await server.init()
         server.set_endpoint(f"opc.tcp://{self._host}:{self._port}")

@@ -252,6 +252,10 @@ async def test_wrong_password_is_one_clear_error_naming_device_and_fix(tmp_path:
         with pytest.raises(AccessDenied) as raised:
             await opcua.connect()
 
+        for _ in range(5):  # the poll goes on: the controller is not asked again before the backoff delay
+            with pytest.raises(AccessDenied):
+                await opcua.read()
+        assert secured.refused_logins == 1
         message = str(raised.value)
         assert message.startswith("tc1: ")
         assert (

@@ -16,7 +16,7 @@ from cityedge.ports import free_port
 from protocols import registry
 from protocols.device import BuildContext
 from protocols.driver import AlarmRule, PointValue
-from protocols.errors import DeviceUnreachable, DriverError, WriteRejected
+from protocols.errors import DeviceTimeout, DeviceUnreachable, DriverError, WriteRejected
 from protocols.modbus.profile import default_profile_dirs
 from protocols.opcua.config import OpcuaConfigError, OpcuaDevice
 from protocols.opcua.driver import OpcuaDriver, build
@@ -467,3 +467,22 @@ async def test_controller_down_for_a_while_is_resubscribed_when_back(
 def test_registry_resolves_the_opcua_driver() -> None:
     assert registry.config_model("opcua") is OpcuaDevice
     assert registry.builder("opcua") is build
+
+
+async def test_a_controller_that_never_answers_times_out_within_the_timeout(tmp_path: Path) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # accepts the connection, answers nothing, until the client goes
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    opcua = build(device(f"opc.tcp://127.0.0.1:{port}", timeout_s=0.5), context(tmp_path))
+    try:
+        started = time.monotonic()
+        with pytest.raises(DeviceTimeout, match=r"tc1: no answer within 0.5 s while connecting"):
+            await opcua.connect()
+        assert time.monotonic() - started <= 0.5 + SLACK_S
+    finally:
+        await opcua.close()
+        server.close()
+        await server.wait_closed()

@@ -470,9 +470,10 @@ def test_registry_resolves_the_opcua_driver() -> None:
 
 
 async def test_a_controller_that_never_answers_times_out_within_the_timeout(tmp_path: Path) -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read()  # accepts the connection, answers nothing, until the client goes
-        writer.close()
+        accepted.append(writer)  # accepts the connection and answers nothing
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -482,7 +483,11 @@ async def test_a_controller_that_never_answers_times_out_within_the_timeout(tmp_
         with pytest.raises(DeviceTimeout, match=r"tc1: no answer within 0.5 s while connecting"):
             await opcua.connect()
         assert time.monotonic() - started <= 0.5 + SLACK_S
+        assert accepted, "the client never reached the silent server"
     finally:
         await opcua.close()
+        for writer in accepted:
+            writer.close()
+            await writer.wait_closed()
         server.close()
         await server.wait_closed()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 from asyncua import ua
 from asyncua.client.client import Client
@@ -25,6 +26,7 @@ from protocols.opcua.config import OpcuaDevice
 from protocols.opcua.credentials import ClientIdentity
 from protocols.opcua.errors import TRANSLATED, status_name
 from protocols.opcua.profile import OpcuaProfile, Point
+from protocols.quality import Quality
 
 _log = logging.getLogger(__name__)
 
@@ -51,12 +53,20 @@ class Session:
 
     def decode(self, nodeid: ua.NodeId, value: ua.DataValue) -> list[PointValue]:
         """The values of the points read from ``nodeid``, given its data value."""
+        points = self.points.get(nodeid, [])
         status = value.StatusCode
-        if status is not None and not status.is_good():
-            reason = f"status_{status_name(status.value)}"
-            return [bad(point, reason) for point in self.points.get(nodeid, [])]
+        if status is not None and status.is_bad():
+            return [bad(point, f"status_{status_name(status.value)}") for point in points]
         raw = value.Value.Value if value.Value is not None else None
-        return [decode(point, raw) for point in self.points.get(nodeid, [])]
+        decoded = [decode(point, raw) for point in points]
+        if status is not None and status.is_uncertain():
+            # The controller itself doubts the value (a sensor's last usable value, say): kept, flagged.
+            reason = f"status_{status_name(status.value)}"
+            return [
+                replace(v, quality=Quality.UNCERTAIN, reason=reason) if v.quality == Quality.GOOD else v
+                for v in decoded
+            ]
+        return decoded
 
     async def subscribe(self, interval_ms: int, deliver: Callable[[list[PointValue]], None]) -> None:
         """Monitor every ``subscribe = true`` point; each publish's changes reach ``deliver`` as one list."""

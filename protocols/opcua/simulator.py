@@ -126,9 +126,10 @@ class TrafficControllerSimulator:
         self._user_manager: _PasswordCheck | None = None
         self._nodes: dict[str, Any] = {}
         self._data_types: dict[str, ua.NodeId] = {}
-        self._written: dict[str, object] = {}
+        self._written: dict[str, tuple[object, ...]] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._raw_overrides: dict[str, ua.Variant] = {}
+        self._statuses: dict[str, int] = {}
 
     @property
     def endpoint(self) -> str:
@@ -244,6 +245,16 @@ class TrafficControllerSimulator:
             await self._retype(node, value)
         await self._publish()
 
+    async def set_status(self, node: str, status: int | None) -> None:
+        """Serve ``node`` with this OPC UA status code (``StatusCodes.BadSensorFailure``,
+        ``StatusCodes.UncertainLastUsableValue``...), None for good again: a sensor the controller
+        itself distrusts."""
+        if status is None:
+            self._statuses.pop(node, None)
+        else:
+            self._statuses[node] = status
+        await self._publish()
+
     async def _retype(self, node: str, value: ua.Variant | None) -> None:
         # asyncua refuses a value of another type than the node's; a node of a non-standard data type
         # holding null takes anything. Back to the model's type when the override ends.
@@ -320,10 +331,12 @@ class TrafficControllerSimulator:
         if self._server is None:
             return
         for node, variant in self._values().items():
-            key = (variant.VariantType, variant.Value)
+            status = self._statuses.get(node, 0)
+            key = (variant.VariantType, variant.Value, status)
             if self._written.get(node) == key:
                 continue
-            await self._server.write_attribute_value(self._nodes[node].nodeid, ua.DataValue(variant))
+            value = ua.DataValue(variant, StatusCode=ua.StatusCode(ua.UInt32(status)))
+            await self._server.write_attribute_value(self._nodes[node].nodeid, value)
             self._written[node] = key
 
     async def _tick_loop(self) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import msgspec
 import pytest
 from asyncua import ua
+from asyncua.ua.status_codes import StatusCodes
 
 from cityedge.ports import free_port
 from protocols import registry
@@ -491,3 +492,23 @@ async def test_a_controller_that_never_answers_times_out_within_the_timeout(tmp_
             await writer.wait_closed()
         server.close()
         await server.wait_closed()
+
+
+async def test_status_codes_of_the_controller_give_bad_or_uncertain_quality(
+    sim: TrafficControllerSimulator, driver: OpcuaDriver
+) -> None:
+    await sim.set_status("Detector3.Fault", StatusCodes.BadSensorFailure)
+    await sim.set_status("Detector3.Occupancy", StatusCodes.UncertainLastUsableValue)
+
+    values = {v.quantity: v for v in await driver.read()}
+    assert values["d3_fault"] == PointValue("d3_fault", None, Quality.BAD, "status_BadSensorFailure")
+    occupancy = values["d3_occupancy_pct"]
+    assert (occupancy.quality, occupancy.reason) == (Quality.UNCERTAIN, "status_UncertainLastUsableValue")
+    assert isinstance(occupancy.value, float)
+    assert values["d2_fault"] == PointValue("d2_fault", False)
+
+    await sim.set_status("Detector3.Fault", None)
+    await sim.set_status("Detector3.Occupancy", None)
+    values = {v.quantity: v for v in await driver.read()}
+    assert values["d3_fault"] == PointValue("d3_fault", False)
+    assert values["d3_occupancy_pct"].quality == Quality.GOOD

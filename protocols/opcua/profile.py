@@ -28,6 +28,7 @@ ROLES = (
     "requested_plan",
     "cycle_time",
     "cycle_second",
+    "phase",
     "fault",
     "alarm",
     "detector_count",
@@ -41,6 +42,7 @@ Role = Literal[
     "requested_plan",
     "cycle_time",
     "cycle_second",
+    "phase",
     "fault",
     "alarm",
     "detector_count",
@@ -96,7 +98,7 @@ class Point(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     type: PointType
     unit: Annotated[str, msgspec.Meta(max_length=16)] | None = None
     role: Role | None = None
-    enumeration: dict[str, Snake] | None = None
+    enumeration: Annotated[dict[str, Snake], msgspec.Meta(max_length=256)] | None = None
     alarm: AlarmTable | None = None
     # A monitored item (pushed as it changes); false: only read with the poll (fast counters).
     subscribe: bool = True

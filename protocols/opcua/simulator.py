@@ -1,11 +1,14 @@
 """A traffic-light controller's OPC UA server, simulated: the node model of the generic profile.
 
-It runs signal plans one after the other (each for ``cycles_per_plan`` cycles, or the plan a client
-asked for in ``Controller.RequestedPlan``), advances the cycle second every ``tick_s`` (1 s in real
-time; tests shorten it), counts vehicles on each detector with its occupancy, and takes faults on
-demand: flashing, dark, manual, controller fault, detector fault, and a restart (the server goes away
-and comes back on the same port, so clients lose their session and their subscriptions). With a
-``username`` it refuses any other user or password, and anonymous sessions.
+It runs signal plans one after the other, each for ``cycles_per_plan`` cycles unless a client asked
+for one in ``Controller.RequestedPlan``; a plan's cycle is a sequence of phases (a green for one
+approach, an intergreen, a green for the other, an intergreen). The cycle second advances every
+``tick_s`` (1 s in real time; tests shorten it). Vehicles cross each detector on its approach's
+green and queue on it on red (count and occupancy). Faults come on demand: flashing, dark, manual,
+controller fault, detector fault, a node of the wrong type or status, and a restart (the server goes
+away and comes back on the same port, so clients lose their session and their subscriptions). With
+a ``username`` it refuses any other user or password, and anonymous sessions; with a certificate it
+offers only secured channels.
 
 One simulator is one asyncua ``Server``, which loads the whole standard address space whatever the
 model's size: measured on the project's 2-core machine, about 1.2 s to start, 39 to 50 MB of memory
@@ -41,11 +44,27 @@ _log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class SignalPlan:
+    """A plan's number and its phases' durations (green and the intergreen after it), in seconds."""
+
     number: int
-    cycle_time_s: int
+    phases_s: tuple[int, ...]
+
+    @property
+    def cycle_time_s(self) -> int:
+        return sum(self.phases_s)
+
+    def phase_at(self, cycle_second: int) -> int:
+        """The phase (from 1) running at ``cycle_second``."""
+        elapsed = 0
+        for phase, duration in enumerate(self.phases_s, start=1):
+            elapsed += duration
+            if cycle_second < elapsed:
+                return phase
+        return len(self.phases_s)
 
 
-DEFAULT_PLANS = (SignalPlan(1, 90), SignalPlan(2, 60), SignalPlan(3, 120))
+# Two approaches, each a green then an intergreen: a peak plan, an off-peak one, a night one.
+DEFAULT_PLANS = (SignalPlan(1, (40, 5, 40, 5)), SignalPlan(2, (25, 5, 25, 5)), SignalPlan(3, (55, 5, 55, 5)))
 
 
 def _node_id(ns: int, name: str) -> ua.NodeId:
@@ -280,6 +299,7 @@ class TrafficControllerSimulator:
             ("RequestedPlan", ua.VariantType.Int32),
             ("CycleTime", ua.VariantType.Int32),
             ("CycleSecond", ua.VariantType.Int32),
+            ("Phase", ua.VariantType.Int32),
             ("Fault", ua.VariantType.Boolean),
             ("Alarm", ua.VariantType.Boolean),
         ):
@@ -316,6 +336,7 @@ class TrafficControllerSimulator:
             "Controller.SignalPlan": ua.Variant(self.plan.number, int32),
             "Controller.CycleTime": ua.Variant(self.plan.cycle_time_s, int32),
             "Controller.CycleSecond": ua.Variant(self.cycle_second, int32),
+            "Controller.Phase": ua.Variant(self.phase, int32),
             "Controller.Fault": ua.Variant(self.fault, boolean),
             "Controller.Alarm": ua.Variant(self.fault or any(d.fault for d in self.detectors), boolean),
         }
@@ -352,8 +373,8 @@ class TrafficControllerSimulator:
                 await self._next_cycle()
         else:
             self.cycle_second = 0
-        for detector in self.detectors:
-            self._count(detector)
+        for index, detector in enumerate(self.detectors):
+            self._count(index, detector)
         await self._publish()
 
     async def _next_cycle(self) -> None:
@@ -366,11 +387,21 @@ class TrafficControllerSimulator:
             index = self._plans.index(self.plan) if self.plan in self._plans else -1
             self.plan, self._cycles_in_plan = self._plans[(index + 1) % len(self._plans)], 0
 
-    def _count(self, detector: _Detector) -> None:
-        # A faulty loop, or a dark or flashing junction, counts nothing a control room could trust.
-        if detector.fault or self.mode in ("dark",):
-            detector.occupancy_pct = 0.0
+    @property
+    def phase(self) -> int:
+        """The running phase; 0 while the junction flashes or is dark (no cycle runs)."""
+        return self.plan.phase_at(self.cycle_second) if self.mode in ("normal", "manual") else 0
+
+    def _count(self, index: int, detector: _Detector) -> None:
+        """One tick of traffic over loop ``index``: vehicles cross it on their approach's green (or
+        through a flashing junction); on red the queue stands on it and it reads occupied."""
+        if detector.fault or self.mode == "dark":
+            detector.occupancy_pct = 0.0  # a faulty loop, or a dark junction's, reports nothing usable
             return
-        arrivals = self._rng.choices((0, 1, 2), weights=(6, 3, 1))[0]
-        detector.count = (detector.count + arrivals) % 2**32
-        detector.occupancy_pct = round(min(100.0, arrivals * 18.0 + self._rng.uniform(0, 8)), 1)
+        approach_green = 1 + 2 * (index % 2)  # detectors alternate between the two approaches
+        if self.mode == "flashing" or self.phase == approach_green:
+            arrivals = self._rng.choices((0, 1, 2), weights=(5, 4, 1))[0]
+            detector.count = (detector.count + arrivals) % 2**32
+            detector.occupancy_pct = round(min(100.0, arrivals * 18.0 + self._rng.uniform(0, 8)), 1)
+        else:
+            detector.occupancy_pct = round(self._rng.uniform(55.0, 95.0), 1)

@@ -512,3 +512,23 @@ async def test_status_codes_of_the_controller_give_bad_or_uncertain_quality(
     values = {v.quantity: v for v in await driver.read()}
     assert values["d3_fault"] == PointValue("d3_fault", False)
     assert values["d3_occupancy_pct"].quality == Quality.GOOD
+
+
+async def test_phases_follow_the_cycle_and_red_queues_occupy_the_loops(driver: OpcuaDriver) -> None:
+    phases: set[object] = set()
+    queued: set[float] = set()
+
+    async def seen_every_phase() -> bool:
+        values = {v.quantity: v.value for v in await driver.read()}
+        phases.add(values["phase"])
+        # Phase 3 is the other approach's green, after an intergreen: detector 1's approach has been on
+        # red for a while (even a read between two of the simulator's writes sees red values).
+        if values["phase"] == 3:
+            occupancy = values["d1_occupancy_pct"]
+            assert isinstance(occupancy, float)
+            queued.add(occupancy)
+        return phases >= {1, 2, 3, 4}
+
+    await wait_until(seen_every_phase, timeout=15, what="phases 1 to 4")
+    assert phases <= {1, 2, 3, 4}
+    assert queued and min(queued) >= 55.0

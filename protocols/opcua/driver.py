@@ -59,6 +59,7 @@ class OpcuaDriver:
         self._lock = asyncio.Lock()
         self._closed = False
         self._closing = asyncio.Event()
+        self._consuming = False
         self._connect_backoff = Backoff(initial=device.reconnect_initial_s, maximum=device.reconnect_max_s)
         self._refusal: DriverError | None = None  # why the last connect failed, until _retry_at
         self._retry_at = 0.0
@@ -115,7 +116,18 @@ class OpcuaDriver:
             raise WriteRejected(name, f"{quantity} reads back {got!r} after writing {checked!r}")
 
     async def changes(self) -> AsyncIterator[list[PointValue]]:
-        """Changes of the monitored points, across reconnects, until ``close``."""
+        """Changes of the monitored points, across reconnects, until ``close``. One consumer at a time:
+        the session has one subscription, feeding one queue."""
+        if self._consuming:
+            raise RuntimeError(f"{self.device.name}: changes() is already being iterated")
+        self._consuming = True
+        try:
+            async for batch in self._changes():
+                yield batch
+        finally:
+            self._consuming = False
+
+    async def _changes(self) -> AsyncIterator[list[PointValue]]:
         backoff = Backoff(initial=self.device.reconnect_initial_s, maximum=self.device.reconnect_max_s)
         queue: asyncio.Queue[list[PointValue]] = asyncio.Queue(MAX_QUEUED_CHANGES)
         problem: str | None = None  # logged once while it lasts, not at every attempt

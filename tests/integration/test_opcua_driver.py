@@ -532,3 +532,9 @@ async def test_phases_follow_the_cycle_and_red_queues_occupy_the_loops(driver: O
     await wait_until(seen_every_phase, timeout=15, what="phases 1 to 4")
     assert phases <= {1, 2, 3, 4}
     assert queued and min(queued) >= 55.0
+
+
+async def test_changes_has_one_consumer_at_a_time(driver: OpcuaDriver, changes: Changes) -> None:
+    second = driver.changes()
+    with pytest.raises(RuntimeError, match="tc1: changes\\(\\) is already being iterated"):
+        await anext(second)

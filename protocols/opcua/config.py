@@ -29,6 +29,11 @@ _USERNAME = r"^[^\x00-\x1f\x7f]{1,128}$"
 RelativeFile = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
 
 
+def _shown(endpoint: str) -> str:
+    """The endpoint as an error may print it: a user and password typed into it are masked."""
+    return re.sub(r"(?<=//)[^/]*@", "***@", endpoint)
+
+
 class OpcuaConfigError(ValueError):
     """An OPC UA device's config is inconsistent: names the device, the key and the fix."""
 
@@ -77,7 +82,8 @@ class OpcuaDevice(DeviceConfig, frozen=True, forbid_unknown_fields=True, kw_only
         if _ENDPOINT.match(self.endpoint) is None:
             return (
                 "endpoint",
-                f"expected opc.tcp://host:4840[/path] (no user or password in it), got {self.endpoint!r}",
+                "expected opc.tcp://host:4840[/path] (no user or password in it), "
+                f"got {_shown(self.endpoint)!r}",
             )
         port = self.endpoint_port
         if port is not None and not 1 <= port <= 65535:

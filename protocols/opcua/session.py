@@ -41,6 +41,20 @@ _MODES = {"Sign": ua.MessageSecurityMode.Sign, "SignAndEncrypt": ua.MessageSecur
 SESSION_TIMEOUT_MS = 60_000
 
 
+class _NoCredentialsInLogs(logging.Filter):
+    """asyncua logs every request it sends at debug level, ActivateSession too: with its password."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not any(isinstance(arg, ua.ActivateSessionRequest) for arg in args)
+
+
+def _hide_credentials_from_asyncua_logs() -> None:
+    protocol_logger = logging.getLogger("asyncua.client.ua_client.UASocketProtocol")
+    if not any(isinstance(f, _NoCredentialsInLogs) for f in protocol_logger.filters):
+        protocol_logger.addFilter(_NoCredentialsInLogs())
+
+
 class Session:
     """A connected client; ``lost`` is set once anything says the session is gone."""
 
@@ -123,6 +137,7 @@ async def open_session(
     device: OpcuaDevice, profile: OpcuaProfile, *, password: str | None, identity: ClientIdentity | None
 ) -> Session:
     """Connect, authenticate, and find the profile's nodes. The caller bounds it in time."""
+    _hide_credentials_from_asyncua_logs()
     client = Client(device.endpoint, timeout=device.timeout_s, watchdog_intervall=device.keepalive_s)
     client.name = client.description = "cityedge edge agent"
     client.session_timeout = SESSION_TIMEOUT_MS

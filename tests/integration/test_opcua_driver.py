@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -268,7 +269,10 @@ async def test_wrong_password_is_one_clear_error_naming_device_and_fix(tmp_path:
         await opcua.close()
 
 
-async def test_right_password_connects_and_anonymous_is_refused(tmp_path: Path) -> None:
+async def test_right_password_connects_and_anonymous_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)  # asyncua logs each request it sends at debug level
     async with TrafficControllerSimulator(tick_s=TICK_S, username="ops", password="right-one") as secured:
         right = build(
             device(secured.endpoint, username="ops", password_file=password_file(tmp_path, "right-one")),
@@ -277,6 +281,8 @@ async def test_right_password_connects_and_anonymous_is_refused(tmp_path: Path) 
         await right.connect()
         assert {v.quantity: v.value for v in await right.read()}["mode"] == "normal"
         await right.close()
+        assert "Sending: " in caplog.text
+        assert "right-one" not in caplog.text and b"right-one".hex() not in caplog.text
 
         anonymous = build(device(secured.endpoint), context(tmp_path))
         with pytest.raises(AccessDenied, match=r"refuses anonymous sessions.*set username and password_file"):

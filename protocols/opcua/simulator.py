@@ -172,6 +172,8 @@ class TrafficControllerSimulator:
 
     async def start(self) -> None:
         """Serve the model (on the port of the previous start, after a restart)."""
+        if self._server is not None:
+            raise RuntimeError(f"the simulator already serves {self.endpoint}")
         user_manager = _PasswordCheck(*self._credentials) if self._credentials else None
         self._user_manager = user_manager
         server = Server(user_manager=user_manager)
@@ -256,6 +258,7 @@ class TrafficControllerSimulator:
     async def set_raw(self, node: str, value: ua.Variant | None) -> None:
         """Serve ``value`` at ``node`` (e.g. ``"Controller.Mode"``) whatever its type, None to stop:
         how a controller with a firmware bug, or read with another model's profile, looks to a client."""
+        self._check_node(node)
         if value is None:
             self._raw_overrides.pop(node, None)
         else:
@@ -268,11 +271,17 @@ class TrafficControllerSimulator:
         """Serve ``node`` with this OPC UA status code (``StatusCodes.BadSensorFailure``,
         ``StatusCodes.UncertainLastUsableValue``...), None for good again: a sensor the controller
         itself distrusts."""
+        self._check_node(node)
         if status is None:
             self._statuses.pop(node, None)
         else:
             self._statuses[node] = status
         await self._publish()
+
+    def _check_node(self, node: str) -> None:
+        names = self._values().keys()
+        if node not in names:
+            raise ValueError(f"no node {node!r} in the model: expected one of {', '.join(names)}")
 
     async def _retype(self, node: str, value: ua.Variant | None) -> None:
         # asyncua refuses a value of another type than the node's; a node of a non-standard data type

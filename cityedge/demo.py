@@ -1,14 +1,18 @@
 """`cityedge demo`: a broker, the aggregator and simulated cabinets on one machine.
 
 Each cabinet is a real agent with its own SQLite buffer and config file, polling real Modbus TCP
-simulators of street-lighting controllers over loopback. Everything runs in one event loop.
+simulators of street-lighting controllers over loopback. Every other cabinet stands at a signalised
+junction: it also watches that junction's traffic-light controller (a simulated OPC UA server) and its
+camera (a simulated ONVIF camera, with its own password file). Everything runs in one event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from central.auth import Tokens
@@ -21,9 +25,16 @@ from edge_agent.clock_sync import ClockTrust
 from edge_agent.config import load_config
 from protocols.modbus.profile import default_profile_dirs, load_profile
 from protocols.modbus.simulator import LightingControllerSimulator
+from protocols.onvif.simulator import CameraSimulator
+from protocols.opcua.simulator import TrafficControllerSimulator
 
 CONTROLLERS_PER_CABINET = 2
 DEMO_PROFILE = "lighting-single-circuit"
+TRAFFIC_PROFILE = "traffic-controller-generic"
+# One simulated traffic controller is a whole OPC UA server (about 45 MB and 1 s to start): the demo
+# puts one at every other cabinet, up to this many.
+MAX_JUNCTIONS = 10
+CAMERA_USER = "cityedge"
 # The demo's API token: made again at each start (the previous one is revoked), with every right.
 DEMO_TOKEN_NAME = "demo"
 
@@ -43,7 +54,17 @@ async def _broker(url: str | None, announce: Callable[[str], None]) -> AsyncIter
         yield embedded.url
 
 
-def cabinet_config(*, cabinet: str, broker_url: str, controller_ports: list[int]) -> str:
+@dataclass(frozen=True, slots=True)
+class Junction:
+    """The traffic controller's endpoint and the camera's address of a cabinet at a junction."""
+
+    controller: str
+    camera: str
+
+
+def cabinet_config(
+    *, cabinet: str, broker_url: str, controller_ports: list[int], junction: Junction | None = None
+) -> str:
     """The TOML a technician would write for this cabinet, pointing at the simulators."""
     lines = [
         "[cabinet]",
@@ -70,6 +91,26 @@ def cabinet_config(*, cabinet: str, broker_url: str, controller_ports: list[int]
             f'profile = "{DEMO_PROFILE}"',
             "poll_interval_s = 2",
         ]
+    if junction is not None:
+        lines += [
+            "",
+            "[[devices]]",
+            'name = "tc1"',
+            'driver = "opcua"',
+            f'endpoint = "{junction.controller}"',
+            f'profile = "{TRAFFIC_PROFILE}"',
+            "poll_interval_s = 5",
+            "timeout_s = 2",
+            "",
+            "[[devices]]",
+            'name = "cam1"',
+            'driver = "onvif"',
+            f'address = "{junction.camera}"',
+            f'username = "{CAMERA_USER}"',
+            'password_file = "camera.secret"',
+            "poll_interval_s = 10",
+            "timeout_s = 2",
+        ]
     # The lights follow the sun over Dijon: on and dimmed at night, off by day.
     lines += [
         "",
@@ -87,6 +128,20 @@ def _write_config(folder: Path, text: str) -> Path:
     path = folder / "agent.toml"
     path.write_text(text)
     return path
+
+
+async def _junction(stack: contextlib.AsyncExitStack, folder: Path, *, seed: int) -> Junction:
+    """Start a junction's traffic controller and camera; the camera's password goes in a 0600 file."""
+    controller = await stack.enter_async_context(TrafficControllerSimulator(seed=seed))
+    password = secrets.token_urlsafe(12)
+    secret = folder / "camera.secret"
+    secret.touch(mode=0o600)
+    secret.chmod(0o600)
+    secret.write_text(password + "\n")
+    camera = await stack.enter_async_context(
+        CameraSimulator(username=CAMERA_USER, password=password, serial=f"SIM{seed:04d}")
+    )
+    return Junction(controller=controller.endpoint, camera=camera.address)
 
 
 async def run_demo(
@@ -110,6 +165,7 @@ async def run_demo(
             )
         )
         agents: list[Agent] = []
+        junctions = 0
         for number in range(1, cabinets + 1):
             cabinet = f"demo-{number:03d}"
             ports = []
@@ -119,8 +175,14 @@ async def run_demo(
                 ports.append(simulator.port)
             folder = data_dir / cabinet
             folder.mkdir(exist_ok=True)
+            junction = None
+            if number % 2 == 1 and junctions < MAX_JUNCTIONS:
+                junction = await _junction(stack, folder, seed=number)
+                junctions += 1
             config_path = folder / "agent.toml"
-            config_path.write_text(cabinet_config(cabinet=cabinet, broker_url=url, controller_ports=ports))
+            config_path.write_text(
+                cabinet_config(cabinet=cabinet, broker_url=url, controller_ports=ports, junction=junction)
+            )
             # Simulated cabinets on the host's clock, taken as set: a laptop or a VM often reports
             # itself unsynchronised (its host keeps the time), and the demo is not about that.
             host_clock = SystemClock(trust=ClockTrust(status=lambda: True))
@@ -132,6 +194,9 @@ async def run_demo(
             f"{cabinets} simulated cabinets, {CONTROLLERS_PER_CABINET} lighting controllers each,"
             " lit by the schedule of Dijon's street lights"
         )
+        announce(
+            f"{junctions} of them at a junction: its traffic-light controller (OPC UA) and camera (ONVIF)"
+        )
         announce(f"API token ({Role.ADMIN.value}, named {DEMO_TOKEN_NAME!r}; a new one at each start):")
         announce(f"  {token}")
         announce("the API needs it in each request, e.g.:")
@@ -139,6 +204,7 @@ async def run_demo(
         announce("read:")
         announce(f"  {base}/api/v1/cabinets                       fleet status")
         announce(f"  {base}/api/v1/cabinets/demo-001/points       latest values of one cabinet")
+        announce(f"  {base}/api/v1/cabinets/demo-001/equipment    its lighting, traffic controller, camera")
         announce(f"  {base}/api/v1/events                         events (device lost, evictions)")
         announce(f"  {base}/docs                                  the API to try ('Authorize': the token)")
         announce("Ctrl-C stops everything.")

@@ -5,7 +5,7 @@ silent). ``lost_after`` failed reads in a row give a single ``device_lost`` even
 good reads in a row one ``device_back``: a single glitch on a noisy line is not an alarm.
 
 A driver whose protocol pushes (``PushingDriver``) is also listened to: each pushed batch is recorded
-at once, under the same quality rules, and told to the alarms, so a state change reaches central
+and committed at once, under the same quality rules, and told to the alarms, so a state change reaches central
 within one publishing interval rather than one poll interval. While the device is lost, pushes are
 not recorded (the poll says when it is back).
 
@@ -114,7 +114,10 @@ class DevicePoller:
             try:
                 async for values in driver.changes():
                     backoff.reset()
-                    self._on_pushed(values, {point.name for point in driver.points})
+                    if self._on_pushed(values, {point.name for point in driver.points}):
+                        # A pushed change is a state change (a junction flashing): worth a commit of
+                        # its own, so it leaves now, not at the next commit interval. Pushes are rare.
+                        await self.buffer.flush()
                 detail = "its changes ended"
             except DriverError as exc:
                 detail = str(exc) or exc.reason
@@ -124,14 +127,16 @@ class DevicePoller:
             )
             await asyncio.sleep(delay)
 
-    def _on_pushed(self, values: list[PointValue], offered: set[str]) -> None:
+    def _on_pushed(self, values: list[PointValue], offered: set[str]) -> bool:
+        """Record what was pushed; whether anything was."""
         if self._lost:
-            return
+            return False
         # Only the points the driver offers: a pushed name nobody declared has no place downstream.
         known = [value for value in values if value.quantity in offered]
         if known:
             self.pushes += 1
             self._record(self.clock_ms(), known)
+        return bool(known)
 
     async def poll_once(self) -> None:
         ts = self.clock_ms()

@@ -61,6 +61,20 @@ async def test_demo_serves_live_cabinets_and_stops_on_ctrl_c(tmp_path: Path) -> 
                 return len(online) == 3 and any(p["point"] == "lc2/power_w" for p in points["points"])
 
             await wait_until(fleet_live, timeout=60, what="three live demo cabinets")
+
+            async def junction_live() -> bool:
+                equipment = (await api.get("/cabinets/demo-001/equipment")).json()["equipment"]
+                return {(e["device"], e["equipment_class"], e["state"]) for e in equipment} == {
+                    ("lc1", "lighting", "ok"),
+                    ("lc2", "lighting", "ok"),
+                    ("tc1", "traffic_controller", "ok"),
+                    ("cam1", "camera", "ok"),
+                }
+
+            # Every other cabinet stands at a junction: its traffic controller and camera, both read.
+            await wait_until(junction_live, timeout=60, what="demo-001's traffic controller and camera")
+            demo_002 = (await api.get("/cabinets/demo-002/equipment")).json()["equipment"]
+            assert {e["equipment_class"] for e in demo_002} == {"lighting"}
             kinds = {e["kind"] for e in (await api.get("/events")).json()["events"]}
             assert {"agent_started", "schedule_active", "lighting_state"} <= kinds
     finally:

@@ -22,9 +22,10 @@ from protocols import registry
 from protocols.device import BuildContext, DeviceConfig
 from protocols.driver import AlarmRule, PointSpec, PointValue
 from protocols.errors import DeviceUnreachable
+from protocols.fleet import Reading, decode_record
 from protocols.testing import wait_until
 from tests.clocks import synchronised_system_clock
-from tests.integration.agent_buffer import alarm_events, buffered
+from tests.integration.agent_buffer import alarm_events, buffered, running_agent
 
 pytestmark = pytest.mark.integration
 
@@ -205,6 +206,22 @@ async def test_a_pushed_change_is_recorded_at_once_and_raises_its_alarm(running:
         ("alarm_raised", "flashing"),
         ("alarm_cleared", "flashing"),
     ]
+
+
+async def test_a_pushed_change_is_committed_at_once_not_at_the_commit_interval(tmp_path: Path) -> None:
+    path = cabinet(tmp_path, PUSHING)
+    path.write_text(path.read_text().replace("commit_interval_s = 0.05", "commit_interval_s = 60"))
+    async with running_agent(path) as agent:
+        sensor = SENSORS["s2"]
+        await wait_until(lambda: agent.pollers[0].stats.polls == 1, timeout=10, what="the first poll")
+        committed = agent.buffer.committed_seq
+        sensor.pushed.put_nowait([PointValue("state", "dark")])
+        # No flush from the test, and the agent's own is a minute away: the push committed itself.
+        await wait_until(lambda: agent.buffer.committed_seq > committed, timeout=5, what="a commit")
+        batch = await agent.buffer.read_batch(0, 1000)
+        assert batch is not None
+        states = [decode_record(Reading, body) for body in batch.readings]
+        assert [r.value for r in states if r.point == "p1/state"][-1] == "dark"
 
 
 @pytest.mark.parametrize("running", [PUSHING], indirect=True)

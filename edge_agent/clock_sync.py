@@ -25,7 +25,6 @@ The shipped unit lets the agent read the kernel's status (``packaging/systemd``)
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import logging
 import sys
@@ -73,7 +72,9 @@ class _Timex(ctypes.Structure):
 
 @functools.cache
 def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    # The interpreter's own symbols, libc's among them: no ``ctypes.util.find_library``, which runs
+    # ``ldconfig`` in a subprocess and imports shutil, tempfile and the compressors into the agent.
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def kernel_status() -> bool | None:

@@ -15,9 +15,9 @@ import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+import msgspec
 
 from protocols.errors import ProfileError
 from protocols.modbus.codec import (
@@ -53,57 +53,56 @@ __all__ = [
 ]
 
 _NAME = PROFILE_NAME_PATTERN
-_STRICT = ConfigDict(strict=True, extra="forbid", frozen=True)
+_SNAKE = r"^[a-z][a-z0-9_]*$"
+Severity = Literal["info", "warning", "alarm", "critical"]
+SnakeName = Annotated[str, msgspec.Meta(pattern=_SNAKE, max_length=64)]
+Text = Annotated[str, msgspec.Meta(max_length=500)]
 
 
-class PointAlarm(BaseModel):
+class PointAlarm(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """The alarm a point's value raises (``protocols.driver.AlarmRule``): exactly one condition."""
 
-    model_config = _STRICT
-
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)
-    severity: Literal["info", "warning", "alarm", "critical"] = "alarm"
+    name: SnakeName
+    severity: Severity = "alarm"
     when_true: bool = False
-    when_in: tuple[str | int, ...] = Field(default=(), strict=False, max_length=32)
+    when_in: Annotated[tuple[str | int, ...], msgspec.Meta(max_length=32)] = ()
     above: float | None = None
     below: float | None = None
-    hysteresis_pct: float = Field(default=10.0, ge=0, le=50)
-    description: str | None = Field(default=None, max_length=200)
+    hysteresis_pct: Annotated[float, msgspec.Meta(ge=0, le=50)] = 10.0
+    description: Annotated[str, msgspec.Meta(max_length=200)] | None = None
 
     @property
     def conditions(self) -> int:
         return sum((self.when_true, bool(self.when_in), self.above is not None, self.below is not None))
 
 
-class Point(BaseModel):
+class Point(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """One quantity of the device: where it lives and how to turn its registers into a value."""
 
-    model_config = _STRICT
-
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)
+    name: SnakeName
     table: Table
-    address: int = Field(ge=0, le=0xFFFF)
-    type: PointType
+    address: Annotated[int, msgspec.Meta(ge=0, le=0xFFFF)]
+    # ``type`` in the file; its default depends on the table (``Point.type``).
+    declared_type: PointType | None = msgspec.field(default=None, name="type")
     word_order: WordOrder = "big"
     scale: float = 1.0
-    unit: str | None = None
+    unit: Annotated[str, msgspec.Meta(max_length=32)] | None = None
     writable: bool = False
     min: float | None = None
     max: float | None = None
     # [low, high] in scaled units: a value read outside is flagged implausible (bad quality).
     plausible: list[float] | None = None
     # What the agent does with the point (``protocols.driver.LIGHTING_ROLES``: relay, dim_level, ...).
-    role: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$", max_length=32)
+    role: Annotated[str, msgspec.Meta(pattern=_SNAKE, max_length=32)] | None = None
     alarm: PointAlarm | None = None
-    description: str | None = None
+    description: Text | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _default_type(cls, data: Any) -> Any:
-        # The default type depends on the table, so it is filled in before field validation.
-        if isinstance(data, dict) and "type" not in data:
-            return {**data, "type": "bool" if data.get("table") in BIT_TABLES else "uint16"}
-        return data
+    @property
+    def type(self) -> PointType:
+        """The declared type, else bool for a coil or discrete input and uint16 for a register."""
+        if self.declared_type is not None:
+            return self.declared_type
+        return "bool" if self.table in BIT_TABLES else "uint16"
 
     @property
     def size(self) -> int:
@@ -141,25 +140,34 @@ class Point(BaseModel):
         return not low <= value <= high
 
 
-class ProfileHeader(BaseModel):
-    model_config = _STRICT
-
-    name: str = Field(pattern=_NAME)
-    vendor: str | None = None
-    description: str = Field(min_length=1)
+class ProfileHeader(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    name: Annotated[str, msgspec.Meta(pattern=_NAME, max_length=128)]
+    vendor: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    description: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
     # Largest run of unused registers a single read may span; 0 for devices that reject reads
     # touching unmapped addresses.
-    max_gap: int = Field(default=16, ge=0, le=125)
+    max_gap: Annotated[int, msgspec.Meta(ge=0, le=125)] = 16
 
 
-class Profile(BaseModel):
+class _Invalid(ValueError):
+    """A check spanning fields or points; msgspec keeps it as its error's cause."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(f"{where}: {problem}")
+        self.where = where
+        self.problem = problem
+
+
+class Profile(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """A parsed, checked profile. Points keep the file's order."""
 
-    model_config = _STRICT
-
     profile: ProfileHeader
-    # Lax only here: TOML arrays arrive as lists; each Point is still validated strictly.
-    points: tuple[Point, ...] = Field(min_length=1, strict=False)
+    points: Annotated[tuple[Point, ...], msgspec.Meta(min_length=1)]
+
+    def __post_init__(self) -> None:
+        problem = _first_problem(self.points)
+        if problem is not None:
+            raise _Invalid(*problem)
 
     @property
     def name(self) -> str:
@@ -184,14 +192,6 @@ class Profile(BaseModel):
                 return point
         raise KeyError(quantity)
 
-    @model_validator(mode="after")
-    def _check(self) -> Self:
-        # Raised as ValueError so pydantic reports it; parse_profile turns it into a ProfileError.
-        problem = _first_problem(self.points)
-        if problem is not None:
-            raise ValueError(problem)
-        return self
-
 
 def parse_profile(text: str, path: str) -> Profile:
     """Parse and check a profile's TOML text. ``path`` is only used in error messages."""
@@ -200,8 +200,8 @@ def parse_profile(text: str, path: str) -> Profile:
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(path, "(file)", f"not valid TOML: {exc}") from exc
     try:
-        return Profile.model_validate(data)
-    except ValidationError as exc:
+        return msgspec.convert(data, Profile)
+    except msgspec.ValidationError as exc:
         where, problem = _describe(exc, data)
         raise ProfileError(path, where, problem) from exc
 
@@ -233,25 +233,23 @@ def find_profile(name: str, search_dirs: Sequence[Path]) -> tuple[Path, Profile]
     return candidate, profile
 
 
-def _first_problem(points: Sequence[Point]) -> str | None:
-    """Checks that span fields or points, as ``<where>: <problem>`` (the first one found)."""
+def _first_problem(points: Sequence[Point]) -> tuple[str, str] | None:
+    """Checks that span fields or points, as (where, problem): the first one found."""
     seen: dict[str, int] = {}
     declares_roles = any(point.role is not None for point in points)
     for index, point in enumerate(points):
         label = f"points[{index}] ({point.name})"
         if point.name in seen:
-            return f"{label}.name: duplicate name; points[{seen[point.name]}] already uses it"
+            return f"{label}.name", f"duplicate name; points[{seen[point.name]}] already uses it"
         seen[point.name] = index
         role = point.role if declares_roles else point.named_role
         if problem := _point_problem(point) or _role_problem(point, role):
             field, text = problem
-            return f"{label}.{field}: {text}"
+            return f"{label}.{field}", text
         for other_index, other in enumerate(points[:index]):
             if other.table == point.table and other.address < point.end and point.address < other.end:
-                return (
-                    f"{label}.address: {point.table} {_span(point)} overlaps "
-                    f"points[{other_index}] ({other.name}) at {_span(other)}"
-                )
+                overlapped = f"points[{other_index}] ({other.name}) at {_span(other)}"
+                return f"{label}.address", f"{point.table} {_span(point)} overlaps {overlapped}"
     return None
 
 
@@ -317,27 +315,110 @@ def _span(point: Point) -> str:
     return str(point.address) if point.size == 1 else f"{point.address}..{point.end - 1}"
 
 
-def _describe(exc: ValidationError, data: Mapping[str, Any]) -> tuple[str, str]:
-    """The first pydantic error, as (where, problem) in the profile's own terms."""
-    error = exc.errors()[0]
-    if error["type"] == "value_error":
-        # Raised by Profile._check, already "<where>: <problem>".
-        where, _, problem = str(error["ctx"]["error"]).partition(": ")
-        return where, problem
-    loc = error["loc"]
-    return _where(loc, data), _problem(error, _raw_point(loc, data))
+# msgspec's messages: "<message> - at `$.points[1].type`" (no suffix at the top of the file).
+_AT = re.compile(r"^(?P<message>.*) - at `\$(?P<path>[^`]*)`$", re.DOTALL)
+_STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`$")
+_EXPECTED = re.compile(r"^Expected `(?P<kinds>[^`]+)`(?P<rest>.*?)(?:, got `[^`]+`)?$", re.DOTALL)
+_LENGTH = re.compile(r"^ of length (?P<op>[<>]=) (?P<n>\d+)$")
+_KINDS = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "a string",
+    "array": "an array",
+    "object": "a table",
+}
+# The fields that take one of a few words, and those words.
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "table": get_args(Table),
+    "type": get_args(PointType),
+    "word_order": get_args(WordOrder),
+    "severity": get_args(Severity),
+}
+_PATTERNS = {
+    _SNAKE: "snake_case like 'power_w'",
+    _NAME: "a profile name like 'lighting-single-circuit' (letters, digits, '.', '_', '-')",
+}
+
+Loc = tuple[str | int, ...]
 
 
-def _raw_point(loc: Sequence[int | str], data: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The point as written in the file, when the error is inside one."""
-    points = data.get("points")
-    if len(loc) > 1 and loc[0] == "points" and isinstance(loc[1], int) and isinstance(points, list):
-        point = points[loc[1]]
-        return point if isinstance(point, dict) else None
-    return None
+def _describe(exc: msgspec.ValidationError, data: Mapping[str, Any]) -> tuple[str, str]:
+    """msgspec's error, as (where, problem) in the profile's own terms."""
+    if isinstance(exc.__cause__, _Invalid):  # raised by Profile's own checks
+        return exc.__cause__.where, exc.__cause__.problem
+    message, loc = str(exc), Loc()
+    if (at := _AT.match(message)) is not None:
+        message, loc = at["message"], _loc(at["path"])
+    if (missing := _MISSING.match(message)) is not None:
+        return _where((*loc, missing["field"]), data), "missing; this field is required"
+    if (unknown := _UNKNOWN.match(message)) is not None:
+        where = _where((*loc, unknown["field"]), data)
+        return where, "unknown field; check its spelling against config/profiles/README.md"
+    return _where(loc, data), _problem(message, loc, data)
 
 
-def _where(loc: Sequence[int | str], data: Mapping[str, Any]) -> str:
+def _loc(path: str) -> Loc:
+    return tuple(key if key else int(index) for key, index in _STEP.findall(path))
+
+
+def _problem(message: str, loc: Loc, data: Mapping[str, Any]) -> str:
+    given = _value_at(data, loc)
+    got = f", got {_shown(given)}"
+    field = loc[-1] if loc else ""
+    if isinstance(field, str) and field in _CHOICES and isinstance(given, str | int | float):
+        choices = _CHOICES[field]
+        if field == "type":  # only the types the point's table allows, not every PointType
+            point = _value_at(data, loc[:-1])
+            table = point.get("table") if isinstance(point, dict) else None
+            choices = ("bool",) if table in BIT_TABLES else (*REGISTER_TYPES, "bool")
+        return f"expected one of {', '.join(choices)}{got}"
+    if field == "points" and message == "Expected `array` of length >= 1":
+        return "expected at least one [[points]] table"
+    expected = _EXPECTED.match(message)
+    if expected is None:  # e.g. "Number out of range"
+        return f"{message[0].lower()}{message[1:]}{got}"
+    kinds = [kind for kind in expected["kinds"].split(" | ") if kind != "null"]
+    words = " or ".join(_KINDS.get(kind, kind) for kind in kinds)
+    if field == "points" and kinds == ["array"]:
+        words = "an array of tables ([[points]])"
+    elif field == "plausible" and kinds == ["array"]:
+        words = "an array, e.g. [0, 500]"
+    rest = expected["rest"]
+    if rest.startswith(" matching regex "):
+        pattern = rest.removeprefix(" matching regex ")[1:-1]
+        rest = f" like {pattern!r}" if pattern not in _PATTERNS else ""
+        words = _PATTERNS.get(pattern, words)
+    elif (length := _LENGTH.match(rest)) is not None:
+        unit = "characters" if kinds == ["str"] else "items"
+        bound = f"{'at most' if length['op'] == '<=' else 'at least'} {length['n']} {unit}"
+        rest = " (not empty)" if bound.startswith("at least 1 ") else f" of {bound}"
+    return f"expected {words}{rest}{got}"
+
+
+def _shown(value: Any) -> str:
+    """The value given, short: a whole table or array is only named."""
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list) and len(value) > 8:
+        return "an array"
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
+def _value_at(data: Mapping[str, Any], loc: Loc) -> Any:
+    node: Any = data
+    for key in loc:
+        if isinstance(key, int):
+            node = node[key] if isinstance(node, list) and key < len(node) else None
+        else:
+            node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
+def _where(loc: Loc, data: Mapping[str, Any]) -> str:
     parts: list[str] = []
     node: Any = data
     for key in loc:
@@ -350,35 +431,3 @@ def _where(loc: Sequence[int | str], data: Mapping[str, Any]) -> str:
             parts.append(key)
             node = node.get(key) if isinstance(node, dict) else None
     return ".".join(parts) or "(file)"
-
-
-_EXPECTED = {
-    "missing": "missing; this field is required",
-    "int_type": "expected an integer",
-    "float_type": "expected a number",
-    "bool_type": "expected true or false",
-    "string_type": "expected a string",
-    "tuple_type": "expected an array of tables ([[points]])",
-    "list_type": "expected an array, e.g. [0, 500]",
-    "model_type": "expected a table",
-}
-
-
-def _problem(error: Mapping[str, Any], point: Mapping[str, Any] | None) -> str:
-    kind, field = error["type"], error["loc"][-1]
-    got = f", got {error['input']!r}" if kind not in ("missing", "extra_forbidden") else ""
-    if kind == "extra_forbidden":
-        return "unknown field; check its spelling against config/profiles/README.md"
-    if kind == "literal_error" and field == "type" and point is not None:
-        # Only the types the point's table allows, not every PointType.
-        if point.get("table") in BIT_TABLES:
-            return f"expected bool{got}"
-        return f"expected one of {', '.join(REGISTER_TYPES)}, bool{got}"
-    if kind == "literal_error":
-        choices = ", ".join(re.findall(r"'([^']*)'", str(error["ctx"]["expected"])))
-        return f"expected one of {choices}{got}"
-    if kind == "string_pattern_mismatch" and point is not None:
-        return f"expected snake_case like 'power_w'{got}"
-    if kind in _EXPECTED:
-        return _EXPECTED[kind] + got
-    return f"{error['msg'][0].lower()}{error['msg'][1:]}{got}"

@@ -7,6 +7,7 @@ import math
 import struct
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -44,7 +45,7 @@ FLOAT_TYPES = {"float32": ">f", "float64": ">d"}
 def point(name: str = "p", **fields: Any) -> Point:
     fields.setdefault("table", "holding")
     fields.setdefault("address", 0)
-    return Point.model_validate({"name": name, **fields})
+    return msgspec.convert({"name": name, **fields}, Point)
 
 
 @pytest.mark.parametrize(

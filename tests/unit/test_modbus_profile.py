@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from protocols.errors import ProfileError
+from protocols.modbus.codec import REGISTER_TYPES
 from protocols.modbus.profile import (
     available_profiles,
     default_profile_dirs,
@@ -218,7 +219,7 @@ def test_writable_read_only_table(tmp_path: Path) -> None:
     ("change", "where", "problem"),
     [
         (("address = 0", "address = 65535"), "address", "end at or before 65535"),
-        (("address = 0", "address = -1"), "address", "greater than or equal to 0"),
+        (("address = 0", "address = -1"), "address", "expected an integer >= 0, got -1"),
         (('unit = "W"', "scale = 0.0"), "scale", "non-zero"),
         (('unit = "W"', 'word_order = "middle"'), "word_order", "one of ABCD, CDAB, BADC, DCBA, big"),
         (('unit = "W"', "min = 10\nmax = 1"), "min", "min <= max"),
@@ -229,6 +230,77 @@ def test_point_field_errors(tmp_path: Path, change: tuple[str, str], where: str,
     error = profile_error(tmp_path, HEADER + POWER.replace(*change))
     assert error.where == f"points[0] (power_w).{where}"
     assert problem in error.problem
+
+
+@pytest.mark.parametrize(
+    ("change", "where", "problem"),
+    [
+        (("power_w", "Power"), "name", "expected snake_case like 'power_w', got 'Power'"),
+        (("power_w", "p" * 65), "name", "expected a string of at most 64 characters, got '" + "p" * 65 + "'"),
+        (('unit = "W"', "scale = true"), "scale", "expected a number, got True"),
+        (('unit = "W"', 'min = "low"'), "min", "expected a number, got 'low'"),
+        (
+            ('type = "float32"', "type = 16"),
+            "type",
+            f"expected one of {', '.join(REGISTER_TYPES)}, bool, got 16",
+        ),
+        (
+            ('table = "input"', 'table = "inputs"'),
+            "table",
+            "expected one of holding, input, coil, discrete, got 'inputs'",
+        ),
+        (('unit = "W"', "alarm = 3"), "alarm", "expected a table, got 3"),
+        (
+            ('unit = "W"', '[points.alarm]\nname = "hot"\nabove = 1.0\nseverity = "loud"'),
+            "alarm.severity",
+            "expected one of info, warning, alarm, critical, got 'loud'",
+        ),
+        (
+            ('unit = "W"', '[points.alarm]\nname = "x"\nwhen_in = [1.5]'),
+            "alarm.when_in[0]",
+            "expected an integer or a string, got 1.5",
+        ),
+        (
+            ('unit = "W"', '[points.alarm]\nname = "x"\nwhen_in = ' + str(list(range(33)))),
+            "alarm.when_in",
+            "expected an array of at most 32 items, got an array",
+        ),
+    ],
+)
+def test_wrong_kinds_name_the_field_what_it_takes_and_what_was_given(
+    tmp_path: Path, change: tuple[str, str], where: str, problem: str
+) -> None:
+    error = profile_error(tmp_path, HEADER + POWER.replace(*change))
+    name = "power_w" if change[0] != "power_w" else change[1]
+    assert (error.where, error.problem) == (f"points[0] ({name}).{where}", problem)
+
+
+def test_wrong_points_and_header_kinds(tmp_path: Path) -> None:
+    cases = [
+        ("points = []\n" + HEADER, "points", "expected at least one [[points]] table"),
+        ("points = 1\n" + HEADER, "points", "expected an array of tables ([[points]]), got 1"),
+        ("points = [1]\n" + HEADER, "points[0]", "expected a table, got 1"),
+        ("profile = 1\n" + RELAY, "profile", "expected a table, got 1"),
+        (
+            HEADER.replace("test-device", "a/b") + RELAY,
+            "profile.name",
+            "expected a profile name like 'lighting-single-circuit' (letters, digits, '.', '_', '-'), "
+            "got 'a/b'",
+        ),
+        (
+            HEADER.replace("test-device", "x") + "max_gap = 126\n" + RELAY,
+            "profile.max_gap",
+            "expected an integer <= 125, got 126",
+        ),
+        (
+            HEADER.replace('"A device for tests"', '""') + RELAY,
+            "profile.description",
+            "expected a string (not empty), got ''",
+        ),
+    ]
+    for text, where, problem in cases:
+        error = profile_error(tmp_path, text)
+        assert (error.where, error.problem) == (where, problem)
 
 
 def test_header_errors(tmp_path: Path) -> None:

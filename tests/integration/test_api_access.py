@@ -29,6 +29,7 @@ ROUTE_ROLES: dict[tuple[str, str], Role] = {
     ("GET", "/api/v1/cabinets/{cabinet}/points"): V,
     ("GET", "/api/v1/cabinets/{cabinet}/points/{point}/readings"): V,
     ("GET", "/api/v1/cabinets/{cabinet}/lighting"): V,
+    ("GET", "/api/v1/cabinets/{cabinet}/equipment"): V,
     ("GET", "/api/v1/cabinets/{cabinet}/energy"): V,
     ("GET", "/api/v1/events"): V,
     ("GET", "/api/v1/alarms"): V,

@@ -331,6 +331,8 @@ def build_drivers(loaded: LoadedConfig, *, now_ms: Callable[[], int] | None = No
             raise ConfigError(shown, f"{key}.profile", str(exc)) from exc
         except BuildError as exc:
             raise ConfigError(shown, f"{key}.{exc.field}", exc.problem) from exc
+        except ValueError as exc:  # a builder's own refusal: still one line naming the device
+            raise ConfigError(shown, key, str(exc)) from exc
         if lighting is None or device.name in lighting:
             problem = role_problem(driver.points)
             if problem is not None:

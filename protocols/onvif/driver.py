@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from protocols.backoff import Backoff
-from protocols.device import BuildContext
+from protocols.device import BuildContext, BuildError
 from protocols.driver import AlarmRule, PointSpec, PointValue
 from protocols.errors import DriverError, WriteRejected
 from protocols.fleet.broker_url import SecretFileError, read_secret_file
@@ -290,7 +290,7 @@ def build(device: OnvifDevice, context: BuildContext) -> OnvifDriver:
         try:
             password = read_secret_file(path)
         except SecretFileError as exc:
-            raise SecretFileError(exc.path, f"(device {device.name}, password_file) {exc.problem}") from exc
+            raise BuildError("password_file", f"{exc.path}: {exc.problem}") from exc
     shared = context.shared.setdefault("onvif", {})
     creating = shared.setdefault("creating", asyncio.Lock())  # see CameraSession
     return OnvifDriver(device, password=password, now_ms=context.now_ms, creating=creating)

@@ -21,12 +21,12 @@ from asyncua import ua
 from asyncua.ua.uaerrors import UaStatusCodeError
 
 from protocols.backoff import Backoff
-from protocols.device import BuildContext
+from protocols.device import BuildContext, BuildError
 from protocols.driver import PointSpec, PointValue
 from protocols.errors import DriverError, WriteRejected
 from protocols.fleet.broker_url import SecretFileError, read_secret_file
 from protocols.opcua.codec import check_write
-from protocols.opcua.config import OpcuaDevice
+from protocols.opcua.config import OpcuaConfigError, OpcuaDevice
 from protocols.opcua.credentials import ClientIdentity, load_identity
 from protocols.opcua.errors import SESSION_GONE, TRANSLATED, status_name, translate
 from protocols.opcua.profile import OpcuaProfile, find_profile
@@ -275,6 +275,9 @@ def build(device: OpcuaDevice, context: BuildContext) -> OpcuaDriver:
         try:
             password = read_secret_file(device.resolve(context.config_dir, device.password_file))
         except SecretFileError as exc:
-            raise SecretFileError(exc.path, f"device {device.name!r}: password_file {exc.problem}") from exc
-    identity = load_identity(device, context.config_dir)
+            raise BuildError("password_file", f"{exc.path}: {exc.problem}") from exc
+    try:
+        identity = load_identity(device, context.config_dir)
+    except OpcuaConfigError as exc:  # told as the agent tells every config error: devices[i].<key>
+        raise BuildError(exc.key, exc.problem) from exc
     return OpcuaDriver(device, profile, password=password, identity=identity)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.integration.opcua_certs import make_certificate
 
 pytestmark = pytest.mark.integration
 
@@ -155,3 +158,21 @@ def test_a_database_central_cannot_open_is_one_line_naming_it(tmp_path: Path) ->
     assert result.returncode == 2, result.stderr
     [line] = result.stderr.splitlines()
     assert line.startswith(f"error: store {tmp_path}: open failed"), line
+
+
+def test_shipped_junction_config_is_valid_once_its_secrets_are_in_place(tmp_path: Path) -> None:
+    """The junction example, as a technician installs it: the certificate made, the passwords in
+    their 0600 files. Without a password file, check names the device and the file."""
+    shipped = Path(__file__).resolve().parents[2] / "config" / "cabinets" / "junction.toml"
+    config = tmp_path / "junction.toml"
+    config.write_text(shipped.read_text())
+    missing = run_cli("agent", "check", "--config", str(config))
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "devices[1].password_file" in missing.stderr and "tc1.password" in missing.stderr, missing.stderr
+    asyncio.run(make_certificate(tmp_path, "opcua-client", "urn:dijon-0113:cityedge", server=False))
+    for name in ("tc1.password", "cam1.password"):
+        (tmp_path / name).write_text("a-long-password\n")
+        (tmp_path / name).chmod(0o600)
+    result = run_cli("agent", "check", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "a-long-password" not in result.stdout + result.stderr

@@ -11,8 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from protocols.device import BuildContext
-from protocols.fleet.broker_url import SecretFileError
+from protocols.device import BuildContext, BuildError
 from protocols.onvif.config import OnvifDevice, parse_address
 from protocols.registry import config_model
 
@@ -98,7 +97,7 @@ def test_password_file_is_read_relative_to_the_config_and_must_be_private(tmp_pa
     secret.write_text("s3cret\n")
     context = BuildContext(config_dir=tmp_path, profile_dirs=[], now_ms=lambda: 0)
     os.chmod(secret, 0o644)
-    with pytest.raises(SecretFileError, match=r"cam1, password_file.*chmod o-rwx") as raised:
+    with pytest.raises(BuildError, match=r"^password_file: .*cam1.password.*chmod o-rwx") as raised:
         build(device(username="admin", password_file="cam1.password"), context)
     assert "s3cret" not in str(raised.value)
     os.chmod(secret, 0o600)

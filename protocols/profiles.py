@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from protocols.errors import ProfileError
 
@@ -56,3 +58,19 @@ def find_profile_file(name: str, search_dirs: Sequence[Path]) -> Path:
             return candidate
     available = ", ".join(available_profiles(search_dirs)) or "none"
     raise ProfileError(searched, where, f"unknown profile; available: {available}")
+
+
+def read_profile_text(path: Path) -> str:
+    """A profile file's text, or a ProfileError naming it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(str(path), "(file)", f"cannot read: {exc}") from exc
+
+
+def profile_table(text: str, path: str) -> dict[str, Any]:
+    """A profile's TOML text as a table, or a ProfileError naming ``path`` (only used in messages)."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(path, "(file)", f"not valid TOML: {exc}") from exc

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -36,6 +35,8 @@ from protocols.profiles import (
     default_profile_dirs,
     find_profile_file,
     profile_search_path,
+    profile_table,
+    read_profile_text,
 )
 
 # Re-exported: the search path is shared by every protocol's profiles (``protocols.profiles``).
@@ -195,10 +196,7 @@ class Profile(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
 
 def parse_profile(text: str, path: str) -> Profile:
     """Parse and check a profile's TOML text. ``path`` is only used in error messages."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(path, "(file)", f"not valid TOML: {exc}") from exc
+    data = profile_table(text, path)
     try:
         return msgspec.convert(data, Profile)
     except msgspec.ValidationError as exc:
@@ -208,11 +206,7 @@ def parse_profile(text: str, path: str) -> Profile:
 
 def read_profile(path: Path) -> Profile:
     """Read and check one profile file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProfileError(str(path), "(file)", f"cannot read: {exc}") from exc
-    return parse_profile(text, str(path))
+    return parse_profile(read_profile_text(path), str(path))
 
 
 def load_profile(name: str, search_dirs: Sequence[Path]) -> Profile:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,6 +20,7 @@ import msgspec
 
 from protocols.driver import AlarmRule, PointSpec, PointType, Severity
 from protocols.errors import ProfileError
+from protocols.profiles import profile_table, read_profile_text
 
 ROLES = (
     "mode",
@@ -161,10 +161,7 @@ class OpcuaProfile(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
 
 def parse_profile(text: str, path: str) -> OpcuaProfile:
     """Parse and check a profile's TOML text. ``path`` is only used in error messages."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(path, "(file)", f"not valid TOML: {exc}") from exc
+    data = profile_table(text, path)
     try:
         profile = msgspec.convert(data, OpcuaProfile)
     except msgspec.ValidationError as exc:
@@ -177,11 +174,7 @@ def parse_profile(text: str, path: str) -> OpcuaProfile:
 
 
 def read_profile(path: Path) -> OpcuaProfile:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProfileError(str(path), "(file)", f"cannot read: {exc}") from exc
-    return parse_profile(text, str(path))
+    return parse_profile(read_profile_text(path), str(path))
 
 
 def find_profile(name: str, search_dirs: Sequence[Path]) -> tuple[Path, OpcuaProfile]:

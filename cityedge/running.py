@@ -30,7 +30,7 @@ def setup_logging(verbose: bool) -> None:
         stream=sys.stderr,
     )
     # Third-party chatter (reconnect attempts, per-request debug) is not the operator's concern.
-    for noisy in ("pymodbus", "uvicorn.access", "amqtt", "transitions", "asyncua", "zeep"):
+    for noisy in ("pymodbus", "uvicorn.access", "amqtt", "transitions", "asyncua", "zeep", "onvif"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

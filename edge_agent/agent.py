@@ -153,7 +153,7 @@ class Agent:
             poller.restore(await self.buffer.get_setting(poller.setting_key) == "1")
             alarms = self.alarms[poller.name]
             active = await self.buffer.get_setting(alarms.setting_key)
-            alarms.restore([name for name in (active or "").split(",") if name])
+            alarms.restore([name for name in (active or "").split(",") if name], self.clock_ms())
 
     async def _flush_forever(self) -> None:
         interval = self.config.buffer.commit_interval_s

@@ -35,6 +35,8 @@ class AlarmKind:
     describe: str
     check: Check
     point: str | None = None  # a point's own alarm: the point it watches
+    # The points its check reads: a pushed batch that carries none of them leaves its streak alone.
+    inputs: tuple[str, ...] = ()
 
 
 def _with_role(points: Sequence[PointSpec], role: str) -> tuple[str, ...]:
@@ -95,18 +97,32 @@ def alarm_kinds(settings: AlarmSettings, points: Sequence[PointSpec]) -> list[Al
 
     kinds = []
     if lamps:
-        kinds.append(AlarmKind("lamp_failure", "alarm", "lamp failure", lambda v, _, __: _flag(v, lamps)))
+        kinds.append(
+            AlarmKind("lamp_failure", "alarm", "lamp failure", lambda v, _, __: _flag(v, lamps), inputs=lamps)
+        )
     if doors:
-        kinds.append(AlarmKind("door_open", "warning", "cabinet door open", lambda v, _, __: _flag(v, doors)))
+        kinds.append(
+            AlarmKind(
+                "door_open", "warning", "cabinet door open", lambda v, _, __: _flag(v, doors), inputs=doors
+            )
+        )
     if powers:
         kinds += [
-            AlarmKind("lit_in_daytime", "warning", "lamps lit in daytime", lit_in_daytime),
-            AlarmKind("dark_at_night", "alarm", "lamps dark at night", dark_at_night),
-            AlarmKind("power_out_of_range", "warning", "power out of range", power_out_of_range),
+            AlarmKind("lit_in_daytime", "warning", "lamps lit in daytime", lit_in_daytime, inputs=powers),
+            AlarmKind("dark_at_night", "alarm", "lamps dark at night", dark_at_night, inputs=powers),
+            AlarmKind(
+                "power_out_of_range", "warning", "power out of range", power_out_of_range, inputs=powers
+            ),
         ]
     if currents:
         kinds.append(
-            AlarmKind("current_out_of_range", "warning", "current out of range", current_out_of_range)
+            AlarmKind(
+                "current_out_of_range",
+                "warning",
+                "current out of range",
+                current_out_of_range,
+                inputs=currents,
+            )
         )
     taken = {kind.name for kind in kinds}
     for point in points:
@@ -121,7 +137,9 @@ def _point_kind(name: str, point: str, rule: AlarmRule) -> AlarmKind:
     def check(values: Values, _: LightingState | None, active: bool) -> bool | None:
         return rule_holds(rule, values.get(point), active)
 
-    return AlarmKind(name, rule.severity, rule.description or f"{name} ({point})", check, point=point)
+    return AlarmKind(
+        name, rule.severity, rule.description or f"{name} ({point})", check, point=point, inputs=(point,)
+    )
 
 
 @dataclass(slots=True)
@@ -147,11 +165,27 @@ class DeviceAlarms:
     def setting_key(self) -> str:
         return f"alarms.{self.device}"
 
-    def restore(self, active: list[str]) -> None:
-        """Alarms raised before a restart stay raised until a poll clears them (central must hear it)."""
-        for name in active:
+    def restore(self, active: list[str], ts: int) -> None:
+        """Alarms raised before a restart stay raised until a poll clears them (central must hear it).
+        One the device no longer has (its profile changed) is cleared now: else it would stay raised
+        at central for ever."""
+        gone = []
+        for name in filter(None, active):
             if name in self.tracks:
                 self.tracks[name].active = True
+            else:
+                gone.append(name)
+        for name in gone:
+            self.buffer.append_event(
+                ts=ts,
+                source=self.device,
+                kind="alarm_cleared",
+                severity="info",
+                message=f"{self.device}: {name} cleared: the device no longer has this alarm",
+                data={"alarm": name, "device": self.device, "reason": "no_longer_configured"},
+            )
+        if gone:
+            self.buffer.stage_setting(self.setting_key, ",".join(self.active))
 
     @property
     def active(self) -> list[str]:
@@ -159,7 +193,10 @@ class DeviceAlarms:
 
     def observe(self, ts: int, readings: list[PointValue], lighting: LightingState | None) -> None:
         values = {r.quantity: r.value for r in readings if r.quality == Quality.GOOD}
+        given = {r.quantity for r in readings}
         for kind in self.kinds:
+            if kind.inputs and given.isdisjoint(kind.inputs):
+                continue  # a pushed change of other points: this alarm's evidence is unchanged
             track = self.tracks[kind.name]
             present = kind.check(values, lighting, track.active)
             if present is None or present == track.active:

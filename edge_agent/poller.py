@@ -30,6 +30,10 @@ from protocols.quality import CLOCK_UNSYNCHRONISED, Quality
 
 log = logging.getLogger(__name__)
 
+# At most one commit a second asked by pushed changes; others wait for the periodic commit.
+PUSH_COMMIT_MIN_S = 1.0
+MAX_DETAIL = 500  # characters of an unexpected error kept in events and logs
+
 # Told of every good read: (timestamp ms, values). Alarms watch the device this way.
 Observer = Callable[[int, list[PointValue]], None]
 
@@ -67,6 +71,7 @@ class DevicePoller:
         self.observer = observer
         self.stats = PollStats()
         self.pushes = 0  # pushed batches recorded
+        self._pushed_commit = -PUSH_COMMIT_MIN_S  # monotonic time of the last commit a push asked for
         self.lost_after = lost_after
         self.back_after = back_after
         self.synchronised = synchronised
@@ -114,13 +119,19 @@ class DevicePoller:
             try:
                 async for values in driver.changes():
                     backoff.reset()
-                    if self._on_pushed(values, {point.name for point in driver.points}):
+                    now = time.monotonic()
+                    recorded = self._on_pushed(values, {point.name for point in driver.points})
+                    if recorded and now - self._pushed_commit >= PUSH_COMMIT_MIN_S:
                         # A pushed change is a state change (a junction flashing): worth a commit of
-                        # its own, so it leaves now, not at the next commit interval. Pushes are rare.
+                        # its own, so it leaves now, not at the next commit interval; at most one a
+                        # second, so a chattering device cannot wear the SD card out.
+                        self._pushed_commit = now
                         await self.buffer.flush()
                 detail = "its changes ended"
             except DriverError as exc:
                 detail = str(exc) or exc.reason
+            except Exception as exc:  # noqa: BLE001 (a driver's bug costs its own changes, not the agent)
+                detail = f"driver error {type(exc).__name__}: {exc}"[:MAX_DETAIL]
             delay = backoff.next_delay()
             log.warning(
                 "device %s: no pushed changes (%s); listening again in %.1f s", self.name, detail, delay
@@ -147,6 +158,12 @@ class DevicePoller:
         except (DriverError, TimeoutError) as exc:
             reason = exc.reason if isinstance(exc, DriverError) else "timeout"
             self._on_failure(ts, reason, str(exc) or reason)
+            return
+        except Exception as exc:  # noqa: BLE001 (a driver's bug costs its own device, never the agent)
+            detail = f"driver error {type(exc).__name__}: {exc}"[:MAX_DETAIL]
+            if detail != self.stats.last_error:  # once while it lasts, not once per poll
+                log.error("device %s: %s", self.name, detail)
+            self._on_failure(ts, "driver_error", detail)
             return
         self._on_good(ts)
         self._record(ts, values)

@@ -44,7 +44,8 @@ class Sensor:
     temperature_c: float = 20.0
     state: str = "normal"
     answering: bool = True
-    pushed: asyncio.Queue[list[PointValue]] = field(default_factory=asyncio.Queue)
+    buggy: bool = False  # the driver itself fails with an error that is not a DriverError
+    pushed: asyncio.Queue[list[PointValue] | None] = field(default_factory=asyncio.Queue)
 
 
 SENSORS: dict[str, Sensor] = {}
@@ -75,6 +76,8 @@ class TinyDriver:
         self.reads += 1
         if not self.sensor.answering:
             raise DeviceUnreachable(self.name, "the sensor does not answer")
+        if self.sensor.buggy:
+            raise KeyError("a bug in the driver")
         return [
             PointValue("temperature_c", self.sensor.temperature_c),
             PointValue("state", self.sensor.state),
@@ -91,6 +94,8 @@ class TinyPushingDriver(TinyDriver):
     async def changes(self) -> AsyncIterator[list[PointValue]]:
         while True:
             batch = await self.sensor.pushed.get()
+            if batch is None:
+                raise TypeError("a bug in the driver's subscription")
             if not batch:  # the test's way to break the subscription
                 raise DeviceUnreachable(self.name, "the subscription was dropped")
             yield batch
@@ -276,3 +281,59 @@ def test_the_tiny_driver_s_own_fields_are_checked(tmp_path: Path) -> None:
         load_config(path)
     assert caught.value.key == "devices[0].sensor"
     assert "(got 'S 1')" in caught.value.problem
+
+
+BOTH = (
+    TINY.replace('name = "t1"', 'name = "bug1"').replace('sensor = "s1"', 'sensor = "s3"')
+    + '[[devices]]\nname = "t2"\ndriver = "tiny"\nsensor = "s4"\npoll_interval_s = 0.05\n'
+)
+
+
+@pytest.mark.parametrize("running", [BOTH], indirect=True)
+async def test_a_driver_failing_with_a_bug_costs_its_own_device_only(
+    running: Agent, caplog: pytest.LogCaptureFixture
+) -> None:
+    agent = running
+    buggy, healthy = agent.pollers
+    await wait_until(lambda: buggy.stats.polls >= 1, timeout=10, what="the first poll")
+    SENSORS["s3"].buggy = True
+    await wait_until(lambda: buggy.lost, timeout=10, what="the buggy device lost")
+    polls = healthy.stats.polls
+    await wait_until(lambda: healthy.stats.polls >= polls + 5, timeout=10, what="the other device polled")
+    assert healthy.stats.online and not healthy.lost
+    readings, events = await buffered(agent)
+    bad = [r for r in readings if r.point == "bug1/temperature_c" and r.reason == "driver_error"]
+    assert bad, "the failed reads are recorded as bad readings"
+    assert [e.kind for e in events if e.source == "bug1" and e.kind == "device_lost"] == ["device_lost"]
+    errors = [r for r in caplog.records if r.levelname == "ERROR" and "KeyError" in r.getMessage()]
+    assert len(errors) == 1, "logged once while it lasts, not once per poll"
+
+
+@pytest.mark.parametrize("running", [PUSHING], indirect=True)
+async def test_a_subscription_failing_with_a_bug_is_listened_to_again(running: Agent) -> None:
+    agent, sensor = running, SENSORS["s2"]
+    poller = agent.pollers[0]
+    await wait_until(lambda: poller.stats.polls == 1, timeout=10, what="the first poll")
+    sensor.pushed.put_nowait(None)
+    await wait_until(sensor.pushed.empty, timeout=5, what="the bug consumed")
+    sensor.pushed.put_nowait([PointValue("state", "dark")])
+    await wait_until(lambda: poller.pushes == 1, timeout=10, what="the push after listening again")
+
+
+async def test_a_chattering_device_asks_for_at_most_one_commit_a_second(tmp_path: Path) -> None:
+    path = cabinet(tmp_path, PUSHING)
+    path.write_text(path.read_text().replace("commit_interval_s = 0.05", "commit_interval_s = 60"))
+    async with running_agent(path) as agent:
+        sensor, poller = SENSORS["s2"], agent.pollers[0]
+        await wait_until(lambda: poller.stats.polls == 1, timeout=10, what="the first poll")
+        commits = 0
+
+        def counted() -> None:
+            nonlocal commits
+            commits += 1
+
+        agent.buffer.add_commit_listener(counted)
+        for index in range(500):
+            sensor.pushed.put_nowait([PointValue("state", f"state-{index}")])
+        await wait_until(lambda: poller.pushes == 500, timeout=10, what="500 pushes recorded")
+        assert commits <= 2, f"{commits} commits for 500 pushes in well under two seconds"

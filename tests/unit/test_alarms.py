@@ -127,7 +127,7 @@ async def test_an_alarm_raised_before_a_restart_is_cleared_after_it(buffer: Buff
     after = DeviceAlarms(
         device="lc1", settings=settings, points=LIGHTING, buffer=buffer
     )  # the agent restarted
-    after.restore((await buffer.get_setting(after.setting_key) or "").split(","))
+    after.restore((await buffer.get_setting(after.setting_key) or "").split(","), 0)
     after.observe(1, poll(door_open=True), NIGHT)  # still open: nothing new to say
     after.observe(2, poll(door_open=False), NIGHT)
     assert await alarm_events(buffer) == [("alarm_raised", "door_open"), ("alarm_cleared", "door_open")]
@@ -204,7 +204,7 @@ async def test_a_point_alarm_ignores_bad_values_and_survives_a_restart(buffer: B
     await buffer.flush()
     assert await buffer.get_setting(before.setting_key) == "controller_fault"
     after = DeviceAlarms(device="tc1", settings=settings, points=(MODE, FAULT), buffer=buffer)
-    after.restore((await buffer.get_setting(after.setting_key) or "").split(","))
+    after.restore((await buffer.get_setting(after.setting_key) or "").split(","), 0)
     after.observe(2, poll(fault=True), None)
     after.observe(3, poll(mode="normal"), None)  # a push without the fault
     after.observe(4, poll(fault=False), None)
@@ -212,3 +212,36 @@ async def test_a_point_alarm_ignores_bad_values_and_survives_a_restart(buffer: B
         ("alarm_raised", "controller_fault"),
         ("alarm_cleared", "controller_fault"),
     ]
+
+
+CONTROLLER = (
+    PointSpec("phase", "int", role="phase"),
+    PointSpec("d1_fault", "bool", alarm=AlarmRule("detector_fault_d1", severity="warning", when_true=True)),
+)
+
+
+async def test_a_pushed_change_of_other_points_leaves_an_alarms_count_alone(buffer: Buffer) -> None:
+    """Polls see the fault; pushes of the phase between them carry no d1_fault: still raised on the
+    third poll, and cleared on the third clean one (a partial batch is no evidence either way)."""
+    alarms = DeviceAlarms(device="tc1", settings=AlarmSettings(), points=CONTROLLER, buffer=buffer)
+    for ts in range(3):
+        alarms.observe(ts * 2, poll(phase=1, d1_fault=True), None)
+        alarms.observe(ts * 2 + 1, poll(phase=2 + ts), None)  # pushed: the phase alone
+    assert alarms.active == ["detector_fault_d1"]
+    for ts in range(3):
+        alarms.observe(10 + ts * 2, poll(phase=1, d1_fault=False), None)
+        alarms.observe(11 + ts * 2, poll(phase=2), None)
+    assert alarms.active == []
+    assert await alarm_events(buffer) == [
+        ("alarm_raised", "detector_fault_d1"),
+        ("alarm_cleared", "detector_fault_d1"),
+    ]
+
+
+async def test_an_alarm_the_device_no_longer_has_is_cleared_at_restart(buffer: Buffer) -> None:
+    """A profile changed while its alarm was raised: the alarm is cleared once, not left for ever."""
+    alarms = DeviceAlarms(device="tc1", settings=AlarmSettings(), points=CONTROLLER, buffer=buffer)
+    alarms.restore(["detector_fault_d1", "detector_fault_d9", ""], 5)
+    assert alarms.active == ["detector_fault_d1"]
+    assert await alarm_events(buffer) == [("alarm_cleared", "detector_fault_d9")]
+    assert await buffer.get_setting(alarms.setting_key) == "detector_fault_d1"

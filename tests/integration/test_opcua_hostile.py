@@ -1,0 +1,105 @@
+"""A controller that misbehaves towards the cabinet: an enormous response, a refused password met by
+polls and a subscription, a value flapping faster than the publishing interval. Real sockets against
+the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import pytest
+from asyncua import ua
+from asyncua.ua.status_codes import StatusCodes
+
+from protocols.driver import PointValue
+from protocols.errors import DeviceException, DriverError
+from protocols.opcua.driver import OpcuaDriver, build
+from protocols.opcua.errors import AccessDenied
+from protocols.opcua.session import MAX_MESSAGE_BYTES
+from protocols.opcua.simulator import TrafficControllerSimulator
+from protocols.quality import Quality
+from protocols.testing import wait_until
+from tests.integration.test_opcua_driver import TICK_S, context, device, password_file
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_response_past_the_limit_is_refused_and_the_next_read_recovers(tmp_path: Path) -> None:
+    async with TrafficControllerSimulator(tick_s=TICK_S) as sim:
+        opcua = build(device(sim.endpoint, timeout_s=5.0), context(tmp_path))
+        await opcua.connect()
+        # Twice the limit: asyncua's server sends it whatever the client's Hello asked for.
+        await sim.set_raw(
+            "Controller.Phase", ua.Variant("x" * (2 * MAX_MESSAGE_BYTES), ua.VariantType.String)
+        )
+
+        with pytest.raises(DeviceException) as raised:
+            await opcua.read()
+
+        assert raised.value.code in {StatusCodes.BadRequestTooLarge, StatusCodes.BadResponseTooLarge}
+        assert "past the 4 MiB limit while reading" in str(raised.value)
+        await sim.set_raw("Controller.Phase", None)
+        values = {v.quantity: v for v in await read_once_reconnected(opcua)}
+        assert values["phase"].quality == Quality.GOOD
+        await opcua.close()
+
+
+async def read_once_reconnected(opcua: OpcuaDriver) -> list[PointValue]:
+    """A read that succeeds once the driver has opened a new session (after its reconnect backoff)."""
+    result: list[PointValue] = []
+
+    async def attempt() -> bool:
+        try:
+            result[:] = await opcua.read()
+        except DriverError:
+            return False
+        return True
+
+    await wait_until(attempt, timeout=10.0, what="a read on a new session")
+    return result
+
+
+async def test_a_refused_password_is_tried_once_per_auth_window_whoever_asks(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="protocols.opcua.driver")
+    async with TrafficControllerSimulator(tick_s=TICK_S, username="ops", password="right-one") as secured:
+        wrong = device(
+            secured.endpoint,
+            username="ops",
+            password_file=password_file(tmp_path, "wrong-one"),
+            auth_retry_min_s=10.0,  # the floor; the reconnect backoff (0.1 to 0.5 s) is far shorter
+            auth_retry_max_s=60.0,
+        )
+        opcua = build(wrong, context(tmp_path))
+        with pytest.raises(AccessDenied):
+            await opcua.connect()
+
+        async def subscribe() -> None:
+            async for _ in opcua.changes():
+                pass
+
+        subscriber = asyncio.create_task(subscribe())
+
+        def subscriber_refused() -> int:
+            return sum("subscribing again" in r.getMessage() for r in caplog.records)
+
+        # Longer than the reconnect backoff's maximum, several times over, and polls meanwhile.
+        started = time.monotonic()
+        await wait_until(lambda: subscriber_refused() >= 4, timeout=10.0, what="the subscriber to retry")
+        for _ in range(20):
+            with pytest.raises(AccessDenied):
+                await opcua.read()
+        assert time.monotonic() - started < 10.0  # all within the first auth window
+
+        assert secured.refused_logins == 1
+        refusals = [
+            r for r in caplog.records if r.levelno >= logging.WARNING and "refused user" in r.getMessage()
+        ]
+        assert len(refusals) == 1
+        assert "not logging in again for" in refusals[0].getMessage()
+        assert "wrong-one" not in caplog.text
+        await opcua.close()
+        await asyncio.wait_for(subscriber, timeout=5.0)

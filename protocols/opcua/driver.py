@@ -133,6 +133,8 @@ class OpcuaDriver:
         backoff = Backoff(initial=self.device.reconnect_initial_s, maximum=self.device.reconnect_max_s)
         queue: asyncio.Queue[list[PointValue]] = asyncio.Queue(MAX_QUEUED_CHANGES)
         problem: str | None = None  # logged once while it lasts, not at every attempt
+        interval_s = self.device.publishing_interval_ms / 1000
+        last_yield = -math.inf
         while not self._closed:
             try:
                 session = await self._subscribed(queue)
@@ -150,8 +152,14 @@ class OpcuaDriver:
             backoff.reset()
             while not (self._closed or session.lost.is_set()):
                 batch = await self._next(queue, session)
-                if batch is not None:
-                    yield batch
+                if batch is None:
+                    continue
+                # At most one batch per publishing interval, whatever the controller sends (a value
+                # flapping, a server that ignores the interval): what comes meanwhile is merged.
+                await self._pause(last_yield + interval_s - time.monotonic())
+                batch = _latest_per_point(batch, _drain(queue))
+                last_yield = time.monotonic()
+                yield batch
             if not self._closed:
                 _log.warning("%s: session lost; reconnecting", self.device.name)
 
@@ -258,11 +266,29 @@ class OpcuaDriver:
         return None
 
     async def _pause(self, delay: float) -> None:
+        if delay <= 0:
+            return
         try:
             async with asyncio.timeout(delay):
                 await self._closing.wait()
         except TimeoutError:
             pass
+
+
+def _drain(queue: asyncio.Queue[list[PointValue]]) -> list[PointValue]:
+    drained: list[PointValue] = []
+    while not queue.empty():
+        drained.extend(queue.get_nowait())
+    return drained
+
+
+def _latest_per_point(*batches: list[PointValue]) -> list[PointValue]:
+    """One value per point, the last one received, in the order the points first changed."""
+    latest: dict[str, PointValue] = {}
+    for batch in batches:
+        for value in batch:
+            latest[value.quantity] = value
+    return list(latest.values())
 
 
 _VARIANT_TYPES = {"bool": ua.VariantType.Boolean, "int": ua.VariantType.Int32, "float": ua.VariantType.Double}

@@ -5,6 +5,7 @@ the simulator."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from pathlib import Path
@@ -103,3 +104,45 @@ async def test_a_refused_password_is_tried_once_per_auth_window_whoever_asks(
         assert "wrong-one" not in caplog.text
         await opcua.close()
         await asyncio.wait_for(subscriber, timeout=5.0)
+
+
+async def test_a_flapping_value_yields_at_most_one_batch_per_publishing_interval(tmp_path: Path) -> None:
+    async with TrafficControllerSimulator(tick_s=TICK_S) as sim:
+        opcua = build(device(sim.endpoint, publishing_interval_ms=100), context(tmp_path))
+        await opcua.connect()
+        batches: list[tuple[float, list[PointValue]]] = []
+
+        async def collect() -> None:
+            async for batch in opcua.changes():
+                batches.append((time.monotonic(), batch))
+
+        collector = asyncio.create_task(collect())
+        await wait_until(lambda: bool(batches), what="the first values of the subscription")
+        first = len(batches)
+
+        flapped = 0
+        started = time.monotonic()
+        while time.monotonic() - started < 2.0:  # a fault bit flapping every 2 ms for 2 s
+            await sim.set_fault(flapped % 2 == 0)
+            flapped += 1
+            await asyncio.sleep(0.002)
+        await sim.set_fault(True)
+        elapsed = time.monotonic() - started
+
+        def fault_is(value: bool) -> bool:
+            found = [v.value for _, batch in batches for v in batch if v.quantity == "fault"]
+            return bool(found) and found[-1] is value
+
+        await wait_until(lambda: fault_is(True), what="the fault's last value")
+        flapping = batches[first:]
+        assert flapped > 200
+        # One batch per 100 ms interval (and one more for the last change, after the flapping).
+        assert len(flapping) <= elapsed / 0.1 + 2
+        times = [at for at, _ in flapping]
+        assert all(b - a >= 0.09 for a, b in itertools.pairwise(times))
+        for _, batch in flapping:
+            quantities = [v.quantity for v in batch]
+            assert len(quantities) == len(set(quantities))  # the latest value of each point, once
+        collector.cancel()
+        await asyncio.gather(collector, return_exceptions=True)
+        await opcua.close()

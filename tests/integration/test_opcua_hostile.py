@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import struct
 import time
 from pathlib import Path
 
 import pytest
 from asyncua import ua
 from asyncua.ua.status_codes import StatusCodes
+from asyncua.ua.ua_binary import uatcp_to_binary
 
 from protocols.driver import PointValue
 from protocols.errors import DeviceException, DriverError
@@ -146,3 +148,41 @@ async def test_a_flapping_value_yields_at_most_one_batch_per_publishing_interval
         collector.cancel()
         await asyncio.gather(collector, return_exceptions=True)
         await opcua.close()
+
+
+async def test_a_server_announcing_a_huge_chunk_is_cut_off_before_it_is_buffered(tmp_path: Path) -> None:
+    """A hostile server (not the simulator: asyncua's server never sends such a chunk) answers the
+    Hello, then announces a 1 GiB chunk and streams it; the client must not wait to hold it whole."""
+    sent = 0
+    cut_off = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal sent
+        await reader.read(65536)  # the Hello
+        ack = ua.Acknowledge()
+        ack.ReceiveBufferSize = ack.SendBufferSize = 65535
+        writer.write(uatcp_to_binary(ua.MessageType.Acknowledge, ack))
+        await reader.read(65536)  # OpenSecureChannel
+        writer.write(b"OPNF" + struct.pack("<I", 1 << 30))
+        piece = b"\0" * 65536
+        try:
+            while sent < 64 * 1024 * 1024:
+                writer.write(piece)
+                await writer.drain()
+                sent += len(piece)
+        except (ConnectionError, OSError):
+            cut_off.set()
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        opcua = build(device(f"opc.tcp://127.0.0.1:{port}", timeout_s=5.0), context(tmp_path))
+        with pytest.raises(DeviceException) as raised:
+            await opcua.connect()
+        await wait_until(cut_off.is_set, what="the client to drop the connection")
+        await opcua.close()
+
+    assert raised.value.code == StatusCodes.BadResponseTooLarge
+    assert sent < 8 * 1024 * 1024  # dropped within a few socket buffers, not after the whole chunk

@@ -64,10 +64,15 @@ class OpcuaDevice(DeviceConfig, frozen=True, forbid_unknown_fields=True, kw_only
     private_key: RelativeFile | None = None
     server_certificate: RelativeFile | None = None
     # How often the server sends the changes of monitored items (and so how late a change can be).
-    publishing_interval_ms: Annotated[int, msgspec.Meta(ge=50, le=60_000)] = 500
+    # The floor bounds the batches a controller can push (one per interval), each a buffer commit.
+    publishing_interval_ms: Annotated[int, msgspec.Meta(ge=100, le=60_000)] = 500
     # Between two reconnect attempts after a session is lost: jittered, doubling up to the maximum.
     reconnect_initial_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 0.5
     reconnect_max_s: Annotated[float, msgspec.Meta(gt=0, le=600)] = 30.0
+    # After the controller refused the user or password: the next login waits this long, doubling to
+    # the maximum (a wrong password retried often locks the account).
+    auth_retry_min_s: Annotated[float, msgspec.Meta(ge=10, le=3600)] = 60.0
+    auth_retry_max_s: Annotated[float, msgspec.Meta(ge=60, le=86_400)] = 3600.0
     # How often an idle session is probed, so that a dead controller is noticed without a read.
     keepalive_s: Annotated[float, msgspec.Meta(gt=0, le=600)] = 5.0
 
@@ -112,6 +117,10 @@ class OpcuaDevice(DeviceConfig, frozen=True, forbid_unknown_fields=True, kw_only
         if self.reconnect_initial_s > self.reconnect_max_s:
             return "reconnect_initial_s", (
                 f"expected at most reconnect_max_s ({self.reconnect_max_s}), got {self.reconnect_initial_s}"
+            )
+        if self.auth_retry_min_s > self.auth_retry_max_s:
+            return "auth_retry_min_s", (
+                f"expected at most auth_retry_max_s ({self.auth_retry_max_s}), got {self.auth_retry_min_s}"
             )
         return None
 

@@ -25,10 +25,11 @@ from protocols.device import BuildContext, BuildError
 from protocols.driver import PointSpec, PointValue
 from protocols.errors import DriverError, WriteRejected
 from protocols.fleet.broker_url import SecretFileError, read_secret_file
+from protocols.opcua.auth_retry import AuthRetry
 from protocols.opcua.codec import check_write
 from protocols.opcua.config import OpcuaConfigError, OpcuaDevice
 from protocols.opcua.credentials import ClientIdentity, load_identity
-from protocols.opcua.errors import SESSION_GONE, TRANSLATED, status_name, translate
+from protocols.opcua.errors import SESSION_GONE, TRANSLATED, AccessDenied, status_name, translate
 from protocols.opcua.profile import OpcuaProfile, find_profile
 from protocols.opcua.session import Session, open_session
 
@@ -61,6 +62,7 @@ class OpcuaDriver:
         self._closing = asyncio.Event()
         self._consuming = False
         self._connect_backoff = Backoff(initial=device.reconnect_initial_s, maximum=device.reconnect_max_s)
+        self._auth_retry = AuthRetry(minimum=device.auth_retry_min_s, maximum=device.auth_retry_max_s)
         self._refusal: DriverError | None = None  # why the last connect failed, until _retry_at
         self._retry_at = 0.0
 
@@ -131,12 +133,15 @@ class OpcuaDriver:
         backoff = Backoff(initial=self.device.reconnect_initial_s, maximum=self.device.reconnect_max_s)
         queue: asyncio.Queue[list[PointValue]] = asyncio.Queue(MAX_QUEUED_CHANGES)
         problem: str | None = None  # logged once while it lasts, not at every attempt
+        interval_s = self.device.publishing_interval_ms / 1000
+        last_yield = -math.inf
         while not self._closed:
             try:
                 session = await self._subscribed(queue)
             except DriverError as exc:
                 delay = backoff.next_delay()
-                log = _log.debug if str(exc) == problem else _log.warning
+                # A refused login is logged where it happens (_current), with its own longer delay.
+                log = _log.debug if str(exc) == problem or isinstance(exc, AccessDenied) else _log.warning
                 log("%s; subscribing again in %.1f s", exc, delay)
                 problem = str(exc)
                 await self._pause(delay)
@@ -147,8 +152,14 @@ class OpcuaDriver:
             backoff.reset()
             while not (self._closed or session.lost.is_set()):
                 batch = await self._next(queue, session)
-                if batch is not None:
-                    yield batch
+                if batch is None:
+                    continue
+                # At most one batch per publishing interval, whatever the controller sends (a value
+                # flapping, a server that ignores the interval): what comes meanwhile is merged.
+                await self._pause(last_yield + interval_s - time.monotonic())
+                batch = _latest_per_point(batch, _drain(queue))
+                last_yield = time.monotonic()
+                yield batch
             if not self._closed:
                 _log.warning("%s: session lost; reconnecting", self.device.name)
 
@@ -182,11 +193,19 @@ class OpcuaDriver:
                         self.device, self.profile, password=self._password, identity=self._identity
                     )
             except (*TRANSLATED, DriverError) as exc:
-                self._refusal = translate(self.device, exc, f"connecting to {self.device.endpoint}")
-                self._retry_at = time.monotonic() + self._connect_backoff.next_delay()
-                raise self._refusal from exc
+                refusal = translate(self.device, exc, f"connecting to {self.device.endpoint}")
+                if isinstance(refusal, AccessDenied):
+                    delay = self._auth_retry.next_delay()
+                    # Once per refusal, minutes apart: whoever asks meanwhile gets it without a login.
+                    _log.warning("%s; not logging in again for %.0f s", refusal, delay)
+                else:
+                    delay = self._connect_backoff.next_delay()
+                self._refusal = refusal
+                self._retry_at = time.monotonic() + delay
+                raise refusal from exc
             self._refusal = None
             self._connect_backoff.reset()
+            self._auth_retry.reset()
             self._session = session
             return session
 
@@ -247,11 +266,29 @@ class OpcuaDriver:
         return None
 
     async def _pause(self, delay: float) -> None:
+        if delay <= 0:
+            return
         try:
             async with asyncio.timeout(delay):
                 await self._closing.wait()
         except TimeoutError:
             pass
+
+
+def _drain(queue: asyncio.Queue[list[PointValue]]) -> list[PointValue]:
+    drained: list[PointValue] = []
+    while not queue.empty():
+        drained.extend(queue.get_nowait())
+    return drained
+
+
+def _latest_per_point(*batches: list[PointValue]) -> list[PointValue]:
+    """One value per point, the last one received, in the order the points first changed."""
+    latest: dict[str, PointValue] = {}
+    for batch in batches:
+        for value in batch:
+            latest[value.quantity] = value
+    return list(latest.values())
 
 
 _VARIANT_TYPES = {"bool": ua.VariantType.Boolean, "int": ua.VariantType.Int32, "float": ua.VariantType.Double}

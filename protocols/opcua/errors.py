@@ -35,6 +35,9 @@ _SECURITY = {
     StatusCodes.BadCertificateHostNameInvalid,
 }
 
+# asyncua's client raises these for a message past its receive limits (protocols.opcua.session).
+_TOO_LARGE = {StatusCodes.BadRequestTooLarge, StatusCodes.BadResponseTooLarge}
+MAX_RESPONSE_MIB = 4
 
 # Status codes that mean the session itself is gone (not one request refused): a new one is needed.
 SESSION_GONE = frozenset(
@@ -49,6 +52,9 @@ SESSION_GONE = frozenset(
         StatusCodes.BadShutdown,
         StatusCodes.BadCommunicationError,
         StatusCodes.BadTimeout,
+        # A response past the receive limit: the client drops the connection with it.
+        StatusCodes.BadRequestTooLarge,
+        StatusCodes.BadResponseTooLarge,
     }
 )
 
@@ -85,6 +91,13 @@ def translate(device: OpcuaDevice, exc: BaseException, doing: str) -> DriverErro
                 name,
                 f"the controller refused the secure channel ({status_name(code)}) while {doing}: check "
                 "security_policy, security_mode, certificate and that the controller trusts it",
+            )
+        if code in _TOO_LARGE:
+            return DeviceException(
+                name,
+                f"the controller sent a response past the {MAX_RESPONSE_MIB} MiB limit while {doing} "
+                f"({status_name(code)}): is a node of the profile an array or string that large?",
+                code,
             )
         return DeviceException(name, f"{status_name(code)} while {doing}", code)
     if isinstance(exc, UaError) and str(exc).startswith("No matching endpoints"):

@@ -14,17 +14,20 @@ from dataclasses import replace
 
 from asyncua import ua
 from asyncua.client.client import Client
+from asyncua.client.ua_client import UASocketProtocol
+from asyncua.common.connection import TransportLimits
 from asyncua.common.node import Node
 from asyncua.common.subscription import DataChangeNotif, Subscription
 from asyncua.crypto import security_policies
 from asyncua.ua.status_codes import StatusCodes
+from asyncua.ua.uaerrors import UaStatusCodeError
 
 from protocols.driver import PointValue
 from protocols.errors import DeviceException
 from protocols.opcua.codec import bad, decode
 from protocols.opcua.config import OpcuaDevice
 from protocols.opcua.credentials import ClientIdentity
-from protocols.opcua.errors import TRANSLATED, status_name
+from protocols.opcua.errors import MAX_RESPONSE_MIB, TRANSLATED, status_name
 from protocols.opcua.profile import OpcuaProfile, Point
 from protocols.quality import Quality
 
@@ -39,6 +42,33 @@ _MODES = {"Sign": ua.MessageSecurityMode.Sign, "SignAndEncrypt": ua.MessageSecur
 # A session the agent stops using is dropped by the controller after this, not after asyncua's hour
 # (controllers hold few sessions).
 SESSION_TIMEOUT_MS = 60_000
+# The largest response the cabinet takes from a controller (a full read of a profile is a few KiB):
+# a bigger one is refused as it arrives, before it is held whole in memory.
+MAX_MESSAGE_BYTES = MAX_RESPONSE_MIB * 1024 * 1024
+CHUNK_BYTES = 65535
+MAX_CHUNKS = MAX_MESSAGE_BYTES // CHUNK_BYTES + 1
+
+
+class _BoundedProtocol(UASocketProtocol):
+    """asyncua's client socket protocol with receive limits: asyncua's own client keeps none (it asks
+    the server for limits in its Hello, but takes any size the server sends). A chunk bigger than
+    CHUNK_BYTES is refused while it is still partial, a message bigger than MAX_MESSAGE_BYTES once its
+    chunks pass that size."""
+
+    def __init__(self, timeout: float, security_policy: security_policies.SecurityPolicy) -> None:
+        limits = TransportLimits(CHUNK_BYTES, CHUNK_BYTES, MAX_CHUNKS, MAX_MESSAGE_BYTES)
+        super().__init__(timeout, security_policy=security_policy, limits=limits)
+
+    def data_received(self, data: bytes) -> None:
+        # The partial chunk asyncua keeps until the rest arrives: more than a chunk's worth is a server
+        # announcing a chunk past the limit (asyncua would wait for all of it before checking).
+        if len(self.receive_buffer or b"") > CHUNK_BYTES:
+            self.receive_buffer = None
+            _log.warning("the controller sent a chunk larger than %d bytes: connection dropped", CHUNK_BYTES)
+            self._fail_all_pending(UaStatusCodeError(StatusCodes.BadResponseTooLarge))  # type: ignore[no-untyped-call]
+            self.disconnect_socket()
+            return
+        super().data_received(data)
 
 
 class _NoCredentialsInLogs(logging.Filter):
@@ -141,6 +171,9 @@ async def open_session(
     client = Client(device.endpoint, timeout=device.timeout_s, watchdog_intervall=device.keepalive_s)
     client.name = client.description = "cityedge edge agent"
     client.session_timeout = SESSION_TIMEOUT_MS
+    client.max_messagesize = MAX_MESSAGE_BYTES  # told to the server in the Hello
+    client.max_chunkcount = MAX_CHUNKS
+    _bound_received_messages(client)
     if device.username is not None and password is not None:
         client.set_user(device.username)
         client.set_password(password)
@@ -173,6 +206,21 @@ async def open_session(
         raise
     session.lost = lost
     return session
+
+
+def _bound_received_messages(client: Client) -> None:
+    """Have the client's socket protocol enforce the receive limits (asyncua builds it at connect)."""
+    uaclient = client.uaclient
+
+    def make_protocol() -> UASocketProtocol:
+        protocol = _BoundedProtocol(uaclient._timeout, uaclient.security_policy)
+        protocol.pre_request_hook = uaclient._pre_request_hook
+        protocol.on_connection_lost = uaclient._on_transport_lost
+        protocol.is_session_closing = uaclient._is_session_closing
+        uaclient.protocol = protocol
+        return protocol
+
+    uaclient._make_protocol = make_protocol  # type: ignore[method-assign]
 
 
 def _abandon(client: Client) -> None:

@@ -35,6 +35,7 @@ def test_defaults_are_anonymous_and_unsecured() -> None:
     assert device.driver == "opcua"
     assert device.profile_name == "traffic-controller-generic"
     assert device.endpoint_port == 4840
+    assert (device.auth_retry_min_s, device.auth_retry_max_s) == (60.0, 3600.0)
 
 
 def test_secured_with_certificates_and_a_user() -> None:
@@ -72,7 +73,13 @@ def test_secured_with_certificates_and_a_user() -> None:
             "reconnect_initial_s: expected at most reconnect_max_s",
         ),
         ({"security_policy": "Basic128Rsa15"}, "Invalid enum value 'Basic128Rsa15' - at `$.security_policy`"),
-        ({"publishing_interval_ms": 10}, "Expected `int` >= 50 - at `$.publishing_interval_ms`"),
+        ({"publishing_interval_ms": 50}, "Expected `int` >= 100 - at `$.publishing_interval_ms`"),
+        ({"auth_retry_min_s": 1}, "Expected `float` >= 10.0 - at `$.auth_retry_min_s`"),
+        ({"auth_retry_max_s": 30}, "Expected `float` >= 60.0 - at `$.auth_retry_max_s`"),
+        (
+            {"auth_retry_min_s": 600, "auth_retry_max_s": 300},
+            "auth_retry_min_s: expected at most auth_retry_max_s (300.0), got 600.0",
+        ),
         ({"pasword_file": "p"}, "unknown field `pasword_file`"),
     ],
 )

@@ -7,7 +7,9 @@ and answers NotAuthorized otherwise (GetSystemDateAndTime, GetServices and GetCa
 without a token, as the specification allows), counting the refusals;
 keeps its own clock (``drift_s``); raises events on demand; expires subscriptions not renewed in
 time. It can be told to stop answering (``hang``), to answer malformed SOAP (``malform``), and to
-restart (``restart``: same port, subscriptions lost). Plain asyncio streams and the standard
+restart (``restart``: same port, subscriptions lost), and to misbehave as the attributes set in
+``__init__`` say (anonymous access, no Events service, HTTP 401, an endless body, a pull storm, a
+foreign subscription host). Plain asyncio streams and the standard
 library's XML parser: one costs a few hundred KiB, so the demo runs one per cabinet.
 """
 

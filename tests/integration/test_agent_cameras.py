@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from edge_agent.agent import Agent
-from protocols.quality import Quality
 from protocols.onvif.simulator import CameraSimulator
+from protocols.quality import Quality
 from protocols.testing import wait_until
 from tests.integration.agent_buffer import alarm_events, buffered, device_events, running_agent
 

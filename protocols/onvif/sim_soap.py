@@ -155,20 +155,22 @@ def system_date_and_time(now: dt.datetime) -> bytes:
     )
 
 
-def services(base_url: str, *, events: bool = True) -> bytes:
+def services(base_url: str, *, events: bool = True, events_base: str | None = None) -> bytes:
+    listed = [(DEVICE_NS, base_url + "/onvif/device_service")]
+    if events:
+        listed.append((EVENTS_NS, (events_base or base_url) + "/onvif/events"))
     entries = "".join(
         f"<tds:Service><tds:Namespace>{namespace}</tds:Namespace>"
-        f"<tds:XAddr>{escape(base_url + path)}</tds:XAddr>"
+        f"<tds:XAddr>{escape(url)}</tds:XAddr>"
         "<tds:Version><tt:Major>2</tt:Major><tt:Minor>60</tt:Minor></tds:Version></tds:Service>"
-        for namespace, path in ((DEVICE_NS, "/onvif/device_service"), (EVENTS_NS, "/onvif/events"))
-        if events or namespace != EVENTS_NS
+        for namespace, url in listed
     )
     return envelope(f"<tds:GetServicesResponse>{entries}</tds:GetServicesResponse>")
 
 
-def capabilities(base_url: str, *, events: bool = True) -> bytes:
+def capabilities(base_url: str, *, events: bool = True, events_base: str | None = None) -> bytes:
     events_part = (
-        f"<tt:Events><tt:XAddr>{escape(base_url)}/onvif/events</tt:XAddr>"
+        f"<tt:Events><tt:XAddr>{escape(events_base or base_url)}/onvif/events</tt:XAddr>"
         "<tt:WSSubscriptionPolicySupport>false</tt:WSSubscriptionPolicySupport>"
         "<tt:WSPullPointSupport>true</tt:WSPullPointSupport>"
         "<tt:WSPausableSubscriptionManagerInterfaceSupport>false</tt:WSPausableSubscriptionManagerInterfaceSupport>"

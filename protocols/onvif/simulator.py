@@ -80,7 +80,9 @@ class CameraSimulator:
         self.endless = False
         self.endless_sent = 0  # bytes of endless body written
         self.pull_storm = False
+        self.pull_at_once = False  # PullMessages answered at once, empty or not, whatever its Timeout
         self.subscription_host: str | None = None
+        self.events_host: str | None = None  # the host GetServices/GetCapabilities give for Events
         self.host = host
         self.port = port
         self.info = (manufacturer, model, firmware, serial)
@@ -290,9 +292,11 @@ class CameraSimulator:
         if operation == "GetSystemDateAndTime":
             return 200, sim_soap.system_date_and_time(now)
         if operation == "GetServices":
-            return 200, sim_soap.services(self.url, events=self.events_service)
+            return 200, sim_soap.services(self.url, events=self.events_service, events_base=self._events_url)
         if operation == "GetCapabilities":
-            return 200, sim_soap.capabilities(self.url, events=self.events_service)
+            return 200, sim_soap.capabilities(
+                self.url, events=self.events_service, events_base=self._events_url
+            )
         if operation == "CreatePullPointSubscription":
             return self._create(request, now)
         if path.startswith(SUBSCRIPTION_PATH):
@@ -307,6 +311,10 @@ class CameraSimulator:
                 del self.subscriptions[subscription.id]
                 return 200, sim_soap.unsubscribed()
         return 400, sim_soap.fault("Receiver", "ter:ActionNotSupported", f"{operation} is not supported")
+
+    @property
+    def _events_url(self) -> str:
+        return self.url if self.events_host is None else f"http://{self.events_host}:{self.port}"
 
     def _lifetime(self, text: str | None, now: dt.datetime) -> float:
         seconds = sim_soap.parse_duration_s(text, now) if text else None
@@ -342,7 +350,7 @@ class CameraSimulator:
         if self.pull_storm:
             for key, active in self.state.items():
                 self._enqueue(subscription, self._notification(key, active, "Changed"))
-        if not subscription.queue:
+        if not subscription.queue and not self.pull_at_once:
             subscription.arrived.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(max(wait, 0.0), PULL_WAIT_MAX_S)):

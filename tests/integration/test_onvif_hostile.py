@@ -124,17 +124,38 @@ async def test_a_camera_answering_pulls_at_once_is_not_pulled_in_a_loop_and_repe
             assert len(events.values) == 3 + len(driver.device.digital_inputs) + 1
 
 
-async def test_a_subscription_address_on_another_host_is_refused_and_logged_once(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+async def test_empty_answers_that_come_at_once_space_the_pulls_out(tmp_path: Path) -> None:
+    async with CameraSimulator() as camera:
+        camera.pull_at_once = True  # ignores the Timeout asked: empty answers in a loop
+        driver = make_driver(tmp_path, camera, pull_timeout_s=5.0)
+        async with EventCollector(driver) as events:
+            await wait_until(lambda: events.of("tamper") == [False], timeout=5, what="initial states")
+            pulls, started = camera.requests["PullMessages"], time.monotonic()
+            await wait_until(
+                lambda: camera.requests["PullMessages"] >= pulls + 5, timeout=15, what="five more pulls"
+            )
+            # Spaced 0.2, 0.4, 0.8, 1.6 s..., not the 0.2 s floor alone (0.8 s for five).
+            assert time.monotonic() - started >= 2.0
+            camera.raise_event("tamper", True)  # an event still comes through
+            await wait_until(lambda: events.of("tamper") == [False, True], timeout=10, what="tamper")
+
+
+@pytest.mark.parametrize("which", ["subscription", "events service"])
+async def test_an_address_on_another_host_is_refused_and_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, which: str
 ) -> None:
     async with CameraSimulator() as camera:
-        camera.subscription_host = "localhost"  # the same machine, but not the host configured
+        # The same machine, but not the host configured: what was sent there would be counted here.
+        if which == "subscription":
+            camera.subscription_host = "localhost"
+        else:
+            camera.events_host = "localhost"
         driver = make_driver(tmp_path, camera, timeout_s=0.5)
         async with EventCollector(driver):
-            await wait_until(
-                lambda: camera.requests["CreatePullPointSubscription"] >= 3, timeout=10, what="retries"
-            )
+            await wait_until(lambda: camera.requests["GetServices"] >= 3, timeout=10, what="retries")
             assert camera.requests["PullMessages"] == 0
+            if which == "events service":
+                assert camera.requests["CreatePullPointSubscription"] == 0
             values = by_name(await driver.read())
             assert values["tamper"].quality == Quality.UNCERTAIN
             lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]

@@ -118,16 +118,17 @@ class Subscription:
                     ),
                     extra_s=wait,
                 )
+                took = time.monotonic() - started
                 changes = self._changes(answer)
                 if changes:
                     yield changes
-                took = time.monotonic() - started
                 if not changes and took < wait / 2:  # empty, and long before the Timeout we asked for
                     pause = early_backoff_s
                     early_backoff_s = min(MAX_EARLY_BACKOFF_S, early_backoff_s * 2)
                 else:
-                    pause = MIN_PULL_INTERVAL_S - took
+                    pause = MIN_PULL_INTERVAL_S - (time.monotonic() - started)
                     early_backoff_s = MIN_PULL_INTERVAL_S
+                pause = min(pause, renew_at - time.monotonic())  # never past the renewal
                 if pause > 0:
                     await asyncio.sleep(pause)
         except DriverError:

@@ -21,6 +21,7 @@ from onvif.exceptions import ONVIFError  # type: ignore[import-untyped]
 from protocols.errors import DeviceTimeout, DeviceUnreachable, DriverError
 from protocols.onvif.auth_gate import AuthGate
 from protocols.onvif.errors import AuthenticationFailed, BadAnswer
+from protocols.onvif.transport import AnswerTooLarge, HttpRefused
 
 logger = logging.getLogger(__name__)
 
@@ -86,10 +87,18 @@ async def _gated_call(
     try:
         async with asyncio.timeout(timeout_s):
             result = await call()
+    except HttpRefused as exc:
+        raise await _refused(device, gate, explain, str(exc)) from exc
+    except AnswerTooLarge as exc:
+        _answered(gate)
+        raise BadAnswer(device, operation, str(exc), reason="answer_too_large") from exc
     except zeep.exceptions.Fault as exc:
         if is_refusal(exc):
             raise await _refused(device, gate, explain) from exc
-        _accepted(device, gate)  # the camera read our token and answered otherwise
+        if exc.subcodes:
+            _accepted(device, gate)  # the camera read our token and answered otherwise
+        else:
+            _answered(gate)  # a bare fault says nothing about our credentials
         raise BadAnswer(device, operation, f"SOAP fault: {_short(exc)}", reason="fault") from exc
     except TimeoutError as exc:
         _answered(gate)
@@ -103,11 +112,16 @@ async def _gated_call(
     except DriverError:
         _answered(gate)
         raise
+    except Exception as exc:  # the library's KeyError, ValueError...: translated here, at the boundary
+        _answered(gate)
+        raise BadAnswer(device, operation, f"{type(exc).__name__}: {_short(exc)}") from exc
     _accepted(device, gate)
     return result
 
 
-async def _refused(device: str, gate: AuthGate | None, explain: Explain | None) -> AuthenticationFailed:
+async def _refused(
+    device: str, gate: AuthGate | None, explain: Explain | None, how: str = "NotAuthorized"
+) -> AuthenticationFailed:
     if gate is None:
         return AuthenticationFailed(device, "the camera wants credentials for this call", 0.0)
     first = not gate.refused
@@ -115,7 +129,7 @@ async def _refused(device: str, gate: AuthGate | None, explain: Explain | None) 
     hint = await explain() if explain is not None else ""
     error = AuthenticationFailed(
         device,
-        f"the camera refused our credentials (NotAuthorized){hint}; next try in {delay:.3g} s: {AUTH_FIX}",
+        f"the camera refused our credentials ({how}){hint}; next try in {delay:.3g} s: {AUTH_FIX}",
         delay,
     )
     logger.log(logging.ERROR if first else logging.DEBUG, "%s", error)

@@ -19,6 +19,9 @@ _ADDRESS_EXAMPLE = "expected host:port or http(s)://host[:port], e.g. 192.168.10
 
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=86400)]
 Token = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+# Below these, retries of a refused password could lock the camera's account.
+AUTH_RETRY_MIN_FLOOR_S = 10.0
+AUTH_RETRY_MAX_FLOOR_S = 60.0
 Username = Annotated[str, msgspec.Meta(pattern=r"^[^\x00-\x1f\x7f]{1,64}$")]
 
 
@@ -90,6 +93,15 @@ class OnvifDevice(DeviceConfig, frozen=True, forbid_unknown_fields=True, kw_only
             raise ValueError("a password needs a username: set username")
         if self.username is not None and self.password is None and self.password_file is None:
             raise ValueError("username needs a password: set password_file (or password)")
+        for key, value, floor in (
+            ("auth_retry_min_s", self.auth_retry_min_s, AUTH_RETRY_MIN_FLOOR_S),
+            ("auth_retry_max_s", self.auth_retry_max_s, AUTH_RETRY_MAX_FLOOR_S),
+        ):
+            if value < floor:
+                raise ValueError(
+                    f"{key} ({value:g}) is below {floor:g} s: retrying a refused password that often"
+                    f" can lock the camera's account; make it {floor:g} or more"
+                )
         if self.auth_retry_min_s > self.auth_retry_max_s:
             raise ValueError(
                 f"auth_retry_min_s ({self.auth_retry_min_s:g}) is above auth_retry_max_s"

@@ -114,6 +114,7 @@ class OnvifDriver:
         self._inputs = {token: f"digital_input_{n}" for n, token in enumerate(device.digital_inputs, start=1)}
         self._events: dict[str, bool | None] = {"tamper": None, "motion": None, "storage_failure": None}
         self._events.update(dict.fromkeys(self._inputs.values()))
+        self._events_problem: str | None = None  # why the subscription failed last, until it works
         self._bad: set[str] = set()  # operations whose bad answer was logged, until they answer well
         self._closed = asyncio.Event()
 
@@ -206,7 +207,7 @@ class OnvifDriver:
 
     def _event_value(self, quantity: str, state: bool | None) -> PointValue:
         if not self.subscription.active:
-            return PointValue(quantity, state, Quality.UNCERTAIN, EVENTS_UNSUBSCRIBED)
+            return PointValue(quantity, state, Quality.UNCERTAIN, self._events_problem or EVENTS_UNSUBSCRIBED)
         if state is None:
             return PointValue(quantity, None, Quality.UNCERTAIN, NO_EVENT_YET)
         return PointValue(quantity, state)
@@ -243,6 +244,7 @@ class OnvifDriver:
             try:
                 async for changes in self.subscription.pull_forever():
                     retry.reset()
+                    self._events_problem = None
                     if warned:
                         warned = False
                         logger.info("%s: event subscription works again", self.device.name)
@@ -254,6 +256,7 @@ class OnvifDriver:
                 # events resume soon after a probe (maybe the poll's) finds the password good again.
                 delay = min(self.gate.wait_s(), AUTH_RECHECK_S)
             except BadAnswer as exc:
+                self._events_problem = exc.reason
                 level = logging.DEBUG if warned else logging.WARNING
                 warned = True
                 logger.log(
@@ -276,6 +279,8 @@ class OnvifDriver:
             quantity = self._inputs.get(change.source or "")
         if quantity is None or quantity not in self._events:
             return None  # an input the config does not name
+        if self._events[quantity] == change.active:
+            return None  # repeated (a camera re-sending its state): nothing changed
         self._events[quantity] = change.active
         return PointValue(quantity, change.active)
 

@@ -8,6 +8,7 @@ renewed at half its lifetime, so one lost Renew still leaves time for the next.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
@@ -25,6 +26,10 @@ from protocols.onvif.session import CameraSession
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGES_READ = 1024  # notifications looked at per PullMessages answer, whatever it holds
+# A camera that ignores the pull Timeout and answers at once would be pulled in a tight loop: pulls
+# are at least this far apart, and empty answers that come back early space them out further.
+MIN_PULL_INTERVAL_S = 0.2
+MAX_EARLY_BACKOFF_S = 5.0
 
 
 def duration(seconds: float) -> str:
@@ -95,6 +100,7 @@ class Subscription:
         manager, pullpoint = await self._session.pullpoint(address)
         self._manager, self.created = manager, self.created + 1
         renew_at = time.monotonic() + granted_s(created, lifetime) / 2
+        early_backoff_s = MIN_PULL_INTERVAL_S
         try:
             while True:
                 if time.monotonic() >= renew_at:
@@ -104,6 +110,7 @@ class Subscription:
                     self.renewals += 1
                     renew_at = time.monotonic() + granted_s(renewed, lifetime) / 2
                 wait = max(0.0, min(device.pull_timeout_s, renew_at - time.monotonic()))
+                started = time.monotonic()
                 answer = await self._call(
                     "PullMessages",
                     lambda wait=wait: pullpoint.PullMessages(  # type: ignore[misc]
@@ -111,9 +118,19 @@ class Subscription:
                     ),
                     extra_s=wait,
                 )
+                took = time.monotonic() - started
                 changes = self._changes(answer)
                 if changes:
                     yield changes
+                if not changes and took < wait / 2:  # empty, and long before the Timeout we asked for
+                    pause = early_backoff_s
+                    early_backoff_s = min(MAX_EARLY_BACKOFF_S, early_backoff_s * 2)
+                else:
+                    pause = MIN_PULL_INTERVAL_S - (time.monotonic() - started)
+                    early_backoff_s = MIN_PULL_INTERVAL_S
+                pause = min(pause, renew_at - time.monotonic())  # never past the renewal
+                if pause > 0:
+                    await asyncio.sleep(pause)
         except DriverError:
             self._manager = None  # lost or broken: the next call creates another
             raise

@@ -155,25 +155,31 @@ def system_date_and_time(now: dt.datetime) -> bytes:
     )
 
 
-def services(base_url: str) -> bytes:
+def services(base_url: str, *, events: bool = True, events_base: str | None = None) -> bytes:
+    listed = [(DEVICE_NS, base_url + "/onvif/device_service")]
+    if events:
+        listed.append((EVENTS_NS, (events_base or base_url) + "/onvif/events"))
     entries = "".join(
         f"<tds:Service><tds:Namespace>{namespace}</tds:Namespace>"
-        f"<tds:XAddr>{escape(base_url + path)}</tds:XAddr>"
+        f"<tds:XAddr>{escape(url)}</tds:XAddr>"
         "<tds:Version><tt:Major>2</tt:Major><tt:Minor>60</tt:Minor></tds:Version></tds:Service>"
-        for namespace, path in ((DEVICE_NS, "/onvif/device_service"), (EVENTS_NS, "/onvif/events"))
+        for namespace, url in listed
     )
     return envelope(f"<tds:GetServicesResponse>{entries}</tds:GetServicesResponse>")
 
 
-def capabilities(base_url: str) -> bytes:
-    return envelope(
-        "<tds:GetCapabilitiesResponse><tds:Capabilities>"
-        f"<tt:Device><tt:XAddr>{escape(base_url)}/onvif/device_service</tt:XAddr></tt:Device>"
-        f"<tt:Events><tt:XAddr>{escape(base_url)}/onvif/events</tt:XAddr>"
+def capabilities(base_url: str, *, events: bool = True, events_base: str | None = None) -> bytes:
+    events_part = (
+        f"<tt:Events><tt:XAddr>{escape(events_base or base_url)}/onvif/events</tt:XAddr>"
         "<tt:WSSubscriptionPolicySupport>false</tt:WSSubscriptionPolicySupport>"
         "<tt:WSPullPointSupport>true</tt:WSPullPointSupport>"
         "<tt:WSPausableSubscriptionManagerInterfaceSupport>false</tt:WSPausableSubscriptionManagerInterfaceSupport>"
-        "</tt:Events></tds:Capabilities></tds:GetCapabilitiesResponse>"
+        "</tt:Events>"
+    )
+    return envelope(
+        "<tds:GetCapabilitiesResponse><tds:Capabilities>"
+        f"<tt:Device><tt:XAddr>{escape(base_url)}/onvif/device_service</tt:XAddr></tt:Device>"
+        f"{events_part if events else ''}</tds:Capabilities></tds:GetCapabilitiesResponse>"
     )
 
 
@@ -237,4 +243,13 @@ MALFORMED: dict[str, bytes] = {
     ),
     "fault": fault("Receiver", "ter:Action", "the device is busy"),
     "empty": b"",
+    # A fault with no subcode: it says nothing about whether our credentials were read.
+    "bare_fault": envelope(
+        "<env:Fault><env:Code><env:Value>env:Receiver</env:Value></env:Code><env:Reason>"
+        '<env:Text xml:lang="en">internal error</env:Text></env:Reason></env:Fault>'
+    ),
+    # Well-formed, but a value the schema's type does not allow (zeep logs its traceback for it).
+    "bad_value": system_date_and_time(dt.datetime(2026, 1, 1, tzinfo=dt.UTC)).replace(
+        b"<tt:Year>", b"<tt:Year>x", 1
+    ),
 }

@@ -7,7 +7,9 @@ and answers NotAuthorized otherwise (GetSystemDateAndTime, GetServices and GetCa
 without a token, as the specification allows), counting the refusals;
 keeps its own clock (``drift_s``); raises events on demand; expires subscriptions not renewed in
 time. It can be told to stop answering (``hang``), to answer malformed SOAP (``malform``), and to
-restart (``restart``: same port, subscriptions lost). Plain asyncio streams and the standard
+restart (``restart``: same port, subscriptions lost), and to misbehave as the attributes set in
+``__init__`` say (anonymous access, no Events service, HTTP 401, an endless body, a pull storm, a
+foreign subscription host). Plain asyncio streams and the standard
 library's XML parser: one costs a few hundred KiB, so the demo runs one per cabinet.
 """
 
@@ -64,9 +66,23 @@ class CameraSimulator:
         digital_inputs: tuple[str, ...] = ("1", "2"),
         max_lifetime_s: float = 3600.0,
         token_window_s: float | None = None,
+        anonymous: bool = False,
+        events_service: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.users = {username: password}
+        self.anonymous = anonymous  # requests without a token are answered (a camera with no users)
+        self.events_service = events_service  # False: GetServices and GetCapabilities omit Events
+        # Misbehaviours a test switches on: refuse a bad token with this HTTP status and an HTML page;
+        # answer every request with an endless body; answer PullMessages at once, re-sending the
+        # current state of every property each time; put this host in the subscription address.
+        self.http_refusal: int | None = None
+        self.endless = False
+        self.endless_sent = 0  # bytes of endless body written
+        self.pull_storm = False
+        self.pull_at_once = False  # PullMessages answered at once, empty or not, whatever its Timeout
+        self.subscription_host: str | None = None
+        self.events_host: str | None = None  # the host GetServices/GetCapabilities give for Events
         self.host = host
         self.port = port
         self.info = (manufacturer, model, firmware, serial)
@@ -193,6 +209,9 @@ class CameraSimulator:
                 if request is None:
                     break
                 path, body = request
+                if self.endless:
+                    await self._stream_endless(writer)
+                    break
                 status, answer = await self._handle(path, body)
                 await self._answering.wait()
                 head = (
@@ -211,6 +230,14 @@ class CameraSimulator:
         finally:
             self._connections.discard(task)
             writer.close()
+
+    async def _stream_endless(self, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/soap+xml\r\nConnection: close\r\n\r\n<a>")
+        chunk = b"x" * (64 * 1024)
+        while True:
+            writer.write(chunk)
+            await writer.drain()
+            self.endless_sent += len(chunk)
 
     @staticmethod
     async def _read_request(reader: asyncio.StreamReader) -> tuple[str, bytes] | None:
@@ -238,16 +265,18 @@ class CameraSimulator:
         self.requests[request.operation] += 1
         if not self._authorised(request):
             self.failed_auth += 1
+            if self.http_refusal is not None:
+                return self.http_refusal, b"<html><body>401 Unauthorized</body></html>"
             return 400, sim_soap.fault("Sender", "ter:NotAuthorized", "Sender not Authorized")
         kind = self.malformed.get(request.operation) or self.malformed.get(None)
         if kind is not None:
-            return (500 if kind == "fault" else 200), sim_soap.MALFORMED[kind]
+            return (500 if kind.endswith("fault") else 200), sim_soap.MALFORMED[kind]
         return await self._answer(path, request)
 
     def _authorised(self, request: SoapRequest) -> bool:
         token = request.token
         if token is None:
-            return request.operation in PRE_AUTH
+            return self.anonymous or request.operation in PRE_AUTH
         password = self.users.get(token.username)
         if password is None or not sim_soap.digest_matches(token, password):
             return False
@@ -263,9 +292,11 @@ class CameraSimulator:
         if operation == "GetSystemDateAndTime":
             return 200, sim_soap.system_date_and_time(now)
         if operation == "GetServices":
-            return 200, sim_soap.services(self.url)
+            return 200, sim_soap.services(self.url, events=self.events_service, events_base=self._events_url)
         if operation == "GetCapabilities":
-            return 200, sim_soap.capabilities(self.url)
+            return 200, sim_soap.capabilities(
+                self.url, events=self.events_service, events_base=self._events_url
+            )
         if operation == "CreatePullPointSubscription":
             return self._create(request, now)
         if path.startswith(SUBSCRIPTION_PATH):
@@ -281,6 +312,10 @@ class CameraSimulator:
                 return 200, sim_soap.unsubscribed()
         return 400, sim_soap.fault("Receiver", "ter:ActionNotSupported", f"{operation} is not supported")
 
+    @property
+    def _events_url(self) -> str:
+        return self.url if self.events_host is None else f"http://{self.events_host}:{self.port}"
+
     def _lifetime(self, text: str | None, now: dt.datetime) -> float:
         seconds = sim_soap.parse_duration_s(text, now) if text else None
         return min(self.max_lifetime_s, max(1.0, seconds if seconds is not None else 60.0))
@@ -295,7 +330,8 @@ class CameraSimulator:
         self.subscriptions_created += 1
         for key, active in self.state.items():  # a new subscriber learns every property's state
             self._enqueue(subscription, self._notification(key, active, "Initialized"))
-        address = f"{self.url}{SUBSCRIPTION_PATH}{subscription.id}"
+        base = self.url if self.subscription_host is None else f"http://{self.subscription_host}:{self.port}"
+        address = f"{base}{SUBSCRIPTION_PATH}{subscription.id}"
         return 200, sim_soap.subscription_created(address, now, self._terminates(subscription, now))
 
     def _subscription(self, path: str) -> Subscription | None:
@@ -311,7 +347,10 @@ class CameraSimulator:
     async def _pull(self, request: SoapRequest, subscription: Subscription) -> tuple[int, bytes]:
         limit = int(request.fields.get("MessageLimit", "1") or "1")
         wait = sim_soap.parse_duration_s(request.fields.get("Timeout", "PT0S"), self.now()) or 0.0
-        if not subscription.queue:
+        if self.pull_storm:
+            for key, active in self.state.items():
+                self._enqueue(subscription, self._notification(key, active, "Changed"))
+        if not subscription.queue and not self.pull_at_once:
             subscription.arrived.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(max(wait, 0.0), PULL_WAIT_MAX_S)):

@@ -13,16 +13,18 @@ import pytest
 
 from edge_agent.agent import Agent
 from protocols.onvif.simulator import CameraSimulator
+from protocols.quality import Quality
 from protocols.testing import wait_until
 from tests.integration.agent_buffer import alarm_events, buffered, device_events, running_agent
 
 pytestmark = pytest.mark.integration
 
 
-def camera_cabinet(tmp_path: Path, camera: CameraSimulator) -> Path:
+def camera_cabinet(tmp_path: Path, camera: CameraSimulator, *, anonymous: bool = False) -> Path:
     secret = tmp_path / "camera.secret"
     secret.write_text("s3cret\n")
     secret.chmod(0o600)
+    credentials = "" if anonymous else 'username = "operator"\npassword_file = "camera.secret"'
     path = tmp_path / "agent.toml"
     path.write_text(
         f"""
@@ -36,8 +38,7 @@ commit_interval_s = 0.05
 name = "cam1"
 driver = "onvif"
 address = "{camera.address}"
-username = "operator"
-password_file = "camera.secret"
+{credentials}
 drift_max_s = 30
 subscription_lifetime_s = 2
 pull_timeout_s = 0.2
@@ -106,3 +107,34 @@ async def test_a_camera_that_stops_answering_is_lost_once_and_back_once(tmp_path
         await wait_until(lambda: not poller.lost, timeout=20, what="the camera back")
         assert await device_events(agent, "cam1") == ["device_lost", "device_back"]
         assert await value_of(agent, "cam1/reachable") is True
+
+
+async def test_an_anonymous_camera_is_watched_and_its_alarm_raised(tmp_path: Path) -> None:
+    async with (
+        CameraSimulator(anonymous=True) as camera,
+        running_agent(camera_cabinet(tmp_path, camera, anonymous=True)) as agent,
+    ):
+        await wait_until(lambda: camera.subscriptions_created >= 1, timeout=15, what="subscribed")
+        await wait_until(lambda: value_of(agent, "cam1/model"), timeout=15, what="the model buffered")
+        camera.raise_event("tamper", True)
+        alarms = agent.alarms["cam1"]
+        await wait_until(lambda: "camera_tampered" in alarms.active, timeout=10, what="tamper raised")
+        assert camera.failed_auth == 0
+
+
+async def test_a_camera_without_events_keeps_its_health_readings_and_says_why_events_are_unknown(
+    tmp_path: Path,
+) -> None:
+    async with (
+        CameraSimulator(username="operator", password="s3cret", events_service=False) as camera,
+        running_agent(camera_cabinet(tmp_path, camera)) as agent,
+    ):
+        poller = agent.pollers[0]
+        await wait_until(lambda: camera.requests["GetServices"] >= 2, timeout=15, what="a retry")
+        polls = poller.stats.polls
+        await wait_until(lambda: poller.stats.polls >= polls + 2, timeout=10, what="more polls")
+        assert poller.stats.online
+        readings, _ = await buffered(agent)
+        tamper = [r for r in readings if r.point == "cam1/tamper"][-1]
+        assert (tamper.quality, tamper.reason) == (Quality.UNCERTAIN, "events_unavailable")
+        assert [r.value for r in readings if r.point == "cam1/model"][-1] == "CE-Cam 4000"

@@ -39,9 +39,14 @@ def make_driver(tmp_path: Path, camera: CameraSimulator, **fields: Any) -> Onvif
         "timeout_s": 1.0,
         "digital_inputs": ["1", "2"],
     }
+    # The config floors the backoff (10 s, 60 s) to keep accounts safe; tests shorten the gate's own.
+    backoff = {key: fields.pop(key) for key in ("auth_retry_min_s", "auth_retry_max_s") if key in fields}
     config.update(fields)
     device = msgspec.convert(config, OnvifDevice)
-    return build(device, BuildContext(config_dir=tmp_path, profile_dirs=[], now_ms=now_ms))
+    driver = build(device, BuildContext(config_dir=tmp_path, profile_dirs=[], now_ms=now_ms))
+    driver.gate.minimum_s = backoff.get("auth_retry_min_s", driver.gate.minimum_s)
+    driver.gate.maximum_s = backoff.get("auth_retry_max_s", driver.gate.maximum_s)
+    return driver
 
 
 @pytest.fixture

@@ -72,6 +72,7 @@ class DevicePoller:
         self.stats = PollStats()
         self.pushes = 0  # pushed batches recorded
         self._pushed_commit = -PUSH_COMMIT_MIN_S  # monotonic time of the last commit a push asked for
+        self._trailing_commit: asyncio.Task[None] | None = None
         self.lost_after = lost_after
         self.back_after = back_after
         self.synchronised = synchronised
@@ -100,6 +101,8 @@ class DevicePoller:
             else:
                 await self._poll_forever()
         finally:
+            if self._trailing_commit is not None:
+                self._trailing_commit.cancel()  # the buffer commits what is left when it closes
             await self.driver.close()
 
     async def _poll_forever(self) -> None:
@@ -119,24 +122,34 @@ class DevicePoller:
             try:
                 async for values in driver.changes():
                     backoff.reset()
-                    now = time.monotonic()
-                    recorded = self._on_pushed(values, {point.name for point in driver.points})
-                    if recorded and now - self._pushed_commit >= PUSH_COMMIT_MIN_S:
-                        # A pushed change is a state change (a junction flashing): worth a commit of
-                        # its own, so it leaves now, not at the next commit interval; at most one a
-                        # second, so a chattering device cannot wear the SD card out.
-                        self._pushed_commit = now
-                        await self.buffer.flush()
+                    if self._on_pushed(values, {point.name for point in driver.points}):
+                        await self._commit_pushed()
                 detail = "its changes ended"
             except DriverError as exc:
                 detail = str(exc) or exc.reason
             except Exception as exc:  # noqa: BLE001 (a driver's bug costs its own changes, not the agent)
-                detail = f"driver error {type(exc).__name__}: {exc}"[:MAX_DETAIL]
+                detail = _printable(f"driver error {type(exc).__name__}: {exc}")
             delay = backoff.next_delay()
             log.warning(
                 "device %s: no pushed changes (%s); listening again in %.1f s", self.name, detail, delay
             )
             await asyncio.sleep(delay)
+
+    async def _commit_pushed(self) -> None:
+        """A pushed change is a state change (a junction flashing): worth a commit of its own, so it
+        leaves now, not at the next commit interval. At most one a second, so a chattering device
+        cannot wear the SD card out: a change inside that second gets one commit at its end."""
+        wait = self._pushed_commit + PUSH_COMMIT_MIN_S - time.monotonic()
+        if wait <= 0:
+            self._pushed_commit = time.monotonic()
+            await self.buffer.flush()
+        elif self._trailing_commit is None or self._trailing_commit.done():
+            self._trailing_commit = asyncio.create_task(self._commit_after(wait))
+
+    async def _commit_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._pushed_commit = time.monotonic()
+        await self.buffer.flush()
 
     def _on_pushed(self, values: list[PointValue], offered: set[str]) -> bool:
         """Record what was pushed; whether anything was."""
@@ -160,7 +173,7 @@ class DevicePoller:
             self._on_failure(ts, reason, str(exc) or reason)
             return
         except Exception as exc:  # noqa: BLE001 (a driver's bug costs its own device, never the agent)
-            detail = f"driver error {type(exc).__name__}: {exc}"[:MAX_DETAIL]
+            detail = _printable(f"driver error {type(exc).__name__}: {exc}")
             if detail != self.stats.last_error:  # once while it lasts, not once per poll
                 log.error("device %s: %s", self.name, detail)
             self._on_failure(ts, "driver_error", detail)
@@ -212,3 +225,8 @@ class DevicePoller:
                 severity="info",
                 message=f"device {self.name} answers again",
             )
+
+
+def _printable(text: str) -> str:
+    """An unexpected error's text as one bounded line: it goes to the journal and to central."""
+    return "".join(c if c.isprintable() else " " for c in " ".join(text.split()))[:MAX_DETAIL]

@@ -49,6 +49,21 @@ CHUNK_BYTES = 65535
 MAX_CHUNKS = MAX_MESSAGE_BYTES // CHUNK_BYTES + 1
 
 
+class _OurLimits(TransportLimits):
+    """Limits a controller cannot raise: asyncua takes the server's Acknowledge as the new limits, and
+    a server announcing 0 (no limit) would switch the cap off. Each limit stays the smaller of ours and
+    the server's, a 0 from the server counting as no limit of its own."""
+
+    def update_client_limits(self, msg: ua.Acknowledge) -> None:
+        def smaller(ours: int, theirs: int) -> int:
+            return ours if theirs <= 0 else min(ours, theirs)
+
+        self.max_chunk_count = smaller(MAX_CHUNKS, msg.MaxChunkCount)
+        self.max_recv_buffer = smaller(CHUNK_BYTES, msg.ReceiveBufferSize)
+        self.max_send_buffer = smaller(CHUNK_BYTES, msg.SendBufferSize)
+        self.max_message_size = smaller(MAX_MESSAGE_BYTES, msg.MaxMessageSize)
+
+
 class _BoundedProtocol(UASocketProtocol):
     """asyncua's client socket protocol with receive limits: asyncua's own client keeps none (it asks
     the server for limits in its Hello, but takes any size the server sends). A chunk bigger than
@@ -56,7 +71,7 @@ class _BoundedProtocol(UASocketProtocol):
     chunks pass that size."""
 
     def __init__(self, timeout: float, security_policy: security_policies.SecurityPolicy) -> None:
-        limits = TransportLimits(CHUNK_BYTES, CHUNK_BYTES, MAX_CHUNKS, MAX_MESSAGE_BYTES)
+        limits = _OurLimits(CHUNK_BYTES, CHUNK_BYTES, MAX_CHUNKS, MAX_MESSAGE_BYTES)
         super().__init__(timeout, security_policy=security_policy, limits=limits)
 
     def data_received(self, data: bytes) -> None:

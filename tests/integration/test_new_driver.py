@@ -337,3 +337,13 @@ async def test_a_chattering_device_asks_for_at_most_one_commit_a_second(tmp_path
             sensor.pushed.put_nowait([PointValue("state", f"state-{index}")])
         await wait_until(lambda: poller.pushes == 500, timeout=10, what="500 pushes recorded")
         assert commits <= 2, f"{commits} commits for 500 pushes in well under two seconds"
+        # The last change is not left for the minute-long commit interval: one commit ends the second.
+        last = agent.buffer.committed_seq
+
+        async def latest_committed() -> bool:
+            batch = await agent.buffer.read_batch(0, 10_000)
+            states = [decode_record(Reading, b) for b in batch.readings] if batch else []
+            return any(r.value == "state-499" for r in states)
+
+        await wait_until(latest_committed, timeout=3, what="the last push committed within a second")
+        assert agent.buffer.committed_seq > last

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from asyncua import ua
+from asyncua.common.connection import TransportLimits
 from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.ua_binary import uatcp_to_binary
 
@@ -46,6 +47,30 @@ async def test_a_response_past_the_limit_is_refused_and_the_next_read_recovers(t
         await sim.set_raw("Controller.Phase", None)
         values = {v.quantity: v for v in await read_once_reconnected(opcua)}
         assert values["phase"].quality == Quality.GOOD
+        await opcua.close()
+
+
+async def test_a_server_acknowledging_no_limits_cannot_switch_the_cap_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hostile server answers the client's Hello with "no limits" (0): the cap stays ours."""
+    hello = TransportLimits.create_acknowledge_and_set_limits
+
+    def unlimited(self: TransportLimits, msg: ua.Hello) -> ua.Acknowledge:
+        ack = hello(self, msg)
+        ack.MaxMessageSize, ack.MaxChunkCount = 0, 0
+        return ack
+
+    monkeypatch.setattr(TransportLimits, "create_acknowledge_and_set_limits", unlimited)
+    async with TrafficControllerSimulator(tick_s=TICK_S) as sim:
+        opcua = build(device(sim.endpoint, timeout_s=5.0), context(tmp_path))
+        await opcua.connect()
+        await sim.set_raw(
+            "Controller.Phase", ua.Variant("x" * (2 * MAX_MESSAGE_BYTES), ua.VariantType.String)
+        )
+        with pytest.raises(DeviceException) as raised:
+            await opcua.read()
+        assert "past the 4 MiB limit while reading" in str(raised.value)
         await opcua.close()
 
 

@@ -34,14 +34,12 @@ from central.errors import StoreError
 from central.ingest_stats import IngestSnapshot
 from central.store import CabinetRow, Store
 from central.times import now_ms, to_ms
-from protocols.quality import Quality
 
 API_PREFIX = "/api/v1"
 HEALTH_TIMEOUT_S = 2.0
 DEFAULT_WINDOW_MS = 24 * 3600 * 1000
 MAX_LIMIT = 100_000
 
-_QUALITY = {int(q): q.name.lower() for q in Quality}
 _json_any = msgspec.json.Decoder(dict[str, Any])
 _json_list = msgspec.json.Decoder(list[dict[str, Any]])
 
@@ -79,10 +77,6 @@ def _invalid(name: str, raw: str, message: str) -> NoReturn:
     raise RequestValidationError(
         [{"type": "value_error", "loc": ("query", name), "msg": message, "input": raw}]
     )
-
-
-def _quality(value: int) -> str:
-    return _QUALITY.get(value, str(value))
 
 
 def _summary(row: CabinetRow) -> m.CabinetSummary:
@@ -172,16 +166,7 @@ def create_app(
         values = await store.latest_values(cabinet)
         return m.CabinetPoints(
             cabinet=cabinet,
-            points=[
-                m.PointValueOut(
-                    point=v.point,
-                    ts_ms=v.ts_ms,
-                    value=v.value,
-                    quality=_quality(v.quality),
-                    reason=v.reason,
-                )
-                for v in values
-            ],
+            points=[m.PointValueOut.of(v) for v in values],
         )
 
     @router.get(
@@ -220,7 +205,7 @@ def create_app(
             limit=limit,
             truncated=len(rows) >= limit,
             readings=[
-                m.ReadingOut(ts_ms=r.ts_ms, value=r.value, quality=_quality(r.quality), reason=r.reason)
+                m.ReadingOut(ts_ms=r.ts_ms, value=r.value, quality=m.quality_name(r.quality), reason=r.reason)
                 for r in rows
             ],
         )

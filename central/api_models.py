@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from central.store import PointValue
+from protocols.quality import Quality
+
 Scalar = float | int | bool | str | None
 
 
@@ -44,6 +47,25 @@ class PointValueOut(BaseModel):
     value: Scalar
     quality: str = Field(description="good, uncertain or bad")
     reason: str | None = Field(description="why the quality is not good")
+
+    @classmethod
+    def of(cls, value: PointValue, *, point: str | None = None) -> PointValueOut:
+        """The API's view of a stored latest value (``point``: shown under another name)."""
+        return cls(
+            point=value.point if point is None else point,
+            ts_ms=value.ts_ms,
+            value=value.value,
+            quality=quality_name(value.quality),
+            reason=value.reason,
+        )
+
+
+_QUALITY = {int(q): q.name.lower() for q in Quality}
+
+
+def quality_name(value: int) -> str:
+    """good, uncertain or bad (a number the store holds but Quality does not know: as it is)."""
+    return _QUALITY.get(value, str(value))
 
 
 class CabinetPoints(BaseModel):

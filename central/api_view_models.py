@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from central.api_models import PointValueOut
+
 
 class ScheduleOut(BaseModel):
     ts_ms: int = Field(description="when the agent started running it")
@@ -84,14 +86,6 @@ class EnergyOut(BaseModel):
     )
 
 
-class EquipmentValueOut(BaseModel):
-    point: str = Field(description="the point's name within its device")
-    ts_ms: int
-    value: Any
-    quality: str = Field(description="good, uncertain or bad")
-    reason: str | None
-
-
 class EquipmentOut(BaseModel):
     device: str
     driver: str
@@ -99,7 +93,9 @@ class EquipmentOut(BaseModel):
     profile: str | None
     state: str = Field(description="lost, alarm, degraded (a bad value), ok, or unknown (no value yet)")
     alarms: list[AlarmOut] = Field(description="its active alarms")
-    values: list[EquipmentValueOut] = Field(description="the latest value of each of its points")
+    values: list[PointValueOut] = Field(
+        description="the latest value of each of its points (named within the device)"
+    )
 
 
 class CabinetEquipmentOut(BaseModel):

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query
 from central import api_view_models as m
 from central.api_errors import unknown_cabinet
 from central.api_json import StrictJsonRoute
-from central.api_models import ErrorBody
+from central.api_models import ErrorBody, PointValueOut
 from central.energy import (
     DEFAULT_MAX_POWER_W,
     Day,
@@ -32,7 +32,6 @@ from central.store import ReadingRow, Store
 from central.store_rows import AlarmRow
 from protocols.fleet import DeviceInfo
 from protocols.fleet.events import LIGHTING_STATE, SCHEDULE_ACTIVE
-from protocols.quality import Quality
 
 ENERGY_SUFFIX = "energy_wh"
 MAX_ENERGY_DAYS = 366
@@ -41,7 +40,6 @@ MAX_ALARMS = 100_000
 LAST_DAY = dt.date.max - dt.timedelta(days=1)
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _inventory = msgspec.json.Decoder(list[DeviceInfo])
-_QUALITY = {int(q): q.name.lower() for q in Quality}
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "unknown cabinet"}}
 
 
@@ -208,16 +206,7 @@ def views_router(*, store: Store) -> APIRouter:
                     profile=view.profile,
                     state=view.state,
                     alarms=[_alarm_out(alarm) for alarm in view.alarms],
-                    values=[
-                        m.EquipmentValueOut(
-                            point=v.point,
-                            ts_ms=v.ts_ms,
-                            value=v.value,
-                            quality=_QUALITY.get(v.quality, str(v.quality)),
-                            reason=v.reason,
-                        )
-                        for v in view.values
-                    ],
+                    values=[PointValueOut.of(v) for v in view.values],
                 )
                 for view in views
             ],

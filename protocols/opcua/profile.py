@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 
@@ -22,20 +22,6 @@ from protocols.driver import AlarmRule, PointSpec, PointType, Severity
 from protocols.errors import ProfileError
 from protocols.profiles import profile_table, read_profile_text
 
-ROLES = (
-    "mode",
-    "signal_plan",
-    "requested_plan",
-    "cycle_time",
-    "cycle_second",
-    "phase",
-    "fault",
-    "alarm",
-    "detector_count",
-    "detector_occupancy",
-    "detector_fault",
-    "door",
-)
 Role = Literal[
     "mode",
     "signal_plan",
@@ -50,6 +36,7 @@ Role = Literal[
     "detector_fault",
     "door",
 ]
+ROLES: tuple[str, ...] = get_args(Role)
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 # An identifier inside the profile's namespace: numeric, string, GUID or opaque (base64), as in OPC UA's

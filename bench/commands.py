@@ -23,10 +23,11 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _central import central_and_agent
 from _sim import PROFILE, start_simulator
 
 from cityedge.broker import MosquittoBroker
-from cityedge.ports import free_port, wait_for_port
+from cityedge.ports import free_port
 from cityedge.testing import wait_until, write_agent_config
 
 CABINET = "bench-cmd"
@@ -35,31 +36,21 @@ POLL_S = 0.002  # how often the bench asks for the status: adds at most this to 
 
 
 async def round_trips(count: int) -> list[tuple[float, float, float, float]]:
-    device_port, http_port = free_port(), free_port()
+    device_port = free_port()
     simulator = start_simulator(device_port)
-    with tempfile.TemporaryDirectory() as tmp:
-        async with MosquittoBroker() as broker:
-            config = write_agent_config(
-                Path(tmp) / "agent",
-                cabinet=CABINET,
-                broker_url=broker.url,
-                devices=[("lc1", device_port)],
-                profile=PROFILE,
-                poll_interval_s=1.0,
-                commit_interval_s=1.0,
-            )
-            token = await _token(f"{tmp}/central.db")
-            central = await _spawn(
-                "central", "serve", "--db", f"{tmp}/central.db", "--broker", broker.url,
-                "--http", f"127.0.0.1:{http_port}",
-            )  # fmt: skip
-            agent = await _spawn("agent", "run", "--config", str(config))
-            try:
-                async with asyncio.timeout(30):
-                    await wait_for_port("127.0.0.1", http_port)
-                headers = {"Authorization": f"Bearer {token}"}
-                base = f"http://127.0.0.1:{http_port}/api/v1"
-                async with httpx.AsyncClient(base_url=base, headers=headers) as api:
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            async with MosquittoBroker() as broker:
+                config = write_agent_config(
+                    Path(tmp) / "agent",
+                    cabinet=CABINET,
+                    broker_url=broker.url,
+                    devices=[("lc1", device_port)],
+                    profile=PROFILE,
+                    poll_interval_s=1.0,
+                    commit_interval_s=1.0,
+                )
+                async with central_and_agent(Path(tmp), broker_url=broker.url, agent_config=config) as api:
 
                     async def online() -> bool:
                         cabinets = (await api.get("/cabinets")).json()
@@ -67,29 +58,8 @@ async def round_trips(count: int) -> list[tuple[float, float, float, float]]:
 
                     await wait_until(online, timeout=30, what="the cabinet online at central")
                     return [await _one(api, 40 if i % 2 else 60) for i in range(count)]
-            finally:
-                for process in (agent, central):
-                    process.terminate()
-                    await process.wait()
-                simulator.kill()
-
-
-async def _token(db: str) -> str:
-    """An operator's API token, made the way an admin makes one: with the CLI, before central starts."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cityedge", "central", "token", "create", "--role", "operator",
-        "--name", "bench", "--db", db, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, _ = await process.communicate()
-    if process.returncode != 0:
-        raise RuntimeError("cityedge central token create failed")
-    return out.decode().strip()
-
-
-async def _spawn(*args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cityedge", *args, stderr=asyncio.subprocess.DEVNULL
-    )
+    finally:
+        simulator.kill()
 
 
 async def _one(api: httpx.AsyncClient, level: int) -> tuple[float, float, float, float]:

@@ -23,14 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from commands import _spawn, _token
+from _central import central_and_agent
 
 from cityedge.broker import MosquittoBroker
-from cityedge.ports import free_port, wait_for_port
 from cityedge.testing import wait_until
 from protocols.opcua.simulator import TrafficControllerSimulator
 
@@ -69,7 +66,6 @@ def agent_config(
 
 
 async def latencies(count: int, publishing_ms: int, commit_s: float) -> list[float]:
-    http_port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         async with MosquittoBroker() as broker, TrafficControllerSimulator() as controller:
             config = agent_config(
@@ -79,50 +75,31 @@ async def latencies(count: int, publishing_ms: int, commit_s: float) -> list[flo
                 publishing_ms=publishing_ms,
                 commit_s=commit_s,
             )
-            token = await _token(f"{tmp}/central.db")
-            central = await _spawn(
-                "central", "serve", "--db", f"{tmp}/central.db", "--broker", broker.url,
-                "--http", f"127.0.0.1:{http_port}",
-            )  # fmt: skip
-            agent = await _spawn("agent", "run", "--config", str(config))
-            try:
-                async with asyncio.timeout(30):
-                    await wait_for_port("127.0.0.1", http_port)
-                headers = {"Authorization": f"Bearer {token}"}
-                base = f"http://127.0.0.1:{http_port}/api/v1"
-                async with httpx.AsyncClient(base_url=base, headers=headers) as api:
+            async with central_and_agent(Path(tmp), broker_url=broker.url, agent_config=config) as api:
 
-                    async def mode() -> str | None:
-                        response = await api.get(f"/cabinets/{CABINET}/points")
-                        if response.status_code != 200:
-                            return None
-                        points = {p["point"]: p["value"] for p in response.json()["points"]}
-                        value = points.get("tc1/mode")
-                        return value if isinstance(value, str) else None
+                async def mode() -> str | None:
+                    response = await api.get(f"/cabinets/{CABINET}/points")
+                    if response.status_code != 200:
+                        return None
+                    points = {p["point"]: p["value"] for p in response.json()["points"]}
+                    value = points.get("tc1/mode")
+                    return value if isinstance(value, str) else None
 
-                    await wait_until(
-                        lambda: _is(mode, "normal"), timeout=60, what="the controller's mode at central"
-                    )
-                    rng = random.Random(1)
-                    samples = []
-                    for index in range(count):
-                        wanted = "flashing" if index % 2 == 0 else "normal"
-                        await asyncio.sleep(rng.uniform(0.1, 1.0))  # de-phase from publish and commit
-                        start = time.perf_counter()
-                        await controller.set_mode(wanted)
-                        while await mode() != wanted:  # noqa: ASYNC110 (central is another process)
-                            await asyncio.sleep(POLL_S)
-                        samples.append((time.perf_counter() - start) * 1000)
-                    return samples
-            finally:
-                for process in (agent, central):
-                    process.terminate()
-                    await process.wait()
+                async def normal() -> bool:
+                    return await mode() == "normal"
 
-
-async def _is(read: object, wanted: str) -> bool:
-    assert callable(read)
-    return bool(await read() == wanted)
+                await wait_until(normal, timeout=60, what="the controller's mode at central")
+                rng = random.Random(1)
+                samples = []
+                for index in range(count):
+                    wanted = "flashing" if index % 2 == 0 else "normal"
+                    await asyncio.sleep(rng.uniform(0.1, 1.0))  # de-phase from publish and commit
+                    start = time.perf_counter()
+                    await controller.set_mode(wanted)
+                    while await mode() != wanted:  # noqa: ASYNC110 (central is another process)
+                        await asyncio.sleep(POLL_S)
+                    samples.append((time.perf_counter() - start) * 1000)
+                return samples
 
 
 def main() -> None:

@@ -120,7 +120,10 @@ def main() -> None:
     print(f"  p90  {centiles[89]:8.1f} ms")
     print(f"  p99  {centiles[98]:8.1f} ms")
     print(f"  max  {times[-1]:8.1f} ms")
-    print(f"  (the server's publishing interval, {args.publishing_ms} ms, bounds the wait for a change)")
+    print(
+        f"  (bounds: the server's publishing interval, {args.publishing_ms} ms, plus up to 1 s when a change"
+        " comes within a second of the last commit a push asked for)"
+    )
 
 
 if __name__ == "__main__":

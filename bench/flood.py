@@ -222,7 +222,7 @@ async def run(plan: Plan, workdir: Path) -> Result:
     warmup = 2.0
     async with (
         MosquittoBroker() as broker,
-        CentralServer(db_path=workdir / "central.db", broker_url=broker.url, http_port=0) as server,
+        CentralServer(db=workdir / "central.db", broker_url=broker.url, http_port=0) as server,
     ):
         async with asyncio.timeout(10):
             await server.ingestor.wait_subscribed()

@@ -184,7 +184,7 @@ async def run_end_to_end(plan: Plan, workdir: Path) -> EndToEnd:
     async with (
         MosquittoBroker() as broker,
         CentralServer(
-            db_path=workdir / "central.db", broker_url=broker.url, http_port=0, ingest_limits=limits
+            db=workdir / "central.db", broker_url=broker.url, http_port=0, ingest_limits=limits
         ) as server,
     ):
         async with asyncio.timeout(10):
@@ -225,7 +225,7 @@ async def run_end_to_end(plan: Plan, workdir: Path) -> EndToEnd:
 
 def raw_insert_rate(plan: Plan, group: int, workdir: Path, *, table_options: str) -> float:
     """executemany of the rows ingest writes, batch by batch, one transaction per ``group`` batches."""
-    from central.sqlite_schema import INSERT_READING, READINGS_TABLE, connect
+    from central.store.sqlite.schema import INSERT_READING, READINGS_TABLE, connect
     from protocols.quality import Quality
 
     path = workdir / f"raw-{'norowid' if table_options else 'rowid'}.db"

@@ -24,8 +24,8 @@ from central.errors import (
 from central.ingest import Ingestor
 from central.ingest_stats import IngestSnapshot
 from central.server import CentralServer, serve
-from central.sqlite_store import SqliteStore
 from central.store import Store
+from central.store.sqlite import SqliteStore
 
 __all__ = [
     "CentralError",

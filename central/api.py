@@ -32,7 +32,8 @@ from central.auth import Tokens
 from central.commands import CommandSender, CommandService
 from central.errors import StoreError
 from central.ingest_stats import IngestSnapshot
-from central.store import CabinetRow, Store
+from central.store import Store
+from central.store.rows import CabinetRow
 from central.times import now_ms, to_ms
 
 API_PREFIX = "/api/v1"
@@ -40,8 +41,6 @@ HEALTH_TIMEOUT_S = 2.0
 DEFAULT_WINDOW_MS = 24 * 3600 * 1000
 MAX_LIMIT = 100_000
 
-_json_any = msgspec.json.Decoder(dict[str, Any])
-_json_list = msgspec.json.Decoder(list[dict[str, Any]])
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": m.ErrorBody, "description": "unknown cabinet or point"}
@@ -152,7 +151,7 @@ def create_app(
     @router.get("/cabinets/{cabinet}", response_model=m.CabinetDetail, responses=_NOT_FOUND)
     async def get_cabinet(cabinet: str) -> m.CabinetDetail:
         row = await require_cabinet(cabinet)
-        inventory = [m.Device.model_validate(d) for d in _json_list.decode(row.inventory_json)]
+        inventory = [m.Device.model_validate(msgspec.to_builtins(d)) for d in row.inventory]
         return m.CabinetDetail(
             **_summary(row).model_dump(),
             status_ts_ms=row.status_ts_ms,
@@ -231,7 +230,7 @@ def create_app(
                     kind=e.kind,
                     severity=e.severity,
                     message=e.message,
-                    data=_json_any.decode(e.data_json),
+                    data=dict(e.data),
                 )
                 for e in rows
             ]

@@ -20,9 +20,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from central.api_auth import IDENTITY_STATE
 from central.auth import Identity
-from central.auth_rows import AuditEntry, AuditRow
 from central.errors import StoreError
 from central.store import Store
+from central.store.auth_rows import AuditEntry, AuditRow
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from central.api_models import ErrorBody
 from central.auth import Identity, Tokens
-from central.auth_rows import Role
+from central.store.auth_rows import Role
 
 IDENTITY_STATE = "identity"
 CREATE_HINT = "an admin makes one with: cityedge central token create --role ROLE --name NAME"

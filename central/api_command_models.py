@@ -22,7 +22,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from central.command_args import ARGS_NOT_SHOWN
-from central.store_rows import CommandStatus
+from central.store.rows import CommandStatus
 from central.times import to_ms
 from protocols.fleet.commands import Action, posted_args_schema
 from protocols.fleet.limits import is_valid_name

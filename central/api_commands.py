@@ -23,7 +23,7 @@ from central.command_args import operator_args
 from central.commands import CommandService, GroupCommand
 from central.errors import UnknownTarget
 from central.store import Store
-from central.store_rows import CommandRow, CommandStatus, GroupMember, GroupRow
+from central.store.rows import CommandRow, CommandStatus, GroupMember, GroupRow
 
 MAX_COMMANDS_LIMIT = 10_000
 
@@ -39,7 +39,7 @@ def command_out(row: CommandRow) -> m.CommandOut:
         parent_id=row.parent_id,
         target=m.TargetOut(cabinet=row.cabinet, device=row.device),
         action=row.action,
-        args=operator_args(row.action, row.args_json),
+        args=operator_args(row.action, row.args, row.args_unreadable),
         not_after_ms=row.not_after_ms,
         issued_by=row.issued_by,
         status=row.status,
@@ -57,7 +57,7 @@ def group_command_out(command: GroupCommand) -> m.GroupCommandOut:
         id=row.id,
         target=m.TargetOut(group=row.group),
         action=row.action,
-        args=operator_args(row.action, row.args_json),
+        args=operator_args(row.action, row.args, row.args_unreadable),
         not_after_ms=row.not_after_ms,
         issued_by=row.issued_by,
         created_ms=row.created_ms,

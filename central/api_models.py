@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from central.store import PointValue
+from central.store.rows import PointValue
 from protocols.quality import Quality
 
 Scalar = float | int | bool | str | None

@@ -5,11 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import msgspec
 from fastapi import APIRouter, Query
 
 from central import api_view_models as m
@@ -20,17 +19,16 @@ from central.energy import (
     DEFAULT_MAX_POWER_W,
     Day,
     DayEnergy,
+    EnergyMeter,
     EnergySettings,
     PointEnergy,
     local_days,
-    point_energy,
 )
 from central.equipment_view import equipment_views
 from central.errors import InvalidRequest
 from central.lighting_view import schedule_view, state_view
-from central.store import ReadingRow, Store
-from central.store_rows import AlarmRow
-from protocols.fleet import DeviceInfo
+from central.store import Store
+from central.store.rows import AlarmRow
 from protocols.fleet.events import LIGHTING_STATE, SCHEDULE_ACTIVE
 
 ENERGY_SUFFIX = "energy_wh"
@@ -39,7 +37,6 @@ MAX_ALARMS = 100_000
 # The day after the last must exist in the calendar: it is where the last day ends.
 LAST_DAY = dt.date.max - dt.timedelta(days=1)
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_inventory = msgspec.json.Decoder(list[DeviceInfo])
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "unknown cabinet"}}
 
 
@@ -186,11 +183,8 @@ def views_router(*, store: Store) -> APIRouter:
         row = await store.cabinet(cabinet)
         if row is None:
             raise unknown_cabinet(cabinet)
-        problems = []
-        try:
-            inventory = _inventory.decode(row.inventory_json or "[]")
-        except msgspec.DecodeError as exc:  # a row stored by an older central: say so, show the rest
-            inventory, problems = [], [f"the cabinet's stored inventory cannot be read: {exc}"]
+        problems: list[str] = []
+        inventory = list(row.inventory)
         views = equipment_views(
             inventory,
             await store.latest_values(cabinet),
@@ -243,15 +237,15 @@ def views_router(*, store: Store) -> APIRouter:
         days = local_days(first, last, zone)
         settings = EnergySettings(max_power_w=max_power_w)
 
-        def fold(rows: Iterator[ReadingRow]) -> PointEnergy:
-            return point_energy(((r.ts_ms, r.value, r.quality) for r in rows), days, settings)
-
-        points = {
-            name: await store.fold_readings(
-                cabinet, name, start_ms=days[0].start_ms, end_ms=days[-1].end_ms, fold=fold, neighbours=True
+        points: dict[str, PointEnergy] = {}
+        for name in await store.points_ending_with(cabinet, ENERGY_SUFFIX):
+            meter = EnergyMeter(days, settings)
+            chunks = store.reading_chunks(
+                cabinet, name, start_ms=days[0].start_ms, end_ms=days[-1].end_ms, neighbours=True
             )
-            for name in await store.points_ending_with(cabinet, ENERGY_SUFFIX)
-        }
+            async for chunk in chunks:
+                meter.add((r.ts_ms, r.value, r.quality) for r in chunk)
+            points[name] = meter.result
         return _energy_out(cabinet, tz, days, settings, points)
 
     return router

@@ -18,9 +18,9 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from central.auth_rows import Role, TokenRow
 from central.errors import CentralError
 from central.store import Store
+from central.store.auth_rows import Role, TokenRow
 from central.times import now_ms
 
 TOKEN_PREFIX = "ce1"

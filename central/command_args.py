@@ -12,6 +12,7 @@ depth bound, or damaged) read as ``{"not_shown": "why"}``, so that one row never
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -56,19 +57,22 @@ def _field_error(field: str, problem: str, args: dict[str, Any]) -> FieldError:
     return FieldError(type=kind, loc=("body", "args", *loc), msg=problem, input=value_at(args, loc))
 
 
-def operator_args(action: str, args_json: str) -> dict[str, Any]:
+def operator_args(action: str, stored: Mapping[str, Scalar], unreadable: str | None = None) -> dict[str, Any]:
     """The stored wire args as an operator wrote them: the schedule back to a JSON object.
 
-    Args that cannot be shown (not a JSON object, or nested deeper than a schedule may be) are
+    Args that cannot be shown (the store could not read them back: ``unreadable`` says why; or a
+    schedule that is not a JSON object, or nested deeper than a schedule may be) are
     ``{"not_shown": why}``: never an error, so that a listing always answers.
     """
+    if unreadable is not None:
+        return {ARGS_NOT_SHOWN: unreadable}
+    args: dict[str, Any] = dict(stored)
     try:
-        args = _decode_args.decode(args_json)
         schedule = args.get("schedule")
         if action == "set_schedule" and isinstance(schedule, str):
             args["schedule"] = _decode_args.decode(schedule)
     except (msgspec.DecodeError, RecursionError):
-        return {ARGS_NOT_SHOWN: "the stored args are not a JSON object (or hold a schedule that is not)"}
+        return {ARGS_NOT_SHOWN: "the stored args hold a schedule that is not a JSON object"}
     if deeper_than(args, MAX_SCHEDULE_DEPTH + 1):
         return {
             ARGS_NOT_SHOWN: f"the stored args are nested more than {MAX_SCHEDULE_DEPTH + 1} levels deep,"

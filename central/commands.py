@@ -22,10 +22,11 @@ import msgspec
 from central.auth import Identity
 from central.command_args import wire_args
 from central.errors import InvalidRequest, UnknownTarget
-from central.store import CabinetRow, Store
-from central.store_rows import (
+from central.store import Store
+from central.store.rows import (
     COMMAND_STATUSES,
     OPEN_STATUSES,
+    CabinetRow,
     CommandRow,
     GroupCommandRow,
     GroupMember,
@@ -41,7 +42,6 @@ WHOLE_CABINET_ACTION = "set_schedule"
 MAX_TTL_MS = 7 * 24 * 3600 * 1000
 
 _json = msgspec.json.Encoder()
-_inventory = msgspec.json.Decoder(list[dict[str, Any]])
 
 
 class CommandSender(Protocol):
@@ -84,7 +84,7 @@ def _new_id() -> str:
 
 
 def _devices(cabinet: CabinetRow) -> list[str]:
-    return [str(d.get("name")) for d in _inventory.decode(cabinet.inventory_json)]
+    return [d.name for d in cabinet.inventory]
 
 
 class CommandService:
@@ -115,16 +115,15 @@ class CommandService:
         deadline = self._deadline(not_after, now)
         wire = wire_args(action, args, now_ms=now)
         members = await self._members(cabinet, device, group, action)
-        args_json = _json.encode(wire).decode()
         parent_id = _new_id() if group is not None else None
         children = [
-            CommandRow(_new_id(), parent_id, m.cabinet, m.device, action, args_json, deadline, issuer, now)
+            CommandRow(_new_id(), parent_id, m.cabinet, m.device, action, wire, deadline, issuer, now)
             for m in members
         ]
         self._check_size(children[0], wire)
         parent = None
         if group is not None and parent_id is not None:
-            parent = GroupCommandRow(parent_id, group, action, args_json, deadline, issuer, now)
+            parent = GroupCommandRow(parent_id, group, action, wire, deadline, issuer, now)
         await self._store.add_commands(children, parent)
         if self._sender is not None:
             self._sender.submitted(children)
@@ -216,7 +215,7 @@ class CommandService:
     def _check_size(self, sample: CommandRow, wire: dict[str, Scalar]) -> None:
         # The longest ids make the largest message: check that one, not every member.
         worst = CommandRow(
-            sample.id, None, "c" * 64, "d" * 64, sample.action, "", sample.not_after_ms,
+            sample.id, None, "c" * 64, "d" * 64, sample.action, {}, sample.not_after_ms,
             sample.issued_by, sample.created_ms,
         )  # fmt: skip
         size = len(encode(to_command(worst, wire)))

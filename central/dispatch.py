@@ -23,14 +23,12 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol, Self
-
-import msgspec
+from typing import Protocol, Self
 
 from central.commands import to_command
 from central.errors import StoreError
 from central.store import Store
-from central.store_rows import CommandRow
+from central.store.rows import CommandRow
 from central.times import now_ms
 from protocols.fleet import Topics, encode
 
@@ -39,8 +37,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_RETRY_S = 5.0
 DEFAULT_EXPIRY_GRACE_S = 2.0
 PUBLISH_CONCURRENCY = 100
-
-_args = msgspec.json.Decoder(dict[str, Any])
 
 
 class Publisher(Protocol):
@@ -165,7 +161,9 @@ class CommandDispatcher:
     async def _publish(self, commands: Sequence[CommandRow], *, again: bool) -> None:
         now = self._clock()
         # Past not_after the cabinet would refuse it: not sent; the next sweep marks it expired.
-        results = await asyncio.gather(*(self._publish_one(c, now) for c in commands if c.not_after_ms > now))
+        # One whose stored args cannot be read is never sent (it would carry other args): it expires.
+        sendable = [c for c in commands if c.not_after_ms > now and c.args_unreadable is None]
+        results = await asyncio.gather(*(self._publish_one(c, now) for c in sendable))
         sent = sum(results)
         self.stats.published += sent
         self.stats.publish_failed += len(results) - sent
@@ -174,7 +172,7 @@ class CommandDispatcher:
 
     async def _publish_one(self, row: CommandRow, now: int) -> bool:
         remaining_ms = row.not_after_ms - now
-        command = to_command(row, _args.decode(row.args_json))
+        command = to_command(row, dict(row.args))
         # MQTT 5 message expiry: a broker holding it for an offline cabinet drops it at not_after.
         expiry_s = -(-remaining_ms // 1000)
         async with self._limit:

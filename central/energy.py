@@ -112,22 +112,39 @@ def point_energy(
     Readings outside the days count for the intervals they bound: give the last good reading before
     the first day and the first one after the last day to account for the edges.
     """
-    settings = settings or EnergySettings()
-    spreader = _Spreader(days, settings)
-    result = spreader.result
-    previous: tuple[int, float] | None = None
-    for ts, value, quality in readings:
-        result.readings += 1
-        counter = _counter_value(value, quality)
-        if counter is None:
-            result.skipped += 1
-            continue
-        if previous is not None:
-            if ts < previous[0]:
-                raise ValueError(f"readings must be sorted by time: {ts} comes after {previous[0]}")
-            spreader.interval(previous[0], previous[1], ts, counter)
-        previous = (ts, counter)
-    return result
+    meter = EnergyMeter(days, settings)
+    meter.add(readings)
+    return meter.result
+
+
+class EnergyMeter:
+    """``point_energy`` fed piece by piece: readings arrive in chunks from a long read."""
+
+    def __init__(self, days: Sequence[Day], settings: EnergySettings | None = None) -> None:
+        self._spreader = _Spreader(days, settings or EnergySettings())
+        self._previous: tuple[int, float] | None = None
+
+    @property
+    def result(self) -> PointEnergy:
+        return self._spreader.result
+
+    def add(self, readings: Iterable[Sample]) -> None:
+        """More readings, later than (or as late as) the ones already added."""
+        spreader = self._spreader
+        result = spreader.result
+        previous = self._previous
+        for ts, value, quality in readings:
+            result.readings += 1
+            counter = _counter_value(value, quality)
+            if counter is None:
+                result.skipped += 1
+                continue
+            if previous is not None:
+                if ts < previous[0]:
+                    raise ValueError(f"readings must be sorted by time: {ts} comes after {previous[0]}")
+                spreader.interval(previous[0], previous[1], ts, counter)
+            previous = (ts, counter)
+        self._previous = previous
 
 
 def _counter_value(value: object, quality: int) -> float | None:

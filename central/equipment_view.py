@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from central.store import PointValue
-from central.store_rows import AlarmRow
+from central.store.rows import AlarmRow, PointValue
 from protocols.fleet import DeviceInfo
 from protocols.fleet.events import DEVICE_LOST
 from protocols.quality import Quality

@@ -40,13 +40,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from central.errors import ServerError, StoreError
 from central.ingest_limits import OncePerInterval, TopicLimits, TopicRateLimiter
 from central.ingest_stats import IngestSnapshot, IngestStats
-from central.store import (
-    BatchOutcome,
-    QuarantineEntry,
-    ReceivedBatch,
-    ReceivedStatus,
-    Store,
-)
+from central.store import Store
+from central.store.rows import BatchOutcome, QuarantineEntry, ReceivedBatch, ReceivedStatus
 from protocols.backoff import Backoff
 from protocols.fleet import (
     Ack,

@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from central.store import EventRow
+from central.store.rows import EventRow
 from protocols.fleet.events import (
     LIGHTING_STATE,
     SCHEDULE_ACTIVE,
@@ -59,7 +59,7 @@ class StateView:
 def schedule_view(event: EventRow) -> tuple[ScheduleView | None, str | None]:
     """(the view, None), or (what could be read, the problem) when the event is malformed."""
     try:
-        data = read_event_data(SCHEDULE_ACTIVE, _object.decode(event.data_json), ScheduleActive)
+        data = read_event_data(SCHEDULE_ACTIVE, event.data, ScheduleActive)
     except (EventDataError, msgspec.DecodeError, msgspec.ValidationError) as exc:
         return None, f"the {SCHEDULE_ACTIVE} event at {event.ts_ms} is malformed: {exc}"
     view = ScheduleView(event.ts_ms, data.hash, data.source, None)
@@ -83,7 +83,7 @@ def _with(view: ScheduleView, detail: str | None, schedule: dict[str, Any] | Non
 
 def state_view(event: EventRow) -> tuple[StateView | None, str | None]:
     try:
-        data = read_event_data(LIGHTING_STATE, _object.decode(event.data_json), LightingStateData)
+        data = read_event_data(LIGHTING_STATE, event.data, LightingStateData)
     except (EventDataError, msgspec.DecodeError, msgspec.ValidationError) as exc:
         return None, f"the {LIGHTING_STATE} event at {event.ts_ms} is malformed: {exc}"
     view = StateView(

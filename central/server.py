@@ -1,6 +1,6 @@
 """The aggregator process: store + MQTT ingest + command dispatch + HTTP API, all in one event loop.
 
-    async with CentralServer(db_path=..., broker_url=..., http_port=0) as server:
+    async with CentralServer(db="sqlite:///central.db", broker_url=..., http_port=0) as server:
         print(server.url)          # the bound port is known once the block is entered
 
 ``serve()`` is what ``cityedge central serve`` runs: the same, until cancelled.
@@ -24,7 +24,7 @@ from central.dispatch import DEFAULT_EXPIRY_GRACE_S, DEFAULT_RETRY_S, CommandDis
 from central.errors import ServerError
 from central.ingest import DEFAULT_GROUP, Ingestor
 from central.ingest_limits import TopicLimits
-from central.sqlite_store import SqliteStore
+from central.store import Store, open_store
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class CentralServer:
     def __init__(
         self,
         *,
-        db_path: Path,
+        db: str | Path | Store,
         broker_url: str,
         broker_username: str | None = None,
         broker_password: str | None = None,
@@ -88,7 +88,12 @@ class CentralServer:
         command_expiry_grace_s: float = DEFAULT_EXPIRY_GRACE_S,
         ingest_limits: TopicLimits | None = None,
     ) -> None:
-        self.store = SqliteStore(db_path, durable=durable)
+        # A URL (sqlite:///…, postgresql://…), a SQLite file, or a store made by the caller.
+        self.store: Store = (
+            open_store(str(db) if isinstance(db, Path) else db, durable=durable)
+            if isinstance(db, str | Path)
+            else db
+        )
         # Validates the broker URL now: a bad one fails before anything starts.
         self.ingestor = Ingestor(
             store=self.store,
@@ -184,7 +189,7 @@ class CentralServer:
 
 async def serve(
     *,
-    db_path: Path,
+    db: str | Path,
     broker_url: str,
     broker_username: str | None = None,
     broker_password: str | None = None,
@@ -198,7 +203,7 @@ async def serve(
     credentials, when given, win over any in ``broker_url``.
     """
     async with CentralServer(
-        db_path=db_path,
+        db=db,
         broker_url=broker_url,
         broker_username=broker_username,
         broker_password=broker_password,

@@ -109,9 +109,40 @@ def agent_check(
             raise typer.Exit(PROBE_FAILED)
 
 
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="Database URL: sqlite:///FILE (or just FILE) or postgresql://[USER@]HOST[:PORT]/DB"
+        " (password in ~/.pgpass or $PGPASSWORD). Default: $CITYEDGE_DB, else central.db.",
+    ),
+]
+
+
+def _db_url(option: str | None) -> str:
+    """The database to use, checked now: a wrong URL is one line naming the fix, exit 2."""
+    from central.errors import StoreError
+    from central.store import db_url_from, parse_db_url
+
+    url = db_url_from(option)
+    try:
+        parse_db_url(url)
+    except StoreError as exc:
+        _fail(str(exc))
+    return url
+
+
+def _db_shown(url: str) -> str:
+    """Where the data is, as a message may show it (a SQLite file's full path; no password)."""
+    from central.store import parse_db_url
+
+    parsed = parse_db_url(url)
+    return str(parsed.path.resolve()) if parsed.path is not None else parsed.redacted
+
+
 @central_app.command("serve")
 def central_serve(
-    db: Annotated[Path, typer.Option(help="SQLite database file (created if missing).")] = Path("central.db"),
+    db: DbOption = None,
     broker: Annotated[
         str, typer.Option(help="Broker URL, mqtt://[user@]host:port; no password here (see below).")
     ] = "mqtt://127.0.0.1:1883",
@@ -135,7 +166,7 @@ def central_serve(
     _setup_logging(verbose)
     try:
         _run_until_interrupted(
-            serve(db_path=db, broker_url=broker, broker_password=password, http_host=host, http_port=port)
+            serve(db=_db_url(db), broker_url=broker, broker_password=password, http_host=host, http_port=port)
         )
     except (ServerError, StoreError) as exc:  # an HTTP address in use, a database it cannot open
         _fail(str(exc))
@@ -197,17 +228,14 @@ def demo(
         _fail(str(exc))
 
 
-TokenDb = Annotated[Path, typer.Option("--db", help="The aggregator's SQLite database (created if missing).")]
-
-
-def _with_tokens(db: Path, work: Callable[[Tokens], Awaitable[_T]]) -> _T:
+def _with_tokens(db: str, work: Callable[[Tokens], Awaitable[_T]]) -> _T:
     """Run ``work`` on the tokens of the database ``db``; a store or token error is one line, exit 2."""
     from central.auth import TokenError, Tokens
     from central.errors import StoreError
-    from central.sqlite_store import SqliteStore
+    from central.store import open_store
 
     async def run() -> _T:
-        async with SqliteStore(db) as store:
+        async with open_store(db) as store:
             return await work(Tokens(store))
 
     try:
@@ -220,7 +248,7 @@ def _with_tokens(db: Path, work: Callable[[Tokens], Awaitable[_T]]) -> _T:
 def token_create(
     role: Annotated[str, typer.Option(help="viewer, operator or admin.")],
     name: Annotated[str, typer.Option(help="Whose token: shown in the audit log and as issued_by.")],
-    db: TokenDb = Path("central.db"),
+    db: DbOption = None,
 ) -> None:
     """Make a token and print it, once: only its digest is stored."""
     from central.auth import TokenError, parse_role
@@ -229,29 +257,32 @@ def token_create(
         parsed = parse_role(role)
     except TokenError as exc:
         _fail(f"--role: {exc.problem}; {exc.hint}")
-    token = _with_tokens(db, lambda tokens: tokens.create(name, parsed))
-    typer.echo(f"token {name!r} ({parsed.value}) stored in {db.resolve()}; it is shown only now:", err=True)
+    url = _db_url(db)
+    token = _with_tokens(url, lambda tokens: tokens.create(name, parsed))
+    typer.echo(f"token {name!r} ({parsed.value}) stored in {_db_shown(url)}; it is shown only now:", err=True)
     typer.echo(token)
 
 
 @token_app.command("revoke")
 def token_revoke(
     name: Annotated[str, typer.Argument(help="The token's name.")],
-    db: TokenDb = Path("central.db"),
+    db: DbOption = None,
 ) -> None:
     """Revoke the token of NAME: its next request gets 401."""
-    _with_tokens(db, lambda tokens: tokens.revoke(name))
-    typer.echo(f"token {name!r} revoked in {db.resolve()}", err=True)
+    url = _db_url(db)
+    _with_tokens(url, lambda tokens: tokens.revoke(name))
+    typer.echo(f"token {name!r} revoked in {_db_shown(url)}", err=True)
 
 
 @token_app.command("list")
-def token_list(db: TokenDb = Path("central.db")) -> None:
+def token_list(db: DbOption = None) -> None:
     """The live tokens: name, role, key id and when each was made (never the token itself)."""
     import datetime as dt
 
-    rows = _with_tokens(db, lambda tokens: tokens.live())
+    url = _db_url(db)
+    rows = _with_tokens(url, lambda tokens: tokens.live())
     if not rows:
-        typer.echo(f"no live token in {db.resolve()}", err=True)
+        typer.echo(f"no live token in {_db_shown(url)}", err=True)
     for row in rows:
         made = dt.datetime.fromtimestamp(row.created_ms / 1000, dt.UTC).isoformat(timespec="seconds")
         typer.echo(f"{row.name}\t{row.role}\t{row.key_id}\t{made}")

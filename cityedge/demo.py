@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from central.auth import Tokens
-from central.auth_rows import Role
 from central.server import CentralServer
+from central.store.auth_rows import Role
 from cityedge.broker import EmbeddedBroker, MosquittoBroker, mosquitto_path
 from edge_agent.agent import Agent
 from edge_agent.clock import SystemClock
@@ -158,7 +158,7 @@ async def run_demo(
         url = await stack.enter_async_context(_broker(broker_url, announce))
         central = await stack.enter_async_context(
             CentralServer(
-                db_path=data_dir / "central.db",
+                db=data_dir / "central.db",
                 broker_url=url,
                 http_host=http_host,
                 http_port=http_port,

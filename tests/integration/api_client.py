@@ -14,10 +14,11 @@ from fastapi import FastAPI
 
 from central.api import create_app
 from central.auth import Tokens
-from central.auth_rows import Role
 from central.server import CentralServer
-from central.sqlite_store import SqliteStore
-from central.store import ReceivedStatus, Store
+from central.store import Store
+from central.store.auth_rows import Role
+from central.store.rows import ReceivedStatus
+from central.store.sqlite import SqliteStore
 from central.testing import TS0_MS, ScriptedEdge, wait_until
 from protocols.fleet import PROTOCOL_VERSION, DeviceInfo, Status
 

@@ -17,9 +17,7 @@ from protocols.modbus.simulator import LightingControllerSimulator
 @pytest.fixture
 async def central(tmp_path: Path, mosquitto: MosquittoBroker) -> AsyncIterator[CentralServer]:
     """Central on a fresh SQLite file and the test's Mosquitto, subscribed and serving HTTP."""
-    async with CentralServer(
-        db_path=tmp_path / "central.db", broker_url=mosquitto.url, http_port=0
-    ) as server:
+    async with CentralServer(db=tmp_path / "central.db", broker_url=mosquitto.url, http_port=0) as server:
         async with asyncio.timeout(10):
             await server.ingestor.wait_subscribed()
         yield server

@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute
 
 from central.api import API_PREFIX
 from central.auth import Tokens
-from central.auth_rows import Role
+from central.store.auth_rows import Role
 from tests.integration.api_client import LocalApi, bearer, local_api
 
 pytestmark = pytest.mark.integration

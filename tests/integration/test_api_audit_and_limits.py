@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from central.api_limits import MAX_BODY_BYTES
-from central.auth_rows import Role
 from central.server import CentralServer
+from central.store.auth_rows import Role
 from central.times import now_ms
 from tests.integration.api_client import add_cabinet, api_client, new_token
 

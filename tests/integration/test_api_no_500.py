@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from central.auth_rows import Role
+from central.store.auth_rows import Role
 from tests.integration.api_client import LocalApi, add_cabinet, local_api
 
 pytestmark = pytest.mark.integration

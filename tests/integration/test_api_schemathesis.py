@@ -19,11 +19,10 @@ from hypothesis import HealthCheck, Phase
 
 from central.api import create_app
 from central.auth import Identity, Tokens
-from central.auth_rows import Role
 from central.commands import CommandService
-from central.sqlite_store import SqliteStore
-from central.store import ReceivedBatch, ReceivedStatus
-from central.store_rows import GroupMember
+from central.store.auth_rows import Role
+from central.store.rows import GroupMember, ReceivedBatch, ReceivedStatus
+from central.store.sqlite import SqliteStore
 from central.testing import TS0_MS, batch_payload
 from protocols.fleet import PROTOCOL_VERSION, DeviceInfo, Status, decode_data_batch
 

@@ -15,8 +15,8 @@ import pytest
 from central.api import create_app
 from central.api_docs import ASSETS_DIR
 from central.auth import Tokens
-from central.auth_rows import Role
-from central.sqlite_store import SqliteStore
+from central.store.auth_rows import Role
+from central.store.sqlite import SqliteStore
 from tests.integration.api_client import LocalApi, bearer, local_api
 
 pytestmark = pytest.mark.integration

@@ -205,7 +205,7 @@ async def test_two_central_workers_share_the_ingest_on_the_shipped_broker(tmp_pa
     async with shipped_broker(tmp_path / "broker") as broker:
         workers = [
             CentralServer(
-                db_path=tmp_path / f"central-{n}.db",
+                db=tmp_path / f"central-{n}.db",
                 broker_url=f"mqtt://central@127.0.0.1:{broker.port}",
                 broker_password=PASSWORDS["central"],
                 http_port=0,

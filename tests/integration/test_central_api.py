@@ -166,6 +166,6 @@ async def test_health_and_openapi(http: httpx.AsyncClient) -> None:
 async def test_the_http_address_in_use_is_a_clear_error(tmp_path: Path, central: CentralServer) -> None:
     with pytest.raises(ServerError, match=f"127.0.0.1:{central.http_port}.*cannot listen"):
         async with CentralServer(
-            db_path=tmp_path / "other.db", broker_url="mqtt://127.0.0.1:1", http_port=central.http_port
+            db=tmp_path / "other.db", broker_url="mqtt://127.0.0.1:1", http_port=central.http_port
         ):
             pass

@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from central.auth_rows import Role
 from central.record_time import AHEAD_BOUND_MS
 from central.server import CentralServer
+from central.store.auth_rows import Role
 from central.testing import ScriptedEdge
 from cityedge.broker import MosquittoBroker
 from tests.integration.api_client import api_client, known_edge

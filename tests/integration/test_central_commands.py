@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from central.auth_rows import Role
 from central.command_args import ARGS_NOT_SHOWN
 from central.server import CentralServer
-from central.store_rows import CommandRow, CommandStatus
+from central.store.auth_rows import Role
+from central.store.rows import CommandRow, CommandStatus
 from central.testing import ScriptedEdge, wait_until
 from central.times import now_ms
 from cityedge.broker import MosquittoBroker
@@ -36,7 +37,7 @@ INVENTORY = [DeviceInfo(name="lc1", driver="modbus"), DeviceInfo(name="lc2", dri
 
 async def start_central(tmp_path: Path, broker_url: str, *, retry_s: float) -> CentralServer:
     server = CentralServer(
-        db_path=tmp_path / "central.db",
+        db=tmp_path / "central.db",
         broker_url=broker_url,
         http_port=0,
         command_retry_s=retry_s,
@@ -315,9 +316,9 @@ async def test_a_schedule_nested_too_deeply_is_a_422_naming_the_field_and_is_nev
     [
         # What central stored, and sent, before a schedule's depth was bounded.
         (("set_schedule", json.dumps({"schedule": json.dumps(nested(300))}), "pending"), "nested more than"),
-        (("set_schedule", json.dumps({"schedule": "{not json"}), "failed"), "not a JSON object"),
-        (("set_schedule", json.dumps({"schedule": "[1, 2]"}), "failed"), "not a JSON object"),
-        (("dim", "[1, 2]", "failed"), "not a JSON object"),
+        (("set_schedule", json.dumps({"schedule": "{not json"}), "failed"), "schedule that is not a JSON"),
+        (("set_schedule", json.dumps({"schedule": "[1, 2]"}), "failed"), "schedule that is not a JSON"),
+        (("dim", "[1, 2]", "failed"), "not a JSON object of fleet scalars"),
     ],
     ids=["deep-schedule", "schedule-not-json", "schedule-not-object", "args-not-object"],
 )
@@ -333,13 +334,16 @@ async def test_a_stored_command_whose_args_cannot_be_shown_is_listed_without_the
         cabinet=CAB,
         device=None,
         action=action,
-        args_json=args_json,
+        args={},
         not_after_ms=now + 60_000,
         issued_by=OPERATOR,
         created_ms=now + 1,
         status=status,
     )
     await central.store.add_commands([stored])
+    # What an older central left in the file: the args text exactly as it stored it.
+    with sqlite3.connect(central.store.path) as db:  # type: ignore[attr-defined]
+        db.execute("UPDATE commands SET args = ? WHERE id = ?", (args_json, stored.id))
     async with api_client(central, Role.VIEWER) as viewer:
         for client in (http, viewer):
             response = await client.get("/commands")
@@ -504,7 +508,7 @@ async def test_two_workers_on_one_database_both_resend_and_both_see_the_result(
     edge: ScriptedEdge,
 ) -> None:
     other = CentralServer(
-        db_path=central.store.path,
+        db=central.store.path,
         broker_url=mosquitto.url,
         http_port=0,
         group="cityedge-central",

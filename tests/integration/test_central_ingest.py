@@ -12,7 +12,7 @@ import pytest
 
 from central.ingest import Ingestor
 from central.server import CentralServer
-from central.sqlite_store import SqliteStore
+from central.store.sqlite import SqliteStore
 from central.testing import AckListener, batch_payload, status_payload, wait_until
 from cityedge.broker import EmbeddedBroker, MosquittoBroker
 from protocols.fleet import DeviceInfo

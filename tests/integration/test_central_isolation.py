@@ -10,8 +10,8 @@ import aiomqtt
 import pytest
 
 from central.ingest import Ingestor
-from central.sqlite_store import SqliteStore
-from central.store import BatchOutcome, QuarantineEntry, ReceivedBatch, ReceivedStatus
+from central.store.rows import BatchOutcome, QuarantineEntry, ReceivedBatch, ReceivedStatus
+from central.store.sqlite import SqliteStore
 from central.testing import AckListener, batch_payload, status_payload, wait_until
 from cityedge.broker import MosquittoBroker
 

@@ -42,7 +42,7 @@ async def api(
         timeout_s=1.0,
     )
     async with (
-        CentralServer(db_path=tmp_path / "central.db", broker_url=mosquitto.url, http_port=0) as central,
+        CentralServer(db=tmp_path / "central.db", broker_url=mosquitto.url, http_port=0) as central,
         api_client(central) as client,
     ):
         agent = Agent(load_config(config), clock=synchronised_system_clock())

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from central.auth_rows import Role
 from central.server import CentralServer
+from central.store.auth_rows import Role
 from cityedge.broker import MosquittoBroker
 from cityedge.testing import wait_until, write_agent_config
 from edge_agent.agent import Agent
@@ -27,7 +27,7 @@ async def test_readings_polled_in_a_cabinet_appear_in_the_api(
     profile = load_profile("lighting-single-circuit", default_profile_dirs())
     async with (
         LightingControllerSimulator(profile=profile, seed=1) as controller,
-        CentralServer(db_path=tmp_path / "central.db", broker_url=mosquitto.url, http_port=0) as central,
+        CentralServer(db=tmp_path / "central.db", broker_url=mosquitto.url, http_port=0) as central,
         api_client(central, Role.VIEWER) as api,
     ):
         controller.set_point("relay", True)

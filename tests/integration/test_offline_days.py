@@ -98,7 +98,7 @@ async def test_three_days_offline_lights_follow_the_schedule_and_nothing_is_lost
     )
     backlog_before = rig.produced_last_seq()
     assert backlog_before > 100
-    async with CentralServer(db_path=rig.central_db, broker_url=mosquitto.url, http_port=0):
+    async with CentralServer(db=rig.central_db, broker_url=mosquitto.url, http_port=0):
         drained = Agent(load_config(rig.write_config(with_devices=False)))
         task = asyncio.create_task(drained.run())
         try:

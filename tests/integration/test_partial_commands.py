@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from central.auth import Identity
-from central.auth_rows import Role
 from central.commands import CommandService
 from central.lighting_view import StateView, state_view
 from central.server import CentralServer
-from central.store_rows import CommandRow
+from central.store.auth_rows import Role
+from central.store.rows import CommandRow
 from cityedge.broker import MosquittoBroker
 from cityedge.testing import wait_until, write_agent_config
 from edge_agent.agent import Agent

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from central.api_errors import MAX_ECHO_CHARS, echo
 from central.api_json import parse_json
 from central.auth import digest, key_id_of
-from central.auth_rows import Role
+from central.store.auth_rows import Role
 
 
 @pytest.mark.parametrize(

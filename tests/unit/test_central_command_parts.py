@@ -10,7 +10,7 @@ from central.alarms import alarm_change
 from central.command_args import ARGS_NOT_SHOWN, operator_args, wire_args
 from central.errors import InvalidRequest
 from central.lighting_view import schedule_view, state_view
-from central.store import EventRow
+from central.store.rows import EventRow
 from central.times import to_ms
 from protocols.fleet import Event
 from protocols.fleet.commands import deeper_than
@@ -33,7 +33,7 @@ def test_wire_args_normalise_times_and_the_schedule() -> None:
     # The schedule as the cabinet will run it: validated, defaults filled in, in one JSON text.
     assert wire == {"schedule": schedule_json(parse_schedule(posted)).decode()}
     assert json.loads(str(wire["schedule"]))["longitude"] == 5.0
-    assert operator_args("set_schedule", json.dumps(wire)) == {"schedule": json.loads(str(wire["schedule"]))}
+    assert operator_args("set_schedule", wire) == {"schedule": json.loads(str(wire["schedule"]))}
     assert wire_args("clear_override", {}, now_ms=NOW) == {}
 
 
@@ -107,10 +107,12 @@ def test_a_schedule_is_refused_past_the_depth_bound_and_a_stored_one_never_fails
     [error] = info.value.errors
     assert (error["type"], error["loc"]) == ("too_deep", ("body", "args", "schedule"))
     assert f"nested more than {MAX_SCHEDULE_DEPTH} levels" in error["msg"]
-    deep = json.dumps({"schedule": json.dumps({"a": schedule})})
+    deep = {"schedule": json.dumps({"a": schedule})}
     assert operator_args("set_schedule", deep).keys() == {ARGS_NOT_SHOWN}
-    assert operator_args("set_schedule", "{").keys() == {ARGS_NOT_SHOWN}
-    assert operator_args("set_schedule", '{"schedule": "' + "[" * 10_000 + '"}').keys() == {ARGS_NOT_SHOWN}
+    assert operator_args("set_schedule", {"schedule": "{"}).keys() == {ARGS_NOT_SHOWN}
+    assert operator_args("set_schedule", {"schedule": "[" * 10_000}).keys() == {ARGS_NOT_SHOWN}
+    damaged = "the stored args are damaged"
+    assert operator_args("dim", {}, damaged) == {ARGS_NOT_SHOWN: damaged}
 
 
 @pytest.mark.parametrize("raw", [True, -1, "soon", 2**60])
@@ -142,7 +144,7 @@ def test_alarm_keys() -> None:
 
 
 def row(kind: str, data: dict[str, object]) -> EventRow:
-    return EventRow("cab-1", "0123abcd", 1, NOW, "agent", kind, "info", "m", json.dumps(data))
+    return EventRow("cab-1", "0123abcd", 1, NOW, "agent", kind, "info", "m", data)
 
 
 def test_the_lighting_view_reads_the_agents_events() -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from central.dispatch import CommandDispatcher
-from central.sqlite_store import SqliteStore
-from central.store_rows import CommandRow
+from central.store.rows import CommandRow
+from central.store.sqlite import SqliteStore
 from central.testing import wait_until
 from protocols.fleet import decode_command
 
@@ -51,7 +51,7 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
 def row(
     command_id: str, cabinet: str = "cab-1", *, not_after: int = NOW + 60_000, created: int = NOW
 ) -> CommandRow:
-    return CommandRow(command_id, None, cabinet, None, "switch", '{"on":true}', not_after, "ops", created)
+    return CommandRow(command_id, None, cabinet, None, "switch", {"on": True}, not_after, "ops", created)
 
 
 async def test_a_sweep_expires_the_overdue_and_resends_the_due(store: SqliteStore) -> None:

@@ -12,7 +12,7 @@ from central.api import parse_time
 from central.errors import ServerError
 from central.ingest import Ingestor
 from central.server import CentralServer
-from central.sqlite_store import SqliteStore
+from central.store.sqlite import SqliteStore
 from protocols.backoff import Backoff
 
 
@@ -55,4 +55,4 @@ def test_a_bad_broker_url_fails_before_anything_starts(tmp_path: Path) -> None:
     with pytest.raises(ServerError, match=r"broker URL.*mqtt://"):
         Ingestor(store=SqliteStore(tmp_path / "c.db"), broker_url="http://example")
     with pytest.raises(ServerError, match="broker URL"):
-        CentralServer(db_path=tmp_path / "c.db", broker_url="127.0.0.1:1883")
+        CentralServer(db=tmp_path / "c.db", broker_url="127.0.0.1:1883")

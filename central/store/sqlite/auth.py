@@ -9,7 +9,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from central.auth_rows import AuditEntry, AuditRow, TokenRow
+from central.store.auth_rows import AuditEntry, AuditRow, TokenRow
 
 _TOKEN_COLUMNS = "key_id, name, role, digest, created_ms, revoked_ms"
 _AUDIT_COLUMNS = "id, ts_ms, who, role, method, path, summary, client, status"

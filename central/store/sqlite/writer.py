@@ -5,8 +5,8 @@ cost of a commit is shared by all of them. Each batch sits in a SAVEPOINT so tha
 database refuses is quarantined without failing the others.
 
 What a batch implies is written in the batch's transaction too: command results move their command's
-status (``sqlite_commands.apply_results``), alarm events the alarm's state (``sqlite_views``). A
-batch is therefore acknowledged only once everything it changes is committed.
+status, alarm events the alarm's state, by the rules of ``central.store.rules``. A batch is therefore
+acknowledged only once everything it changes is committed.
 
 The ids of streams and points are cached in memory: the hot loop over readings is one tuple build and
 one dict lookup per reading. Rows of those tables are never deleted or renumbered, so the caches stay
@@ -22,17 +22,11 @@ from typing import TypeVar
 
 import msgspec
 
-from central.sqlite_commands import apply_results
-from central.sqlite_schema import INSERT_READING
-from central.sqlite_views import apply_alarm_events, apply_latest_readings, flag_time_suspects
-from central.store import (
-    QUARANTINE_MAX_ROWS,
-    QUARANTINE_PAYLOAD_BYTES,
-    BatchOutcome,
-    QuarantineEntry,
-    ReceivedBatch,
-    ReceivedStatus,
-)
+from central.store import rules
+from central.store.rows import BatchOutcome, QuarantineEntry, ReceivedBatch, ReceivedStatus
+from central.store.sqlite.commands import apply_results
+from central.store.sqlite.schema import INSERT_READING
+from central.store.sqlite.views import apply_alarm_events, apply_latest_readings, flag_time_suspects
 from protocols.fleet import DataBatch, Status
 
 _json = msgspec.json.Encoder()
@@ -98,7 +92,7 @@ class SqliteWriter:
             for received_status in statuses:
                 self._write_status(cur, received_status.status, received_status.received_ms)
             unstorable = [
-                _unstorable_entry(received, outcome.unstorable)
+                rules.unstorable_entry(received, outcome.unstorable)
                 for received, outcome in zip(batches, outcomes, strict=True)
                 if outcome.unstorable is not None
             ]
@@ -193,7 +187,7 @@ class SqliteWriter:
         ]
         cur.executemany(_INSERT_EVENT, rows)
         new = cur.rowcount
-        apply_alarm_events(cur, cabinet, stream_pk, batch.events, received_ms)
+        apply_alarm_events(cur, stream_pk, rules.alarm_updates(cabinet, batch.events, received_ms))
         return new
 
     def _insert_results(self, cur: sqlite3.Cursor, stream_pk: int, batch: DataBatch) -> int:
@@ -250,14 +244,14 @@ class SqliteWriter:
     def _write_quarantine(self, cur: sqlite3.Cursor, entries: Sequence[QuarantineEntry]) -> None:
         if not entries:
             return
-        cap = QUARANTINE_PAYLOAD_BYTES
+        cap = rules.QUARANTINE_PAYLOAD_BYTES
         rows = [
             (e.received_ms, e.topic, e.reason, e.detail, len(e.payload), e.payload[:cap]) for e in entries
         ]
         cur.executemany(_INSERT_QUARANTINE, rows)
         cur.execute(_ADD_COUNTER, (len(entries), "quarantined"))
         (kept,) = cur.execute("SELECT count(*) FROM quarantine").fetchone()
-        excess = int(kept) - QUARANTINE_MAX_ROWS
+        excess = rules.quarantine_excess(int(kept))
         if excess > 0:
             cur.execute(
                 "DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine ORDER BY id LIMIT ?)",
@@ -272,13 +266,3 @@ class SqliteWriter:
             "results": sum(o.results_new for o in outcomes),
         }
         cur.executemany(_ADD_COUNTER, [(n, name) for name, n in added.items() if n])
-
-
-def _unstorable_entry(received: ReceivedBatch, detail: str | None) -> QuarantineEntry:
-    return QuarantineEntry(
-        received.received_ms,
-        received.topic,
-        "unstorable",
-        f"the database refused this batch: {detail}",
-        received.payload,
-    )

@@ -8,26 +8,27 @@ connections on a small pool of threads: in WAL mode they never wait for the writ
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
 
-from central import sqlite_auth as sa
-from central import sqlite_commands as sc
-from central import sqlite_queries as q
-from central import sqlite_views as sv
-from central.auth_rows import AuditEntry, AuditRow, TokenRow
+import msgspec
+
 from central.errors import StoreError
-from central.sqlite_schema import BUSY_TIMEOUT_S, connect, create_schema
-from central.sqlite_writer import SqliteWriter
-from central.store import (
+from central.store.auth_rows import AuditEntry, AuditRow, TokenRow
+from central.store.rows import (
+    AlarmRow,
     BatchOutcome,
     CabinetRow,
+    CommandRow,
     EventRow,
+    GroupCommandRow,
+    GroupRow,
     PointValue,
     QuarantineCounts,
     QuarantineEntry,
@@ -37,11 +38,18 @@ from central.store import (
     ReceivedStatus,
     Totals,
 )
-from central.store_rows import AlarmRow, CommandRow, GroupCommandRow, GroupRow
+from central.store.sqlite import auth as sa
+from central.store.sqlite import commands as sc
+from central.store.sqlite import queries as q
+from central.store.sqlite import views as sv
+from central.store.sqlite.schema import BUSY_TIMEOUT_S, connect, create_schema
+from central.store.sqlite.writer import SqliteWriter
 
 _T = TypeVar("_T")
 
 READ_THREADS = 4
+# Readings per page of a long read: bounded memory, few round trips to the read thread.
+READING_CHUNK = 10_000
 
 
 class SqliteStore:
@@ -128,6 +136,8 @@ class SqliteStore:
             return await asyncio.get_running_loop().run_in_executor(pool, self._read, fn)
         except sqlite3.Error as exc:
             raise StoreError(str(self.path), operation, str(exc)) from exc
+        except msgspec.DecodeError as exc:  # a stored value central validated once no longer reads
+            raise StoreError(str(self.path), operation, f"a stored row cannot be read: {exc}") from exc
 
     def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -257,22 +267,31 @@ class SqliteStore:
     async def points_ending_with(self, cabinet: str, suffix: str) -> list[str]:
         return await self._on_reader("find points", lambda c: sv.points_ending_with(c, cabinet, suffix))
 
-    async def fold_readings(
-        self,
-        cabinet: str,
-        point: str,
-        *,
-        start_ms: int,
-        end_ms: int,
-        fold: Callable[[Iterator[ReadingRow]], _T],
-        neighbours: bool = False,
-    ) -> _T:
-        return await self._on_reader(
-            "read readings",
-            lambda c: sv.fold_readings(
-                c, cabinet, point, start_ms=start_ms, end_ms=end_ms, fold=fold, neighbours=neighbours
-            ),
-        )
+    async def reading_chunks(
+        self, cabinet: str, point: str, *, start_ms: int, end_ms: int, neighbours: bool = False
+    ) -> AsyncIterator[Sequence[ReadingRow]]:
+        found = await self._on_reader("find point", lambda c: sv.point_pk(c, cabinet, point))
+        if found is None:
+            return
+        pk = found
+        before: list[ReadingRow] = []
+        after: list[ReadingRow] = []
+        if neighbours:
+            before, after = await self._on_reader(
+                "read readings", lambda c: sv.good_neighbours(c, pk, start_ms, end_ms)
+            )
+        if before:
+            yield before
+        key: sv.PageKey | None = (start_ms, -1, -1)
+        while key is not None:
+            page, key = await self._on_reader(
+                "read readings",
+                functools.partial(sv.reading_page, point=pk, after=key, end_ms=end_ms, limit=READING_CHUNK),
+            )
+            if page:
+                yield page
+        if after:
+            yield after
 
     # -- API tokens and audit -----------------------------------------------------------------
 

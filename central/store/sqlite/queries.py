@@ -5,7 +5,9 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from central.store import (
+import msgspec
+
+from central.store.rows import (
     CabinetRow,
     EventRow,
     PointValue,
@@ -14,6 +16,8 @@ from central.store import (
     ReadingRow,
     Totals,
 )
+from protocols.fleet import DeviceInfo
+from protocols.fleet.messages import ScalarMap
 
 _CABINET_COLUMNS = """
     id, online, last_seen_ms, status_ts_ms, version, config_hash, stream, boot_count, backlog,
@@ -50,6 +54,16 @@ LIMIT ?
 """
 
 
+_inventory = msgspec.json.Decoder(tuple[DeviceInfo, ...])
+_data = msgspec.json.Decoder(ScalarMap)
+
+
+def event_row(row: tuple[Any, ...]) -> EventRow:
+    """An event row in EVENT_COLUMNS order; its data was validated on arrival and stored as JSON."""
+    cabinet, stream, seq, ts_ms, source, kind, severity, message, data = row
+    return EventRow(cabinet, stream, seq, ts_ms, source, kind, severity, message, _data.decode(data))
+
+
 def _cabinet(row: tuple[Any, ...]) -> CabinetRow:
     return CabinetRow(
         id=row[0],
@@ -61,7 +75,7 @@ def _cabinet(row: tuple[Any, ...]) -> CabinetRow:
         stream=row[6],
         boot_count=row[7],
         backlog=row[8],
-        inventory_json=row[9],
+        inventory=_inventory.decode(row[9]),
     )
 
 
@@ -107,7 +121,7 @@ def events(
         clauses.append("e.ts >= ?")
         params.append(since_ms)
     sql = _EVENTS.format(columns=EVENT_COLUMNS, where=" AND ".join(clauses) or "1")
-    return [EventRow(*row) for row in conn.execute(sql, (*params, limit))]
+    return [event_row(row) for row in conn.execute(sql, (*params, limit))]
 
 
 def quarantine(conn: sqlite3.Connection, limit: int) -> list[QuarantineRow]:

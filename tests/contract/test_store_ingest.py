@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
-from central import sqlite_writer
-from central.errors import StoreError
-from central.sqlite_store import SqliteStore
-from central.store import QUARANTINE_PAYLOAD_BYTES, QuarantineEntry, ReceivedBatch, ReceivedStatus
+from central.store import Store, rules
+from central.store.rows import QuarantineEntry, ReceivedBatch, ReceivedStatus
+from central.store.rules import QUARANTINE_PAYLOAD_BYTES
 from central.testing import TS0_MS, batch_payload
 from protocols.fleet import (
     PROTOCOL_VERSION,
@@ -43,13 +37,7 @@ def batch(
     return received(batch_payload(cabinet, stream, first, count, **kw))  # type: ignore[arg-type]
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore(tmp_path / "central.db") as s:
-        yield s
-
-
-async def test_the_same_batch_twice_is_stored_once(store: SqliteStore) -> None:
+async def test_the_same_batch_twice_is_stored_once(store: Store) -> None:
     b = batch(count=25)
     [first] = await store.write([b])
     [second] = await store.write([b])
@@ -58,7 +46,7 @@ async def test_the_same_batch_twice_is_stored_once(store: SqliteStore) -> None:
     assert (await store.totals()).readings == 25
 
 
-async def test_group_commit_reports_each_batch_in_order(store: SqliteStore) -> None:
+async def test_group_commit_reports_each_batch_in_order(store: Store) -> None:
     a = batch(CAB, STREAM, 1, 10)
     b = batch("cab-2", "feedbeef", 1, 5)
     overlap = batch(CAB, STREAM, 6, 10)  # seq 6..15: 6..10 already in ``a`` of the same group
@@ -73,12 +61,12 @@ async def test_group_commit_reports_each_batch_in_order(store: SqliteStore) -> N
     assert (await store.totals()).readings == 20
 
 
-async def test_same_seq_in_another_stream_or_cabinet_is_another_record(store: SqliteStore) -> None:
+async def test_same_seq_in_another_stream_or_cabinet_is_another_record(store: Store) -> None:
     outcomes = await store.write([batch(CAB, STREAM), batch(CAB, "99999999"), batch("cab-2", STREAM)])
     assert [o.readings_new for o in outcomes] == [10, 10, 10]
 
 
-async def test_events_and_results_are_idempotent_too(store: SqliteStore) -> None:
+async def test_events_and_results_are_idempotent_too(store: Store) -> None:
     event = Event(seq=11, ts=TS0_MS, source="lc1", kind="door_open", severity="alarm", message="door")
     result = CommandResult(seq=12, ts=TS0_MS + 1, command_id="c1", status="executed")
     b = batch(count=10, events=[event], results=[result])
@@ -90,29 +78,7 @@ async def test_events_and_results_are_idempotent_too(store: SqliteStore) -> None
     assert (totals.events, totals.results) == (1, 1)
 
 
-async def test_a_failed_transaction_leaves_nothing_and_the_store_recovers(tmp_path: Path) -> None:
-    path = tmp_path / "central.db"
-    async with SqliteStore(path, busy_timeout_s=0.05) as store:
-        blocker = sqlite3.connect(path, isolation_level=None)
-        blocker.execute("PRAGMA busy_timeout = 0")
-        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock past the busy timeout
-        try:
-            await store.write([batch(count=3, points=("new/point",))])
-        except StoreError as exc:
-            assert exc.operation == "write"
-            assert "locked" in exc.detail
-        else:
-            pytest.fail("the write should have failed while the database was locked")
-        finally:
-            blocker.execute("ROLLBACK")
-            blocker.close()
-        # The point id handed out in the failed transaction must not be reused from a cache.
-        [outcome] = await store.write([batch(count=3, points=("new/point",))])
-        assert outcome.readings_new == 3
-        assert [v.point for v in await store.latest_values(CAB)] == ["new/point"]
-
-
-async def test_a_value_sqlite_cannot_hold_quarantines_that_batch_only(store: SqliteStore) -> None:
+async def test_a_value_sqlite_cannot_hold_quarantines_that_batch_only(store: Store) -> None:
     # The protocol refuses integers past 64 bits; the store still defends itself against one.
     huge = Reading(seq=1, point="lc9/counter", ts=TS0_MS, value=2**63, quality=Quality.GOOD)
     payload = encode_data_batch(cabinet=CAB, stream=STREAM, first=1, last=1, readings=[encode(huge)])
@@ -129,7 +95,7 @@ async def test_a_value_sqlite_cannot_hold_quarantines_that_batch_only(store: Sql
     assert [v.point for v in await store.latest_values(CAB)] == ["lc9/counter"]
 
 
-async def test_birth_then_last_will(store: SqliteStore) -> None:
+async def test_birth_then_last_will(store: Store) -> None:
     inventory = [DeviceInfo(name="lc1", driver="modbus", points=["power_w"])]
     birth = Status(
         v=PROTOCOL_VERSION,
@@ -153,7 +119,7 @@ async def test_birth_then_last_will(store: SqliteStore) -> None:
         3,
         5_000,
     )
-    assert '"power_w"' in row.inventory_json
+    assert row.inventory == (DeviceInfo(name="lc1", driver="modbus", points=["power_w"]),)
     will = Status(v=PROTOCOL_VERSION, cabinet=CAB, online=False, ts=TS0_MS)
     await store.write([], [ReceivedStatus(will, 9_000)])
     row = await store.cabinet(CAB)
@@ -162,14 +128,14 @@ async def test_birth_then_last_will(store: SqliteStore) -> None:
     assert (row.online, row.version, row.boot_count, row.last_seen_ms) == (False, "1.4.2", 7, 5_000)
 
 
-async def test_a_batch_updates_last_seen_and_backlog(store: SqliteStore) -> None:
+async def test_a_batch_updates_last_seen_and_backlog(store: Store) -> None:
     await store.write([received(batch_payload(CAB, STREAM, 1, 2, backlog=40), received_ms=7_000)])
     await store.write([received(batch_payload(CAB, STREAM, 3, 2, backlog=38), received_ms=6_000)])
     [row] = await store.cabinets()
     assert (row.id, row.online, row.backlog, row.last_seen_ms) == (CAB, False, 38, 7_000)
 
 
-async def test_latest_value_of_each_point(store: SqliteStore) -> None:
+async def test_latest_value_of_each_point(store: Store) -> None:
     first = batch(first=1, count=20, points=("a/x", "b/y"))
     # A stream seen later (the cabinet's SD card was replaced) is the newer one, whatever its stamps.
     later = batch(stream="99999999", first=1, count=4, points=("a/x", "c/z"), ts0=TS0_MS - 10_000)
@@ -183,7 +149,7 @@ async def test_latest_value_of_each_point(store: SqliteStore) -> None:
     assert await store.latest_values("nobody") == []
 
 
-async def test_readings_over_a_half_open_range_with_a_limit(store: SqliteStore) -> None:
+async def test_readings_over_a_half_open_range_with_a_limit(store: Store) -> None:
     await store.write([batch(count=100, points=("a/x", "b/y"))])  # a/x at TS0+1, +3, ..., +99
     rows = await store.readings(CAB, "a/x", start_ms=TS0_MS + 11, end_ms=TS0_MS + 21, limit=100)
     assert [r.ts_ms - TS0_MS for r in rows] == [11, 13, 15, 17, 19]
@@ -196,7 +162,7 @@ async def test_readings_over_a_half_open_range_with_a_limit(store: SqliteStore) 
     assert not await store.has_point("cab-2", "a/x")
 
 
-async def test_events_filtered_newest_first(store: SqliteStore) -> None:
+async def test_events_filtered_newest_first(store: Store) -> None:
     def event(seq: int, ts: int) -> Event:
         return Event(
             seq=seq, ts=ts, source="lc1", kind="k", severity="info", message=f"e{seq}", data={"n": seq}
@@ -212,10 +178,10 @@ async def test_events_filtered_newest_first(store: SqliteStore) -> None:
     assert [e.seq for e in await store.events(cabinet="cab-2")] == [2]
     assert [e.message for e in await store.events(since_ms=TS0_MS + 2)] == ["e3", "e2"]
     [only] = await store.events(limit=1)
-    assert (only.stream, only.data_json) == (STREAM, '{"n":3}')
+    assert (only.stream, only.data) == (STREAM, {"n": 3})
 
 
-async def test_quarantine_keeps_metadata_a_capped_payload_and_counts(store: SqliteStore) -> None:
+async def test_quarantine_keeps_metadata_a_capped_payload_and_counts(store: Store) -> None:
     big = bytes(range(256)) * 1024  # 256 KiB
     entries = [
         QuarantineEntry(1, "cityedge/a/data", "malformed", "not msgpack", b"\xc1"),
@@ -234,8 +200,8 @@ async def test_quarantine_keeps_metadata_a_capped_payload_and_counts(store: Sqli
     assert (dict(counts.by_reason), counts.evicted) == ({"malformed": 2, "too_large": 1}, 0)
 
 
-async def test_quarantine_is_capped_oldest_first(store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sqlite_writer, "QUARANTINE_MAX_ROWS", 5)
+async def test_quarantine_is_capped_oldest_first(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rules, "QUARANTINE_MAX_ROWS", 5)
     for i in range(3):
         entries = [QuarantineEntry(i * 3 + j, "t", "malformed", "x", b"") for j in range(3)]
         await store.write([], [], entries)
@@ -244,63 +210,3 @@ async def test_quarantine_is_capped_oldest_first(store: SqliteStore, monkeypatch
     counts = await store.quarantine_counts()
     assert (counts.evicted, counts.by_reason["malformed"]) == (4, 5)
     assert (await store.totals()).quarantined == 9
-
-
-async def test_data_and_ids_survive_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "central.db"
-    async with SqliteStore(path) as store:
-        await store.write([batch(count=10, points=("a/x", "b/y"))])
-    async with SqliteStore(path) as store:
-        [outcome] = await store.write([batch(first=5, count=10, points=("a/x", "b/y"))])
-        assert (outcome.readings_new, outcome.duplicates) == (4, 6)
-        assert len(await store.readings(CAB, "a/x", start_ms=0, end_ms=2**53, limit=100)) == 7
-        assert (await store.totals()).readings == 14
-
-
-async def test_two_stores_on_one_file_like_two_workers(tmp_path: Path) -> None:
-    path = tmp_path / "central.db"
-    async with SqliteStore(path) as one, SqliteStore(path) as two:
-        results = await asyncio.gather(
-            *(s.write([batch(first=1 + 10 * (i % 3), count=10)]) for i, s in enumerate([one, two] * 6))
-        )
-        assert sum(o.readings_new for [o] in results) == 30
-        assert (await two.totals()).readings == 30
-
-
-async def test_schema_settings(store: SqliteStore) -> None:
-    conn = sqlite3.connect(store.path)
-    try:
-        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'readings'").fetchone()
-        assert "WITHOUT ROWID" in sql
-    finally:
-        conn.close()
-
-
-async def test_a_closed_store_says_so(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "central.db")
-    with pytest.raises(StoreError, match="not open"):
-        await store.cabinets()
-    await store.open()
-    await store.close()
-    with pytest.raises(StoreError, match="not open"):
-        await store.write([batch()])
-
-
-async def test_an_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
-    (tmp_path / "file").write_text("not a directory")
-    with pytest.raises(StoreError, match="open"):
-        await SqliteStore(tmp_path / "file" / "central.db").open()
-
-
-async def test_a_database_from_before_latest_readings_gets_them_on_open(tmp_path: Path) -> None:
-    path = tmp_path / "central.db"
-    async with SqliteStore(path) as store:
-        await store.write([batch(count=6, points=("a/x", "b/y"))])
-    with sqlite3.connect(path) as db:  # what an older version left: readings, no latest_readings
-        db.execute("DROP TABLE latest_readings")
-    async with SqliteStore(path) as store:
-        latest = {v.point: v.value for v in await store.latest_values(CAB)}
-        assert latest == {"a/x": 5.0, "b/y": 6.0}
-        await store.write([batch(first=7, count=1, points=("a/x",))])
-        assert {v.point: v.value for v in await store.latest_values(CAB)} == {"a/x": 7.0, "b/y": 6.0}

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-
 import pytest
 
-from central.sqlite_store import SqliteStore
-from central.store import ReadingRow, ReceivedBatch
-from central.store_rows import CommandRow, GroupCommandRow, GroupMember, GroupRow
+from central.store import Store
+from central.store.rows import CommandRow, GroupCommandRow, GroupMember, GroupRow, ReceivedBatch
 from central.testing import TS0_MS
 from protocols.fleet import (
     PROTOCOL_VERSION,
@@ -26,12 +21,6 @@ from protocols.quality import Quality
 
 CAB = "cab-1"
 STREAM = "0123abcd"
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore(tmp_path / "central.db") as s:
-        yield s
 
 
 class Edge:
@@ -87,16 +76,16 @@ class Edge:
 def command(
     command_id: str, *, cabinet: str = CAB, not_after: int = TS0_MS + 60_000, created: int = TS0_MS
 ) -> CommandRow:
-    return CommandRow(command_id, None, cabinet, "lc1", "dim", '{"level_pct":40}', not_after, "ops", created)
+    return CommandRow(command_id, None, cabinet, "lc1", "dim", {"level_pct": 40}, not_after, "ops", created)
 
 
-async def status(store: SqliteStore, command_id: str) -> CommandRow:
+async def status(store: Store, command_id: str) -> CommandRow:
     row = await store.command(command_id)
     assert row is not None
     return row
 
 
-async def test_a_command_moves_forward_only(store: SqliteStore) -> None:
+async def test_a_command_moves_forward_only(store: Store) -> None:
     await store.add_commands([command("c1")])
     edge = Edge()
     assert (await status(store, "c1")).status == "pending"
@@ -118,7 +107,7 @@ async def test_a_command_moves_forward_only(store: SqliteStore) -> None:
 
 
 async def test_results_in_one_batch_apply_in_seq_order_and_replaying_it_changes_nothing(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     await store.add_commands([command("c1")])
     edge = Edge()
@@ -139,7 +128,7 @@ async def test_results_in_one_batch_apply_in_seq_order_and_replaying_it_changes_
     assert (await store.totals()).results == 2
 
 
-async def test_an_executed_without_accepted_still_counts_as_delivered(store: SqliteStore) -> None:
+async def test_an_executed_without_accepted_still_counts_as_delivered(store: Store) -> None:
     await store.add_commands([command("c1"), command("c2")])
     edge = Edge()
     await store.write(
@@ -149,7 +138,7 @@ async def test_an_executed_without_accepted_still_counts_as_delivered(store: Sql
     assert (await status(store, "c2")).delivered_ms is None  # refused on arrival: never accepted
 
 
-async def test_a_cabinet_cannot_move_another_cabinets_command(store: SqliteStore) -> None:
+async def test_a_cabinet_cannot_move_another_cabinets_command(store: Store) -> None:
     await store.add_commands([command("c1")])
     intruder = Edge("cab-2")
     await store.write(
@@ -158,7 +147,7 @@ async def test_a_cabinet_cannot_move_another_cabinets_command(store: SqliteStore
     assert (await status(store, "c1")).status == "pending"
 
 
-async def test_central_expires_pending_commands_and_the_cabinet_can_correct_it(store: SqliteStore) -> None:
+async def test_central_expires_pending_commands_and_the_cabinet_can_correct_it(store: Store) -> None:
     await store.add_commands(
         [
             command("old", not_after=TS0_MS + 10),
@@ -182,7 +171,7 @@ async def test_central_expires_pending_commands_and_the_cabinet_can_correct_it(s
     assert (old.status, old.finished_ms, old.finished_by, old.reason) == ("delivered", None, None, None)
 
 
-async def test_pending_commands_by_deadline_and_cabinet(store: SqliteStore) -> None:
+async def test_pending_commands_by_deadline_and_cabinet(store: Store) -> None:
     await store.add_commands(
         [
             command("a", not_after=TS0_MS + 10, created=TS0_MS + 2),
@@ -198,17 +187,17 @@ async def test_pending_commands_by_deadline_and_cabinet(store: SqliteStore) -> N
     assert [c.id for c in await store.pending_commands(not_after_from_ms=0, cabinets=many)] == ["b"]
 
 
-async def test_listing_commands_newest_first_with_filters(store: SqliteStore) -> None:
+async def test_listing_commands_newest_first_with_filters(store: Store) -> None:
     await store.add_commands([command(f"c{i}", cabinet=f"cab-{i % 2}", created=TS0_MS + i) for i in range(5)])
     assert [c.id for c in await store.commands()] == ["c4", "c3", "c2", "c1", "c0"]
     assert [c.id for c in await store.commands(cabinet="cab-1", limit=1)] == ["c3"]
     assert await store.commands(status="executed") == []
 
 
-async def test_a_group_command_and_its_children_are_stored_together(store: SqliteStore) -> None:
-    parent = GroupCommandRow("p1", "north", "switch", '{"on":true}', TS0_MS + 60_000, "ops", TS0_MS)
+async def test_a_group_command_and_its_children_are_stored_together(store: Store) -> None:
+    parent = GroupCommandRow("p1", "north", "switch", {"on": True}, TS0_MS + 60_000, "ops", TS0_MS)
     children = [
-        CommandRow(f"k{i}", "p1", f"cab-{i}", None, "switch", '{"on":true}', TS0_MS + 60_000, "ops", TS0_MS)
+        CommandRow(f"k{i}", "p1", f"cab-{i}", None, "switch", {"on": True}, TS0_MS + 60_000, "ops", TS0_MS)
         for i in range(3)
     ]
     await store.add_commands(children, parent)
@@ -217,7 +206,7 @@ async def test_a_group_command_and_its_children_are_stored_together(store: Sqlit
     assert await store.group_command("k0") is None
 
 
-async def test_a_failed_insert_stores_neither_parent_nor_children(store: SqliteStore) -> None:
+async def test_a_failed_insert_stores_neither_parent_nor_children(store: Store) -> None:
     await store.add_commands([command("dup")])
     parent = GroupCommandRow("p1", "north", "switch", "{}", TS0_MS, "ops", TS0_MS)
     with pytest.raises(Exception, match="UNIQUE"):
@@ -226,7 +215,7 @@ async def test_a_failed_insert_stores_neither_parent_nor_children(store: SqliteS
     assert await store.command("fresh") is None
 
 
-async def test_groups_are_created_replaced_and_deleted(store: SqliteStore) -> None:
+async def test_groups_are_created_replaced_and_deleted(store: Store) -> None:
     north = GroupRow("north", (GroupMember(CAB, "lc1"), GroupMember("cab-2")), 10)
     assert await store.put_group(north) is True
     assert await store.group("north") == north
@@ -240,7 +229,7 @@ async def test_groups_are_created_replaced_and_deleted(store: SqliteStore) -> No
     assert await store.group("north") is None
 
 
-async def test_alarms_follow_the_newest_event_whatever_the_arrival_order(store: SqliteStore) -> None:
+async def test_alarms_follow_the_newest_event_whatever_the_arrival_order(store: Store) -> None:
     edge = Edge()
     raised = edge.event("alarm_raised", TS0_MS + 10, alarm="lamp_failure", device="lc1")
     cleared = edge.event("alarm_cleared", TS0_MS + 20, alarm="lamp_failure", device="lc1")
@@ -275,7 +264,7 @@ async def test_alarms_follow_the_newest_event_whatever_the_arrival_order(store: 
     assert len(await store.alarms(limit=1)) == 1
 
 
-async def test_the_latest_event_of_a_kind_from_each_source(store: SqliteStore) -> None:
+async def test_the_latest_event_of_a_kind_from_each_source(store: Store) -> None:
     edge = Edge()
     await store.write(
         [
@@ -292,16 +281,16 @@ async def test_the_latest_event_of_a_kind_from_each_source(store: SqliteStore) -
     await store.write([other.batch(other.event("lighting_state", TS0_MS + 99, source="lc1", on=False))])
     latest = await store.latest_events(CAB, "lighting_state")
     # lc1's newest is the last it appended, although stamped earlier (its clock was stepped back).
-    assert [(e.source, e.ts_ms - TS0_MS, e.data_json) for e in latest] == [
-        ("lc2", 5, '{"on":false}'),
-        ("lc3", 3, '{"on":true}'),
-        ("lc1", 1, '{"on":false}'),
+    assert [(e.source, e.ts_ms - TS0_MS, e.data) for e in latest] == [
+        ("lc2", 5, {"on": False}),
+        ("lc3", 3, {"on": True}),
+        ("lc1", 1, {"on": False}),
     ]
     assert await store.latest_events(CAB, "schedule_active") == []
     assert await store.latest_events("cab-3", "lighting_state") == []
 
 
-async def test_fold_readings_streams_the_range_and_its_good_neighbours(store: SqliteStore) -> None:
+async def test_reading_chunks_stream_the_range_and_its_good_neighbours(store: Store) -> None:
     edge = Edge()
     values = [
         edge.reading("m/energy_wh", TS0_MS + 1, 1.0),
@@ -317,38 +306,23 @@ async def test_fold_readings_streams_the_range_and_its_good_neighbours(store: Sq
     ]
     await store.write([edge.batch(*values)])
 
-    def ts(rows: Iterator[ReadingRow]) -> list[int]:
-        return [r.ts_ms - TS0_MS for r in rows]
+    async def ts(start: int, end: int, *, neighbours: bool = False, point: str = "m/energy_wh") -> list[int]:
+        chunks = store.reading_chunks(CAB, point, start_ms=start, end_ms=end, neighbours=neighbours)
+        return [r.ts_ms - TS0_MS async for chunk in chunks for r in chunk]
 
-    plain = await store.fold_readings(CAB, "m/energy_wh", start_ms=TS0_MS + 3, end_ms=TS0_MS + 6, fold=ts)
-    assert plain == [3, 4, 5]
-    edges = await store.fold_readings(
-        CAB, "m/energy_wh", start_ms=TS0_MS + 4, end_ms=TS0_MS + 6, fold=ts, neighbours=True
-    )
-    assert edges == [2, 4, 5, 7]  # the bad readings at 3 and 6 are not neighbours
-    assert await store.fold_readings(CAB, "no/such", start_ms=0, end_ms=2**53, fold=ts, neighbours=True) == []
+    assert await ts(TS0_MS + 3, TS0_MS + 6) == [3, 4, 5]
+    # the bad readings at 3 and 6 are not neighbours
+    assert await ts(TS0_MS + 4, TS0_MS + 6, neighbours=True) == [2, 4, 5, 7]
+    assert await ts(0, 2**53, neighbours=True, point="no/such") == []
     assert await store.points_ending_with(CAB, "energy_wh") == ["m/energy_wh", "m/x_energy_wh"]
 
 
-async def test_schema_version_and_the_indexes_the_hot_queries_use(store: SqliteStore) -> None:
-    conn = sqlite3.connect(store.path)
-    try:
-        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
-
-        def plan(sql: str, *params: object) -> str:
-            return " ".join(str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
-
-        assert "commands_status" in plan(
-            "SELECT id FROM commands WHERE status = 'pending' AND not_after >= ?", 0
-        )
-        assert "events_cabinet_kind_source_seq" in plan(
-            "SELECT min(source) FROM events WHERE cabinet = ? AND kind = ? AND source > ?", CAB, "k", ""
-        )
-        assert "events_cabinet_kind_source_seq" in plan(
-            "SELECT stream_pk, seq FROM events WHERE cabinet = ? AND kind = ? AND source = ?"
-            " ORDER BY stream_pk DESC, seq DESC LIMIT 1",
-            *(CAB, "k", "s"),
-        )
-        assert "alarms_active" in plan("SELECT * FROM alarms WHERE active = 1 ORDER BY updated_ms DESC")
-    finally:
-        conn.close()
+async def test_reading_chunks_walk_thousands_of_readings_that_share_one_timestamp(store: Store) -> None:
+    # A hostile cabinet may stamp every reading alike: paging must neither stall nor repeat.
+    edge = Edge()
+    same = [edge.reading("m/energy_wh", TS0_MS, float(i)) for i in range(25_000)]
+    for i in range(0, len(same), 5_000):
+        await store.write([edge.batch(*same[i : i + 5_000])])
+    chunks = [chunk async for chunk in store.reading_chunks(CAB, "m/energy_wh", start_ms=0, end_ms=2**53)]
+    assert sorted(r.value for chunk in chunks for r in chunk) == [float(i) for i in range(25_000)]
+    assert len(chunks) > 1 and max(len(c) for c in chunks) <= 10_000

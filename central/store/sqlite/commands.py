@@ -3,23 +3,22 @@
 Write functions run on the store's writer thread inside a transaction the caller opened; read
 functions run on a read-only connection.
 
-Status only moves forward: pending -> delivered -> one final state (executed, failed, expired,
-rejected). Each UPDATE says in its WHERE clause which states it may leave, so applying the same result
-twice, or an old result after a newer one, changes nothing. The one exception is a final state central
-set itself (``finished_by = 'central'``: no answer before not_after): it was a guess, and a result from
-the cabinet replaces it, because the cabinet is the one that knows whether the lights switched.
+The rules of how a status moves are ``central.store.rules``: a result is applied by reading the
+command, asking the rule, and writing what it says (results are few; commands are keyed by id).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
-from central.store_rows import CommandRow, GroupCommandRow, GroupMember, GroupRow
+from central.store.rows import CommandRow, GroupCommandRow, GroupMember, GroupRow, ScalarArgs
+from central.store.rules import EXPIRED_BY_CENTRAL, after_result, results_in_order
 from protocols.fleet import CommandResult
+from protocols.fleet.messages import ScalarMap
 
 _COLUMNS = """
     id, parent_id, cabinet, device, action, args, not_after, issued_by, created_ms, status,
@@ -28,36 +27,50 @@ _COLUMNS = """
 _INSERT = f"INSERT INTO commands ({_COLUMNS}) VALUES ({', '.join('?' * 14)})"
 _INSERT_PARENT = "INSERT INTO group_commands VALUES (?, ?, ?, ?, ?, ?, ?)"
 
-# The states a cabinet's word may move a command out of.
-_REPLACEABLE = "(status = 'pending' OR (status = 'expired' AND finished_by = 'central'))"
-_ACCEPTED = f"""
-UPDATE commands
-SET status = 'delivered', delivered_ms = coalesce(delivered_ms, ?),
-    finished_ms = NULL, finished_by = NULL, reason = NULL
-WHERE id = ? AND cabinet = ? AND {_REPLACEABLE}
+_UPDATE = """
+UPDATE commands SET status = ?, delivered_ms = ?, finished_ms = ?, reason = ?, finished_by = ?
+WHERE id = ?
 """
-# executed and failed imply that the cabinet accepted it: delivered_ms is set if the accepted result
-# never came (or comes later). rejected and expired were refused on arrival: never delivered.
-_FINAL = f"""
-UPDATE commands
-SET status = ?, reason = ?, finished_ms = ?, finished_by = 'cabinet',
-    delivered_ms = coalesce(delivered_ms, CASE WHEN ? IN ('executed', 'failed') THEN ? END)
-WHERE id = ? AND cabinet = ? AND (status = 'delivered' OR {_REPLACEABLE})
-"""
+# Only pending commands expire, in bulk: the rule of ``rules.expired_by_central`` as one statement.
 _EXPIRE = """
 UPDATE commands
 SET status = 'expired', finished_ms = ?, finished_by = 'central', reason = ?
 WHERE status = 'pending' AND not_after < ?
 """
 _CHUNK = 500
-EXPIRED_BY_CENTRAL = "no answer from the cabinet before not_after (marked expired by central)"
 
 _members = msgspec.json.Decoder(list[GroupMember])
+_args = msgspec.json.Decoder(ScalarMap)
 _json = msgspec.json.Encoder()
 
 
+def _decode_args(text: str) -> tuple[ScalarArgs, str | None]:
+    """The stored args, or none and why: one damaged row must not break a listing."""
+    try:
+        return _args.decode(text), None
+    except msgspec.DecodeError as exc:
+        return {}, f"the stored args are not a JSON object of fleet scalars ({exc})"
+
+
 def _row(values: Sequence[Any]) -> CommandRow:
-    return CommandRow(*values)
+    args, unreadable = _decode_args(values[5])
+    return CommandRow(
+        id=values[0],
+        parent_id=values[1],
+        cabinet=values[2],
+        device=values[3],
+        action=values[4],
+        args=args,
+        not_after_ms=values[6],
+        issued_by=values[7],
+        created_ms=values[8],
+        status=values[9],
+        delivered_ms=values[10],
+        finished_ms=values[11],
+        reason=values[12],
+        finished_by=values[13],
+        args_unreadable=unreadable,
+    )
 
 
 def _values(row: CommandRow) -> tuple[object, ...]:
@@ -67,7 +80,7 @@ def _values(row: CommandRow) -> tuple[object, ...]:
         row.cabinet,
         row.device,
         row.action,
-        row.args_json,
+        _json.encode(row.args).decode(),
         row.not_after_ms,
         row.issued_by,
         row.created_ms,
@@ -92,7 +105,7 @@ def insert_commands(
                 parent.id,
                 parent.group,
                 parent.action,
-                parent.args_json,
+                _json.encode(parent.args).decode(),
                 parent.not_after_ms,
                 parent.issued_by,
                 parent.created_ms,
@@ -101,20 +114,30 @@ def insert_commands(
     cur.executemany(_INSERT, [_values(c) for c in commands])
 
 
-def apply_results(cur: sqlite3.Cursor, cabinet: str, results: Iterable[CommandResult]) -> None:
+def apply_results(cur: sqlite3.Cursor, cabinet: str, results: list[CommandResult]) -> None:
     """Move commands of ``cabinet`` along with what it reported; another cabinet's ids are ignored.
 
     Results of unknown ids (sent before central knew them, or from another central) change nothing:
     they stay in command_results.
     """
-    for result in sorted(results, key=lambda r: r.seq):
-        if result.status == "accepted":
-            cur.execute(_ACCEPTED, (result.ts, result.command_id, cabinet))
-        else:
-            status = result.status
+    for result in results_in_order(results):
+        found = cur.execute(
+            f"SELECT {_COLUMNS} FROM commands WHERE id = ? AND cabinet = ?", (result.command_id, cabinet)
+        ).fetchone()
+        if found is None:
+            continue
+        moved = after_result(_row(found), result)
+        if moved is not None:
             cur.execute(
-                _FINAL,
-                (status, result.reason, result.ts, status, result.ts, result.command_id, cabinet),
+                _UPDATE,
+                (
+                    moved.status,
+                    moved.delivered_ms,
+                    moved.finished_ms,
+                    moved.reason,
+                    moved.finished_by,
+                    moved.id,
+                ),
             )
 
 
@@ -148,7 +171,10 @@ def command(conn: sqlite3.Connection, command_id: str) -> CommandRow | None:
 
 def group_command(conn: sqlite3.Connection, command_id: str) -> GroupCommandRow | None:
     row = conn.execute("SELECT * FROM group_commands WHERE id = ?", (command_id,)).fetchone()
-    return None if row is None else GroupCommandRow(*row)
+    if row is None:
+        return None
+    args, unreadable = _decode_args(row[3])
+    return GroupCommandRow(row[0], row[1], row[2], args, row[4], row[5], row[6], unreadable)
 
 
 def child_commands(conn: sqlite3.Connection, parent_id: str) -> list[CommandRow]:

@@ -8,18 +8,14 @@ sequence and leave out records stamped ahead of their receive time (``central.re
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TypeVar
+from collections.abc import Iterable, Mapping
 
-from central.alarms import alarm_change
-from central.record_time import stamped_ahead, time_suspect
-from central.sqlite_queries import EVENT_COLUMNS
-from central.store import EventRow, ReadingRow
-from central.store_rows import AlarmRow
-from protocols.fleet import DataBatch, Event, Reading
+from central.record_time import time_suspect
+from central.store.rows import AlarmRow, EventRow, ReadingRow
+from central.store.rules import AlarmUpdate
+from central.store.sqlite.queries import EVENT_COLUMNS, event_row
+from protocols.fleet import DataBatch, Reading
 from protocols.quality import Quality
-
-_T = TypeVar("_T")
 
 # The newest event about an alarm wins, whatever order the batches arrive in: (stream, seq) orders
 # events, never their stamps, and replaying an event already applied changes nothing (strictly newer
@@ -72,9 +68,13 @@ ORDER BY e.ts DESC, e.source
 """
 
 _POINT_PK = "SELECT id FROM points WHERE cabinet = ? AND name = ?"
-_RANGE = (
-    "SELECT ts, value, quality, reason FROM readings WHERE point_pk = ? AND ts >= ? AND ts < ? ORDER BY ts"
-)
+# Keyset pages in the index's own order (point, ts, then the key): no sort, no OFFSET, and readings
+# that share a timestamp (a hostile cabinet may send thousands) cannot stall the walk.
+_PAGE = """
+SELECT ts, value, quality, reason, stream_pk, seq FROM readings
+WHERE point_pk = ? AND (ts, stream_pk, seq) > (?, ?, ?) AND ts < ?
+ORDER BY ts, stream_pk, seq LIMIT ?
+"""
 _GOOD_BEFORE = """
 SELECT ts, value, quality, reason FROM readings
 WHERE point_pk = ? AND ts < ? AND quality = ? ORDER BY ts DESC LIMIT 1
@@ -84,30 +84,27 @@ SELECT ts, value, quality, reason FROM readings
 WHERE point_pk = ? AND ts >= ? AND quality = ? ORDER BY ts LIMIT 1
 """
 
+# Where a page of readings ends: (ts, stream_pk, seq) of its last row.
+PageKey = tuple[int, int, int]
 
-def apply_alarm_events(
-    cur: sqlite3.Cursor, cabinet: str, stream_pk: int, events: Iterable[Event], received_ms: int
-) -> None:
-    rows = []
-    for event in events:
-        change = alarm_change(event)
-        if change is None or stamped_ahead(event.ts, received_ms):
-            continue
-        rows.append(
-            (
-                cabinet,
-                change.device,
-                change.alarm,
-                int(change.active),
-                event.severity,
-                event.message,
-                event.ts if change.active else None,
-                None if change.active else event.ts,
-                event.ts,
-                stream_pk,
-                event.seq,
-            )
+
+def apply_alarm_events(cur: sqlite3.Cursor, stream_pk: int, updates: Iterable[AlarmUpdate]) -> None:
+    rows = [
+        (
+            u.cabinet,
+            u.device,
+            u.alarm,
+            int(u.active),
+            u.severity,
+            u.message,
+            u.raised_ms,
+            u.cleared_ms,
+            u.updated_ms,
+            stream_pk,
+            u.seq,
         )
+        for u in updates
+    ]
     if rows:
         cur.executemany(_UPSERT_ALARM, rows)
 
@@ -160,7 +157,7 @@ def alarms(conn: sqlite3.Connection, cabinet: str | None, active: bool | None, l
 
 def latest_events(conn: sqlite3.Connection, cabinet: str, kind: str) -> list[EventRow]:
     rows = conn.execute(_LATEST_EVENTS, {"cabinet": cabinet, "kind": kind})
-    return [EventRow(*row) for row in rows]
+    return [event_row(row) for row in rows]
 
 
 def points_ending_with(conn: sqlite3.Connection, cabinet: str, suffix: str) -> list[str]:
@@ -173,33 +170,28 @@ def points_ending_with(conn: sqlite3.Connection, cabinet: str, suffix: str) -> l
     return [str(name) for (name,) in rows if str(name).endswith(suffix)]
 
 
-def fold_readings(
-    conn: sqlite3.Connection,
-    cabinet: str,
-    point: str,
-    *,
-    start_ms: int,
-    end_ms: int,
-    fold: Callable[[Iterator[ReadingRow]], _T],
-    neighbours: bool,
-) -> _T:
-    """``fold`` over the point's readings in [start, end), oldest first, streamed from the cursor.
-
-    ``neighbours`` adds the last good reading before ``start_ms`` and the first good one from
-    ``end_ms``: what a computation over intervals needs to cover the edges of the range.
-    """
+def point_pk(conn: sqlite3.Connection, cabinet: str, point: str) -> int | None:
     found = conn.execute(_POINT_PK, (cabinet, point)).fetchone()
-    if found is None:
-        return fold(iter(()))
-    point_pk = int(found[0])
+    return None if found is None else int(found[0])
 
-    def rows() -> Iterator[ReadingRow]:
-        if neighbours:
-            yield from (
-                ReadingRow(*r) for r in conn.execute(_GOOD_BEFORE, (point_pk, start_ms, Quality.GOOD))
-            )
-        yield from (ReadingRow(*r) for r in conn.execute(_RANGE, (point_pk, start_ms, end_ms)))
-        if neighbours:
-            yield from (ReadingRow(*r) for r in conn.execute(_GOOD_FROM, (point_pk, end_ms, Quality.GOOD)))
 
-    return fold(rows())
+def reading_page(
+    conn: sqlite3.Connection, *, point: int, after: PageKey, end_ms: int, limit: int = 10_000
+) -> tuple[list[ReadingRow], PageKey | None]:
+    """Up to ``limit`` readings after ``after`` and before ``end_ms``; the key to continue from, or
+    None when this was the last page."""
+    rows = conn.execute(_PAGE, (point, *after, end_ms, limit)).fetchall()
+    page = [ReadingRow(r[0], r[1], r[2], r[3]) for r in rows]
+    if len(rows) < limit:
+        return page, None
+    last = rows[-1]
+    return page, (int(last[0]), int(last[4]), int(last[5]))
+
+
+def good_neighbours(
+    conn: sqlite3.Connection, point: int, start_ms: int, end_ms: int
+) -> tuple[list[ReadingRow], list[ReadingRow]]:
+    """The last good reading before ``start_ms`` and the first good one from ``end_ms`` (each 0 or 1)."""
+    before = [ReadingRow(*r) for r in conn.execute(_GOOD_BEFORE, (point, start_ms, Quality.GOOD))]
+    after = [ReadingRow(*r) for r in conn.execute(_GOOD_FROM, (point, end_ms, Quality.GOOD))]
+    return before, after

@@ -1,0 +1,31 @@
+"""Where central keeps what it is told: interfaces by use, typed rows, shared rules, backends.
+
+interfaces   IngestStore, FleetReads, CommandStore, AlarmStore, AuthStore; Store is all of them
+rows         the typed rows they speak in
+rules        command status moves, alarm state, the quarantine cap: shared by every backend
+url          ``sqlite:///…`` or ``postgresql://…`` -> the backend (``open_store``)
+sqlite/      the embedded default;  postgres/  PostgreSQL, for fleets beyond one machine
+"""
+
+from central.store.interfaces import (
+    AlarmStore,
+    AuthStore,
+    CommandStore,
+    FleetReads,
+    IngestStore,
+    Store,
+)
+from central.store.url import DatabaseUrl, db_url_from, open_store, parse_db_url
+
+__all__ = [
+    "AlarmStore",
+    "AuthStore",
+    "CommandStore",
+    "DatabaseUrl",
+    "FleetReads",
+    "IngestStore",
+    "Store",
+    "db_url_from",
+    "open_store",
+    "parse_db_url",
+]

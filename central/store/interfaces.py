@@ -1,0 +1,202 @@
+"""What the aggregator needs from a database, as small interfaces by use.
+
+A component asks for the narrowest one it needs: ingest writes batches (``IngestStore``), the API reads
+the fleet (``FleetReads``), command handling keeps commands and groups (``CommandStore``), the alarm
+views read alarm state (``AlarmStore``), authentication keeps tokens and the audit log (``AuthStore``).
+A backend implements them all: ``Store``. SQLite (``central.store.sqlite``) is the embedded default;
+PostgreSQL (``central.store.postgres``) serves fleets that outgrow one machine. The contract test suite
+(tests/contract) holds every backend to the same behaviour.
+
+Every method is async, so a backend may run its I/O on a thread (SQLite) or on a network driver
+(PostgreSQL) without the caller knowing. Methods raise ``StoreError`` when the database fails.
+
+Idempotency is the store's job: a record is keyed by (cabinet, stream, seq), and writing it again is
+counted as a duplicate, never stored twice. So is what a batch implies: a command result moves its
+command's status, an alarm event its alarm's state, in the transaction that stores the batch. The rules
+for those moves are plain Python shared by every backend (``central.store.rules``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from types import TracebackType
+from typing import Protocol, Self
+
+from central.store.auth_rows import AuditEntry, AuditRow, TokenRow
+from central.store.rows import (
+    AlarmRow,
+    BatchOutcome,
+    CabinetRow,
+    CommandRow,
+    EventRow,
+    GroupCommandRow,
+    GroupRow,
+    PointValue,
+    QuarantineCounts,
+    QuarantineEntry,
+    QuarantineRow,
+    ReadingRow,
+    ReceivedBatch,
+    ReceivedStatus,
+    Totals,
+)
+
+
+class Lifecycle(Protocol):
+    async def open(self) -> None:
+        """Connect, and check that the schema is at this version (creating it where that is safe)."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise StoreError unless the database answers a trivial query."""
+
+
+class IngestStore(Lifecycle, Protocol):
+    async def write(
+        self,
+        batches: Sequence[ReceivedBatch],
+        statuses: Sequence[ReceivedStatus] = (),
+        quarantine: Sequence[QuarantineEntry] = (),
+    ) -> list[BatchOutcome]:
+        """Store everything in ONE transaction; one outcome per batch, in order.
+
+        Only after this returns may the batches be acknowledged. A batch the database refuses (a
+        value it cannot represent) is quarantined in the same transaction and reported
+        ``unstorable``; the others are still stored.
+        """
+        ...
+
+
+class FleetReads(Lifecycle, Protocol):
+    async def cabinets(self) -> list[CabinetRow]: ...
+
+    async def cabinet(self, cabinet: str) -> CabinetRow | None: ...
+
+    async def latest_values(self, cabinet: str) -> list[PointValue]: ...
+
+    async def has_point(self, cabinet: str, point: str) -> bool: ...
+
+    async def points_ending_with(self, cabinet: str, suffix: str) -> list[str]:
+        """Names of the cabinet's points that end with ``suffix`` (case-sensitive)."""
+        ...
+
+    async def readings(
+        self, cabinet: str, point: str, *, start_ms: int, end_ms: int, limit: int
+    ) -> list[ReadingRow]:
+        """Readings of a point with start_ms <= ts < end_ms, oldest first, at most ``limit``."""
+        ...
+
+    def reading_chunks(
+        self, cabinet: str, point: str, *, start_ms: int, end_ms: int, neighbours: bool = False
+    ) -> AsyncIterator[Sequence[ReadingRow]]:
+        """All readings of a point with start_ms <= ts < end_ms, oldest first, in bounded chunks.
+
+        For computations over long periods: months of readings are never held in memory at once.
+        ``neighbours`` adds the last good reading before the range and the first good one after it
+        (what a computation over intervals needs to cover the edges).
+        """
+        ...
+
+    async def events(
+        self, *, cabinet: str | None = None, since_ms: int | None = None, limit: int = 100
+    ) -> list[EventRow]:
+        """Events newest first, optionally of one cabinet and with ts >= since_ms."""
+        ...
+
+    async def latest_events(self, cabinet: str, kind: str) -> list[EventRow]:
+        """The newest event of ``kind`` from each source of ``cabinet`` in sequence order, newest first."""
+        ...
+
+    async def quarantine(self, *, limit: int = 100) -> list[QuarantineRow]:
+        """Quarantined messages, newest first, without their payload."""
+        ...
+
+    async def quarantine_payload(self, entry_id: int) -> bytes | None: ...
+
+    async def quarantine_counts(self) -> QuarantineCounts: ...
+
+    async def totals(self) -> Totals: ...
+
+
+class CommandStore(Lifecycle, Protocol):
+    async def add_commands(
+        self, commands: Sequence[CommandRow], parent: GroupCommandRow | None = None
+    ) -> None:
+        """Store new commands (and the group command they fan out of) in one transaction."""
+
+    async def command(self, command_id: str) -> CommandRow | None: ...
+
+    async def group_command(self, command_id: str) -> GroupCommandRow | None: ...
+
+    async def child_commands(self, parent_id: str) -> list[CommandRow]: ...
+
+    async def commands(
+        self, *, cabinet: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[CommandRow]:
+        """Commands to cabinets, newest first."""
+        ...
+
+    async def pending_commands(
+        self, *, not_after_from_ms: int, cabinets: Sequence[str] | None = None
+    ) -> list[CommandRow]:
+        """Commands still pending whose not_after is not before ``not_after_from_ms``, oldest first."""
+        ...
+
+    async def expire_commands(self, *, before_ms: int, now_ms: int) -> int:
+        """Mark pending commands with not_after < before_ms expired (by central); how many were."""
+        ...
+
+    async def put_group(self, group: GroupRow) -> bool:
+        """Create or replace a group; True when it was created."""
+        ...
+
+    async def group(self, name: str) -> GroupRow | None: ...
+
+    async def groups(self) -> list[GroupRow]: ...
+
+    async def delete_group(self, name: str) -> bool:
+        """False when there was no such group."""
+        ...
+
+
+class AlarmStore(Lifecycle, Protocol):
+    async def alarms(
+        self, *, cabinet: str | None = None, active: bool | None = None, limit: int = 1000
+    ) -> list[AlarmRow]:
+        """The current state of each alarm, active ones first, then the most recently changed."""
+        ...
+
+
+class AuthStore(Lifecycle, Protocol):
+    async def add_token(self, token: TokenRow) -> bool:
+        """Store a new token; False (nothing stored) when a live token already has its name."""
+        ...
+
+    async def token(self, key_id: str) -> TokenRow | None:
+        """The token with this key id, live or revoked."""
+        ...
+
+    async def tokens(self) -> list[TokenRow]:
+        """Every token, live and revoked, by name."""
+        ...
+
+    async def revoke_tokens(self, name: str, *, revoked_ms: int) -> int:
+        """Revoke the live tokens of ``name``; how many were."""
+        ...
+
+    async def add_audit(self, entry: AuditEntry) -> None: ...
+
+    async def audit(self, *, since_ms: int | None = None, limit: int = 100) -> list[AuditRow]:
+        """Audit entries newest first, optionally with ts_ms >= since_ms."""
+        ...
+
+
+class Store(IngestStore, FleetReads, CommandStore, AlarmStore, AuthStore, Protocol):
+    """Everything a backend offers; ``async with store:`` opens and closes it."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...

@@ -1,0 +1,209 @@
+"""The rows the store speaks in: plain typed values, decoded (no JSON text for callers to decode).
+
+Every backend returns these; the domain rules that move them (``central.store.rules``) are shared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal, NamedTuple, get_args
+
+from protocols.fleet import DataBatch, DeviceInfo, Status
+from protocols.fleet.messages import Scalar
+
+# Args of a command and data of an event: fleet scalars by name (a schedule travels as JSON text).
+ScalarArgs = Mapping[str, Scalar]
+
+
+class ReceivedBatch(NamedTuple):
+    """A validated batch with what came with it; the raw payload is kept in case it cannot be stored."""
+
+    batch: DataBatch
+    received_ms: int
+    topic: str
+    payload: bytes
+
+
+class ReceivedStatus(NamedTuple):
+    status: Status
+    received_ms: int
+    topic: str = ""
+    payload: bytes = b""
+
+
+class QuarantineEntry(NamedTuple):
+    """A refused message, kept for inspection. ``reason`` is a short word (``FleetError.reason``)."""
+
+    received_ms: int
+    topic: str
+    reason: str
+    detail: str
+    payload: bytes
+
+
+class BatchOutcome(NamedTuple):
+    """What writing one batch did. ``unstorable`` says why a batch was quarantined instead."""
+
+    cabinet: str
+    stream: str
+    first: int
+    last: int
+    readings_new: int
+    events_new: int
+    results_new: int
+    duplicates: int
+    unstorable: str | None = None
+
+    @property
+    def new(self) -> int:
+        return self.readings_new + self.events_new + self.results_new
+
+
+@dataclass(frozen=True, slots=True)
+class CabinetRow:
+    id: str
+    online: bool
+    last_seen_ms: int | None
+    status_ts_ms: int | None
+    version: str
+    config_hash: str
+    stream: str | None
+    boot_count: int
+    backlog: int
+    inventory: tuple[DeviceInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PointValue:
+    """The latest reading of one point."""
+
+    point: str
+    ts_ms: int
+    value: Scalar
+    quality: int
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingRow:
+    ts_ms: int
+    value: Scalar
+    quality: int
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    cabinet: str
+    stream: str
+    seq: int
+    ts_ms: int
+    source: str
+    kind: str
+    severity: str
+    message: str
+    data: ScalarArgs
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRow:
+    id: int
+    received_ms: int
+    topic: str
+    reason: str
+    detail: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineCounts:
+    """Rows kept per reason, and how many old rows were deleted to respect the cap."""
+
+    by_reason: Mapping[str, int]
+    evicted: int
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Records stored since the database was created (kept as counters, not counted on demand)."""
+
+    cabinets: int
+    readings: int
+    events: int
+    results: int
+    quarantined: int
+
+
+CommandStatus = Literal["pending", "delivered", "executed", "failed", "expired", "rejected"]
+COMMAND_STATUSES: tuple[CommandStatus, ...] = get_args(CommandStatus)
+FINAL_STATUSES: frozenset[str] = frozenset({"executed", "failed", "expired", "rejected"})
+OPEN_STATUSES: frozenset[str] = frozenset({"pending", "delivered"})
+
+# Who put a command in its final state: its cabinet (a CommandResult), or central (no answer before
+# not_after). Central's word is a guess, so a later word from the cabinet replaces it.
+FinishedBy = Literal["cabinet", "central"]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRow:
+    """A command to one cabinet. ``args`` are the args exactly as sent (fleet scalars)."""
+
+    id: str
+    parent_id: str | None
+    cabinet: str
+    device: str | None
+    action: str
+    args: ScalarArgs
+    not_after_ms: int
+    issued_by: str
+    created_ms: int
+    status: CommandStatus = "pending"
+    delivered_ms: int | None = None
+    finished_ms: int | None = None
+    reason: str | None = None
+    finished_by: FinishedBy | None = None
+    # Set (and ``args`` empty) when the stored args cannot be read back: such a command is never sent.
+    args_unreadable: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupCommandRow:
+    """A command to a group: it is never sent itself; each member gets a child ``CommandRow``."""
+
+    id: str
+    group: str
+    action: str
+    args: ScalarArgs
+    not_after_ms: int
+    issued_by: str
+    created_ms: int
+    args_unreadable: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMember:
+    cabinet: str
+    device: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRow:
+    name: str
+    members: tuple[GroupMember, ...]
+    updated_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmRow:
+    """The current state of one (cabinet, device, alarm), from the newest event about it."""
+
+    cabinet: str
+    device: str
+    alarm: str
+    active: bool
+    severity: str
+    message: str
+    raised_ms: int | None
+    cleared_ms: int | None
+    updated_ms: int

@@ -42,11 +42,14 @@ class DatabaseUrl:
 
 def redact(url: str) -> str:
     """``url`` with any password replaced by ***."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    except ValueError:  # a port that is not a number
+        return redact_unparsable(url)
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 

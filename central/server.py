@@ -25,6 +25,7 @@ from central.errors import ServerError
 from central.ingest import DEFAULT_GROUP, Ingestor
 from central.ingest_limits import TopicLimits
 from central.store import Store, open_store
+from protocols.sd_notify import Notifier
 
 logger = logging.getLogger(__name__)
 
@@ -212,4 +213,26 @@ async def serve(
     ) as server:
         if on_ready is not None:
             on_ready(server)
-        await server.wait_stopped()
+        notifier = Notifier()
+        notifier.ready(f"serving {server.url}")
+        try:
+            if notifier.watchdog_interval_s is None:
+                await server.wait_stopped()
+            else:
+                await _fed_watchdog(server, notifier, notifier.watchdog_interval_s)
+        finally:
+            notifier.stopping()
+            notifier.close()
+
+
+async def _fed_watchdog(server: CentralServer, notifier: Notifier, interval_s: float) -> None:
+    """Ping systemd's watchdog while the event loop turns: a loop blocked by a stuck call stops the
+    pings, and systemd restarts central. Returns when the server stops."""
+    stopped = asyncio.ensure_future(server.wait_stopped())
+    try:
+        while not stopped.done():
+            notifier.watchdog()
+            await asyncio.wait((stopped,), timeout=interval_s)
+        stopped.result()
+    finally:
+        stopped.cancel()

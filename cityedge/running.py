@@ -57,6 +57,7 @@ def run_agent(config: Path, *, verbose: bool) -> None:
     from edge_agent.agent import Agent
     from edge_agent.config import load_config
     from edge_agent.errors import AgentError
+    from protocols.sd_notify import Notifier
 
     try:
         loaded = load_config(config)
@@ -64,7 +65,7 @@ def run_agent(config: Path, *, verbose: bool) -> None:
         fail(str(exc))
     setup_logging(verbose)
     try:
-        run_until_interrupted(Agent(loaded).run())
+        run_until_interrupted(Agent(loaded, notifier=Notifier()).run())
     except AgentError as exc:
         fail(str(exc))
 

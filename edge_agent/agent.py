@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 from edge_agent.alarms import DeviceAlarms
@@ -13,20 +14,28 @@ from edge_agent.command_ledger import CommandLedger
 from edge_agent.commands import CommandExecutor
 from edge_agent.config import LoadedConfig, build_drivers
 from edge_agent.lighting.runner import LightingRunner, lighting_outputs
+from edge_agent.liveness import Liveness
 from edge_agent.poller import DevicePoller, Observer
 from edge_agent.sync import Sync
 from protocols.fleet import PROTOCOL_VERSION, DeviceInfo, Status
+from protocols.sd_notify import Notifier
 
 log = logging.getLogger(__name__)
 
 AGENT_VERSION = "0.1.0"
+# A loop counts as hung only after this long without a round, however short its interval.
+LIVENESS_FLOOR_S = 60.0
 
 
 class Agent:
     """Build with a loaded config, then ``await agent.run()`` until cancelled."""
 
-    def __init__(self, loaded: LoadedConfig, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, loaded: LoadedConfig, *, clock: Clock | None = None, notifier: Notifier | None = None
+    ) -> None:
         self.loaded = loaded
+        self.notifier = notifier or Notifier({})
+        self.liveness = Liveness()
         self.config = loaded.config
         self.clock = clock = clock or SystemClock()
         self.clock_ms = clock_ms = clock.now_ms
@@ -63,6 +72,7 @@ class Agent:
                 lost_after=device.alarms.raise_after,
                 back_after=device.alarms.clear_after,
                 synchronised=clock.synchronised,
+                on_round=functools.partial(self.liveness.beat, f"poll-{device.name}"),
             )
             for device, driver in zip(loaded.devices, drivers, strict=True)
         ]
@@ -138,14 +148,24 @@ class Agent:
                 self.buffer.backlog,
                 len(self.pollers),
             )
-            async with asyncio.TaskGroup() as tasks:
-                for poller in self.pollers:
-                    tasks.create_task(poller.run(), name=f"poll-{poller.name}")
-                tasks.create_task(self._flush_forever(), name="flush")
-                tasks.create_task(self.sync.run(), name="sync")
-                tasks.create_task(self.lighting.run(), name="lighting")
-                tasks.create_task(self.commands.run(), name="commands")
-                tasks.create_task(self.clock_alarm.run(), name="clock")
+            self._expect_loops()
+            try:
+                await self._run_loops()
+            finally:
+                self.notifier.stopping()
+
+    async def _run_loops(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            if self.notifier.watchdog_interval_s is not None:
+                tasks.create_task(self._watchdog(self.notifier.watchdog_interval_s), name="watchdog")
+            self.notifier.ready(f"{len(self.pollers)} devices, {self.buffer.backlog} records buffered")
+            for poller in self.pollers:
+                tasks.create_task(poller.run(), name=f"poll-{poller.name}")
+            tasks.create_task(self._flush_forever(), name="flush")
+            tasks.create_task(self.sync.run(), name="sync")
+            tasks.create_task(self.lighting.run(), name="lighting")
+            tasks.create_task(self.commands.run(), name="commands")
+            tasks.create_task(self.clock_alarm.run(), name="clock")
 
     async def _restore_device_states(self) -> None:
         """Device-lost flags and raised alarms survive a restart, so each is cleared exactly once."""
@@ -155,8 +175,32 @@ class Agent:
             active = await self.buffer.get_setting(alarms.setting_key)
             alarms.restore([name for name in (active or "").split(",") if name], self.clock_ms())
 
+    def _expect_loops(self) -> None:
+        """How late each loop may be before the agent counts as hung: several rounds, never < 60 s."""
+        for device in self.loaded.devices:
+            rounds = 3 * (device.poll_interval_s + 4 * device.timeout_s)
+            self.liveness.expect(f"poll-{device.name}", max(LIVENESS_FLOOR_S, rounds))
+        flush = 3 * self.config.buffer.commit_interval_s
+        self.liveness.expect("flush", max(LIVENESS_FLOOR_S, flush))
+
+    async def _watchdog(self, interval_s: float) -> None:
+        """Ping systemd while every loop is alive; a stale loop stops the pings (once logged), and
+        systemd restarts the agent when WatchdogSec passes without one."""
+        reported: list[str] = []
+        while True:
+            stale = self.liveness.stale()
+            if not stale:
+                self.notifier.watchdog()
+            elif stale != reported:
+                log.error(
+                    "watchdog: no round from %s in time; systemd will restart the agent", ", ".join(stale)
+                )
+            reported = stale
+            await asyncio.sleep(interval_s)
+
     async def _flush_forever(self) -> None:
         interval = self.config.buffer.commit_interval_s
         while True:
             await asyncio.sleep(interval)
             await self.buffer.flush()
+            self.liveness.beat("flush")

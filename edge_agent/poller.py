@@ -60,8 +60,10 @@ class DevicePoller:
         lost_after: int = 1,
         back_after: int = 1,
         synchronised: Callable[[], bool] = lambda: True,
+        on_round: Callable[[], None] = lambda: None,
     ) -> None:
         self.name = name
+        self._on_round = on_round  # after every poll, done or failed: the loop is alive
         self.driver = driver
         self.interval_s = interval_s
         # Bound the whole read; a driver reading several blocks gets one timeout per block.
@@ -109,6 +111,7 @@ class DevicePoller:
         next_poll = time.monotonic()
         while True:
             await self.poll_once()
+            self._on_round()
             next_poll += self.interval_s
             now = time.monotonic()
             next_poll = max(next_poll, now)  # overran: skip the missed slots rather than burst

@@ -1,9 +1,10 @@
-"""Fixtures of the integration tests: a running aggregator, simulated lighting controllers."""
+"""Fixtures of the integration tests: a running aggregator, simulated lighting controllers, a notify
+socket standing in for systemd's."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from central.server import CentralServer
 from cityedge.broker import MosquittoBroker
 from protocols.modbus.profile import default_profile_dirs, load_profile
 from protocols.modbus.simulator import LightingControllerSimulator
+from tests.integration.notify_socket import NotifySocket
 
 
 @pytest.fixture
@@ -33,3 +35,10 @@ async def controllers() -> AsyncIterator[list[LightingControllerSimulator]]:
     yield sims
     for sim in sims:
         await sim.stop()
+
+
+@pytest.fixture
+def notify(tmp_path: Path) -> Iterator[NotifySocket]:
+    listener = NotifySocket(tmp_path / "notify")
+    yield listener
+    listener.close()

@@ -27,6 +27,7 @@ from edge_agent.agent import Agent
 from edge_agent.config import load_config
 from protocols.fleet.topics import Topics
 from protocols.modbus.simulator import LightingControllerSimulator
+from tests.integration.notify_socket import NotifySocket
 from tests.integration.shipped_broker import PASSWORDS, ShippedBroker, shipped_broker
 
 pytestmark = pytest.mark.integration
@@ -77,7 +78,9 @@ def _credentials_directory(folder: Path, unit: Path, secrets: dict[str, str]) ->
 
 
 @asynccontextmanager
-async def _central_like_the_unit(broker: ShippedBroker, folder: Path) -> AsyncIterator[tuple[int, Path]]:
+async def _central_like_the_unit(
+    broker: ShippedBroker, folder: Path, extra_env: dict[str, str] | None = None
+) -> AsyncIterator[tuple[int, Path]]:
     credentials = _credentials_directory(
         folder / "credentials", CENTRAL_UNIT, {"broker-password": PASSWORDS["central"]}
     )
@@ -85,6 +88,7 @@ async def _central_like_the_unit(broker: ShippedBroker, folder: Path) -> AsyncIt
     log = folder / "central.log"
     env = {key: value for key, value in os.environ.items() if not key.startswith("CITYEDGE_BROKER")}
     env["CREDENTIALS_DIRECTORY"] = str(credentials)
+    env.update(extra_env or {})
     with log.open("wb") as output:
         process = await asyncio.create_subprocess_exec(
             *_central_command(broker, folder / "central.db", http_port),
@@ -229,3 +233,17 @@ async def test_two_central_workers_share_the_ingest_on_the_shipped_broker(tmp_pa
             stats = [one.ingestor.stats, two.ingestor.stats]
     assert all(s.shared_subscription and s.connects == 1 and s.mqtt_connected for s in stats)
     assert all(s.batches_received > 0 for s in stats)
+
+
+async def test_central_started_like_its_unit_tells_systemd_it_is_ready_and_alive(
+    tmp_path: Path, notify: NotifySocket
+) -> None:
+    """Type=notify: READY=1 once it serves, WATCHDOG=1 while it runs, STOPPING=1 on SIGTERM."""
+    env = {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000"}
+    async with (
+        shipped_broker(tmp_path / "broker") as broker,
+        _central_like_the_unit(broker, tmp_path, env),
+    ):
+        await wait_until(lambda: notify.count("READY=1") == 1, timeout=30, what="READY=1")
+        await wait_until(lambda: notify.count("WATCHDOG=1") >= 2, timeout=30, what="two watchdog pings")
+    assert notify.count("STOPPING=1") == 1

@@ -1,3 +1,5 @@
 """cityedge: the command line and the pieces that compose the agent, the aggregator and a broker."""
 
-__version__ = "0.1.0"
+from protocols.release import VERSION as __version__
+
+__all__ = ["__version__"]

@@ -1,4 +1,5 @@
-"""``cityedge``: ``agent run`` goes straight to the agent, every other command through the typer CLI."""
+"""``cityedge``: ``agent run`` goes straight to the agent (and ``--version`` is answered here), every
+other command through the typer CLI."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ import sys
 
 def main() -> None:
     args = sys.argv[1:]
+    if args == ["--version"]:
+        from protocols.release import VERSION
+
+        print(f"cityedge {VERSION}")
+        return
     if args[:2] == ["agent", "run"]:
         from cityedge.running import agent_run_options, run_agent
 

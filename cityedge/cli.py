@@ -33,6 +33,21 @@ token_app = typer.Typer(
     help="API tokens: who may read (viewer), send commands (operator), read the audit log (admin).",
     no_args_is_help=True,
 )
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit (as cityedge --version alone does).")
+    ] = False,
+) -> None:
+    if version:
+        from protocols.release import VERSION
+
+        typer.echo(f"cityedge {VERSION}")
+        raise typer.Exit()
+
+
 app.add_typer(agent_app, name="agent")
 app.add_typer(central_app, name="central")
 central_app.add_typer(token_app, name="token")

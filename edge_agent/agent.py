@@ -18,11 +18,12 @@ from edge_agent.liveness import Liveness
 from edge_agent.poller import DevicePoller, Observer
 from edge_agent.sync import Sync
 from protocols.fleet import PROTOCOL_VERSION, DeviceInfo, Status
+from protocols.release import VERSION
 from protocols.sd_notify import Notifier
 
 log = logging.getLogger(__name__)
 
-AGENT_VERSION = "0.1.0"
+AGENT_VERSION = VERSION
 # A loop counts as hung only after this long without a round, however short its interval.
 LIVENESS_FLOOR_S = 60.0
 

@@ -1,4 +1,7 @@
-"""Dates both sides know, below which a clock reading cannot be right.
+"""This release: its version, and dates both sides know, below which a clock reading cannot be right.
+
+- ``VERSION``: the release's version (pyproject.toml says the same; a test checks), which a cabinet's
+  birth and ``cityedge --version`` report.
 
 - ``RELEASE_FLOOR_MS``: this release's date, raised at each release. The agent does not trust its
   own clock below it (``edge_agent.clock_sync``).
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+VERSION = "0.1.0"
 _RELEASE = datetime(2026, 11, 1, tzinfo=UTC)  # raised at each release; the ceiling follows
 RELEASE_FLOOR_MS = int(_RELEASE.timestamp() * 1000)
 RELEASE_CEILING_MS = int(_RELEASE.replace(year=_RELEASE.year + 15).timestamp() * 1000)

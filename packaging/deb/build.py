@@ -7,8 +7,8 @@ The package carries cityedge's wheel and the wheels of every dependency for that
 CPython 3.11 (Debian 12 and Raspberry Pi OS bookworm), and makes /opt/cityedge/venv from them when it
 is installed: no network at install time, no compiler, and the same package on a cabinet and on a
 control-room server. A dependency without a wheel for the architecture (an sdist only) fails the
-build, naming it. Also installed: the systemd units (not enabled), the cityedge user (sysusers.d),
-the example configs in /usr/share/cityedge.
+build, naming it. ``/opt/cityedge/bin/cityedge`` is what the units run. Also installed: the systemd
+units (not enabled), the cityedge user (sysusers.d), the example configs in /usr/share/cityedge.
 """
 
 from __future__ import annotations
@@ -62,6 +62,9 @@ def stage(tree: Path, wheels: Path, arch: str, ver: str) -> None:
     opt.mkdir(parents=True)
     for wheel in wheels.glob("*.whl"):
         shutil.copy2(wheel, opt)
+    # What the units and the README run; it points into the venv postinst makes.
+    (tree / "opt" / "cityedge" / "bin").mkdir()
+    (tree / "opt" / "cityedge" / "bin" / "cityedge").symlink_to("../venv/bin/cityedge")
     units = tree / "lib" / "systemd" / "system"
     units.mkdir(parents=True)
     for unit in (ROOT / "packaging" / "systemd").glob("*.service"):

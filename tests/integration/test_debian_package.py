@@ -1,15 +1,20 @@
 """The Debian package, built by its one command for amd64 and arm64: it carries a wheel of cityedge and
 of every dependency for its architecture (so it installs with no network), its units, its user; the
-venv its postinst makes from those wheels runs cityedge. Needs PyPI (or pip's cache) and dpkg-deb."""
+venv its postinst makes from those wheels runs cityedge. As root on a machine without cityedge, the
+amd64 package is installed for real with dpkg -i, checked, and purged. Needs PyPI (or pip's cache)
+and dpkg-deb."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from protocols.release import VERSION
 
 ROOT = Path(__file__).parents[2]
 BUILD = ROOT / "packaging" / "deb" / "build.py"
@@ -91,3 +96,40 @@ def test_the_venv_made_from_the_amd64_wheels_runs_cityedge(packages: dict[str, P
         ["dpkg-deb", "--ctrl-tarfile", str(packages["amd64"])], capture_output=True, check=True
     ).stdout
     assert b"--no-index" in postinst and b"/opt/cityedge/venv" in postinst
+
+
+def test_dpkg_installs_runs_and_purges_the_package(packages: dict[str, Path]) -> None:
+    if os.geteuid() != 0 or shutil.which("dpkg") is None:
+        pytest.skip("installing a package needs root and dpkg")
+    if Path("/opt/cityedge").exists():
+        pytest.skip("cityedge is installed on this machine: not touching it")
+    installed = subprocess.run(
+        ["dpkg", "-i", str(packages["amd64"])], capture_output=True, text=True, timeout=600, check=False
+    )
+    try:
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+        version = subprocess.run(
+            ["/opt/cityedge/bin/cityedge", "--version"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert version.stdout.strip() == f"cityedge {VERSION}"
+        units = ["/lib/systemd/system/cityedge-agent.service", "/lib/systemd/system/cityedge-central.service"]
+        if shutil.which("systemd-analyze") is not None:
+            verified = subprocess.run(
+                ["systemd-analyze", "verify", *units], capture_output=True, text=True, timeout=60, check=False
+            )
+            assert (verified.returncode, verified.stdout + verified.stderr) == (0, "")
+        assert (
+            subprocess.run(["getent", "passwd", "cityedge"], capture_output=True, check=False).returncode == 0
+        )
+        mode = Path("/etc/cityedge").stat()
+        assert (mode.st_mode & 0o777, mode.st_uid) == (0o750, 0)
+    finally:
+        purged = subprocess.run(
+            ["dpkg", "--purge", "cityedge"], capture_output=True, text=True, timeout=300, check=False
+        )
+    assert purged.returncode == 0, purged.stderr
+    assert not Path("/opt/cityedge/venv").exists() and not Path("/opt/cityedge/bin").exists()

@@ -32,7 +32,7 @@ def test_systemd_reads_the_unit_without_a_warning(unit: Path) -> None:
     complaints = [
         line
         for line in (done.stdout + done.stderr).splitlines()
-        if line.strip() and "/opt/cityedge/venv/bin/cityedge is not executable" not in line
+        if line.strip() and "/opt/cityedge/bin/cityedge is not executable" not in line
     ]
     assert complaints == []
 

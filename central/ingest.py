@@ -3,8 +3,12 @@
 Three tasks share one event loop:
 
     mqtt    connect (MQTT 5, else 3.1.1), subscribe, decode and validate every message, queue it
-    writer  take everything queued (up to a bound) and write it in ONE transaction
+    writer  take what is queued (up to a bound) and write it in ONE transaction
     acker   publish one Ack per committed batch on the cabinet's ack topic
+
+Batches wait in one queue per cabinet, and a group takes one batch of each waiting cabinet in turn
+(round robin) until it is full: a cabinet draining a day's backlog fills the groups only with what
+the others leave, and a cabinet with one batch waiting is in the next group whatever that backlog.
 
 A bad message is counted under its reason and quarantined; it never stops the loop. Duplicates are
 acknowledged again: the edge may have missed the first ack. An ack that cannot be sent is not retried:
@@ -145,7 +149,9 @@ class Ingestor:
         self._stats = IngestStats()
         self._limiter = TopicRateLimiter(limits)
         self._log_limit = OncePerInterval(interval_ms=60_000)
-        self._batches: deque[ReceivedBatch] = deque()
+        # Per cabinet, in turn order: the next group starts with the first (see _take_group).
+        self._queues: dict[str, deque[ReceivedBatch]] = {}
+        self._queued_batches = 0
         self._statuses: list[ReceivedStatus] = []
         self._quarantine: list[QuarantineEntry] = []
         self._pending_records = 0
@@ -186,7 +192,7 @@ class Ingestor:
 
     @property
     def stats(self) -> IngestSnapshot:
-        self._stats.pending_batches = len(self._batches)
+        self._stats.pending_batches = self._queued_batches
         return self._stats.snapshot()
 
     @property
@@ -361,7 +367,11 @@ class Ingestor:
 
     def _queue_batch(self, received: ReceivedBatch) -> None:
         self._stats.batches_received += 1
-        self._batches.append(received)
+        queue = self._queues.get(received.batch.cabinet)
+        if queue is None:
+            queue = self._queues[received.batch.cabinet] = deque()
+        queue.append(received)
+        self._queued_batches += 1
         self._pending_records += _records(received)
         if self._pending_records >= self._max_pending_records and self._client is not None:
             self._client.pause_reading()  # the writer is behind: let the broker hold the rest
@@ -454,14 +464,22 @@ class Ingestor:
     ) -> tuple[list[ReceivedBatch], list[ReceivedStatus], list[QuarantineEntry]]:
         batches: list[ReceivedBatch] = []
         records = 0
-        queue = self._batches
-        while queue and (not batches or records + _records(queue[0]) <= self._max_group_records):
-            received = queue.popleft()
-            batches.append(received)
-            records += _records(received)
+        queues = self._queues
+        while queues:
+            cabinet = next(iter(queues))  # the cabinet whose turn it is
+            queue = queues[cabinet]
+            size = _records(queue[0])
+            if batches and records + size > self._max_group_records:
+                break  # it keeps its turn: first in the next group
+            batches.append(queue.popleft())
+            records += size
+            del queues[cabinet]
+            if queue:
+                queues[cabinet] = queue  # to the back of the turn
+        self._queued_batches -= len(batches)
         statuses, self._statuses = self._statuses, []
         quarantine, self._quarantine = self._quarantine, []
-        if not queue:
+        if not queues:
             self._work.clear()
         return batches, statuses, quarantine
 

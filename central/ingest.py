@@ -9,6 +9,9 @@ Three tasks share one event loop:
 Batches wait in one queue per cabinet, and a group takes one batch of each waiting cabinet in turn
 (round robin) until it is full: a cabinet draining a day's backlog fills the groups only with what
 the others leave, and a cabinet with one batch waiting is in the next group whatever that backlog.
+A group holds what the store writes in about ``group_target_s`` (measured), so that the next group,
+where a newly arrived batch goes, is never far: a 50,000-record group would hold every other cabinet's
+acks for most of a second while a backlog drains.
 
 A bad message is counted under its reason and quarantined; it never stops the loop. Duplicates are
 acknowledged again: the edge may have missed the first ack. An ack that cannot be sent is not retried:
@@ -87,6 +90,8 @@ class IngestFault(FleetError):
 
 
 DEFAULT_GROUP = "cityedge-central"
+# A group is never cut smaller than this: a commit costs a sync of the disk whatever it holds.
+MIN_GROUP_RECORDS = 5_000
 _STORE_FAULT = "the store failed on it (an ingest fault, quarantined)"
 STABLE_SESSION_S = 10.0
 _UNSUPPORTED_PROTOCOL = (1, 0x84)  # MQTT 3.1.1 and MQTT 5 CONNACK codes for "unsupported protocol"
@@ -105,6 +110,25 @@ def _records(received: ReceivedBatch) -> int:
     return len(batch.readings) + len(batch.events) + len(batch.results)
 
 
+class _GroupSize:
+    """How many records a group may hold: what the store writes in ``target_s``, at the rate it showed
+    on recent groups of some size, within [MIN_GROUP_RECORDS, ``ceiling``]."""
+
+    def __init__(self, ceiling: int, target_s: float) -> None:
+        self.ceiling = ceiling
+        self.target_s = target_s
+        self.limit = ceiling
+        self._rate: float | None = None  # records/s, exponentially weighted
+
+    def wrote(self, records: int, seconds: float) -> None:
+        if records < MIN_GROUP_RECORDS or seconds <= 0:
+            return  # small groups are all fixed cost: they say nothing of the rate
+        rate = records / seconds
+        self._rate = rate if self._rate is None else self._rate + (rate - self._rate) / 4
+        floor = min(MIN_GROUP_RECORDS, self.ceiling)
+        self.limit = max(floor, min(self.ceiling, int(self._rate * self.target_s)))
+
+
 class Ingestor:
     """``async with Ingestor(store=..., broker_url=...)`` ingests until the block exits."""
 
@@ -119,6 +143,7 @@ class Ingestor:
         client_id: str | None = None,
         timeout: float = 10.0,
         max_group_records: int = 50_000,
+        group_target_s: float = 0.1,
         max_pending_records: int = 500_000,
         max_queued_messages: int = 10_000,
         backoff: Backoff | None = None,
@@ -140,6 +165,7 @@ class Ingestor:
         self._client_id = client_id or f"cityedge-central-{uuid.uuid4().hex[:12]}"
         self._timeout = timeout
         self._max_group_records = max_group_records
+        self._group_records = _GroupSize(max_group_records, group_target_s)
         self._max_pending_records = max_pending_records
         self._max_queued_messages = max_queued_messages
         self._backoff = backoff or Backoff(initial=0.2, maximum=30.0)
@@ -394,7 +420,11 @@ class Ingestor:
             batches, statuses, quarantine = self._take_group()
             while True:
                 try:
+                    started = time.perf_counter()
                     outcomes = await self._write_group(batches, statuses, quarantine)
+                    self._group_records.wrote(
+                        sum(_records(b) for b in batches), time.perf_counter() - started
+                    )
                     break
                 except StoreError as exc:
                     # Keep the group and retry: nothing was acknowledged, nothing is dropped.
@@ -469,7 +499,7 @@ class Ingestor:
             cabinet = next(iter(queues))  # the cabinet whose turn it is
             queue = queues[cabinet]
             size = _records(queue[0])
-            if batches and records + size > self._max_group_records:
+            if batches and records + size > self._group_records.limit:
                 break  # it keeps its turn: first in the next group
             batches.append(queue.popleft())
             records += size

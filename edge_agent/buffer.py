@@ -215,18 +215,19 @@ class Buffer:
             check = db.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 raise BufferError(str(self.path), f"integrity check failed: {check}")
+            found = _file_format(db)
+            if found != "1" and found != str(FORMAT):
+                # Before anything is written: the file stays as the newer agent left it.
+                db.close()
+                raise BufferError(
+                    str(self.path),
+                    f"written by a newer agent (buffer format {found[:20]!r}, this agent reads 1 and"
+                    f" {FORMAT}): upgrade the agent, or move the file aside to start a new stream",
+                )
             db.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise BufferError(str(self.path), f"cannot open ({exc})") from exc
         self.page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
-        found = int(dict(db.execute("SELECT key, value FROM meta").fetchall()).get("format", "1"))
-        if found > FORMAT:
-            db.close()
-            raise BufferError(
-                str(self.path),
-                f"written by a newer agent (buffer format {found}, this agent reads up to {FORMAT}):"
-                " upgrade the agent, or move the file aside to start a new stream",
-            )
         try:
             if _has_table(db, "records"):
                 _migrate_rows_to_blocks(db, self.path)
@@ -450,24 +451,27 @@ class Buffer:
 
     def _delete_acked_sync(self, db: sqlite3.Connection, acked: AckedRanges) -> tuple[int, int]:
         """Delete every block whose records are all acknowledged."""
-        doomed: list[tuple[int]] = []
+        doomed: dict[int, None] = {}  # a block straddling two ranges is met twice
         count = size = 0
         for a, b in acked.ranges():
             start = db.execute("SELECT max(first) FROM blocks WHERE first <= ?", (a,)).fetchone()[0]
             cursor = db.execute(
-                "SELECT first, last, n, length(body), body FROM blocks WHERE first >= ? AND first <= ?",
+                "SELECT first, last, n, length(body) FROM blocks WHERE first >= ? AND first <= ?",
                 (start if start is not None else a, b),
             )
-            for first, last, n, length, body in cursor:
+            for first, last, n, length in cursor.fetchall():
+                if first in doomed:
+                    continue
                 if n == last - first + 1:
                     gone = acked.covers(first, last)
                 else:  # records were evicted from it: look at its seqs
+                    (body,) = db.execute("SELECT body FROM blocks WHERE first = ?", (first,)).fetchone()
                     gone = all(seq in acked for seq in _unpack(body, self.path).seqs)
-                if gone and (not doomed or doomed[-1][0] != first):
-                    doomed.append((first,))
+                if gone:
+                    doomed[first] = None
                     count += n
                     size += length + ROW_OVERHEAD
-        db.executemany("DELETE FROM blocks WHERE first = ?", doomed)
+        db.executemany("DELETE FROM blocks WHERE first = ?", [(first,) for first in doomed])
         self._set_last_seq(db, self.committed_seq)
         remaining = db.execute("SELECT min(first) FROM blocks").fetchone()[0]
         self._count -= count
@@ -743,6 +747,14 @@ def _unpack(body: bytes, path: Path) -> Block:
         raise BufferError(
             str(path), f"{exc}: the file is damaged; move it aside to start a new stream"
         ) from exc
+
+
+def _file_format(db: sqlite3.Connection) -> str:
+    """The format the file says it has: "1" for a file of before formats were written down."""
+    if not _has_table(db, "meta"):
+        return str(FORMAT)  # a new file
+    row = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+    return "1" if row is None else str(row[0])
 
 
 def _has_table(db: sqlite3.Connection, name: str) -> bool:

@@ -80,7 +80,7 @@ async def _agent_buffer(spec: Spec, conn: Connection) -> int:
         cycle = 0
         while time.monotonic() - started < seconds:
             now = time.monotonic()
-            if now >= next_poll:
+            while now >= next_poll:  # every poll due since the last commit
                 for point, value in _values(work.points, cycle):
                     buffer.append_reading(point, TS0_MS + cycle * int(work.every_s * 1000), value)
                 readings += work.points
@@ -114,7 +114,7 @@ def _reference(spec: Spec, conn: Connection) -> int:
     started = time.monotonic()
     next_poll = started
     while time.monotonic() - started < seconds:
-        if time.monotonic() >= next_poll:
+        while time.monotonic() >= next_poll:
             ts = TS0_MS + cycle * int(work.every_s * 1000)
             for point, value in _values(work.points, cycle):
                 seq += 1

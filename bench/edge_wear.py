@@ -12,7 +12,7 @@ when a page becomes dirty: a whole 4 KiB page for any write into a clean one):
     40/60s     40 points every 60 s
 
 Each is run twice: with the agent's buffer (``edge_agent.buffer``: a compressed block per commit,
-1 KiB pages, acknowledged blocks deleted in bulk) and, as the reference measured in the same run, with
+512-byte pages, acknowledged blocks deleted in bulk) and, as the reference measured in the same run, with
 the previous layout written the previous way (a row per reading, 4 KiB pages, the acknowledged rows
 deleted and ``last_seq`` written at every commit). Both commit every ``--commit-s`` seconds when
 something is pending, with ``synchronous=FULL`` (a commit is on the card before it is sent), and every

@@ -1,6 +1,7 @@
 """A cabinet back after a day offline: how long its backlog takes to drain, and what the others feel.
 
     .venv/bin/python bench/drain.py [--hours 24] [--cabinets 100] [--baseline-s 30] [--limits unlimited]
+                                    [--central sqlite|null]
 
 One run:
 1. builds the backlog: a buffer file of ``--hours`` of 100 points read every second (24 h: 8.64 M
@@ -15,13 +16,16 @@ One run:
 5. prints the drain time and rate, each process's CPU, and the other cabinets' ack latency (p50,
    p99, max) during the drain beside the same without it.
 Goal: 24 h drained in < 60 s, the others' ack p99 during the drain not far from the baseline.
-``--limits default`` keeps central's per-cabinet rate limits as shipped (``central.ingest_limits``).
+``--limits default`` keeps central's per-cabinet rate limits as shipped (``central.ingest_limits``);
+``--central null`` puts in central's place a stand-in that decodes and acknowledges every batch at
+once, storing nothing: the edge's side of the drain alone (its sender, its buffer, the broker).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import sqlite3
@@ -141,13 +145,12 @@ async def _drain(path: Path, broker_url: str, conn: Connection) -> None:
         await asyncio.to_thread(conn.recv)  # go
         started = time.perf_counter()
         task = asyncio.create_task(sync.run())
-        flushes = 0
-        while buffer.backlog > 0:
-            await asyncio.sleep(0.2)
-            await buffer.flush()  # the agent's commit loop: deletes the acknowledged blocks in bulk
-            flushes += 1
-            if time.perf_counter() - started > 600:
-                break
+        next_commit = started + 1.0
+        while buffer.backlog > 0 and time.perf_counter() - started < 600:
+            await asyncio.sleep(0.05)
+            if time.perf_counter() >= next_commit:  # the agent's commit loop, every second
+                await buffer.flush()  # (deletes the acknowledged blocks in bulk)
+                next_commit += 1.0
         seconds = time.perf_counter() - started
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -204,6 +207,42 @@ async def _fleet(count: int, broker_url: str, folder: Path, conn: Connection) ->
 # -- central and the run -------------------------------------------------------------------------
 
 
+class NullCentral:
+    """Decodes every batch as central does and acknowledges it at once, storing nothing: what the
+    edge, the broker and the wire can do without the store."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.readings = self.batches = 0
+
+    async def __aenter__(self) -> NullCentral:
+        from protocols.mqtt_client import FastClient
+
+        # Central's own client (burst reads, messages handled as they are decoded).
+        self._client = FastClient(self.host, self.port, message_handler=self._on_message)
+        self._client.pending_calls_threshold = 1_000
+        await self._client.__aenter__()
+        await self._client.subscribe("cityedge/+/data", qos=1)
+        self._acks: set[asyncio.Task[None]] = set()
+        return self
+
+    def _on_message(self, topic: str, payload: bytes) -> bool:
+        from protocols.fleet import Topics, ack_for, decode_data_batch, encode, parse_topic
+
+        cabinet, _ = parse_topic(topic)
+        batch = decode_data_batch(payload, topic_cabinet=cabinet)
+        self.readings += len(batch.readings)
+        self.batches += 1
+        task = asyncio.create_task(self._client.publish(Topics(cabinet).ack, encode(ack_for(batch)), qos=0))
+        self._acks.add(task)
+        task.add_done_callback(self._acks.discard)
+        return True
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.gather(*self._acks, return_exceptions=True)
+        await self._client.__aexit__(None, None, None)
+
+
 @dataclass(frozen=True)
 class Latency:
     count: int
@@ -237,14 +276,20 @@ async def run(args: argparse.Namespace, workdir: Path, backlog: Path) -> int:
     else:
         limits = TopicLimits()
     ctx = multiprocessing.get_context("spawn")
-    async with (
-        MosquittoBroker() as broker,
-        CentralServer(
-            db_path=workdir / "central.db", broker_url=broker.url, http_port=0, ingest_limits=limits
-        ) as server,
-    ):
-        async with asyncio.timeout(10):
-            await server.ingestor.wait_subscribed()
+    async with contextlib.AsyncExitStack() as stack:
+        broker = await stack.enter_async_context(MosquittoBroker())
+        if args.central == "sqlite":
+            server = await stack.enter_async_context(
+                CentralServer(
+                    db_path=workdir / "central.db", broker_url=broker.url, http_port=0, ingest_limits=limits
+                )
+            )
+            async with asyncio.timeout(10):
+                await server.ingestor.wait_subscribed()
+            counters = lambda: (server.ingestor.stats.readings_stored, server.ingestor.stats.commits)  # noqa: E731
+        else:
+            acker = await stack.enter_async_context(NullCentral(broker.host, broker.port))
+            counters = lambda: (acker.readings, acker.batches)  # noqa: E731
         fleet_dir = workdir / "fleet"
         fleet_dir.mkdir()
         fleet_conn, fleet_child = ctx.Pipe()
@@ -277,8 +322,7 @@ async def run(args: argparse.Namespace, workdir: Path, backlog: Path) -> int:
                 if process.is_alive():
                     process.kill()
         seconds, acked, batches, resends, window = value
-        stats = server.ingestor.stats
-        stored = stats.readings_stored
+        stored, commits = counters()
     base = Latency.of(latencies[marks["baseline"] : marks["drain"]])
     during = Latency.of(latencies[marks["drain"] : marks["after"]])
     print(
@@ -288,7 +332,8 @@ async def run(args: argparse.Namespace, workdir: Path, backlog: Path) -> int:
     print(
         f"cpu (share of one core, during the drain): central {cpu[me]:.0%}, draining agent"
         f" {cpu[drainer.pid or 0]:.0%}, {args.cabinets} other cabinets {cpu[fleet.pid or 0]:.0%},"
-        f" mosquitto {cpu[broker_pid]:.0%}; central stored {stored:,} readings in {stats.commits} commits"
+        f" mosquitto {cpu[broker_pid]:.0%}; central ({args.central}) took {stored:,} readings"
+        f" in {commits} commits"
     )
     print(base.line(f"{args.cabinets} cabinets at 40 points/10 s, without the drain"))
     print(during.line(f"{args.cabinets} cabinets at 40 points/10 s, during the drain"))
@@ -309,6 +354,12 @@ def main() -> int:
     parser.add_argument("--cabinets", type=int, default=100, help="other cabinets sending meanwhile")
     parser.add_argument("--baseline-s", type=float, default=30.0, help="their latency measured first")
     parser.add_argument("--limits", choices=("unlimited", "default"), default="unlimited")
+    parser.add_argument(
+        "--central",
+        choices=("sqlite", "null"),
+        default="sqlite",
+        help="null: decodes each batch and acks it at once, storing nothing (the edge's side alone)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cityedge-drain-", dir="/var/tmp") as tmp:
         workdir = Path(tmp)

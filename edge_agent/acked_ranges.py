@@ -41,6 +41,11 @@ class AckedRanges:
         i = bisect.bisect_right(self._starts, seq) - 1
         return i >= 0 and self._ends[i] >= seq
 
+    def overlaps(self, first: int, last: int) -> bool:
+        """Whether any seq of first..last is in."""
+        i = bisect.bisect_left(self._ends, first)  # the first range ending at or after first
+        return i < len(self._starts) and self._starts[i] <= last
+
     def covers(self, first: int, last: int) -> bool:
         """Whether every seq of first..last is in."""
         i = bisect.bisect_right(self._starts, first) - 1

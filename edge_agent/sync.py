@@ -232,6 +232,15 @@ class Sync:
         return True
 
     async def _send(self, client: aiomqtt.Client, inflight: dict[int, _InFlight]) -> None:
+        # Publishing does not wait for the broker's PUBACK before the next batch is read: a batch is
+        # read while the last one is on the wire (waiting made a drain wait twice per batch). The
+        # client writes them in the order they were handed over; a failed one ends the session.
+        async with asyncio.TaskGroup() as publishing:
+            await self._send_loop(client, inflight, publishing)
+
+    async def _send_loop(
+        self, client: aiomqtt.Client, inflight: dict[int, _InFlight], publishing: asyncio.TaskGroup
+    ) -> None:
         cursor = 0  # after a (re)connect, start over from the oldest record still buffered
         timeout = self.settings.ack_timeout_s
         while True:
@@ -244,19 +253,22 @@ class Sync:
                 if batch is None:  # acknowledged or evicted meanwhile (the ack may have settled it)
                     inflight.pop(first, None)
                     continue
-                await self._publish(client, batch)
                 if entry.sent_at is not None:
                     self.flow.on_timeout(time.monotonic())
                 entry.deadline = time.monotonic() + timeout
                 entry.sent_at = None
                 self.stats.resends += 1
+                self._remember(batch)
+                publishing.create_task(self._publish(client, batch))
             if len(inflight) < self.flow.batches:
                 batch = await self.buffer.read_batch(cursor, self.flow.batch)
                 if batch is not None:
-                    await self._publish(client, batch)
+                    # In flight before it is published, so that even the fastest ack finds it.
                     sent = time.monotonic()
                     inflight[batch.first] = _InFlight(batch.last, sent + timeout, sent)
                     cursor = batch.last
+                    self._remember(batch)
+                    publishing.create_task(self._publish(client, batch))
                     continue
             wait = min((e.deadline for e in inflight.values()), default=now + timeout) - now
             try:
@@ -285,7 +297,6 @@ class Sync:
             results=batch.results,
             backlog=self.buffer.backlog,
         )
-        self._remember(batch)
         await client.publish(self.topics.data, payload, qos=1)
         self.stats.batches_sent += 1
         self.stats.records_sent += batch.count

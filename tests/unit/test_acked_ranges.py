@@ -27,6 +27,7 @@ def test_matches_a_set_of_seqs(added: list[tuple[int, int]], below: int) -> None
     assert {seq for seq in range(0, 360) if seq in acked} == model
     for first in range(1, 60, 7):
         assert acked.covers(first, first + 5) == (set(range(first, first + 6)) <= model)
+        assert acked.overlaps(first, first + 5) == bool(set(range(first, first + 6)) & model)
     acked.drop_below(below)
     kept = {s for a, b in acked.ranges() for s in range(a, b + 1)}
     assert kept <= model

@@ -114,7 +114,7 @@ class Sync:
             try:
                 await session
             except* aiomqtt.MqttError as group:
-                self.stats.last_error = str(group.exceptions[0])
+                self.stats.last_error = str(_first_leaf(group))
                 log.warning("broker %s: %s", self.broker, self.stats.last_error)
             finally:
                 self.stats.connected = False
@@ -305,3 +305,10 @@ class Sync:
 def _describe_ranges(ranges: list[tuple[int, int]], limit: int = 5) -> str:
     shown = ", ".join(f"{a}..{b}" for a, b in ranges[:limit])
     return shown + (f" and {len(ranges) - limit} more" if len(ranges) > limit else "")
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    """The first error itself, out of the groups nested around it (the session's, the publishing's)."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error

@@ -36,10 +36,16 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _proc import sample
+
+if TYPE_CHECKING:  # imported where used: a spawned process imports only what its part needs
+    from edge_agent.buffer import Buffer
+    from edge_agent.sync import Sync
+    from protocols.fleet import Status
 
 POINTS = 100
 TS0_MS = 1_714_557_600_000
@@ -95,13 +101,13 @@ def build_backlog(path: Path, hours: float) -> tuple[int, int]:
 # -- cabinets (real agent buffer + sync) -----------------------------------------------------------
 
 
-def _status(cabinet: str, online: bool):  # type: ignore[no-untyped-def]
+def _status(cabinet: str, online: bool) -> Status:
     from protocols.fleet import PROTOCOL_VERSION, Status
 
     return Status(v=PROTOCOL_VERSION, cabinet=cabinet, online=online, ts=TS0_MS)
 
 
-def _sync(cabinet: str, broker_url: str, buffer, latencies: list[float] | None):  # type: ignore[no-untyped-def]
+def _sync(cabinet: str, broker_url: str, buffer: Buffer, latencies: list[float] | None) -> Sync:
     from edge_agent.config import SyncSection
     from edge_agent.send_window import SendWindow
     from edge_agent.sync import Sync
@@ -119,11 +125,11 @@ def _sync(cabinet: str, broker_url: str, buffer, latencies: list[float] | None):
         on_command=lambda payload: None,
     )
     if latencies is not None:
-        flow = sync.flow
+        flow, record = sync.flow, latencies
 
         class Recorded(SendWindow):
             def on_ack(self, latency_s: float, now: float) -> None:
-                latencies.append(latency_s)
+                record.append(latency_s)
                 super().on_ack(latency_s, now)
 
         sync.flow = Recorded(max_window=flow.max_window, max_batch=flow.max_batch, target_s=flow.target_s)

@@ -32,7 +32,8 @@ from _sim import PROFILE, start_simulator
 from cityedge.broker import MosquittoBroker
 from cityedge.ports import free_port
 from cityedge.testing import wait_until, write_agent_config
-from edge_agent.buffer import Buffer
+from edge_agent.buffer import Buffer, Kind, read_file_records
+from protocols.fleet import Reading, decode_record
 from protocols.modbus.profile import default_profile_dirs, load_profile
 
 POINTS_PER_SECOND = 100
@@ -79,15 +80,14 @@ async def measure_agent(seconds: float) -> None:
                 """Readings committed with a poll time in [since_ms, until_ms)."""
                 if not buffer_db.exists():
                     return 0
-                with sqlite3.connect(f"file:{buffer_db}?mode=ro", uri=True) as db:
-                    try:
-                        row = db.execute(
-                            "SELECT count(*) FROM records WHERE kind = 0 AND ts >= ? AND ts < ?",
-                            (since_ms, until_ms),
-                        ).fetchone()
-                    except sqlite3.OperationalError:  # the agent has not created its tables yet
-                        return 0
-                    return int(row[0])
+                try:
+                    records = read_file_records(buffer_db)
+                except sqlite3.OperationalError:  # the agent has not created its tables yet
+                    return 0
+                stamps = (
+                    decode_record(Reading, body).ts for _, kind, body in records if kind == Kind.READING
+                )
+                return sum(1 for ts in stamps if since_ms <= ts < until_ms)
 
             try:
                 await wait_until(lambda: committed() > 0, timeout=30, what="first commit")

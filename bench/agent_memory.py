@@ -30,6 +30,7 @@ from agent import reference_rss_kb
 from cityedge.broker import MosquittoBroker
 from cityedge.ports import free_port
 from cityedge.testing import wait_until
+from edge_agent.buffer import Kind, read_file_records
 from protocols.fleet import Reading, decode_record
 from protocols.quality import CLOCK_UNSYNCHRONISED, Quality
 
@@ -80,11 +81,10 @@ def devices_read(buffer_db: Path, devices: list[str]) -> bool:
     """Every device has a value read in the buffer."""
     if not buffer_db.exists():
         return False
-    with sqlite3.connect(f"file:{buffer_db}?mode=ro", uri=True) as db:
-        try:
-            bodies = [row[0] for row in db.execute("SELECT body FROM records WHERE kind = 0")]
-        except sqlite3.OperationalError:  # the agent has not created its tables yet
-            return False
+    try:
+        bodies = [body for _, kind, body in read_file_records(buffer_db) if kind == Kind.READING]
+    except sqlite3.OperationalError:  # the agent has not created its tables yet
+        return False
     readings = (decode_record(Reading, body) for body in bodies)
     # A value read, good or only flagged for the clock (a VM often reports its clock unsynchronised).
     read = {

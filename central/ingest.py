@@ -3,8 +3,15 @@
 Three tasks share one event loop:
 
     mqtt    connect (MQTT 5, else 3.1.1), subscribe, decode and validate every message, queue it
-    writer  take everything queued (up to a bound) and write it in ONE transaction
+    writer  take what is queued (up to a bound) and write it in ONE transaction
     acker   publish one Ack per committed batch on the cabinet's ack topic
+
+Batches wait in one queue per cabinet, and a group takes one batch of each waiting cabinet in turn
+(round robin) until it is full: a cabinet draining a day's backlog fills the groups only with what
+the others leave, and a cabinet with one batch waiting is in the next group whatever that backlog.
+A group holds what the store writes in about ``group_target_s`` (measured), so that the next group,
+where a newly arrived batch goes, is never far: a 50,000-record group would hold every other cabinet's
+acks for most of a second while a backlog drains.
 
 A bad message is counted under its reason and quarantined; it never stops the loop. Duplicates are
 acknowledged again: the edge may have missed the first ack. An ack that cannot be sent is not retried:
@@ -78,6 +85,8 @@ class IngestFault(FleetError):
 
 
 DEFAULT_GROUP = "cityedge-central"
+# A group is never cut smaller than this: a commit costs a sync of the disk whatever it holds.
+MIN_GROUP_RECORDS = 5_000
 _STORE_FAULT = "the store failed on it (an ingest fault, quarantined)"
 STABLE_SESSION_S = 10.0
 _UNSUPPORTED_PROTOCOL = (1, 0x84)  # MQTT 3.1.1 and MQTT 5 CONNACK codes for "unsupported protocol"
@@ -96,6 +105,25 @@ def _records(received: ReceivedBatch) -> int:
     return len(batch.readings) + len(batch.events) + len(batch.results)
 
 
+class _GroupSize:
+    """How many records a group may hold: what the store writes in ``target_s``, at the rate it showed
+    on recent groups of some size, within [MIN_GROUP_RECORDS, ``ceiling``]."""
+
+    def __init__(self, ceiling: int, target_s: float) -> None:
+        self.ceiling = ceiling
+        self.target_s = target_s
+        self.limit = ceiling
+        self._rate: float | None = None  # records/s, exponentially weighted
+
+    def wrote(self, records: int, seconds: float) -> None:
+        if records < MIN_GROUP_RECORDS or seconds <= 0:
+            return  # small groups are all fixed cost: they say nothing of the rate
+        rate = records / seconds
+        self._rate = rate if self._rate is None else self._rate + (rate - self._rate) / 4
+        floor = min(MIN_GROUP_RECORDS, self.ceiling)
+        self.limit = max(floor, min(self.ceiling, int(self._rate * self.target_s)))
+
+
 class Ingestor:
     """``async with Ingestor(store=..., broker_url=...)`` ingests until the block exits."""
 
@@ -110,6 +138,7 @@ class Ingestor:
         client_id: str | None = None,
         timeout: float = 10.0,
         max_group_records: int = 50_000,
+        group_target_s: float = 0.1,
         max_pending_records: int = 500_000,
         max_queued_messages: int = 10_000,
         backoff: Backoff | None = None,
@@ -131,6 +160,7 @@ class Ingestor:
         self._client_id = client_id or f"cityedge-central-{uuid.uuid4().hex[:12]}"
         self._timeout = timeout
         self._max_group_records = max_group_records
+        self._group_records = _GroupSize(max_group_records, group_target_s)
         self._max_pending_records = max_pending_records
         self._max_queued_messages = max_queued_messages
         self._backoff = backoff or Backoff(initial=0.2, maximum=30.0)
@@ -140,7 +170,9 @@ class Ingestor:
         self._stats = IngestStats()
         self._limiter = TopicRateLimiter(limits)
         self._log_limit = OncePerInterval(interval_ms=60_000)
-        self._batches: deque[ReceivedBatch] = deque()
+        # Per cabinet, in turn order: the next group starts with the first (see _take_group).
+        self._queues: dict[str, deque[ReceivedBatch]] = {}
+        self._queued_batches = 0
         self._statuses: list[ReceivedStatus] = []
         self._quarantine: list[QuarantineEntry] = []
         self._pending_records = 0
@@ -181,7 +213,7 @@ class Ingestor:
 
     @property
     def stats(self) -> IngestSnapshot:
-        self._stats.pending_batches = len(self._batches)
+        self._stats.pending_batches = self._queued_batches
         return self._stats.snapshot()
 
     @property
@@ -356,7 +388,11 @@ class Ingestor:
 
     def _queue_batch(self, received: ReceivedBatch) -> None:
         self._stats.batches_received += 1
-        self._batches.append(received)
+        queue = self._queues.get(received.batch.cabinet)
+        if queue is None:
+            queue = self._queues[received.batch.cabinet] = deque()
+        queue.append(received)
+        self._queued_batches += 1
         self._pending_records += _records(received)
         if self._pending_records >= self._max_pending_records and self._client is not None:
             self._client.pause_reading()  # the writer is behind: let the broker hold the rest
@@ -379,7 +415,11 @@ class Ingestor:
             batches, statuses, quarantine = self._take_group()
             while True:
                 try:
+                    started = time.perf_counter()
                     outcomes = await self._write_group(batches, statuses, quarantine)
+                    self._group_records.wrote(
+                        sum(_records(b) for b in batches), time.perf_counter() - started
+                    )
                     break
                 except StoreError as exc:
                     # Keep the group and retry: nothing was acknowledged, nothing is dropped.
@@ -449,14 +489,22 @@ class Ingestor:
     ) -> tuple[list[ReceivedBatch], list[ReceivedStatus], list[QuarantineEntry]]:
         batches: list[ReceivedBatch] = []
         records = 0
-        queue = self._batches
-        while queue and (not batches or records + _records(queue[0]) <= self._max_group_records):
-            received = queue.popleft()
-            batches.append(received)
-            records += _records(received)
+        queues = self._queues
+        while queues:
+            cabinet = next(iter(queues))  # the cabinet whose turn it is
+            queue = queues[cabinet]
+            size = _records(queue[0])
+            if batches and records + size > self._group_records.limit:
+                break  # it keeps its turn: first in the next group
+            batches.append(queue.popleft())
+            records += size
+            del queues[cabinet]
+            if queue:
+                queues[cabinet] = queue  # to the back of the turn
+        self._queued_batches -= len(batches)
         statuses, self._statuses = self._statuses, []
         quarantine, self._quarantine = self._quarantine, []
-        if not queue:
+        if not queues:
             self._work.clear()
         return batches, statuses, quarantine
 

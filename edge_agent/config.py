@@ -105,8 +105,11 @@ class BufferSection(_Section, frozen=True, kw_only=True):
 
 
 class SyncSection(_Section, frozen=True, kw_only=True):
-    batch_max_records: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 1000
-    window: Annotated[int, msgspec.Meta(ge=1, le=64)] = 8
+    # Ceilings (and where sending starts): the sender halves both when central's acks come back later
+    # than ack_target_s, and grows them back while they come within it (edge_agent.send_window).
+    batch_max_records: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 5000
+    window: Annotated[int, msgspec.Meta(ge=1, le=64)] = 32
+    ack_target_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 1.0
     ack_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     reconnect_min_s: Annotated[float, msgspec.Meta(gt=0)] = 0.5
     reconnect_max_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0

@@ -3,8 +3,9 @@
 Batches are published (QoS 1) and kept; only central's application-level ack, sent after it has
 committed a batch, lets the buffer delete it. A broker's PUBACK proves nothing: brokers drop queued
 messages when a subscriber is slow or when they restart without persistence. At most ``window``
-batches are in flight; one not acknowledged within ``ack_timeout_s`` is sent again, and after every
-reconnect sending starts over from the oldest record still in the buffer (central drops duplicates).
+batches are in flight (fewer, and smaller, while central's acks come back slowly: ``send_window``);
+one not acknowledged within ``ack_timeout_s`` is sent again, and after every reconnect sending starts
+over from the oldest record still in the buffer (central drops duplicates).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import aiomqtt
 
 from edge_agent.buffer import Batch, Buffer
 from edge_agent.config import SyncSection
+from edge_agent.send_window import SendWindow
 from protocols.backoff import Backoff
 from protocols.fleet import (
     Ack,
@@ -60,6 +62,7 @@ class SyncStats:
 class _InFlight:
     last: int
     deadline: float
+    sent_at: float | None  # None once resent: which send an ack answers is then unknown
 
 
 # Sent batches remembered for their ack, across reconnects (a late ack still deletes what it names).
@@ -91,6 +94,9 @@ class Sync:
         self.clock_ms = clock_ms
         self.on_command = on_command
         self.stats = SyncStats()
+        self.flow = SendWindow(
+            max_window=settings.window, max_batch=settings.batch_max_records, target_s=settings.ack_target_s
+        )
         # (first, last) of each batch sent and not yet acknowledged -> the seqs it carried, as ranges.
         self._sent: dict[tuple[int, int], list[tuple[int, int]]] = {}
         self._wake = asyncio.Event()
@@ -108,7 +114,7 @@ class Sync:
             try:
                 await session
             except* aiomqtt.MqttError as group:
-                self.stats.last_error = str(group.exceptions[0])
+                self.stats.last_error = str(_first_leaf(group))
                 log.warning("broker %s: %s", self.broker, self.stats.last_error)
             finally:
                 self.stats.connected = False
@@ -218,11 +224,23 @@ class Sync:
             entry = inflight.get(ack.first)
             if entry is not None and entry.last == ack.last:
                 del inflight[ack.first]
+                if entry.sent_at is not None:
+                    now = time.monotonic()
+                    self.flow.on_ack(now - entry.sent_at, now)
         self.stats.acks += 1
         self.stats.last_ack_ms = self.clock_ms()
         return True
 
     async def _send(self, client: aiomqtt.Client, inflight: dict[int, _InFlight]) -> None:
+        # Publishing does not wait for the broker's PUBACK before the next batch is read: a batch is
+        # read while the last one is on the wire (waiting made a drain wait twice per batch). The
+        # client writes them in the order they were handed over; a failed one ends the session.
+        async with asyncio.TaskGroup() as publishing:
+            await self._send_loop(client, inflight, publishing)
+
+    async def _send_loop(
+        self, client: aiomqtt.Client, inflight: dict[int, _InFlight], publishing: asyncio.TaskGroup
+    ) -> None:
         cursor = 0  # after a (re)connect, start over from the oldest record still buffered
         timeout = self.settings.ack_timeout_s
         while True:
@@ -235,15 +253,22 @@ class Sync:
                 if batch is None:  # acknowledged or evicted meanwhile (the ack may have settled it)
                     inflight.pop(first, None)
                     continue
-                await self._publish(client, batch)
+                if entry.sent_at is not None:
+                    self.flow.on_timeout(time.monotonic())
                 entry.deadline = time.monotonic() + timeout
+                entry.sent_at = None
                 self.stats.resends += 1
-            if len(inflight) < self.settings.window:
-                batch = await self.buffer.read_batch(cursor, self.settings.batch_max_records)
+                self._remember(batch)
+                publishing.create_task(self._publish(client, batch))
+            if len(inflight) < self.flow.batches:
+                batch = await self.buffer.read_batch(cursor, self.flow.batch)
                 if batch is not None:
-                    await self._publish(client, batch)
-                    inflight[batch.first] = _InFlight(batch.last, time.monotonic() + timeout)
+                    # In flight before it is published, so that even the fastest ack finds it.
+                    sent = time.monotonic()
+                    inflight[batch.first] = _InFlight(batch.last, sent + timeout, sent)
                     cursor = batch.last
+                    self._remember(batch)
+                    publishing.create_task(self._publish(client, batch))
                     continue
             wait = min((e.deadline for e in inflight.values()), default=now + timeout) - now
             try:
@@ -272,7 +297,6 @@ class Sync:
             results=batch.results,
             backlog=self.buffer.backlog,
         )
-        self._remember(batch)
         await client.publish(self.topics.data, payload, qos=1)
         self.stats.batches_sent += 1
         self.stats.records_sent += batch.count
@@ -281,3 +305,10 @@ class Sync:
 def _describe_ranges(ranges: list[tuple[int, int]], limit: int = 5) -> str:
     shown = ", ".join(f"{a}..{b}" for a, b in ranges[:limit])
     return shown + (f" and {len(ranges) - limit} more" if len(ranges) > limit else "")
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    """The first error itself, out of the groups nested around it (the session's, the publishing's)."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cityedge.ports import free_port, wait_for_port
 from cityedge.testing import write_agent_config
+from edge_agent.buffer import read_file_last_seq, read_file_records
 
 STARTUP_S = 30.0
 
@@ -112,20 +113,17 @@ class FleetRig:
         path = self.agent_dir / "buffer.db"
         if not path.exists():
             return 0
-        with _readonly(path) as db:
-            try:
-                row = db.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
-            except sqlite3.OperationalError:
-                return 0
-        return int(row[0]) if row else 0
+        try:
+            return read_file_last_seq(path)
+        except sqlite3.OperationalError:
+            return 0
 
     def agent_drained(self) -> bool:
         """The agent committed records, and central acknowledged every one (the buffer is empty)."""
         path = self.agent_dir / "buffer.db"
         if self.produced_last_seq() == 0:
             return False
-        with _readonly(path) as db:
-            return int(db.execute("SELECT count(*) FROM records").fetchone()[0]) == 0
+        return not read_file_records(path)
 
     def central_seqs(self) -> list[int]:
         """Every seq central stored for this cabinet (readings, events, results), with repeats."""

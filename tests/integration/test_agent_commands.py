@@ -15,6 +15,7 @@ import pytest
 from cityedge.broker import MosquittoBroker
 from cityedge.testing import wait_until, write_agent_config
 from edge_agent.agent import Agent
+from edge_agent.buffer import Kind, read_file_records
 from edge_agent.config import load_config
 from protocols.fleet import (
     PROTOCOL_VERSION,
@@ -68,9 +69,8 @@ def results_in(buffer_db: Path) -> list[CommandResult]:
     """Command results still in the agent's buffer (no central here: nothing is acknowledged)."""
     if not buffer_db.exists():
         return []
-    with sqlite3.connect(f"file:{buffer_db}?mode=ro", uri=True) as db:
-        rows = db.execute("SELECT body FROM records WHERE kind = 2 ORDER BY seq").fetchall()
-    return [decode_record(CommandResult, bytes(row[0])) for row in rows]
+    records = read_file_records(buffer_db)
+    return [decode_record(CommandResult, body) for _, kind, body in records if kind == Kind.RESULT]
 
 
 def statuses(buffer_db: Path, command_id: str) -> list[str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cityedge.testing import write_agent_config
+from edge_agent.buffer import Kind, read_file_records
 from protocols.modbus.simulator import LightingControllerSimulator
 from protocols.testing import wait_until
 
@@ -43,11 +44,10 @@ NEVER_ON_A_MODBUS_CABINET = (
 def readings(db: Path) -> int:
     if not db.exists():
         return 0
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
-        try:
-            return int(connection.execute("SELECT count(*) FROM records WHERE kind = 0").fetchone()[0])
-        except sqlite3.OperationalError:  # its tables are not made yet
-            return 0
+    try:
+        return sum(1 for _, kind, _ in read_file_records(db) if kind == Kind.READING)
+    except sqlite3.OperationalError:  # its tables are not made yet
+        return 0
 
 
 async def test_a_modbus_only_agent_imports_no_other_protocol(

@@ -223,3 +223,30 @@ async def test_sync_reconnects_after_the_broker_went_away(buffer: Buffer, mosqui
         await wait_until(lambda: sync.stats.connects == 2, timeout=20, what="connected again")
     finally:
         await stop(task)
+
+
+async def test_slow_acks_shrink_the_window_in_flight(
+    buffer: Buffer, mosquitto: MosquittoBroker, central: ScriptedCentral
+) -> None:
+    await fill(buffer, 100)  # ten batches of ten
+    sync, task = await start_sync(buffer, mosquitto, window=4, ack_timeout_s=60, ack_target_s=0.05)
+    try:
+        await wait_until(lambda: len(central.batches) == 4, timeout=10, what="a full window")
+        await asyncio.sleep(0.2)  # the acks below come back four times later than the target
+        await central.ack(buffer.stream, 1, 10)
+        await wait_until(lambda: sync.flow.decreases == 1, timeout=10, what="the window halved")
+        assert sync.flow.batches == 2
+        await asyncio.sleep(0.3)  # three still in flight, two allowed: nothing may follow
+        assert len(central.batches) == 4
+        # A round trip later, still slow: halved again; the next acks, of the same round trip, not.
+        await central.ack(buffer.stream, 11, 20)
+        await wait_until(lambda: sync.flow.decreases == 2, timeout=10, what="the window halved again")
+        await central.ack(buffer.stream, 21, 30)
+        await central.ack(buffer.stream, 31, 40)
+        await wait_until(lambda: len(central.batches) == 5, timeout=10, what="one more batch")
+        assert (sync.flow.batches, sync.flow.decreases) == (1, 2)
+        assert (central.batches[4].first, central.batches[4].last) == (41, 50)
+        await asyncio.sleep(0.3)  # one in flight, one allowed: nothing may follow
+        assert len(central.batches) == 5
+    finally:
+        await stop(task)

@@ -9,7 +9,7 @@ import pytest
 
 from central.ingest import Ingestor
 from central.ingest_limits import RateLimit, TopicLimits
-from central.sqlite_store import SqliteStore
+from central.store.sqlite import SqliteStore
 from central.testing import AckListener, batch_payload, wait_until
 from cityedge.broker import MosquittoBroker
 

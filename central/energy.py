@@ -135,7 +135,7 @@ class EnergyMeter:
         previous = self._previous
         for ts, value, quality in readings:
             result.readings += 1
-            counter = _counter_value(value, quality)
+            counter = counter_value(value, quality)
             if counter is None:
                 result.skipped += 1
                 continue
@@ -146,12 +146,56 @@ class EnergyMeter:
             previous = (ts, counter)
         self._previous = previous
 
+    def add_summary(
+        self,
+        *,
+        first: tuple[int, float] | None,
+        last: tuple[int, float] | None,
+        wh: float,
+        covered_ms: int,
+        resets: int,
+        absurd: int,
+        readings: int,
+        skipped: int,
+    ) -> None:
+        """A summary of consecutive readings instead of the readings (a 15-minute rollup), later than
+        those already added: its first and last counted readings, what the intervals between its
+        counted readings gave (``wh`` over ``covered_ms``; glitches counted 0) and how many of them
+        were resets or glitches. All its readings lie within one day of the meter's days.
 
-def _counter_value(value: object, quality: int) -> float | None:
+        The interval from the previous counted reading to ``first`` is spread as ``add`` spreads it:
+        fed summaries of every quarter, the meter gives what ``add`` gives fed the readings.
+        """
+        spreader = self._spreader
+        result = spreader.result
+        result.readings += readings
+        result.skipped += skipped
+        if first is None or last is None:
+            return
+        previous = self._previous
+        if previous is not None:
+            if first[0] < previous[0]:
+                raise ValueError(f"summaries must be sorted by time: {first[0]} comes after {previous[0]}")
+            spreader.interval(previous[0], previous[1], first[0], first[1])
+        spreader.inside(first[0], wh=wh, covered_ms=covered_ms, resets=resets, absurd=absurd)
+        self._previous = last
+
+
+def counter_value(value: object, quality: int) -> float | None:
+    """The counter's value in Wh, or None when the reading does not count (bad, not a number)."""
     if quality != Quality.GOOD or isinstance(value, bool) or not isinstance(value, int | float):
         return None
     number = float(value)
     return number if math.isfinite(number) and number >= 0 else None
+
+
+def interval_energy(t0: int, v0: float, t1: int, v1: float, max_power_w: float) -> tuple[float, bool, bool]:
+    """(Wh, reset, absurd) of the interval between two good readings; an absurd one counts 0 Wh."""
+    reset = v1 < v0
+    wh = v1 if reset else v1 - v0
+    if wh > max_power_w * (t1 - t0) / MS_PER_HOUR:
+        return 0.0, reset, True
+    return wh, reset, False
 
 
 class _Spreader:
@@ -167,10 +211,9 @@ class _Spreader:
         self.result = PointEnergy([DayEnergy(day.date) for day in days])
 
     def interval(self, t0: int, v0: float, t1: int, v1: float) -> None:
-        reset = v1 < v0
-        wh = v1 if reset else v1 - v0
+        wh, reset, absurd = interval_energy(t0, v0, t1, v1, self._settings.max_power_w)
         pieces = self._pieces(t0, t1)
-        if wh > self._settings.max_power_w * (t1 - t0) / MS_PER_HOUR:
+        if absurd:
             self.result.absurd += 1
             for i, _ in pieces or self._day_of(t1):
                 self.result.days[i].absurd = True
@@ -185,6 +228,17 @@ class _Spreader:
             day.covered_ms += overlap
             day.interpolated |= interpolated
             day.reset |= reset
+
+    def inside(self, ts: int, *, wh: float, covered_ms: int, resets: int, absurd: int) -> None:
+        """What intervals that all lie in the day of ``ts`` gave."""
+        self.result.resets += resets
+        self.result.absurd += absurd
+        for i, _ in self._day_of(ts):
+            day = self.result.days[i]
+            day.wh += wh
+            day.covered_ms += covered_ms
+            day.reset |= resets > 0
+            day.absurd |= absurd > 0
 
     def _pieces(self, t0: int, t1: int) -> list[tuple[int, int]]:
         """(day index, overlap in ms) for each day that [t0, t1] overlaps."""

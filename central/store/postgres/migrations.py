@@ -66,3 +66,12 @@ async def migrate(
             (COUNTER_SHARDS,),
         )
     return applied
+
+
+async def migrate_database(dsn: str, *, connect_timeout_s: int = 10) -> tuple[int, list[Migration]]:
+    """Connect to ``dsn`` and migrate it: (the version it was at, the migrations applied)."""
+    async with await psycopg.AsyncConnection.connect(
+        dsn, autocommit=True, connect_timeout=connect_timeout_s, application_name="cityedge-migrate"
+    ) as conn:
+        before = await schema_version(conn)
+        return before, await migrate(conn)

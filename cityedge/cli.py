@@ -186,8 +186,10 @@ def central_migrate(db: DbOption = None) -> None:
     parsed = parse_db_url(url)
     try:
         if parsed.backend == "sqlite":
-            version = asyncio.run(_migrate_sqlite(url))
-            typer.echo(f"{_db_shown(url)}: SQLite schema at version {version}", err=True)
+            assert parsed.path is not None
+            was, now = _migrate_sqlite(parsed.path)
+            state = f"migrated from version {was} to {now}" if was != now else f"already at version {now}"
+            typer.echo(f"{_db_shown(url)}: {state}", err=True)
             return
         import psycopg
 
@@ -207,13 +209,16 @@ def central_migrate(db: DbOption = None) -> None:
     typer.echo(f"{parsed.redacted}: {state}", err=True)
 
 
-async def _migrate_sqlite(url: str) -> int:
-    from central.store import open_store
-    from central.store.sqlite.schema import SCHEMA_VERSION
+def _migrate_sqlite(path: Path) -> tuple[int, int]:
+    import sqlite3
 
-    async with open_store(url):
-        pass  # opening applies the schema
-    return SCHEMA_VERSION
+    from central.errors import StoreError
+    from central.store.sqlite.migrate import migrate
+
+    try:
+        return migrate(path)
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(str(path), "migrate", str(exc)) from exc
 
 
 def _broker_password(url: str, password_file: Path | None) -> str | None:

@@ -220,6 +220,12 @@ async def test_no_password_in_an_error(server: PgServer) -> None:
         await store.open()
     assert "s3cr3t-pw" not in str(caught.value)
     assert "postgres:***@127.0.0.1:1" in str(caught.value)
+    keyed = PostgresStore(
+        "host=127.0.0.1 port=1 user=postgres password=s3cr3t-pw dbname=x", connect_timeout_s=2
+    )
+    with pytest.raises(StoreError) as caught:
+        await keyed.open()
+    assert "s3cr3t-pw" not in str(caught.value) and "password=***" in str(caught.value)
 
 
 async def test_a_record_another_worker_commits_during_the_copy_is_stored_once(

@@ -7,6 +7,7 @@ line naming the thing and the fix, and exit with code 2, without a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -210,13 +211,30 @@ def central_migrate(db: DbOption = None) -> None:
 
 
 def _migrate_sqlite(path: Path) -> tuple[int, int]:
+    """(version before, version now) of the SQLite file at ``path``; a new or empty file is created
+    at this version, an older one upgraded in place."""
     import sqlite3
 
     from central.errors import StoreError
+    from central.store.sqlite import SqliteStore
     from central.store.sqlite.migrate import migrate
+    from central.store.sqlite.schema import SCHEMA_VERSION
+
+    async def create() -> None:
+        async with SqliteStore(path):
+            pass  # opening a new file creates its schema
 
     try:
-        return migrate(path)
+        if not path.exists() or path.stat().st_size == 0:
+            asyncio.run(create())
+            return 0, SCHEMA_VERSION
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            (tables,) = conn.execute("SELECT count(*) FROM sqlite_schema WHERE type = 'table'").fetchone()
+        if version == 0 and tables == 0:
+            asyncio.run(create())
+            return 0, SCHEMA_VERSION
+        return migrate(path, progress=lambda step: typer.echo(f"  {step}", err=True))
     except (sqlite3.Error, OSError) as exc:
         raise StoreError(str(path), "migrate", str(exc)) from exc
 

@@ -4,9 +4,9 @@
 maths are ``central.store.rollups``' (shared with SQLite), this module only loads and stores rows,
 with one statement to load and one to upsert per group.
 
-Retention: ``purge`` deletes old raw readings in bounded steps (the ``RetentionStore`` contract),
-each point's latest reading kept. ``drop_days`` is what a large database wants instead: a whole day
-partition past retention goes at once (its latest readings moved to the default partition first).
+Retention: ``purge`` deletes old raw readings in bounded steps (the ``RetentionStore`` contract).
+``drop_day`` is what a large database wants instead: a whole day partition past retention goes at
+once, no row by row. Each point's latest value is a copy in latest_readings: it outlives both.
 """
 
 from __future__ import annotations
@@ -158,17 +158,12 @@ async def rollup_neighbours(
 
 # -- retention -----------------------------------------------------------------------------------
 
-# Each point's latest reading is kept, whatever its age: it is the point's current value. Rows are
-# picked by their unique key, so two purges at once delete each row once (the second finds it gone).
+# Each point's latest value stays in latest_readings (a copy of it), rollups and events stay. Rows
+# are picked by their unique key, so two purges at once delete each row once (the second finds it
+# gone and counts nothing for it).
 _PURGE = """
 WITH doomed AS (
-    SELECT r.stream_pk, r.seq, r.ts FROM readings AS r
-    WHERE r.ts < %(before)s
-        AND NOT EXISTS (
-            SELECT 1 FROM latest_readings AS l
-            WHERE l.point_pk = r.point_pk AND l.stream_pk = r.stream_pk AND l.seq = r.seq
-        )
-    LIMIT %(limit)s
+    SELECT r.stream_pk, r.seq, r.ts FROM readings AS r WHERE r.ts < %(before)s LIMIT %(limit)s
 ), gone AS (
     DELETE FROM readings AS r USING doomed AS d
     WHERE r.stream_pk = d.stream_pk AND r.seq = d.seq AND r.ts = d.ts
@@ -190,38 +185,25 @@ async def purge(cur: Cursor, *, before_ms: int, limit: int) -> tuple[int, bool]:
 
 
 async def drop_day(conn: Conn, day: int) -> int:
-    """Drop the partition of ``day``; its points' latest readings move to the default partition.
-    How many readings went (0 when another process dropped it first)."""
+    """Drop the partition of ``day`` (its points' latest values stay in latest_readings); how many
+    readings went (0 when another process dropped it first)."""
     name = parts.partition_name(day)
     table = sql.Identifier(name)
-    lo, hi = day * parts.DAY_MS, (day + 1) * parts.DAY_MS
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (parts.PARTITION_LOCK,))
         cur = await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
         found = await cur.fetchone()
         if found is None or not found[0]:
             return 0
+        # Detached first: from here the day is no partition's, and nothing new lands in the table.
         await conn.execute(sql.SQL("ALTER TABLE readings DETACH PARTITION {}").format(table))
-        # The day is no partition's now: what is inserted for it goes to the default partition.
-        await conn.execute(
-            sql.SQL(
-                "INSERT INTO readings SELECT p.* FROM {} AS p JOIN latest_readings AS l"
-                " ON (l.point_pk, l.stream_pk, l.seq) = (p.point_pk, p.stream_pk, p.seq)"
-            ).format(table)
-        )
         cur = await conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table))
         total = await cur.fetchone()
-        kept = await conn.execute(
-            "SELECT count(*) FROM readings_default WHERE ts >= %s AND ts < %s", (lo, hi)
-        )
-        moved = await kept.fetchone()
         await conn.execute(
             sql.SQL(
                 "DELETE FROM time_suspect AS t USING {} AS p"
                 " WHERE (t.stream_pk, t.seq) = (p.stream_pk, p.seq)"
-                " AND NOT EXISTS (SELECT 1 FROM readings_default AS d"
-                " WHERE (d.stream_pk, d.seq) = (p.stream_pk, p.seq))"
             ).format(table)
         )
         await conn.execute(sql.SQL("DROP TABLE {}").format(table))
-    return int(total[0] if total else 0) - int(moved[0] if moved else 0)
+    return int(total[0]) if total is not None else 0

@@ -8,12 +8,14 @@ side by side (one page written per batch and resolution); the index by point ser
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from central.store import rollups as ru
 from central.store.rows import RESOLUTIONS, Resolution, Rollup
+from central.store.sqlite.blocks import buckets_of_point
 
 _VALUES = """
     count, good, min, max, sum, last_ts, last_stream, last_seq, last_value, last_quality,
@@ -26,9 +28,6 @@ _UPDATE = (
     + " WHERE res = ? AND bucket = ? AND point_pk = ?"
 )
 _SELECT = f"SELECT bucket, {_VALUES} FROM rollups"
-_RAW = """
-SELECT ts, stream_pk, seq, value, quality FROM readings WHERE point_pk = ? AND ts >= ? AND ts < ?
-"""
 _POINT = "(SELECT id FROM points WHERE cabinet = ? AND name = ?)"
 _CHUNK = 500
 
@@ -68,8 +67,57 @@ def _values(r: Rollup) -> tuple[object, ...]:
 # -- writes (writer thread, inside the batch's transaction) ------------------------------------------
 
 
+# The order-free part of ``rollups.absorb`` (count, min, max, sum, last) as one statement, for points
+# that are not counters: no row is read back into Python. min(a, b) is NULL when either is, hence
+# the coalesce. Every expression reads the row as it was (SQL), so ``last_*`` move together.
+_NEWER = (
+    "(excluded.last_ts, excluded.last_stream, excluded.last_seq) > (r.last_ts, r.last_stream, r.last_seq)"
+)
+_UPSERT = f"""
+INSERT INTO rollups AS r (res, bucket, point_pk, {_VALUES}) VALUES ({", ".join("?" * 22)})
+ON CONFLICT (res, bucket, point_pk) DO UPDATE SET
+    count = r.count + excluded.count,
+    good = r.good + excluded.good,
+    min = coalesce(min(r.min, excluded.min), r.min, excluded.min),
+    max = coalesce(max(r.max, excluded.max), r.max, excluded.max),
+    sum = r.sum + excluded.sum,
+    last_ts = CASE WHEN {_NEWER} THEN excluded.last_ts ELSE r.last_ts END,
+    last_stream = CASE WHEN {_NEWER} THEN excluded.last_stream ELSE r.last_stream END,
+    last_seq = CASE WHEN {_NEWER} THEN excluded.last_seq ELSE r.last_seq END,
+    last_value = CASE WHEN {_NEWER} THEN excluded.last_value ELSE r.last_value END,
+    last_quality = CASE WHEN {_NEWER} THEN excluded.last_quality ELSE r.last_quality END
+"""
+
+
 def apply_rollups(cur: sqlite3.Cursor, new: Mapping[int, tuple[bool, list[ru.Sample]]]) -> None:
     """Add the readings just stored (point_pk -> (is a counter, samples)) to their buckets."""
+    upserts: list[tuple[object, ...]] = []
+    counters: dict[int, tuple[bool, list[ru.Sample]]] = {}
+    quarter, day = width("15m"), width("1d")
+    for pk, entry in new.items():
+        counter, samples = entry
+        if counter:
+            counters[pk] = entry
+            continue
+        quarters = {
+            bucket: ru.summarise(bucket, part, counter=False)
+            for bucket, part in ru.by_bucket(samples, "15m").items()
+        }
+        upserts += [(quarter, bucket, pk, *_values(r)) for bucket, r in quarters.items()]
+        if len(quarters) == 1:  # nearly always: the day's part of the batch is the quarter's
+            (only,) = quarters.values()
+            upserts.append((day, ru.bucket_of(only.bucket_ms, "1d"), pk, *_values(only)))
+            continue
+        for bucket, part in ru.by_bucket(samples, "1d").items():
+            upserts.append((day, bucket, pk, *_values(ru.summarise(bucket, part, counter=False))))
+    if upserts:
+        cur.executemany(_UPSERT, upserts)
+    if counters:
+        _apply_counters(cur, counters)
+
+
+def _apply_counters(cur: sqlite3.Cursor, new: Mapping[int, tuple[bool, list[ru.Sample]]]) -> None:
+    """Counters: read, ``absorb``, write back (their energy needs the order of readings)."""
     for resolution in RESOLUTIONS:
         res = width(resolution)
         keyed: dict[tuple[int, int], list[ru.Sample]] = {}
@@ -80,12 +128,10 @@ def apply_rollups(cur: sqlite3.Cursor, new: Mapping[int, tuple[bool, list[ru.Sam
         inserts: list[tuple[object, ...]] = []
         updates: list[tuple[object, ...]] = []
         for (bucket, pk), part in keyed.items():
-            counter = new[pk][0]
             old = existing.get((bucket, pk))
-            rollup = ru.absorb(old, part, bucket, counter=counter)
-            if rollup is None:  # a counter's reading among those counted: from the raw readings
-                raw = [ru.Sample(*row) for row in cur.execute(_RAW, (pk, bucket, bucket + res))]
-                rollup = ru.summarise(bucket, raw, counter=counter)
+            rollup = ru.absorb(old, part, bucket, counter=True)
+            if rollup is None:  # a reading among those counted: count the bucket again
+                rollup = _recount(cur, resolution, pk, bucket)
             if old is None:
                 inserts.append((res, bucket, pk, *_values(rollup)))
             else:
@@ -95,6 +141,31 @@ def apply_rollups(cur: sqlite3.Cursor, new: Mapping[int, tuple[bool, list[ru.Sam
             cur.executemany(_UPDATE, updates)
         if inserts:
             cur.executemany(_INSERT, inserts)
+
+
+def insert_rollups(cur: sqlite3.Cursor, resolution: Resolution, pk: int, rollups: Iterable[Rollup]) -> None:
+    """New rows (rollups counted from scratch: the migration)."""
+    res = width(resolution)
+    cur.executemany(_INSERT, [(res, r.bucket_ms, pk, *_values(r)) for r in rollups])
+
+
+def _recount(cur: sqlite3.Cursor, resolution: Resolution, pk: int, bucket: int) -> Rollup:
+    """A counter's bucket from scratch: a quarter from its raw readings, a day from its quarters
+    (written just before: the 15-minute resolution goes first), which merge into the same rollup."""
+    if resolution == "1d":
+        quarters = cur.execute(
+            f"{_SELECT} WHERE point_pk = ? AND res = ? AND bucket >= ? AND bucket < ? ORDER BY bucket",
+            (pk, width("15m"), bucket, bucket + width("1d")),
+        )
+        day = ru.merge_all([_rollup(r) for r in quarters])
+        assert day is not None, "a day with readings has quarters"
+        return dataclasses.replace(day, bucket_ms=bucket)
+    raw = [
+        ru.Sample(r.ts, r.stream, r.seq, r.value, r.quality)
+        for part in buckets_of_point(cur, pk, bucket, bucket + width("15m"))
+        for r in part
+    ]
+    return ru.summarise(bucket, raw, counter=True)
 
 
 def _load(cur: sqlite3.Cursor, res: int, keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], Rollup]:
@@ -150,42 +221,3 @@ def rollup_neighbours(
         f"{_SELECT} {where} AND bucket >= ? ORDER BY bucket LIMIT 1", (cabinet, point, res, end_ms)
     ).fetchone()
     return (None if before is None else _rollup(before)), (None if after is None else _rollup(after))
-
-
-# -- retention (writer thread, one short transaction per call) ---------------------------------------
-
-# Each point's latest reading is kept, whatever its age: it is the point's current value.
-_PURGE = """
-DELETE FROM readings WHERE (stream_pk, seq) IN (
-    SELECT r.stream_pk, r.seq FROM readings AS r
-    WHERE r.point_pk = :pk AND r.ts < :before
-        AND NOT EXISTS (
-            SELECT 1 FROM latest_readings AS l
-            WHERE l.point_pk = :pk AND (l.stream_pk, l.seq) = (r.stream_pk, r.seq)
-        )
-    LIMIT :limit
-)
-RETURNING stream_pk, seq
-"""
-_POINTS_FROM = "SELECT id FROM points WHERE id >= ? ORDER BY id LIMIT ?"
-# Points probed per call at most: a call stays short even when most points have nothing to delete.
-PURGE_POINTS_PER_CALL = 512
-
-
-def purge(cur: sqlite3.Cursor, *, before_ms: int, limit: int, from_point: int) -> tuple[int, int | None]:
-    """Delete up to ``limit`` readings before ``before_ms``, walking points from ``from_point``.
-
-    Returns how many went and the point to go on from, or None when the walk passed the last point.
-    """
-    deleted = 0
-    pks = [int(pk) for (pk,) in cur.execute(_POINTS_FROM, (from_point, PURGE_POINTS_PER_CALL))]
-    for pk in pks:
-        keys = cur.execute(_PURGE, {"pk": pk, "before": before_ms, "limit": limit - deleted}).fetchall()
-        # Records stamped ahead lose their flag with them (events keep theirs).
-        cur.executemany("DELETE FROM time_suspect WHERE stream_pk = ? AND seq = ?", keys)
-        deleted += len(keys)
-        if deleted >= limit:
-            return deleted, pk  # this point may hold more
-    if len(pks) < PURGE_POINTS_PER_CALL:
-        return deleted, None
-    return deleted, pks[-1] + 1

@@ -193,7 +193,7 @@ class SqliteStore:
     ) -> list[ReadingRow]:
         return await self._on_reader(
             "read readings",
-            lambda c: q.readings(c, cabinet, point, start_ms=start_ms, end_ms=end_ms, limit=limit),
+            lambda c: sv.point_readings(c, cabinet, point, start_ms=start_ms, end_ms=end_ms, limit=limit),
         )
 
     async def events(

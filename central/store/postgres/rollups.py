@@ -45,6 +45,33 @@ _UPSERT = (
     + ") ON CONFLICT (res, bucket, point_pk) DO UPDATE SET "
     + ", ".join(f"{n} = excluded.{n}" for n in _NAMES if n != "bucket")
 )
+_NEWER = (
+    "(excluded.last_ts, excluded.last_stream, excluded.last_seq) > (r.last_ts, r.last_stream, r.last_seq)"
+)
+_MERGE_PLAIN = (
+    f"INSERT INTO rollups AS r (res, point_pk, {_COLUMNS}) SELECT * FROM unnest(%s::int4[], %s::int4[], "
+    + ", ".join(f"%s::{t}[]" for t in _TYPES)
+    + """) ON CONFLICT (res, bucket, point_pk) DO UPDATE SET
+    count = r.count + excluded.count,
+    good = r.good + excluded.good,
+    min = least(r.min, excluded.min),
+    max = greatest(r.max, excluded.max),
+    sum = r.sum + excluded.sum,
+    """
+    + ",\n    ".join(
+        f"{n} = CASE WHEN {_NEWER} THEN excluded.{n} ELSE r.{n} END"
+        for n in (
+            "last_ts",
+            "last_stream",
+            "last_seq",
+            "last_vf",
+            "last_vi",
+            "last_vb",
+            "last_vs",
+            "last_quality",
+        )
+    )
+)
 _RAW = """
 SELECT ts, stream_pk, seq, vf, vi, vb, vs, quality FROM readings WHERE point_pk = %s AND ts >= %s AND ts < %s
 """
@@ -98,8 +125,37 @@ def _values(r: Rollup) -> tuple[object, ...]:
 
 async def apply_rollups(cur: Cursor, new: NewSamples) -> None:
     """Add the readings just stored to their buckets, at both resolutions."""
-    if not new:
-        return
+    plain = {pk: entry for pk, entry in new.items() if not entry[0]}
+    if plain:
+        await _apply_plain(cur, plain)
+    counters = {pk: entry for pk, entry in new.items() if entry[0]}
+    if counters:
+        await _apply_counters(cur, counters)
+
+
+async def _apply_plain(cur: Cursor, new: NewSamples) -> None:
+    """Points that are not counters: the order-free part of ``rollups.absorb`` (count, min, max,
+    sum, last) done by the upsert itself, so no row is read back; a batch's quarter is also its
+    day's part, summarised once."""
+    quarter, day = width("15m"), width("1d")
+    rows: list[tuple[object, ...]] = []
+    for pk, (_, samples) in new.items():
+        quarters = [
+            ru.summarise(bucket, part, counter=False) for bucket, part in ru.by_bucket(samples, "15m").items()
+        ]
+        rows += [(quarter, pk, *_values(r)) for r in quarters]
+        if len(quarters) == 1:  # nearly always
+            only = _values(quarters[0])
+            rows.append((day, pk, ru.bucket_of(quarters[0].bucket_ms, "1d"), *only[1:]))
+            continue
+        for bucket, part in ru.by_bucket(samples, "1d").items():
+            rows.append((day, pk, *_values(ru.summarise(bucket, part, counter=False))))
+    rows.sort(key=lambda r: (r[0], r[2], r[1]))  # the key's order: the lock order of every worker
+    await cur.execute(_MERGE_PLAIN, [list(column) for column in zip(*rows, strict=True)])
+
+
+async def _apply_counters(cur: Cursor, new: NewSamples) -> None:
+    """Energy counters: read, ``absorb``, write back (their energy needs the order of readings)."""
     keyed: dict[tuple[int, int, int], list[ru.Sample]] = {}
     for resolution in RESOLUTIONS:
         res = width(resolution)
@@ -112,12 +168,11 @@ async def apply_rollups(cur: Cursor, new: NewSamples) -> None:
     rows: list[tuple[object, ...]] = []
     for key in keys:
         res, bucket, pk = key
-        counter = new[pk][0]
-        rollup = ru.absorb(existing.get(key), keyed[key], bucket, counter=counter)
-        if rollup is None:  # a counter's reading among those counted: from the raw readings
+        rollup = ru.absorb(existing.get(key), keyed[key], bucket, counter=True)
+        if rollup is None:  # a reading among those counted: count the bucket again, from the raw ones
             await cur.execute(_RAW, (pk, bucket, bucket + res))
             raw = [ru.Sample(r[0], r[1], r[2], join(*r[3:7]), r[7]) for r in await cur.fetchall()]
-            rollup = ru.summarise(bucket, raw, counter=counter)
+            rollup = ru.summarise(bucket, raw, counter=True)
         rows.append((res, pk, *_values(rollup)))
     await cur.execute(_UPSERT, [list(column) for column in zip(*rows, strict=True)])
 

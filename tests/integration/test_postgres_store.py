@@ -15,13 +15,22 @@ import psycopg
 import pytest
 
 from central.errors import StoreError
+from central.store.auth_rows import AuditEntry
 from central.store.postgres import PostgresStore
 from central.store.postgres import partitions as parts
 from central.store.postgres.migrations import migrate_database
 from central.store.postgres.schema import SCHEMA_VERSION
-from central.store.rows import ReceivedBatch
+from central.store.rows import QuarantineEntry, ReceivedBatch, ReceivedStatus
 from central.testing import TS0_MS, batch_payload
-from protocols.fleet import PROTOCOL_VERSION, DataBatch, Reading, decode_data_batch, encode, encode_data_batch
+from protocols.fleet import (
+    PROTOCOL_VERSION,
+    DataBatch,
+    Reading,
+    Status,
+    decode_data_batch,
+    encode,
+    encode_data_batch,
+)
 from protocols.quality import Quality
 from tests.contract.backends import PgServer
 
@@ -297,3 +306,28 @@ async def test_days_past_retention_are_dropped_whole_and_rollups_stay(store: Pos
     [outcome] = await store.write([late])
     assert outcome.readings_new == 1
     assert await count(dsn, parts.partition_name(parts.day_of(t0))) == 1
+
+
+async def test_a_nul_in_a_status_or_about_a_message_never_stops_ingest(store: PostgresStore) -> None:
+    # Valid on the wire, refused by a PostgreSQL text: the status is quarantined, the batch beside it
+    # stored; what central writes about a message (quarantine detail, audit) keeps a U+FFFD instead.
+    birth = Status(v=PROTOCOL_VERSION, cabinet=CAB, online=True, ts=TS0_MS, version="1.0\x00evil")
+    payload = encode(birth)
+    good = ReceivedBatch(
+        decode_data_batch(batch_payload(CAB, STREAM, 1, 3)), TS0_MS, f"cityedge/{CAB}/data", b""
+    )
+    junk = QuarantineEntry(TS0_MS, "cityedge/x/data", "malformed", "bad byte \x00 here", b"\x00")
+    [outcome] = await store.write(
+        [good], [ReceivedStatus(birth, TS0_MS, f"cityedge/{CAB}/status", payload)], [junk]
+    )
+    assert outcome.readings_new == 3
+    rows = await store.quarantine()
+    assert sorted(r.reason for r in rows) == ["malformed", "unstorable"]
+    refused = next(r for r in rows if r.reason == "unstorable")
+    assert "status" in refused.detail and await store.quarantine_payload(refused.id) == payload
+    assert next(r for r in rows if r.reason == "malformed").detail == "bad byte \ufffd here"
+    cabinet = await store.cabinet(CAB)
+    assert cabinet is not None and cabinet.version == ""  # the refused birth changed nothing
+    await store.add_audit(AuditEntry(TS0_MS, None, None, "GET", "/api/v1/x\x00y", "probe", None, 404))
+    [entry] = await store.audit()
+    assert entry.entry.path == "/api/v1/x\ufffdy"

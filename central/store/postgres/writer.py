@@ -46,7 +46,7 @@ from central.store.postgres import partitions as parts
 from central.store.postgres.commands import apply_results
 from central.store.postgres.rollups import apply_rollups
 from central.store.postgres.schema import COUNTER_SHARDS
-from central.store.postgres.values import split, split_one
+from central.store.postgres.values import pg_text, split, split_one
 from central.store.rollups import Sample, is_counter
 from central.store.rows import BatchOutcome, QuarantineEntry, ReceivedBatch, ReceivedStatus
 from protocols.fleet import DataBatch, Reading, Status
@@ -283,13 +283,21 @@ class PgWriter:
                     raise _Refused from exc
                 continue
             outcomes.append(await self._write_isolated(conn, cur, txn, received))
-        for received_status in statuses:
-            await self._write_status(cur, received_status.status, received_status.received_ms)
         unstorable = [
             rules.unstorable_entry(received, outcome.unstorable)
             for received, outcome in zip(batches, outcomes, strict=True)
             if outcome.unstorable is not None
         ]
+        for received_status in statuses:
+            if mode != "isolated":
+                try:
+                    await self._write_status(cur, received_status.status, received_status.received_ms)
+                except REFUSALS as exc:
+                    raise _Refused from exc
+                continue
+            refused = await self._write_status_isolated(conn, cur, received_status)
+            if refused is not None:
+                unstorable.append(refused)
         evicted = await self._write_quarantine(cur, [*quarantine, *unstorable])
         await cur.execute(
             _ADD_COUNTERS,
@@ -443,6 +451,24 @@ class PgWriter:
         for cabinet, points in inner.points.items():
             txn.points.setdefault(cabinet, {}).update(points)
         return outcome
+
+    async def _write_status_isolated(
+        self, conn: Conn, cur: Cursor, received: ReceivedStatus
+    ) -> QuarantineEntry | None:
+        """A status in a SAVEPOINT; what to quarantine instead when the database refuses it (a NUL
+        in a text: valid on the wire, not in PostgreSQL)."""
+        try:
+            async with conn.transaction():
+                await self._write_status(cur, received.status, received.received_ms)
+        except REFUSALS as exc:
+            return QuarantineEntry(
+                received.received_ms,
+                received.topic,
+                "unstorable",
+                f"the database refused this status: {refusal_detail(exc)}",
+                received.payload,
+            )
+        return None
 
     async def _upsert_seen(self, cur: Cursor, seen: dict[str, tuple[int, int]]) -> None:
         ids = sorted(seen)
@@ -657,9 +683,9 @@ class PgWriter:
             _INSERT_QUARANTINE,
             (
                 [e.received_ms for e in entries],
-                [e.topic for e in entries],
-                [e.reason for e in entries],
-                [e.detail for e in entries],
+                [pg_text(e.topic) for e in entries],
+                [pg_text(e.reason) for e in entries],
+                [pg_text(e.detail) for e in entries],
                 [len(e.payload) for e in entries],
                 [e.payload[:cap] for e in entries],
             ),

@@ -331,3 +331,19 @@ async def test_a_nul_in_a_status_or_about_a_message_never_stops_ingest(store: Po
     await store.add_audit(AuditEntry(TS0_MS, None, None, "GET", "/api/v1/x\x00y", "probe", None, 404))
     [entry] = await store.audit()
     assert entry.entry.path == "/api/v1/x\ufffdy"
+
+
+def test_psycopg_is_loaded_only_for_a_postgresql_url(tmp_path: object) -> None:
+    probe = (
+        "import sys; import central.server, edge_agent; from central.store import open_store;"
+        " s = open_store(sys.argv[1]); print(type(s).__name__, 'psycopg' in sys.modules)"
+    )
+
+    def run(url: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", probe, url], capture_output=True, text=True, timeout=60, check=True
+        )
+        return done.stdout.strip()
+
+    assert run(f"sqlite:///{tmp_path}/x.db") == "SqliteStore False"
+    assert run("postgresql://cityedge@db.example/cityedge") == "PostgresStore True"

@@ -120,12 +120,12 @@ DbOption = Annotated[
 ]
 
 
-def _db_url(option: str | None) -> str:
+def _db_url(option: str | None, config_value: str | None = None) -> str:
     """The database to use, checked now: a wrong URL is one line naming the fix, exit 2."""
     from central.errors import StoreError
     from central.store import db_url_from, parse_db_url
 
-    url = db_url_from(option)
+    url = db_url_from(option, config_value)
     try:
         parse_db_url(url)
     except StoreError as exc:
@@ -143,31 +143,72 @@ def _db_shown(url: str) -> str:
 
 @central_app.command("serve")
 def central_serve(
+    *,
     db: DbOption = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="Central config file, TOML with the tables store (url, retention_days, ...), broker"
+            " (url, password_file) and http (listen): see config/central.example.toml. Options given"
+            " here win over it."
+        ),
+    ] = None,
     broker: Annotated[
-        str, typer.Option(help="Broker URL, mqtt://[user@]host:port; no password here (see below).")
-    ] = "mqtt://127.0.0.1:1883",
+        str | None,
+        typer.Option(
+            help="Broker URL, mqtt://[user@]host:port; no password here (see below)."
+            " Default: the config file's broker.url, else mqtt://127.0.0.1:1883."
+        ),
+    ] = None,
     broker_password_file: Annotated[
         Path | None,
         typer.Option(
             help="File holding the broker password, readable by this user only (0600 or 0640). "
-            "Without it: $CITYEDGE_BROKER_PASSWORD, the file named by $CITYEDGE_BROKER_PASSWORD_FILE, "
-            "or the systemd credential broker-password."
+            "Without it: the config file's broker.password_file, $CITYEDGE_BROKER_PASSWORD, the file"
+            " named by $CITYEDGE_BROKER_PASSWORD_FILE, or the systemd credential broker-password."
         ),
     ] = None,
-    http: Annotated[str, typer.Option(help="HOST:PORT the HTTP API listens on.")] = "127.0.0.1:8080",
+    http: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST:PORT the HTTP API listens on. Default: the config file's http.listen, else"
+            " 127.0.0.1:8080."
+        ),
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
-    """Ingest every cabinet's data from the broker, store it, serve the HTTP API."""
+    """Ingest every cabinet's data from the broker, store it, serve the HTTP API.
+
+    Raw readings older than store.retention_days (default 90) are deleted as it runs; rollups stay.
+    """
+    from central.config import CentralConfig, ConfigError, load_central_config, retention_of
     from central.errors import ServerError, StoreError
     from central.server import serve
 
-    host, port = _host_port(http, "--http")
-    password = _broker_password(broker, broker_password_file)
+    settings = CentralConfig()
+    if config is not None:
+        try:
+            settings = load_central_config(config)
+        except ConfigError as exc:
+            _fail(str(exc))
+    host, port = _host_port(http or settings.http.listen or "127.0.0.1:8080", "--http")
+    broker_url = broker or settings.broker.url or "mqtt://127.0.0.1:1883"
+    password_file = broker_password_file or (
+        Path(settings.broker.password_file) if settings.broker.password_file else None
+    )
+    password = _broker_password(broker_url, password_file)
+    url = _db_url(db, settings.store.url)
     _setup_logging(verbose)
     try:
         _run_until_interrupted(
-            serve(db=_db_url(db), broker_url=broker, broker_password=password, http_host=host, http_port=port)
+            serve(
+                db=url,
+                broker_url=broker_url,
+                broker_password=password,
+                http_host=host,
+                http_port=port,
+                retention=retention_of(settings),
+            )
         )
     except (ServerError, StoreError) as exc:  # an HTTP address in use, a database it cannot open
         _fail(str(exc))

@@ -294,3 +294,22 @@ async def test_two_purges_at_once_are_safe(backend: Backend) -> None:
 @pytest.mark.parametrize("resolution", ["15m", "1d"])
 async def test_rollups_of_an_unknown_point_are_none(store: Store, resolution: Resolution) -> None:
     assert await buckets(store, "no/such", resolution) == []
+
+
+async def test_a_late_reading_into_a_day_already_read_updates_that_day(backend: Backend) -> None:
+    point, counter = "lc1/power_w", "m1/energy_wh"
+    async with backend.store() as store:
+        await store.write(
+            [received([reading(1, T0 + 1000, 5.0, point=point), reading(2, T0 + 1000, 100, point=counter)])]
+        )
+        [first] = await buckets(store, point, "1d")  # a day read (and, where a backend keeps them, kept)
+        [energy] = await buckets(store, counter, "1d")
+        assert (first.count, energy.energy_wh) == (1, 0.0)
+    async with backend.store() as store:  # later, maybe another worker: three days of backlog arrive
+        await store.write(
+            [received([reading(3, T0 + 5 * Q, 9.0, point=point), reading(4, T0 + 5 * Q, 160, point=counter)])]
+        )
+        [day] = await buckets(store, point, "1d")
+        [energy] = await buckets(store, counter, "1d")
+        assert (day.count, day.max, day.last_value) == (2, 9.0, 9.0)
+        assert (energy.energy_wh, energy.counted) == (60.0, 2)

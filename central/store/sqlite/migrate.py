@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from central.store import rollups as ru
-from central.store.rows import RESOLUTIONS
 from central.store.sqlite.blocks import BLOCKS_SCHEMA, QUARTER_MS, insert_blocks
 from central.store.sqlite.rollups import insert_rollups
 from central.store.sqlite.schema import ROLLUPS_SCHEMA, SCHEMA_VERSION, connect
@@ -168,11 +167,10 @@ def _roll_up_point(cur: sqlite3.Cursor, pk: int, counter: bool) -> None:
 
 
 def _roll_up_day(cur: sqlite3.Cursor, pk: int, counter: bool, day: list[ru.Sample]) -> None:
+    """The day's quarters (days are merged from them when read)."""
     if not day:
         return
-    for resolution in RESOLUTIONS:
-        rollups = [
-            ru.summarise(bucket, part, counter=counter)
-            for bucket, part in ru.by_bucket(day, resolution).items()
-        ]
-        insert_rollups(cur, resolution, pk, rollups)
+    rollups = [
+        ru.summarise(bucket, part, counter=counter) for bucket, part in ru.by_bucket(day, "15m").items()
+    ]
+    insert_rollups(cur, "15m", pk, rollups)

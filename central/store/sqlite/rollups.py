@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from central.store import rollups as ru
-from central.store.rows import RESOLUTIONS, Resolution, Rollup
+from central.store.rows import Resolution, Rollup
 from central.store.sqlite.blocks import buckets_of_point
 
 _VALUES = """
@@ -30,6 +30,11 @@ _UPDATE = (
 _SELECT = f"SELECT bucket, {_VALUES} FROM rollups"
 _POINT = "(SELECT id FROM points WHERE cabinet = ? AND name = ?)"
 _CHUNK = 500
+# A day's rollup is merged from its quarters when read, and kept once the day ended this long ago
+# (readings later than that are rare); the write side looks for a kept day only for readings older
+# than DAY_CACHE_PROBE_MS, a day less: clocks of two workers may differ by that much.
+DAY_CACHE_AFTER_MS = 7 * 86_400_000
+DAY_CACHE_PROBE_MS = 6 * 86_400_000
 
 
 def width(resolution: Resolution) -> int:
@@ -89,58 +94,61 @@ ON CONFLICT (res, bucket, point_pk) DO UPDATE SET
 """
 
 
-def apply_rollups(cur: sqlite3.Cursor, new: Mapping[int, tuple[bool, list[ru.Sample]]]) -> None:
-    """Add the readings just stored (point_pk -> (is a counter, samples)) to their buckets."""
+def apply_rollups(
+    cur: sqlite3.Cursor, new: Mapping[int, tuple[bool, list[ru.Sample]]], *, now_ms: int
+) -> None:
+    """Add the readings just stored (point_pk -> (is a counter, samples)) to their quarters; a day
+    they land in whose rollup is cached (an old day: a late reading) loses its cache."""
     upserts: list[tuple[object, ...]] = []
-    counters: dict[int, tuple[bool, list[ru.Sample]]] = {}
-    quarter, day = width("15m"), width("1d")
-    for pk, entry in new.items():
-        counter, samples = entry
+    counters: dict[int, list[ru.Sample]] = {}
+    quarter = width("15m")
+    stale: set[tuple[int, int]] = set()
+    for pk, (counter, samples) in new.items():
+        for s in samples:
+            if s.ts < now_ms - DAY_CACHE_PROBE_MS:
+                stale.add((ru.bucket_of(s.ts, "1d"), pk))
         if counter:
-            counters[pk] = entry
+            counters[pk] = samples
             continue
-        quarters = {
-            bucket: ru.summarise(bucket, part, counter=False)
+        upserts += [
+            (quarter, bucket, pk, *_values(ru.summarise(bucket, part, counter=False)))
             for bucket, part in ru.by_bucket(samples, "15m").items()
-        }
-        upserts += [(quarter, bucket, pk, *_values(r)) for bucket, r in quarters.items()]
-        if len(quarters) == 1:  # nearly always: the day's part of the batch is the quarter's
-            (only,) = quarters.values()
-            upserts.append((day, ru.bucket_of(only.bucket_ms, "1d"), pk, *_values(only)))
-            continue
-        for bucket, part in ru.by_bucket(samples, "1d").items():
-            upserts.append((day, bucket, pk, *_values(ru.summarise(bucket, part, counter=False))))
+        ]
     if upserts:
         cur.executemany(_UPSERT, upserts)
     if counters:
         _apply_counters(cur, counters)
+    if stale:
+        cur.executemany(
+            "DELETE FROM rollups WHERE res = ? AND bucket = ? AND point_pk = ?",
+            [(width("1d"), *k) for k in stale],
+        )
 
 
-def _apply_counters(cur: sqlite3.Cursor, new: Mapping[int, tuple[bool, list[ru.Sample]]]) -> None:
+def _apply_counters(cur: sqlite3.Cursor, new: Mapping[int, list[ru.Sample]]) -> None:
     """Counters: read, ``absorb``, write back (their energy needs the order of readings)."""
-    for resolution in RESOLUTIONS:
-        res = width(resolution)
-        keyed: dict[tuple[int, int], list[ru.Sample]] = {}
-        for pk, (_, samples) in new.items():
-            for bucket, part in ru.by_bucket(samples, resolution).items():
-                keyed[(bucket, pk)] = part
-        existing = _load(cur, res, keyed)
-        inserts: list[tuple[object, ...]] = []
-        updates: list[tuple[object, ...]] = []
-        for (bucket, pk), part in keyed.items():
-            old = existing.get((bucket, pk))
-            rollup = ru.absorb(old, part, bucket, counter=True)
-            if rollup is None:  # a reading among those counted: count the bucket again
-                rollup = _recount(cur, resolution, pk, bucket)
-            if old is None:
-                inserts.append((res, bucket, pk, *_values(rollup)))
-            else:
-                updates.append((*_values(rollup), res, bucket, pk))
-        # UPDATE, not REPLACE: a replaced row would rewrite its index entry too.
-        if updates:
-            cur.executemany(_UPDATE, updates)
-        if inserts:
-            cur.executemany(_INSERT, inserts)
+    res = width("15m")
+    keyed: dict[tuple[int, int], list[ru.Sample]] = {}
+    for pk, samples in new.items():
+        for bucket, part in ru.by_bucket(samples, "15m").items():
+            keyed[(bucket, pk)] = part
+    existing = _load(cur, res, keyed)
+    inserts: list[tuple[object, ...]] = []
+    updates: list[tuple[object, ...]] = []
+    for (bucket, pk), part in keyed.items():
+        old = existing.get((bucket, pk))
+        rollup = ru.absorb(old, part, bucket, counter=True)
+        if rollup is None:  # a reading among those counted: count the quarter again
+            rollup = _recount(cur, pk, bucket)
+        if old is None:
+            inserts.append((res, bucket, pk, *_values(rollup)))
+        else:
+            updates.append((*_values(rollup), res, bucket, pk))
+    # UPDATE, not REPLACE: a replaced row would rewrite its index entry too.
+    if updates:
+        cur.executemany(_UPDATE, updates)
+    if inserts:
+        cur.executemany(_INSERT, inserts)
 
 
 def insert_rollups(cur: sqlite3.Cursor, resolution: Resolution, pk: int, rollups: Iterable[Rollup]) -> None:
@@ -149,17 +157,8 @@ def insert_rollups(cur: sqlite3.Cursor, resolution: Resolution, pk: int, rollups
     cur.executemany(_INSERT, [(res, r.bucket_ms, pk, *_values(r)) for r in rollups])
 
 
-def _recount(cur: sqlite3.Cursor, resolution: Resolution, pk: int, bucket: int) -> Rollup:
-    """A counter's bucket from scratch: a quarter from its raw readings, a day from its quarters
-    (written just before: the 15-minute resolution goes first), which merge into the same rollup."""
-    if resolution == "1d":
-        quarters = cur.execute(
-            f"{_SELECT} WHERE point_pk = ? AND res = ? AND bucket >= ? AND bucket < ? ORDER BY bucket",
-            (pk, width("15m"), bucket, bucket + width("1d")),
-        )
-        day = ru.merge_all([_rollup(r) for r in quarters])
-        assert day is not None, "a day with readings has quarters"
-        return dataclasses.replace(day, bucket_ms=bucket)
+def _recount(cur: sqlite3.Cursor, pk: int, bucket: int) -> Rollup:
+    """A counter's quarter from scratch, from its raw readings."""
     raw = [
         ru.Sample(r.ts, r.stream, r.seq, r.value, r.quality)
         for part in buckets_of_point(cur, pk, bucket, bucket + width("15m"))
@@ -189,35 +188,107 @@ def _load(cur: sqlite3.Cursor, res: int, keys: Iterable[tuple[int, int]]) -> dic
 # -- reads -------------------------------------------------------------------------------------------
 
 
+def point_pk(conn: sqlite3.Connection | sqlite3.Cursor, cabinet: str, point: str) -> int | None:
+    found = conn.execute("SELECT id FROM points WHERE cabinet = ? AND name = ?", (cabinet, point)).fetchone()
+    return None if found is None else int(found[0])
+
+
+def quarters(
+    conn: sqlite3.Connection | sqlite3.Cursor, pk: int, start_ms: int, end_ms: int, limit: int = -1
+) -> list[Rollup]:
+    rows = conn.execute(
+        f"{_SELECT} WHERE point_pk = ? AND res = ? AND bucket >= ? AND bucket < ? ORDER BY bucket LIMIT ?",
+        (pk, width("15m"), start_ms, end_ms, limit),
+    )
+    return [_rollup(r) for r in rows]
+
+
+def days(
+    cur: sqlite3.Cursor, pk: int, start_ms: int, end_ms: int, limit: int, *, now_ms: int
+) -> list[Rollup]:
+    """Daily rollups of days starting in [start_ms, end_ms): each the merge of the day's quarters.
+
+    Runs on the writer thread, in a transaction: a day that ended more than ``DAY_CACHE_AFTER_MS``
+    ago is kept (cached) once merged, and a reading that lands in it later deletes it in the
+    transaction that stores the reading, so a cached day is always the merge of its quarters.
+    """
+    day = width("1d")
+    first = -(-start_ms // day) * day
+    cached = {
+        int(r[0]): _rollup(r)
+        for r in cur.execute(
+            f"{_SELECT} WHERE point_pk = ? AND res = ? AND bucket >= ? AND bucket < ? ORDER BY bucket",
+            (pk, day, first, end_ms),
+        )
+    }
+    found: list[Rollup] = []
+    new: list[Rollup] = []
+    gap_from = first
+    for bucket in [*sorted(cached), None]:
+        gap_to = end_ms if bucket is None else bucket
+        if gap_from < gap_to:  # days not cached: from their quarters
+            by_day: dict[int, list[Rollup]] = {}
+            for q in quarters(cur, pk, gap_from, gap_to):
+                by_day.setdefault(ru.bucket_of(q.bucket_ms, "1d"), []).append(q)
+            for start, parts in by_day.items():
+                merged = ru.merge_all(parts)
+                assert merged is not None
+                rollup = dataclasses.replace(merged, bucket_ms=start)
+                found.append(rollup)
+                if start + day <= now_ms - DAY_CACHE_AFTER_MS:
+                    new.append(rollup)
+        if bucket is not None:
+            found.append(cached[bucket])
+            gap_from = bucket + day
+        if len(found) >= limit:
+            break
+    if new:
+        cur.executemany(_INSERT, [(day, r.bucket_ms, pk, *_values(r)) for r in new])
+    return found[:limit]
+
+
 def rollups(
     conn: sqlite3.Connection,
     cabinet: str,
     point: str,
     *,
-    resolution: Resolution,
     start_ms: int,
     end_ms: int,
     limit: int,
 ) -> list[Rollup]:
-    rows = conn.execute(
-        f"{_SELECT} WHERE point_pk = {_POINT} AND res = ? AND bucket >= ? AND bucket < ?"
-        " ORDER BY bucket LIMIT ?",
-        (cabinet, point, width(resolution), start_ms, end_ms, limit),
-    )
-    return [_rollup(r) for r in rows]
+    """15-minute rollups (the daily ones are ``days``)."""
+    pk = point_pk(conn, cabinet, point)
+    return [] if pk is None else quarters(conn, pk, start_ms, end_ms, limit)
 
 
-def rollup_neighbours(
-    conn: sqlite3.Connection, cabinet: str, point: str, *, resolution: Resolution, start_ms: int, end_ms: int
+def quarter_neighbours(
+    conn: sqlite3.Connection | sqlite3.Cursor, pk: int, start_ms: int, end_ms: int
 ) -> tuple[Rollup | None, Rollup | None]:
-    if not ru.is_counter(point):  # only counters have counted readings
-        return None, None
-    res = width(resolution)
-    where = f"WHERE point_pk = {_POINT} AND res = ? AND counted > 0"
+    """The nearest quarters before ``start_ms`` and from ``end_ms`` with a counted reading."""
+    where = "WHERE point_pk = ? AND res = ? AND counted > 0"
+    res = width("15m")
     before = conn.execute(
-        f"{_SELECT} {where} AND bucket < ? ORDER BY bucket DESC LIMIT 1", (cabinet, point, res, start_ms)
+        f"{_SELECT} {where} AND bucket < ? ORDER BY bucket DESC LIMIT 1", (pk, res, start_ms)
     ).fetchone()
     after = conn.execute(
-        f"{_SELECT} {where} AND bucket >= ? ORDER BY bucket LIMIT 1", (cabinet, point, res, end_ms)
+        f"{_SELECT} {where} AND bucket >= ? ORDER BY bucket LIMIT 1", (pk, res, end_ms)
     ).fetchone()
     return (None if before is None else _rollup(before)), (None if after is None else _rollup(after))
+
+
+def day_neighbours(
+    cur: sqlite3.Cursor, pk: int, start_ms: int, end_ms: int, *, now_ms: int
+) -> tuple[Rollup | None, Rollup | None]:
+    """The nearest days before ``start_ms`` and from ``end_ms`` with a counted reading: the days of
+    the nearest such quarters (``start_ms`` and ``end_ms`` are day starts)."""
+    day = width("1d")
+    before, after = quarter_neighbours(cur, pk, start_ms, end_ms)
+    out: list[Rollup | None] = []
+    for q in (before, after):
+        if q is None:
+            out.append(None)
+            continue
+        start = ru.bucket_of(q.bucket_ms, "1d")
+        found = days(cur, pk, start, start + day, 1, now_ms=now_ms)
+        out.append(found[0] if found else None)
+    return out[0], out[1]

@@ -17,6 +17,7 @@ handed out inside a rolled-back transaction do not exist.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -194,7 +195,8 @@ class SqliteWriter:
             if entry is None:
                 entry = samples[row[1]] = (is_counter(r.point), [])
             entry[1].append(Sample(r.ts, stream_pk, r.seq, r.value, r.quality))
-        apply_rollups(cur, samples)
+        # The wall clock (not the batch's stamps): the daily rollups kept for old days use it too.
+        apply_rollups(cur, samples, now_ms=time.time_ns() // 1_000_000)
         return len(rows)
 
     def _insert_events(self, cur: sqlite3.Cursor, stream_pk: int, batch: DataBatch, received_ms: int) -> int:

@@ -215,16 +215,29 @@ def central_serve(
 
 
 @central_app.command("migrate")
-def central_migrate(db: DbOption = None) -> None:
+def central_migrate(
+    db: DbOption = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="Central config file (its store.url), as for serve. --db wins over it."),
+    ] = None,
+) -> None:
     """Bring the database's schema to this build's version; safe to run again, or from two hosts.
 
     PostgreSQL: ``central serve`` refuses a database whose schema is behind until this has run.
-    SQLite: serve creates and upgrades the schema itself; this does the same without serving.
+    SQLite: serve creates a new file itself and refuses an older one, which this upgrades in place.
     """
+    from central.config import ConfigError, load_central_config
     from central.errors import StoreError
     from central.store import parse_db_url
 
-    url = _db_url(db)
+    config_url = None
+    if config is not None:
+        try:
+            config_url = load_central_config(config).store.url
+        except ConfigError as exc:
+            _fail(str(exc))
+    url = _db_url(db, config_url)
     parsed = parse_db_url(url)
     try:
         if parsed.backend == "sqlite":

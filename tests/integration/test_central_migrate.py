@@ -41,3 +41,12 @@ def test_a_file_it_cannot_upgrade_is_refused_naming_its_version(tmp_path: Path) 
     refused = cityedge("central", "migrate", "--db", f"sqlite:///{db}")
     assert refused.returncode == 2
     assert "schema version 1" in refused.stderr and str(db) in refused.stderr
+
+
+def test_the_config_files_store_url_is_used(tmp_path: Path) -> None:
+    db = tmp_path / "from-config.db"
+    config = tmp_path / "central.toml"
+    config.write_text(f'[store]\nurl = "sqlite:///{db}"\n')
+    done = cityedge("central", "migrate", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert db.exists() and f"migrated from version 0 to {SCHEMA_VERSION}" in done.stderr

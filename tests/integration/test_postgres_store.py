@@ -297,9 +297,13 @@ async def test_days_past_retention_are_dropped_whole_and_rollups_stay(store: Pos
     assert await store.readings(CAB, "p1/v", start_ms=horizon, end_ms=2**62, limit=10_000) == kept
     assert await store.readings(CAB, "old/x", start_ms=0, end_ms=2**62, limit=5) == []
     assert await store.drop_days_before(horizon + 5) == 0  # idempotent
-    # What the horizon cuts is for the bounded purge.
+    # What the horizon cuts is for the bounded purge; a day it empties is dropped with its last rows.
     purged = await store.purge_readings(before_ms=horizon + 5, limit=100)
     assert (purged.deleted, purged.done) == (1, True)
+    assert await partition_days(dsn) == {parts.day_of(t0) + d for d in (3, 4)}
+    await store.purge_readings(before_ms=horizon + DAY, limit=100)
+    await store.purge_readings(before_ms=horizon + DAY, limit=100)
+    assert await partition_days(dsn) == {parts.day_of(t0) + 4}
     # A backlog for a dropped day still within the partition window (retention here is shorter than
     # the window) gets the day's partition made again.
     late = readings_batch([Reading(10_000, "p0/v", t0 + 7, 9.0, Quality.GOOD)], t0 + 5 * DAY)

@@ -262,3 +262,19 @@ async def drop_day(conn: Conn, day: int) -> int:
         )
         await conn.execute(sql.SQL("DROP TABLE {}").format(table))
     return int(total[0]) if total is not None else 0
+
+
+async def drop_empty_days(conn: Conn, before_ms: int) -> int:
+    """Drop the day partitions that end at or before ``before_ms`` and hold no reading; how many."""
+    dropped = 0
+    for day in sorted(await parts.existing_days(conn)):
+        if (day + 1) * parts.DAY_MS > before_ms:
+            break
+        cur = await conn.execute(
+            sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(parts.partition_name(day)))
+        )
+        empty = await cur.fetchone()
+        if empty is not None and empty[0]:
+            await drop_day(conn, day)  # what reached it since (a late backlog) was past retention too
+            dropped += 1
+    return dropped

@@ -79,4 +79,6 @@ def refusal_detail(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, errors.NumericValueOutOfRange):
         return f"a number too large for its column: {text}"
+    if "0x00" in text or "NUL" in text:  # said by the server, or by psycopg before sending
+        return f"a text holding a NUL character, which PostgreSQL cannot store ({text})"
     return text

@@ -37,11 +37,11 @@ _TYPES = [
 ]  # fmt: skip
 _LOAD = f"""
 SELECT res, point_pk, {_COLUMNS} FROM rollups
-WHERE (res, bucket, point_pk) IN (SELECT * FROM unnest(%s::int4[], %s::int8[], %s::int4[]))
+WHERE (res, bucket, point_pk) IN (SELECT * FROM unnest(%b::int4[], %b::int8[], %b::int4[]))
 """
 _UPSERT = (
-    f"INSERT INTO rollups (res, point_pk, {_COLUMNS}) SELECT * FROM unnest(%s::int4[], %s::int4[], "
-    + ", ".join(f"%s::{t}[]" for t in _TYPES)
+    f"INSERT INTO rollups (res, point_pk, {_COLUMNS}) SELECT * FROM unnest(%b::int4[], %b::int4[], "
+    + ", ".join(f"%b::{t}[]" for t in _TYPES)
     + ") ON CONFLICT (res, bucket, point_pk) DO UPDATE SET "
     + ", ".join(f"{n} = excluded.{n}" for n in _NAMES if n != "bucket")
 )
@@ -49,8 +49,8 @@ _NEWER = (
     "(excluded.last_ts, excluded.last_stream, excluded.last_seq) > (r.last_ts, r.last_stream, r.last_seq)"
 )
 _MERGE_PLAIN = (
-    f"INSERT INTO rollups AS r (res, point_pk, {_COLUMNS}) SELECT * FROM unnest(%s::int4[], %s::int4[], "
-    + ", ".join(f"%s::{t}[]" for t in _TYPES)
+    f"INSERT INTO rollups AS r (res, point_pk, {_COLUMNS}) SELECT * FROM unnest(%b::int4[], %b::int4[], "
+    + ", ".join(f"%b::{t}[]" for t in _TYPES)
     + """) ON CONFLICT (res, bucket, point_pk) DO UPDATE SET
     count = r.count + excluded.count,
     good = r.good + excluded.good,

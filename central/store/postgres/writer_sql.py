@@ -1,14 +1,14 @@
 """The statements of the PostgreSQL writer (``central.store.postgres.writer``), in one place.
 
-Arrays travel in binary (``unnest`` of typed arrays): one round trip per statement, whatever the
-number of rows.
+Arrays travel in binary (``%b``: psycopg quotes no element) as ``unnest`` of typed arrays: one
+round trip per statement, whatever the number of rows.
 """
 
 from __future__ import annotations
 
 UPSERT_SEEN = """
 INSERT INTO cabinets (id, last_seen_ms, backlog)
-SELECT * FROM unnest(%s::text[], %s::int8[], %s::int8[]) ORDER BY 1
+SELECT * FROM unnest(%b::text[], %b::int8[], %b::int8[]) ORDER BY 1
 ON CONFLICT (id) DO UPDATE SET
     last_seen_ms = greatest(coalesce(cabinets.last_seen_ms, 0), excluded.last_seen_ms),
     backlog = excluded.backlog
@@ -35,8 +35,8 @@ ON CONFLICT (id) DO UPDATE SET online = false, status_ts_ms = excluded.status_ts
 INSERT_READINGS = """
 INSERT INTO readings (stream_pk, seq, point_pk, ts, quality, reason, vf, vi, vb, vs)
 SELECT %s, * FROM unnest(
-    %s::int8[], %s::int4[], %s::int8[], %s::int2[], %s::text[],
-    %s::float8[], %s::int8[], %s::bool[], %s::text[]
+    %b::int8[], %b::int4[], %b::int8[], %b::int2[], %b::text[],
+    %b::float8[], %b::int8[], %b::bool[], %b::text[]
 )
 ON CONFLICT DO NOTHING
 RETURNING seq, ts
@@ -44,8 +44,8 @@ RETURNING seq, ts
 UPSERT_LATEST = """
 INSERT INTO latest_readings (point_pk, stream_pk, seq, ts, quality, reason, vf, vi, vb, vs)
 SELECT * FROM unnest(
-    %s::int4[], %s::int4[], %s::int8[], %s::int8[], %s::int2[], %s::text[],
-    %s::float8[], %s::int8[], %s::bool[], %s::text[]
+    %b::int4[], %b::int4[], %b::int8[], %b::int8[], %b::int2[], %b::text[],
+    %b::float8[], %b::int8[], %b::bool[], %b::text[]
 ) AS u (point_pk, stream_pk, seq, ts, quality, reason, vf, vi, vb, vs)
 ORDER BY u.point_pk
 ON CONFLICT (point_pk) DO UPDATE SET
@@ -57,7 +57,7 @@ WHERE (excluded.stream_pk, excluded.seq) > (latest_readings.stream_pk, latest_re
 # and ts (partitions outside the ts range are pruned).
 STORED = """
 SELECT r.stream_pk, r.seq, r.ts
-FROM unnest(%s::int4[], %s::int8[], %s::int8[], %s::int8[], %s::int8[]) AS b (stream_pk, lo, hi, tlo, thi)
+FROM unnest(%b::int4[], %b::int8[], %b::int8[], %b::int8[], %b::int8[]) AS b (stream_pk, lo, hi, tlo, thi)
 JOIN LATERAL (
     SELECT stream_pk, seq, ts FROM readings
     WHERE stream_pk = b.stream_pk AND seq BETWEEN b.lo AND b.hi AND ts BETWEEN b.tlo AND b.thi
@@ -70,20 +70,20 @@ COPY_TYPES = ["int4", "int8", "int4", "int8", "int2", "text", "float8", "int8", 
 INSERT_EVENTS = """
 INSERT INTO events (stream_pk, seq, cabinet, ts, source, kind, severity, message, data)
 SELECT %s, u.seq, %s, u.ts, u.source, u.kind, u.severity, u.message, u.data
-FROM unnest(%s::int8[], %s::int8[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
+FROM unnest(%b::int8[], %b::int8[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[])
     AS u (seq, ts, source, kind, severity, message, data)
 ON CONFLICT DO NOTHING
 """
 INSERT_RESULTS = """
 INSERT INTO command_results (stream_pk, seq, cabinet, ts, command_id, status, reason)
 SELECT %s, u.seq, %s, u.ts, u.command_id, u.status, u.reason
-FROM unnest(%s::int8[], %s::int8[], %s::text[], %s::text[], %s::text[])
+FROM unnest(%b::int8[], %b::int8[], %b::text[], %b::text[], %b::text[])
     AS u (seq, ts, command_id, status, reason)
 ON CONFLICT DO NOTHING
 """
 INSERT_SUSPECTS = """
 INSERT INTO time_suspect (stream_pk, seq, ts, received_ms)
-SELECT %s, u.seq, u.ts, %s FROM unnest(%s::int8[], %s::int8[]) AS u (seq, ts)
+SELECT %s, u.seq, u.ts, %s FROM unnest(%b::int8[], %b::int8[]) AS u (seq, ts)
 ON CONFLICT DO NOTHING
 """
 # The newest event about an alarm wins in (stream, seq) order; replaying one changes nothing.
@@ -102,7 +102,7 @@ WHERE (excluded.updated_stream, excluded.updated_seq) > (alarms.updated_stream, 
 """
 INSERT_QUARANTINE = """
 INSERT INTO quarantine (received_ms, topic, reason, detail, size, payload)
-SELECT * FROM unnest(%s::int8[], %s::text[], %s::text[], %s::text[], %s::int8[], %s::bytea[])
+SELECT * FROM unnest(%b::int8[], %b::text[], %b::text[], %b::text[], %b::int8[], %b::bytea[])
 """
 EVICT_QUARANTINE = """
 DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine ORDER BY id LIMIT %s)

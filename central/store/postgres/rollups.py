@@ -123,23 +123,28 @@ def _values(r: Rollup) -> tuple[object, ...]:
 # -- writes (inside the write transaction) -----------------------------------------------------------
 
 
-async def apply_rollups(cur: Cursor, new: NewSamples) -> None:
-    """Add the readings just stored to their buckets, at both resolutions."""
-    plain = {pk: entry for pk, entry in new.items() if not entry[0]}
-    if plain:
-        await _apply_plain(cur, plain)
+async def apply_rollups(
+    cur: Cursor, new: NewSamples, *, plain: list[tuple[object, ...]] | None = None
+) -> None:
+    """Add the readings just stored to their buckets, at both resolutions. ``plain``: the rows of
+    ``plain_rows(new)`` when the caller computed them already (while a COPY was being taken in)."""
+    rows = plain_rows(new) if plain is None else plain
+    if rows:
+        await cur.execute(_MERGE_PLAIN, [list(column) for column in zip(*rows, strict=True)])
     counters = {pk: entry for pk, entry in new.items() if entry[0]}
     if counters:
         await _apply_counters(cur, counters)
 
 
-async def _apply_plain(cur: Cursor, new: NewSamples) -> None:
-    """Points that are not counters: the order-free part of ``rollups.absorb`` (count, min, max,
-    sum, last) done by the upsert itself, so no row is read back; a batch's quarter is also its
-    day's part, summarised once."""
+def plain_rows(new: NewSamples) -> list[tuple[object, ...]]:
+    """The rollup rows of the points that are not counters, for the upsert that merges them with
+    what is stored (the order-free part of ``rollups.absorb``: count, min, max, sum, last), so no row
+    is read back; a batch's quarter is also its day's part, summarised once. Pure."""
     quarter, day = width("15m"), width("1d")
     rows: list[tuple[object, ...]] = []
-    for pk, (_, samples) in new.items():
+    for pk, (counter, samples) in new.items():
+        if counter:
+            continue
         quarters = [
             ru.summarise(bucket, part, counter=False) for bucket, part in ru.by_bucket(samples, "15m").items()
         ]
@@ -151,7 +156,7 @@ async def _apply_plain(cur: Cursor, new: NewSamples) -> None:
         for bucket, part in ru.by_bucket(samples, "1d").items():
             rows.append((day, pk, *_values(ru.summarise(bucket, part, counter=False))))
     rows.sort(key=lambda r: (r[0], r[2], r[1]))  # the key's order: the lock order of every worker
-    await cur.execute(_MERGE_PLAIN, [list(column) for column in zip(*rows, strict=True)])
+    return rows
 
 
 async def _apply_counters(cur: Cursor, new: NewSamples) -> None:

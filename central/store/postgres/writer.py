@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import collections
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -44,12 +44,12 @@ from central.store.postgres import partitions as parts
 from central.store.postgres import writer_sql as q
 from central.store.postgres.batch_facts import Latest, Shape, add_samples, newest_of, refusal_detail
 from central.store.postgres.commands import apply_results
-from central.store.postgres.rollups import apply_rollups
+from central.store.postgres.rollups import apply_rollups, plain_rows
 from central.store.postgres.schema import COUNTER_SHARDS
 from central.store.postgres.values import pg_text, split, split_one
 from central.store.rollups import Sample
 from central.store.rows import BatchOutcome, QuarantineEntry, ReceivedBatch, ReceivedStatus
-from protocols.fleet import DataBatch, Status
+from protocols.fleet import DataBatch, Reading, Status
 
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 Cursor = psycopg.AsyncCursor[tuple[Any, ...]]
@@ -215,49 +215,29 @@ class PgWriter:
             for r in batches
         ]
         stored = await self._stored(cur, batches, stream_pks)
-        rows: list[tuple[object, ...]] = []
         fresh: list[int] = []
         repeats = collections.Counter(stream_pks)
         latest: Latest = {}
         samples: dict[int, tuple[bool, list[Sample]]] = {}
-        for received, stream_pk, points in zip(batches, stream_pks, point_maps, strict=True):
-            readings = received.batch.readings
-            before = len(rows)
-            if (
-                stream_pk in stored
-                or repeats[stream_pk] > 1
-                or len({r.seq for r in readings}) != len(readings)
-            ):
-                # Records already stored, or in another batch of this group, or twice in this one.
-                taken = stored.setdefault(stream_pk, set())
-                chosen = []
-                for r in readings:
-                    if (r.seq, r.ts) not in taken:
-                        taken.add((r.seq, r.ts))
-                        chosen.append(r)
-            else:
-                chosen = list(readings)
-            get = points.__getitem__
-            if all(type(r.value) is float for r in chosen):  # the usual case: measurements
-                rows.extend(
-                    (stream_pk, r.seq, get(r.point), r.ts, r.quality, r.reason, r.value, None, None, None)
-                    for r in chosen
-                )
-            else:
-                rows.extend(
-                    (stream_pk, r.seq, get(r.point), r.ts, r.quality, r.reason, *split_one(r.value))
-                    for r in chosen
-                )
-            fresh.append(len(rows) - before)
-            newest_of(latest, stream_pk, readings, points, received.received_ms)
-            add_samples(samples, stream_pk, chosen, points)
-        if rows:
+        plain: list[tuple[object, ...]] = []
+        if any(r.batch.readings for r in batches):
+            # Rows are sent as they are made, and the rollups computed before the COPY ends: the
+            # server takes the rows in while this process works.
             async with cur.copy(q.COPY_READINGS) as copy:
                 copy.set_types(q.COPY_TYPES)
-                for row in rows:
-                    await copy.write_row(row)
+                for received, stream_pk, points in zip(batches, stream_pks, point_maps, strict=True):
+                    readings = received.batch.readings
+                    chosen = _not_stored(readings, stored, stream_pk, repeats[stream_pk] > 1)
+                    for row in _copy_rows(chosen, stream_pk, points):
+                        await copy.write_row(row)
+                    fresh.append(len(chosen))
+                    newest_of(latest, stream_pk, readings, points, received.received_ms)
+                    add_samples(samples, stream_pk, chosen, points)
+                plain = plain_rows(samples)
+        else:
+            fresh = [0] * len(batches)
         await self._upsert_latest(cur, latest)
-        await apply_rollups(cur, samples)
+        await apply_rollups(cur, samples, plain=plain)
         outcomes = []
         for received, stream_pk, readings_new in zip(batches, stream_pks, fresh, strict=True):
             batch = received.batch
@@ -587,3 +567,33 @@ class PgWriter:
         if excess > 0:
             await cur.execute(q.EVICT_QUARANTINE, (excess,))
         return excess
+
+
+def _not_stored(
+    readings: Sequence[Reading], stored: dict[int, set[tuple[int, int]]], stream_pk: int, repeated: bool
+) -> Sequence[Reading]:
+    """The readings of a batch to COPY: not stored already, nor earlier in this group (``stored``
+    holds both, by stream id, and learns these), nor twice in this batch."""
+    if stream_pk not in stored and not repeated and len({r.seq for r in readings}) == len(readings):
+        return readings  # the usual case: nothing to compare
+    taken = stored.setdefault(stream_pk, set())
+    chosen = []
+    for r in readings:
+        if (r.seq, r.ts) not in taken:
+            taken.add((r.seq, r.ts))
+            chosen.append(r)
+    return chosen
+
+
+def _copy_rows(
+    readings: Sequence[Reading], stream_pk: int, points: dict[str, int]
+) -> Iterator[tuple[object, ...]]:
+    get = points.__getitem__
+    if all(type(r.value) is float for r in readings):  # the usual case: measurements
+        return (
+            (stream_pk, r.seq, get(r.point), r.ts, r.quality, r.reason, r.value, None, None, None)
+            for r in readings
+        )
+    return (
+        (stream_pk, r.seq, get(r.point), r.ts, r.quality, r.reason, *split_one(r.value)) for r in readings
+    )

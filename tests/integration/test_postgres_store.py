@@ -351,3 +351,20 @@ def test_psycopg_is_loaded_only_for_a_postgresql_url(tmp_path: object) -> None:
 
     assert run(f"sqlite:///{tmp_path}/x.db") == "SqliteStore False"
     assert run("postgresql://cityedge@db.example/cityedge") == "PostgresStore True"
+
+
+async def test_long_reads_walk_across_day_partitions_and_the_default_one_in_order(
+    store: PostgresStore, dsn: str
+) -> None:
+    t0 = parts.day_of(TS0_MS) * DAY
+    stamps = [t0 + d * DAY + i * 7_000 for d in range(3) for i in range(9_000)] + [5, t0 + 400 * DAY]
+    readings = [Reading(i + 1, "m/energy_wh", ts, float(i), Quality.GOOD) for i, ts in enumerate(stamps)]
+    for part in range(0, len(readings), 5_000):
+        await store.write([readings_batch(readings[part : part + 5_000], t0 + 3 * DAY)])
+    assert len(await partition_days(dsn)) == 3 and await count(dsn, "readings_default") == 2
+    chunks = [c async for c in store.reading_chunks(CAB, "m/energy_wh", start_ms=0, end_ms=2**62)]
+    walked = [r.ts_ms for chunk in chunks for r in chunk]
+    assert walked == sorted(stamps) and max(len(c) for c in chunks) <= 10_000
+    inside = store.reading_chunks(CAB, "m/energy_wh", start_ms=t0 + DAY, end_ms=t0 + 2 * DAY, neighbours=True)
+    got = [r.ts_ms async for chunk in inside for r in chunk]
+    assert got == [t0 + 8_999 * 7_000, *(t0 + DAY + i * 7_000 for i in range(9_000)), t0 + 2 * DAY]

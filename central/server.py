@@ -190,7 +190,9 @@ class CentralServer:
             await asyncio.sleep(0)  # let the ingest writer in between two transactions
 
     async def _purge_loop(self, retention: Retention) -> None:
+        # The first purge waits an interval too: a restart does not start with a burst of deletes.
         while True:
+            await asyncio.sleep(retention.interval_s)
             try:
                 deleted = await self.purge_once(retention)
             except StoreError as exc:  # the database is down: ingest says so too; try again later
@@ -200,7 +202,6 @@ class CentralServer:
                     logger.info(
                         "retention: %d raw readings older than %d days deleted", deleted, retention.days
                     )
-            await asyncio.sleep(retention.interval_s)
 
     async def _start_http(self, sock: socket.socket) -> None:
         config = uvicorn.Config(

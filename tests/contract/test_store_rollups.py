@@ -313,3 +313,9 @@ async def test_a_late_reading_into_a_day_already_read_updates_that_day(backend: 
         [energy] = await buckets(store, counter, "1d")
         assert (day.count, day.max, day.last_value) == (2, 9.0, 9.0)
         assert (energy.energy_wh, energy.counted) == (60.0, 2)
+
+
+async def test_a_day_that_starts_before_the_end_of_the_range_is_whole(store: Store) -> None:
+    await store.write([received([reading(1, T0 + 1000, 1.0), reading(2, T0 + 20 * 3_600_000, 3.0)])])
+    [day] = await buckets(store, "lc1/power_w", "1d", start=T0, end=T0 + 3_600_000)
+    assert (day.count, day.sum) == (2, 4.0)

@@ -23,6 +23,7 @@ CAB = "cab-1"
 DAY = 86_400_000
 T0 = 1_714_521_600_000  # 2024-05-01T00:00:00Z
 NOW = T0 + 6 * DAY
+ENERGY_DAYS = {"start": "2024-05-01", "end": "2024-05-05", "tz": "UTC"}
 
 
 def _batch(readings: list[Reading]) -> ReceivedBatch:
@@ -83,6 +84,7 @@ async def test_old_raw_readings_go_rollups_stay_and_the_api_answers_the_same(
                 )
             ).json()
             latest = (await client.get(f"/cabinets/{CAB}/points")).json()
+            energy = (await client.get(f"/cabinets/{CAB}/energy", params=ENERGY_DAYS)).json()
         assert min(r["ts_ms"] for r in raw["readings"]) == NOW - 3 * DAY
         assert len(raw["readings"]) == 2 * 144
         assert await store.purge_readings(before_ms=NOW - 3 * DAY, limit=100) == (0, True)
@@ -95,6 +97,12 @@ async def test_old_raw_readings_go_rollups_stay_and_the_api_answers_the_same(
     ):
         before = await _ranges(client)
         assert (await client.get(f"/cabinets/{CAB}/points")).json() == latest
+        # A max_power_w of its own makes the energy endpoint read the raw readings: the same days.
+        raw_energy = (
+            await client.get(f"/cabinets/{CAB}/energy", params={**ENERGY_DAYS, "max_power_w": 99_999})
+        ).json()
+    assert energy["days"] == raw_energy["days"] and energy["points"] == raw_energy["points"]
+    assert [d["kwh"] for d in energy["days"]] == [5.76] * 4 + [5.72]
     assert after == before
     power_days = after["lc1/power_w 1d"]
     assert isinstance(power_days, dict)

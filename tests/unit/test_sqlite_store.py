@@ -15,7 +15,7 @@ from central.store.rows import ReceivedBatch
 from central.store.sqlite import SqliteStore
 from central.store.sqlite.blocks import unpack
 from central.store.sqlite.migrate import migrate
-from central.store.sqlite.schema import SCHEMA_VERSION
+from central.store.sqlite.schema import READINGS_TABLE, SCHEMA_VERSION
 from central.testing import TS0_MS, batch_payload
 from protocols.fleet import (
     decode_data_batch,
@@ -112,13 +112,7 @@ async def test_an_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
         await SqliteStore(tmp_path / "file" / "central.db").open()
 
 
-_V2_READINGS = """
-CREATE TABLE readings (
-    stream_pk INTEGER NOT NULL, seq INTEGER NOT NULL, point_pk INTEGER NOT NULL, ts INTEGER NOT NULL,
-    value, quality INTEGER NOT NULL, reason TEXT, PRIMARY KEY (stream_pk, seq)
-) WITHOUT ROWID;
-CREATE INDEX readings_point_ts ON readings (point_pk, ts);
-"""
+_V2_READINGS = READINGS_TABLE.format(options="WITHOUT ROWID")
 
 
 async def _as_version_2(path: Path) -> None:

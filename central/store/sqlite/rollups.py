@@ -224,8 +224,9 @@ def days(
     found: list[Rollup] = []
     new: list[Rollup] = []
     gap_from = first
+    last = -(-end_ms // day) * day  # past the last day that starts before end_ms: all its quarters
     for bucket in [*sorted(cached), None]:
-        gap_to = end_ms if bucket is None else bucket
+        gap_to = last if bucket is None else bucket
         if gap_from < gap_to:  # days not cached: from their quarters
             by_day: dict[int, list[Rollup]] = {}
             for q in quarters(cur, pk, gap_from, gap_to):

@@ -25,6 +25,23 @@ WRITER_CACHE_KIB = 64 * 1024
 
 COUNTERS = ("readings", "events", "results", "quarantined", "quarantine_evicted")
 
+# A row per reading, as versions 2 and 3 kept them (``migrate`` reads that table): bench/ingest.py
+# inserts into it as the raw reference of this machine's SQLite insert rate.
+READINGS_TABLE = """
+CREATE TABLE IF NOT EXISTS readings (
+    stream_pk INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    point_pk INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    value,
+    quality INTEGER NOT NULL,
+    reason TEXT,
+    PRIMARY KEY (stream_pk, seq)
+) {options};
+CREATE INDEX IF NOT EXISTS readings_point_ts ON readings (point_pk, ts);
+"""
+INSERT_READING = "INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)"
+
 # Commands live in central (created by the API); their status moves with the CommandResults that
 # arrive in data batches, in the transaction that stores the batch.
 COMMANDS_SCHEMA = """

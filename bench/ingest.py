@@ -232,37 +232,20 @@ async def run_end_to_end(plan: Plan, workdir: Path, pg_dsn: str | None = None) -
         )
 
 
-# The reference: a row per reading keyed by (stream, seq) and indexed by (point, ts), the plainest
-# idempotent table for these rows (the store keeps them in blocks: central.store.sqlite.blocks).
-RAW_READINGS_TABLE = """
-CREATE TABLE IF NOT EXISTS readings (
-    stream_pk INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    point_pk INTEGER NOT NULL,
-    ts INTEGER NOT NULL,
-    value,
-    quality INTEGER NOT NULL,
-    reason TEXT,
-    PRIMARY KEY (stream_pk, seq)
-) {options};
-CREATE INDEX IF NOT EXISTS readings_point_ts ON readings (point_pk, ts);
-"""
-RAW_INSERT_READING = "INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)"
-
-
 # -- raw SQLite --------------------------------------------------------------------------------
 
 
 def raw_insert_rate(plan: Plan, group: int, workdir: Path, *, table_options: str) -> float:
     """executemany of the rows ingest writes, batch by batch, one transaction per ``group`` batches."""
-    from central.store.sqlite.schema import connect
+    # The plain row-per-reading table (the store itself keeps blocks: central.store.sqlite.blocks).
+    from central.store.sqlite.schema import INSERT_READING, READINGS_TABLE, connect
     from protocols.quality import Quality
 
     path = workdir / f"raw-{'norowid' if table_options else 'rowid'}.db"
     conn = connect(path)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
-    conn.executescript(RAW_READINGS_TABLE.format(options=table_options))
+    conn.executescript(READINGS_TABLE.format(options=table_options))
     batches = []
     for k in range(plan.batches_per_cabinet):
         for c in range(plan.cabinets):
@@ -285,7 +268,7 @@ def raw_insert_rate(plan: Plan, group: int, workdir: Path, *, table_options: str
     for g in range(0, len(batches), group):
         conn.execute("BEGIN IMMEDIATE")
         for rows in batches[g : g + group]:
-            conn.executemany(RAW_INSERT_READING, rows)
+            conn.executemany(INSERT_READING, rows)
         conn.execute("COMMIT")
     seconds = time.perf_counter() - started
     conn.close()

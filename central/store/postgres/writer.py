@@ -225,11 +225,14 @@ class PgWriter:
             # server takes the rows in while this process works.
             async with cur.copy(q.COPY_READINGS) as copy:
                 copy.set_types(q.COPY_TYPES)
+                format_row = copy.formatter.write_row
                 for received, stream_pk, points in zip(batches, stream_pks, point_maps, strict=True):
                     readings = received.batch.readings
                     chosen = _not_stored(readings, stored, stream_pk, repeats[stream_pk] > 1)
+                    # The formatter fills its buffer in C; a coroutine per full buffer, not per row.
                     for row in _copy_rows(chosen, stream_pk, points):
-                        await copy.write_row(row)
+                        if data := format_row(row):
+                            await copy.write(data)
                     fresh.append(len(chosen))
                     newest_of(latest, stream_pk, readings, points, received.received_ms)
                     add_samples(samples, stream_pk, chosen, points)

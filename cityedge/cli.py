@@ -7,6 +7,7 @@ line naming the thing and the fix, and exit with code 2, without a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -226,6 +227,85 @@ def central_serve(
         )
     except (ServerError, StoreError) as exc:  # an HTTP address in use, a database it cannot open
         _fail(str(exc))
+
+
+@central_app.command("migrate")
+def central_migrate(
+    db: DbOption = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="Central config file (its store.url), as for serve. --db wins over it."),
+    ] = None,
+) -> None:
+    """Bring the database's schema to this build's version; safe to run again, or from two hosts.
+
+    PostgreSQL: ``central serve`` refuses a database whose schema is behind until this has run.
+    SQLite: serve creates a new file itself and refuses an older one, which this upgrades in place.
+    """
+    from central.config import ConfigError, load_central_config
+    from central.errors import StoreError
+    from central.store import parse_db_url
+
+    config_url = None
+    if config is not None:
+        try:
+            config_url = load_central_config(config).store.url
+        except ConfigError as exc:
+            _fail(str(exc))
+    url = _db_url(db, config_url)
+    parsed = parse_db_url(url)
+    try:
+        if parsed.backend == "sqlite":
+            assert parsed.path is not None
+            was, now = _migrate_sqlite(parsed.path)
+            state = f"migrated from version {was} to {now}" if was != now else f"already at version {now}"
+            typer.echo(f"{_db_shown(url)}: {state}", err=True)
+            return
+        import psycopg
+
+        from central.store.postgres.migrations import migrate_database
+
+        assert parsed.dsn is not None
+        try:
+            before, applied = asyncio.run(migrate_database(parsed.dsn))
+        except psycopg.Error as exc:
+            raise StoreError(parsed.redacted, "migrate", str(exc).strip().splitlines()[0]) from None
+    except StoreError as exc:
+        _fail(str(exc))
+    for migration in applied:
+        typer.echo(f"applied {migration.version}: {migration.name}", err=True)
+    after = applied[-1].version if applied else before
+    state = f"migrated from version {before} to {after}" if applied else f"already at version {after}"
+    typer.echo(f"{parsed.redacted}: {state}", err=True)
+
+
+def _migrate_sqlite(path: Path) -> tuple[int, int]:
+    """(version before, version now) of the SQLite file at ``path``; a new or empty file is created
+    at this version, an older one upgraded in place."""
+    import sqlite3
+
+    from central.errors import StoreError
+    from central.store.sqlite import SqliteStore
+    from central.store.sqlite.migrate import migrate
+    from central.store.sqlite.schema import SCHEMA_VERSION
+
+    async def create() -> None:
+        async with SqliteStore(path):
+            pass  # opening a new file creates its schema
+
+    try:
+        if not path.exists() or path.stat().st_size == 0:
+            asyncio.run(create())
+            return 0, SCHEMA_VERSION
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            (tables,) = conn.execute("SELECT count(*) FROM sqlite_schema WHERE type = 'table'").fetchone()
+        if version == 0 and tables == 0:
+            asyncio.run(create())
+            return 0, SCHEMA_VERSION
+        return migrate(path, progress=lambda step: typer.echo(f"  {step}", err=True))
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(str(path), "migrate", str(exc)) from exc
 
 
 def _broker_password(url: str, password_file: Path | None) -> str | None:

@@ -1,0 +1,285 @@
+"""Rollups and retention in PostgreSQL: plain functions of a cursor (writes) or connection (reads).
+
+``apply_rollups`` runs in the write transaction after the group's new readings are stored; the bucket
+maths are ``central.store.rollups``' (shared with SQLite), this module only loads and stores rows,
+with one statement to load and one to upsert per group.
+
+Retention: ``purge`` deletes old raw readings in bounded steps (the ``RetentionStore`` contract).
+``drop_day`` is what a large database wants instead: a whole day partition past retention goes at
+once, no row by row. Each point's latest value is a copy in latest_readings: it outlives both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from central.store import rollups as ru
+from central.store.postgres import partitions as parts
+from central.store.postgres.values import join
+from central.store.rows import RESOLUTIONS, Resolution, Rollup
+
+Cursor = psycopg.AsyncCursor[tuple[Any, ...]]
+Conn = psycopg.AsyncConnection[tuple[Any, ...]]
+
+_COLUMNS = """
+    bucket, count, good, min, max, sum, last_ts, last_stream, last_seq, last_vf, last_vi, last_vb,
+    last_vs, last_quality, counted, first_wh_ts, first_wh, last_wh_ts, last_wh, energy_wh, energy_ms,
+    resets, absurd
+"""
+_NAMES = [name.strip() for name in _COLUMNS.split(",")]
+_TYPES = [
+    "int8", "int8", "int8", "float8", "float8", "float8", "int8", "int4", "int8", "float8", "int8",
+    "bool", "text", "int2", "int8", "int8", "float8", "int8", "float8", "float8", "int8", "int8", "int8",
+]  # fmt: skip
+_LOAD = f"""
+SELECT res, point_pk, {_COLUMNS} FROM rollups
+WHERE (res, bucket, point_pk) IN (SELECT * FROM unnest(%b::int4[], %b::int8[], %b::int4[]))
+"""
+_UPSERT = (
+    f"INSERT INTO rollups (res, point_pk, {_COLUMNS}) SELECT * FROM unnest(%b::int4[], %b::int4[], "
+    + ", ".join(f"%b::{t}[]" for t in _TYPES)
+    + ") ON CONFLICT (res, bucket, point_pk) DO UPDATE SET "
+    + ", ".join(f"{n} = excluded.{n}" for n in _NAMES if n != "bucket")
+)
+_NEWER = (
+    "(excluded.last_ts, excluded.last_stream, excluded.last_seq) > (r.last_ts, r.last_stream, r.last_seq)"
+)
+_MERGE_PLAIN = (
+    f"INSERT INTO rollups AS r (res, point_pk, {_COLUMNS}) SELECT * FROM unnest(%b::int4[], %b::int4[], "
+    + ", ".join(f"%b::{t}[]" for t in _TYPES)
+    + """) ON CONFLICT (res, bucket, point_pk) DO UPDATE SET
+    count = r.count + excluded.count,
+    good = r.good + excluded.good,
+    min = least(r.min, excluded.min),
+    max = greatest(r.max, excluded.max),
+    sum = r.sum + excluded.sum,
+    """
+    + ",\n    ".join(
+        f"{n} = CASE WHEN {_NEWER} THEN excluded.{n} ELSE r.{n} END"
+        for n in (
+            "last_ts",
+            "last_stream",
+            "last_seq",
+            "last_vf",
+            "last_vi",
+            "last_vb",
+            "last_vs",
+            "last_quality",
+        )
+    )
+)
+_RAW = """
+SELECT ts, stream_pk, seq, vf, vi, vb, vs, quality FROM readings WHERE point_pk = %s AND ts >= %s AND ts < %s
+"""
+_POINT = "(SELECT id FROM points WHERE cabinet = %s AND name = %s)"
+
+# A point's new readings of a group: (is it an energy counter, its samples).
+NewSamples = Mapping[int, tuple[bool, list[ru.Sample]]]
+
+
+def width(resolution: Resolution) -> int:
+    return ru.WIDTH_MS[resolution]
+
+
+def _rollup(row: Sequence[Any]) -> Rollup:
+    """A row in _COLUMNS order."""
+    return Rollup(
+        bucket_ms=row[0],
+        count=row[1],
+        good=row[2],
+        min=row[3],
+        max=row[4],
+        sum=row[5],
+        last_ts_ms=row[6],
+        last_stream=row[7],
+        last_seq=row[8],
+        last_value=join(row[9], row[10], row[11], row[12]),
+        last_quality=row[13],
+        counted=row[14],
+        first_wh_ts_ms=row[15],
+        first_wh=row[16],
+        last_wh_ts_ms=row[17],
+        last_wh=row[18],
+        energy_wh=row[19],
+        energy_ms=row[20],
+        resets=row[21],
+        absurd=row[22],
+    )
+
+
+def _values(r: Rollup) -> tuple[object, ...]:
+    vf, vi, vb, vs = ((r.last_value if type(r.last_value) is t else None) for t in (float, int, bool, str))
+    return (
+        r.bucket_ms, r.count, r.good, r.min, r.max, r.sum, r.last_ts_ms, r.last_stream, r.last_seq,
+        vf, vi, vb, vs, r.last_quality, r.counted, r.first_wh_ts_ms, r.first_wh, r.last_wh_ts_ms,
+        r.last_wh, r.energy_wh, r.energy_ms, r.resets, r.absurd,
+    )  # fmt: skip
+
+
+# -- writes (inside the write transaction) -----------------------------------------------------------
+
+
+async def apply_rollups(
+    cur: Cursor, new: NewSamples, *, plain: list[tuple[object, ...]] | None = None
+) -> None:
+    """Add the readings just stored to their buckets, at both resolutions. ``plain``: the rows of
+    ``plain_rows(new)`` when the caller computed them already (while a COPY was being taken in)."""
+    rows = plain_rows(new) if plain is None else plain
+    if rows:
+        await cur.execute(_MERGE_PLAIN, [list(column) for column in zip(*rows, strict=True)])
+    counters = {pk: entry for pk, entry in new.items() if entry[0]}
+    if counters:
+        await _apply_counters(cur, counters)
+
+
+def plain_rows(new: NewSamples) -> list[tuple[object, ...]]:
+    """The rollup rows of the points that are not counters, for the upsert that merges them with
+    what is stored (the order-free part of ``rollups.absorb``: count, min, max, sum, last), so no row
+    is read back; a batch's quarter is also its day's part, summarised once. Pure."""
+    quarter, day = width("15m"), width("1d")
+    rows: list[tuple[object, ...]] = []
+    for pk, (counter, samples) in new.items():
+        if counter:
+            continue
+        quarters = [
+            ru.summarise(bucket, part, counter=False) for bucket, part in ru.by_bucket(samples, "15m").items()
+        ]
+        rows += [(quarter, pk, *_values(r)) for r in quarters]
+        if len(quarters) == 1:  # nearly always
+            only = _values(quarters[0])
+            rows.append((day, pk, ru.bucket_of(quarters[0].bucket_ms, "1d"), *only[1:]))
+            continue
+        for bucket, part in ru.by_bucket(samples, "1d").items():
+            rows.append((day, pk, *_values(ru.summarise(bucket, part, counter=False))))
+    rows.sort(key=lambda r: (r[0], r[2], r[1]))  # the key's order: the lock order of every worker
+    return rows
+
+
+async def _apply_counters(cur: Cursor, new: NewSamples) -> None:
+    """Energy counters: read, ``absorb``, write back (their energy needs the order of readings)."""
+    keyed: dict[tuple[int, int, int], list[ru.Sample]] = {}
+    for resolution in RESOLUTIONS:
+        res = width(resolution)
+        for pk, (_, samples) in new.items():
+            for bucket, part in ru.by_bucket(samples, resolution).items():
+                keyed[(res, bucket, pk)] = part
+    keys = sorted(keyed)
+    await cur.execute(_LOAD, ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]))
+    existing = {(int(r[0]), int(r[2]), int(r[1])): _rollup(r[2:]) for r in await cur.fetchall()}
+    rows: list[tuple[object, ...]] = []
+    for key in keys:
+        res, bucket, pk = key
+        rollup = ru.absorb(existing.get(key), keyed[key], bucket, counter=True)
+        if rollup is None:  # a reading among those counted: count the bucket again, from the raw ones
+            await cur.execute(_RAW, (pk, bucket, bucket + res))
+            raw = [ru.Sample(r[0], r[1], r[2], join(*r[3:7]), r[7]) for r in await cur.fetchall()]
+            rollup = ru.summarise(bucket, raw, counter=True)
+        rows.append((res, pk, *_values(rollup)))
+    await cur.execute(_UPSERT, [list(column) for column in zip(*rows, strict=True)])
+
+
+# -- reads -------------------------------------------------------------------------------------------
+
+
+async def rollups(
+    conn: Conn, cabinet: str, point: str, *, resolution: Resolution, start_ms: int, end_ms: int, limit: int
+) -> list[Rollup]:
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS} FROM rollups WHERE point_pk = {_POINT} AND res = %s"
+        " AND bucket >= %s AND bucket < %s ORDER BY bucket LIMIT %s",
+        (cabinet, point, width(resolution), start_ms, end_ms, limit),
+    )
+    return [_rollup(r) for r in await cur.fetchall()]
+
+
+async def rollup_neighbours(
+    conn: Conn, cabinet: str, point: str, *, resolution: Resolution, start_ms: int, end_ms: int
+) -> tuple[Rollup | None, Rollup | None]:
+    if not ru.is_counter(point):  # only counters have counted readings
+        return None, None
+    where = f"WHERE point_pk = {_POINT} AND res = %s AND counted > 0"
+    res = width(resolution)
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS} FROM rollups {where} AND bucket < %s ORDER BY bucket DESC LIMIT 1",
+        (cabinet, point, res, start_ms),
+    )
+    before = await cur.fetchone()
+    cur = await conn.execute(
+        f"SELECT {_COLUMNS} FROM rollups {where} AND bucket >= %s ORDER BY bucket LIMIT 1",
+        (cabinet, point, res, end_ms),
+    )
+    after = await cur.fetchone()
+    return (None if before is None else _rollup(before)), (None if after is None else _rollup(after))
+
+
+# -- retention -----------------------------------------------------------------------------------
+
+# Each point's latest value stays in latest_readings (a copy of it), rollups and events stay. Rows
+# are picked by their unique key, so two purges at once delete each row once (the second finds it
+# gone and counts nothing for it).
+_PURGE = """
+WITH doomed AS (
+    SELECT r.stream_pk, r.seq, r.ts FROM readings AS r WHERE r.ts < %(before)s LIMIT %(limit)s
+), gone AS (
+    DELETE FROM readings AS r USING doomed AS d
+    WHERE r.stream_pk = d.stream_pk AND r.seq = d.seq AND r.ts = d.ts
+    RETURNING r.stream_pk, r.seq
+), unflagged AS (
+    DELETE FROM time_suspect AS t USING gone AS g WHERE t.stream_pk = g.stream_pk AND t.seq = g.seq
+)
+SELECT (SELECT count(*) FROM doomed), (SELECT count(*) FROM gone)
+"""
+
+
+async def purge(cur: Cursor, *, before_ms: int, limit: int) -> tuple[int, bool]:
+    """Delete up to ``limit`` raw readings stamped before ``before_ms``: (how many, none left)."""
+    await cur.execute(_PURGE, {"before": before_ms, "limit": limit})
+    row = await cur.fetchone()
+    assert row is not None
+    found, deleted = int(row[0]), int(row[1])
+    return deleted, found < limit
+
+
+async def drop_day(conn: Conn, day: int) -> int:
+    """Drop the partition of ``day`` (its points' latest values stay in latest_readings); how many
+    readings went (0 when another process dropped it first)."""
+    name = parts.partition_name(day)
+    table = sql.Identifier(name)
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (parts.PARTITION_LOCK,))
+        cur = await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
+        found = await cur.fetchone()
+        if found is None or not found[0]:
+            return 0
+        # Detached first: from here the day is no partition's, and nothing new lands in the table.
+        await conn.execute(sql.SQL("ALTER TABLE readings DETACH PARTITION {}").format(table))
+        cur = await conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table))
+        total = await cur.fetchone()
+        await conn.execute(
+            sql.SQL(
+                "DELETE FROM time_suspect AS t USING {} AS p"
+                " WHERE (t.stream_pk, t.seq) = (p.stream_pk, p.seq)"
+            ).format(table)
+        )
+        await conn.execute(sql.SQL("DROP TABLE {}").format(table))
+    return int(total[0]) if total is not None else 0
+
+
+async def drop_empty_days(conn: Conn, before_ms: int) -> int:
+    """Drop the day partitions that end at or before ``before_ms`` and hold no reading; how many."""
+    dropped = 0
+    for day in sorted(await parts.existing_days(conn)):
+        if (day + 1) * parts.DAY_MS > before_ms:
+            break
+        cur = await conn.execute(
+            sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(parts.partition_name(day)))
+        )
+        empty = await cur.fetchone()
+        if empty is not None and empty[0]:
+            await drop_day(conn, day)  # what reached it since (a late backlog) was past retention too
+            dropped += 1
+    return dropped

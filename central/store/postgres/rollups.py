@@ -247,6 +247,14 @@ async def purge(cur: Cursor, *, before_ms: int, limit: int) -> tuple[int, bool]:
 async def drop_day(conn: Conn, day: int) -> int:
     """Drop the partition of ``day`` (its points' latest values stay in latest_readings); how many
     readings went (0 when another process dropped it first)."""
+    dropped = await _drop(conn, day, only_if_empty=False)
+    return dropped or 0
+
+
+async def _drop(conn: Conn, day: int, *, only_if_empty: bool) -> int | None:
+    """Drop the day's partition; the readings it held, or None when it was not dropped (gone
+    already, or holding readings when ``only_if_empty``). Decided under the partition lock, so two
+    purges at once cannot race."""
     name = parts.partition_name(day)
     table = sql.Identifier(name)
     async with conn.transaction():
@@ -254,11 +262,14 @@ async def drop_day(conn: Conn, day: int) -> int:
         cur = await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
         found = await cur.fetchone()
         if found is None or not found[0]:
-            return 0
-        # Detached first: from here the day is no partition's, and nothing new lands in the table.
-        await conn.execute(sql.SQL("ALTER TABLE readings DETACH PARTITION {}").format(table))
+            return None
         cur = await conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table))
         total = await cur.fetchone()
+        held = int(total[0]) if total is not None else 0
+        if only_if_empty and held:
+            return None
+        # Detached first: from here the day is no partition's, and nothing new lands in the table.
+        await conn.execute(sql.SQL("ALTER TABLE readings DETACH PARTITION {}").format(table))
         await conn.execute(
             sql.SQL(
                 "DELETE FROM time_suspect AS t USING {} AS p"
@@ -266,7 +277,7 @@ async def drop_day(conn: Conn, day: int) -> int:
             ).format(table)
         )
         await conn.execute(sql.SQL("DROP TABLE {}").format(table))
-    return int(total[0]) if total is not None else 0
+    return held
 
 
 async def drop_empty_days(conn: Conn, before_ms: int) -> int:
@@ -275,11 +286,6 @@ async def drop_empty_days(conn: Conn, before_ms: int) -> int:
     for day in sorted(await parts.existing_days(conn)):
         if (day + 1) * parts.DAY_MS > before_ms:
             break
-        cur = await conn.execute(
-            sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(parts.partition_name(day)))
-        )
-        empty = await cur.fetchone()
-        if empty is not None and empty[0]:
-            await drop_day(conn, day)  # what reached it since (a late backlog) was past retention too
+        if await _drop(conn, day, only_if_empty=True) is not None:
             dropped += 1
     return dropped

@@ -24,6 +24,7 @@ from central.dispatch import DEFAULT_EXPIRY_GRACE_S, DEFAULT_RETRY_S, CommandDis
 from central.errors import ServerError
 from central.ingest import DEFAULT_GROUP, Ingestor
 from central.ingest_limits import TopicLimits
+from central.leadership import Leadership, SoleLeader, leadership_for
 from central.store import Store, open_store
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class CentralServer:
         command_retry_s: float = DEFAULT_RETRY_S,
         command_expiry_grace_s: float = DEFAULT_EXPIRY_GRACE_S,
         ingest_limits: TopicLimits | None = None,
+        leadership: Leadership | None = None,
     ) -> None:
         # A URL (sqlite:///…, postgresql://…), a SQLite file, or a store made by the caller.
         self.store: Store = (
@@ -94,6 +96,12 @@ class CentralServer:
             if isinstance(db, str | Path)
             else db
         )
+        # Which worker of this database sweeps commands (central.leadership): a lock in the database
+        # (PostgreSQL) or beside it (SQLite); a store made by the caller is its only worker.
+        if leadership is None:
+            by_url = isinstance(db, str | Path)
+            leadership = leadership_for(str(db), "dispatch") if by_url else SoleLeader("dispatch")
+        self.leadership = leadership
         # Validates the broker URL now: a bad one fails before anything starts.
         self.ingestor = Ingestor(
             store=self.store,
@@ -110,6 +118,7 @@ class CentralServer:
             publisher=self.ingestor,
             retry_s=command_retry_s,
             expiry_grace_s=command_expiry_grace_s,
+            leadership=leadership,
         )
         self.http_host = http_host
         self._requested_port = http_port
@@ -141,6 +150,7 @@ class CentralServer:
             stack.callback(sock.close)  # on failure; uvicorn closes it on a normal stop
             await stack.enter_async_context(self.store)
             await stack.enter_async_context(self.ingestor)
+            await stack.enter_async_context(self.leadership)
             await stack.enter_async_context(self.dispatcher)
             await self._start_http(sock)
             stack.push_async_callback(self._stop_http)

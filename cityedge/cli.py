@@ -172,6 +172,50 @@ def central_serve(
         _fail(str(exc))
 
 
+@central_app.command("migrate")
+def central_migrate(db: DbOption = None) -> None:
+    """Bring the database's schema to this build's version; safe to run again, or from two hosts.
+
+    PostgreSQL: ``central serve`` refuses a database whose schema is behind until this has run.
+    SQLite: serve creates and upgrades the schema itself; this does the same without serving.
+    """
+    from central.errors import StoreError
+    from central.store import parse_db_url
+
+    url = _db_url(db)
+    parsed = parse_db_url(url)
+    try:
+        if parsed.backend == "sqlite":
+            version = asyncio.run(_migrate_sqlite(url))
+            typer.echo(f"{_db_shown(url)}: SQLite schema at version {version}", err=True)
+            return
+        import psycopg
+
+        from central.store.postgres.migrations import migrate_database
+
+        assert parsed.dsn is not None
+        try:
+            before, applied = asyncio.run(migrate_database(parsed.dsn))
+        except psycopg.Error as exc:
+            raise StoreError(parsed.redacted, "migrate", str(exc).strip().splitlines()[0]) from None
+    except StoreError as exc:
+        _fail(str(exc))
+    for migration in applied:
+        typer.echo(f"applied {migration.version}: {migration.name}", err=True)
+    after = applied[-1].version if applied else before
+    state = f"migrated from version {before} to {after}" if applied else f"already at version {after}"
+    typer.echo(f"{parsed.redacted}: {state}", err=True)
+
+
+async def _migrate_sqlite(url: str) -> int:
+    from central.store import open_store
+    from central.store.sqlite.schema import SCHEMA_VERSION
+
+    async with open_store(url):
+        pass  # opening applies the schema
+    return SCHEMA_VERSION
+
+
 def _broker_password(url: str, password_file: Path | None) -> str | None:
     """The password of ``central serve``: never from its command line, where every user can read it."""
     from protocols.fleet.broker_url import (

@@ -107,4 +107,8 @@ def open_store(url: str | DatabaseUrl, *, durable: bool = True) -> Store:
 
         assert parsed.path is not None
         return SqliteStore(parsed.path, durable=durable)
-    raise StoreError(parsed.redacted, "open", "the PostgreSQL backend is not part of this build yet")
+    # Imported here: psycopg is loaded only by a process that uses PostgreSQL.
+    from central.store.postgres import PostgresStore
+
+    assert parsed.dsn is not None
+    return PostgresStore(parsed.dsn, durable=durable)

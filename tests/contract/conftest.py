@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from central.store import Store
-from tests.contract.backends import Backend, SqliteBackend
+from tests.contract.backends import Backend, PgDatabase, PgServer, PostgresBackend, SqliteBackend
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[PgDatabase | str]:
+    """The session's PostgreSQL database, or why there is none (the tests that need it skip)."""
+    server = PgServer()
+    if server.unavailable is not None:
+        yield server.unavailable
+        return
+    database = PgDatabase(server)
+    try:
+        yield database
+    finally:
+        database.drop()
 
 
 @pytest.fixture(params=BACKENDS)
@@ -18,6 +32,11 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     kind = request.param
     if kind == "sqlite":
         return SqliteBackend(tmp_path)
+    if kind == "postgresql":
+        database = request.getfixturevalue("pg_database")
+        if isinstance(database, str):
+            pytest.skip(database)
+        return PostgresBackend(database)
     raise AssertionError(f"no such backend {kind!r}")
 
 

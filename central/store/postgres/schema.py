@@ -1,0 +1,239 @@
+"""The PostgreSQL schema, as ordered migrations recorded in ``schema_migrations``.
+
+Each migration is one SQL script with a version; ``migrate`` applies the missing ones in order, in one
+transaction, under an advisory lock (two hosts running ``cityedge central migrate`` at once: the
+second waits, then finds nothing to do). ``central serve`` only checks the version (``schema_version``)
+and refuses a database that is behind: the operator runs the migration, on purpose, once.
+
+Layout, and why it differs from SQLite's:
+- ``readings`` is partitioned by day on ``ts`` (``central.store.postgres.partitions``): retention
+  drops a whole day, and a range read touches only its days. A unique key on a partitioned table must
+  hold the partition key, so it is (stream_pk, seq, ts): a record re-sent is the same record, with the
+  same stamp, and is stored once.
+- A value is one of four typed columns (float, integer, boolean, text; the others NULL, which costs a
+  bit in the row's null bitmap): no JSON to parse, and a value keeps its Python type.
+- ``latest_readings`` holds each point's latest value itself, so reading the latest values never
+  probes the partitions.
+- Text sorts by code point (``COLLATE "C"``), as SQLite's does, whatever the database's locale.
+- ``counters`` has one row per shard: concurrent workers add to different rows instead of queueing on
+  one row lock until their commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Taken by ``migrate`` (transaction-scoped): one migration at a time, across hosts.
+MIGRATION_LOCK = 0x63697479_6D696772  # "citymigr"
+COUNTER_SHARDS = 16
+COUNTERS = ("readings", "events", "results", "quarantined", "quarantine_evicted")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+_V1 = """
+CREATE TABLE cabinets (
+    id text COLLATE "C" PRIMARY KEY,
+    online boolean NOT NULL DEFAULT false,
+    last_seen_ms bigint,
+    status_ts_ms bigint,
+    version text COLLATE "C" NOT NULL DEFAULT '',
+    config_hash text COLLATE "C" NOT NULL DEFAULT '',
+    stream text COLLATE "C",
+    boot_count bigint NOT NULL DEFAULT 0,
+    backlog bigint NOT NULL DEFAULT 0,
+    inventory text COLLATE "C" NOT NULL DEFAULT '[]'
+);
+CREATE TABLE streams (
+    id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    cabinet text COLLATE "C" NOT NULL,
+    stream text COLLATE "C" NOT NULL,
+    UNIQUE (cabinet, stream)
+);
+CREATE TABLE points (
+    id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    cabinet text COLLATE "C" NOT NULL,
+    name text COLLATE "C" NOT NULL,
+    UNIQUE (cabinet, name)
+);
+CREATE TABLE readings (
+    stream_pk integer NOT NULL,
+    seq bigint NOT NULL,
+    point_pk integer NOT NULL,
+    ts bigint NOT NULL,
+    vf double precision,
+    vi bigint,
+    vb boolean,
+    vs text COLLATE "C",
+    quality smallint NOT NULL,
+    reason text COLLATE "C",
+    UNIQUE (stream_pk, seq, ts)
+) PARTITION BY RANGE (ts);
+CREATE INDEX readings_point_ts ON readings (point_pk, ts);
+-- Stamps outside the window of day partitions (a board at 1970 or 2099): one table, not thousands.
+CREATE TABLE readings_default PARTITION OF readings DEFAULT;
+CREATE TABLE latest_readings (
+    point_pk integer PRIMARY KEY,
+    stream_pk integer NOT NULL,
+    seq bigint NOT NULL,
+    ts bigint NOT NULL,
+    vf double precision,
+    vi bigint,
+    vb boolean,
+    vs text COLLATE "C",
+    quality smallint NOT NULL,
+    reason text COLLATE "C"
+);
+CREATE TABLE events (
+    stream_pk integer NOT NULL,
+    seq bigint NOT NULL,
+    cabinet text COLLATE "C" NOT NULL,
+    ts bigint NOT NULL,
+    source text COLLATE "C" NOT NULL,
+    kind text COLLATE "C" NOT NULL,
+    severity text COLLATE "C" NOT NULL,
+    message text COLLATE "C" NOT NULL,
+    data text COLLATE "C" NOT NULL,
+    PRIMARY KEY (stream_pk, seq)
+);
+CREATE INDEX events_ts ON events (ts);
+CREATE INDEX events_cabinet_ts ON events (cabinet, ts);
+CREATE INDEX events_cabinet_kind_source_seq ON events (cabinet, kind, source, stream_pk, seq);
+CREATE TABLE command_results (
+    stream_pk integer NOT NULL,
+    seq bigint NOT NULL,
+    cabinet text COLLATE "C" NOT NULL,
+    ts bigint NOT NULL,
+    command_id text COLLATE "C" NOT NULL,
+    status text COLLATE "C" NOT NULL,
+    reason text COLLATE "C",
+    PRIMARY KEY (stream_pk, seq)
+);
+CREATE INDEX command_results_id ON command_results (cabinet, command_id);
+CREATE TABLE time_suspect (
+    stream_pk integer NOT NULL,
+    seq bigint NOT NULL,
+    ts bigint NOT NULL,
+    received_ms bigint NOT NULL,
+    PRIMARY KEY (stream_pk, seq)
+);
+CREATE TABLE commands (
+    id text COLLATE "C" PRIMARY KEY,
+    parent_id text COLLATE "C",
+    cabinet text COLLATE "C" NOT NULL,
+    device text COLLATE "C",
+    action text COLLATE "C" NOT NULL,
+    args text COLLATE "C" NOT NULL,
+    not_after bigint NOT NULL,
+    issued_by text COLLATE "C" NOT NULL,
+    created_ms bigint NOT NULL,
+    status text COLLATE "C" NOT NULL CHECK (
+        status IN ('pending', 'delivered', 'executed', 'failed', 'expired', 'rejected')
+    ),
+    delivered_ms bigint,
+    finished_ms bigint,
+    reason text COLLATE "C",
+    finished_by text COLLATE "C" CHECK (finished_by IN ('cabinet', 'central'))
+);
+CREATE INDEX commands_status ON commands (status, not_after);
+CREATE INDEX commands_cabinet_created ON commands (cabinet, created_ms);
+CREATE INDEX commands_created ON commands (created_ms);
+CREATE INDEX commands_parent ON commands (parent_id) WHERE parent_id IS NOT NULL;
+CREATE TABLE group_commands (
+    id text COLLATE "C" PRIMARY KEY,
+    group_name text COLLATE "C" NOT NULL,
+    action text COLLATE "C" NOT NULL,
+    args text COLLATE "C" NOT NULL,
+    not_after bigint NOT NULL,
+    issued_by text COLLATE "C" NOT NULL,
+    created_ms bigint NOT NULL
+);
+CREATE TABLE groups (
+    name text COLLATE "C" PRIMARY KEY,
+    members text COLLATE "C" NOT NULL,
+    updated_ms bigint NOT NULL
+);
+CREATE TABLE alarms (
+    cabinet text COLLATE "C" NOT NULL,
+    device text COLLATE "C" NOT NULL,
+    alarm text COLLATE "C" NOT NULL,
+    active boolean NOT NULL,
+    severity text COLLATE "C" NOT NULL,
+    message text COLLATE "C" NOT NULL,
+    raised_ms bigint,
+    cleared_ms bigint,
+    updated_ms bigint NOT NULL,
+    updated_stream integer NOT NULL,
+    updated_seq bigint NOT NULL,
+    PRIMARY KEY (cabinet, device, alarm)
+);
+CREATE INDEX alarms_active ON alarms (active, updated_ms);
+CREATE TABLE quarantine (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    received_ms bigint NOT NULL,
+    topic text COLLATE "C" NOT NULL,
+    reason text COLLATE "C" NOT NULL,
+    detail text COLLATE "C" NOT NULL,
+    size bigint NOT NULL,
+    payload bytea NOT NULL
+);
+CREATE INDEX quarantine_reason ON quarantine (reason);
+CREATE TABLE counters (
+    shard integer PRIMARY KEY,
+    readings bigint NOT NULL DEFAULT 0,
+    events bigint NOT NULL DEFAULT 0,
+    results bigint NOT NULL DEFAULT 0,
+    quarantined bigint NOT NULL DEFAULT 0,
+    quarantine_evicted bigint NOT NULL DEFAULT 0
+);
+CREATE TABLE api_tokens (
+    key_id text COLLATE "C" PRIMARY KEY,
+    name text COLLATE "C" NOT NULL,
+    role text COLLATE "C" NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+    digest text COLLATE "C" NOT NULL,
+    created_ms bigint NOT NULL,
+    revoked_ms bigint
+);
+CREATE UNIQUE INDEX api_tokens_live_name ON api_tokens (name) WHERE revoked_ms IS NULL;
+CREATE TABLE audit (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    ts_ms bigint NOT NULL,
+    who text COLLATE "C",
+    role text COLLATE "C",
+    method text COLLATE "C" NOT NULL,
+    path text COLLATE "C" NOT NULL,
+    summary text COLLATE "C" NOT NULL,
+    client text COLLATE "C",
+    status integer NOT NULL
+);
+CREATE INDEX audit_ts ON audit (ts_ms);
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _V1),)
+
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+# Tables a clean test schema empties (every table holding data; schema_migrations stays).
+DATA_TABLES = (
+    "cabinets",
+    "streams",
+    "points",
+    "readings",
+    "latest_readings",
+    "events",
+    "command_results",
+    "time_suspect",
+    "commands",
+    "group_commands",
+    "groups",
+    "alarms",
+    "quarantine",
+    "counters",
+    "api_tokens",
+    "audit",
+)

@@ -1,0 +1,358 @@
+"""The PostgreSQL store: ``Store`` on a pool of psycopg 3 connections.
+
+    store = PostgresStore("postgresql://cityedge@db.example/cityedge")
+    async with store: ...
+
+Options (keywords):
+- ``min_connections`` / ``max_connections`` (1 / 8): the pool. Ingest holds one connection per
+  concurrent ``write()``, each API read one for one statement, a long read (``reading_chunks``)
+  one per page, never across pages.
+- ``durable`` (True): False sets ``synchronous_commit = off`` for this store's sessions: a commit
+  returns before its WAL is flushed, so a crash of the database server may lose the last commits,
+  some of them acknowledged. Same trade as SQLite's ``durable``.
+- ``migrate`` (False): apply missing migrations on open (tests, benchmarks, a demo). Otherwise a
+  database behind this build is refused with the command that migrates it.
+- ``connect_timeout_s`` (10): how long ``open()`` waits for the server.
+- ``application_name``: what ``pg_stat_activity`` shows for these sessions.
+
+The password never appears in the DSN (``central.store.url`` refuses it): libpq reads PGPASSWORD or
+~/.pgpass. Errors name the database by its redacted URL.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import msgspec
+import psycopg
+from psycopg import errors
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from central.errors import StoreError
+from central.store.auth_rows import AuditEntry, AuditRow, TokenRow
+from central.store.postgres import auth as pa
+from central.store.postgres import commands as pc
+from central.store.postgres import reads as q
+from central.store.postgres.migrations import migrate, schema_version
+from central.store.postgres.partitions import Partitions
+from central.store.postgres.schema import SCHEMA_VERSION
+from central.store.postgres.writer import PgWriter
+from central.store.rows import (
+    AlarmRow,
+    BatchOutcome,
+    CabinetRow,
+    CommandRow,
+    EventRow,
+    GroupCommandRow,
+    GroupRow,
+    PointValue,
+    QuarantineCounts,
+    QuarantineEntry,
+    QuarantineRow,
+    ReadingRow,
+    ReceivedBatch,
+    ReceivedStatus,
+    Totals,
+)
+from central.store.url import redact
+
+_T = TypeVar("_T")
+Conn = psycopg.AsyncConnection[tuple[Any, ...]]
+Cursor = psycopg.AsyncCursor[tuple[Any, ...]]
+
+# Readings per page of a long read: bounded memory, few round trips.
+READING_CHUNK = 10_000
+
+
+def _detail(exc: BaseException) -> str:
+    """The first line of a database error (libpq messages never hold the password)."""
+    if isinstance(exc, errors.UniqueViolation):
+        constraint = exc.diag.constraint_name or "?"
+        return f"UNIQUE constraint {constraint} violated: {exc.diag.message_detail or exc}"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class PostgresStore:
+    """``Store`` on PostgreSQL. ``async with PostgresStore(dsn) as store`` opens and closes it."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_connections: int = 1,
+        max_connections: int = 8,
+        durable: bool = True,
+        migrate: bool = False,
+        connect_timeout_s: float = 10.0,
+        application_name: str = "cityedge-central",
+    ) -> None:
+        self._dsn = dsn
+        self.where = redact(dsn)
+        self._min = min_connections
+        self._max = max(min_connections, max_connections)
+        self._durable = durable
+        self._migrate = migrate
+        self._timeout_s = connect_timeout_s
+        self._application_name = application_name
+        self._pool: AsyncConnectionPool[Conn] | None = None
+        self.partitions = Partitions()
+        self._writer = PgWriter(self.partitions)
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.where!r})"
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def _connect_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"autocommit": True, "application_name": self._application_name}
+        if not self._durable:
+            kwargs["options"] = "-c synchronous_commit=off"
+        return kwargs
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self._dsn, connect_timeout=max(1, round(self._timeout_s)), **self._connect_kwargs()
+            )
+        except psycopg.Error as exc:
+            raise StoreError(
+                self.where,
+                "connect",
+                f"{_detail(exc)} (is the server running, is the URL right; a password goes in"
+                " ~/.pgpass or $PGPASSWORD)",
+            ) from None
+        try:
+            async with conn:
+                if self._migrate:
+                    await migrate(conn)
+                version = await schema_version(conn)
+        except psycopg.Error as exc:
+            raise StoreError(self.where, "check the schema", _detail(exc)) from exc
+        if version < SCHEMA_VERSION:
+            raise StoreError(
+                self.where,
+                "open",
+                f"the database is at schema version {version} and this build needs {SCHEMA_VERSION}:"
+                f" run `cityedge central migrate --db {self.where}` first",
+            )
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                self.where,
+                "open",
+                f"the database is at schema version {version}, newer than this build"
+                f" ({SCHEMA_VERSION}): upgrade cityedge on this host",
+            )
+        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            self._dsn,
+            min_size=self._min,
+            max_size=self._max,
+            kwargs=self._connect_kwargs(),
+            open=False,
+            name="cityedge-central",
+            timeout=self._timeout_s,
+        )
+        try:
+            await pool.open(wait=True, timeout=self._timeout_s)
+        except PoolTimeout as exc:
+            await pool.close()
+            raise StoreError(self.where, "connect", f"the connection pool did not fill: {exc}") from None
+        self._pool = pool
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def _run(self, operation: str, fn: Callable[[Conn], Awaitable[_T]]) -> _T:
+        pool = self._pool
+        if pool is None:
+            raise StoreError(self.where, operation, "the store is not open")
+        try:
+            async with pool.connection() as conn:
+                return await fn(conn)
+        except psycopg.Error as exc:
+            raise StoreError(self.where, operation, _detail(exc)) from exc
+        except PoolTimeout as exc:
+            raise StoreError(self.where, operation, f"no database connection free: {exc}") from exc
+        except msgspec.DecodeError as exc:  # a stored value central validated once no longer reads
+            raise StoreError(self.where, operation, f"a stored row cannot be read: {exc}") from exc
+
+    async def _in_transaction(self, operation: str, fn: Callable[[Cursor], Awaitable[_T]]) -> _T:
+        async def run(conn: Conn) -> _T:
+            async with conn.transaction():
+                return await fn(conn.cursor())
+
+        return await self._run(operation, run)
+
+    async def ping(self) -> None:
+        await self._run("ping", q.ping)
+
+    # -- ingest -------------------------------------------------------------------------------
+
+    async def write(
+        self,
+        batches: Sequence[ReceivedBatch],
+        statuses: Sequence[ReceivedStatus] = (),
+        quarantine: Sequence[QuarantineEntry] = (),
+    ) -> list[BatchOutcome]:
+        async def run(conn: Conn) -> list[BatchOutcome]:
+            await self._writer.prepare(conn, batches)
+            return await self._writer.write(conn, batches, statuses, quarantine)
+
+        return await self._run("write", run)
+
+    # -- fleet reads --------------------------------------------------------------------------
+
+    async def cabinets(self) -> list[CabinetRow]:
+        return await self._run("list cabinets", q.cabinets)
+
+    async def cabinet(self, cabinet: str) -> CabinetRow | None:
+        return await self._run("read cabinet", lambda c: q.cabinet(c, cabinet))
+
+    async def latest_values(self, cabinet: str) -> list[PointValue]:
+        return await self._run("latest values", lambda c: q.latest_values(c, cabinet))
+
+    async def has_point(self, cabinet: str, point: str) -> bool:
+        return await self._run("find point", lambda c: q.has_point(c, cabinet, point))
+
+    async def points_ending_with(self, cabinet: str, suffix: str) -> list[str]:
+        return await self._run("find points", lambda c: q.points_ending_with(c, cabinet, suffix))
+
+    async def readings(
+        self, cabinet: str, point: str, *, start_ms: int, end_ms: int, limit: int
+    ) -> list[ReadingRow]:
+        return await self._run(
+            "read readings",
+            lambda c: q.readings(c, cabinet, point, start_ms=start_ms, end_ms=end_ms, limit=limit),
+        )
+
+    async def reading_chunks(
+        self, cabinet: str, point: str, *, start_ms: int, end_ms: int, neighbours: bool = False
+    ) -> AsyncIterator[Sequence[ReadingRow]]:
+        found = await self._run("find point", lambda c: q.point_pk(c, cabinet, point))
+        if found is None:
+            return
+        pk = found
+        before: list[ReadingRow] = []
+        after: list[ReadingRow] = []
+        if neighbours:
+            before, after = await self._run(
+                "read readings", lambda c: q.good_neighbours(c, pk, start_ms, end_ms)
+            )
+        if before:
+            yield before
+        key: q.PageKey | None = (start_ms, -1, -1)
+        while key is not None:
+            page, key = await self._run(
+                "read readings",
+                functools.partial(
+                    q.reading_page, point=pk, after=key, start_ms=start_ms, end_ms=end_ms, limit=READING_CHUNK
+                ),
+            )
+            if page:
+                yield page
+        if after:
+            yield after
+
+    async def events(
+        self, *, cabinet: str | None = None, since_ms: int | None = None, limit: int = 100
+    ) -> list[EventRow]:
+        return await self._run("read events", lambda c: q.events(c, cabinet, since_ms, limit))
+
+    async def latest_events(self, cabinet: str, kind: str) -> list[EventRow]:
+        return await self._run("read latest events", lambda c: q.latest_events(c, cabinet, kind))
+
+    async def quarantine(self, *, limit: int = 100) -> list[QuarantineRow]:
+        return await self._run("read quarantine", lambda c: q.quarantine(c, limit))
+
+    async def quarantine_payload(self, entry_id: int) -> bytes | None:
+        return await self._run("read quarantined payload", lambda c: q.quarantine_payload(c, entry_id))
+
+    async def quarantine_counts(self) -> QuarantineCounts:
+        return await self._run("count quarantine", q.quarantine_counts)
+
+    async def totals(self) -> Totals:
+        return await self._run("read totals", q.totals)
+
+    async def alarms(
+        self, *, cabinet: str | None = None, active: bool | None = None, limit: int = 1000
+    ) -> list[AlarmRow]:
+        return await self._run("read alarms", lambda c: q.alarms(c, cabinet, active, limit))
+
+    # -- commands and groups ------------------------------------------------------------------
+
+    async def add_commands(
+        self, commands: Sequence[CommandRow], parent: GroupCommandRow | None = None
+    ) -> None:
+        await self._in_transaction("add commands", lambda cur: pc.insert_commands(cur, commands, parent))
+
+    async def command(self, command_id: str) -> CommandRow | None:
+        return await self._run("read command", lambda c: pc.command(c, command_id))
+
+    async def group_command(self, command_id: str) -> GroupCommandRow | None:
+        return await self._run("read group command", lambda c: pc.group_command(c, command_id))
+
+    async def child_commands(self, parent_id: str) -> list[CommandRow]:
+        return await self._run("read child commands", lambda c: pc.child_commands(c, parent_id))
+
+    async def commands(
+        self, *, cabinet: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[CommandRow]:
+        return await self._run("list commands", lambda c: pc.commands(c, cabinet, status, limit))
+
+    async def pending_commands(
+        self, *, not_after_from_ms: int, cabinets: Sequence[str] | None = None
+    ) -> list[CommandRow]:
+        return await self._run(
+            "list pending commands", lambda c: pc.pending_commands(c, not_after_from_ms, cabinets)
+        )
+
+    async def expire_commands(self, *, before_ms: int, now_ms: int) -> int:
+        return await self._in_transaction(
+            "expire commands", lambda cur: pc.expire_commands(cur, before_ms=before_ms, now_ms=now_ms)
+        )
+
+    async def put_group(self, group: GroupRow) -> bool:
+        return await self._in_transaction("write group", lambda cur: pc.put_group(cur, group))
+
+    async def group(self, name: str) -> GroupRow | None:
+        return await self._run("read group", lambda c: pc.group(c, name))
+
+    async def groups(self) -> list[GroupRow]:
+        return await self._run("list groups", pc.groups)
+
+    async def delete_group(self, name: str) -> bool:
+        return await self._in_transaction("delete group", lambda cur: pc.delete_group(cur, name))
+
+    # -- API tokens and audit -----------------------------------------------------------------
+
+    async def add_token(self, token: TokenRow) -> bool:
+        return await self._in_transaction("add token", lambda cur: pa.insert_token(cur, token))
+
+    async def token(self, key_id: str) -> TokenRow | None:
+        return await self._run("read token", lambda c: pa.token(c, key_id))
+
+    async def tokens(self) -> list[TokenRow]:
+        return await self._run("list tokens", pa.tokens)
+
+    async def revoke_tokens(self, name: str, *, revoked_ms: int) -> int:
+        return await self._in_transaction("revoke token", lambda cur: pa.revoke_tokens(cur, name, revoked_ms))
+
+    async def add_audit(self, entry: AuditEntry) -> None:
+        await self._in_transaction("write audit entry", lambda cur: pa.insert_audit(cur, entry))
+
+    async def audit(self, *, since_ms: int | None = None, limit: int = 100) -> list[AuditRow]:
+        return await self._run("read audit", lambda c: pa.audit(c, since_ms, limit))

@@ -1,0 +1,220 @@
+"""What only the PostgreSQL backend has: migrations, day partitions, concurrent workers, its refusals.
+
+Each test gets a database of its own on the server of tests/contract/backends.py (skipped, saying
+why, when there is none), dropped at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+
+import psycopg
+import pytest
+
+from central.errors import StoreError
+from central.store.postgres import PostgresStore
+from central.store.postgres import partitions as parts
+from central.store.postgres.migrations import migrate_database
+from central.store.postgres.schema import SCHEMA_VERSION
+from central.store.rows import ReceivedBatch
+from central.testing import TS0_MS, batch_payload
+from protocols.fleet import PROTOCOL_VERSION, DataBatch, Reading, decode_data_batch, encode, encode_data_batch
+from protocols.quality import Quality
+from tests.contract.backends import PgServer
+
+pytestmark = pytest.mark.integration
+
+CAB = "cab-1"
+STREAM = "0123abcd"
+DAY = parts.DAY_MS
+
+
+@pytest.fixture(scope="module")
+def server() -> PgServer:
+    found = PgServer()
+    if found.unavailable is not None:
+        pytest.skip(found.unavailable)
+    return found
+
+
+@pytest.fixture
+def dsn(server: PgServer) -> Iterator[str]:
+    name = server.create_database("cityedge_pgtest")
+    try:
+        yield server.dsn_of(name)
+    finally:
+        server.drop_database(name)
+
+
+@pytest.fixture
+async def store(dsn: str) -> AsyncIterator[PostgresStore]:
+    async with PostgresStore(dsn, migrate=True) as opened:
+        yield opened
+
+
+def readings_batch(readings: list[Reading], received_ms: int, stream: str = STREAM) -> ReceivedBatch:
+    payload = encode_data_batch(
+        cabinet=CAB,
+        stream=stream,
+        first=readings[0].seq,
+        last=readings[-1].seq,
+        readings=[encode(r) for r in readings],
+    )
+    return ReceivedBatch(decode_data_batch(payload), received_ms, f"cityedge/{CAB}/data", payload)
+
+
+async def partition_days(dsn: str) -> set[int]:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        return await parts.existing_days(conn)
+
+
+async def count(dsn: str, table: str) -> int:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        cur = await conn.execute(f"SELECT count(*) FROM {table}")
+        row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def cityedge(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cityedge", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+async def test_a_database_behind_is_refused_until_migrated(dsn: str) -> None:
+    with pytest.raises(StoreError, match="cityedge central migrate") as caught:
+        async with PostgresStore(dsn):
+            pass
+    assert f"version 0 and this build needs {SCHEMA_VERSION}" in str(caught.value)
+    url = "postgresql://postgres@127.0.0.1:5432/" + psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
+    if "host=127.0.0.1" not in dsn.replace("'", ""):
+        pytest.skip("the CLI part needs the default test server")
+    served = cityedge(
+        "central", "serve", "--db", url, "--broker", "mqtt://127.0.0.1:1", "--http", "127.0.0.1:0"
+    )
+    assert served.returncode == 2 and "run `cityedge central migrate --db" in served.stderr
+    migrated = cityedge("central", "migrate", "--db", url)
+    assert migrated.returncode == 0, migrated.stderr
+    assert f"migrated from version 0 to {SCHEMA_VERSION}" in migrated.stderr
+    again = cityedge("central", "migrate", "--db", url)
+    assert f"already at version {SCHEMA_VERSION}" in again.stderr
+    async with PostgresStore(dsn) as opened:
+        assert (await opened.totals()).readings == 0
+
+
+async def test_two_migrations_at_once_apply_each_migration_once(dsn: str) -> None:
+    (_, applied_a), (_, applied_b) = await asyncio.gather(migrate_database(dsn), migrate_database(dsn))
+    assert sorted([len(applied_a), len(applied_b)]) == [0, SCHEMA_VERSION]
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        cur = await conn.execute("SELECT version, count(*) FROM schema_migrations GROUP BY version")
+        assert await cur.fetchall() == [(v, 1) for v in range(1, SCHEMA_VERSION + 1)]
+
+
+async def test_readings_go_to_day_partitions_made_as_data_arrives(store: PostgresStore, dsn: str) -> None:
+    received = TS0_MS + 3 * DAY
+    readings = [Reading(i + 1, "lc1/power_w", TS0_MS + i * DAY + 5, float(i), Quality.GOOD) for i in range(3)]
+    [outcome] = await store.write([readings_batch(readings, received)])
+    assert outcome.readings_new == 3
+    assert await partition_days(dsn) == {parts.day_of(TS0_MS) + i for i in range(3)}
+    assert await count(dsn, "readings_default") == 0
+    rows = await store.readings(CAB, "lc1/power_w", start_ms=0, end_ms=2**62, limit=10)
+    assert [r.value for r in rows] == [0.0, 1.0, 2.0]
+
+
+async def test_hostile_stamps_make_no_partitions_and_are_kept(store: PostgresStore, dsn: str) -> None:
+    received = TS0_MS
+    # 1970, 2099, and a thousand distinct days far from central's clock.
+    stamps = [0, 4_070_908_800_000] + [TS0_MS + (400 + d) * DAY for d in range(1000)]
+    stamps += [TS0_MS - (400 + d) * DAY for d in range(1000)]
+    readings = [Reading(i + 1, "lc1/power_w", ts, float(i), Quality.GOOD) for i, ts in enumerate(stamps)]
+    [outcome] = await store.write([readings_batch(readings, received)])
+    assert outcome.readings_new == len(stamps)
+    assert await partition_days(dsn) == set()
+    assert await count(dsn, "readings_default") == len(stamps)
+    [again] = await store.write([readings_batch(readings, received)])
+    assert (again.readings_new, again.duplicates) == (0, len(stamps))
+    rows = await store.readings(CAB, "lc1/power_w", start_ms=0, end_ms=2**62, limit=5000)
+    assert len(rows) == len(stamps)
+
+
+async def test_a_partition_made_late_takes_its_rows_from_the_default_one(
+    store: PostgresStore, dsn: str
+) -> None:
+    ahead = TS0_MS + 3 * DAY  # a clock three days fast: out of the window, to the default partition
+    await store.write([readings_batch([Reading(1, "lc1/power_w", ahead, 1.0, Quality.GOOD)], TS0_MS)])
+    assert await count(dsn, "readings_default") == 1
+    # Three days later that day is today: its partition is made, and takes the early row with it.
+    later = readings_batch([Reading(2, "lc1/power_w", ahead + 10, 2.0, Quality.GOOD)], ahead)
+    await store.write([later])
+    assert parts.day_of(ahead) in await partition_days(dsn)
+    assert await count(dsn, "readings_default") == 0
+    assert await count(dsn, parts.partition_name(parts.day_of(ahead))) == 2
+    rows = await store.readings(CAB, "lc1/power_w", start_ms=ahead, end_ms=ahead + DAY, limit=10)
+    assert [r.value for r in rows] == [1.0, 2.0]
+    # A second store (another worker) knows nothing of it and finds it in the catalog.
+    async with PostgresStore(dsn) as other:
+        await other.write([readings_batch([Reading(3, "lc1/power_w", ahead + 20, 3.0, Quality.GOOD)], ahead)])
+    assert await count(dsn, "readings") == 3
+
+
+async def test_a_text_postgresql_cannot_hold_quarantines_that_batch_only(store: PostgresStore) -> None:
+    nul = Reading(seq=1, point="lc1/label", ts=TS0_MS, value="a\x00b", quality=Quality.GOOD)
+    payload = encode_data_batch(cabinet=CAB, stream=STREAM, first=1, last=1, readings=[encode(nul)])
+    bad = ReceivedBatch(
+        DataBatch(v=PROTOCOL_VERSION, cabinet=CAB, stream=STREAM, first=1, last=1, readings=[nul]),
+        TS0_MS,
+        f"cityedge/{CAB}/data",
+        payload,
+    )
+    good = ReceivedBatch(
+        decode_data_batch(batch_payload(CAB, "abcdef99", 1, 4)), TS0_MS, f"cityedge/{CAB}/data", b""
+    )
+    outcomes = await store.write([good, bad, good])
+    assert outcomes[1].unstorable is not None and "NUL" in outcomes[1].unstorable
+    assert [(o.readings_new, o.duplicates) for o in (outcomes[0], outcomes[2])] == [(4, 0), (0, 4)]
+    [row] = await store.quarantine()
+    assert row.reason == "unstorable" and await store.quarantine_payload(row.id) == payload
+    totals = await store.totals()
+    assert (totals.readings, totals.quarantined) == (4, 1)
+
+
+async def test_workers_writing_the_same_cabinets_in_opposite_orders_never_lose_a_record(dsn: str) -> None:
+    cabinets = [f"cab-{i:02d}" for i in range(20)]
+
+    def group(order: list[str], first: int) -> list[ReceivedBatch]:
+        return [
+            ReceivedBatch(
+                decode_data_batch(batch_payload(c, STREAM, first, 50, points=("a/x", "b/y"))),
+                TS0_MS + 60_000,
+                f"cityedge/{c}/data",
+                b"",
+            )
+            for c in order
+        ]
+
+    async with PostgresStore(dsn, migrate=True) as one, PostgresStore(dsn) as two:
+
+        async def work(store: PostgresStore, order: list[str]) -> int:
+            new = 0
+            for k in range(10):  # both write the same records: each is stored once
+                new += sum(o.readings_new for o in await store.write(group(order, k * 50 + 1)))
+            return new
+
+        stored = await asyncio.gather(work(one, cabinets), work(two, cabinets[::-1]))
+        assert sum(stored) == len(cabinets) * 500
+        totals = await one.totals()
+        assert (totals.readings, totals.cabinets) == (len(cabinets) * 500, len(cabinets))
+        latest = {v.point: v.value for v in await two.latest_values("cab-07")}
+        assert latest == {"a/x": 499.0, "b/y": 500.0}
+
+
+async def test_no_password_in_an_error(server: PgServer) -> None:
+    store = PostgresStore("postgresql://postgres:s3cr3t-pw@127.0.0.1:1/nowhere", connect_timeout_s=2)
+    with pytest.raises(StoreError) as caught:
+        await store.open()
+    assert "s3cr3t-pw" not in str(caught.value)
+    assert "postgres:***@127.0.0.1:1" in str(caught.value)

@@ -28,8 +28,10 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +112,44 @@ def backend_pids(database: str | None) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
+class WaitSampler:
+    """What the database's backends are waiting on, sampled every 50 ms in a thread: lock waits mean
+    the workers' transactions queue behind each other, WAL waits mean the disk is the wall."""
+
+    def __init__(self, database: str | None) -> None:
+        self._database = database
+        self.samples: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> WaitSampler:
+        if self._database is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        import psycopg
+
+        query = (
+            "SELECT coalesce(wait_event_type || ':' || wait_event, 'running') FROM pg_stat_activity"
+            " WHERE datname = %s AND state = 'active'"
+        )
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            while not self._stop.wait(0.05):
+                self.samples.update(row[0] for row in conn.execute(query, (self._database,)))
+
+    def top(self) -> str:
+        total = sum(self.samples.values())
+        if not total:
+            return "no sample"
+        return ", ".join(f"{name} {count / total:.0%}" for name, count in self.samples.most_common(4))
+
+
 def cli(*args: str) -> str:
     import subprocess
 
@@ -136,16 +176,26 @@ class Run:
     publisher_cpu: float
     database_cpu: float
     machine_busy: float  # share of all cores
+    waits: str  # what the database's active backends waited on
 
     @property
     def rate(self) -> float:
         return self.readings / self.seconds
 
     @property
+    def ours_cpu(self) -> float:
+        """Workers, broker, publisher and database together, as a share of one core."""
+        return sum(self.worker_cpu) + self.broker_cpu + self.publisher_cpu + self.database_cpu
+
+    @property
+    def ceiling(self) -> float:
+        """The rate all of this machine's cores would give at this run's CPU cost per reading."""
+        return (os.cpu_count() or 1) * self.rate / max(self.ours_cpu, 1e-9)
+
+    @property
     def others_cpu(self) -> float:
         """What the rest of the machine used meanwhile, as a share of one core."""
-        ours = sum(self.worker_cpu) + self.broker_cpu + self.publisher_cpu + self.database_cpu
-        return max(0.0, self.machine_busy * (os.cpu_count() or 1) - ours)
+        return max(0.0, self.machine_busy * (os.cpu_count() or 1) - self.ours_cpu)
 
 
 @contextlib.asynccontextmanager
@@ -210,8 +260,9 @@ async def run_once(n: int, plan: Plan, backend: str, workdir: Path) -> Run:
                 before = [cpu_s(p) for p in (*pids, broker_pid, publisher.pid, *database)]
                 machine_before = machine_busy_s()
                 wall = time.perf_counter()
-                parent.send("go")
-                kind, value = await asyncio.wait_for(asyncio.to_thread(parent.recv), 300)
+                with WaitSampler(pg_name) as waits:
+                    parent.send("go")
+                    kind, value = await asyncio.wait_for(asyncio.to_thread(parent.recv), 300)
                 wall = time.perf_counter() - wall
                 machine_after = machine_busy_s()
                 database_after = backend_pids(pg_name)
@@ -245,6 +296,7 @@ async def run_once(n: int, plan: Plan, backend: str, workdir: Path) -> Run:
         publisher_cpu=used[n + 1],
         database_cpu=sum(used[n + 2 :]) + opened / wall,
         machine_busy=busy,
+        waits=waits.top(),
     )
 
 
@@ -259,6 +311,9 @@ def show(run: Run) -> None:
         f"    CPU (share of one core): worker {each}; broker {run.broker_cpu:.0%};"
         f" publisher {run.publisher_cpu:.0%}; database {run.database_cpu:.0%};"
         f" other processes {run.others_cpu:.0%}; machine {run.machine_busy:.0%} busy ({os.cpu_count()} cores)"
+        f"\n    database backends, active: {run.waits}"
+        f"\n    {1e6 * run.ours_cpu / run.rate:.1f} µs of CPU per reading in all: the {os.cpu_count()} cores"
+        f" would give at most {run.ceiling:,.0f} readings/s at that cost"
     )
 
 
@@ -295,7 +350,10 @@ def main() -> int:
                 two = asyncio.run(run_once(2, plan, args.backend, Path(tmp)))
                 show(two)
                 ratios.append(two.rate / one.rate)
-                print(f"  ratio of this round: {ratios[-1]:.2f}")
+                print(
+                    f"  ratio of this round: {ratios[-1]:.2f}; the machine's ceiling for it at the 2-worker"
+                    f" cost per reading: {two.ceiling / one.rate:.2f}"
+                )
         except (RuntimeError, TimeoutError, OSError) as exc:
             print(f"FAILED: {exc}", file=sys.stderr)
             for log in sorted(Path(tmp).glob("worker*.log")):

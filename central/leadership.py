@@ -47,14 +47,16 @@ logger = logging.getLogger(__name__)
 DEFAULT_CHECK_S = 2.0  # how often a follower tries to take over, and a leader checks it still leads
 CONNECT_TIMEOUT_S = 5
 _JOB_NAME = re.compile(r"[a-z][a-z0-9-]{0,39}")  # part of a file name and of a log line
-# The lock connection is idle between checks: libpq's TCP keepalive lets the server see a dead
-# client (and free the lock) within about idle + interval x count = 25 s.
+# TCP keepalive on the lock's connection, both ways, so that a vanished peer is seen within about
+# idle + interval x count = 25 s: libpq's (this worker sees a dead server) and the server's own, set for
+# this session (the server sees a dead worker and frees its lock; its default is the kernel's, ~2 h).
 _KEEPALIVE: dict[str, int] = {
     "keepalives": 1,
     "keepalives_idle": 10,
     "keepalives_interval": 5,
     "keepalives_count": 3,
 }
+_SERVER_KEEPALIVE = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
 
 
 class Leadership(Protocol):
@@ -249,8 +251,10 @@ class AdvisoryLeadership(_Campaign):
         import psycopg
 
         if self._conn is None or self._conn.closed:
+            given = psycopg.conninfo.conninfo_to_dict(self._dsn).get("options")
             conninfo = psycopg.conninfo.make_conninfo(
                 self._dsn,
+                options=f"{given} {_SERVER_KEEPALIVE}" if given else _SERVER_KEEPALIVE,
                 connect_timeout=CONNECT_TIMEOUT_S,
                 application_name=f"cityedge-central-leadership-{self._name}"[:63],
                 **_KEEPALIVE,

@@ -192,3 +192,14 @@ async def test_advisory_lock_unreachable_server_means_no_leadership() -> None:
     # A port nobody listens on: the campaign reports it and leads nothing.
     async with AdvisoryLeadership("dispatch", "postgresql://postgres@127.0.0.1:9/x", check_s=CHECK_S) as lock:
         assert not lock.is_leader()
+
+
+async def test_advisory_lock_session_has_server_side_keepalive(pg_dsn: str) -> None:
+    # Without it the server keeps a vanished worker's session, and its lock, for the kernel's ~2 h.
+    dsn = f"{pg_dsn}?options=-c%20search_path%3Dkept"
+    async with AdvisoryLeadership("dispatch", dsn, check_s=CHECK_S) as lock:
+        assert lock.is_leader()
+        assert await lock._query("SHOW tcp_keepalives_idle") == "10"
+        assert await lock._query("SHOW tcp_keepalives_count") == "3"
+        # Options of the URL are kept beside ours.
+        assert await lock._query("SHOW search_path") == "kept"

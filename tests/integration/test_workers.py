@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
+import fcntl
+import os
 import sqlite3
 import subprocess
 import sys
 import time
-import uuid
+import urllib.parse
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -27,10 +28,12 @@ import aiomqtt
 import httpx
 import pytest
 
+from central.leadership import advisory_key
 from central.testing import batch_payload, wait_until
 from cityedge.ports import free_port, wait_for_port
 from protocols.fleet import decode_ack
 from protocols.fleet.topics import Topics
+from tests.contract.backends import PgServer
 from tests.integration.fleet_rig import Process
 from tests.integration.shipped_broker import PASSWORDS, ShippedBroker, shipped_broker
 
@@ -46,7 +49,6 @@ PACE_S = 0.05
 RESEND_S = 1.0  # an edge resends a batch not acknowledged within this
 KILLS = 6  # alternating between the two workers
 STORED_BEFORE_KILL = 10  # batches the victim stored since its start: it is killed mid-stream
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 # -- the database ----------------------------------------------------------------------------------
@@ -60,6 +62,10 @@ class Database:
 
     def seq_counts(self) -> Counter[tuple[str, str, int]]:
         """How many rows central holds for each (cabinet, stream, seq)."""
+        raise NotImplementedError
+
+    def dispatch_leaders(self) -> int:
+        """How many hold the dispatch leadership (central.leadership) now."""
         raise NotImplementedError
 
 
@@ -78,11 +84,23 @@ class SqliteDatabase(Database):
             db.close()
         return Counter((cabinet, stream, seq) for cabinet, stream, seq in rows)
 
+    def dispatch_leaders(self) -> int:
+        try:
+            fd = os.open(self.path.with_name(f"{self.path.name}.dispatch.leader"), os.O_RDWR)
+        except FileNotFoundError:
+            return 0
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 1  # a live worker holds it (a dead one's lock went with it)
+        finally:
+            os.close(fd)
+        return 0
+
 
 class PostgresDatabase(Database):
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    def __init__(self, url: str) -> None:
+        self.url = url
 
     def prepare(self) -> None:
         migrate = [sys.executable, "-m", "cityedge", "central", "migrate", "--db", self.url]
@@ -98,27 +116,39 @@ class PostgresDatabase(Database):
             ).fetchall()
         return Counter((cabinet, stream, seq) for cabinet, stream, seq in rows)
 
+    def dispatch_leaders(self) -> int:
+        import psycopg
+
+        with psycopg.connect(self.url) as conn:
+            row = conn.execute(
+                # A bigint advisory key is held as classid (its high 32 bits) and objid (its low 32).
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                " AND classid::bigint = (%(k)s::bigint >> 32) & 4294967295"
+                " AND objid::bigint = %(k)s::bigint & 4294967295",
+                {"k": advisory_key("dispatch")},
+            ).fetchone()
+        return int(row[0]) if row else 0
+
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     if request.param == "sqlite":
         yield SqliteDatabase(tmp_path / "central.db")
         return
-    if importlib.util.find_spec("central.store.postgres") is None:
-        pytest.skip("the PostgreSQL backend is not part of this build")
-    psycopg = pytest.importorskip("psycopg")
-    name = f"cityedge_workers_{uuid.uuid4().hex[:10]}"
+    server = PgServer()
+    if server.unavailable:
+        pytest.skip(server.unavailable)
+    name = server.create_database("cityedge_workers")
     try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL at {PG_ADMIN}: {exc}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PostgresDatabase(name)
+        yield PostgresDatabase(url_of(server, name))
     finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        server.drop_database(name)
+
+
+def url_of(server: PgServer, name: str) -> str:
+    """The URL of database ``name`` on the test server (``central serve --db`` takes URLs)."""
+    return urllib.parse.urlunsplit(urllib.parse.urlsplit(server.dsn)._replace(path=f"/{name}"))
 
 
 # -- the workers -----------------------------------------------------------------------------------
@@ -285,6 +315,8 @@ async def test_killing_one_of_two_workers_again_and_again_loses_and_repeats_noth
         stop_producing.set()
         async with asyncio.timeout(60):
             await asyncio.gather(*running)
+        # Each worker was killed, the leader among them: one of the live ones leads the command sweep.
+        await wait_until(lambda: database.dispatch_leaders() == 1, timeout=10, what="one dispatch leader")
     except BaseException:
         for worker in workers:
             print(f"--- {worker.process.name}\n{worker.process.tail()}")

@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 import sys
-import uuid
+import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -22,9 +22,9 @@ from central.leadership import (
 )
 from central.store.sqlite import SqliteStore
 from central.testing import wait_until
+from tests.contract.backends import PgServer
 
 CHECK_S = 0.05
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 # Holds an exclusive flock on argv[1] until killed; says so on stdout.
 _HOLDER = """
@@ -139,20 +139,15 @@ async def test_only_the_leading_dispatcher_sweeps(tmp_path: Path) -> None:
 
 @pytest.fixture
 def pg_dsn() -> Iterator[str]:
-    """A database of the test's own on the local PostgreSQL (skipped when there is none)."""
-    psycopg = pytest.importorskip("psycopg")
-    name = f"cityedge_lead_{uuid.uuid4().hex[:10]}"
+    """A database of the test's own on the test PostgreSQL server (skipped when there is none)."""
+    server = PgServer()
+    if server.unavailable:
+        pytest.skip(server.unavailable)
+    name = server.create_database("cityedge_lead")
     try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL at {PG_ADMIN}: {exc}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        yield urllib.parse.urlunsplit(urllib.parse.urlsplit(server.dsn)._replace(path=f"/{name}"))
     finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        server.drop_database(name)
 
 
 @pytest.fixture

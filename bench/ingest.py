@@ -1,14 +1,20 @@
-"""End-to-end ingest throughput of the aggregator, against this machine's raw SQLite insert rate.
+"""End-to-end ingest throughput of the aggregator, against this machine's raw insert rate.
 
     .venv/bin/python bench/ingest.py [--readings 400000] [--batch 1000] [--cabinets 8] [--window 32]
+    .venv/bin/python bench/ingest.py --db postgresql://postgres@127.0.0.1:5432/postgres
 
 One run:
-1. starts its own Mosquitto and a CentralServer (ingest + API) on a temporary SQLite file;
+1. starts its own Mosquitto and a CentralServer (ingest + API) on a temporary SQLite file, or with
+   ``--db postgresql://…`` on a database it creates on that server (and drops at the end);
 2. a publisher in a separate process (its CPU is not central's) pre-encodes batches from several
    simulated cabinets, publishes them with a bounded window of unacknowledged batches, like edges do,
    and times first publish -> last ack received (MQTT in, committed, acknowledged);
 3. inserts the same rows into the same readings schema with executemany, one transaction per group of
-   the size that ingest used on average: the raw rate of this machine.
+   the size that ingest used on average: the raw rate of this machine. On PostgreSQL the reference is
+   a binary COPY of the same rows into the same partitioned readings table (emptied first), one
+   transaction per group; the two set-oriented idempotent inserts (what the store does: INSERT ...
+   SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING; and COPY into a temporary table, then INSERT ...
+   SELECT ... ON CONFLICT DO NOTHING) are measured beside it, for comparison.
 Prints both and their ratio. Exits non-zero if the run itself failed (not for missing a floor).
 """
 
@@ -28,6 +34,7 @@ from pathlib import Path
 
 FLOOR_READINGS_PER_S = 100_000
 FLOOR_RATIO = 0.25
+GOAL_PG_RATIO = 0.75
 POINTS_PER_CABINET = 50
 TS0_MS = 1_714_557_600_000
 
@@ -171,9 +178,10 @@ class EndToEnd:
         return self.batches / max(1, self.commits)
 
 
-async def run_end_to_end(plan: Plan, workdir: Path) -> EndToEnd:
+async def run_end_to_end(plan: Plan, workdir: Path, pg_dsn: str | None = None) -> EndToEnd:
     from central.ingest_limits import RateLimit, TopicLimits
     from central.server import CentralServer
+    from central.store import Store
     from cityedge.broker import MosquittoBroker
 
     ctx = multiprocessing.get_context("spawn")
@@ -181,11 +189,14 @@ async def run_end_to_end(plan: Plan, workdir: Path) -> EndToEnd:
     # per-cabinet rate limits, which bench/flood.py measures, would refuse most of it).
     unlimited = RateLimit(rate=1e12, burst=1e12)
     limits = TopicLimits(messages=unlimited, bytes=unlimited, records=unlimited)
+    db: Path | Store = workdir / "central.db"
+    if pg_dsn is not None:
+        from central.store.postgres import PostgresStore
+
+        db = PostgresStore(pg_dsn, migrate=True)
     async with (
         MosquittoBroker() as broker,
-        CentralServer(
-            db=workdir / "central.db", broker_url=broker.url, http_port=0, ingest_limits=limits
-        ) as server,
+        CentralServer(db=db, broker_url=broker.url, http_port=0, ingest_limits=limits) as server,
     ):
         async with asyncio.timeout(10):
             await server.ingestor.wait_subscribed()
@@ -262,6 +273,160 @@ def raw_insert_rate(plan: Plan, group: int, workdir: Path, *, table_options: str
     return plan.total_readings / seconds
 
 
+# -- raw PostgreSQL -------------------------------------------------------------------------------
+
+
+def pg_rows(plan: Plan) -> list[list[tuple[int, int, int, int, int, None, float]]]:
+    """The rows ingest stored, batch by batch: (stream_pk, seq, point_pk, ts, quality, reason, vf)."""
+    from protocols.quality import Quality
+
+    return [
+        [
+            (
+                c + 1,
+                k * plan.batch + 1 + i,
+                c * POINTS_PER_CABINET + i % POINTS_PER_CABINET + 1,
+                TS0_MS + k * plan.batch + 1 + i,
+                int(Quality.GOOD),
+                None,
+                float(i),
+            )
+            for i in range(plan.batch)
+        ]
+        for k in range(plan.batches_per_cabinet)
+        for c in range(plan.cabinets)
+    ]
+
+
+_PG_COLUMNS = "stream_pk, seq, point_pk, ts, quality, reason, vf"
+_PG_TYPES = ["int4", "int8", "int4", "int8", "int2", "text", "float8"]
+
+
+def pg_raw_rates(plan: Plan, group: int, dsn: str) -> dict[str, float]:
+    """Readings/s of three ways to put the same rows in the same (emptied) partitioned table."""
+    import psycopg
+
+    batches = pg_rows(plan)
+    rates: dict[str, float] = {}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+
+        def timed(name: str, write_group: object) -> None:
+            conn.execute("TRUNCATE readings")
+            assert callable(write_group)
+            started = time.perf_counter()
+            for g in range(0, len(batches), group):
+                with conn.transaction():
+                    write_group(batches[g : g + group])
+            rates[name] = plan.total_readings / (time.perf_counter() - started)
+
+        def copy(rows_of_group: list[list[tuple[object, ...]]]) -> None:
+            with (
+                conn.cursor() as cur,
+                cur.copy(f"COPY readings ({_PG_COLUMNS}) FROM STDIN (FORMAT BINARY)") as cp,
+            ):
+                cp.set_types(_PG_TYPES)
+                for rows in rows_of_group:
+                    for row in rows:
+                        cp.write_row(row)
+
+        def unnest(rows_of_group: list[list[tuple[object, ...]]]) -> None:
+            for rows in rows_of_group:
+                cols = list(zip(*rows, strict=True))
+                conn.execute(
+                    f"INSERT INTO readings ({_PG_COLUMNS}) SELECT * FROM unnest(%s::int4[], %s::int8[],"
+                    " %s::int4[], %s::int8[], %s::int2[], %s::text[], %s::float8[]) ON CONFLICT DO NOTHING",
+                    [list(c) for c in cols],
+                )
+
+        columns = ", ".join(f"{n} {t}" for n, t in zip(_PG_COLUMNS.split(", "), _PG_TYPES, strict=True))
+        conn.execute(f"CREATE TEMP TABLE stage ({columns}) ON COMMIT DELETE ROWS")
+
+        def staged(rows_of_group: list[list[tuple[object, ...]]]) -> None:
+            with conn.cursor() as cur:
+                for rows in rows_of_group:  # one COPY and one INSERT per batch, as a writer would
+                    with cur.copy(f"COPY stage ({_PG_COLUMNS}) FROM STDIN (FORMAT BINARY)") as cp:
+                        cp.set_types(_PG_TYPES)
+                        for row in rows:
+                            cp.write_row(row)
+                    cur.execute(
+                        f"INSERT INTO readings ({_PG_COLUMNS}) SELECT {_PG_COLUMNS} FROM stage"
+                        " ON CONFLICT DO NOTHING"
+                    )
+                    cur.execute("DELETE FROM stage")
+
+        timed("copy", copy)
+        timed("unnest", unnest)
+        timed("staged", staged)
+    return rates
+
+
+def pg_bench_database(server_dsn: str) -> tuple[str, str]:
+    """A new database on the server of ``server_dsn``: (its name, its DSN)."""
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    name = f"cityedge_bench_{os.getpid()}"
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return name, make_conninfo(server_dsn, dbname=name)
+
+
+def pg_drop_database(server_dsn: str, name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def main_pg(plan: Plan, server_url: str, rounds: int) -> int:
+    """End to end, then the raw references, ``rounds`` times, each in a new database; the best of each
+    is reported (this machine is shared: the best run is the least disturbed one)."""
+    from central.errors import StoreError
+    from central.store import parse_db_url
+
+    try:
+        parsed = parse_db_url(server_url)
+    except StoreError as exc:
+        print(f"FAILED: --db: {exc}", file=sys.stderr)
+        return 1
+    assert parsed.dsn is not None
+    runs: list[tuple[EndToEnd, dict[str, float], int]] = []
+    for _ in range(rounds):
+        name, dsn = pg_bench_database(parsed.dsn)
+        try:
+            with tempfile.TemporaryDirectory(prefix="cityedge-bench-") as tmp:
+                try:
+                    e2e = asyncio.run(run_end_to_end(plan, Path(tmp), pg_dsn=dsn))
+                except (RuntimeError, TimeoutError, OSError, StoreError) as exc:
+                    print(f"FAILED: end-to-end run: {exc}", file=sys.stderr)
+                    return 1
+            group = max(1, round(e2e.batches_per_commit))
+            raw = pg_raw_rates(plan, group, dsn)
+        finally:
+            pg_drop_database(parsed.dsn, name)
+        runs.append((e2e, raw, group))
+        print(f"  round {len(runs)}: end to end {e2e.rate:,.0f}/s, raw COPY {raw['copy']:,.0f}/s")
+    e2e = max((r[0] for r in runs), key=lambda e: e.rate)
+    raw = {k: max(r[1][k] for r in runs) for k in runs[0][1]}
+    group = runs[0][2]
+    ratio = e2e.rate / raw["copy"]
+    print(
+        f"end to end on PostgreSQL (MQTT in, committed, acked): {e2e.rate:>10,.0f} readings/s"
+        f"  ({e2e.readings:,} in {e2e.seconds:.2f} s, {e2e.commits} commits,"
+        f" {e2e.batches_per_commit:.1f} batches/commit)"
+    )
+    print(
+        f"raw COPY, same partitioned table:           {raw['copy']:>10,.0f} readings/s  (groups of {group})"
+    )
+    print(f"  INSERT SELECT unnest ON CONFLICT:         {raw['unnest']:>10,.0f} readings/s  (for comparison)")
+    print(f"  COPY to a stage, INSERT ON CONFLICT:      {raw['staged']:>10,.0f} readings/s  (for comparison)")
+    print(f"ratio end-to-end / raw COPY (best of {rounds}):  {ratio:>10.2f}")
+    print(f"goal: ratio >= {GOAL_PG_RATIO}: {'met' if ratio >= GOAL_PG_RATIO else 'MISSED'}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -270,8 +435,22 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=1_000, help="readings per batch")
     parser.add_argument("--cabinets", type=int, default=8, help="simulated cabinets, one stream each")
     parser.add_argument("--window", type=int, default=32, help="unacknowledged batches in flight")
+    parser.add_argument(
+        "--db",
+        default=None,
+        help="postgresql://USER@HOST:PORT/DB: run on PostgreSQL, in a database this run creates on"
+        " that server and drops (DB is only where it connects to create it). Default: SQLite.",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="PostgreSQL: runs; the best of each is kept")
     args = parser.parse_args()
     plan = Plan(readings=args.readings, batch=args.batch, cabinets=args.cabinets, window=args.window)
+    if args.db is not None and not args.db.startswith("sqlite"):
+        print(
+            f"plan: {plan.total_readings:,} readings in {plan.batches_per_cabinet * plan.cabinets} batches"
+            f" of {plan.batch} from {plan.cabinets} cabinets, window {plan.window}; {os.cpu_count()} CPUs,"
+            " PostgreSQL"
+        )
+        return main_pg(plan, args.db, args.rounds)
     print(
         f"plan: {plan.total_readings:,} readings in {plan.batches_per_cabinet * plan.cabinets} batches of"
         f" {plan.batch} from {plan.cabinets} cabinets, window {plan.window}; {os.cpu_count()} CPUs,"

@@ -135,7 +135,7 @@ class EnergyMeter:
         previous = self._previous
         for ts, value, quality in readings:
             result.readings += 1
-            counter = _counter_value(value, quality)
+            counter = counter_value(value, quality)
             if counter is None:
                 result.skipped += 1
                 continue
@@ -147,11 +147,21 @@ class EnergyMeter:
         self._previous = previous
 
 
-def _counter_value(value: object, quality: int) -> float | None:
+def counter_value(value: object, quality: int) -> float | None:
+    """The counter's value in Wh, or None when the reading does not count (bad, not a number)."""
     if quality != Quality.GOOD or isinstance(value, bool) or not isinstance(value, int | float):
         return None
     number = float(value)
     return number if math.isfinite(number) and number >= 0 else None
+
+
+def interval_energy(t0: int, v0: float, t1: int, v1: float, max_power_w: float) -> tuple[float, bool, bool]:
+    """(Wh, reset, absurd) of the interval between two good readings; an absurd one counts 0 Wh."""
+    reset = v1 < v0
+    wh = v1 if reset else v1 - v0
+    if wh > max_power_w * (t1 - t0) / MS_PER_HOUR:
+        return 0.0, reset, True
+    return wh, reset, False
 
 
 class _Spreader:
@@ -167,10 +177,9 @@ class _Spreader:
         self.result = PointEnergy([DayEnergy(day.date) for day in days])
 
     def interval(self, t0: int, v0: float, t1: int, v1: float) -> None:
-        reset = v1 < v0
-        wh = v1 if reset else v1 - v0
+        wh, reset, absurd = interval_energy(t0, v0, t1, v1, self._settings.max_power_w)
         pieces = self._pieces(t0, t1)
-        if wh > self._settings.max_power_w * (t1 - t0) / MS_PER_HOUR:
+        if absurd:
             self.result.absurd += 1
             for i, _ in pieces or self._day_of(t1):
                 self.result.days[i].absurd = True

@@ -1,6 +1,8 @@
 """Where central keeps what it is told: interfaces by use, typed rows, shared rules, backends.
 
-interfaces   IngestStore, FleetReads, CommandStore, AlarmStore, AuthStore; Store is all of them
+interfaces   IngestStore, FleetReads, CommandStore, AlarmStore, AuthStore, RollupStore,
+             RetentionStore; Store is all of them
+rollups      15-minute and daily bucket maths, shared by every backend
 rows         the typed rows they speak in
 rules        command status moves, alarm state, the quarantine cap: shared by every backend
 url          ``sqlite:///…`` or ``postgresql://…`` -> the backend (``open_store``)
@@ -13,6 +15,8 @@ from central.store.interfaces import (
     CommandStore,
     FleetReads,
     IngestStore,
+    RetentionStore,
+    RollupStore,
     Store,
 )
 from central.store.url import DatabaseUrl, db_url_from, open_store, parse_db_url
@@ -24,6 +28,8 @@ __all__ = [
     "DatabaseUrl",
     "FleetReads",
     "IngestStore",
+    "RetentionStore",
+    "RollupStore",
     "Store",
     "db_url_from",
     "open_store",

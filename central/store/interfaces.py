@@ -2,7 +2,8 @@
 
 A component asks for the narrowest one it needs: ingest writes batches (``IngestStore``), the API reads
 the fleet (``FleetReads``), command handling keeps commands and groups (``CommandStore``), the alarm
-views read alarm state (``AlarmStore``), authentication keeps tokens and the audit log (``AuthStore``).
+views read alarm state (``AlarmStore``), authentication keeps tokens and the audit log (``AuthStore``),
+long ranges are read from rollups (``RollupStore``), old raw readings deleted (``RetentionStore``).
 A backend implements them all: ``Store``. SQLite (``central.store.sqlite``) is the embedded default;
 PostgreSQL (``central.store.postgres``) serves fleets that outgrow one machine. The contract test suite
 (tests/contract) holds every backend to the same behaviour.
@@ -32,12 +33,15 @@ from central.store.rows import (
     GroupCommandRow,
     GroupRow,
     PointValue,
+    Purged,
     QuarantineCounts,
     QuarantineEntry,
     QuarantineRow,
     ReadingRow,
     ReceivedBatch,
     ReceivedStatus,
+    Resolution,
+    Rollup,
     Totals,
 )
 
@@ -192,7 +196,49 @@ class AuthStore(Lifecycle, Protocol):
         ...
 
 
-class Store(IngestStore, FleetReads, CommandStore, AlarmStore, AuthStore, Protocol):
+class RollupStore(Lifecycle, Protocol):
+    """15-minute and daily rollups of each point (``central.store.rollups``), kept as data arrives.
+
+    They are written in the transaction that stores the readings: a reading acknowledged is a reading
+    counted, a duplicate is never counted twice, and a late reading updates the bucket it belongs to.
+    They outlive the raw readings (``RetentionStore``).
+    """
+
+    async def rollups(
+        self,
+        cabinet: str,
+        point: str,
+        *,
+        resolution: Resolution,
+        start_ms: int,
+        end_ms: int,
+        limit: int,
+    ) -> list[Rollup]:
+        """Buckets of a point that start in [start_ms, end_ms), oldest first, at most ``limit``."""
+        ...
+
+    async def rollup_neighbours(
+        self, cabinet: str, point: str, *, resolution: Resolution, start_ms: int, end_ms: int
+    ) -> tuple[Rollup | None, Rollup | None]:
+        """The nearest buckets before ``start_ms`` and from ``end_ms`` that hold a counted reading of
+        an energy counter (what the energy across a period's edges needs); None where there is none."""
+        ...
+
+
+class RetentionStore(Lifecycle, Protocol):
+    async def purge_readings(self, *, before_ms: int, limit: int) -> Purged:
+        """Delete at most ``limit`` raw readings stamped before ``before_ms``.
+
+        Call it until it says ``done``: each call is one short transaction, so ingest goes on between
+        them. Rollups, events and each point's latest reading are kept. Idempotent, and safe when two
+        processes run it at once (both delete, neither fails).
+        """
+        ...
+
+
+class Store(
+    IngestStore, FleetReads, CommandStore, AlarmStore, AuthStore, RollupStore, RetentionStore, Protocol
+):
     """Everything a backend offers; ``async with store:`` opens and closes it."""
 
     async def __aenter__(self) -> Self: ...

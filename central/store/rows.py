@@ -207,3 +207,59 @@ class AlarmRow:
     raised_ms: int | None
     cleared_ms: int | None
     updated_ms: int
+
+
+# -- rollups -----------------------------------------------------------------------------------------
+
+# Bucket widths: 15 minutes and one UTC day. Rollups are kept for the contract's life.
+Resolution = Literal["15m", "1d"]
+RESOLUTIONS: tuple[Resolution, ...] = get_args(Resolution)
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    """What one bucket of one point's readings adds up to (``central.store.rollups`` does the maths).
+
+    ``count`` counts every reading, whatever its quality; ``good`` the good numeric ones (a bool is 0
+    or 1), the only ones ``min``, ``max`` and ``sum`` (so ``mean``) are over. ``last_*`` is the newest
+    reading by time (ties: by stream, then seq), whatever its quality.
+
+    For an energy counter (a point named ``…energy_wh``), ``counted`` readings count as the counter
+    (``central.energy.counter_value``); ``energy_wh`` is what the intervals between consecutive such
+    readings inside the bucket consumed (resets and glitches as ``central.energy`` says), covering
+    ``energy_ms``. The interval from a bucket's last counted reading to the next bucket's first is
+    nobody's: it is spread over both when the energy of a period is computed
+    (``rollups.period_energy``). For other points those fields stay 0 / None.
+    """
+
+    bucket_ms: int
+    count: int
+    good: int
+    min: float | None
+    max: float | None
+    sum: float
+    last_ts_ms: int
+    last_stream: int
+    last_seq: int
+    last_value: Scalar
+    last_quality: int
+    counted: int = 0
+    first_wh_ts_ms: int | None = None
+    first_wh: float | None = None
+    last_wh_ts_ms: int | None = None
+    last_wh: float | None = None
+    energy_wh: float = 0.0
+    energy_ms: int = 0
+    resets: int = 0
+    absurd: int = 0
+
+    @property
+    def mean(self) -> float | None:
+        return self.sum / self.good if self.good else None
+
+
+class Purged(NamedTuple):
+    """What one call of ``purge_readings`` did; ``done``: nothing older is left (until more arrives)."""
+
+    deleted: int
+    done: bool

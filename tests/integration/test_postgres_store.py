@@ -218,3 +218,40 @@ async def test_no_password_in_an_error(server: PgServer) -> None:
         await store.open()
     assert "s3cr3t-pw" not in str(caught.value)
     assert "postgres:***@127.0.0.1:1" in str(caught.value)
+
+
+async def test_a_record_another_worker_commits_during_the_copy_is_stored_once(
+    store: PostgresStore, dsn: str
+) -> None:
+    def received(first: int, count: int) -> ReceivedBatch:
+        payload = batch_payload(CAB, STREAM, first, count)
+        return ReceivedBatch(decode_data_batch(payload), TS0_MS + 60_000, f"cityedge/{CAB}/data", payload)
+
+    await store.write([received(1, 5)])  # the stream and the point exist now
+    later = received(6, 5)
+    reading = later.batch.readings[2]
+    async with await psycopg.AsyncConnection.connect(dsn) as other:
+        # "Another worker" stores one of the records and has not committed when the COPY runs: the
+        # probe cannot see it, the COPY waits on its key, then fails once it commits.
+        await other.execute(
+            "INSERT INTO readings (stream_pk, seq, point_pk, ts, quality, vf)"
+            " SELECT s.id, %s, p.id, %s, 0, %s FROM streams AS s, points AS p",
+            (reading.seq, reading.ts, reading.value),
+        )
+        write = asyncio.create_task(store.write([later]))
+        async with asyncio.timeout(20):
+            while True:
+                cur = await other.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND datname = current_database()"
+                )
+                row = await cur.fetchone()
+                if row is not None and row[0] > 0:
+                    break
+                await asyncio.sleep(0.02)
+        await other.commit()
+    [outcome] = await asyncio.wait_for(write, 20)
+    assert (outcome.readings_new, outcome.duplicates) == (4, 1)
+    assert await count(dsn, "readings") == 10
+    rows = await store.readings(CAB, "lc1/power_w", start_ms=0, end_ms=2**62, limit=20)
+    assert [r.ts_ms - TS0_MS for r in rows] == list(range(1, 11))

@@ -13,6 +13,7 @@ import pytest
 from central.errors import StoreError
 from central.store.rows import ReceivedBatch
 from central.store.sqlite import SqliteStore
+from central.store.sqlite.schema import SCHEMA_VERSION
 from central.testing import TS0_MS, batch_payload
 from protocols.fleet import (
     decode_data_batch,
@@ -124,7 +125,7 @@ async def test_a_database_from_before_latest_readings_gets_them_on_open(tmp_path
 async def test_schema_version_and_the_indexes_the_hot_queries_use(store: SqliteStore) -> None:
     conn = sqlite3.connect(store.path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
 
         def plan(sql: str, *params: object) -> str:
             return " ".join(str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))

@@ -12,7 +12,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+# 3: rollups (a database at 2 holds readings that no rollup counts: ``migrate`` fills them in).
+SCHEMA_VERSION = 3
+MIGRATE_COMMAND = "cityedge central migrate"
 BUSY_TIMEOUT_S = 5.0
 
 COUNTERS = ("readings", "events", "results", "quarantined", "quarantine_evicted")
@@ -155,6 +157,37 @@ CREATE INDEX IF NOT EXISTS events_cabinet_kind_source_seq ON events (cabinet, ki
 DROP INDEX IF EXISTS events_cabinet_kind_source_ts;
 """
 
+# 15-minute and daily rollups of every point (central.store.sqlite.rollups), kept for the contract's
+# life. Keyed by (res, bucket, point_pk): a batch's points of one bucket sit side by side.
+ROLLUPS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rollups (
+    res INTEGER NOT NULL,  -- bucket width in ms
+    bucket INTEGER NOT NULL,
+    point_pk INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    good INTEGER NOT NULL,
+    min REAL,
+    max REAL,
+    sum REAL NOT NULL,
+    last_ts INTEGER NOT NULL,
+    last_stream INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    last_value,
+    last_quality INTEGER NOT NULL,
+    counted INTEGER NOT NULL,
+    first_wh_ts INTEGER,
+    first_wh REAL,
+    last_wh_ts INTEGER,
+    last_wh REAL,
+    energy_wh REAL NOT NULL,
+    energy_ms INTEGER NOT NULL,
+    resets INTEGER NOT NULL,
+    absurd INTEGER NOT NULL,
+    PRIMARY KEY (res, bucket, point_pk)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rollups_point ON rollups (point_pk, res, bucket);
+"""
+
 SCHEMA = (
     """
 CREATE TABLE IF NOT EXISTS cabinets (
@@ -229,6 +262,7 @@ CREATE TABLE IF NOT EXISTS counters (
 ) WITHOUT ROWID;
 """
     + AUTH_SCHEMA
+    + ROLLUPS_SCHEMA
 )
 
 
@@ -254,6 +288,30 @@ def create_schema(conn: sqlite3.Connection, *, durable: bool = False) -> None:
     # at the cost of one fsync per group commit.
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+    check_version(conn)
     seed = "".join(f"INSERT OR IGNORE INTO counters VALUES ('{name}', 0);" for name in COUNTERS)
     # One script, one transaction: several workers starting at once on one file is safe.
     conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA} {seed} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+
+
+def check_version(conn: sqlite3.Connection) -> None:
+    """Refuse a database made by another version: an older one needs ``cityedge central migrate``.
+
+    A new, empty file (version 0, no tables) is created at this version.
+    """
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version == SCHEMA_VERSION:
+        return
+    (tables,) = conn.execute("SELECT count(*) FROM sqlite_schema WHERE type = 'table'").fetchone()
+    if version == 0 and tables == 0:
+        return
+    if version > SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(
+            f"the database is at schema version {version}, newer than this version of cityedge"
+            f" ({SCHEMA_VERSION}): run the cityedge that wrote it, or a newer one"
+        )
+    raise sqlite3.DatabaseError(
+        f"the database is at schema version {version}; this version of cityedge needs"
+        f" {SCHEMA_VERSION}: stop every central on it and run `{MIGRATE_COMMAND}` (it upgrades the"
+        " file in place)"
+    )

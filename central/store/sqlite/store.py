@@ -30,17 +30,21 @@ from central.store.rows import (
     GroupCommandRow,
     GroupRow,
     PointValue,
+    Purged,
     QuarantineCounts,
     QuarantineEntry,
     QuarantineRow,
     ReadingRow,
     ReceivedBatch,
     ReceivedStatus,
+    Resolution,
+    Rollup,
     Totals,
 )
 from central.store.sqlite import auth as sa
 from central.store.sqlite import commands as sc
 from central.store.sqlite import queries as q
+from central.store.sqlite import rollups as sr
 from central.store.sqlite import views as sv
 from central.store.sqlite.schema import BUSY_TIMEOUT_S, connect, create_schema
 from central.store.sqlite.writer import SqliteWriter
@@ -292,6 +296,43 @@ class SqliteStore:
                 yield page
         if after:
             yield after
+
+    # -- rollups and retention ----------------------------------------------------------------
+
+    async def rollups(
+        self,
+        cabinet: str,
+        point: str,
+        *,
+        resolution: Resolution,
+        start_ms: int,
+        end_ms: int,
+        limit: int,
+    ) -> list[Rollup]:
+        return await self._on_reader(
+            "read rollups",
+            lambda c: sr.rollups(
+                c, cabinet, point, resolution=resolution, start_ms=start_ms, end_ms=end_ms, limit=limit
+            ),
+        )
+
+    async def rollup_neighbours(
+        self, cabinet: str, point: str, *, resolution: Resolution, start_ms: int, end_ms: int
+    ) -> tuple[Rollup | None, Rollup | None]:
+        return await self._on_reader(
+            "read rollups",
+            lambda c: sr.rollup_neighbours(
+                c, cabinet, point, resolution=resolution, start_ms=start_ms, end_ms=end_ms
+            ),
+        )
+
+    async def purge_readings(self, *, before_ms: int, limit: int) -> Purged:
+        def run() -> Purged:
+            if self._writer is None:
+                raise sqlite3.ProgrammingError("the writer connection is closed")
+            return self._writer.purge(before_ms=before_ms, limit=limit)
+
+        return await self._on_writer("purge old readings", run)
 
     # -- API tokens and audit -----------------------------------------------------------------
 

@@ -23,11 +23,13 @@ from typing import TypeVar
 import msgspec
 
 from central.store import rules
-from central.store.rows import BatchOutcome, QuarantineEntry, ReceivedBatch, ReceivedStatus
+from central.store.rollups import Sample, is_counter
+from central.store.rows import BatchOutcome, Purged, QuarantineEntry, ReceivedBatch, ReceivedStatus
 from central.store.sqlite.commands import apply_results
+from central.store.sqlite.rollups import apply_rollups, purge
 from central.store.sqlite.schema import INSERT_READING
 from central.store.sqlite.views import apply_alarm_events, apply_latest_readings, flag_time_suspects
-from protocols.fleet import DataBatch, Status
+from protocols.fleet import DataBatch, Reading, Status
 
 _json = msgspec.json.Encoder()
 _T = TypeVar("_T")
@@ -78,6 +80,7 @@ class SqliteWriter:
         self._conn = conn
         self._streams: dict[tuple[str, str], int] = {}
         self._points: dict[str, dict[str, int]] = {}
+        self._purge_from = 0  # where the walk of the retention purge goes on from
 
     def write(
         self,
@@ -115,6 +118,14 @@ class SqliteWriter:
             self._rollback()
             raise
         return result
+
+    def purge(self, *, before_ms: int, limit: int) -> Purged:
+        """One short transaction of the retention purge (``RetentionStore.purge_readings``)."""
+        deleted, following = self.transaction(
+            lambda cur: purge(cur, before_ms=before_ms, limit=limit, from_point=self._purge_from)
+        )
+        self._purge_from = 0 if following is None else following
+        return Purged(deleted, following is None)
 
     def _rollback(self) -> None:
         if self._conn.in_transaction:
@@ -159,6 +170,7 @@ class SqliteWriter:
         points = self._points.get(cabinet)
         if points is None:
             points = self._load_points(cur, cabinet)
+        fresh = self._fresh(cur, stream_pk, batch.readings)
         get = points.get
         new_point = self._new_point
         # The hot loop: one tuple and one dict lookup per reading (ids start at 1, never 0).
@@ -172,12 +184,40 @@ class SqliteWriter:
                 r.quality,
                 r.reason,
             )
-            for r in batch.readings
+            for r in fresh
         ]
         cur.executemany(INSERT_READING, rows)
-        new = cur.rowcount
-        apply_latest_readings(cur, stream_pk, batch.readings, points, received_ms)
-        return new
+        apply_latest_readings(cur, stream_pk, fresh, points, received_ms)
+        # Only what was stored now is counted: a duplicate never reaches a rollup.
+        samples: dict[int, tuple[bool, list[Sample]]] = {}
+        for row, r in zip(rows, fresh, strict=True):
+            entry = samples.get(row[2])
+            if entry is None:
+                entry = samples[row[2]] = (is_counter(r.point), [])
+            entry[1].append(Sample(r.ts, stream_pk, r.seq, r.value, r.quality))
+        apply_rollups(cur, samples)
+        return len(rows)
+
+    @staticmethod
+    def _fresh(cur: sqlite3.Cursor, stream_pk: int, readings: Sequence[Reading]) -> list[Reading]:
+        """The readings of a batch not stored yet (nor twice in the batch), in batch order."""
+        low = min(r.seq for r in readings)
+        high = max(r.seq for r in readings)
+        held = {
+            int(seq)
+            for (seq,) in cur.execute(
+                "SELECT seq FROM readings WHERE stream_pk = ? AND seq BETWEEN ? AND ?",
+                (stream_pk, low, high),
+            )
+        }
+        if not held and len({r.seq for r in readings}) == len(readings):
+            return list(readings)
+        fresh: list[Reading] = []
+        for r in readings:
+            if r.seq not in held:
+                held.add(r.seq)
+                fresh.append(r)
+        return fresh
 
     def _insert_events(self, cur: sqlite3.Cursor, stream_pk: int, batch: DataBatch, received_ms: int) -> int:
         cabinet = batch.cabinet

@@ -214,7 +214,44 @@ CREATE TABLE audit (
 CREATE INDEX audit_ts ON audit (ts_ms);
 """
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _V1),)
+# 15-minute and daily rollups of every point (central.store.postgres.rollups), kept for the
+# contract's life; keyed by (res, bucket, point_pk), res being the bucket's width in ms.
+_V2 = """
+CREATE TABLE rollups (
+    res integer NOT NULL,
+    bucket bigint NOT NULL,
+    point_pk integer NOT NULL,
+    count bigint NOT NULL,
+    good bigint NOT NULL,
+    min double precision,
+    max double precision,
+    sum double precision NOT NULL,
+    last_ts bigint NOT NULL,
+    last_stream integer NOT NULL,
+    last_seq bigint NOT NULL,
+    last_vf double precision,
+    last_vi bigint,
+    last_vb boolean,
+    last_vs text COLLATE "C",
+    last_quality smallint NOT NULL,
+    counted bigint NOT NULL,
+    first_wh_ts bigint,
+    first_wh double precision,
+    last_wh_ts bigint,
+    last_wh double precision,
+    energy_wh double precision NOT NULL,
+    energy_ms bigint NOT NULL,
+    resets bigint NOT NULL,
+    absurd bigint NOT NULL,
+    PRIMARY KEY (res, bucket, point_pk)
+);
+CREATE INDEX rollups_point ON rollups (point_pk, res, bucket);
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", _V1),
+    Migration(2, "rollups", _V2),
+)
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -236,4 +273,5 @@ DATA_TABLES = (
     "counters",
     "api_tokens",
     "audit",
+    "rollups",
 )

@@ -35,7 +35,9 @@ from central.errors import StoreError
 from central.store.auth_rows import AuditEntry, AuditRow, TokenRow
 from central.store.postgres import auth as pa
 from central.store.postgres import commands as pc
+from central.store.postgres import partitions as parts
 from central.store.postgres import reads as q
+from central.store.postgres import rollups as pr
 from central.store.postgres.migrations import migrate, schema_version
 from central.store.postgres.partitions import Partitions
 from central.store.postgres.schema import SCHEMA_VERSION
@@ -49,12 +51,15 @@ from central.store.rows import (
     GroupCommandRow,
     GroupRow,
     PointValue,
+    Purged,
     QuarantineCounts,
     QuarantineEntry,
     QuarantineRow,
     ReadingRow,
     ReceivedBatch,
     ReceivedStatus,
+    Resolution,
+    Rollup,
     Totals,
 )
 from central.store.url import redact
@@ -336,6 +341,61 @@ class PostgresStore:
 
     async def delete_group(self, name: str) -> bool:
         return await self._in_transaction("delete group", lambda cur: pc.delete_group(cur, name))
+
+    # -- rollups and retention ----------------------------------------------------------------
+
+    async def rollups(
+        self,
+        cabinet: str,
+        point: str,
+        *,
+        resolution: Resolution,
+        start_ms: int,
+        end_ms: int,
+        limit: int,
+    ) -> list[Rollup]:
+        return await self._run(
+            "read rollups",
+            lambda c: pr.rollups(
+                c, cabinet, point, resolution=resolution, start_ms=start_ms, end_ms=end_ms, limit=limit
+            ),
+        )
+
+    async def rollup_neighbours(
+        self, cabinet: str, point: str, *, resolution: Resolution, start_ms: int, end_ms: int
+    ) -> tuple[Rollup | None, Rollup | None]:
+        return await self._run(
+            "read rollups",
+            lambda c: pr.rollup_neighbours(
+                c, cabinet, point, resolution=resolution, start_ms=start_ms, end_ms=end_ms
+            ),
+        )
+
+    async def purge_readings(self, *, before_ms: int, limit: int) -> Purged:
+        """At most ``limit`` raw readings before ``before_ms`` deleted, in one short transaction.
+        For whole days past retention, ``drop_days_before`` is the cheap way: no row by row."""
+        deleted, done = await self._in_transaction(
+            "purge old readings", lambda cur: pr.purge(cur, before_ms=before_ms, limit=limit)
+        )
+        return Purged(deleted, done)
+
+    async def drop_days_before(self, before_ms: int) -> int:
+        """Drop every day partition that ends at or before ``before_ms`` (each in a short transaction
+        of its own; its points' latest readings are kept); how many readings went. What is left
+        before ``before_ms`` (the default partition, a day cut by ``before_ms``) is for
+        ``purge_readings``."""
+
+        async def run(conn: Conn) -> int:
+            days = sorted(await parts.existing_days(conn))
+            dropped = 0
+            for day in days:
+                if (day + 1) * parts.DAY_MS > before_ms:
+                    break
+                dropped += await pr.drop_day(conn, day)
+            self.partitions.forget()
+            return dropped
+
+        return await self._run("drop old day partitions", run)
 
     # -- API tokens and audit -----------------------------------------------------------------
 

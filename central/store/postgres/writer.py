@@ -44,8 +44,10 @@ from central.record_time import time_suspect
 from central.store import rules
 from central.store.postgres import partitions as parts
 from central.store.postgres.commands import apply_results
+from central.store.postgres.rollups import apply_rollups
 from central.store.postgres.schema import COUNTER_SHARDS
 from central.store.postgres.values import split, split_one
+from central.store.rollups import Sample, is_counter
 from central.store.rows import BatchOutcome, QuarantineEntry, ReceivedBatch, ReceivedStatus
 from protocols.fleet import DataBatch, Reading, Status
 
@@ -97,6 +99,7 @@ SELECT %s, * FROM unnest(
     %s::float8[], %s::int8[], %s::bool[], %s::text[]
 )
 ON CONFLICT DO NOTHING
+RETURNING seq, ts
 """
 _UPSERT_LATEST = """
 INSERT INTO latest_readings (point_pk, stream_pk, seq, ts, quality, reason, vf, vi, vb, vs)
@@ -317,6 +320,7 @@ class PgWriter:
         fresh: list[int] = []
         repeats = collections.Counter(stream_pks)
         latest: Latest = {}
+        samples: dict[int, tuple[bool, list[Sample]]] = {}
         for received, stream_pk, points in zip(batches, stream_pks, point_maps, strict=True):
             readings = received.batch.readings
             before = len(rows)
@@ -347,12 +351,14 @@ class PgWriter:
                 )
             fresh.append(len(rows) - before)
             newest_of(latest, stream_pk, readings, points, received.received_ms)
+            add_samples(samples, stream_pk, chosen, points)
         if rows:
             async with cur.copy(COPY_READINGS) as copy:
                 copy.set_types(COPY_TYPES)
                 for row in rows:
                     await copy.write_row(row)
         await self._upsert_latest(cur, latest)
+        await apply_rollups(cur, samples)
         outcomes = []
         for received, stream_pk, readings_new in zip(batches, stream_pks, fresh, strict=True):
             batch = received.batch
@@ -483,10 +489,20 @@ class PgWriter:
                 vs,
             ),
         )
-        new = cur.rowcount
+        stored = {(int(seq), int(ts)) for seq, ts in await cur.fetchall()}
         latest: Latest = {}
         newest_of(latest, stream_pk, readings, points, received_ms)
         await self._upsert_latest(cur, latest)
+        # Only what was stored now is counted: a duplicate never reaches a rollup.
+        samples: dict[int, tuple[bool, list[Sample]]] = {}
+        fresh = []
+        for r in readings:
+            if (r.seq, r.ts) in stored:
+                stored.discard((r.seq, r.ts))
+                fresh.append(r)
+        add_samples(samples, stream_pk, fresh, points)
+        await apply_rollups(cur, samples)
+        new = len(fresh)
         return new
 
     async def _insert_events(self, cur: Cursor, stream_pk: int, batch: DataBatch, received_ms: int) -> int:
@@ -672,6 +688,21 @@ class Shape(NamedTuple):
     def no_suspect(self, received_ms: int) -> bool:
         """No reading is a time suspect (the rule is a bound on each side: the extremes tell)."""
         return not time_suspect(self.lo_ts, received_ms) and not time_suspect(self.hi_ts, received_ms)
+
+
+def add_samples(
+    samples: dict[int, tuple[bool, list[Sample]]],
+    stream_pk: int,
+    readings: Sequence[Reading],
+    points: dict[str, int],
+) -> None:
+    """The readings stored now, as the rollups take them, by point id."""
+    for r in readings:
+        pk = points[r.point]
+        entry = samples.get(pk)
+        if entry is None:
+            entry = samples[pk] = (is_counter(r.point), [])
+        entry[1].append(Sample(r.ts, stream_pk, r.seq, r.value, r.quality))
 
 
 def newest_of(

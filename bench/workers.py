@@ -16,7 +16,7 @@ Runs 1 worker then 2, ``--rounds`` times, alternating so that load elsewhere on 
 both alike; prints each rate, the median ratio (goal >= 1.7), and the CPU each process used over each
 run as a share of one core: each worker, the broker, the publisher, the database server's backends,
 the rest of the machine (other work may share it). A process at ~100% of a core is the bottleneck.
-Each run waits (up to 120 s) for a second in which the machine is quiet, and a round in which other
+Each run waits (up to 60 s) for a second in which the machine is quiet, and a round in which other
 processes took more than ``--max-other`` of a core beside either run is left out of the median: a
 run beside other work measures the scheduler's share, not ingest.
 Exits non-zero if a run failed (not for missing the goal).
@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -53,6 +54,7 @@ from cityedge.testing import wait_until
 GOAL_RATIO = 1.7
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 START_S = 60.0
+QUIET_WAIT_S = 60.0
 
 
 # -- CPU ---------------------------------------------------------------------------------------------
@@ -274,7 +276,7 @@ async def run_once(n: int, plan: Plan, backend: str, workdir: Path, quiet: float
                 if kind != "ready":
                     raise RuntimeError(f"publisher failed before publishing: {value}")
                 assert publisher.pid is not None
-                busy_before = await quiet_machine(threshold=quiet, max_wait_s=120)
+                busy_before = await quiet_machine(threshold=quiet, max_wait_s=QUIET_WAIT_S)
                 pids = [pid for pid, _ in running]
                 database = backend_pids(pg_name)
                 before = [cpu_s(p) for p in (*pids, broker_pid, publisher.pid, *database)]
@@ -339,6 +341,10 @@ def show(run: Run) -> None:
     )
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -352,7 +358,7 @@ def main() -> int:
         "--quiet",
         type=float,
         default=0.3,
-        help="before each run, wait up to 120 s for a second with the machine below this share of one core",
+        help="before each run, wait up to 60 s for a second with the machine below this share of one core",
     )
     parser.add_argument(
         "--max-other",
@@ -368,6 +374,8 @@ def main() -> int:
         help="pairs of runs (1 worker, then 2); the median ratio is the figure",
     )
     args = parser.parse_args()
+    # SIGTERM (a `timeout`, a CI stop) unwinds like Ctrl-C: workers, broker and database go with it.
+    signal.signal(signal.SIGTERM, _interrupt)
     plan = Plan(readings=args.readings, batch=args.batch, cabinets=args.cabinets, window=args.window)
     print(
         f"plan: {plan.total_readings:,} readings in {plan.batches_per_cabinet * plan.cabinets} batches of"
@@ -394,6 +402,9 @@ def main() -> int:
                     f"{' (disturbed: other work beside a run)' if disturbed else ''};"
                     f" ceiling at the 2-worker cost per reading: {two.ceiling / one.rate:.2f}"
                 )
+        except KeyboardInterrupt:
+            print("interrupted: workers, broker and database were stopped", file=sys.stderr)
+            return 130
         except (RuntimeError, TimeoutError, OSError) as exc:
             print(f"FAILED: {exc}", file=sys.stderr)
             for log in sorted(Path(tmp).glob("worker*.log")):

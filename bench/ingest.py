@@ -9,8 +9,9 @@ One run:
 2. a publisher in a separate process (its CPU is not central's) pre-encodes batches from several
    simulated cabinets, publishes them with a bounded window of unacknowledged batches, like edges do,
    and times first publish -> last ack received (MQTT in, committed, acknowledged);
-3. inserts the same rows into the same readings schema with executemany, one transaction per group of
-   the size that ingest used on average: the raw rate of this machine. On PostgreSQL the reference is
+3. inserts the same rows into a plain row-per-reading table (keyed by stream and seq, indexed by point
+   and time) with executemany, one transaction per group of the size that ingest used on average:
+   the raw rate of this machine. On PostgreSQL the reference is
    a binary COPY of the same rows into the same partitioned readings table (emptied first), one
    transaction per group; the two set-oriented idempotent inserts (what the store does: INSERT ...
    SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING; and COPY into a temporary table, then INSERT ...
@@ -236,6 +237,7 @@ async def run_end_to_end(plan: Plan, workdir: Path, pg_dsn: str | None = None) -
 
 def raw_insert_rate(plan: Plan, group: int, workdir: Path, *, table_options: str) -> float:
     """executemany of the rows ingest writes, batch by batch, one transaction per ``group`` batches."""
+    # The plain row-per-reading table (the store itself keeps blocks: central.store.sqlite.blocks).
     from central.store.sqlite.schema import INSERT_READING, READINGS_TABLE, connect
     from protocols.quality import Quality
 
@@ -360,6 +362,25 @@ def pg_raw_rates(plan: Plan, group: int, dsn: str) -> dict[str, float]:
     return rates
 
 
+def pg_store_rate(plan: Plan, group: int, dsn: str) -> float:
+    """Readings/s of ``PostgresStore.write`` alone on the decoded batches, groups of ``group``: the
+    store's share of the end-to-end time (no MQTT, no decoding)."""
+    from central.store.postgres import PostgresStore
+    from central.store.rows import ReceivedBatch
+    from protocols.fleet import decode_data_batch
+
+    batches = [ReceivedBatch(decode_data_batch(p), TS0_MS, "bench", p) for *_, p in encoded_batches(plan)]
+
+    async def run() -> float:
+        async with PostgresStore(dsn, migrate=True) as store:
+            started = time.perf_counter()
+            for g in range(0, len(batches), group):
+                await store.write(batches[g : g + group])
+            return plan.total_readings / (time.perf_counter() - started)
+
+    return asyncio.run(run())
+
+
 def pg_bench_database(server_dsn: str) -> tuple[str, str]:
     """A new database on the server of ``server_dsn``: (its name, its DSN)."""
     import psycopg
@@ -406,6 +427,11 @@ def main_pg(plan: Plan, server_url: str, rounds: int) -> int:
             raw = pg_raw_rates(plan, group, dsn)
         finally:
             pg_drop_database(parsed.dsn, name)
+        name, dsn = pg_bench_database(f"{parsed.dsn}")
+        try:
+            raw["store"] = pg_store_rate(plan, group, dsn)
+        finally:
+            pg_drop_database(parsed.dsn, name)
         runs.append((e2e, raw, group))
         print(f"  round {len(runs)}: end to end {e2e.rate:,.0f}/s, raw COPY {raw['copy']:,.0f}/s")
     e2e = max((r[0] for r in runs), key=lambda e: e.rate)
@@ -422,6 +448,7 @@ def main_pg(plan: Plan, server_url: str, rounds: int) -> int:
     )
     print(f"  INSERT SELECT unnest ON CONFLICT:         {raw['unnest']:>10,.0f} readings/s  (for comparison)")
     print(f"  COPY to a stage, INSERT ON CONFLICT:      {raw['staged']:>10,.0f} readings/s  (for comparison)")
+    print(f"  PostgresStore.write alone (no MQTT):      {raw['store']:>10,.0f} readings/s  (same groups)")
     print(f"ratio end-to-end / raw COPY (best of {rounds}):  {ratio:>10.2f}")
     print(f"goal: ratio >= {GOAL_PG_RATIO}: {'met' if ratio >= GOAL_PG_RATIO else 'MISSED'}")
     return 0
@@ -472,7 +499,9 @@ def main() -> int:
         f"  ({e2e.readings:,} in {e2e.seconds:.2f} s, {e2e.payload_bytes / e2e.seconds / 1e6:.1f} MB/s,"
         f" {e2e.commits} commits, {e2e.batches_per_commit:.1f} batches/commit)"
     )
-    print(f"raw SQLite executemany, same schema:     {raw:>10,.0f} readings/s  (groups of {group} batches)")
+    print(
+        f"raw SQLite executemany, row per reading:     {raw:>10,.0f} readings/s  (groups of {group} batches)"
+    )
     print(f"  same with a rowid readings table:      {raw_rowid:>10,.0f} readings/s  (for comparison)")
     print(f"ratio end-to-end / raw:                  {ratio:>10.2f}")
     rate_ok = "met" if e2e.rate >= FLOOR_READINGS_PER_S else "MISSED"

@@ -10,7 +10,6 @@ needs at least a viewer's token), bodies capped in ``api_limits`` and parsed in 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import Annotated, Any, NoReturn, Protocol
 
@@ -27,6 +26,7 @@ from central.api_errors import unknown_cabinet
 from central.api_identify_first import IdentifyFirst
 from central.api_json import StrictJsonRoute
 from central.api_limits import MAX_BODY_BYTES, BodyLimit
+from central.api_ranges import ranges_router
 from central.api_views import views_router
 from central.auth import Tokens
 from central.commands import CommandSender, CommandService
@@ -134,6 +134,7 @@ def create_app(
     service = CommandService(store=store, sender=commands, clock=clock)
     router.include_router(commands_router(store=store, service=service, roles=roles))
     router.include_router(views_router(store=store))
+    router.include_router(ranges_router(store=store, parse_time=parse_time, prefix=API_PREFIX))
     router.include_router(
         audit_router(store=store, parse_time=parse_time), dependencies=[Security(roles.admin)]
     )
@@ -166,47 +167,6 @@ def create_app(
         return m.CabinetPoints(
             cabinet=cabinet,
             points=[m.PointValueOut.of(v) for v in values],
-        )
-
-    @router.get(
-        "/cabinets/{cabinet}/points/{point:path}/readings",
-        response_model=m.ReadingsPage,
-        responses=_NOT_FOUND,
-    )
-    async def readings(
-        cabinet: str,
-        point: str,
-        start: Annotated[
-            str | None, Query(description="ms since 1970 UTC or ISO 8601; default end - 24 h")
-        ] = None,
-        end: Annotated[
-            str | None, Query(description="exclusive; ms since 1970 UTC or ISO 8601; default now")
-        ] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 1000,
-    ) -> m.ReadingsPage:
-        end_ms = parse_time("end", end) if end is not None else time.time_ns() // 1_000_000 + 1
-        start_ms = parse_time("start", start) if start is not None else end_ms - DEFAULT_WINDOW_MS
-        if start_ms >= end_ms:
-            _invalid("start", start or str(start_ms), "start must be before end")
-        await require_cabinet(cabinet)
-        if not await store.has_point(cabinet, point):
-            raise HTTPException(
-                404,
-                f"cabinet {cabinet!r} has no point {point!r}; GET {API_PREFIX}/cabinets/{cabinet}"
-                "/points lists its points",
-            )
-        rows = await store.readings(cabinet, point, start_ms=max(start_ms, 0), end_ms=end_ms, limit=limit)
-        return m.ReadingsPage(
-            cabinet=cabinet,
-            point=point,
-            start_ms=start_ms,
-            end_ms=end_ms,
-            limit=limit,
-            truncated=len(rows) >= limit,
-            readings=[
-                m.ReadingOut(ts_ms=r.ts_ms, value=r.value, quality=m.quality_name(r.quality), reason=r.reason)
-                for r in rows
-            ],
         )
 
     @router.get("/events", response_model=m.EventsPage)

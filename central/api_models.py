@@ -80,16 +80,40 @@ class ReadingOut(BaseModel):
     reason: str | None
 
 
+class BucketOut(BaseModel):
+    """What one 15-minute or daily (UTC) bucket of a point's readings adds up to."""
+
+    start_ms: int = Field(description="the bucket's start (UTC); it lasts ``resolution``")
+    count: int = Field(description="readings in the bucket, whatever their quality")
+    good: int = Field(description="good numeric readings: the ones min, max and mean are over")
+    min: float | None
+    max: float | None
+    mean: float | None
+    last: ReadingOut = Field(description="the bucket's newest reading by time, whatever its quality")
+    energy_wh: float | None = Field(
+        description="energy counters (points named ...energy_wh) only: Wh consumed in the bucket, with"
+        " its share of an interval that crosses its edges (resets and glitches as the energy endpoint"
+        " counts them)"
+    )
+
+
 class ReadingsPage(BaseModel):
     cabinet: str
     point: str
     start_ms: int
     end_ms: int
     limit: int
-    truncated: bool = Field(
-        description="true when ``limit`` readings were returned: ask again from the last ts"
+    resolution: str = Field(
+        description="raw: ``readings`` holds the readings; 15m or 1d: ``buckets`` holds rollups"
     )
-    readings: list[ReadingOut]
+    truncated: bool = Field(
+        description="true when ``limit`` readings (or buckets) were returned: ask again from the last"
+        " ts (or bucket start)"
+    )
+    readings: list[ReadingOut] = Field(description="raw readings, oldest first (resolution raw)")
+    buckets: list[BucketOut] = Field(
+        default_factory=list, description="rollups, oldest first (resolution 15m or 1d)"
+    )
 
 
 class EventOut(BaseModel):

@@ -146,6 +146,40 @@ class EnergyMeter:
             previous = (ts, counter)
         self._previous = previous
 
+    def add_summary(
+        self,
+        *,
+        first: tuple[int, float] | None,
+        last: tuple[int, float] | None,
+        wh: float,
+        covered_ms: int,
+        resets: int,
+        absurd: int,
+        readings: int,
+        skipped: int,
+    ) -> None:
+        """A summary of consecutive readings instead of the readings (a 15-minute rollup), later than
+        those already added: its first and last counted readings, what the intervals between its
+        counted readings gave (``wh`` over ``covered_ms``; glitches counted 0) and how many of them
+        were resets or glitches. All its readings lie within one day of the meter's days.
+
+        The interval from the previous counted reading to ``first`` is spread as ``add`` spreads it:
+        fed summaries of every quarter, the meter gives what ``add`` gives fed the readings.
+        """
+        spreader = self._spreader
+        result = spreader.result
+        result.readings += readings
+        result.skipped += skipped
+        if first is None or last is None:
+            return
+        previous = self._previous
+        if previous is not None:
+            if first[0] < previous[0]:
+                raise ValueError(f"summaries must be sorted by time: {first[0]} comes after {previous[0]}")
+            spreader.interval(previous[0], previous[1], first[0], first[1])
+        spreader.inside(first[0], wh=wh, covered_ms=covered_ms, resets=resets, absurd=absurd)
+        self._previous = last
+
 
 def counter_value(value: object, quality: int) -> float | None:
     """The counter's value in Wh, or None when the reading does not count (bad, not a number)."""
@@ -194,6 +228,17 @@ class _Spreader:
             day.covered_ms += overlap
             day.interpolated |= interpolated
             day.reset |= reset
+
+    def inside(self, ts: int, *, wh: float, covered_ms: int, resets: int, absurd: int) -> None:
+        """What intervals that all lie in the day of ``ts`` gave."""
+        self.result.resets += resets
+        self.result.absurd += absurd
+        for i, _ in self._day_of(ts):
+            day = self.result.days[i]
+            day.wh += wh
+            day.covered_ms += covered_ms
+            day.reset |= resets > 0
+            day.absurd |= absurd > 0
 
     def _pieces(self, t0: int, t1: int) -> list[tuple[int, int]]:
         """(day index, overlap in ms) for each day that [t0, t1] overlaps."""

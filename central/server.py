@@ -3,6 +3,10 @@
     async with CentralServer(db="sqlite:///central.db", broker_url=..., http_port=0) as server:
         print(server.url)          # the bound port is known once the block is entered
 
+With ``retention``, a task deletes raw readings older than the retention period every
+``retention.interval_s`` (rollups stay), on the worker that leads "retention" (central.leadership);
+it is idempotent, so a moment with two leaders is harmless.
+
 ``serve()`` is what ``cityedge central serve`` runs: the same, until cancelled.
 """
 
@@ -12,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Callable, Generator
 from pathlib import Path
 from types import TracebackType
@@ -20,8 +25,9 @@ from typing import Self
 import uvicorn
 
 from central.api import create_app
+from central.config import Retention
 from central.dispatch import DEFAULT_EXPIRY_GRACE_S, DEFAULT_RETRY_S, CommandDispatcher
-from central.errors import ServerError
+from central.errors import ServerError, StoreError
 from central.ingest import DEFAULT_GROUP, Ingestor
 from central.ingest_limits import TopicLimits
 from central.leadership import Leadership, SoleLeader, leadership_for
@@ -30,6 +36,10 @@ from central.store import Store, open_store
 logger = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN_S = 5
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
@@ -88,6 +98,8 @@ class CentralServer:
         command_retry_s: float = DEFAULT_RETRY_S,
         command_expiry_grace_s: float = DEFAULT_EXPIRY_GRACE_S,
         ingest_limits: TopicLimits | None = None,
+        retention: Retention | None = None,
+        clock: Callable[[], int] = now_ms,
         leadership: Leadership | None = None,
     ) -> None:
         # A URL (sqlite:///…, postgresql://…), a SQLite file, or a store made by the caller.
@@ -96,12 +108,15 @@ class CentralServer:
             if isinstance(db, str | Path)
             else db
         )
-        # Which worker of this database sweeps commands (central.leadership): a lock in the database
-        # (PostgreSQL) or beside it (SQLite); a store made by the caller is its only worker.
-        if leadership is None:
-            by_url = isinstance(db, str | Path)
-            leadership = leadership_for(str(db), "dispatch") if by_url else SoleLeader("dispatch")
-        self.leadership = leadership
+        # Which worker of this database sweeps commands, and which purges (central.leadership): a lock
+        # in the database (PostgreSQL) or beside it (SQLite); a store made by the caller is its only worker.
+        by_url = isinstance(db, str | Path)
+
+        def lead(job: str) -> Leadership:
+            return leadership_for(str(db), job) if by_url else SoleLeader(job)
+
+        self.leadership = leadership = leadership or lead("dispatch")
+        self.retention_leadership = lead("retention")
         # Validates the broker URL now: a bad one fails before anything starts.
         self.ingestor = Ingestor(
             store=self.store,
@@ -120,6 +135,10 @@ class CentralServer:
             expiry_grace_s=command_expiry_grace_s,
             leadership=leadership,
         )
+        # Raw readings older than the retention period are deleted by a periodic task (rollups stay).
+        self.retention = retention
+        self._clock = clock
+        self.purged = 0  # readings this server's purge deleted
         self.http_host = http_host
         self._requested_port = http_port
         self._socket: socket.socket | None = None
@@ -152,6 +171,10 @@ class CentralServer:
             await stack.enter_async_context(self.ingestor)
             await stack.enter_async_context(self.leadership)
             await stack.enter_async_context(self.dispatcher)
+            if self.retention is not None:
+                await stack.enter_async_context(self.retention_leadership)
+                purge = asyncio.create_task(self._purge_loop(self.retention), name="central-retention")
+                stack.push_async_callback(_cancelled, purge)
             await self._start_http(sock)
             stack.push_async_callback(self._stop_http)
             self._stack = stack.pop_all()
@@ -164,6 +187,38 @@ class CentralServer:
         stack, self._stack = self._stack, None
         if stack is not None:
             await stack.__aexit__(exc_type, exc, tb)
+
+    async def purge_once(self, retention: Retention) -> int:
+        """Delete the raw readings older than the retention period, in short transactions.
+
+        Safe when several workers run it at once (each delete is idempotent); between transactions
+        the event loop serves ingest and the API.
+        """
+        before = retention.horizon_ms(self._clock())
+        deleted = 0
+        while True:
+            purged = await self.store.purge_readings(before_ms=before, limit=retention.batch)
+            deleted += purged.deleted
+            self.purged += purged.deleted
+            if purged.done:
+                return deleted
+            await asyncio.sleep(0)  # let the ingest writer in between two transactions
+
+    async def _purge_loop(self, retention: Retention) -> None:
+        # The first purge waits an interval too: a restart does not start with a burst of deletes.
+        while True:
+            await asyncio.sleep(retention.interval_s)
+            if not self.retention_leadership.is_leader():
+                continue  # another worker purges: N at once would only contend for the same rows
+            try:
+                deleted = await self.purge_once(retention)
+            except StoreError as exc:  # the database is down: ingest says so too; try again later
+                logger.warning("retention purge failed: %s", exc)
+            else:
+                if deleted:
+                    logger.info(
+                        "retention: %d raw readings older than %d days deleted", deleted, retention.days
+                    )
 
     async def _start_http(self, sock: socket.socket) -> None:
         config = uvicorn.Config(
@@ -197,6 +252,12 @@ class CentralServer:
         await asyncio.shield(self._http_task)
 
 
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def serve(
     *,
     db: str | Path,
@@ -206,6 +267,7 @@ async def serve(
     http_host: str = "127.0.0.1",
     http_port: int = 8080,
     on_ready: Callable[[CentralServer], None] | None = None,
+    retention: Retention | None = None,
 ) -> None:
     """Run the aggregator until cancelled (the CLI cancels on SIGINT/SIGTERM); stops cleanly.
 
@@ -219,6 +281,7 @@ async def serve(
         broker_password=broker_password,
         http_host=http_host,
         http_port=http_port,
+        retention=retention,
     ) as server:
         if on_ready is not None:
             on_ready(server)

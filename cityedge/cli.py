@@ -7,6 +7,7 @@ line naming the thing and the fix, and exit with code 2, without a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -119,12 +120,12 @@ DbOption = Annotated[
 ]
 
 
-def _db_url(option: str | None) -> str:
+def _db_url(option: str | None, config_value: str | None = None) -> str:
     """The database to use, checked now: a wrong URL is one line naming the fix, exit 2."""
     from central.errors import StoreError
     from central.store import db_url_from, parse_db_url
 
-    url = db_url_from(option)
+    url = db_url_from(option, config_value)
     try:
         parse_db_url(url)
     except StoreError as exc:
@@ -142,52 +143,108 @@ def _db_shown(url: str) -> str:
 
 @central_app.command("serve")
 def central_serve(
+    *,
     db: DbOption = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="Central config file, TOML with the tables store (url, retention_days, ...), broker"
+            " (url, password_file) and http (listen): see config/central.example.toml. Options given"
+            " here win over it."
+        ),
+    ] = None,
     broker: Annotated[
-        str, typer.Option(help="Broker URL, mqtt://[user@]host:port; no password here (see below).")
-    ] = "mqtt://127.0.0.1:1883",
+        str | None,
+        typer.Option(
+            help="Broker URL, mqtt://[user@]host:port; no password here (see below)."
+            " Default: the config file's broker.url, else mqtt://127.0.0.1:1883."
+        ),
+    ] = None,
     broker_password_file: Annotated[
         Path | None,
         typer.Option(
             help="File holding the broker password, readable by this user only (0600 or 0640). "
-            "Without it: $CITYEDGE_BROKER_PASSWORD, the file named by $CITYEDGE_BROKER_PASSWORD_FILE, "
-            "or the systemd credential broker-password."
+            "Without it: the config file's broker.password_file, $CITYEDGE_BROKER_PASSWORD, the file"
+            " named by $CITYEDGE_BROKER_PASSWORD_FILE, or the systemd credential broker-password."
         ),
     ] = None,
-    http: Annotated[str, typer.Option(help="HOST:PORT the HTTP API listens on.")] = "127.0.0.1:8080",
+    http: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST:PORT the HTTP API listens on. Default: the config file's http.listen, else"
+            " 127.0.0.1:8080."
+        ),
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
-    """Ingest every cabinet's data from the broker, store it, serve the HTTP API."""
+    """Ingest every cabinet's data from the broker, store it, serve the HTTP API.
+
+    Raw readings older than store.retention_days (default 90) are deleted as it runs; rollups stay.
+    """
+    from central.config import CentralConfig, ConfigError, load_central_config, retention_of
     from central.errors import ServerError, StoreError
     from central.server import serve
 
-    host, port = _host_port(http, "--http")
-    password = _broker_password(broker, broker_password_file)
+    settings = CentralConfig()
+    if config is not None:
+        try:
+            settings = load_central_config(config)
+        except ConfigError as exc:
+            _fail(str(exc))
+    host, port = _host_port(http or settings.http.listen or "127.0.0.1:8080", "--http")
+    broker_url = broker or settings.broker.url or "mqtt://127.0.0.1:1883"
+    password_file = broker_password_file or (
+        Path(settings.broker.password_file) if settings.broker.password_file else None
+    )
+    password = _broker_password(broker_url, password_file)
+    url = _db_url(db, settings.store.url)
     _setup_logging(verbose)
     try:
         _run_until_interrupted(
-            serve(db=_db_url(db), broker_url=broker, broker_password=password, http_host=host, http_port=port)
+            serve(
+                db=url,
+                broker_url=broker_url,
+                broker_password=password,
+                http_host=host,
+                http_port=port,
+                retention=retention_of(settings),
+            )
         )
     except (ServerError, StoreError) as exc:  # an HTTP address in use, a database it cannot open
         _fail(str(exc))
 
 
 @central_app.command("migrate")
-def central_migrate(db: DbOption = None) -> None:
+def central_migrate(
+    db: DbOption = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="Central config file (its store.url), as for serve. --db wins over it."),
+    ] = None,
+) -> None:
     """Bring the database's schema to this build's version; safe to run again, or from two hosts.
 
     PostgreSQL: ``central serve`` refuses a database whose schema is behind until this has run.
-    SQLite: serve creates and upgrades the schema itself; this does the same without serving.
+    SQLite: serve creates a new file itself and refuses an older one, which this upgrades in place.
     """
+    from central.config import ConfigError, load_central_config
     from central.errors import StoreError
     from central.store import parse_db_url
 
-    url = _db_url(db)
+    config_url = None
+    if config is not None:
+        try:
+            config_url = load_central_config(config).store.url
+        except ConfigError as exc:
+            _fail(str(exc))
+    url = _db_url(db, config_url)
     parsed = parse_db_url(url)
     try:
         if parsed.backend == "sqlite":
-            version = asyncio.run(_migrate_sqlite(url))
-            typer.echo(f"{_db_shown(url)}: SQLite schema at version {version}", err=True)
+            assert parsed.path is not None
+            was, now = _migrate_sqlite(parsed.path)
+            state = f"migrated from version {was} to {now}" if was != now else f"already at version {now}"
+            typer.echo(f"{_db_shown(url)}: {state}", err=True)
             return
         import psycopg
 
@@ -207,13 +264,33 @@ def central_migrate(db: DbOption = None) -> None:
     typer.echo(f"{parsed.redacted}: {state}", err=True)
 
 
-async def _migrate_sqlite(url: str) -> int:
-    from central.store import open_store
+def _migrate_sqlite(path: Path) -> tuple[int, int]:
+    """(version before, version now) of the SQLite file at ``path``; a new or empty file is created
+    at this version, an older one upgraded in place."""
+    import sqlite3
+
+    from central.errors import StoreError
+    from central.store.sqlite import SqliteStore
+    from central.store.sqlite.migrate import migrate
     from central.store.sqlite.schema import SCHEMA_VERSION
 
-    async with open_store(url):
-        pass  # opening applies the schema
-    return SCHEMA_VERSION
+    async def create() -> None:
+        async with SqliteStore(path):
+            pass  # opening a new file creates its schema
+
+    try:
+        if not path.exists() or path.stat().st_size == 0:
+            asyncio.run(create())
+            return 0, SCHEMA_VERSION
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            (tables,) = conn.execute("SELECT count(*) FROM sqlite_schema WHERE type = 'table'").fetchone()
+        if version == 0 and tables == 0:
+            asyncio.run(create())
+            return 0, SCHEMA_VERSION
+        return migrate(path, progress=lambda step: typer.echo(f"  {step}", err=True))
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(str(path), "migrate", str(exc)) from exc
 
 
 def _broker_password(url: str, password_file: Path | None) -> str | None:

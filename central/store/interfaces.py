@@ -227,7 +227,9 @@ class RollupStore(Lifecycle, Protocol):
 
 class RetentionStore(Lifecycle, Protocol):
     async def purge_readings(self, *, before_ms: int, limit: int) -> Purged:
-        """Delete at most ``limit`` raw readings stamped before ``before_ms``.
+        """Delete about ``limit`` raw readings stamped before ``before_ms`` (whole batches: one batch's
+        readings more at most). A backend may keep those that share its unit of storage with
+        ``before_ms`` (SQLite: the 15-minute bucket; PostgreSQL: the day's partition).
 
         Call it until it says ``done``: each call is one short transaction, so ingest goes on between
         them. Rollups, events and each point's latest reading are kept. Idempotent, and safe when two

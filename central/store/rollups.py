@@ -78,6 +78,12 @@ def summarise(
     """The rollup of ``samples`` (non-empty, any order) in the bucket starting at ``bucket_ms``."""
     if not samples:
         raise ValueError("a rollup needs at least one reading")
+    if len(samples) == 1 and not counter:  # the common case at ingest: one reading per point
+        s = samples[0]
+        n = _number(s.value, s.quality)
+        return Rollup(
+            bucket_ms, 1, int(n is not None), n, n, n or 0.0, s.ts, s.stream, s.seq, s.value, s.quality
+        )
     ordered = sorted(samples, key=lambda s: (s.ts, s.stream, s.seq))
     numbers = [n for s in ordered if (n := _number(s.value, s.quality)) is not None]
     last = ordered[-1]

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from central.store.sqlite.blocks import unpack
 from cityedge.ports import free_port, wait_for_port
 from cityedge.testing import write_agent_config
 
@@ -138,8 +139,14 @@ class FleetRig:
         seqs: list[int] = []
         with _readonly(self.central_db) as db:
             try:
-                for table in ("readings", "events", "command_results"):
+                for table in ("events", "command_results"):
                     seqs += [r[0] for r in db.execute(query.format(table=table), (self.cabinet,))]
+                blocks = db.execute(
+                    "SELECT b.stream_pk, b.first_seq, b.data FROM blocks AS b"
+                    " JOIN streams AS s ON s.id = b.stream_pk WHERE s.cabinet = ?",
+                    (self.cabinet,),
+                )
+                seqs += [r.seq for stream, first, data in blocks for r in unpack(stream, first, data)]
             except sqlite3.OperationalError:
                 return []
         return seqs
@@ -152,12 +159,13 @@ class FleetRig:
     def central_reading_keys(self) -> list[tuple[str, int]]:
         """(point, ts) of every reading central stored: a reading stored twice shows up twice."""
         with _readonly(self.central_db) as db:
-            rows = db.execute(
-                """SELECT p.name, r.ts FROM readings AS r JOIN points AS p ON p.id = r.point_pk
-                   WHERE p.cabinet = ?""",
+            names = dict(db.execute("SELECT id, name FROM points WHERE cabinet = ?", (self.cabinet,)))
+            blocks = db.execute(
+                """SELECT b.stream_pk, b.first_seq, b.data FROM blocks AS b
+                   JOIN streams AS s ON s.id = b.stream_pk WHERE s.cabinet = ?""",
                 (self.cabinet,),
             ).fetchall()
-        return [(name, ts) for name, ts in rows]
+        return [(names[r.point], r.ts) for stream, first, data in blocks for r in unpack(stream, first, data)]
 
 
 class _readonly:

@@ -22,6 +22,7 @@ import aiomqtt
 import msgspec
 import pytest
 
+from central.store.sqlite.blocks import unpack
 from central.testing import ScriptedEdge, status_payload, wait_until
 from cityedge.broker import MosquittoBroker
 from cityedge.ports import free_port
@@ -84,12 +85,12 @@ def quarantined(db: Path) -> dict[str, int]:
 
 def stored_seqs(db: Path) -> list[int]:
     with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-        rows = conn.execute(
-            "SELECT r.seq FROM readings r JOIN streams s ON s.id = r.stream_pk WHERE s.cabinet = ?"
-            " ORDER BY r.seq",
+        blocks = conn.execute(
+            "SELECT b.stream_pk, b.first_seq, b.data FROM blocks b JOIN streams s ON s.id = b.stream_pk"
+            " WHERE s.cabinet = ?",
             (GOOD,),
         ).fetchall()
-    return [int(seq) for (seq,) in rows]
+    return sorted(r.seq for stream, first, data in blocks for r in unpack(stream, first, data))
 
 
 async def send_batches(edge: ScriptedEdge, batches: int, size: int = 20) -> None:

@@ -15,13 +15,22 @@ import psycopg
 import pytest
 
 from central.errors import StoreError
+from central.store.auth_rows import AuditEntry
 from central.store.postgres import PostgresStore
 from central.store.postgres import partitions as parts
 from central.store.postgres.migrations import migrate_database
 from central.store.postgres.schema import SCHEMA_VERSION
-from central.store.rows import ReceivedBatch
+from central.store.rows import QuarantineEntry, ReceivedBatch, ReceivedStatus
 from central.testing import TS0_MS, batch_payload
-from protocols.fleet import PROTOCOL_VERSION, DataBatch, Reading, decode_data_batch, encode, encode_data_batch
+from protocols.fleet import (
+    PROTOCOL_VERSION,
+    DataBatch,
+    Reading,
+    Status,
+    decode_data_batch,
+    encode,
+    encode_data_batch,
+)
 from protocols.quality import Quality
 from tests.contract.backends import PgServer
 
@@ -220,6 +229,12 @@ async def test_no_password_in_an_error(server: PgServer) -> None:
         await store.open()
     assert "s3cr3t-pw" not in str(caught.value)
     assert "postgres:***@127.0.0.1:1" in str(caught.value)
+    keyed = PostgresStore(
+        "host=127.0.0.1 port=1 user=postgres password=s3cr3t-pw dbname=x", connect_timeout_s=2
+    )
+    with pytest.raises(StoreError) as caught:
+        await keyed.open()
+    assert "s3cr3t-pw" not in str(caught.value) and "password=***" in str(caught.value)
 
 
 async def test_a_record_another_worker_commits_during_the_copy_is_stored_once(
@@ -261,7 +276,7 @@ async def test_a_record_another_worker_commits_during_the_copy_is_stored_once(
 
 async def test_days_past_retention_are_dropped_whole_and_rollups_stay(store: PostgresStore, dsn: str) -> None:
     t0 = parts.day_of(TS0_MS) * DAY
-    # Five days of two points, every 10 minutes; the last reading of "old/x" is on day 0.
+    # Five days of two points, every 10 minutes; the only reading of "old/x" is on day 0.
     rows = [Reading(i + 1, f"p{i % 2}/v", t0 + i * 600_000, float(i), Quality.GOOD) for i in range(5 * 144)]
     rows.append(Reading(5 * 144 + 1, "old/x", t0 + 5, 1.0, Quality.GOOD))
     for part in range(0, len(rows), 100):
@@ -273,23 +288,83 @@ async def test_days_past_retention_are_dropped_whole_and_rollups_stay(store: Pos
     kept = await store.readings(CAB, "p1/v", start_ms=horizon, end_ms=2**62, limit=10_000)
 
     dropped = await store.drop_days_before(horizon + 5)  # day 3 is cut by the horizon: not dropped
-    assert dropped == 3 * 144  # old/x's reading stays: it is that point's latest
+    assert dropped == 3 * 144 + 1
     assert await partition_days(dsn) == {parts.day_of(t0) + d for d in (3, 4)}
-    assert await count(dsn, "readings_default") == 1
     assert (
         await store.rollups(CAB, "p0/v", resolution="15m", start_ms=0, end_ms=2**62, limit=10_000) == quarters
     )
-    assert await store.latest_values(CAB) == latest
+    assert await store.latest_values(CAB) == latest  # old/x's value too: latest values are kept apart
     assert await store.readings(CAB, "p1/v", start_ms=horizon, end_ms=2**62, limit=10_000) == kept
-    assert [r.value for r in await store.readings(CAB, "old/x", start_ms=0, end_ms=2**62, limit=5)] == [1.0]
+    assert await store.readings(CAB, "old/x", start_ms=0, end_ms=2**62, limit=5) == []
     assert await store.drop_days_before(horizon + 5) == 0  # idempotent
-    # The partition cut by the horizon is for the bounded purge.
+    # What the horizon cuts is for the bounded purge; a day it empties is dropped with its last rows.
     purged = await store.purge_readings(before_ms=horizon + 5, limit=100)
     assert (purged.deleted, purged.done) == (1, True)
+    assert await partition_days(dsn) == {parts.day_of(t0) + d for d in (3, 4)}
+    await store.purge_readings(before_ms=horizon + DAY, limit=100)
+    await store.purge_readings(before_ms=horizon + DAY, limit=100)
+    assert await partition_days(dsn) == {parts.day_of(t0) + 4}
     # A backlog for a dropped day still within the partition window (retention here is shorter than
-    # the window) gets the day's partition made again, and old/x's reading moves in with it.
+    # the window) gets the day's partition made again.
     late = readings_batch([Reading(10_000, "p0/v", t0 + 7, 9.0, Quality.GOOD)], t0 + 5 * DAY)
     [outcome] = await store.write([late])
-    assert outcome.readings_new == 1 and await count(dsn, "readings_default") == 0
-    assert await count(dsn, parts.partition_name(parts.day_of(t0))) == 2
-    assert [r.value for r in await store.readings(CAB, "old/x", start_ms=0, end_ms=2**62, limit=5)] == [1.0]
+    assert outcome.readings_new == 1
+    assert await count(dsn, parts.partition_name(parts.day_of(t0))) == 1
+
+
+async def test_a_nul_in_a_status_or_about_a_message_never_stops_ingest(store: PostgresStore) -> None:
+    # Valid on the wire, refused by a PostgreSQL text: the status is quarantined, the batch beside it
+    # stored; what central writes about a message (quarantine detail, audit) keeps a U+FFFD instead.
+    birth = Status(v=PROTOCOL_VERSION, cabinet=CAB, online=True, ts=TS0_MS, version="1.0\x00evil")
+    payload = encode(birth)
+    good = ReceivedBatch(
+        decode_data_batch(batch_payload(CAB, STREAM, 1, 3)), TS0_MS, f"cityedge/{CAB}/data", b""
+    )
+    junk = QuarantineEntry(TS0_MS, "cityedge/x/data", "malformed", "bad byte \x00 here", b"\x00")
+    [outcome] = await store.write(
+        [good], [ReceivedStatus(birth, TS0_MS, f"cityedge/{CAB}/status", payload)], [junk]
+    )
+    assert outcome.readings_new == 3
+    rows = await store.quarantine()
+    assert sorted(r.reason for r in rows) == ["malformed", "unstorable"]
+    refused = next(r for r in rows if r.reason == "unstorable")
+    assert "status" in refused.detail and await store.quarantine_payload(refused.id) == payload
+    assert next(r for r in rows if r.reason == "malformed").detail == "bad byte \ufffd here"
+    cabinet = await store.cabinet(CAB)
+    assert cabinet is not None and cabinet.version == ""  # the refused birth changed nothing
+    await store.add_audit(AuditEntry(TS0_MS, None, None, "GET", "/api/v1/x\x00y", "probe", None, 404))
+    [entry] = await store.audit()
+    assert entry.entry.path == "/api/v1/x\ufffdy"
+
+
+def test_psycopg_is_loaded_only_for_a_postgresql_url(tmp_path: object) -> None:
+    probe = (
+        "import sys; import central.server, edge_agent; from central.store import open_store;"
+        " s = open_store(sys.argv[1]); print(type(s).__name__, 'psycopg' in sys.modules)"
+    )
+
+    def run(url: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", probe, url], capture_output=True, text=True, timeout=60, check=True
+        )
+        return done.stdout.strip()
+
+    assert run(f"sqlite:///{tmp_path}/x.db") == "SqliteStore False"
+    assert run("postgresql://cityedge@db.example/cityedge") == "PostgresStore True"
+
+
+async def test_long_reads_walk_across_day_partitions_and_the_default_one_in_order(
+    store: PostgresStore, dsn: str
+) -> None:
+    t0 = parts.day_of(TS0_MS) * DAY
+    stamps = [t0 + d * DAY + i * 7_000 for d in range(3) for i in range(9_000)] + [5, t0 + 400 * DAY]
+    readings = [Reading(i + 1, "m/energy_wh", ts, float(i), Quality.GOOD) for i, ts in enumerate(stamps)]
+    for part in range(0, len(readings), 5_000):
+        await store.write([readings_batch(readings[part : part + 5_000], t0 + 3 * DAY)])
+    assert len(await partition_days(dsn)) == 3 and await count(dsn, "readings_default") == 2
+    chunks = [c async for c in store.reading_chunks(CAB, "m/energy_wh", start_ms=0, end_ms=2**62)]
+    walked = [r.ts_ms for chunk in chunks for r in chunk]
+    assert walked == sorted(stamps) and max(len(c) for c in chunks) <= 10_000
+    inside = store.reading_chunks(CAB, "m/energy_wh", start_ms=t0 + DAY, end_ms=t0 + 2 * DAY, neighbours=True)
+    got = [r.ts_ms async for chunk in inside for r in chunk]
+    assert got == [t0 + 8_999 * 7_000, *(t0 + DAY + i * 7_000 for i in range(9_000)), t0 + 2 * DAY]

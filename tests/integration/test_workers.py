@@ -29,6 +29,7 @@ import httpx
 import pytest
 
 from central.leadership import advisory_key
+from central.store.sqlite.blocks import unpack
 from central.testing import batch_payload, wait_until
 from cityedge.ports import free_port, wait_for_port
 from protocols.fleet import decode_ack
@@ -75,13 +76,20 @@ class SqliteDatabase(Database):
         self.url = f"sqlite:///{path}"
 
     def seq_counts(self) -> Counter[tuple[str, str, int]]:
+        # Readings are stored as packed blocks (central/store/sqlite/blocks.py): every one unpacked.
         db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
         try:
-            rows = db.execute(
-                "SELECT s.cabinet, s.stream, r.seq FROM readings AS r JOIN streams AS s ON s.id = r.stream_pk"
+            blocks = db.execute(
+                "SELECT s.cabinet, s.stream, b.stream_pk, b.first_seq, b.data"
+                " FROM blocks AS b JOIN streams AS s ON s.id = b.stream_pk"
             ).fetchall()
         finally:
             db.close()
+        rows = [
+            (cabinet, stream, r.seq)
+            for cabinet, stream, pk, first, data in blocks
+            for r in unpack(pk, first, data)
+        ]
         return Counter((cabinet, stream, seq) for cabinet, stream, seq in rows)
 
     def dispatch_leaders(self) -> int:

@@ -13,7 +13,9 @@ import pytest
 from central.errors import StoreError
 from central.store.rows import ReceivedBatch
 from central.store.sqlite import SqliteStore
-from central.store.sqlite.schema import SCHEMA_VERSION
+from central.store.sqlite.blocks import unpack
+from central.store.sqlite.migrate import migrate
+from central.store.sqlite.schema import READINGS_TABLE, SCHEMA_VERSION
 from central.testing import TS0_MS, batch_payload
 from protocols.fleet import (
     decode_data_batch,
@@ -87,8 +89,9 @@ async def test_schema_settings(store: SqliteStore) -> None:
     conn = sqlite3.connect(store.path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'readings'").fetchone()
+        (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'held'").fetchone()
         assert "WITHOUT ROWID" in sql
+        assert conn.execute("SELECT sql FROM sqlite_master WHERE name = 'readings'").fetchone() is None
     finally:
         conn.close()
 
@@ -109,17 +112,77 @@ async def test_an_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
         await SqliteStore(tmp_path / "file" / "central.db").open()
 
 
-async def test_a_database_from_before_latest_readings_gets_them_on_open(tmp_path: Path) -> None:
+_V2_READINGS = READINGS_TABLE.format(options="WITHOUT ROWID")
+
+
+async def _as_version_2(path: Path) -> None:
+    """Rewrite a current file the way version 2 kept it: a row per reading, latest by reference."""
+    async with SqliteStore(path) as store:
+        raw = []
+        with sqlite3.connect(path) as db:
+            points = list(db.execute("SELECT id, name FROM points"))
+            streams = dict(db.execute("SELECT id, stream FROM streams"))
+        for pk, name in points:
+            async for chunk in store.reading_chunks(CAB, name, start_ms=0, end_ms=2**62):
+                raw += [(pk, r) for r in chunk]
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.executescript(_V2_READINGS)
+        seqs = {}
+        for stream_pk, first_seq, data in db.execute("SELECT stream_pk, first_seq, data FROM blocks"):
+            for r in unpack(stream_pk, first_seq, data):
+                seqs[(r.point, r.ts, r.value)] = (stream_pk, r.seq)
+        db.executemany(
+            "INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(*seqs[(pk, r.ts_ms, r.value)], pk, r.ts_ms, r.value, r.quality, r.reason) for pk, r in raw],
+        )
+        db.executescript(
+            "ALTER TABLE latest_readings RENAME TO l4;"
+            " CREATE TABLE latest_readings (point_pk INTEGER PRIMARY KEY, stream_pk, seq);"
+            " INSERT INTO latest_readings SELECT point_pk, stream_pk, seq FROM l4; DROP TABLE l4;"
+            " DROP TABLE blocks; DROP TABLE held; DROP TABLE rollups; PRAGMA user_version = 2;"
+        )
+        assert streams
+    finally:
+        db.close()
+
+
+async def test_a_version_2_file_is_refused_until_migrated_then_reads_the_same(tmp_path: Path) -> None:
     path = tmp_path / "central.db"
+    points = ("a/x", "m/energy_wh")
     async with SqliteStore(path) as store:
-        await store.write([batch(count=6, points=("a/x", "b/y"))])
-    with sqlite3.connect(path) as db:  # what an older version left: readings, no latest_readings
-        db.execute("DROP TABLE latest_readings")
+        await store.write([batch(count=40, points=points), batch(first=41, count=10, points=points)])
+        before = (
+            await store.latest_values(CAB),
+            await store.readings(CAB, "a/x", start_ms=0, end_ms=2**62, limit=1000),
+            await store.rollups(CAB, "m/energy_wh", resolution="15m", start_ms=0, end_ms=2**62, limit=99),
+            await store.rollups(CAB, "a/x", resolution="1d", start_ms=0, end_ms=2**62, limit=99),
+        )
+    await _as_version_2(path)
+    with pytest.raises(StoreError, match="cityedge central migrate"):
+        await SqliteStore(path).open()
+    assert migrate(path) == (2, SCHEMA_VERSION)
+    assert migrate(path) == (SCHEMA_VERSION, SCHEMA_VERSION)
     async with SqliteStore(path) as store:
-        latest = {v.point: v.value for v in await store.latest_values(CAB)}
-        assert latest == {"a/x": 5.0, "b/y": 6.0}
-        await store.write([batch(first=7, count=1, points=("a/x",))])
-        assert {v.point: v.value for v in await store.latest_values(CAB)} == {"a/x": 7.0, "b/y": 6.0}
+        after = (
+            await store.latest_values(CAB),
+            await store.readings(CAB, "a/x", start_ms=0, end_ms=2**62, limit=1000),
+            await store.rollups(CAB, "m/energy_wh", resolution="15m", start_ms=0, end_ms=2**62, limit=99),
+            await store.rollups(CAB, "a/x", resolution="1d", start_ms=0, end_ms=2**62, limit=99),
+        )
+        assert after == before
+        [again] = await store.write([batch(first=45, count=10, points=points)])  # 45..50 held already
+        assert (again.readings_new, again.duplicates) == (4, 6)
+
+
+async def test_a_newer_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "central.db"
+    async with SqliteStore(path):
+        pass
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StoreError, match="newer than this version"):
+        await SqliteStore(path).open()
 
 
 async def test_schema_version_and_the_indexes_the_hot_queries_use(store: SqliteStore) -> None:

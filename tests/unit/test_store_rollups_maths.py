@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
+import math
 import random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from central.store.rollups import Sample, absorb, bucket_of, merge, merge_all, summarise
+from central.energy import EnergyMeter, local_days, point_energy
+from central.store.rollups import Sample, absorb, bucket_of, by_bucket, merge, merge_all, summarise
 from protocols.quality import Quality
 
 GOOD = Quality.GOOD
@@ -106,3 +109,53 @@ def test_a_timestamp_is_in_its_bucket(ts: int) -> None:
     for resolution, width in (("15m", 900_000), ("1d", 86_400_000)):
         start = bucket_of(ts, resolution)  # type: ignore[arg-type]
         assert start <= ts < start + width and start % width == 0
+
+
+counter_samples = st.lists(
+    st.tuples(
+        st.integers(min_value=0, max_value=3 * 86_400_000 - 1),  # three UTC days
+        st.one_of(st.integers(min_value=0, max_value=5_000), st.just(10**9), st.just(-1)),
+        st.sampled_from([GOOD, GOOD, GOOD, BAD]),
+    ),
+    max_size=80,
+    unique_by=lambda s: s[0],
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(counter_samples)
+def test_a_counters_energy_from_its_quarters_is_its_energy_from_its_readings(
+    raw: list[tuple[int, int, int]],
+) -> None:
+    days = local_days(dt.date(2024, 5, 1), dt.date(2024, 5, 3), dt.UTC)
+    readings = sorted((T0 + ts, value, quality) for ts, value, quality in raw)
+    expected = point_energy(readings, days)
+    meter = EnergyMeter(days)
+    samples = [Sample(ts, 1, i, value, q) for i, (ts, value, q) in enumerate(readings)]
+    for bucket, part in sorted(by_bucket(samples, "15m").items()):
+        r = summarise(bucket, part, counter=True)
+        meter.add_summary(
+            first=None if r.first_wh_ts_ms is None else (r.first_wh_ts_ms, r.first_wh or 0.0),
+            last=None if r.last_wh_ts_ms is None else (r.last_wh_ts_ms, r.last_wh or 0.0),
+            wh=r.energy_wh,
+            covered_ms=r.energy_ms,
+            resets=r.resets,
+            absurd=r.absurd,
+            readings=r.count,
+            skipped=r.count - r.counted,
+        )
+    got = meter.result
+    assert (got.resets, got.absurd, got.readings, got.skipped) == (
+        expected.resets,
+        expected.absurd,
+        expected.readings,
+        expected.skipped,
+    )
+    for a, b in zip(got.days, expected.days, strict=True):
+        assert math.isclose(a.wh, b.wh, rel_tol=1e-9, abs_tol=1e-6)
+        assert (a.covered_ms, a.interpolated, a.reset, a.absurd) == (
+            b.covered_ms,
+            b.interpolated,
+            b.reset,
+            b.absurd,
+        )

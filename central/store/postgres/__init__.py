@@ -4,7 +4,9 @@ schema       the migrations (ordered SQL scripts) and what the layout is for
 migrations   apply them (``cityedge central migrate``) and check the version on open
 partitions   day partitions of readings, made ahead within a bounded window
 values       a fleet scalar as typed columns
-writer       one write() group, one transaction
+rollups      15-minute and daily rollups, and retention (bounded purge, whole days dropped)
+writer       one write() group, one transaction (its statements: writer_sql; what it computes
+             from a batch first: batch_facts)
 reads, commands, auth   the other interfaces, as plain functions of a connection
 store        ``PostgresStore``: the pool, errors as StoreError
 

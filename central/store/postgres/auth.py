@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 
 from central.store.auth_rows import AuditEntry, AuditRow, TokenRow
+from central.store.postgres.values import pg_text
 
 Cursor = psycopg.AsyncCursor[tuple[Any, ...]]
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
@@ -40,12 +41,12 @@ async def insert_audit(cur: Cursor, entry: AuditEntry) -> None:
         " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
         (
             entry.ts_ms,
-            entry.who,
+            None if entry.who is None else pg_text(entry.who),
             entry.role,
-            entry.method,
-            entry.path,
-            entry.summary,
-            entry.client,
+            pg_text(entry.method),
+            pg_text(entry.path),
+            pg_text(entry.summary),
+            None if entry.client is None else pg_text(entry.client),
             entry.status,
         ),
     )

@@ -4,9 +4,9 @@
 maths are ``central.store.rollups``' (shared with SQLite), this module only loads and stores rows,
 with one statement to load and one to upsert per group.
 
-Retention: ``purge`` deletes old raw readings in bounded steps (the ``RetentionStore`` contract),
-each point's latest reading kept. ``drop_days`` is what a large database wants instead: a whole day
-partition past retention goes at once (its latest readings moved to the default partition first).
+Retention: ``purge`` deletes old raw readings in bounded steps (the ``RetentionStore`` contract).
+``drop_day`` is what a large database wants instead: a whole day partition past retention goes at
+once, no row by row. Each point's latest value is a copy in latest_readings: it outlives both.
 """
 
 from __future__ import annotations
@@ -37,13 +37,40 @@ _TYPES = [
 ]  # fmt: skip
 _LOAD = f"""
 SELECT res, point_pk, {_COLUMNS} FROM rollups
-WHERE (res, bucket, point_pk) IN (SELECT * FROM unnest(%s::int4[], %s::int8[], %s::int4[]))
+WHERE (res, bucket, point_pk) IN (SELECT * FROM unnest(%b::int4[], %b::int8[], %b::int4[]))
 """
 _UPSERT = (
-    f"INSERT INTO rollups (res, point_pk, {_COLUMNS}) SELECT * FROM unnest(%s::int4[], %s::int4[], "
-    + ", ".join(f"%s::{t}[]" for t in _TYPES)
+    f"INSERT INTO rollups (res, point_pk, {_COLUMNS}) SELECT * FROM unnest(%b::int4[], %b::int4[], "
+    + ", ".join(f"%b::{t}[]" for t in _TYPES)
     + ") ON CONFLICT (res, bucket, point_pk) DO UPDATE SET "
     + ", ".join(f"{n} = excluded.{n}" for n in _NAMES if n != "bucket")
+)
+_NEWER = (
+    "(excluded.last_ts, excluded.last_stream, excluded.last_seq) > (r.last_ts, r.last_stream, r.last_seq)"
+)
+_MERGE_PLAIN = (
+    f"INSERT INTO rollups AS r (res, point_pk, {_COLUMNS}) SELECT * FROM unnest(%b::int4[], %b::int4[], "
+    + ", ".join(f"%b::{t}[]" for t in _TYPES)
+    + """) ON CONFLICT (res, bucket, point_pk) DO UPDATE SET
+    count = r.count + excluded.count,
+    good = r.good + excluded.good,
+    min = least(r.min, excluded.min),
+    max = greatest(r.max, excluded.max),
+    sum = r.sum + excluded.sum,
+    """
+    + ",\n    ".join(
+        f"{n} = CASE WHEN {_NEWER} THEN excluded.{n} ELSE r.{n} END"
+        for n in (
+            "last_ts",
+            "last_stream",
+            "last_seq",
+            "last_vf",
+            "last_vi",
+            "last_vb",
+            "last_vs",
+            "last_quality",
+        )
+    )
 )
 _RAW = """
 SELECT ts, stream_pk, seq, vf, vi, vb, vs, quality FROM readings WHERE point_pk = %s AND ts >= %s AND ts < %s
@@ -96,10 +123,44 @@ def _values(r: Rollup) -> tuple[object, ...]:
 # -- writes (inside the write transaction) -----------------------------------------------------------
 
 
-async def apply_rollups(cur: Cursor, new: NewSamples) -> None:
-    """Add the readings just stored to their buckets, at both resolutions."""
-    if not new:
-        return
+async def apply_rollups(
+    cur: Cursor, new: NewSamples, *, plain: list[tuple[object, ...]] | None = None
+) -> None:
+    """Add the readings just stored to their buckets, at both resolutions. ``plain``: the rows of
+    ``plain_rows(new)`` when the caller computed them already (while a COPY was being taken in)."""
+    rows = plain_rows(new) if plain is None else plain
+    if rows:
+        await cur.execute(_MERGE_PLAIN, [list(column) for column in zip(*rows, strict=True)])
+    counters = {pk: entry for pk, entry in new.items() if entry[0]}
+    if counters:
+        await _apply_counters(cur, counters)
+
+
+def plain_rows(new: NewSamples) -> list[tuple[object, ...]]:
+    """The rollup rows of the points that are not counters, for the upsert that merges them with
+    what is stored (the order-free part of ``rollups.absorb``: count, min, max, sum, last), so no row
+    is read back; a batch's quarter is also its day's part, summarised once. Pure."""
+    quarter, day = width("15m"), width("1d")
+    rows: list[tuple[object, ...]] = []
+    for pk, (counter, samples) in new.items():
+        if counter:
+            continue
+        quarters = [
+            ru.summarise(bucket, part, counter=False) for bucket, part in ru.by_bucket(samples, "15m").items()
+        ]
+        rows += [(quarter, pk, *_values(r)) for r in quarters]
+        if len(quarters) == 1:  # nearly always
+            only = _values(quarters[0])
+            rows.append((day, pk, ru.bucket_of(quarters[0].bucket_ms, "1d"), *only[1:]))
+            continue
+        for bucket, part in ru.by_bucket(samples, "1d").items():
+            rows.append((day, pk, *_values(ru.summarise(bucket, part, counter=False))))
+    rows.sort(key=lambda r: (r[0], r[2], r[1]))  # the key's order: the lock order of every worker
+    return rows
+
+
+async def _apply_counters(cur: Cursor, new: NewSamples) -> None:
+    """Energy counters: read, ``absorb``, write back (their energy needs the order of readings)."""
     keyed: dict[tuple[int, int, int], list[ru.Sample]] = {}
     for resolution in RESOLUTIONS:
         res = width(resolution)
@@ -112,12 +173,11 @@ async def apply_rollups(cur: Cursor, new: NewSamples) -> None:
     rows: list[tuple[object, ...]] = []
     for key in keys:
         res, bucket, pk = key
-        counter = new[pk][0]
-        rollup = ru.absorb(existing.get(key), keyed[key], bucket, counter=counter)
-        if rollup is None:  # a counter's reading among those counted: from the raw readings
+        rollup = ru.absorb(existing.get(key), keyed[key], bucket, counter=True)
+        if rollup is None:  # a reading among those counted: count the bucket again, from the raw ones
             await cur.execute(_RAW, (pk, bucket, bucket + res))
             raw = [ru.Sample(r[0], r[1], r[2], join(*r[3:7]), r[7]) for r in await cur.fetchall()]
-            rollup = ru.summarise(bucket, raw, counter=counter)
+            rollup = ru.summarise(bucket, raw, counter=True)
         rows.append((res, pk, *_values(rollup)))
     await cur.execute(_UPSERT, [list(column) for column in zip(*rows, strict=True)])
 
@@ -158,17 +218,12 @@ async def rollup_neighbours(
 
 # -- retention -----------------------------------------------------------------------------------
 
-# Each point's latest reading is kept, whatever its age: it is the point's current value. Rows are
-# picked by their unique key, so two purges at once delete each row once (the second finds it gone).
+# Each point's latest value stays in latest_readings (a copy of it), rollups and events stay. Rows
+# are picked by their unique key, so two purges at once delete each row once (the second finds it
+# gone and counts nothing for it).
 _PURGE = """
 WITH doomed AS (
-    SELECT r.stream_pk, r.seq, r.ts FROM readings AS r
-    WHERE r.ts < %(before)s
-        AND NOT EXISTS (
-            SELECT 1 FROM latest_readings AS l
-            WHERE l.point_pk = r.point_pk AND l.stream_pk = r.stream_pk AND l.seq = r.seq
-        )
-    LIMIT %(limit)s
+    SELECT r.stream_pk, r.seq, r.ts FROM readings AS r WHERE r.ts < %(before)s LIMIT %(limit)s
 ), gone AS (
     DELETE FROM readings AS r USING doomed AS d
     WHERE r.stream_pk = d.stream_pk AND r.seq = d.seq AND r.ts = d.ts
@@ -190,38 +245,41 @@ async def purge(cur: Cursor, *, before_ms: int, limit: int) -> tuple[int, bool]:
 
 
 async def drop_day(conn: Conn, day: int) -> int:
-    """Drop the partition of ``day``; its points' latest readings move to the default partition.
-    How many readings went (0 when another process dropped it first)."""
+    """Drop the partition of ``day`` (its points' latest values stay in latest_readings); how many
+    readings went (0 when another process dropped it first)."""
     name = parts.partition_name(day)
     table = sql.Identifier(name)
-    lo, hi = day * parts.DAY_MS, (day + 1) * parts.DAY_MS
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (parts.PARTITION_LOCK,))
         cur = await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
         found = await cur.fetchone()
         if found is None or not found[0]:
             return 0
+        # Detached first: from here the day is no partition's, and nothing new lands in the table.
         await conn.execute(sql.SQL("ALTER TABLE readings DETACH PARTITION {}").format(table))
-        # The day is no partition's now: what is inserted for it goes to the default partition.
-        await conn.execute(
-            sql.SQL(
-                "INSERT INTO readings SELECT p.* FROM {} AS p JOIN latest_readings AS l"
-                " ON (l.point_pk, l.stream_pk, l.seq) = (p.point_pk, p.stream_pk, p.seq)"
-            ).format(table)
-        )
         cur = await conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table))
         total = await cur.fetchone()
-        kept = await conn.execute(
-            "SELECT count(*) FROM readings_default WHERE ts >= %s AND ts < %s", (lo, hi)
-        )
-        moved = await kept.fetchone()
         await conn.execute(
             sql.SQL(
                 "DELETE FROM time_suspect AS t USING {} AS p"
                 " WHERE (t.stream_pk, t.seq) = (p.stream_pk, p.seq)"
-                " AND NOT EXISTS (SELECT 1 FROM readings_default AS d"
-                " WHERE (d.stream_pk, d.seq) = (p.stream_pk, p.seq))"
             ).format(table)
         )
         await conn.execute(sql.SQL("DROP TABLE {}").format(table))
-    return int(total[0] if total else 0) - int(moved[0] if moved else 0)
+    return int(total[0]) if total is not None else 0
+
+
+async def drop_empty_days(conn: Conn, before_ms: int) -> int:
+    """Drop the day partitions that end at or before ``before_ms`` and hold no reading; how many."""
+    dropped = 0
+    for day in sorted(await parts.existing_days(conn)):
+        if (day + 1) * parts.DAY_MS > before_ms:
+            break
+        cur = await conn.execute(
+            sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(parts.partition_name(day)))
+        )
+        empty = await cur.fetchone()
+        if empty is not None and empty[0]:
+            await drop_day(conn, day)  # what reached it since (a late backlog) was past retention too
+            dropped += 1
+    return dropped

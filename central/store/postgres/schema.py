@@ -15,6 +15,8 @@ Layout, and why it differs from SQLite's:
 - ``latest_readings`` holds each point's latest value itself, so reading the latest values never
   probes the partitions.
 - Text sorts by code point (``COLLATE "C"``), as SQLite's does, whatever the database's locale.
+- ``latest_readings`` and ``rollups`` are rewritten by every batch of their point: pages left part
+  empty (fillfactor) let an update stay on its page without touching the indexes (a HOT update).
 - ``counters`` has one row per shard: concurrent workers add to different rows instead of queueing on
   one row lock until their commits.
 """
@@ -88,7 +90,7 @@ CREATE TABLE latest_readings (
     vs text COLLATE "C",
     quality smallint NOT NULL,
     reason text COLLATE "C"
-);
+) WITH (fillfactor = 50);
 CREATE TABLE events (
     stream_pk integer NOT NULL,
     seq bigint NOT NULL,
@@ -244,7 +246,7 @@ CREATE TABLE rollups (
     resets bigint NOT NULL,
     absurd bigint NOT NULL,
     PRIMARY KEY (res, bucket, point_pk)
-);
+) WITH (fillfactor = 70);
 CREATE INDEX rollups_point ON rollups (point_pk, res, bucket);
 """
 

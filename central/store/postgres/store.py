@@ -29,6 +29,7 @@ from typing import Any, Self, TypeVar
 import msgspec
 import psycopg
 from psycopg import errors
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from central.errors import StoreError
@@ -72,6 +73,19 @@ Cursor = psycopg.AsyncCursor[tuple[Any, ...]]
 READING_CHUNK = 10_000
 
 
+def redact_dsn(dsn: str) -> str:
+    """What an error may show of ``dsn``: a URL's password as ***, a key=value one's left out."""
+    if "://" in dsn:
+        return redact(dsn)
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "a PostgreSQL DSN that does not parse"
+    if "password" in params:
+        params["password"] = "***"
+    return make_conninfo("", **params)
+
+
 def _detail(exc: BaseException) -> str:
     """The first line of a database error (libpq messages never hold the password)."""
     if isinstance(exc, errors.UniqueViolation):
@@ -96,7 +110,7 @@ class PostgresStore:
         application_name: str = "cityedge-central",
     ) -> None:
         self._dsn = dsn
-        self.where = redact(dsn)
+        self.where = redact_dsn(dsn)
         self._min = min_connections
         self._max = max(min_connections, max_connections)
         self._durable = durable
@@ -377,6 +391,9 @@ class PostgresStore:
         deleted, done = await self._in_transaction(
             "purge old readings", lambda cur: pr.purge(cur, before_ms=before_ms, limit=limit)
         )
+        # The days it emptied go too: dropping their files gives the space back, no VACUUM needed.
+        if done and await self._run("drop emptied days", lambda c: pr.drop_empty_days(c, before_ms)) > 0:
+            self.partitions.forget()
         return Purged(deleted, done)
 
     async def drop_days_before(self, before_ms: int) -> int:

@@ -46,3 +46,10 @@ def join(vf: float | None, vi: int | None, vb: bool | None, vs: str | None) -> S
     if vb is not None:
         return vb
     return vs
+
+
+def pg_text(text: str) -> str:
+    """``text`` as PostgreSQL can hold it: a NUL (valid in a Python or SQLite string, refused in a
+    PostgreSQL text) becomes U+FFFD. For what central writes about a message (the quarantine's topic
+    and detail, the audit log), never for a cabinet's data: a batch holding one is quarantined whole."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text

@@ -1,9 +1,8 @@
 """The write side of the PostgreSQL store: one ``write()`` group is one transaction.
 
-Same semantics as the SQLite writer (``central.store.sqlite.writer``), in set-oriented statements:
-a batch's readings are one ``INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING`` (the
-arrays travel in binary: one round trip per batch, and the row count is the number of new records).
-bench/ingest.py measures it against a raw COPY of the same rows.
+Same semantics as the SQLite writer (``central.store.sqlite.writer``), in set-oriented statements
+(``writer_sql``); what is computed from a batch beforehand is ``batch_facts``. bench/ingest.py measures
+it against a raw COPY of the same rows.
 
 Three ways to write a group, the first that works:
 1. ``copy`` (the usual case): one query finds which of the group's readings are already stored (by
@@ -31,10 +30,9 @@ commits (an id handed out by a rolled-back transaction does not exist).
 from __future__ import annotations
 
 import collections
-import operator
 import os
-from collections.abc import Sequence
-from typing import Any, Literal, NamedTuple
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
 
 import msgspec
 import psycopg
@@ -43,11 +41,13 @@ from psycopg import errors
 from central.record_time import time_suspect
 from central.store import rules
 from central.store.postgres import partitions as parts
+from central.store.postgres import writer_sql as q
+from central.store.postgres.batch_facts import Latest, Shape, add_samples, newest_of, refusal_detail
 from central.store.postgres.commands import apply_results
-from central.store.postgres.rollups import apply_rollups
+from central.store.postgres.rollups import apply_rollups, plain_rows
 from central.store.postgres.schema import COUNTER_SHARDS
-from central.store.postgres.values import split, split_one
-from central.store.rollups import Sample, is_counter
+from central.store.postgres.values import pg_text, split, split_one
+from central.store.rollups import Sample
 from central.store.rows import BatchOutcome, QuarantineEntry, ReceivedBatch, ReceivedStatus
 from protocols.fleet import DataBatch, Reading, Status
 
@@ -66,117 +66,8 @@ REFUSALS: tuple[type[Exception], ...] = (
 )
 _RETRYABLE: tuple[type[Exception], ...] = (errors.DeadlockDetected, errors.SerializationFailure)
 
-_UPSERT_SEEN = """
-INSERT INTO cabinets (id, last_seen_ms, backlog)
-SELECT * FROM unnest(%s::text[], %s::int8[], %s::int8[]) ORDER BY 1
-ON CONFLICT (id) DO UPDATE SET
-    last_seen_ms = greatest(coalesce(cabinets.last_seen_ms, 0), excluded.last_seen_ms),
-    backlog = excluded.backlog
-"""
-_UPSERT_BIRTH = """
-INSERT INTO cabinets (id, online, last_seen_ms, status_ts_ms, version, config_hash, stream,
-                      boot_count, backlog, inventory)
-VALUES (%s, true, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (id) DO UPDATE SET
-    online = true,
-    last_seen_ms = greatest(coalesce(cabinets.last_seen_ms, 0), excluded.last_seen_ms),
-    status_ts_ms = excluded.status_ts_ms,
-    version = excluded.version,
-    config_hash = excluded.config_hash,
-    stream = excluded.stream,
-    boot_count = excluded.boot_count,
-    backlog = excluded.backlog,
-    inventory = excluded.inventory
-"""
-_UPSERT_OFFLINE = """
-INSERT INTO cabinets (id, online, status_ts_ms) VALUES (%s, false, %s)
-ON CONFLICT (id) DO UPDATE SET online = false, status_ts_ms = excluded.status_ts_ms
-"""
-_INSERT_READINGS = """
-INSERT INTO readings (stream_pk, seq, point_pk, ts, quality, reason, vf, vi, vb, vs)
-SELECT %s, * FROM unnest(
-    %s::int8[], %s::int4[], %s::int8[], %s::int2[], %s::text[],
-    %s::float8[], %s::int8[], %s::bool[], %s::text[]
-)
-ON CONFLICT DO NOTHING
-RETURNING seq, ts
-"""
-_UPSERT_LATEST = """
-INSERT INTO latest_readings (point_pk, stream_pk, seq, ts, quality, reason, vf, vi, vb, vs)
-SELECT * FROM unnest(
-    %s::int4[], %s::int4[], %s::int8[], %s::int8[], %s::int2[], %s::text[],
-    %s::float8[], %s::int8[], %s::bool[], %s::text[]
-) AS u (point_pk, stream_pk, seq, ts, quality, reason, vf, vi, vb, vs)
-ORDER BY u.point_pk
-ON CONFLICT (point_pk) DO UPDATE SET
-    stream_pk = excluded.stream_pk, seq = excluded.seq, ts = excluded.ts, quality = excluded.quality,
-    reason = excluded.reason, vf = excluded.vf, vi = excluded.vi, vb = excluded.vb, vs = excluded.vs
-WHERE (excluded.stream_pk, excluded.seq) > (latest_readings.stream_pk, latest_readings.seq)
-"""
-# Which of a group's readings are stored already: per batch, the index range of its stream's seq
-# and ts (partitions outside the ts range are pruned).
-_STORED = """
-SELECT r.stream_pk, r.seq, r.ts
-FROM unnest(%s::int4[], %s::int8[], %s::int8[], %s::int8[], %s::int8[]) AS b (stream_pk, lo, hi, tlo, thi)
-JOIN LATERAL (
-    SELECT stream_pk, seq, ts FROM readings
-    WHERE stream_pk = b.stream_pk AND seq BETWEEN b.lo AND b.hi AND ts BETWEEN b.tlo AND b.thi
-) AS r ON true
-"""
-COPY_READINGS = (
-    "COPY readings (stream_pk, seq, point_pk, ts, quality, reason, vf, vi, vb, vs) FROM STDIN (FORMAT BINARY)"
-)
-COPY_TYPES = ["int4", "int8", "int4", "int8", "int2", "text", "float8", "int8", "bool", "text"]
-_INSERT_EVENTS = """
-INSERT INTO events (stream_pk, seq, cabinet, ts, source, kind, severity, message, data)
-SELECT %s, u.seq, %s, u.ts, u.source, u.kind, u.severity, u.message, u.data
-FROM unnest(%s::int8[], %s::int8[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
-    AS u (seq, ts, source, kind, severity, message, data)
-ON CONFLICT DO NOTHING
-"""
-_INSERT_RESULTS = """
-INSERT INTO command_results (stream_pk, seq, cabinet, ts, command_id, status, reason)
-SELECT %s, u.seq, %s, u.ts, u.command_id, u.status, u.reason
-FROM unnest(%s::int8[], %s::int8[], %s::text[], %s::text[], %s::text[])
-    AS u (seq, ts, command_id, status, reason)
-ON CONFLICT DO NOTHING
-"""
-_INSERT_SUSPECTS = """
-INSERT INTO time_suspect (stream_pk, seq, ts, received_ms)
-SELECT %s, u.seq, u.ts, %s FROM unnest(%s::int8[], %s::int8[]) AS u (seq, ts)
-ON CONFLICT DO NOTHING
-"""
-# The newest event about an alarm wins in (stream, seq) order; replaying one changes nothing.
-_UPSERT_ALARM = """
-INSERT INTO alarms VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (cabinet, device, alarm) DO UPDATE SET
-    active = excluded.active,
-    severity = excluded.severity,
-    message = excluded.message,
-    raised_ms = CASE WHEN excluded.active THEN excluded.raised_ms ELSE alarms.raised_ms END,
-    cleared_ms = excluded.cleared_ms,
-    updated_ms = excluded.updated_ms,
-    updated_stream = excluded.updated_stream,
-    updated_seq = excluded.updated_seq
-WHERE (excluded.updated_stream, excluded.updated_seq) > (alarms.updated_stream, alarms.updated_seq)
-"""
-_INSERT_QUARANTINE = """
-INSERT INTO quarantine (received_ms, topic, reason, detail, size, payload)
-SELECT * FROM unnest(%s::int8[], %s::text[], %s::text[], %s::text[], %s::int8[], %s::bytea[])
-"""
-_EVICT_QUARANTINE = """
-DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine ORDER BY id LIMIT %s)
-"""
-_ADD_COUNTERS = """
-UPDATE counters SET readings = readings + %s, events = events + %s, results = results + %s,
-    quarantined = quarantined + %s, quarantine_evicted = quarantine_evicted + %s
-WHERE shard = %s
-"""
-
 
 Mode = Literal["copy", "upsert", "isolated"]
-# One point's newest reading of a group: its point and stream ids, and the reading.
-Latest = dict[int, tuple[int, Reading]]
 
 
 class _Refused(Exception):
@@ -283,16 +174,24 @@ class PgWriter:
                     raise _Refused from exc
                 continue
             outcomes.append(await self._write_isolated(conn, cur, txn, received))
-        for received_status in statuses:
-            await self._write_status(cur, received_status.status, received_status.received_ms)
         unstorable = [
             rules.unstorable_entry(received, outcome.unstorable)
             for received, outcome in zip(batches, outcomes, strict=True)
             if outcome.unstorable is not None
         ]
+        for received_status in statuses:
+            if mode != "isolated":
+                try:
+                    await self._write_status(cur, received_status.status, received_status.received_ms)
+                except REFUSALS as exc:
+                    raise _Refused from exc
+                continue
+            refused = await self._write_status_isolated(conn, cur, received_status)
+            if refused is not None:
+                unstorable.append(refused)
         evicted = await self._write_quarantine(cur, [*quarantine, *unstorable])
         await cur.execute(
-            _ADD_COUNTERS,
+            q.ADD_COUNTERS,
             (
                 sum(o.readings_new for o in outcomes),
                 sum(o.events_new for o in outcomes),
@@ -316,49 +215,32 @@ class PgWriter:
             for r in batches
         ]
         stored = await self._stored(cur, batches, stream_pks)
-        rows: list[tuple[object, ...]] = []
         fresh: list[int] = []
         repeats = collections.Counter(stream_pks)
         latest: Latest = {}
         samples: dict[int, tuple[bool, list[Sample]]] = {}
-        for received, stream_pk, points in zip(batches, stream_pks, point_maps, strict=True):
-            readings = received.batch.readings
-            before = len(rows)
-            if (
-                stream_pk in stored
-                or repeats[stream_pk] > 1
-                or len({r.seq for r in readings}) != len(readings)
-            ):
-                # Records already stored, or in another batch of this group, or twice in this one.
-                taken = stored.setdefault(stream_pk, set())
-                chosen = []
-                for r in readings:
-                    if (r.seq, r.ts) not in taken:
-                        taken.add((r.seq, r.ts))
-                        chosen.append(r)
-            else:
-                chosen = list(readings)
-            get = points.__getitem__
-            if all(type(r.value) is float for r in chosen):  # the usual case: measurements
-                rows.extend(
-                    (stream_pk, r.seq, get(r.point), r.ts, r.quality, r.reason, r.value, None, None, None)
-                    for r in chosen
-                )
-            else:
-                rows.extend(
-                    (stream_pk, r.seq, get(r.point), r.ts, r.quality, r.reason, *split_one(r.value))
-                    for r in chosen
-                )
-            fresh.append(len(rows) - before)
-            newest_of(latest, stream_pk, readings, points, received.received_ms)
-            add_samples(samples, stream_pk, chosen, points)
-        if rows:
-            async with cur.copy(COPY_READINGS) as copy:
-                copy.set_types(COPY_TYPES)
-                for row in rows:
-                    await copy.write_row(row)
+        plain: list[tuple[object, ...]] = []
+        if any(r.batch.readings for r in batches):
+            # Rows are sent as they are made, and the rollups computed before the COPY ends: the
+            # server takes the rows in while this process works.
+            async with cur.copy(q.COPY_READINGS) as copy:
+                copy.set_types(q.COPY_TYPES)
+                format_row = copy.formatter.write_row
+                for received, stream_pk, points in zip(batches, stream_pks, point_maps, strict=True):
+                    readings = received.batch.readings
+                    chosen = _not_stored(readings, stored, stream_pk, repeats[stream_pk] > 1)
+                    # The formatter fills its buffer in C; a coroutine per full buffer, not per row.
+                    for row in _copy_rows(chosen, stream_pk, points):
+                        if data := format_row(row):
+                            await copy.write(data)
+                    fresh.append(len(chosen))
+                    newest_of(latest, stream_pk, readings, points, received.received_ms)
+                    add_samples(samples, stream_pk, chosen, points)
+                plain = plain_rows(samples)
+        else:
+            fresh = [0] * len(batches)
         await self._upsert_latest(cur, latest)
-        await apply_rollups(cur, samples)
+        await apply_rollups(cur, samples, plain=plain)
         outcomes = []
         for received, stream_pk, readings_new in zip(batches, stream_pks, fresh, strict=True):
             batch = received.batch
@@ -398,7 +280,7 @@ class PgWriter:
         ]
         if not probes:
             return {}
-        await cur.execute(_STORED, [list(column) for column in zip(*probes, strict=True)])
+        await cur.execute(q.STORED, [list(column) for column in zip(*probes, strict=True)])
         stored: dict[int, set[tuple[int, int]]] = {}
         for stream_pk, seq, ts in await cur.fetchall():
             stored.setdefault(int(stream_pk), set()).add((int(seq), int(ts)))
@@ -411,7 +293,7 @@ class PgWriter:
         chosen = [latest[pk][1] for pk in pks]
         vf, vi, vb, vs = split([r.value for r in chosen])
         await cur.execute(
-            _UPSERT_LATEST,
+            q.UPSERT_LATEST,
             (
                 pks,
                 [latest[pk][0] for pk in pks],
@@ -444,9 +326,27 @@ class PgWriter:
             txn.points.setdefault(cabinet, {}).update(points)
         return outcome
 
+    async def _write_status_isolated(
+        self, conn: Conn, cur: Cursor, received: ReceivedStatus
+    ) -> QuarantineEntry | None:
+        """A status in a SAVEPOINT; what to quarantine instead when the database refuses it (a NUL
+        in a text: valid on the wire, not in PostgreSQL)."""
+        try:
+            async with conn.transaction():
+                await self._write_status(cur, received.status, received.received_ms)
+        except REFUSALS as exc:
+            return QuarantineEntry(
+                received.received_ms,
+                received.topic,
+                "unstorable",
+                f"the database refused this status: {refusal_detail(exc)}",
+                received.payload,
+            )
+        return None
+
     async def _upsert_seen(self, cur: Cursor, seen: dict[str, tuple[int, int]]) -> None:
         ids = sorted(seen)
-        await cur.execute(_UPSERT_SEEN, (ids, [seen[c][0] for c in ids], [seen[c][1] for c in ids]))
+        await cur.execute(q.UPSERT_SEEN, (ids, [seen[c][0] for c in ids], [seen[c][1] for c in ids]))
 
     async def _write_batch(self, cur: Cursor, txn: _Txn, batch: DataBatch, received_ms: int) -> BatchOutcome:
         cabinet = batch.cabinet
@@ -475,7 +375,7 @@ class PgWriter:
         points = await self._point_pks(cur, txn, batch.cabinet, {r.point for r in readings})
         vf, vi, vb, vs = split([r.value for r in readings])
         await cur.execute(
-            _INSERT_READINGS,
+            q.INSERT_READINGS,
             (
                 stream_pk,
                 [r.seq for r in readings],
@@ -511,7 +411,7 @@ class PgWriter:
             return 0
         cabinet = batch.cabinet
         await cur.execute(
-            _INSERT_EVENTS,
+            q.INSERT_EVENTS,
             (
                 stream_pk,
                 cabinet,
@@ -528,7 +428,7 @@ class PgWriter:
         updates = rules.alarm_updates(cabinet, events, received_ms)
         if updates:
             await cur.executemany(
-                _UPSERT_ALARM,
+                q.UPSERT_ALARM,
                 [
                     (
                         u.cabinet,
@@ -553,7 +453,7 @@ class PgWriter:
         if not results:
             return 0
         await cur.execute(
-            _INSERT_RESULTS,
+            q.INSERT_RESULTS,
             (
                 stream_pk,
                 batch.cabinet,
@@ -583,7 +483,7 @@ class PgWriter:
         ]
         if suspects:
             await cur.execute(
-                _INSERT_SUSPECTS,
+                q.INSERT_SUSPECTS,
                 (stream_pk, received_ms, [s for s, _ in suspects], [t for _, t in suspects]),
             )
 
@@ -631,10 +531,10 @@ class PgWriter:
 
     async def _write_status(self, cur: Cursor, status: Status, received_ms: int) -> None:
         if not status.online:
-            await cur.execute(_UPSERT_OFFLINE, (status.cabinet, status.ts))
+            await cur.execute(q.UPSERT_OFFLINE, (status.cabinet, status.ts))
             return
         await cur.execute(
-            _UPSERT_BIRTH,
+            q.UPSERT_BIRTH,
             (
                 status.cabinet,
                 received_ms,
@@ -654,12 +554,12 @@ class PgWriter:
             return 0
         cap = rules.QUARANTINE_PAYLOAD_BYTES
         await cur.execute(
-            _INSERT_QUARANTINE,
+            q.INSERT_QUARANTINE,
             (
                 [e.received_ms for e in entries],
-                [e.topic for e in entries],
-                [e.reason for e in entries],
-                [e.detail for e in entries],
+                [pg_text(e.topic) for e in entries],
+                [pg_text(e.reason) for e in entries],
+                [pg_text(e.detail) for e in entries],
                 [len(e.payload) for e in entries],
                 [e.payload[:cap] for e in entries],
             ),
@@ -668,70 +568,35 @@ class PgWriter:
         row = await cur.fetchone()
         excess = rules.quarantine_excess(int(row[0]) if row is not None else 0)
         if excess > 0:
-            await cur.execute(_EVICT_QUARANTINE, (excess,))
+            await cur.execute(q.EVICT_QUARANTINE, (excess,))
         return excess
 
 
-class Shape(NamedTuple):
-    """What a batch's readings span, found with a few passes in C, to skip per-reading work."""
-
-    lo_ts: int
-    hi_ts: int
-    ascending: bool
-
-    @staticmethod
-    def of(readings: Sequence[Reading]) -> Shape:
-        seqs = [r.seq for r in readings]
-        stamps = [r.ts for r in readings]
-        return Shape(min(stamps), max(stamps), all(map(operator.lt, seqs, seqs[1:])))
-
-    def no_suspect(self, received_ms: int) -> bool:
-        """No reading is a time suspect (the rule is a bound on each side: the extremes tell)."""
-        return not time_suspect(self.lo_ts, received_ms) and not time_suspect(self.hi_ts, received_ms)
-
-
-def add_samples(
-    samples: dict[int, tuple[bool, list[Sample]]],
-    stream_pk: int,
-    readings: Sequence[Reading],
-    points: dict[str, int],
-) -> None:
-    """The readings stored now, as the rollups take them, by point id."""
+def _not_stored(
+    readings: Sequence[Reading], stored: dict[int, set[tuple[int, int]]], stream_pk: int, repeated: bool
+) -> Sequence[Reading]:
+    """The readings of a batch to COPY: not stored already, nor earlier in this group (``stored``
+    holds both, by stream id, and learns these), nor twice in this batch."""
+    if stream_pk not in stored and not repeated and len({r.seq for r in readings}) == len(readings):
+        return readings  # the usual case: nothing to compare
+    taken = stored.setdefault(stream_pk, set())
+    chosen = []
     for r in readings:
-        pk = points[r.point]
-        entry = samples.get(pk)
-        if entry is None:
-            entry = samples[pk] = (is_counter(r.point), [])
-        entry[1].append(Sample(r.ts, stream_pk, r.seq, r.value, r.quality))
+        if (r.seq, r.ts) not in taken:
+            taken.add((r.seq, r.ts))
+            chosen.append(r)
+    return chosen
 
 
-def newest_of(
-    latest: Latest, stream_pk: int, readings: Sequence[Reading], points: dict[str, int], received_ms: int
-) -> None:
-    """Each point's newest reading in sequence order (not a time suspect) joins ``latest`` unless a
-    newer one (by stream, then seq) is there: one row per point, whatever the group's size."""
-    if not readings:
-        return
-    s = Shape.of(readings)
-    if s.ascending and s.no_suspect(received_ms):  # the usual case: each point's last is its newest
-        for name, r in {r.point: r for r in readings}.items():
-            pk = points[name]
-            held = latest.get(pk)
-            if held is None or (stream_pk, r.seq) > (held[0], held[1].seq):
-                latest[pk] = (stream_pk, r)
-        return
-    for r in readings:
-        if time_suspect(r.ts, received_ms):
-            continue
-        pk = points[r.point]
-        held = latest.get(pk)
-        if held is None or (stream_pk, r.seq) > (held[0], held[1].seq):
-            latest[pk] = (stream_pk, r)
-
-
-def refusal_detail(exc: Exception) -> str:
-    """Why PostgreSQL refused a batch, in words an operator reads in the quarantine."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if isinstance(exc, errors.NumericValueOutOfRange):
-        return f"a number too large for its column: {text}"
-    return text
+def _copy_rows(
+    readings: Sequence[Reading], stream_pk: int, points: dict[str, int]
+) -> Iterator[tuple[object, ...]]:
+    get = points.__getitem__
+    if all(type(r.value) is float for r in readings):  # the usual case: measurements
+        return (
+            (stream_pk, r.seq, get(r.point), r.ts, r.quality, r.reason, r.value, None, None, None)
+            for r in readings
+        )
+    return (
+        (stream_pk, r.seq, get(r.point), r.ts, r.quality, r.reason, *split_one(r.value)) for r in readings
+    )

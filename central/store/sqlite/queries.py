@@ -13,7 +13,6 @@ from central.store.rows import (
     PointValue,
     QuarantineCounts,
     QuarantineRow,
-    ReadingRow,
     Totals,
 )
 from protocols.fleet import DeviceInfo
@@ -27,19 +26,11 @@ _CABINET_COLUMNS = """
 # For each point of the cabinet, its newest reading in sequence order, as named by latest_readings
 # (kept at ingest, one upsert per point per batch; see central.record_time): one probe per point.
 _LATEST = """
-SELECT p.name, r.ts, r.value, r.quality, r.reason
+SELECT p.name, l.ts, l.value, l.quality, l.reason
 FROM points AS p
 JOIN latest_readings AS l ON l.point_pk = p.id
-JOIN readings AS r ON (r.stream_pk, r.seq) = (l.stream_pk, l.seq)
 WHERE p.cabinet = ?
 ORDER BY p.name
-"""
-
-_READINGS = """
-SELECT ts, value, quality, reason FROM readings
-WHERE point_pk = (SELECT id FROM points WHERE cabinet = ? AND name = ?) AND ts >= ? AND ts < ?
-ORDER BY ts
-LIMIT ?
 """
 
 # Events are read joined with their stream (``e``, ``s``), in the order of EventRow's fields.
@@ -100,13 +91,6 @@ def latest_values(conn: sqlite3.Connection, cabinet_id: str) -> list[PointValue]
 def has_point(conn: sqlite3.Connection, cabinet_id: str, point: str) -> bool:
     row = conn.execute("SELECT 1 FROM points WHERE cabinet = ? AND name = ?", (cabinet_id, point)).fetchone()
     return row is not None
-
-
-def readings(
-    conn: sqlite3.Connection, cabinet_id: str, point: str, *, start_ms: int, end_ms: int, limit: int
-) -> list[ReadingRow]:
-    rows = conn.execute(_READINGS, (cabinet_id, point, start_ms, end_ms, limit))
-    return [ReadingRow(*row) for row in rows]
 
 
 def events(

@@ -8,12 +8,14 @@ side by side (one page written per batch and resolution); the index by point ser
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from central.store import rollups as ru
-from central.store.rows import RESOLUTIONS, Resolution, Rollup
+from central.store.rows import Resolution, Rollup
+from central.store.sqlite.blocks import buckets_of_point
 
 _VALUES = """
     count, good, min, max, sum, last_ts, last_stream, last_seq, last_value, last_quality,
@@ -26,11 +28,13 @@ _UPDATE = (
     + " WHERE res = ? AND bucket = ? AND point_pk = ?"
 )
 _SELECT = f"SELECT bucket, {_VALUES} FROM rollups"
-_RAW = """
-SELECT ts, stream_pk, seq, value, quality FROM readings WHERE point_pk = ? AND ts >= ? AND ts < ?
-"""
 _POINT = "(SELECT id FROM points WHERE cabinet = ? AND name = ?)"
 _CHUNK = 500
+# A day's rollup is merged from its quarters when read, and kept once the day ended this long ago
+# (readings later than that are rare); the write side looks for a kept day only for readings older
+# than DAY_CACHE_PROBE_MS, a day less: clocks of two workers may differ by that much.
+DAY_CACHE_AFTER_MS = 7 * 86_400_000
+DAY_CACHE_PROBE_MS = 6 * 86_400_000
 
 
 def width(resolution: Resolution) -> int:
@@ -68,33 +72,99 @@ def _values(r: Rollup) -> tuple[object, ...]:
 # -- writes (writer thread, inside the batch's transaction) ------------------------------------------
 
 
-def apply_rollups(cur: sqlite3.Cursor, new: Mapping[int, tuple[bool, list[ru.Sample]]]) -> None:
-    """Add the readings just stored (point_pk -> (is a counter, samples)) to their buckets."""
-    for resolution in RESOLUTIONS:
-        res = width(resolution)
-        keyed: dict[tuple[int, int], list[ru.Sample]] = {}
-        for pk, (_, samples) in new.items():
-            for bucket, part in ru.by_bucket(samples, resolution).items():
-                keyed[(bucket, pk)] = part
-        existing = _load(cur, res, keyed)
-        inserts: list[tuple[object, ...]] = []
-        updates: list[tuple[object, ...]] = []
-        for (bucket, pk), part in keyed.items():
-            counter = new[pk][0]
-            old = existing.get((bucket, pk))
-            rollup = ru.absorb(old, part, bucket, counter=counter)
-            if rollup is None:  # a counter's reading among those counted: from the raw readings
-                raw = [ru.Sample(*row) for row in cur.execute(_RAW, (pk, bucket, bucket + res))]
-                rollup = ru.summarise(bucket, raw, counter=counter)
-            if old is None:
-                inserts.append((res, bucket, pk, *_values(rollup)))
-            else:
-                updates.append((*_values(rollup), res, bucket, pk))
-        # UPDATE, not REPLACE: a replaced row would rewrite its index entry too.
-        if updates:
-            cur.executemany(_UPDATE, updates)
-        if inserts:
-            cur.executemany(_INSERT, inserts)
+# The order-free part of ``rollups.absorb`` (count, min, max, sum, last) as one statement, for points
+# that are not counters: no row is read back into Python. min(a, b) is NULL when either is, hence
+# the coalesce. Every expression reads the row as it was (SQL), so ``last_*`` move together.
+_NEWER = (
+    "(excluded.last_ts, excluded.last_stream, excluded.last_seq) > (r.last_ts, r.last_stream, r.last_seq)"
+)
+_UPSERT = f"""
+INSERT INTO rollups AS r (res, bucket, point_pk, {_VALUES}) VALUES ({", ".join("?" * 22)})
+ON CONFLICT (res, bucket, point_pk) DO UPDATE SET
+    count = r.count + excluded.count,
+    good = r.good + excluded.good,
+    min = coalesce(min(r.min, excluded.min), r.min, excluded.min),
+    max = coalesce(max(r.max, excluded.max), r.max, excluded.max),
+    sum = r.sum + excluded.sum,
+    last_ts = CASE WHEN {_NEWER} THEN excluded.last_ts ELSE r.last_ts END,
+    last_stream = CASE WHEN {_NEWER} THEN excluded.last_stream ELSE r.last_stream END,
+    last_seq = CASE WHEN {_NEWER} THEN excluded.last_seq ELSE r.last_seq END,
+    last_value = CASE WHEN {_NEWER} THEN excluded.last_value ELSE r.last_value END,
+    last_quality = CASE WHEN {_NEWER} THEN excluded.last_quality ELSE r.last_quality END
+"""
+
+
+def apply_rollups(
+    cur: sqlite3.Cursor, new: Mapping[int, tuple[bool, list[ru.Sample]]], *, now_ms: int
+) -> None:
+    """Add the readings just stored (point_pk -> (is a counter, samples)) to their quarters; a day
+    they land in whose rollup is cached (an old day: a late reading) loses its cache."""
+    upserts: list[tuple[object, ...]] = []
+    counters: dict[int, list[ru.Sample]] = {}
+    quarter = width("15m")
+    stale: set[tuple[int, int]] = set()
+    for pk, (counter, samples) in new.items():
+        for s in samples:
+            if s.ts < now_ms - DAY_CACHE_PROBE_MS:
+                stale.add((ru.bucket_of(s.ts, "1d"), pk))
+        if counter:
+            counters[pk] = samples
+            continue
+        upserts += [
+            (quarter, bucket, pk, *_values(ru.summarise(bucket, part, counter=False)))
+            for bucket, part in ru.by_bucket(samples, "15m").items()
+        ]
+    if upserts:
+        cur.executemany(_UPSERT, upserts)
+    if counters:
+        _apply_counters(cur, counters)
+    if stale:
+        cur.executemany(
+            "DELETE FROM rollups WHERE res = ? AND bucket = ? AND point_pk = ?",
+            [(width("1d"), *k) for k in stale],
+        )
+
+
+def _apply_counters(cur: sqlite3.Cursor, new: Mapping[int, list[ru.Sample]]) -> None:
+    """Counters: read, ``absorb``, write back (their energy needs the order of readings)."""
+    res = width("15m")
+    keyed: dict[tuple[int, int], list[ru.Sample]] = {}
+    for pk, samples in new.items():
+        for bucket, part in ru.by_bucket(samples, "15m").items():
+            keyed[(bucket, pk)] = part
+    existing = _load(cur, res, keyed)
+    inserts: list[tuple[object, ...]] = []
+    updates: list[tuple[object, ...]] = []
+    for (bucket, pk), part in keyed.items():
+        old = existing.get((bucket, pk))
+        rollup = ru.absorb(old, part, bucket, counter=True)
+        if rollup is None:  # a reading among those counted: count the quarter again
+            rollup = _recount(cur, pk, bucket)
+        if old is None:
+            inserts.append((res, bucket, pk, *_values(rollup)))
+        else:
+            updates.append((*_values(rollup), res, bucket, pk))
+    # UPDATE, not REPLACE: a replaced row would rewrite its index entry too.
+    if updates:
+        cur.executemany(_UPDATE, updates)
+    if inserts:
+        cur.executemany(_INSERT, inserts)
+
+
+def insert_rollups(cur: sqlite3.Cursor, resolution: Resolution, pk: int, rollups: Iterable[Rollup]) -> None:
+    """New rows (rollups counted from scratch: the migration)."""
+    res = width(resolution)
+    cur.executemany(_INSERT, [(res, r.bucket_ms, pk, *_values(r)) for r in rollups])
+
+
+def _recount(cur: sqlite3.Cursor, pk: int, bucket: int) -> Rollup:
+    """A counter's quarter from scratch, from its raw readings."""
+    raw = [
+        ru.Sample(r.ts, r.stream, r.seq, r.value, r.quality)
+        for part in buckets_of_point(cur, pk, bucket, bucket + width("15m"))
+        for r in part
+    ]
+    return ru.summarise(bucket, raw, counter=True)
 
 
 def _load(cur: sqlite3.Cursor, res: int, keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], Rollup]:
@@ -118,74 +188,108 @@ def _load(cur: sqlite3.Cursor, res: int, keys: Iterable[tuple[int, int]]) -> dic
 # -- reads -------------------------------------------------------------------------------------------
 
 
+def point_pk(conn: sqlite3.Connection | sqlite3.Cursor, cabinet: str, point: str) -> int | None:
+    found = conn.execute("SELECT id FROM points WHERE cabinet = ? AND name = ?", (cabinet, point)).fetchone()
+    return None if found is None else int(found[0])
+
+
+def quarters(
+    conn: sqlite3.Connection | sqlite3.Cursor, pk: int, start_ms: int, end_ms: int, limit: int = -1
+) -> list[Rollup]:
+    rows = conn.execute(
+        f"{_SELECT} WHERE point_pk = ? AND res = ? AND bucket >= ? AND bucket < ? ORDER BY bucket LIMIT ?",
+        (pk, width("15m"), start_ms, end_ms, limit),
+    )
+    return [_rollup(r) for r in rows]
+
+
+def days(
+    cur: sqlite3.Cursor, pk: int, start_ms: int, end_ms: int, limit: int, *, now_ms: int
+) -> list[Rollup]:
+    """Daily rollups of days starting in [start_ms, end_ms): each the merge of the day's quarters.
+
+    Runs on the writer thread, in a transaction: a day that ended more than ``DAY_CACHE_AFTER_MS``
+    ago is kept (cached) once merged, and a reading that lands in it later deletes it in the
+    transaction that stores the reading, so a cached day is always the merge of its quarters.
+    """
+    day = width("1d")
+    first = -(-start_ms // day) * day
+    cached = {
+        int(r[0]): _rollup(r)
+        for r in cur.execute(
+            f"{_SELECT} WHERE point_pk = ? AND res = ? AND bucket >= ? AND bucket < ? ORDER BY bucket",
+            (pk, day, first, end_ms),
+        )
+    }
+    found: list[Rollup] = []
+    new: list[Rollup] = []
+    gap_from = first
+    last = -(-end_ms // day) * day  # past the last day that starts before end_ms: all its quarters
+    for bucket in [*sorted(cached), None]:
+        gap_to = last if bucket is None else bucket
+        if gap_from < gap_to:  # days not cached: from their quarters
+            by_day: dict[int, list[Rollup]] = {}
+            for q in quarters(cur, pk, gap_from, gap_to):
+                by_day.setdefault(ru.bucket_of(q.bucket_ms, "1d"), []).append(q)
+            for start, parts in by_day.items():
+                merged = ru.merge_all(parts)
+                assert merged is not None
+                rollup = dataclasses.replace(merged, bucket_ms=start)
+                found.append(rollup)
+                if start + day <= now_ms - DAY_CACHE_AFTER_MS:
+                    new.append(rollup)
+        if bucket is not None:
+            found.append(cached[bucket])
+            gap_from = bucket + day
+        if len(found) >= limit:
+            break
+    if new:
+        cur.executemany(_INSERT, [(day, r.bucket_ms, pk, *_values(r)) for r in new])
+    return found[:limit]
+
+
 def rollups(
     conn: sqlite3.Connection,
     cabinet: str,
     point: str,
     *,
-    resolution: Resolution,
     start_ms: int,
     end_ms: int,
     limit: int,
 ) -> list[Rollup]:
-    rows = conn.execute(
-        f"{_SELECT} WHERE point_pk = {_POINT} AND res = ? AND bucket >= ? AND bucket < ?"
-        " ORDER BY bucket LIMIT ?",
-        (cabinet, point, width(resolution), start_ms, end_ms, limit),
-    )
-    return [_rollup(r) for r in rows]
+    """15-minute rollups (the daily ones are ``days``)."""
+    pk = point_pk(conn, cabinet, point)
+    return [] if pk is None else quarters(conn, pk, start_ms, end_ms, limit)
 
 
-def rollup_neighbours(
-    conn: sqlite3.Connection, cabinet: str, point: str, *, resolution: Resolution, start_ms: int, end_ms: int
+def quarter_neighbours(
+    conn: sqlite3.Connection | sqlite3.Cursor, pk: int, start_ms: int, end_ms: int
 ) -> tuple[Rollup | None, Rollup | None]:
-    if not ru.is_counter(point):  # only counters have counted readings
-        return None, None
-    res = width(resolution)
-    where = f"WHERE point_pk = {_POINT} AND res = ? AND counted > 0"
+    """The nearest quarters before ``start_ms`` and from ``end_ms`` with a counted reading."""
+    where = "WHERE point_pk = ? AND res = ? AND counted > 0"
+    res = width("15m")
     before = conn.execute(
-        f"{_SELECT} {where} AND bucket < ? ORDER BY bucket DESC LIMIT 1", (cabinet, point, res, start_ms)
+        f"{_SELECT} {where} AND bucket < ? ORDER BY bucket DESC LIMIT 1", (pk, res, start_ms)
     ).fetchone()
     after = conn.execute(
-        f"{_SELECT} {where} AND bucket >= ? ORDER BY bucket LIMIT 1", (cabinet, point, res, end_ms)
+        f"{_SELECT} {where} AND bucket >= ? ORDER BY bucket LIMIT 1", (pk, res, end_ms)
     ).fetchone()
     return (None if before is None else _rollup(before)), (None if after is None else _rollup(after))
 
 
-# -- retention (writer thread, one short transaction per call) ---------------------------------------
-
-# Each point's latest reading is kept, whatever its age: it is the point's current value.
-_PURGE = """
-DELETE FROM readings WHERE (stream_pk, seq) IN (
-    SELECT r.stream_pk, r.seq FROM readings AS r
-    WHERE r.point_pk = :pk AND r.ts < :before
-        AND NOT EXISTS (
-            SELECT 1 FROM latest_readings AS l
-            WHERE l.point_pk = :pk AND (l.stream_pk, l.seq) = (r.stream_pk, r.seq)
-        )
-    LIMIT :limit
-)
-RETURNING stream_pk, seq
-"""
-_POINTS_FROM = "SELECT id FROM points WHERE id >= ? ORDER BY id LIMIT ?"
-# Points probed per call at most: a call stays short even when most points have nothing to delete.
-PURGE_POINTS_PER_CALL = 512
-
-
-def purge(cur: sqlite3.Cursor, *, before_ms: int, limit: int, from_point: int) -> tuple[int, int | None]:
-    """Delete up to ``limit`` readings before ``before_ms``, walking points from ``from_point``.
-
-    Returns how many went and the point to go on from, or None when the walk passed the last point.
-    """
-    deleted = 0
-    pks = [int(pk) for (pk,) in cur.execute(_POINTS_FROM, (from_point, PURGE_POINTS_PER_CALL))]
-    for pk in pks:
-        keys = cur.execute(_PURGE, {"pk": pk, "before": before_ms, "limit": limit - deleted}).fetchall()
-        # Records stamped ahead lose their flag with them (events keep theirs).
-        cur.executemany("DELETE FROM time_suspect WHERE stream_pk = ? AND seq = ?", keys)
-        deleted += len(keys)
-        if deleted >= limit:
-            return deleted, pk  # this point may hold more
-    if len(pks) < PURGE_POINTS_PER_CALL:
-        return deleted, None
-    return deleted, pks[-1] + 1
+def day_neighbours(
+    cur: sqlite3.Cursor, pk: int, start_ms: int, end_ms: int, *, now_ms: int
+) -> tuple[Rollup | None, Rollup | None]:
+    """The nearest days before ``start_ms`` and from ``end_ms`` with a counted reading: the days of
+    the nearest such quarters (``start_ms`` and ``end_ms`` are day starts)."""
+    day = width("1d")
+    before, after = quarter_neighbours(cur, pk, start_ms, end_ms)
+    out: list[Rollup | None] = []
+    for q in (before, after):
+        if q is None:
+            out.append(None)
+            continue
+        start = ru.bucket_of(q.bucket_ms, "1d")
+        found = days(cur, pk, start, start + day, 1, now_ms=now_ms)
+        out.append(found[0] if found else None)
+    return out[0], out[1]

@@ -1,10 +1,13 @@
 """The SQLite schema of the aggregator and how its connections are opened.
 
-Readings, events and command results are keyed by (stream_pk, seq): the edge's sequence number within
-one stream of one cabinet. ``INSERT OR IGNORE`` on that key is what makes storage idempotent.
+Records are keyed by (stream_pk, seq): the edge's sequence number within one stream of one cabinet.
+Events and command results are rows keyed so (``INSERT OR IGNORE`` makes them idempotent); readings
+are stored as blocks, one per batch and 15-minute bucket, and ``held`` says which seqs of a stream
+central holds (``central.store.sqlite.blocks``): what a disk pays per reading is what sets the
+limit at a few thousand cabinets (bench/central_wear.py).
 
-The record tables are WITHOUT ROWID: the primary key is the table's b-tree, so a reading costs two
-b-tree inserts (the table and the (point, ts) index) instead of three. bench/ingest.py measures both.
+Versions: 2 (readings one row each), 3 (rollups), 4 (blocks, held, latest_readings with their
+values). ``central.store.sqlite.migrate`` upgrades a file in place (``cityedge central migrate``).
 """
 
 from __future__ import annotations
@@ -12,13 +15,18 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-# 3: rollups (a database at 2 holds readings that no rollup counts: ``migrate`` fills them in).
-SCHEMA_VERSION = 3
+from central.store.sqlite.blocks import BLOCKS_SCHEMA
+
+SCHEMA_VERSION = 4
 MIGRATE_COMMAND = "cityedge central migrate"
 BUSY_TIMEOUT_S = 5.0
+WAL_AUTOCHECKPOINT_PAGES = 10_000
+WRITER_CACHE_KIB = 64 * 1024
 
 COUNTERS = ("readings", "events", "results", "quarantined", "quarantine_evicted")
 
+# A row per reading, as versions 2 and 3 kept them (``migrate`` reads that table): bench/ingest.py
+# inserts into it as the raw reference of this machine's SQLite insert rate.
 READINGS_TABLE = """
 CREATE TABLE IF NOT EXISTS readings (
     stream_pk INTEGER NOT NULL,
@@ -32,7 +40,6 @@ CREATE TABLE IF NOT EXISTS readings (
 ) {options};
 CREATE INDEX IF NOT EXISTS readings_point_ts ON readings (point_pk, ts);
 """
-
 INSERT_READING = "INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)"
 
 # Commands live in central (created by the API); their status moves with the CommandResults that
@@ -122,11 +129,10 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_ts ON audit (ts_ms);
 """
 
-# Order by sequence, not by time (``central.record_time``). ``latest_readings`` names each point's
+# Order by sequence, not by time (``central.record_time``). ``latest_readings`` holds each point's
 # newest reading in (stream, seq) order that was not stamped ahead: one upsert per point per batch,
 # read with one probe per point. ``time_suspect`` lists the records stamped ahead of their receive
-# time: written only for them, so it costs nothing while clocks are right. A database created before
-# this table gets it filled once from the old rule (newest by time), with one probe per point.
+# time: written only for them, so it costs nothing while clocks are right.
 RECORD_TIME_SCHEMA = """
 CREATE TABLE IF NOT EXISTS time_suspect (
     stream_pk INTEGER NOT NULL,
@@ -135,21 +141,17 @@ CREATE TABLE IF NOT EXISTS time_suspect (
     received_ms INTEGER NOT NULL,
     PRIMARY KEY (stream_pk, seq)
 ) WITHOUT ROWID;
+-- The reading itself, not a reference to it: raw readings go after the retention period, a point's
+-- current value stays.
 CREATE TABLE IF NOT EXISTS latest_readings (
     point_pk INTEGER PRIMARY KEY,
     stream_pk INTEGER NOT NULL,
-    seq INTEGER NOT NULL
+    seq INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    value,
+    quality INTEGER NOT NULL,
+    reason TEXT
 );
-INSERT OR IGNORE INTO latest_readings (point_pk, stream_pk, seq)
-SELECT p.id, r.stream_pk, r.seq
-FROM points AS p
-JOIN readings AS r ON (r.stream_pk, r.seq) = (
-    SELECT stream_pk, seq FROM readings AS n
-    WHERE n.point_pk = p.id
-        AND NOT EXISTS (SELECT 1 FROM time_suspect AS t WHERE (t.stream_pk, t.seq) = (n.stream_pk, n.seq))
-    ORDER BY n.ts DESC LIMIT 1
-)
-WHERE NOT EXISTS (SELECT 1 FROM latest_readings);
 -- The newest event of one kind from each source of a cabinet, in sequence order (the lighting view:
 -- one lighting_state per output) costs one probe of this index per source, whatever the length of the
 -- history. It replaces the index by time of the same events.
@@ -215,7 +217,7 @@ CREATE TABLE IF NOT EXISTS points (
     UNIQUE (cabinet, name)
 );
 """
-    + READINGS_TABLE.format(options="WITHOUT ROWID")
+    + BLOCKS_SCHEMA
     + """
 CREATE TABLE IF NOT EXISTS events (
     stream_pk INTEGER NOT NULL,
@@ -288,6 +290,11 @@ def create_schema(conn: sqlite3.Connection, *, durable: bool = False) -> None:
     # at the cost of one fsync per group commit.
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+    # A page that many commits touch (a block index's tail, a cabinet's latest values) is written to
+    # the WAL at each commit but to the file once per checkpoint: checkpoint every ~40 MB of WAL
+    # instead of 4 MB (bench/central_wear.py: it cuts the bytes written per reading by a third).
+    conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+    conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
     check_version(conn)
     seed = "".join(f"INSERT OR IGNORE INTO counters VALUES ('{name}', 0);" for name in COUNTERS)
     # One script, one transaction: several workers starting at once on one file is safe.

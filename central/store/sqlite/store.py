@@ -11,6 +11,7 @@ import asyncio
 import functools
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +22,7 @@ import msgspec
 
 from central.errors import StoreError
 from central.store.auth_rows import AuditEntry, AuditRow, TokenRow
+from central.store.rollups import is_counter
 from central.store.rows import (
     AlarmRow,
     BatchOutcome,
@@ -52,6 +54,12 @@ from central.store.sqlite.writer import SqliteWriter
 _T = TypeVar("_T")
 
 READ_THREADS = 4
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 # Readings per page of a long read: bounded memory, few round trips to the read thread.
 READING_CHUNK = 10_000
 
@@ -193,7 +201,7 @@ class SqliteStore:
     ) -> list[ReadingRow]:
         return await self._on_reader(
             "read readings",
-            lambda c: q.readings(c, cabinet, point, start_ms=start_ms, end_ms=end_ms, limit=limit),
+            lambda c: sv.point_readings(c, cabinet, point, start_ms=start_ms, end_ms=end_ms, limit=limit),
         )
 
     async def events(
@@ -309,22 +317,39 @@ class SqliteStore:
         end_ms: int,
         limit: int,
     ) -> list[Rollup]:
-        return await self._on_reader(
-            "read rollups",
-            lambda c: sr.rollups(
-                c, cabinet, point, resolution=resolution, start_ms=start_ms, end_ms=end_ms, limit=limit
-            ),
-        )
+        if resolution == "15m":
+            return await self._on_reader(
+                "read rollups",
+                lambda c: sr.rollups(c, cabinet, point, start_ms=start_ms, end_ms=end_ms, limit=limit),
+            )
+
+        # Days are merged from their quarters, and old ones kept, on the writer (sqlite.rollups.days).
+        def days(cur: sqlite3.Cursor) -> list[Rollup]:
+            pk = sr.point_pk(cur, cabinet, point)
+            return [] if pk is None else sr.days(cur, pk, start_ms, end_ms, limit, now_ms=_now_ms())
+
+        return await self._in_transaction("read rollups", days)
 
     async def rollup_neighbours(
         self, cabinet: str, point: str, *, resolution: Resolution, start_ms: int, end_ms: int
     ) -> tuple[Rollup | None, Rollup | None]:
-        return await self._on_reader(
-            "read rollups",
-            lambda c: sr.rollup_neighbours(
-                c, cabinet, point, resolution=resolution, start_ms=start_ms, end_ms=end_ms
-            ),
-        )
+        if not is_counter(point):  # only counters have counted readings
+            return None, None
+        if resolution == "15m":
+
+            def quarters(c: sqlite3.Connection) -> tuple[Rollup | None, Rollup | None]:
+                pk = sr.point_pk(c, cabinet, point)
+                return (None, None) if pk is None else sr.quarter_neighbours(c, pk, start_ms, end_ms)
+
+            return await self._on_reader("read rollups", quarters)
+
+        def days(cur: sqlite3.Cursor) -> tuple[Rollup | None, Rollup | None]:
+            pk = sr.point_pk(cur, cabinet, point)
+            if pk is None:
+                return None, None
+            return sr.day_neighbours(cur, pk, start_ms, end_ms, now_ms=_now_ms())
+
+        return await self._in_transaction("read rollups", days)
 
     async def purge_readings(self, *, before_ms: int, limit: int) -> Purged:
         def run() -> Purged:

@@ -11,11 +11,12 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 
 from central.record_time import time_suspect
+from central.store.rollups import WIDTH_MS
 from central.store.rows import AlarmRow, EventRow, ReadingRow
 from central.store.rules import AlarmUpdate
+from central.store.sqlite.blocks import RawReading, buckets_of_point, good_before, good_from
 from central.store.sqlite.queries import EVENT_COLUMNS, event_row
 from protocols.fleet import DataBatch, Reading
-from protocols.quality import Quality
 
 # The newest event about an alarm wins, whatever order the batches arrive in: (stream, seq) orders
 # events, never their stamps, and replaying an event already applied changes nothing (strictly newer
@@ -34,8 +35,14 @@ ON CONFLICT (cabinet, device, alarm) DO UPDATE SET
 WHERE (excluded.updated_stream, excluded.updated_seq) > (alarms.updated_stream, alarms.updated_seq)
 """
 _UPSERT_LATEST = """
-INSERT INTO latest_readings VALUES (?, ?, ?)
-ON CONFLICT (point_pk) DO UPDATE SET stream_pk = excluded.stream_pk, seq = excluded.seq
+INSERT INTO latest_readings VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (point_pk) DO UPDATE SET
+    stream_pk = excluded.stream_pk,
+    seq = excluded.seq,
+    ts = excluded.ts,
+    value = excluded.value,
+    quality = excluded.quality,
+    reason = excluded.reason
 WHERE (excluded.stream_pk, excluded.seq) > (latest_readings.stream_pk, latest_readings.seq)
 """
 _INSERT_SUSPECT = "INSERT OR IGNORE INTO time_suspect VALUES (?, ?, ?, ?)"
@@ -68,20 +75,11 @@ ORDER BY e.ts DESC, e.source
 """
 
 _POINT_PK = "SELECT id FROM points WHERE cabinet = ? AND name = ?"
-# Keyset pages in the index's own order (point, ts, then the key): no sort, no OFFSET, and readings
-# that share a timestamp (a hostile cabinet may send thousands) cannot stall the walk.
-_PAGE = """
-SELECT ts, value, quality, reason, stream_pk, seq FROM readings
-WHERE point_pk = ? AND (ts, stream_pk, seq) > (?, ?, ?) AND ts < ?
-ORDER BY ts, stream_pk, seq LIMIT ?
+_QUARTERS_BEFORE = """
+SELECT bucket FROM rollups WHERE point_pk = ? AND res = ? AND bucket < ? AND good > 0 ORDER BY bucket DESC
 """
-_GOOD_BEFORE = """
-SELECT ts, value, quality, reason FROM readings
-WHERE point_pk = ? AND ts < ? AND quality = ? ORDER BY ts DESC LIMIT 1
-"""
-_GOOD_FROM = """
-SELECT ts, value, quality, reason FROM readings
-WHERE point_pk = ? AND ts >= ? AND quality = ? ORDER BY ts LIMIT 1
+_QUARTERS_FROM = """
+SELECT bucket FROM rollups WHERE point_pk = ? AND res = ? AND bucket >= ? AND good > 0 ORDER BY bucket
 """
 
 # Where a page of readings ends: (ts, stream_pk, seq) of its last row.
@@ -118,11 +116,18 @@ def apply_latest_readings(
 ) -> None:
     """Each point's newest reading of the batch (by seq, not a time suspect) becomes its latest value
     unless a newer one in sequence already is: one upsert per point, whatever the batch's size."""
-    newest: dict[str, int] = {}
+    newest: dict[str, Reading] = {}
     for reading in readings:
-        if reading.seq > newest.get(reading.point, -1) and not time_suspect(reading.ts, received_ms):
-            newest[reading.point] = reading.seq
-    cur.executemany(_UPSERT_LATEST, [(point_pks[point], stream_pk, seq) for point, seq in newest.items()])
+        known = newest.get(reading.point)
+        if (known is None or reading.seq > known.seq) and not time_suspect(reading.ts, received_ms):
+            newest[reading.point] = reading
+    cur.executemany(
+        _UPSERT_LATEST,
+        [
+            (point_pks[point], stream_pk, r.seq, r.ts, r.value, r.quality, r.reason)
+            for point, r in newest.items()
+        ],
+    )
 
 
 def flag_time_suspects(cur: sqlite3.Cursor, stream_pk: int, batch: DataBatch, received_ms: int) -> None:
@@ -179,19 +184,48 @@ def reading_page(
     conn: sqlite3.Connection, *, point: int, after: PageKey, end_ms: int, limit: int = 10_000
 ) -> tuple[list[ReadingRow], PageKey | None]:
     """Up to ``limit`` readings after ``after`` and before ``end_ms``; the key to continue from, or
-    None when this was the last page."""
-    rows = conn.execute(_PAGE, (point, *after, end_ms, limit)).fetchall()
-    page = [ReadingRow(r[0], r[1], r[2], r[3]) for r in rows]
-    if len(rows) < limit:
-        return page, None
-    last = rows[-1]
-    return page, (int(last[0]), int(last[4]), int(last[5]))
+    None when this was the last page. A page ends inside a bucket: the next one sorts it again."""
+    page: list[RawReading] = []
+    for part in buckets_of_point(conn, point, after[0], end_ms):
+        page += [r for r in part if (r.ts, r.stream, r.seq) > after]
+        if len(page) >= limit:
+            page = page[:limit]
+            last = page[-1]
+            return _rows(page), (last.ts, last.stream, last.seq)
+    return _rows(page), None
+
+
+def _rows(raw: Iterable[RawReading]) -> list[ReadingRow]:
+    return [ReadingRow(r.ts, r.value, r.quality, r.reason) for r in raw]
+
+
+def point_readings(
+    conn: sqlite3.Connection, cabinet: str, point: str, *, start_ms: int, end_ms: int, limit: int
+) -> list[ReadingRow]:
+    pk = point_pk(conn, cabinet, point)
+    if pk is None:
+        return []
+    found: list[RawReading] = []
+    for part in buckets_of_point(conn, pk, start_ms, end_ms):
+        found += part
+        if len(found) >= limit:
+            break
+    return _rows(found[:limit])
 
 
 def good_neighbours(
     conn: sqlite3.Connection, point: int, start_ms: int, end_ms: int
 ) -> tuple[list[ReadingRow], list[ReadingRow]]:
-    """The last good reading before ``start_ms`` and the first good one from ``end_ms`` (each 0 or 1)."""
-    before = [ReadingRow(*r) for r in conn.execute(_GOOD_BEFORE, (point, start_ms, Quality.GOOD))]
-    after = [ReadingRow(*r) for r in conn.execute(_GOOD_FROM, (point, end_ms, Quality.GOOD))]
-    return before, after
+    """The last good reading before ``start_ms`` and the first good one from ``end_ms`` (each 0 or 1).
+
+    The point's 15-minute rollups say which buckets hold good readings: the walk skips the others.
+    """
+    res = WIDTH_MS["15m"]
+    before = good_before(
+        conn, point, start_ms, (int(b) for (b,) in conn.execute(_QUARTERS_BEFORE, (point, res, start_ms)))
+    )
+    quarter = end_ms - end_ms % res
+    after = good_from(
+        conn, point, end_ms, (int(b) for (b,) in conn.execute(_QUARTERS_FROM, (point, res, quarter)))
+    )
+    return _rows([before] if before else []), _rows([after] if after else [])

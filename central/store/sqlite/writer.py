@@ -17,6 +17,7 @@ handed out inside a rolled-back transaction do not exist.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -25,11 +26,11 @@ import msgspec
 from central.store import rules
 from central.store.rollups import Sample, is_counter
 from central.store.rows import BatchOutcome, Purged, QuarantineEntry, ReceivedBatch, ReceivedStatus
+from central.store.sqlite.blocks import fresh_readings, hold, insert_blocks, purge
 from central.store.sqlite.commands import apply_results
-from central.store.sqlite.rollups import apply_rollups, purge
-from central.store.sqlite.schema import INSERT_READING
+from central.store.sqlite.rollups import apply_rollups
 from central.store.sqlite.views import apply_alarm_events, apply_latest_readings, flag_time_suspects
-from protocols.fleet import DataBatch, Reading, Status
+from protocols.fleet import DataBatch, Status
 
 _json = msgspec.json.Encoder()
 _T = TypeVar("_T")
@@ -122,7 +123,7 @@ class SqliteWriter:
     def purge(self, *, before_ms: int, limit: int) -> Purged:
         """One short transaction of the retention purge (``RetentionStore.purge_readings``)."""
         deleted, following = self.transaction(
-            lambda cur: purge(cur, before_ms=before_ms, limit=limit, from_point=self._purge_from)
+            lambda cur: purge(cur, before_ms=before_ms, limit=limit, from_stream=self._purge_from)
         )
         self._purge_from = 0 if following is None else following
         return Purged(deleted, following is None)
@@ -157,6 +158,11 @@ class SqliteWriter:
         events_new = self._insert_events(cur, stream_pk, batch, received_ms) if batch.events else 0
         results_new = self._insert_results(cur, stream_pk, batch) if batch.results else 0
         flag_time_suspects(cur, stream_pk, batch, received_ms)
+        hold(
+            cur,
+            stream_pk,
+            [r.seq for records in (batch.readings, batch.events, batch.results) for r in records],
+        )
         total = len(batch.readings) + len(batch.events) + len(batch.results)
         new = readings_new + events_new + results_new
         return BatchOutcome(
@@ -170,54 +176,28 @@ class SqliteWriter:
         points = self._points.get(cabinet)
         if points is None:
             points = self._load_points(cur, cabinet)
-        fresh = self._fresh(cur, stream_pk, batch.readings)
+        fresh = fresh_readings(cur, stream_pk, batch.readings)
+        if not fresh:
+            return 0
         get = points.get
         new_point = self._new_point
         # The hot loop: one tuple and one dict lookup per reading (ids start at 1, never 0).
         rows = [
-            (
-                stream_pk,
-                r.seq,
-                get(r.point) or new_point(cur, cabinet, r.point),
-                r.ts,
-                r.value,
-                r.quality,
-                r.reason,
-            )
+            (r.seq, get(r.point) or new_point(cur, cabinet, r.point), r.ts, r.value, r.quality, r.reason)
             for r in fresh
         ]
-        cur.executemany(INSERT_READING, rows)
+        insert_blocks(cur, stream_pk, rows)
         apply_latest_readings(cur, stream_pk, fresh, points, received_ms)
         # Only what was stored now is counted: a duplicate never reaches a rollup.
         samples: dict[int, tuple[bool, list[Sample]]] = {}
         for row, r in zip(rows, fresh, strict=True):
-            entry = samples.get(row[2])
+            entry = samples.get(row[1])
             if entry is None:
-                entry = samples[row[2]] = (is_counter(r.point), [])
+                entry = samples[row[1]] = (is_counter(r.point), [])
             entry[1].append(Sample(r.ts, stream_pk, r.seq, r.value, r.quality))
-        apply_rollups(cur, samples)
+        # The wall clock (not the batch's stamps): the daily rollups kept for old days use it too.
+        apply_rollups(cur, samples, now_ms=time.time_ns() // 1_000_000)
         return len(rows)
-
-    @staticmethod
-    def _fresh(cur: sqlite3.Cursor, stream_pk: int, readings: Sequence[Reading]) -> list[Reading]:
-        """The readings of a batch not stored yet (nor twice in the batch), in batch order."""
-        low = min(r.seq for r in readings)
-        high = max(r.seq for r in readings)
-        held = {
-            int(seq)
-            for (seq,) in cur.execute(
-                "SELECT seq FROM readings WHERE stream_pk = ? AND seq BETWEEN ? AND ?",
-                (stream_pk, low, high),
-            )
-        }
-        if not held and len({r.seq for r in readings}) == len(readings):
-            return list(readings)
-        fresh: list[Reading] = []
-        for r in readings:
-            if r.seq not in held:
-                held.add(r.seq)
-                fresh.append(r)
-        return fresh
 
     def _insert_events(self, cur: sqlite3.Cursor, stream_pk: int, batch: DataBatch, received_ms: int) -> int:
         cabinet = batch.cabinet

@@ -1,0 +1,52 @@
+"""``cityedge central migrate`` on SQLite: a new file is created at this version, a current one is
+left alone, one it cannot upgrade is refused naming its version (the upgrade itself:
+tests/unit/test_sqlite_store.py; on PostgreSQL: tests/integration/test_postgres_store.py)."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from central.store.sqlite.schema import SCHEMA_VERSION
+
+pytestmark = pytest.mark.integration
+
+
+def cityedge(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cityedge", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_a_new_file_is_created_at_this_version_then_left_alone(tmp_path: Path) -> None:
+    db = tmp_path / "sub" / "new.db"
+    done = cityedge("central", "migrate", "--db", f"sqlite:///{db}")
+    assert done.returncode == 0, done.stderr
+    assert f"migrated from version 0 to {SCHEMA_VERSION}" in done.stderr
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    again = cityedge("central", "migrate", "--db", str(db))
+    assert again.returncode == 0 and f"already at version {SCHEMA_VERSION}" in again.stderr
+
+
+def test_a_file_it_cannot_upgrade_is_refused_naming_its_version(tmp_path: Path) -> None:
+    db = tmp_path / "odd.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE something (x)")
+        conn.execute("PRAGMA user_version = 1")
+    refused = cityedge("central", "migrate", "--db", f"sqlite:///{db}")
+    assert refused.returncode == 2
+    assert "schema version 1" in refused.stderr and str(db) in refused.stderr
+
+
+def test_the_config_files_store_url_is_used(tmp_path: Path) -> None:
+    db = tmp_path / "from-config.db"
+    config = tmp_path / "central.toml"
+    config.write_text(f'[store]\nurl = "sqlite:///{db}"\n')
+    done = cityedge("central", "migrate", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert db.exists() and f"migrated from version 0 to {SCHEMA_VERSION}" in done.stderr

@@ -28,11 +28,16 @@ import aiomqtt
 import httpx
 import pytest
 
+from central.config import Retention
 from central.leadership import advisory_key
+from central.server import CentralServer
+from central.store.rows import ReceivedBatch
+from central.store.sqlite import SqliteStore
 from central.store.sqlite.blocks import unpack
 from central.testing import batch_payload, wait_until
+from cityedge.broker import MosquittoBroker
 from cityedge.ports import free_port, wait_for_port
-from protocols.fleet import decode_ack
+from protocols.fleet import Reading, decode_ack, decode_data_batch, encode, encode_data_batch
 from protocols.fleet.topics import Topics
 from tests.contract.backends import PgServer
 from tests.integration.fleet_rig import Process
@@ -351,3 +356,40 @@ async def test_killing_one_of_two_workers_again_and_again_loses_and_repeats_noth
         )
         assert held == list(range(1, edge.produced * BATCH + 1)), edge.cabinet
     assert len(counts) == sum(edge.produced for edge in edges) * BATCH
+
+
+async def test_of_two_workers_on_one_database_one_purges_old_readings(
+    tmp_path: Path, mosquitto: MosquittoBroker
+) -> None:
+    path = tmp_path / "central.db"
+    t0 = 1_714_521_600_000  # 2024-05-01T00:00:00Z
+    readings = [Reading(i + 1, "lc1/power_w", t0 + i * 1000, float(i)) for i in range(20_000)]
+    async with SqliteStore(path) as store:
+        for start in range(0, len(readings), 100):
+            chunk = readings[start : start + 100]
+            payload = encode_data_batch(
+                cabinet="cab-1",
+                stream=STREAM,
+                first=chunk[0].seq,
+                last=chunk[-1].seq,
+                readings=[encode(r) for r in chunk],
+            )
+            await store.write(
+                [ReceivedBatch(decode_data_batch(payload), chunk[-1].ts, "cityedge/cab-1/data", payload)]
+            )
+    # All of them past the retention period; one block (a batch of 100) per purge step, a step every
+    # 200 ms (both workers are up by the first): two purging workers would share the work.
+    retention = Retention(days=1, interval_s=0.2, batch=1)
+    now = t0 + 10 * 86_400_000
+
+    def worker() -> CentralServer:
+        return CentralServer(
+            db=path, broker_url=mosquitto.url, http_port=0, retention=retention, clock=lambda: now
+        )
+
+    async with worker() as first, worker() as second:
+        assert first.retention_leadership.is_leader() and not second.retention_leadership.is_leader()
+        await wait_until(
+            lambda: first.purged + second.purged == len(readings), what="every old reading purged", timeout=30
+        )
+        assert second.purged == 0

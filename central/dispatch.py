@@ -6,9 +6,12 @@ A command is published when it is stored, and again:
   persistent session for it dropped what was sent meanwhile;
 - every ``retry_s`` until the cabinet's ``accepted`` (or a final result) arrives in a data batch.
 
-The agent executes each command id at most once, so sending one twice is harmless. That is what makes
-this safe with several central workers: each one republishes on its own, nothing is coordinated, and
-the cost per sweep is one indexed query of the pending commands.
+The agent executes each command id at most once, so sending one twice is harmless, but with several
+central workers each would republish every pending command every ``retry_s`` and on every birth (every
+worker hears every status): N workers, N copies. So the sweep and the resends on birth are the
+leader's (``central.leadership``); a command posted to any worker is still published by that worker at
+once. Expiring is idempotent (only a pending command expires, and a cabinet's result replaces
+central's expiry): the leader does it so that one worker, not N, takes the write lock for it.
 
 A pending command past its not_after (plus ``expiry_grace_s`` for clocks and transit) is marked expired
 by central. The cabinet would refuse it anyway; if the cabinet had in fact accepted it in time, its
@@ -27,6 +30,7 @@ from typing import Protocol, Self
 
 from central.commands import to_command
 from central.errors import StoreError
+from central.leadership import Leadership, SoleLeader
 from central.store import Store
 from central.store.rows import CommandRow
 from central.times import now_ms
@@ -73,6 +77,7 @@ class CommandDispatcher:
         retry_s: float = DEFAULT_RETRY_S,
         expiry_grace_s: float = DEFAULT_EXPIRY_GRACE_S,
         clock: Callable[[], int] = now_ms,
+        leadership: Leadership | None = None,
     ) -> None:
         if retry_s <= 0:
             raise ValueError(f"retry_s must be positive, got {retry_s}")
@@ -81,6 +86,7 @@ class CommandDispatcher:
         self._retry_ms = int(retry_s * 1000)
         self._grace_ms = int(expiry_grace_s * 1000)
         self._clock = clock
+        self._leadership = leadership or SoleLeader("dispatch")
         self.stats = DispatchStats()
         self._fresh: list[CommandRow] = []
         self._births: set[str] = set()
@@ -128,13 +134,16 @@ class CommandDispatcher:
             try:
                 if fresh:
                     await self._publish(fresh, again=False)
-                if births:
+                # Every worker hears every birth and sees every pending command: one of them sends.
+                leads = self._leadership.is_leader()
+                if births and leads:
                     pending = await self._store.pending_commands(
                         not_after_from_ms=self._clock(), cabinets=sorted(births)
                     )
                     await self._publish(pending, again=True)
                 if loop.time() >= next_sweep:
-                    await self.sweep()
+                    if leads:
+                        await self.sweep()
                     next_sweep = loop.time() + self._retry_ms / 1000
             except StoreError as exc:
                 # The store is down or locked: the commands stay where they are; try again later.
@@ -147,8 +156,8 @@ class CommandDispatcher:
         """Expire what is past not_after, republish what is pending and was sent a while ago."""
         now = self._clock()
         pending = await self._store.pending_commands(not_after_from_ms=0)
-        # Write only when there is something to expire: every worker sweeps, and a write takes the
-        # database's write lock away from ingest.
+        # Write only when there is something to expire: a write takes the database's write lock away
+        # from ingest.
         if any(c.not_after_ms < now - self._grace_ms for c in pending):
             expired = await self._store.expire_commands(before_ms=now - self._grace_ms, now_ms=now)
             self.stats.expired += expired

@@ -4,7 +4,8 @@
         print(server.url)          # the bound port is known once the block is entered
 
 With ``retention``, a task deletes raw readings older than the retention period every
-``retention.interval_s`` (rollups stay): every worker may run it, it is idempotent.
+``retention.interval_s`` (rollups stay), on the worker that leads "retention" (central.leadership);
+it is idempotent, so a moment with two leaders is harmless.
 
 ``serve()`` is what ``cityedge central serve`` runs: the same, until cancelled.
 """
@@ -29,6 +30,7 @@ from central.dispatch import DEFAULT_EXPIRY_GRACE_S, DEFAULT_RETRY_S, CommandDis
 from central.errors import ServerError, StoreError
 from central.ingest import DEFAULT_GROUP, Ingestor
 from central.ingest_limits import TopicLimits
+from central.leadership import Leadership, SoleLeader, leadership_for
 from central.store import Store, open_store
 from protocols.sd_notify import Notifier
 
@@ -99,6 +101,7 @@ class CentralServer:
         ingest_limits: TopicLimits | None = None,
         retention: Retention | None = None,
         clock: Callable[[], int] = now_ms,
+        leadership: Leadership | None = None,
     ) -> None:
         # A URL (sqlite:///…, postgresql://…), a SQLite file, or a store made by the caller.
         self.store: Store = (
@@ -106,6 +109,15 @@ class CentralServer:
             if isinstance(db, str | Path)
             else db
         )
+        # Which worker of this database sweeps commands, and which purges (central.leadership): a lock
+        # in the database (PostgreSQL) or beside it (SQLite); a store made by the caller is its only worker.
+        by_url = isinstance(db, str | Path)
+
+        def lead(job: str) -> Leadership:
+            return leadership_for(str(db), job) if by_url else SoleLeader(job)
+
+        self.leadership = leadership = leadership or lead("dispatch")
+        self.retention_leadership = lead("retention")
         # Validates the broker URL now: a bad one fails before anything starts.
         self.ingestor = Ingestor(
             store=self.store,
@@ -122,6 +134,7 @@ class CentralServer:
             publisher=self.ingestor,
             retry_s=command_retry_s,
             expiry_grace_s=command_expiry_grace_s,
+            leadership=leadership,
         )
         # Raw readings older than the retention period are deleted by a periodic task (rollups stay).
         self.retention = retention
@@ -157,8 +170,10 @@ class CentralServer:
             stack.callback(sock.close)  # on failure; uvicorn closes it on a normal stop
             await stack.enter_async_context(self.store)
             await stack.enter_async_context(self.ingestor)
+            await stack.enter_async_context(self.leadership)
             await stack.enter_async_context(self.dispatcher)
             if self.retention is not None:
+                await stack.enter_async_context(self.retention_leadership)
                 purge = asyncio.create_task(self._purge_loop(self.retention), name="central-retention")
                 stack.push_async_callback(_cancelled, purge)
             await self._start_http(sock)
@@ -194,6 +209,8 @@ class CentralServer:
         # The first purge waits an interval too: a restart does not start with a burst of deletes.
         while True:
             await asyncio.sleep(retention.interval_s)
+            if not self.retention_leadership.is_leader():
+                continue  # another worker purges: N at once would only contend for the same rows
             try:
                 deleted = await self.purge_once(retention)
             except StoreError as exc:  # the database is down: ingest says so too; try again later

@@ -500,7 +500,7 @@ async def test_bad_group_bodies_and_queries_are_422(http: httpx.AsyncClient, edg
     assert response.json()["detail"][0]["loc"] == ["query", "status"]
 
 
-async def test_two_workers_on_one_database_both_resend_and_both_see_the_result(
+async def test_two_workers_on_one_database_the_leader_resends_and_both_see_the_result(
     tmp_path: Path,
     mosquitto: MosquittoBroker,
     central: CentralServer,
@@ -517,10 +517,13 @@ async def test_two_workers_on_one_database_both_resend_and_both_see_the_result(
     async with other, api_client(other) as http_other:
         async with asyncio.timeout(10):
             await other.ingestor.wait_subscribed()
-        created = await post(http, not_after=now_ms() + 60_000)
-        # The other worker never heard of this command but resends it: it is pending in the database.
-        await wait_until(lambda: other.dispatcher.stats.republished >= 1, what="a resend by the other worker")
+        # The first worker took the dispatch lock beside the database; the other follows.
+        assert central.leadership.is_leader() and not other.leadership.is_leader()
+        created = await post(http_other, not_after=now_ms() + 60_000)
+        # The leader never heard of this command but resends it: it is pending in the database.
+        await wait_until(lambda: central.dispatcher.stats.republished >= 1, what="a resend by the leader")
         await edge.wait_command(created["id"], count=2)
+        assert other.dispatcher.stats.sweeps == 0 and other.dispatcher.stats.republished == 0
         await edge.send(edge.result(created["id"], "accepted"), edge.result(created["id"], "executed"))
         for client in (http, http_other):
             assert (await status_of(client, created["id"]))["status"] == "executed"

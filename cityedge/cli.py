@@ -7,6 +7,7 @@ line naming the thing and the fix, and exit with code 2, without a traceback.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -194,6 +195,96 @@ def demo(
             )
         )
     except (BrokerError, ServerError, StoreError) as exc:
+        _fail(str(exc))
+
+
+@app.command("fleet-sim")
+def fleet_sim(
+    *,
+    cabinets: Annotated[int, typer.Option(min=1, max=20_000, help="Simulated cabinets.")] = 100,
+    points: Annotated[int, typer.Option(min=2, max=1000, help="Readings per cabinet and interval.")] = 40,
+    interval: Annotated[float, typer.Option(min=0.05, max=3600, help="Seconds between readings.")] = 10.0,
+    broker: Annotated[
+        str, typer.Option(help="Broker URL, mqtt://[user@]host:port; no password here (see below).")
+    ] = "mqtt://127.0.0.1:1883",
+    credentials: Annotated[
+        Path | None,
+        typer.Option(
+            help="user:password lines, one per cabinet (the file cityedge.broker_accounts takes), 0600:"
+            " each cabinet logs in as itself. Without it every cabinet uses the URL's user and the"
+            " password of --broker-password-file or the environment, as `central serve` does."
+        ),
+    ] = None,
+    broker_password_file: Annotated[
+        Path | None, typer.Option(help="File holding the one password of the URL's user (0600).")
+    ] = None,
+    prefix: Annotated[str, typer.Option(help="Cabinet ids are PREFIX-00001, PREFIX-00002, ...")] = "sim",
+    stagger: Annotated[
+        float | None,
+        typer.Option(min=0, help="Seconds over which the cabinets start (default: 5 ms per cabinet)."),
+    ] = None,
+    outage_fraction: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of cabinets losing their link at each outage.")
+    ] = 0.0,
+    outage_seconds: Annotated[float, typer.Option(min=0.1, help="How long an outage lasts.")] = 60.0,
+    outage_every: Annotated[float, typer.Option(min=0.1, help="Seconds between outages.")] = 300.0,
+    ack_timeout: Annotated[float, typer.Option(min=0.1, help="Resend a batch unacked this long.")] = 30.0,
+    seconds: Annotated[
+        float | None, typer.Option(min=0.1, help="Stop after this many seconds (default: run until stopped).")
+    ] = None,
+    stats_every: Annotated[float, typer.Option(min=0.1, help="Seconds between stats lines.")] = 10.0,
+    json_lines: Annotated[bool, typer.Option("--json", help="Stats as one JSON object per line.")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Thousands of simulated cabinets (the agent's own buffer, sync and command code) against a central."""
+    from cityedge.broker_accounts import read_credentials
+    from cityedge.fleet_sim import FleetPlan, OutagePlan
+    from cityedge.fleet_sim.fleet import MissingCredentials
+    from cityedge.fleet_sim.run import TooManyCabinets, run_fleet_sim
+    from protocols.fleet.broker_url import SecretFileError, parse_broker_url
+
+    try:
+        outages = None
+        if outage_fraction > 0:
+            outages = OutagePlan(fraction=outage_fraction, duration_s=outage_seconds, every_s=outage_every)
+        plan = FleetPlan(
+            cabinets=cabinets,
+            points=points,
+            interval_s=interval,
+            prefix=prefix,
+            stagger_s=stagger,
+            outages=outages,
+            ack_timeout_s=ack_timeout,
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+    password = _broker_password(broker, broker_password_file)
+    address = parse_broker_url(broker)
+    if password is not None:
+        address = dataclasses.replace(address, password=password)
+    try:
+        passwords = read_credentials(credentials) if credentials is not None else None
+    except (SecretFileError, ValueError) as exc:
+        _fail(f"--credentials {exc}")
+    # Info logging of thousands of agents is a flood: warnings only unless asked.
+    _setup_logging(verbose)
+    if not verbose:
+        logging.getLogger("edge_agent").setLevel(logging.WARNING)
+
+    async def main() -> None:
+        await run_fleet_sim(
+            plan,
+            broker=address,
+            credentials=passwords,
+            seconds=seconds,
+            stats_every_s=stats_every,
+            emit=typer.echo,
+            as_json=json_lines,
+        )
+
+    try:
+        _run_until_interrupted(main())
+    except (MissingCredentials, TooManyCabinets) as exc:
         _fail(str(exc))
 
 

@@ -170,7 +170,15 @@ def _broker_password(url: str, password_file: Path | None) -> str | None:
 
 @app.command("demo")
 def demo(
-    cabinets: Annotated[int, typer.Option(min=1, max=200, help="Simulated cabinets.")] = 5,
+    cabinets: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=20_000,
+            help="Simulated cabinets: the first 10 real agents polling device simulators, the rest"
+            " fleet-sim cabinets (the agent's buffer, sync and commands; readings made in memory).",
+        ),
+    ] = 5,
     data_dir: Annotated[Path, typer.Option(help="Where the demo keeps its databases.")] = Path("demo-data"),
     http: Annotated[str, typer.Option(help="HOST:PORT of the aggregator's HTTP API.")] = ("127.0.0.1:8080"),
     broker: Annotated[str | None, typer.Option(help="Use this broker URL instead of starting one.")] = None,

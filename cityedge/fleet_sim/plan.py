@@ -35,6 +35,7 @@ class FleetPlan:
     interval_s: float = 10.0
     prefix: str = "sim"
     first: int = 1  # number of the first cabinet (``sim-00001``): a demo's real cabinets come before
+    digits: int = 5  # cabinet numbers are zero-padded to this many digits
     # Start spread over this many seconds: a thousand cabinets connecting at once is a storm that
     # takes seconds to absorb, and a fleet never boots in the same millisecond.
     stagger_s: float | None = None
@@ -58,16 +59,15 @@ class FleetPlan:
             raise ValueError(f"interval {self.interval_s} s: expected 0.05..3600 seconds")
         if self.stagger_s is not None and self.stagger_s < 0:
             raise ValueError(f"stagger {self.stagger_s} s: expected zero or more seconds")
-        if self.first < 0:
-            raise ValueError(f"first cabinet number {self.first}: expected zero or more")
+        if self.first < 0 or not 1 <= self.digits <= 12:
+            raise ValueError(f"cabinet numbers from {self.first}, {self.digits} digits: expected >= 0, 1..12")
         last = self.cabinet_ids[-1]
         if not is_valid_cabinet_id(last):
             raise ValueError(f"prefix {self.prefix!r}: {last!r} is not a valid cabinet id")
 
     @property
     def cabinet_ids(self) -> list[str]:
-        width = max(5, len(str(self.first + self.cabinets - 1)))
-        return [f"{self.prefix}-{n:0{width}d}" for n in range(self.first, self.first + self.cabinets)]
+        return [f"{self.prefix}-{n:0{self.digits}d}" for n in range(self.first, self.first + self.cabinets)]
 
     @property
     def start_spread_s(self) -> float:

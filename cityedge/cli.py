@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
@@ -240,6 +242,13 @@ def fleet_sim(
     seconds: Annotated[
         float | None, typer.Option(min=0.1, help="Stop after this many seconds (default: run until stopped).")
     ] = None,
+    sqlite_threads: Annotated[
+        bool,
+        typer.Option(
+            help="Run each cabinet's SQLite work on a thread of its own, as a real agent does"
+            " (default: on the event loop; the databases are in memory)."
+        ),
+    ] = False,
     stats_every: Annotated[float, typer.Option(min=0.1, help="Seconds between stats lines.")] = 10.0,
     json_lines: Annotated[bool, typer.Option("--json", help="Stats as one JSON object per line.")] = False,
     verbose: Verbose = False,
@@ -263,6 +272,7 @@ def fleet_sim(
             stagger_s=stagger,
             outages=outages,
             ack_timeout_s=ack_timeout,
+            sqlite_threads=sqlite_threads,
         )
     except ValueError as exc:
         _fail(str(exc))
@@ -280,7 +290,7 @@ def fleet_sim(
         logging.getLogger("edge_agent").setLevel(logging.WARNING)
 
     async def main() -> None:
-        await run_fleet_sim(
+        stuck = await run_fleet_sim(
             plan,
             broker=address,
             credentials=passwords,
@@ -289,6 +299,11 @@ def fleet_sim(
             emit=typer.echo,
             as_json=json_lines,
         )
+        if stuck:
+            # Their tasks would hold asyncio.run's clean-up forever; the broker publishes their wills.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
 
     try:
         _run_until_interrupted(main())

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
+import logging
 import random
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from cityedge.fleet_sim.device import LEVEL, RELAY, SimLightingDriver
 from cityedge.fleet_sim.plan import LIGHTING_POINTS, FleetPlan
@@ -42,13 +43,45 @@ DEVICE = "lc1"
 DRIVER = "fleet-sim"
 CONFIG_HASH = "fleet-sim"
 
+_T = TypeVar("_T")
+STOP_RETRY_S = 1.0
+STOP_TRIES = 5
+log = logging.getLogger(__name__)
+# The longest a starting cabinet holds a connecting slot (see ``Fleet``).
+CONNECT_WAIT_S = 10.0
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    """Cancel ``task``, again if it goes on, a few times. On Python 3.11 ``asyncio.wait_for``
+    (which aiomqtt awaits every SUBACK and PUBACK with) loses a cancellation that arrives as its
+    future completes: the sync's session then carries on as if never asked to stop. Stopping
+    thousands of cabinets mid-connect meets that race every time."""
+    for _ in range(STOP_TRIES):
+        if task.done():
+            return
+        task.cancel()
+        await asyncio.wait((task,), timeout=STOP_RETRY_S)
+    # Still running: the cancellation was lost inside the session's TaskGroup, which cancels its
+    # tasks only once, so no retry reaches them. Left as it is (``run_fleet_sim`` says how many).
+    log.warning("%s did not stop when asked (a cancellation lost by asyncio.wait_for)", task.get_name())
+
 
 class TimedBuffer(Buffer):
-    """The agent's buffer, counting what central acknowledges and how long each cycle waited."""
+    """The agent's buffer, counting what central acknowledges and how long each cycle waited.
 
-    def __init__(self, *, max_bytes: int, clock_ms: Callable[[], int], counters: FleetCounters) -> None:
+    With ``inline`` its SQLite statements run on the event loop rather than on a thread of the
+    buffer's own. On an in-memory database a statement takes microseconds and never waits for a
+    disk; a thread per cabinet (what a real agent needs, its commits waiting on the card's fsync)
+    means thousands of threads handing the GIL around on every socket send and queue put, which
+    costs the fleet process more than the cabinets' own work (see bench/fleet.py, ``--sqlite-threads``).
+    """
+
+    def __init__(
+        self, *, max_bytes: int, clock_ms: Callable[[], int], counters: FleetCounters, inline: bool
+    ) -> None:
         super().__init__(IN_MEMORY, max_bytes=max_bytes, clock_ms=clock_ms)
         self.counters = counters
+        self.inline = inline
         # (last seq of a cycle's readings, monotonic time they were taken), oldest first.
         self.cycles: collections.deque[tuple[int, float]] = collections.deque()
         self._acked_unflushed = 0  # acknowledged, deleted at the next flush
@@ -62,6 +95,11 @@ class TimedBuffer(Buffer):
     async def flush(self) -> Eviction | None:
         self._acked_unflushed = 0  # the acks taken by this flush (it takes them before its first await)
         return await super().flush()
+
+    async def _run(self, fn: Callable[[], _T]) -> _T:
+        if self.inline:
+            return fn()
+        return await super()._run(fn)
 
     def mark_acked(self, first: int, last: int) -> None:
         super().mark_acked(first, last)
@@ -91,7 +129,10 @@ class SimCabinet:
         self.clock = clock = SystemClock(trust=ClockTrust(status=lambda: True))
         self.counters = counters
         self.buffer = buffer = TimedBuffer(
-            max_bytes=int(plan.buffer_max_mb * 1024 * 1024), clock_ms=clock.now_ms, counters=counters
+            max_bytes=int(plan.buffer_max_mb * 1024 * 1024),
+            clock_ms=clock.now_ms,
+            counters=counters,
+            inline=not plan.sqlite_threads,
         )
         self.driver = SimLightingDriver(DEVICE)
         self.lighting = LightingRunner(
@@ -117,7 +158,7 @@ class SimCabinet:
             keepalive_s=plan.keepalive_s,
             buffer=buffer,
             settings=settings,
-            birth=lambda: self._status(online=True),
+            birth=self._birth,
             death=lambda: self._status(online=False),
             clock_ms=clock.now_ms,
             on_command=self.commands.submit,
@@ -130,7 +171,13 @@ class SimCabinet:
         self._up = asyncio.Event()  # set while the link is up
         self._up.set()
         self._down = asyncio.Event()  # set during an outage
+        self._born = asyncio.Event()  # set at the first birth
         self.started = False
+        self.stopped = False  # its run() has returned (or raised)
+
+    def _birth(self) -> Status:
+        self._born.set()  # the sync is connected and subscribed: it publishes its birth now
+        return self._status(online=True)
 
     def _status(self, *, online: bool) -> Status:
         return Status(
@@ -156,7 +203,17 @@ class SimCabinet:
     def link_up(self) -> bool:
         return self._up.is_set()
 
-    async def run(self, start_delay_s: float = 0.0, phase_s: float = 0.0) -> None:
+    async def run(
+        self, start_delay_s: float = 0.0, phase_s: float = 0.0, gate: asyncio.Semaphore | None = None
+    ) -> None:
+        """Start after ``start_delay_s``; take readings at ``phase_s`` into each interval. ``gate``:
+        a slot of it is held from the first connection attempt until connected (or CONNECT_WAIT_S)."""
+        try:
+            await self._run(start_delay_s, phase_s, gate)
+        finally:
+            self.stopped = True
+
+    async def _run(self, start_delay_s: float, phase_s: float, gate: asyncio.Semaphore | None) -> None:
         await asyncio.sleep(start_delay_s)
         async with self.buffer:
             self.buffer.append_event(
@@ -173,9 +230,21 @@ class SimCabinet:
             self.started = True
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._take_readings(phase_s), name=f"readings-{self.cabinet}")
-                tasks.create_task(self._keep_link(), name=f"link-{self.cabinet}")
                 tasks.create_task(self.lighting.run(), name=f"lighting-{self.cabinet}")
                 tasks.create_task(self.commands.run(), name=f"commands-{self.cabinet}")
+                if gate is not None:
+                    await gate.acquire()
+                    tasks.create_task(self._release_when_connected(gate), name=f"gate-{self.cabinet}")
+                tasks.create_task(self._keep_link(), name=f"link-{self.cabinet}")
+
+    async def _release_when_connected(self, gate: asyncio.Semaphore) -> None:
+        try:
+            async with asyncio.timeout(CONNECT_WAIT_S):
+                await self._born.wait()
+        except TimeoutError:
+            pass  # its sync goes on retrying with its own backoff; the slot goes to the next one
+        finally:
+            gate.release()
 
     def cut_link(self, seconds: float) -> None:
         """An outage: the sync stops (as a link going down) and starts again ``seconds`` later."""
@@ -197,11 +266,11 @@ class SimCabinet:
             try:
                 await asyncio.wait((sync, down), return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for task in (sync, down):
-                    task.cancel()
-                for task in (sync, down):
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                down.cancel()
+                await _stop(sync)
+            error = None if sync.cancelled() else sync.exception()
+            if error is not None:
+                raise error  # a bug in the sync: loud
 
     async def _take_readings(self, phase_s: float) -> None:
         """Every interval, one reading of every point, then one commit (acked deletions ride along)."""

@@ -1,7 +1,11 @@
 """Many simulated cabinets in one event loop: a staggered start, outages, periodic reports.
 
 Cabinet ``i`` starts at ``i / n`` of the start spread and takes its readings at the same fraction of
-the interval, so neither connections nor batches arrive in step.
+the interval, so neither connections nor batches arrive in step. At most ``CONNECTING`` cabinets are
+making their first connection at once: the MQTT client connects its TCP socket on a thread of the
+loop's default executor (a handful of threads), and a broker's accept queue that overflows drops SYNs,
+which each cost a thread a second or more; unbounded, a start of thousands turns into minutes of
+timeouts and reconnects. The default executor is widened to as many threads, for the same reason.
 """
 
 from __future__ import annotations
@@ -11,11 +15,14 @@ import dataclasses
 import random
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 from cityedge.fleet_sim.cabinet import SimCabinet
 from cityedge.fleet_sim.plan import FleetPlan
 from cityedge.fleet_sim.stats import FleetCounters, FleetReport, percentile
 from protocols.fleet.broker_url import BrokerAddress
+
+CONNECTING = 32
 
 
 class MissingCredentials(ValueError):
@@ -60,8 +67,8 @@ class Fleet:
         self._report = report
         self._stats_every_s = stats_every_s
         self._rng = random.Random(plan.seed)
-        self._started_at = time.monotonic()
-        self._last_report_at = self._started_at
+        self.started_at = time.monotonic()
+        self._last_report_at = self.started_at
         self._resends = 0
         self.reports: list[FleetReport] = []
 
@@ -76,11 +83,15 @@ class Fleet:
     async def run(self) -> None:
         n = len(self.cabinets)
         spread, interval = self.plan.start_spread_s, self.plan.interval_s
-        self._started_at = self._last_report_at = time.monotonic()
+        self.started_at = self._last_report_at = time.monotonic()
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=CONNECTING, thread_name_prefix="fleet-connect")
+        )
+        gate = asyncio.Semaphore(CONNECTING)
         async with asyncio.TaskGroup() as tasks:
             for i, cabinet in enumerate(self.cabinets):
                 start, phase = spread * i / n, interval * i / n
-                tasks.create_task(cabinet.run(start, phase), name=f"sim-{cabinet.cabinet}")
+                tasks.create_task(cabinet.run(start, phase, gate), name=f"sim-{cabinet.cabinet}")
             if self._report is not None:
                 tasks.create_task(self._report_forever(), name="fleet-stats")
             if self.plan.outages is not None:
@@ -93,7 +104,7 @@ class Fleet:
         latencies.sort()
         resends = sum(cabinet.sync.stats.resends for cabinet in self.cabinets)
         report = FleetReport(
-            elapsed_s=now - self._started_at,
+            elapsed_s=now - self.started_at,
             period_s=now - self._last_report_at,
             cabinets=len(self.cabinets),
             connected=self.connected,

@@ -46,6 +46,8 @@ class FleetPlan:
     keepalive_s: int = 60
     buffer_max_mb: float = 64.0
     seed: int = 1
+    # Each cabinet's SQLite work on a thread of its own, as in a real agent (default: on the loop).
+    sqlite_threads: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.cabinets <= MAX_CABINETS:

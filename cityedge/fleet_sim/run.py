@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import resource
+import time
 from collections.abc import Callable, Mapping
 
 from cityedge.fleet_sim.fleet import Fleet
@@ -13,6 +13,8 @@ from cityedge.fleet_sim.plan import FleetPlan
 from cityedge.fleet_sim.stats import FleetReport
 from protocols.fleet.broker_url import BrokerAddress
 
+# How long the fleet is given to stop (each cabinet says goodbye with an offline status).
+STOP_S = 15.0
 # Descriptors beyond one socket per cabinet: the interpreter, the event loop, logging.
 SPARE_DESCRIPTORS = 64
 
@@ -65,8 +67,10 @@ async def run_fleet_sim(
     stats_every_s: float,
     emit: Callable[[str], None],
     as_json: bool = False,
-) -> Fleet:
-    """Run the fleet for ``seconds`` (None: until cancelled), emitting a line per report."""
+) -> int:
+    """Run the fleet for ``seconds`` (None: until cancelled), emitting a line per report. Returns
+    how many cabinets did not stop within ``STOP_S`` of being asked (see ``cabinet._stop``): the
+    caller should then end the process, the broker publishing their last wills."""
     raise_descriptor_limit(plan.cabinets)
 
     def show(report: FleetReport) -> None:
@@ -79,9 +83,21 @@ async def run_fleet_sim(
             f" ({plan.readings_per_s:,.0f} readings/s) to {broker}, start spread over"
             f" {plan.start_spread_s:g} s"
         )
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await fleet.run()
-    if seconds is not None and not as_json:
-        emit(f"fleet-sim: stopped after {seconds:g} s")
-    return fleet
+    task = asyncio.create_task(fleet.run(), name="fleet")
+    interrupted = False
+    try:
+        await asyncio.wait((task,), timeout=seconds)
+    except asyncio.CancelledError:
+        interrupted = True  # Ctrl-C or SIGTERM: stop as after --seconds
+    if task.done():
+        task.result()  # the fleet stopped by itself: a bug, raised
+    task.cancel()
+    await asyncio.wait((task,), timeout=STOP_S)
+    stuck = 0 if task.done() else sum(1 for cabinet in fleet.cabinets if not cabinet.stopped)
+    if not as_json:
+        emit(f"fleet-sim: stopped after {time.monotonic() - fleet.started_at:.0f} s")
+    if stuck:
+        emit(f"fleet-sim: {stuck} cabinet(s) did not stop within {STOP_S:g} s: left to their last wills")
+    elif interrupted:
+        raise asyncio.CancelledError
+    return stuck

@@ -242,6 +242,18 @@ def fleet_sim(
     seconds: Annotated[
         float | None, typer.Option(min=0.1, help="Stop after this many seconds (default: run until stopped).")
     ] = None,
+    api: Annotated[
+        str | None, typer.Option(help="Central's HTTP address, for --command-every (http://HOST:PORT).")
+    ] = None,
+    api_token_file: Annotated[
+        Path | None, typer.Option(help="File holding an operator's API token (0600), for --command-every.")
+    ] = None,
+    command_every: Annotated[
+        float,
+        typer.Option(
+            min=0, help="Send a dim command to a random cabinet through --api every this many seconds."
+        ),
+    ] = 0.0,
     sqlite_threads: Annotated[
         bool,
         typer.Option(
@@ -258,7 +270,8 @@ def fleet_sim(
     from cityedge.fleet_sim import FleetPlan, OutagePlan
     from cityedge.fleet_sim.fleet import MissingCredentials
     from cityedge.fleet_sim.run import TooManyCabinets, run_fleet_sim
-    from protocols.fleet.broker_url import SecretFileError, parse_broker_url
+    from cityedge.fleet_sim.traffic import CommandTraffic
+    from protocols.fleet.broker_url import SecretFileError, parse_broker_url, read_secret_file
 
     try:
         outages = None
@@ -284,6 +297,17 @@ def fleet_sim(
         passwords = read_credentials(credentials) if credentials is not None else None
     except (SecretFileError, ValueError) as exc:
         _fail(f"--credentials {exc}")
+    traffic = None
+    if command_every > 0:
+        if api is None or api_token_file is None:
+            _fail(
+                "--command-every needs --api http://HOST:PORT and --api-token-file FILE (an operator's token)"
+            )
+        try:
+            token = read_secret_file(api_token_file)
+        except SecretFileError as exc:
+            _fail(f"--api-token-file {exc}")
+        traffic = CommandTraffic(api_url=api, token=token, cabinets=plan.cabinet_ids, every_s=command_every)
     # Info logging of thousands of agents is a flood: warnings only unless asked.
     _setup_logging(verbose)
     if not verbose:
@@ -298,6 +322,7 @@ def fleet_sim(
             stats_every_s=stats_every,
             emit=typer.echo,
             as_json=json_lines,
+            traffic=traffic,
         )
         if stuck:
             # Their tasks would hold asyncio.run's clean-up forever; the broker publishes their wills.

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from cityedge.fleet_sim.fleet import Fleet
 from cityedge.fleet_sim.plan import FleetPlan
 from cityedge.fleet_sim.stats import FleetReport
+from cityedge.fleet_sim.traffic import CommandTraffic
 from protocols.fleet.broker_url import BrokerAddress
 
 # How long the fleet is given to stop (each cabinet says goodbye with an offline status).
@@ -67,6 +68,7 @@ async def run_fleet_sim(
     stats_every_s: float,
     emit: Callable[[str], None],
     as_json: bool = False,
+    traffic: CommandTraffic | None = None,
 ) -> int:
     """Run the fleet for ``seconds`` (None: until cancelled), emitting a line per report. Returns
     how many cabinets did not stop within ``STOP_S`` of being asked (see ``cabinet._stop``): the
@@ -84,11 +86,14 @@ async def run_fleet_sim(
             f" {plan.start_spread_s:g} s"
         )
     task = asyncio.create_task(fleet.run(), name="fleet")
+    sender = None if traffic is None else asyncio.create_task(traffic.run(), name="fleet-commands")
     interrupted = False
     try:
         await asyncio.wait((task,), timeout=seconds)
     except asyncio.CancelledError:
         interrupted = True  # Ctrl-C or SIGTERM: stop as after --seconds
+    if sender is not None:
+        sender.cancel()
     if task.done():
         task.result()  # the fleet stopped by itself: a bug, raised
     task.cancel()
@@ -96,6 +101,9 @@ async def run_fleet_sim(
     stuck = 0 if task.done() else sum(1 for cabinet in fleet.cabinets if not cabinet.stopped)
     if not as_json:
         emit(f"fleet-sim: stopped after {time.monotonic() - fleet.started_at:.0f} s")
+    if traffic is not None and not as_json:
+        t = traffic.stats
+        emit(f"fleet-sim: commands sent {t.sent}, refused by central {t.refused}, unanswered {t.failed}")
     if stuck:
         emit(f"fleet-sim: {stuck} cabinet(s) did not stop within {STOP_S:g} s: left to their last wills")
     elif interrupted:

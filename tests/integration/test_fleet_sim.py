@@ -1,4 +1,5 @@
-"""`cityedge fleet-sim` as a user runs it: a few simulated cabinets whose records reach central."""
+"""`cityedge fleet-sim` as a user runs it: a few simulated cabinets whose records reach central, and
+the command traffic it sends through central's API executed by those cabinets."""
 
 from __future__ import annotations
 
@@ -6,25 +7,31 @@ import asyncio
 import json
 import os
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
 
+from central.auth_rows import Role
 from central.server import CentralServer
 from cityedge.broker import MosquittoBroker
 from cityedge.testing import wait_until
-from tests.integration.api_client import api_client
+from tests.integration.api_client import api_client, new_token
 
 pytestmark = pytest.mark.integration
 
 
 async def test_fleet_sim_cli_cabinets_send_records_that_central_stores(
-    central: CentralServer, mosquitto: MosquittoBroker
+    central: CentralServer, mosquitto: MosquittoBroker, tmp_path: Path
 ) -> None:
+    token_file = tmp_path / "operator.token"
+    token_file.touch(mode=0o600)
+    token_file.write_text(await new_token(central.store, Role.OPERATOR, "fleet-sim") + "\n")
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "cityedge", "fleet-sim", "--broker", mosquitto.url,
         "--cabinets", "3", "--points", "5", "--interval", "0.2", "--stats-every", "0.5",
         "--prefix", "cli", "--json", "--seconds", "60",
+        "--api", central.url, "--api-token-file", str(token_file), "--command-every", "0.3",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
@@ -46,6 +53,14 @@ async def test_fleet_sim_cli_cabinets_send_records_that_central_stores(
                 return online >= set(ids)
 
             await wait_until(every_cabinet_stored_readings, timeout=30, what="three sim cabinets' points")
+
+            async def commands_executed() -> bool:
+                listed = (await api.get("/commands", params={"status": "executed"})).json()["commands"]
+                return len({c["target"]["cabinet"] for c in listed}) >= 2 and all(
+                    c["issued_by"] == "fleet-sim" and c["action"] == "dim" for c in listed
+                )
+
+            await wait_until(commands_executed, timeout=30, what="fleet-sim's commands executed")
         assert process.stdout is not None
         # Its stats: one JSON object per period, acknowledged records counted.
         async with asyncio.timeout(20):

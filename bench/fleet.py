@@ -174,6 +174,8 @@ async def _measure(
     async with asyncio.timeout(seconds + 120):
         while line := await fleet.stdout.readline():
             report = json.loads(line)
+            if "elapsed_s" not in report:
+                continue  # a note (cabinets that did not stop), not a stats period
             now = (time.monotonic(), sample(central_pid).cpu_s, sample(fleet.pid).cpu_s)
             connected = report["connected"]
             if connected_at is None and connected == cabinets:

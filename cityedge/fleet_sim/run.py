@@ -105,7 +105,8 @@ async def run_fleet_sim(
         t = traffic.stats
         emit(f"fleet-sim: commands sent {t.sent}, refused by central {t.refused}, unanswered {t.failed}")
     if stuck:
-        emit(f"fleet-sim: {stuck} cabinet(s) did not stop within {STOP_S:g} s: left to their last wills")
+        note = f"fleet-sim: {stuck} cabinet(s) did not stop within {STOP_S:g} s: left to their last wills"
+        emit(json.dumps({"stuck": stuck, "note": note}) if as_json else note)
     elif interrupted:
         raise asyncio.CancelledError
     return stuck

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import os
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
@@ -336,7 +339,15 @@ def _broker_password(url: str, password_file: Path | None) -> str | None:
 
 @app.command("demo")
 def demo(
-    cabinets: Annotated[int, typer.Option(min=1, max=200, help="Simulated cabinets.")] = 5,
+    cabinets: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=20_000,
+            help="Simulated cabinets: the first 10 real agents polling device simulators, the rest"
+            " fleet-sim cabinets (the agent's buffer, sync and commands; readings made in memory).",
+        ),
+    ] = 5,
     data_dir: Annotated[Path, typer.Option(help="Where the demo keeps its databases.")] = Path("demo-data"),
     http: Annotated[str, typer.Option(help="HOST:PORT of the aggregator's HTTP API.")] = ("127.0.0.1:8080"),
     broker: Annotated[str | None, typer.Option(help="Use this broker URL instead of starting one.")] = None,
@@ -361,6 +372,134 @@ def demo(
             )
         )
     except (BrokerError, ServerError, StoreError) as exc:
+        _fail(str(exc))
+
+
+@app.command("fleet-sim")
+def fleet_sim(
+    *,
+    cabinets: Annotated[int, typer.Option(min=1, max=20_000, help="Simulated cabinets.")] = 100,
+    points: Annotated[int, typer.Option(min=2, max=1000, help="Readings per cabinet and interval.")] = 40,
+    interval: Annotated[float, typer.Option(min=0.05, max=3600, help="Seconds between readings.")] = 10.0,
+    broker: Annotated[
+        str, typer.Option(help="Broker URL, mqtt://[user@]host:port; no password here (see below).")
+    ] = "mqtt://127.0.0.1:1883",
+    credentials: Annotated[
+        Path | None,
+        typer.Option(
+            help="user:password lines, one per cabinet (the file cityedge.broker_accounts takes), 0600:"
+            " each cabinet logs in as itself. Without it every cabinet uses the URL's user and the"
+            " password of --broker-password-file or the environment, as `central serve` does."
+        ),
+    ] = None,
+    broker_password_file: Annotated[
+        Path | None, typer.Option(help="File holding the one password of the URL's user (0600).")
+    ] = None,
+    prefix: Annotated[str, typer.Option(help="Cabinet ids are PREFIX-00001, PREFIX-00002, ...")] = "sim",
+    stagger: Annotated[
+        float | None,
+        typer.Option(min=0, help="Seconds over which the cabinets start (default: 5 ms per cabinet)."),
+    ] = None,
+    outage_fraction: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of cabinets losing their link at each outage.")
+    ] = 0.0,
+    outage_seconds: Annotated[float, typer.Option(min=0.1, help="How long an outage lasts.")] = 60.0,
+    outage_every: Annotated[float, typer.Option(min=0.1, help="Seconds between outages.")] = 300.0,
+    ack_timeout: Annotated[float, typer.Option(min=0.1, help="Resend a batch unacked this long.")] = 30.0,
+    seconds: Annotated[
+        float | None, typer.Option(min=0.1, help="Stop after this many seconds (default: run until stopped).")
+    ] = None,
+    api: Annotated[
+        str | None, typer.Option(help="Central's HTTP address, for --command-every (http://HOST:PORT).")
+    ] = None,
+    api_token_file: Annotated[
+        Path | None, typer.Option(help="File holding an operator's API token (0600), for --command-every.")
+    ] = None,
+    command_every: Annotated[
+        float,
+        typer.Option(
+            min=0, help="Send a dim command to a random cabinet through --api every this many seconds."
+        ),
+    ] = 0.0,
+    sqlite_threads: Annotated[
+        bool,
+        typer.Option(
+            help="Run each cabinet's SQLite work on a thread of its own, as a real agent does"
+            " (default: on the event loop; the databases are in memory)."
+        ),
+    ] = False,
+    stats_every: Annotated[float, typer.Option(min=0.1, help="Seconds between stats lines.")] = 10.0,
+    json_lines: Annotated[bool, typer.Option("--json", help="Stats as one JSON object per line.")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Thousands of simulated cabinets (the agent's own buffer, sync and command code) against a central."""
+    from cityedge.broker_accounts import read_credentials
+    from cityedge.fleet_sim import FleetPlan, OutagePlan
+    from cityedge.fleet_sim.fleet import MissingCredentials
+    from cityedge.fleet_sim.run import TooManyCabinets, run_fleet_sim
+    from cityedge.fleet_sim.traffic import CommandTraffic
+    from protocols.fleet.broker_url import SecretFileError, parse_broker_url, read_secret_file
+
+    try:
+        outages = None
+        if outage_fraction > 0:
+            outages = OutagePlan(fraction=outage_fraction, duration_s=outage_seconds, every_s=outage_every)
+        plan = FleetPlan(
+            cabinets=cabinets,
+            points=points,
+            interval_s=interval,
+            prefix=prefix,
+            stagger_s=stagger,
+            outages=outages,
+            ack_timeout_s=ack_timeout,
+            sqlite_threads=sqlite_threads,
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+    password = _broker_password(broker, broker_password_file)
+    address = parse_broker_url(broker)
+    if password is not None:
+        address = dataclasses.replace(address, password=password)
+    try:
+        passwords = read_credentials(credentials) if credentials is not None else None
+    except (SecretFileError, ValueError) as exc:
+        _fail(f"--credentials {exc}")
+    traffic = None
+    if command_every > 0:
+        if api is None or api_token_file is None:
+            _fail(
+                "--command-every needs --api http://HOST:PORT and --api-token-file FILE (an operator's token)"
+            )
+        try:
+            token = read_secret_file(api_token_file)
+        except SecretFileError as exc:
+            _fail(f"--api-token-file {exc}")
+        traffic = CommandTraffic(api_url=api, token=token, cabinets=plan.cabinet_ids, every_s=command_every)
+    # Info logging of thousands of agents is a flood: warnings only unless asked.
+    _setup_logging(verbose)
+    if not verbose:
+        logging.getLogger("edge_agent").setLevel(logging.WARNING)
+
+    async def main() -> None:
+        stuck = await run_fleet_sim(
+            plan,
+            broker=address,
+            credentials=passwords,
+            seconds=seconds,
+            stats_every_s=stats_every,
+            emit=typer.echo,
+            as_json=json_lines,
+            traffic=traffic,
+        )
+        if stuck:
+            # Their tasks would hold asyncio.run's clean-up forever; the broker publishes their wills.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+
+    try:
+        _run_until_interrupted(main())
+    except (MissingCredentials, TooManyCabinets) as exc:
         _fail(str(exc))
 
 

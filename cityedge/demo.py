@@ -1,9 +1,15 @@
 """`cityedge demo`: a broker, the aggregator and simulated cabinets on one machine.
 
-Each cabinet is a real agent with its own SQLite buffer and config file, polling real Modbus TCP
-simulators of street-lighting controllers over loopback. Every other cabinet stands at a signalised
-junction: it also watches that junction's traffic-light controller (a simulated OPC UA server) and its
-camera (a simulated ONVIF camera, with its own password file). Everything runs in one event loop.
+The first cabinets (up to ``REAL_CABINETS``) are real agents with their own SQLite buffer and config
+file, polling real Modbus TCP simulators of street-lighting controllers over loopback. Every other of
+them stands at a signalised junction: it also watches that junction's traffic-light controller (a
+simulated OPC UA server) and its camera (a simulated ONVIF camera, with its own password file).
+
+Cabinets beyond those are fleet-sim cabinets (``cityedge.fleet_sim``): the agent's own buffer, sync
+and command execution, with readings generated in memory instead of polled. A real agent with two
+Modbus simulators costs the shared event loop enough that a few hundred of them starve it (polls and
+command writes time out: false ``device_lost`` alarms, commands failing with "no answer within 1.0s");
+a fleet-sim cabinet sends the same messages for a small share of that. Everything runs in one loop.
 """
 
 from __future__ import annotations
@@ -19,16 +25,23 @@ from central.auth import Tokens
 from central.server import CentralServer
 from central.store.auth_rows import Role
 from cityedge.broker import EmbeddedBroker, MosquittoBroker, mosquitto_path
+from cityedge.fleet_sim import Fleet, FleetPlan
+from cityedge.fleet_sim.run import raise_descriptor_limit
 from edge_agent.agent import Agent
 from edge_agent.clock import SystemClock
 from edge_agent.clock_sync import ClockTrust
 from edge_agent.config import load_config
+from protocols.fleet.broker_url import parse_broker_url
 from protocols.modbus.profile import default_profile_dirs, load_profile
 from protocols.modbus.simulator import LightingControllerSimulator
 from protocols.onvif.simulator import CameraSimulator
 from protocols.opcua.simulator import TrafficControllerSimulator
 
 CONTROLLERS_PER_CABINET = 2
+# Real agents polling real simulators; the cabinets beyond are fleet-sim ones.
+REAL_CABINETS = 10
+SIM_POINTS = 20
+SIM_INTERVAL_S = 10.0
 DEMO_PROFILE = "lighting-single-circuit"
 TRAFFIC_PROFILE = "traffic-controller-generic"
 # One simulated traffic controller is a whole OPC UA server (about 45 MB and 1 s to start): the demo
@@ -152,6 +165,7 @@ async def run_demo(
     http_port: int,
     broker_url: str | None,
     announce: Callable[[str], None],
+    real_cabinets: int = REAL_CABINETS,
 ) -> None:
     profile = load_profile(DEMO_PROFILE, default_profile_dirs())
     async with contextlib.AsyncExitStack() as stack:
@@ -166,7 +180,8 @@ async def run_demo(
         )
         agents: list[Agent] = []
         junctions = 0
-        for number in range(1, cabinets + 1):
+        real = min(cabinets, real_cabinets)
+        for number in range(1, real + 1):
             cabinet = f"demo-{number:03d}"
             ports = []
             for unit in range(CONTROLLERS_PER_CABINET):
@@ -187,16 +202,34 @@ async def run_demo(
             # itself unsynchronised (its host keeps the time), and the demo is not about that.
             host_clock = SystemClock(trust=ClockTrust(status=lambda: True))
             agents.append(Agent(load_config(config_path), clock=host_clock))
+        fleet = None
+        if cabinets > real:
+            plan = FleetPlan(
+                cabinets=cabinets - real,
+                points=SIM_POINTS,
+                interval_s=SIM_INTERVAL_S,
+                prefix="demo",
+                first=real + 1,
+                digits=3,
+            )
+            raise_descriptor_limit(plan.cabinets)
+            fleet = Fleet(plan, broker=parse_broker_url(url))
         base = central.url
         token = await Tokens(central.store).replace(DEMO_TOKEN_NAME, Role.ADMIN)
         announce(f"aggregator: {base} (database {data_dir / 'central.db'})")
         announce(
-            f"{cabinets} simulated cabinets, {CONTROLLERS_PER_CABINET} lighting controllers each,"
-            " lit by the schedule of Dijon's street lights"
+            f"{real} simulated cabinets with real agents, {CONTROLLERS_PER_CABINET} lighting controllers"
+            " each (Modbus TCP simulators), lit by the schedule of Dijon's street lights"
         )
         announce(
             f"{junctions} of them at a junction: its traffic-light controller (OPC UA) and camera (ONVIF)"
         )
+        if fleet is not None:
+            announce(
+                f"{fleet.plan.cabinets} fleet-sim cabinets, demo-{real + 1:03d} to demo-{cabinets:03d}:"
+                f" the agent's buffer, sync and commands, {SIM_POINTS} readings every"
+                f" {SIM_INTERVAL_S:g} s generated in memory, starting over {fleet.plan.start_spread_s:g} s"
+            )
         announce(f"API token ({Role.ADMIN.value}, named {DEMO_TOKEN_NAME!r}; a new one at each start):")
         announce(f"  {token}")
         announce("the API needs it in each request, e.g.:")
@@ -211,3 +244,5 @@ async def run_demo(
         async with asyncio.TaskGroup() as tasks:
             for agent in agents:
                 tasks.create_task(agent.run(), name=f"agent-{agent.config.cabinet.id}")
+            if fleet is not None:
+                tasks.create_task(fleet.run(), name="fleet-sim")

@@ -134,3 +134,50 @@ async def test_demo_runs_on_the_embedded_broker_where_mosquitto_is_missing(tmp_p
                     await demo
     finally:
         gc.collect()
+
+
+async def test_demo_cabinets_beyond_the_real_ones_are_fleet_sim_cabinets(
+    tmp_path: Path, broker_url: str
+) -> None:
+    port = free_port()
+    announced: list[str] = []
+    demo = asyncio.create_task(
+        run_demo(
+            cabinets=4,
+            data_dir=tmp_path,
+            http_host="127.0.0.1",
+            http_port=port,
+            broker_url=broker_url,
+            announce=announced.append,
+            real_cabinets=1,
+        )
+    )
+    try:
+        await wait_until(lambda: any(TOKEN.search(line) for line in announced), timeout=60, what="the token")
+        token = next(m.group() for line in announced if (m := TOKEN.search(line)))
+        assert any("3 fleet-sim cabinets, demo-002 to demo-004" in line for line in announced), announced
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}/api/v1",
+            timeout=5,
+            headers={"Authorization": f"Bearer {token}"},
+        ) as api:
+
+            async def all_live() -> bool:
+                try:
+                    cabinets = (await api.get("/cabinets")).json()
+                    sim = (await api.get("/cabinets/demo-004/points")).json()
+                    real = (await api.get("/cabinets/demo-001/points")).json()
+                except (httpx.HTTPError, ValueError):
+                    return False
+                online = {c["id"] for c in cabinets if c["online"]}
+                return (
+                    online == {"demo-001", "demo-002", "demo-003", "demo-004"}
+                    and any(p["point"] == "lc1/m000" for p in sim.get("points", []))
+                    and any(p["point"] == "lc2/power_w" for p in real.get("points", []))
+                )
+
+            await wait_until(all_live, timeout=60, what="one real and three fleet-sim demo cabinets live")
+    finally:
+        demo.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await demo

@@ -75,8 +75,13 @@ async def test_demo_serves_live_cabinets_and_stops_on_ctrl_c(tmp_path: Path) -> 
             await wait_until(junction_live, timeout=60, what="demo-001's traffic controller and camera")
             demo_002 = (await api.get("/cabinets/demo-002/equipment")).json()["equipment"]
             assert {e["equipment_class"] for e in demo_002} == {"lighting"}
-            kinds = {e["kind"] for e in (await api.get("/events")).json()["events"]}
-            assert {"agent_started", "schedule_active", "lighting_state"} <= kinds
+
+            async def started_events() -> bool:
+                kinds = {e["kind"] for e in (await api.get("/events")).json()["events"]}
+                return {"agent_started", "schedule_active", "lighting_state"} <= kinds
+
+            # Each arrives with the commit that follows it: wait for them, do not race them.
+            await wait_until(started_events, timeout=30, what="the agents' first events")
     finally:
         demo.send_signal(signal.SIGINT)
         async with asyncio.timeout(30):

@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from central.api_limits import MAX_BODY_BYTES
+from central.api.limits import MAX_BODY_BYTES
 from central.server import CentralServer
 from central.store.auth_rows import Role
 from central.times import now_ms

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from central.api import create_app
-from central.api_docs import ASSETS_DIR
+from central.api.docs import ASSETS_DIR
 from central.auth import Tokens
 from central.store.auth_rows import Role
 from central.store.sqlite import SqliteStore

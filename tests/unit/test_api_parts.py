@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from central.api_errors import MAX_ECHO_CHARS, echo
-from central.api_json import parse_json
+from central.api.errors import MAX_ECHO_CHARS, echo
+from central.api.json_route import parse_json
 from central.auth import digest, key_id_of
 from central.store.auth_rows import Role
 

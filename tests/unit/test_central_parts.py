@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.exceptions import RequestValidationError
 
-from central.api import parse_time
+from central.api.params import parse_time
 from central.errors import ServerError
 from central.ingest import Ingestor
 from central.server import CentralServer

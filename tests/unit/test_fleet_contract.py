@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from central.api_command_models import CommandIn
+from central.api.command_models import CommandIn
 from protocols.fleet import FleetError, decode_command, encode
 from protocols.fleet.commands import (
     ACTIONS,

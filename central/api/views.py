@@ -11,10 +11,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Query
 
-from central import api_view_models as m
-from central.api_errors import unknown_cabinet
-from central.api_json import StrictJsonRoute
-from central.api_models import ErrorBody, PointValueOut
+from central.api import view_models as m
+from central.api.deps import StoreDep
+from central.api.errors import unknown_cabinet
+from central.api.json_route import StrictJsonRoute
+from central.api.models import ErrorBody, PointValueOut
 from central.energy import (
     DEFAULT_MAX_POWER_W,
     Day,
@@ -186,111 +187,117 @@ def _alarm_out(row: AlarmRow) -> m.AlarmOut:
     )
 
 
-def views_router(*, store: Store) -> APIRouter:
-    router = APIRouter(tags=["views"], route_class=StrictJsonRoute)
+router = APIRouter(tags=["views"], route_class=StrictJsonRoute)
 
-    async def require_cabinet(cabinet: str) -> None:
-        if await store.cabinet(cabinet) is None:
-            raise unknown_cabinet(cabinet)
 
-    @router.get("/cabinets/{cabinet}/lighting", response_model=m.LightingOut, responses=_NOT_FOUND)
-    async def lighting(cabinet: str) -> m.LightingOut:
-        await require_cabinet(cabinet)
-        problems: list[str] = []
-        schedule = None
-        # The schedule is the cabinet's (one source); states come one per output.
-        for event in (await store.latest_events(cabinet, SCHEDULE_ACTIVE))[:1]:
-            view, problem = schedule_view(event)
-            if view is not None:
-                schedule = m.ScheduleOut.model_validate(view, from_attributes=True)
-            problems += [problem] if problem else []
-        outputs: list[m.LightingStateOut] = []
-        for event in await store.latest_events(cabinet, LIGHTING_STATE):
-            state, problem = state_view(event)
-            if state is not None:
-                outputs.append(m.LightingStateOut.model_validate(state, from_attributes=True))
-            problems += [problem] if problem else []
-        return m.LightingOut(
-            cabinet=cabinet,
-            schedule=schedule,
-            state=outputs[0] if outputs else None,
-            outputs=outputs,
-            problems=problems,
-        )
+async def require_cabinet(store: Store, cabinet: str) -> None:
+    if await store.cabinet(cabinet) is None:
+        raise unknown_cabinet(cabinet)
 
-    @router.get("/cabinets/{cabinet}/equipment", response_model=m.CabinetEquipmentOut, responses=_NOT_FOUND)
-    async def equipment(cabinet: str) -> m.CabinetEquipmentOut:
-        """Each device's class (lighting, traffic controller, camera), state, active alarms and values."""
-        row = await store.cabinet(cabinet)
-        if row is None:
-            raise unknown_cabinet(cabinet)
-        problems: list[str] = []
-        inventory = list(row.inventory)
-        views = equipment_views(
-            inventory,
-            await store.latest_values(cabinet),
-            await store.alarms(cabinet=cabinet, active=True, limit=MAX_ALARMS),
-        )
-        return m.CabinetEquipmentOut(
-            cabinet=cabinet,
-            equipment=[
-                m.EquipmentOut(
-                    device=view.device,
-                    driver=view.driver,
-                    equipment_class=view.equipment_class,
-                    profile=view.profile,
-                    state=view.state,
-                    alarms=[_alarm_out(alarm) for alarm in view.alarms],
-                    values=[PointValueOut.of(v) for v in view.values],
-                )
-                for view in views
-            ],
-            problems=problems,
-        )
 
-    @router.get("/alarms", response_model=m.AlarmsPage)
-    async def alarms(
-        cabinet: Annotated[str | None, Query(description="only this cabinet")] = None,
-        active: Annotated[bool | None, Query(description="true: active only; false: cleared only")] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_ALARMS)] = 1000,
-    ) -> m.AlarmsPage:
-        rows = await store.alarms(cabinet=cabinet, active=active, limit=limit)
-        return m.AlarmsPage(alarms=[_alarm_out(row) for row in rows])
+@router.get("/cabinets/{cabinet}/lighting", response_model=m.LightingOut, responses=_NOT_FOUND)
+async def lighting(cabinet: str, store: StoreDep) -> m.LightingOut:
+    await require_cabinet(store, cabinet)
+    problems: list[str] = []
+    schedule = None
+    # The schedule is the cabinet's (one source); states come one per output.
+    for event in (await store.latest_events(cabinet, SCHEDULE_ACTIVE))[:1]:
+        view, problem = schedule_view(event)
+        if view is not None:
+            schedule = m.ScheduleOut.model_validate(view, from_attributes=True)
+        problems += [problem] if problem else []
+    outputs: list[m.LightingStateOut] = []
+    for event in await store.latest_events(cabinet, LIGHTING_STATE):
+        state, problem = state_view(event)
+        if state is not None:
+            outputs.append(m.LightingStateOut.model_validate(state, from_attributes=True))
+        problems += [problem] if problem else []
+    return m.LightingOut(
+        cabinet=cabinet,
+        schedule=schedule,
+        state=outputs[0] if outputs else None,
+        outputs=outputs,
+        problems=problems,
+    )
 
-    @router.get("/cabinets/{cabinet}/energy", response_model=m.EnergyOut, responses=_NOT_FOUND)
-    async def energy(
-        cabinet: str,
-        start: Annotated[str, Query(description="first local day, YYYY-MM-DD")],
-        end: Annotated[str | None, Query(description="last local day, inclusive; default start")] = None,
-        tz: Annotated[str, Query(description="IANA time zone of the days")] = "UTC",
-        max_power_w: Annotated[
-            float,
-            Query(
-                gt=0,
-                allow_inf_nan=False,
-                description="a jump beyond this power is a glitch, not consumption",
-            ),
-        ] = DEFAULT_MAX_POWER_W,
-    ) -> m.EnergyOut:
-        first, last = _day_range(start, end)
-        zone = _zone(tz)
-        await require_cabinet(cabinet)
-        days = local_days(first, last, zone)
-        settings = EnergySettings(max_power_w=max_power_w)
 
-        points: dict[str, PointEnergy] = {}
-        from_rollups = _rollups_agree(days, settings)
-        for name in await store.points_ending_with(cabinet, ENERGY_SUFFIX):
-            meter = EnergyMeter(days, settings)
-            if from_rollups:
-                await _add_quarters(store, meter, cabinet, name, days)
-            else:
-                chunks = store.reading_chunks(
-                    cabinet, name, start_ms=days[0].start_ms, end_ms=days[-1].end_ms, neighbours=True
-                )
-                async for chunk in chunks:
-                    meter.add((r.ts_ms, r.value, r.quality) for r in chunk)
-            points[name] = meter.result
-        return _energy_out(cabinet, tz, days, settings, points)
+@router.get("/cabinets/{cabinet}/equipment", response_model=m.CabinetEquipmentOut, responses=_NOT_FOUND)
+async def equipment(cabinet: str, store: StoreDep) -> m.CabinetEquipmentOut:
+    """Each device's class (lighting, traffic controller, camera), state, active alarms and values."""
+    row = await store.cabinet(cabinet)
+    if row is None:
+        raise unknown_cabinet(cabinet)
+    problems: list[str] = []
+    inventory = list(row.inventory)
+    views = equipment_views(
+        inventory,
+        await store.latest_values(cabinet),
+        await store.alarms(cabinet=cabinet, active=True, limit=MAX_ALARMS),
+    )
+    return m.CabinetEquipmentOut(
+        cabinet=cabinet,
+        equipment=[
+            m.EquipmentOut(
+                device=view.device,
+                driver=view.driver,
+                equipment_class=view.equipment_class,
+                profile=view.profile,
+                state=view.state,
+                alarms=[_alarm_out(alarm) for alarm in view.alarms],
+                values=[PointValueOut.of(v) for v in view.values],
+            )
+            for view in views
+        ],
+        problems=problems,
+    )
 
-    return router
+
+@router.get("/alarms", response_model=m.AlarmsPage)
+async def alarms(
+    cabinet: Annotated[str | None, Query(description="only this cabinet")] = None,
+    active: Annotated[bool | None, Query(description="true: active only; false: cleared only")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_ALARMS)] = 1000,
+    *,
+    store: StoreDep,
+) -> m.AlarmsPage:
+    rows = await store.alarms(cabinet=cabinet, active=active, limit=limit)
+    return m.AlarmsPage(alarms=[_alarm_out(row) for row in rows])
+
+
+@router.get("/cabinets/{cabinet}/energy", response_model=m.EnergyOut, responses=_NOT_FOUND)
+async def energy(
+    cabinet: str,
+    start: Annotated[str, Query(description="first local day, YYYY-MM-DD")],
+    end: Annotated[str | None, Query(description="last local day, inclusive; default start")] = None,
+    tz: Annotated[str, Query(description="IANA time zone of the days")] = "UTC",
+    max_power_w: Annotated[
+        float,
+        Query(
+            gt=0,
+            allow_inf_nan=False,
+            description="a jump beyond this power is a glitch, not consumption",
+        ),
+    ] = DEFAULT_MAX_POWER_W,
+    *,
+    store: StoreDep,
+) -> m.EnergyOut:
+    first, last = _day_range(start, end)
+    zone = _zone(tz)
+    await require_cabinet(store, cabinet)
+    days = local_days(first, last, zone)
+    settings = EnergySettings(max_power_w=max_power_w)
+
+    points: dict[str, PointEnergy] = {}
+    from_rollups = _rollups_agree(days, settings)
+    for name in await store.points_ending_with(cabinet, ENERGY_SUFFIX):
+        meter = EnergyMeter(days, settings)
+        if from_rollups:
+            await _add_quarters(store, meter, cabinet, name, days)
+        else:
+            chunks = store.reading_chunks(
+                cabinet, name, start_ms=days[0].start_ms, end_ms=days[-1].end_ms, neighbours=True
+            )
+            async for chunk in chunks:
+                meter.add((r.ts_ms, r.value, r.quality) for r in chunk)
+        points[name] = meter.result
+    return _energy_out(cabinet, tz, days, settings, points)

@@ -13,7 +13,7 @@ import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from central.api_auth import CREATE_HINT, IDENTITY_STATE
+from central.api.auth import CREATE_HINT, IDENTITY_STATE
 from central.auth import Tokens
 
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH", "DELETE"})

@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from central.api_json import json_error_of
+from central.api.json_route import json_error_of
 from central.errors import InvalidRequest, UnknownTarget
 
 MAX_ECHO_CHARS = 1000

@@ -2,7 +2,7 @@
 
 FastAPI's own /docs loads Swagger UI from a CDN (and its favicon from a web site): offline, or behind
 a control room's firewall, the page stays blank. Here the page loads its script and stylesheet from
-``central/swagger_ui`` (npm's ``swagger-ui-dist``, see its README), and names no outside address:
+``central/api/swagger_ui`` (npm's ``swagger-ui-dist``, see its README), and names no outside address:
 the favicon is empty and Swagger UI's online validator is off.
 
 /docs and /openapi.json need no token: they describe the API and hold no data. "Authorize" on the

@@ -19,7 +19,8 @@ from typing import Annotated, Any
 from fastapi import HTTPException, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from central.api_models import ErrorBody
+from central.api.deps import services_of
+from central.api.models import ErrorBody
 from central.auth import Identity, Tokens
 from central.store.auth_rows import Role
 
@@ -46,16 +47,16 @@ def identity_of(request: Request) -> Identity | None:
 
 
 class RequireRole:
-    """A dependency: the caller's ``Identity`` if its token's role is at least ``role``."""
+    """A dependency: the caller's ``Identity`` if its token's role is at least ``role`` (the tokens
+    are the app's: ``central.api.deps``)."""
 
-    def __init__(self, tokens: Tokens, role: Role) -> None:
-        self._tokens = tokens
+    def __init__(self, role: Role) -> None:
         self.role = role
 
     async def __call__(self, request: Request, credentials: Credentials) -> Identity:
         identity = identity_of(request)
         if identity is None:
-            identity = await self._identify(credentials)
+            identity = await _identify(services_of(request).tokens, credentials)
             setattr(request.state, IDENTITY_STATE, identity)
         if not identity.role.allows(self.role):
             raise HTTPException(
@@ -66,28 +67,29 @@ class RequireRole:
             )
         return identity
 
-    async def _identify(self, credentials: HTTPAuthorizationCredentials | None) -> Identity:
-        if credentials is None:
-            raise HTTPException(
-                401,
-                f"this needs an API token: send 'Authorization: Bearer <token>'; {CREATE_HINT}",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        identity = await self._tokens.identify(credentials.credentials)
-        if identity is None:
-            # Never echo the token: it may be a real one mistyped, or one meant for another service.
-            raise HTTPException(
-                401,
-                "the API token is unknown or revoked: ask an admin for a new one",
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            )
-        return identity
+
+async def _identify(tokens: Tokens, credentials: HTTPAuthorizationCredentials | None) -> Identity:
+    if credentials is None:
+        raise HTTPException(
+            401,
+            f"this needs an API token: send 'Authorization: Bearer <token>'; {CREATE_HINT}",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    identity = await tokens.identify(credentials.credentials)
+    if identity is None:
+        # Never echo the token: it may be a real one mistyped, or one meant for another service.
+        raise HTTPException(
+            401,
+            "the API token is unknown or revoked: ask an admin for a new one",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    return identity
 
 
-class Roles:
-    """The three ``RequireRole`` dependencies of one app, over its token store."""
-
-    def __init__(self, tokens: Tokens) -> None:
-        self.viewer = RequireRole(tokens, Role.VIEWER)
-        self.operator = RequireRole(tokens, Role.OPERATOR)
-        self.admin = RequireRole(tokens, Role.ADMIN)
+require_viewer = RequireRole(Role.VIEWER)
+require_operator = RequireRole(Role.OPERATOR)
+require_admin = RequireRole(Role.ADMIN)
+# The caller, once its role is checked: a route takes ``identity: Operator`` to act as it.
+Viewer = Annotated[Identity, Security(require_viewer)]
+Operator = Annotated[Identity, Security(require_operator)]
+Admin = Annotated[Identity, Security(require_admin)]

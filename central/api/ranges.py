@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 
-from central import api_models as m
-from central.api_errors import unknown_cabinet
-from central.api_json import StrictJsonRoute
+from central.api import models as m
+from central.api.deps import StoreDep
+from central.api.errors import unknown_cabinet
+from central.api.json_route import StrictJsonRoute
+from central.api.params import API_PREFIX, DEFAULT_WINDOW_MS, MAX_LIMIT, parse_time
 from central.errors import InvalidRequest
 from central.store import Store
 from central.store.rollups import WIDTH_MS, is_counter, spread_energy
@@ -26,8 +27,6 @@ from central.store.rows import Resolution, Rollup
 ResolutionParam = Literal["auto", "raw", "15m", "1d"]
 AUTO_RAW_MAX_MS = 2 * 86_400_000
 AUTO_15M_MAX_MS = 62 * 86_400_000
-DEFAULT_WINDOW_MS = 24 * 3600 * 1000
-MAX_LIMIT = 100_000
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": m.ErrorBody, "description": "unknown cabinet or point"}
 }
@@ -95,77 +94,76 @@ async def buckets(
     return [bucket_out(r, wh) for r, wh in zip(rows, energy, strict=True)]
 
 
-def ranges_router(*, store: Store, parse_time: Callable[[str, str], int], prefix: str) -> APIRouter:
-    router = APIRouter(route_class=StrictJsonRoute)
+router = APIRouter(route_class=StrictJsonRoute)
 
-    @router.get(
-        "/cabinets/{cabinet}/points/{point:path}/readings",
-        response_model=m.ReadingsPage,
-        responses=_NOT_FOUND,
-    )
-    async def readings(
-        cabinet: str,
-        point: str,
-        *,
-        start: Annotated[
-            str | None, Query(description="ms since 1970 UTC or ISO 8601; default end - 24 h")
-        ] = None,
-        end: Annotated[
-            str | None, Query(description="exclusive; ms since 1970 UTC or ISO 8601; default now")
-        ] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 1000,
-        resolution: Annotated[
-            ResolutionParam,
-            Query(
-                description="raw readings, or rollups of 15 minutes or one UTC day (count, min, max,"
-                " mean, last; energy for counters). auto: raw up to 2 days, 15m up to 62 days, else"
-                " 1d. Raw readings are kept for the retention period (90 days by default), rollups"
-                " for good."
-            ),
-        ] = "raw",
-    ) -> m.ReadingsPage:
-        """A point's readings over [start, end): raw, or 15-minute or daily rollups for long ranges."""
-        end_ms = parse_time("end", end) if end is not None else time.time_ns() // 1_000_000 + 1
-        start_ms = parse_time("start", start) if start is not None else end_ms - DEFAULT_WINDOW_MS
-        if start_ms >= end_ms:
-            raise InvalidRequest.field(("query", "start"), "start must be before end", start or str(start_ms))
-        if await store.cabinet(cabinet) is None:
-            raise unknown_cabinet(cabinet)
-        if not await store.has_point(cabinet, point):
-            raise HTTPException(
-                404,
-                f"cabinet {cabinet!r} has no point {point!r}; GET {prefix}/cabinets/{cabinet}"
-                "/points lists its points",
-            )
-        used = chosen(resolution, start_ms, end_ms)
-        if used != "raw":
-            found = await buckets(
-                store, cabinet, point, resolution=used, start_ms=start_ms, end_ms=end_ms, limit=limit
-            )
-            return m.ReadingsPage(
-                cabinet=cabinet,
-                point=point,
-                start_ms=start_ms,
-                end_ms=end_ms,
-                limit=limit,
-                resolution=used,
-                truncated=len(found) >= limit,
-                readings=[],
-                buckets=found,
-            )
-        rows = await store.readings(cabinet, point, start_ms=max(start_ms, 0), end_ms=end_ms, limit=limit)
+
+@router.get(
+    "/cabinets/{cabinet}/points/{point:path}/readings",
+    response_model=m.ReadingsPage,
+    responses=_NOT_FOUND,
+)
+async def readings(
+    cabinet: str,
+    point: str,
+    *,
+    start: Annotated[
+        str | None, Query(description="ms since 1970 UTC or ISO 8601; default end - 24 h")
+    ] = None,
+    end: Annotated[
+        str | None, Query(description="exclusive; ms since 1970 UTC or ISO 8601; default now")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 1000,
+    resolution: Annotated[
+        ResolutionParam,
+        Query(
+            description="raw readings, or rollups of 15 minutes or one UTC day (count, min, max,"
+            " mean, last; energy for counters). auto: raw up to 2 days, 15m up to 62 days, else"
+            " 1d. Raw readings are kept for the retention period (90 days by default), rollups"
+            " for good."
+        ),
+    ] = "raw",
+    store: StoreDep,
+) -> m.ReadingsPage:
+    """A point's readings over [start, end): raw, or 15-minute or daily rollups for long ranges."""
+    end_ms = parse_time("end", end) if end is not None else time.time_ns() // 1_000_000 + 1
+    start_ms = parse_time("start", start) if start is not None else end_ms - DEFAULT_WINDOW_MS
+    if start_ms >= end_ms:
+        raise InvalidRequest.field(("query", "start"), "start must be before end", start or str(start_ms))
+    if await store.cabinet(cabinet) is None:
+        raise unknown_cabinet(cabinet)
+    if not await store.has_point(cabinet, point):
+        raise HTTPException(
+            404,
+            f"cabinet {cabinet!r} has no point {point!r}; GET {API_PREFIX}/cabinets/{cabinet}"
+            "/points lists its points",
+        )
+    used = chosen(resolution, start_ms, end_ms)
+    if used != "raw":
+        found = await buckets(
+            store, cabinet, point, resolution=used, start_ms=start_ms, end_ms=end_ms, limit=limit
+        )
         return m.ReadingsPage(
             cabinet=cabinet,
             point=point,
             start_ms=start_ms,
             end_ms=end_ms,
             limit=limit,
-            resolution="raw",
-            truncated=len(rows) >= limit,
-            readings=[
-                m.ReadingOut(ts_ms=r.ts_ms, value=r.value, quality=m.quality_name(r.quality), reason=r.reason)
-                for r in rows
-            ],
+            resolution=used,
+            truncated=len(found) >= limit,
+            readings=[],
+            buckets=found,
         )
-
-    return router
+    rows = await store.readings(cabinet, point, start_ms=max(start_ms, 0), end_ms=end_ms, limit=limit)
+    return m.ReadingsPage(
+        cabinet=cabinet,
+        point=point,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        limit=limit,
+        resolution="raw",
+        truncated=len(rows) >= limit,
+        readings=[
+            m.ReadingOut(ts_ms=r.ts_ms, value=r.value, quality=m.quality_name(r.quality), reason=r.reason)
+            for r in rows
+        ],
+    )

@@ -14,11 +14,13 @@ import logging
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Security
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from central.api_auth import IDENTITY_STATE
+from central.api.auth import IDENTITY_STATE, require_admin
+from central.api.deps import StoreDep
+from central.api.params import parse_time
 from central.auth import Identity
 from central.errors import StoreError
 from central.store import Store
@@ -131,18 +133,16 @@ def _out(row: AuditRow) -> AuditEntryOut:
     )
 
 
-def audit_router(*, store: Store, parse_time: Callable[[str, str], int]) -> APIRouter:
-    """GET /audit; the caller puts it behind the admin role. ``parse_time`` answers 422 itself."""
-    router = APIRouter(tags=["audit"])
+# GET /audit, behind the admin role.
+router = APIRouter(tags=["audit"], dependencies=[Security(require_admin)])
 
-    @router.get("/audit", response_model=AuditPage, summary="The audit log of state-changing requests")
-    async def audit(
-        since: Annotated[
-            str | None, Query(description="only ts >= since: ms since 1970 UTC or ISO 8601")
-        ] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_AUDIT_LIMIT)] = 100,
-    ) -> AuditPage:
-        since_ms = parse_time("since", since) if since is not None else None
-        return AuditPage(entries=[_out(row) for row in await store.audit(since_ms=since_ms, limit=limit)])
 
-    return router
+@router.get("/audit", response_model=AuditPage, summary="The audit log of state-changing requests")
+async def audit(
+    since: Annotated[str | None, Query(description="only ts >= since: ms since 1970 UTC or ISO 8601")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_AUDIT_LIMIT)] = 100,
+    *,
+    store: StoreDep,
+) -> AuditPage:
+    since_ms = parse_time("since", since) if since is not None else None
+    return AuditPage(entries=[_out(row) for row in await store.audit(since_ms=since_ms, limit=limit)])

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from central.api_models import PointValueOut
+from central.api.models import PointValueOut
 
 
 class ScheduleOut(BaseModel):

@@ -74,10 +74,13 @@ async def buckets(
     end_ms: int,
     limit: int,
 ) -> list[m.BucketOut]:
-    """The buckets that start in [start_ms, end_ms) (a bucket that starts before ``start_ms`` is
-    left out: its readings are not all in the range)."""
+    """The buckets wholly inside [start_ms, end_ms): one cut by either end is left out, since its
+    figures hold readings outside the range (ask for raw readings for the edges)."""
     width = WIDTH_MS[resolution]
     first = -(-start_ms // width) * width  # the first bucket starting at or after start_ms
+    end_ms = end_ms // width * width  # the end of the last bucket that ends by end_ms
+    if end_ms <= first:
+        return []
     rows = await store.rollups(
         cabinet, point, resolution=resolution, start_ms=first, end_ms=end_ms, limit=limit
     )
@@ -117,9 +120,9 @@ async def readings(
         ResolutionParam,
         Query(
             description="raw readings, or rollups of 15 minutes or one UTC day (count, min, max,"
-            " mean, last; energy for counters). auto: raw up to 2 days, 15m up to 62 days, else"
-            " 1d. Raw readings are kept for the retention period (90 days by default), rollups"
-            " for good."
+            " mean, last; energy for counters), only the buckets wholly inside [start, end)."
+            " auto: raw up to 2 days, 15m up to 62 days, else 1d. Raw readings are kept for the"
+            " retention period (90 days by default), rollups for good."
         ),
     ] = "raw",
     store: StoreDep,

@@ -13,6 +13,7 @@ A PostgreSQL URL is never printed with its password (``redacted``).
 from __future__ import annotations
 
 import os
+import re
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,10 @@ from central.store.interfaces import Store
 DB_ENV = "CITYEDGE_DB"
 DEFAULT_DB = "central.db"
 _PG_SCHEMES = ("postgresql", "postgres")
+# libpq parameters that carry a secret, refused in the URL's query as in its user part.
+_SECRET_PARAMS = frozenset({"password", "passfile", "sslpassword"})
+_CONNINFO_SECRET = re.compile(r"\b(password|passfile|sslpassword)\s*=\s*(?:'[^']*'|\S+)", re.IGNORECASE)
+_CONNINFO = re.compile(r"(?:^|\s)(?:host|hostaddr|dbname|user|password|port|service)\s*=", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,16 +46,25 @@ class DatabaseUrl:
 
 
 def redact(url: str) -> str:
-    """``url`` with any password replaced by ***."""
+    """``url`` with any password (in its user part or its query) replaced by ***."""
+    if "://" not in url:  # libpq's key=value form
+        return _CONNINFO_SECRET.sub(lambda m: f"{m.group(1)}=***", url)
     try:
         parts = urllib.parse.urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.hostname or ""
-        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        netloc = parts.netloc
+        if parts.password is not None:
+            host = parts.hostname or ""
+            netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
     except ValueError:  # a port that is not a number
         return redact_unparsable(url)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    query = urllib.parse.urlencode(
+        [
+            (key, "***" if key.lower() in _SECRET_PARAMS else value)
+            for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        ],
+        safe="*",
+    )
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def parse_db_url(text: str) -> DatabaseUrl:
@@ -60,6 +74,14 @@ def parse_db_url(text: str) -> DatabaseUrl:
     if not sep:
         if not text.strip():
             raise StoreError(setting, "parse", "it is empty: give sqlite:///FILE or postgresql://HOST/DB")
+        if _CONNINFO.search(text):
+            # libpq's "host=... dbname=..." form: never taken for a file name (and never echoed).
+            raise StoreError(
+                setting,
+                "parse",
+                "this looks like a libpq key=value string: give a URL, postgresql://[USER@]HOST[:PORT]/DB,"
+                " with the password in ~/.pgpass or PGPASSWORD",
+            )
         return DatabaseUrl("sqlite", Path(text), None)
     scheme = scheme.lower()
     if scheme == "sqlite":
@@ -75,7 +97,8 @@ def parse_db_url(text: str) -> DatabaseUrl:
             _ = parts.port  # raises on a port that is not a number
         except ValueError as exc:
             raise StoreError(redact_unparsable(text), "parse", f"not a PostgreSQL URL: {exc}") from None
-        if parts.password is not None:
+        query_keys = {key.lower() for key, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)}
+        if parts.password is not None or query_keys & _SECRET_PARAMS:
             raise StoreError(
                 redact(text),
                 "parse",

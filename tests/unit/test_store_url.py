@@ -49,7 +49,14 @@ def test_wrong_urls_name_the_fix(url: str, says: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["postgresql://ops:s3cret-pw@db:5432/central", "postgresql://ops:s3cret-pw@db:notaport/central"]
+    "url",
+    [
+        "postgresql://ops:s3cret-pw@db:5432/central",
+        "postgresql://ops:s3cret-pw@db:notaport/central",
+        "postgresql://ops@db/central?password=s3cret-pw",
+        "postgresql://ops@db/central?sslmode=require&PassWord=s3cret-pw",
+        "host=db dbname=central password=s3cret-pw",
+    ],
 )
 def test_a_password_in_the_url_is_refused_and_never_shown(url: str) -> None:
     with pytest.raises(StoreError) as caught:

@@ -44,10 +44,17 @@ from central.record_time import time_suspect
 from central.store import rules
 from central.store.postgres import partitions as parts
 from central.store.postgres import writer_sql as q
-from central.store.postgres.batch_facts import Latest, Shape, add_samples, newest_of, refusal_detail
+from central.store.postgres.batch_facts import (
+    Latest,
+    Shape,
+    add_good_floats,
+    add_samples,
+    newest_of,
+    refusal_detail,
+)
 from central.store.postgres.commands import apply_results
 from central.store.postgres.held import HeldSeqs, Range, span_runs
-from central.store.postgres.rollups import apply_rollups, plain_rows
+from central.store.postgres.rollups import Plain, apply_rollups, plain_rollups, plain_rows_of
 from central.store.postgres.schema import COUNTER_SHARDS
 from central.store.postgres.values import pg_text, split, split_one
 from central.store.rollups import Sample
@@ -223,7 +230,8 @@ class PgWriter:
         fresh: list[int] = []
         latest: Latest = {}
         samples: dict[int, tuple[bool, list[Sample]]] = {}
-        plain: list[tuple[object, ...]] = []
+        plain: Plain = {}
+        rows: list[tuple[object, ...]] = []
         if any(r.batch.readings for r in batches):
             # Rows are sent as they are made, and the rollups computed before the COPY ends: the
             # server takes the rows in while this process works.
@@ -238,15 +246,16 @@ class PgWriter:
                             await copy.write(data)
                     fresh.append(len(chosen))
                     newest_of(latest, stream_pk, chosen, points, received.received_ms)
-                    add_samples(samples, stream_pk, chosen, points)
-                plain = plain_rows(samples)
+                    left = add_good_floats(plain, stream_pk, chosen, points)
+                    add_samples(samples, stream_pk, chosen if left is None else left, points)
+                rows = plain_rows_of(plain_rollups(samples, plain))
         else:
             fresh = [0] * len(batches)
             for received, stream_pk in zip(batches, stream_pks, strict=True):
                 held.hold(stream_pk, _seq_runs(received.batch))
         await held.save(cur)
         await self._upsert_latest(cur, latest)
-        await apply_rollups(cur, samples, plain=plain)
+        await apply_rollups(cur, samples, plain=rows)
         outcomes = []
         for received, stream_pk, readings_new in zip(batches, stream_pks, fresh, strict=True):
             batch = received.batch

@@ -126,6 +126,14 @@ def summarise_good(bucket_ms: int, values: Sequence[float], last: Sample) -> Rol
     )
 
 
+def in_bucket(r: Rollup, bucket_ms: int) -> Rollup:
+    """A rollup that is not a counter's, as the part of the wider bucket ``bucket_ms``."""
+    return Rollup(
+        bucket_ms, r.count, r.good, r.min, r.max, r.sum, r.last_ts_ms, r.last_stream, r.last_seq,
+        r.last_value, r.last_quality,
+    )  # fmt: skip
+
+
 def combine(a: Rollup, b: Rollup) -> Rollup:
     """The rollup of a's readings and b's, of one point that is not a counter (any order)."""
     return _combined(a, b)

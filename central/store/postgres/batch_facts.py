@@ -3,7 +3,6 @@ of each point, its rollup samples, and why the database refused it. Pure: no dat
 
 from __future__ import annotations
 
-import dataclasses
 import operator
 from collections.abc import Sequence
 from typing import NamedTuple, cast
@@ -12,7 +11,7 @@ from psycopg import errors
 
 from central.record_time import time_suspect
 from central.store.postgres.rollups import Plain, add_plain
-from central.store.rollups import WIDTH_MS, Sample, is_counter, summarise_good
+from central.store.rollups import WIDTH_MS, Sample, in_bucket, is_counter, summarise_good
 from protocols.fleet import Reading
 
 _quality = operator.attrgetter("quality")
@@ -100,7 +99,7 @@ def add_good_floats(
             continue
         pk = points[name]
         add_plain(plain, (quarter, q0, pk), rollup)
-        add_plain(plain, (day, d0, pk), dataclasses.replace(rollup, bucket_ms=d0))
+        add_plain(plain, (day, d0, pk), in_bucket(rollup, d0))
     return left
 
 

@@ -11,7 +11,6 @@ once, no row by row. Each point's latest value is a copy in latest_readings: it 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -160,11 +159,8 @@ def plain_rollups(new: NewSamples, plain: Plain | None = None) -> Plain:
             add_plain(out, (quarter, r.bucket_ms, pk), r)
         if len(quarters) == 1:  # nearly always: the quarter is also its day's part, summarised once
             only = quarters[0]
-            add_plain(
-                out,
-                (day, ru.bucket_of(only.bucket_ms, "1d"), pk),
-                dataclasses.replace(only, bucket_ms=ru.bucket_of(only.bucket_ms, "1d")),
-            )
+            bucket = ru.bucket_of(only.bucket_ms, "1d")
+            add_plain(out, (day, bucket, pk), ru.in_bucket(only, bucket))
             continue
         for bucket, part in ru.by_bucket(samples, "1d").items():
             add_plain(out, (day, bucket, pk), ru.summarise(bucket, part, counter=False))

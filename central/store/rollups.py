@@ -103,6 +103,42 @@ def summarise(
     return _with_energy(rollup, ordered, max_power_w) if counter else rollup
 
 
+def summarise_good(bucket_ms: int, values: Sequence[float], last: Sample) -> Rollup | None:
+    """``summarise`` of readings (not a counter's) all good and of float values, ``last`` the newest
+    of them by (ts, stream, seq), without a Sample per reading. None when a value is not finite (a
+    NaN makes min and max depend on order): summarise those."""
+    total = math.fsum(values)
+    if not math.isfinite(total):
+        return None
+    n = len(values)
+    return Rollup(
+        bucket_ms,
+        n,
+        n,
+        min(values),
+        max(values),
+        total,
+        last.ts,
+        last.stream,
+        last.seq,
+        last.value,
+        last.quality,
+    )
+
+
+def in_bucket(r: Rollup, bucket_ms: int) -> Rollup:
+    """A rollup that is not a counter's, as the part of the wider bucket ``bucket_ms``."""
+    return Rollup(
+        bucket_ms, r.count, r.good, r.min, r.max, r.sum, r.last_ts_ms, r.last_stream, r.last_seq,
+        r.last_value, r.last_quality,
+    )  # fmt: skip
+
+
+def combine(a: Rollup, b: Rollup) -> Rollup:
+    """The rollup of a's readings and b's, of one point that is not a counter (any order)."""
+    return _combined(a, b)
+
+
 def _with_energy(rollup: Rollup, ordered: Sequence[Sample], max_power_w: float) -> Rollup:
     counted = [(s.ts, wh) for s in ordered if (wh := counter_value(s.value, s.quality)) is not None]
     if not counted:

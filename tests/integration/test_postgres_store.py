@@ -368,3 +368,66 @@ async def test_long_reads_walk_across_day_partitions_and_the_default_one_in_orde
     inside = store.reading_chunks(CAB, "m/energy_wh", start_ms=t0 + DAY, end_ms=t0 + 2 * DAY, neighbours=True)
     got = [r.ts_ms async for chunk in inside for r in chunk]
     assert got == [t0 + 8_999 * 7_000, *(t0 + DAY + i * 7_000 for i in range(9_000)), t0 + 2 * DAY]
+
+
+async def test_migration_3_holds_the_seqs_a_database_stored_before_it(dsn: str) -> None:
+    # A database at version 2 with readings (seq 1..5, 8), an event (9) and a result (20).
+    (_, applied) = await migrate_database(dsn)
+    assert applied  # then rolled back to version 2, as a database made by the previous build
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute("DROP TABLE held")
+        await conn.execute("DELETE FROM schema_migrations WHERE version = 3")
+        await conn.execute(
+            "INSERT INTO streams (cabinet, stream) VALUES (%s, %s), ('cab-2', 'x')", (CAB, STREAM)
+        )
+        await conn.execute(
+            "INSERT INTO readings (stream_pk, seq, point_pk, ts, quality, vf)"
+            " SELECT 1, s, 1, %s + s, 0, s FROM unnest(array[1, 2, 3, 4, 5, 8]) AS s",
+            (TS0_MS,),
+        )
+        await conn.execute(
+            "INSERT INTO events VALUES (1, 9, %s, %s, 'lc1', 'k', 'info', 'm', '{}'), "
+            " (2, 3, 'cab-2', %s, 'lc1', 'k', 'info', 'm', '{}')",
+            (CAB, TS0_MS, TS0_MS),
+        )
+        await conn.execute(
+            "INSERT INTO command_results VALUES (1, 20, %s, %s, 'c1', 'executed', NULL)", (CAB, TS0_MS)
+        )
+    before, applied = await migrate_database(dsn)
+    assert (before, [m.version for m in applied]) == (2, [3])
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        cur = await conn.execute("SELECT stream_pk, lo, hi FROM held ORDER BY 1, 2")
+        assert await cur.fetchall() == [(1, 1, 5), (1, 8, 9), (1, 20, 20), (2, 3, 3)]
+
+
+async def test_a_resend_with_other_stamps_waits_for_the_first_write_then_is_a_duplicate(
+    store: PostgresStore, dsn: str
+) -> None:
+    def received(shift_ms: int) -> ReceivedBatch:
+        rows = [
+            Reading(s, "lc1/power_w", TS0_MS + s + shift_ms, float(s + shift_ms), Quality.GOOD)
+            for s in range(1, 11)
+        ]
+        return readings_batch(rows, TS0_MS + 60_000)
+
+    await store.write([readings_batch([Reading(100, "lc1/power_w", TS0_MS, 0.0, Quality.GOOD)], TS0_MS)])
+    async with await psycopg.AsyncConnection.connect(dsn) as other:
+        # Another worker holds the cabinet's row (its write is under way): this write waits for it.
+        await other.execute("SELECT 1 FROM cabinets WHERE id = %s FOR UPDATE", (CAB,))
+        first = asyncio.create_task(store.write([received(0)]))
+        async with asyncio.timeout(20):
+            while True:
+                cur = await other.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND datname = current_database()"
+                )
+                row = await cur.fetchone()
+                if row is not None and row[0] > 0:
+                    break
+                await asyncio.sleep(0.02)
+        second = asyncio.create_task(store.write([received(7_000)]))
+        await asyncio.sleep(0)
+        await other.commit()
+    outcomes = [o for [o] in await asyncio.wait_for(asyncio.gather(first, second), 20)]
+    assert sorted((o.readings_new, o.duplicates) for o in outcomes) == [(0, 10), (10, 0)]
+    assert await count(dsn, "readings") == 11

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from psycopg import errors
 
 from central.record_time import time_suspect
-from central.store.rollups import Sample, is_counter
+from central.store.postgres.rollups import Plain, add_plain
+from central.store.rollups import WIDTH_MS, Sample, in_bucket, is_counter, summarise_good
 from protocols.fleet import Reading
+
+_quality = operator.attrgetter("quality")
 
 # One point's newest reading of a group: its point id -> (stream id, the reading).
 Latest = dict[int, tuple[int, Reading]]
@@ -48,6 +51,56 @@ def add_samples(
         if entry is None:
             entry = samples[pk] = (is_counter(r.point), [])
         entry[1].append(Sample(r.ts, stream_pk, r.seq, r.value, r.quality))
+
+
+def add_good_floats(
+    plain: Plain, stream_pk: int, readings: Sequence[Reading], points: dict[str, int]
+) -> list[Reading] | None:
+    """Roll a batch's new readings up into ``plain`` point by point, without a Sample per reading, in
+    the usual case: values all floats of good quality, seq and stamps ascending, one 15-minute
+    bucket. The readings it left (counters', or a point with a value not finite) for the samples;
+    None when it took nothing (not the usual case)."""
+    if not readings:
+        return []
+    stamps = [r.ts for r in readings]
+    seqs = [r.seq for r in readings]
+    quarter, day = WIDTH_MS["15m"], WIDTH_MS["1d"]
+    q0 = stamps[0] - stamps[0] % quarter
+    if (
+        stamps[-1] >= q0 + quarter
+        or any(map(_quality, readings))
+        or not all(type(r.value) is float for r in readings)
+        or not all(map(operator.le, stamps, stamps[1:]))
+        or not all(map(operator.lt, seqs, seqs[1:]))
+    ):
+        return None
+    d0 = q0 - q0 % day
+    by_point: dict[str, list[Reading]] = {}
+    for r in readings:
+        part = by_point.get(r.point)
+        if part is None:
+            by_point[r.point] = [r]
+        else:
+            part.append(r)
+    left: list[Reading] = []
+    for name, part in by_point.items():
+        last = part[-1]  # in seq and time order: the newest
+        rollup = (
+            None
+            if is_counter(name)
+            else summarise_good(
+                q0,
+                cast("list[float]", [r.value for r in part]),  # all floats: checked above
+                Sample(last.ts, stream_pk, last.seq, last.value, last.quality),
+            )
+        )
+        if rollup is None:
+            left += part
+            continue
+        pk = points[name]
+        add_plain(plain, (quarter, q0, pk), rollup)
+        add_plain(plain, (day, d0, pk), in_bucket(rollup, d0))
+    return left
 
 
 def newest_of(

@@ -136,27 +136,47 @@ async def apply_rollups(
         await _apply_counters(cur, counters)
 
 
-def plain_rows(new: NewSamples) -> list[tuple[object, ...]]:
-    """The rollup rows of the points that are not counters, for the upsert that merges them with
-    what is stored (the order-free part of ``rollups.absorb``: count, min, max, sum, last), so no row
-    is read back; a batch's quarter is also its day's part, summarised once. Pure."""
+# The rollups of a group's new readings of points that are not counters: (res, bucket, point_pk) ->.
+Plain = dict[tuple[int, int, int], Rollup]
+
+
+def add_plain(plain: Plain, key: tuple[int, int, int], rollup: Rollup) -> None:
+    held = plain.get(key)
+    plain[key] = rollup if held is None else ru.combine(held, rollup)
+
+
+def plain_rollups(new: NewSamples, plain: Plain | None = None) -> Plain:
+    """Add the rollups of ``new``'s points that are not counters to ``plain``. Pure."""
+    out: Plain = {} if plain is None else plain
     quarter, day = width("15m"), width("1d")
-    rows: list[tuple[object, ...]] = []
     for pk, (counter, samples) in new.items():
         if counter:
             continue
         quarters = [
             ru.summarise(bucket, part, counter=False) for bucket, part in ru.by_bucket(samples, "15m").items()
         ]
-        rows += [(quarter, pk, *_values(r)) for r in quarters]
-        if len(quarters) == 1:  # nearly always
-            only = _values(quarters[0])
-            rows.append((day, pk, ru.bucket_of(quarters[0].bucket_ms, "1d"), *only[1:]))
+        for r in quarters:
+            add_plain(out, (quarter, r.bucket_ms, pk), r)
+        if len(quarters) == 1:  # nearly always: the quarter is also its day's part, summarised once
+            only = quarters[0]
+            bucket = ru.bucket_of(only.bucket_ms, "1d")
+            add_plain(out, (day, bucket, pk), ru.in_bucket(only, bucket))
             continue
         for bucket, part in ru.by_bucket(samples, "1d").items():
-            rows.append((day, pk, *_values(ru.summarise(bucket, part, counter=False))))
-    rows.sort(key=lambda r: (r[0], r[2], r[1]))  # the key's order: the lock order of every worker
-    return rows
+            add_plain(out, (day, bucket, pk), ru.summarise(bucket, part, counter=False))
+    return out
+
+
+def plain_rows_of(plain: Plain) -> list[tuple[object, ...]]:
+    """The rows of the upsert that merges ``plain`` with what is stored (the order-free part of
+    ``rollups.absorb``: count, min, max, sum, last), so no row is read back."""
+    # The key's order: the lock order of every worker.
+    return [(res, pk, *_values(plain[(res, bucket, pk)])) for res, bucket, pk in sorted(plain)]
+
+
+def plain_rows(new: NewSamples) -> list[tuple[object, ...]]:
+    """The rollup rows of the points that are not counters (``plain_rollups``, ``plain_rows_of``)."""
+    return plain_rows_of(plain_rollups(new))
 
 
 async def _apply_counters(cur: Cursor, new: NewSamples) -> None:

@@ -8,8 +8,9 @@ and refuses a database that is behind: the operator runs the migration, on purpo
 Layout, and why it differs from SQLite's:
 - ``readings`` is partitioned by day on ``ts`` (``central.store.postgres.partitions``): retention
   drops a whole day, and a range read touches only its days. A unique key on a partitioned table must
-  hold the partition key, so it is (stream_pk, seq, ts): a record re-sent is the same record, with the
-  same stamp, and is stored once.
+  hold the partition key, so it is (stream_pk, seq, ts); exactly-once by (stream, seq) is kept by
+  ``held`` (seq ranges of each stream, ``central.store.postgres.held``), whatever a re-sent record's
+  stamp.
 - A value is one of four typed columns (float, integer, boolean, text; the others NULL, which costs a
   bit in the row's null bitmap): no JSON to parse, and a value keeps its Python type.
 - ``latest_readings`` holds each point's latest value itself, so reading the latest values never
@@ -250,9 +251,32 @@ CREATE TABLE rollups (
 CREATE INDEX rollups_point ON rollups (point_pk, res, bucket);
 """
 
+# Exactly-once by (stream, seq) whatever the stamp (central.store.postgres.held): the seq ranges of
+# each stream held, filled from what a database holds already as runs of consecutive seqs ("gaps
+# and islands") of its readings, events and results.
+_V3 = """
+CREATE TABLE held (
+    stream_pk integer NOT NULL,
+    lo bigint NOT NULL,
+    hi bigint NOT NULL,
+    PRIMARY KEY (stream_pk, lo)
+) WITH (fillfactor = 70);
+INSERT INTO held (stream_pk, lo, hi)
+SELECT stream_pk, min(seq), max(seq) FROM (
+    SELECT stream_pk, seq, seq - row_number() OVER (PARTITION BY stream_pk ORDER BY seq) AS island
+    FROM (
+        SELECT stream_pk, seq FROM readings
+        UNION SELECT stream_pk, seq FROM events
+        UNION SELECT stream_pk, seq FROM command_results
+    ) AS records
+) AS numbered
+GROUP BY stream_pk, island;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1),
     Migration(2, "rollups", _V2),
+    Migration(3, "held seq ranges", _V3),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
@@ -276,4 +300,5 @@ DATA_TABLES = (
     "api_tokens",
     "audit",
     "rollups",
+    "held",
 )

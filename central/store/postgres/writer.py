@@ -5,12 +5,12 @@ Same semantics as the SQLite writer (``central.store.sqlite.writer``), in set-or
 it against a raw COPY of the same rows.
 
 Three ways to write a group, the first that works:
-1. ``copy`` (the usual case): one query finds which of the group's readings are already stored (by
-   the unique key, within each batch's range of seq and ts: an index range per batch), then ONE
-   binary COPY stores the others. COPY inserts in bulk (about 3x faster than an INSERT ... ON
-   CONFLICT here: bench/ingest.py measures both). The unique key still guards: if another worker
-   commits some of the same records meanwhile, the COPY fails with a unique violation and the group
-   is written again, the second way.
+1. ``copy`` (the usual case): one query loads the ``held`` seq ranges the group's batches touch
+   (``held``: a seq held is a duplicate, whatever its stamp or value), then ONE binary COPY stores
+   the others, and one statement writes back the ranges that grew. COPY inserts in bulk (about 3x
+   faster than an INSERT ... ON CONFLICT here: bench/ingest.py measures both). The unique key
+   (stream_pk, seq, ts) still guards: should a row the ranges missed be there, the COPY fails with
+   a unique violation and the group is written again, the second way.
 2. ``upsert``: each batch's readings in one ``INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO
    NOTHING``: correct whatever runs beside it.
 3. ``isolated``: if the database refuses a batch (a number out of range, a NUL in a text), the
@@ -21,7 +21,10 @@ Three ways to write a group, the first that works:
 Several workers may write at once (on one PostgreSQL): each transaction first upserts the cabinets
 it touches in sorted order, and every other row it changes belongs to one of those cabinets, so the
 cabinet rows act as locks taken in one order, and two workers never deadlock on each other's
-cabinets. A deadlock or serialization failure that happens anyway is retried.
+cabinets. That lock also covers ``held``: a stream's ranges are read and extended only by the
+transaction holding its cabinet's row, which sees what the one before it committed (READ COMMITTED:
+each statement after the lock reads a fresh snapshot). A deadlock or serialization failure that
+happens anyway is retried.
 
 The ids of streams and points are cached; ids seen inside a transaction join the cache only when it
 commits (an id handed out by a rolled-back transaction does not exist).
@@ -29,7 +32,6 @@ commits (an id handed out by a rolled-back transaction does not exist).
 
 from __future__ import annotations
 
-import collections
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
@@ -42,9 +44,17 @@ from central.record_time import time_suspect
 from central.store import rules
 from central.store.postgres import partitions as parts
 from central.store.postgres import writer_sql as q
-from central.store.postgres.batch_facts import Latest, Shape, add_samples, newest_of, refusal_detail
+from central.store.postgres.batch_facts import (
+    Latest,
+    Shape,
+    add_good_floats,
+    add_samples,
+    newest_of,
+    refusal_detail,
+)
 from central.store.postgres.commands import apply_results
-from central.store.postgres.rollups import apply_rollups, plain_rows
+from central.store.postgres.held import HeldSeqs, Range, span_runs
+from central.store.postgres.rollups import Plain, apply_rollups, plain_rollups, plain_rows_of
 from central.store.postgres.schema import COUNTER_SHARDS
 from central.store.postgres.values import pg_text, split, split_one
 from central.store.rollups import Sample
@@ -214,12 +224,14 @@ class PgWriter:
             else {}
             for r in batches
         ]
-        stored = await self._stored(cur, batches, stream_pks)
+        held = await HeldSeqs.load(
+            cur, [_probe(pk, r.batch) for pk, r in zip(stream_pks, batches, strict=True)]
+        )
         fresh: list[int] = []
-        repeats = collections.Counter(stream_pks)
         latest: Latest = {}
         samples: dict[int, tuple[bool, list[Sample]]] = {}
-        plain: list[tuple[object, ...]] = []
+        plain: Plain = {}
+        rows: list[tuple[object, ...]] = []
         if any(r.batch.readings for r in batches):
             # Rows are sent as they are made, and the rollups computed before the COPY ends: the
             # server takes the rows in while this process works.
@@ -227,20 +239,23 @@ class PgWriter:
                 copy.set_types(q.COPY_TYPES)
                 format_row = copy.formatter.write_row
                 for received, stream_pk, points in zip(batches, stream_pks, point_maps, strict=True):
-                    readings = received.batch.readings
-                    chosen = _not_stored(readings, stored, stream_pk, repeats[stream_pk] > 1)
+                    chosen = _not_held(held, stream_pk, received.batch)
                     # The formatter fills its buffer in C; a coroutine per full buffer, not per row.
                     for row in _copy_rows(chosen, stream_pk, points):
                         if data := format_row(row):
                             await copy.write(data)
                     fresh.append(len(chosen))
-                    newest_of(latest, stream_pk, readings, points, received.received_ms)
-                    add_samples(samples, stream_pk, chosen, points)
-                plain = plain_rows(samples)
+                    newest_of(latest, stream_pk, chosen, points, received.received_ms)
+                    left = add_good_floats(plain, stream_pk, chosen, points)
+                    add_samples(samples, stream_pk, chosen if left is None else left, points)
+                rows = plain_rows_of(plain_rollups(samples, plain))
         else:
             fresh = [0] * len(batches)
+            for received, stream_pk in zip(batches, stream_pks, strict=True):
+                held.hold(stream_pk, _seq_runs(received.batch))
+        await held.save(cur)
         await self._upsert_latest(cur, latest)
-        await apply_rollups(cur, samples, plain=plain)
+        await apply_rollups(cur, samples, plain=rows)
         outcomes = []
         for received, stream_pk, readings_new in zip(batches, stream_pks, fresh, strict=True):
             batch = received.batch
@@ -262,29 +277,6 @@ class PgWriter:
                 )
             )
         return outcomes
-
-    async def _stored(
-        self, cur: Cursor, batches: Sequence[ReceivedBatch], stream_pks: Sequence[int]
-    ) -> dict[int, set[tuple[int, int]]]:
-        """(seq, ts) of the group's readings already stored, by stream id."""
-        probes = [
-            (
-                pk,
-                min(seqs := [r.seq for r in b.readings]),
-                max(seqs),
-                min(ts := [r.ts for r in b.readings]),
-                max(ts),
-            )
-            for pk, b in zip(stream_pks, (r.batch for r in batches), strict=True)
-            if b.readings
-        ]
-        if not probes:
-            return {}
-        await cur.execute(q.STORED, [list(column) for column in zip(*probes, strict=True)])
-        stored: dict[int, set[tuple[int, int]]] = {}
-        for stream_pk, seq, ts in await cur.fetchall():
-            stored.setdefault(int(stream_pk), set()).add((int(seq), int(ts)))
-        return stored
 
     async def _upsert_latest(self, cur: Cursor, latest: Latest) -> None:
         if not latest:
@@ -351,7 +343,12 @@ class PgWriter:
     async def _write_batch(self, cur: Cursor, txn: _Txn, batch: DataBatch, received_ms: int) -> BatchOutcome:
         cabinet = batch.cabinet
         stream_pk = await self._stream_pk(cur, txn, cabinet, batch.stream)
-        readings_new = await self._insert_readings(cur, txn, stream_pk, batch, received_ms)
+        held = await HeldSeqs.load(cur, [_probe(stream_pk, batch)])
+        readings = _not_held(held, stream_pk, batch)
+        readings_new = await self._insert_readings(
+            cur, txn, stream_pk, batch, readings, received_ms=received_ms
+        )
+        await held.save(cur)
         events_new = await self._insert_events(cur, stream_pk, batch, received_ms)
         results_new = await self._insert_results(cur, stream_pk, batch)
         await self._flag_time_suspects(cur, stream_pk, batch, received_ms)
@@ -367,9 +364,11 @@ class PgWriter:
         txn: _Txn,
         stream_pk: int,
         batch: DataBatch,
+        readings: Sequence[Reading],
+        *,
         received_ms: int,
     ) -> int:
-        readings = batch.readings
+        """Store ``readings`` (of ``batch``, their seqs not held before) with INSERT ... ON CONFLICT."""
         if not readings:
             return 0
         points = await self._point_pks(cur, txn, batch.cabinet, {r.point for r in readings})
@@ -390,20 +389,19 @@ class PgWriter:
             ),
         )
         stored = {(int(seq), int(ts)) for seq, ts in await cur.fetchall()}
-        latest: Latest = {}
-        newest_of(latest, stream_pk, readings, points, received_ms)
-        await self._upsert_latest(cur, latest)
         # Only what was stored now is counted: a duplicate never reaches a rollup.
-        samples: dict[int, tuple[bool, list[Sample]]] = {}
         fresh = []
         for r in readings:
             if (r.seq, r.ts) in stored:
                 stored.discard((r.seq, r.ts))
                 fresh.append(r)
+        latest: Latest = {}
+        newest_of(latest, stream_pk, fresh, points, received_ms)
+        await self._upsert_latest(cur, latest)
+        samples: dict[int, tuple[bool, list[Sample]]] = {}
         add_samples(samples, stream_pk, fresh, points)
         await apply_rollups(cur, samples)
-        new = len(fresh)
-        return new
+        return len(fresh)
 
     async def _insert_events(self, cur: Cursor, stream_pk: int, batch: DataBatch, received_ms: int) -> int:
         events = batch.events
@@ -572,20 +570,26 @@ class PgWriter:
         return excess
 
 
-def _not_stored(
-    readings: Sequence[Reading], stored: dict[int, set[tuple[int, int]]], stream_pk: int, repeated: bool
-) -> Sequence[Reading]:
-    """The readings of a batch to COPY: not stored already, nor earlier in this group (``stored``
-    holds both, by stream id, and learns these), nor twice in this batch."""
-    if stream_pk not in stored and not repeated and len({r.seq for r in readings}) == len(readings):
-        return readings  # the usual case: nothing to compare
-    taken = stored.setdefault(stream_pk, set())
-    chosen = []
-    for r in readings:
-        if (r.seq, r.ts) not in taken:
-            taken.add((r.seq, r.ts))
-            chosen.append(r)
-    return chosen
+def _probe(stream_pk: int, batch: DataBatch) -> tuple[int, int, int]:
+    """The stream and the seqs a batch's records span (its declared first and last may lie)."""
+    seqs = [r.seq for records in (batch.readings, batch.events, batch.results) for r in records]
+    return (stream_pk, min(seqs), max(seqs)) if seqs else (stream_pk, batch.first, batch.first)
+
+
+def _seq_runs(batch: DataBatch) -> list[Range]:
+    runs = span_runs([r.seq for r in batch.readings])
+    if batch.events or batch.results:
+        runs += [(r.seq, r.seq) for records in (batch.events, batch.results) for r in records]
+    return runs
+
+
+def _not_held(held: HeldSeqs, stream_pk: int, batch: DataBatch) -> Sequence[Reading]:
+    """The readings of a batch to store: their seq not held already (stored before, or earlier in
+    this group, as any record), nor earlier in this batch. Then the batch's seqs are held."""
+    readings = batch.readings
+    chosen_at = held.fresh(stream_pk, [r.seq for r in readings])
+    held.hold(stream_pk, _seq_runs(batch))
+    return readings if chosen_at is None else [readings[i] for i in chosen_at]
 
 
 def _copy_rows(

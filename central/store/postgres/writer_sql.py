@@ -53,16 +53,6 @@ ON CONFLICT (point_pk) DO UPDATE SET
     reason = excluded.reason, vf = excluded.vf, vi = excluded.vi, vb = excluded.vb, vs = excluded.vs
 WHERE (excluded.stream_pk, excluded.seq) > (latest_readings.stream_pk, latest_readings.seq)
 """
-# Which of a group's readings are stored already: per batch, the index range of its stream's seq
-# and ts (partitions outside the ts range are pruned).
-STORED = """
-SELECT r.stream_pk, r.seq, r.ts
-FROM unnest(%b::int4[], %b::int8[], %b::int8[], %b::int8[], %b::int8[]) AS b (stream_pk, lo, hi, tlo, thi)
-JOIN LATERAL (
-    SELECT stream_pk, seq, ts FROM readings
-    WHERE stream_pk = b.stream_pk AND seq BETWEEN b.lo AND b.hi AND ts BETWEEN b.tlo AND b.thi
-) AS r ON true
-"""
 COPY_READINGS = (
     "COPY readings (stream_pk, seq, point_pk, ts, quality, reason, vf, vi, vb, vs) FROM STDIN (FORMAT BINARY)"
 )

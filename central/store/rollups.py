@@ -4,8 +4,8 @@ Every backend keeps rollups with these functions, in the transaction that stores
 ``absorb`` adds a batch's new readings of one point to the bucket they fall in. What it cannot do
 from the summary alone (a counter's reading that lands between two readings already counted: the
 intervals it splits are not in the summary) it refuses (None): the backend then ``summarise``s the
-bucket again from its raw readings, which are all still there for any reading that arrives within
-the retention period.
+bucket again from its raw readings when they are all still there, and ``absorb_without_raw`` when
+retention took some (a late reading must never shrink a bucket to what is left of it).
 
 Choices, shared by every backend:
 - A bad or uncertain reading counts in ``count`` (and may be ``last``) but never in min/max/mean,
@@ -31,6 +31,9 @@ from protocols.fleet.messages import Scalar
 from protocols.quality import Quality
 
 COUNTER_SUFFIX = "energy_wh"
+# Sums saturate at this: the protocol allows floats up to 1.8e308, and two of them would overflow a
+# sum (PostgreSQL then refuses the batch, on every resend). A mean that far out is garbage anyway.
+MAX_SUM = 1e300
 WIDTH_MS: dict[Resolution, int] = {"15m": 15 * 60 * 1000, "1d": 24 * 3600 * 1000}
 
 
@@ -62,6 +65,25 @@ def by_bucket(samples: Iterable[Sample], resolution: Resolution) -> dict[int, li
     return buckets
 
 
+def bounded(total: float) -> float:
+    """``total`` within [-MAX_SUM, MAX_SUM] (a NaN stays a NaN)."""
+    if math.isnan(total) or -MAX_SUM <= total <= MAX_SUM:
+        return total
+    return math.copysign(MAX_SUM, total)
+
+
+def bounded_sum(values: Sequence[float]) -> float:
+    """The exact sum of finite ``values`` (``math.fsum``), saturated at ±MAX_SUM; added one by one,
+    saturating each step, when the exact sum overflows."""
+    try:
+        return bounded(math.fsum(values))
+    except OverflowError:
+        total = 0.0
+        for value in values:
+            total = bounded(total + value)
+        return total
+
+
 def _number(value: Scalar, quality: int) -> float | None:
     if quality != Quality.GOOD or value is None or isinstance(value, str):
         return None
@@ -82,7 +104,17 @@ def summarise(
         s = samples[0]
         n = _number(s.value, s.quality)
         return Rollup(
-            bucket_ms, 1, int(n is not None), n, n, n or 0.0, s.ts, s.stream, s.seq, s.value, s.quality
+            bucket_ms,
+            1,
+            int(n is not None),
+            n,
+            n,
+            bounded(n or 0.0),
+            s.ts,
+            s.stream,
+            s.seq,
+            s.value,
+            s.quality,
         )
     ordered = sorted(samples, key=lambda s: (s.ts, s.stream, s.seq))
     numbers = [n for s in ordered if (n := _number(s.value, s.quality)) is not None]
@@ -93,7 +125,7 @@ def summarise(
         good=len(numbers),
         min=min(numbers) if numbers else None,
         max=max(numbers) if numbers else None,
-        sum=math.fsum(numbers),
+        sum=bounded_sum(numbers),
         last_ts_ms=last.ts,
         last_stream=last.stream,
         last_seq=last.seq,
@@ -107,9 +139,13 @@ def summarise_good(bucket_ms: int, values: Sequence[float], last: Sample) -> Rol
     """``summarise`` of readings (not a counter's) all good and of float values, ``last`` the newest
     of them by (ts, stream, seq), without a Sample per reading. None when a value is not finite (a
     NaN makes min and max depend on order): summarise those."""
-    total = math.fsum(values)
+    try:
+        total = math.fsum(values)
+    except OverflowError:  # finite values whose exact sum overflows
+        total = bounded_sum(values)
     if not math.isfinite(total):
         return None
+    total = bounded(total)
     n = len(values)
     return Rollup(
         bucket_ms,
@@ -176,7 +212,7 @@ def _combined(a: Rollup, b: Rollup) -> Rollup:
         good=a.good + b.good,
         min=_pick(min, a.min, b.min),
         max=_pick(max, a.max, b.max),
-        sum=a.sum + b.sum,
+        sum=bounded(a.sum + b.sum),
         last_ts_ms=newer.last_ts_ms,
         last_stream=newer.last_stream,
         last_seq=newer.last_seq,
@@ -264,6 +300,16 @@ def absorb(
     if part.last_wh_ts_ms < existing.first_wh_ts_ms:
         return merge(part, existing, max_power_w=max_power_w)
     return None
+
+
+def absorb_without_raw(existing: Rollup, new: Sequence[Sample], bucket_ms: int) -> Rollup:
+    """What ``absorb`` refused (a counter's readings among those counted) when the bucket's raw
+    readings are no longer all there (past retention): the new readings join count, min, max, sum and
+    last; the energy stays what was counted. A counter's energy over an interval does not change when
+    a reading inside it arrives late (only its split between buckets would), so nothing counted is
+    lost, and a bucket is never recounted from what is left of its readings."""
+    part = summarise(bucket_ms, new, counter=False)
+    return _combined(existing, part)
 
 
 def merge_all(rollups: Sequence[Rollup], *, max_power_w: float = DEFAULT_MAX_POWER_W) -> Rollup | None:

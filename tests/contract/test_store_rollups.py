@@ -323,3 +323,33 @@ async def test_a_day_that_starts_before_the_end_of_the_range_is_whole(store: Sto
     await store.write([received([reading(1, T0 + 1000, 1.0), reading(2, T0 + 20 * 3_600_000, 3.0)])])
     [day] = await buckets(store, "lc1/power_w", "1d", start=T0, end=T0 + 3_600_000)
     assert (day.count, day.sum) == (2, 4.0)
+
+
+async def test_a_late_counter_reading_after_the_purge_keeps_what_was_counted(store: Store) -> None:
+    # Two readings counted (1 Wh), their raw readings purged, then one arrives between them (another
+    # stream of the cabinet: a replaced SD card): the bucket keeps its energy and counts one more.
+    point = "m1/energy_wh"
+    await store.write(
+        [received([reading(1, T0 + 60_000, 100.0, point), reading(2, T0 + 120_000, 101.0, point)])]
+    )
+    await _purge_all(store, T0 + DAY, limit=1_000)
+    assert await store.readings(CAB, point, start_ms=0, end_ms=2**62, limit=10) == []
+    late = reading(1, T0 + 90_000, 100.5, point)
+    await store.write([received([late], stream="feedbeef", received_ms=T0 + 2 * DAY)])
+    for resolution in ("15m", "1d"):
+        [bucket] = await buckets(store, point, resolution)
+        assert (bucket.count, bucket.energy_wh, bucket.min, bucket.max) == (3, 1.0, 100.0, 101.0)
+
+
+async def test_huge_finite_values_never_make_a_batch_unstorable(store: Store) -> None:
+    # The protocol allows floats up to 1.8e308: their sums saturate instead of overflowing, so the
+    # batch (and the other points in it) is stored, and so is the next one into the same bucket.
+    big = 1e308
+    first = [reading(1, T0, big, "ai1/raw"), reading(2, T0 + 1_000, big, "ai1/raw"), reading(3, T0, 7.0)]
+    [outcome] = await store.write([received(first)])
+    assert (outcome.readings_new, outcome.unstorable) == (3, None)
+    [outcome] = await store.write([received([reading(4, T0 + 2_000, big, "ai1/raw")])])
+    assert (outcome.readings_new, outcome.unstorable) == (1, None)
+    [bucket] = await buckets(store, "ai1/raw", "15m")
+    assert (bucket.count, bucket.max) == (3, big) and math.isfinite(bucket.sum)
+    assert {v.point: v.value for v in await store.latest_values(CAB)} == {"ai1/raw": big, "lc1/power_w": 7.0}

@@ -56,7 +56,7 @@ _MERGE_PLAIN = (
     good = r.good + excluded.good,
     min = least(r.min, excluded.min),
     max = greatest(r.max, excluded.max),
-    sum = r.sum + excluded.sum,
+    sum = least(greatest(r.sum + excluded.sum, -1e300), 1e300),
     """
     + ",\n    ".join(
         f"{n} = CASE WHEN {_NEWER} THEN excluded.{n} ELSE r.{n} END"
@@ -193,11 +193,16 @@ async def _apply_counters(cur: Cursor, new: NewSamples) -> None:
     rows: list[tuple[object, ...]] = []
     for key in keys:
         res, bucket, pk = key
-        rollup = ru.absorb(existing.get(key), keyed[key], bucket, counter=True)
+        old = existing.get(key)
+        rollup = ru.absorb(old, keyed[key], bucket, counter=True)
         if rollup is None:  # a reading among those counted: count the bucket again, from the raw ones
+            assert old is not None  # absorb refuses only to merge into what exists
             await cur.execute(_RAW, (pk, bucket, bucket + res))
             raw = [ru.Sample(r[0], r[1], r[2], join(*r[3:7]), r[7]) for r in await cur.fetchall()]
-            rollup = ru.summarise(bucket, raw, counter=True)
+            if len(raw) < old.count + len(keyed[key]):  # retention took some: never shrink the bucket
+                rollup = ru.absorb_without_raw(old, keyed[key], bucket)
+            else:
+                rollup = ru.summarise(bucket, raw, counter=True)
         rows.append((res, pk, *_values(rollup)))
     await cur.execute(_UPSERT, [list(column) for column in zip(*rows, strict=True)])
 

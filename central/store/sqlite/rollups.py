@@ -85,7 +85,7 @@ ON CONFLICT (res, bucket, point_pk) DO UPDATE SET
     good = r.good + excluded.good,
     min = coalesce(min(r.min, excluded.min), r.min, excluded.min),
     max = coalesce(max(r.max, excluded.max), r.max, excluded.max),
-    sum = r.sum + excluded.sum,
+    sum = min(max(r.sum + excluded.sum, -1e300), 1e300),
     last_ts = CASE WHEN {_NEWER} THEN excluded.last_ts ELSE r.last_ts END,
     last_stream = CASE WHEN {_NEWER} THEN excluded.last_stream ELSE r.last_stream END,
     last_seq = CASE WHEN {_NEWER} THEN excluded.last_seq ELSE r.last_seq END,
@@ -139,7 +139,8 @@ def _apply_counters(cur: sqlite3.Cursor, new: Mapping[int, list[ru.Sample]]) -> 
         old = existing.get((bucket, pk))
         rollup = ru.absorb(old, part, bucket, counter=True)
         if rollup is None:  # a reading among those counted: count the quarter again
-            rollup = _recount(cur, pk, bucket)
+            assert old is not None  # absorb refuses only to merge into what exists
+            rollup = _recount(cur, pk, bucket, old, part)
         if old is None:
             inserts.append((res, bucket, pk, *_values(rollup)))
         else:
@@ -157,13 +158,15 @@ def insert_rollups(cur: sqlite3.Cursor, resolution: Resolution, pk: int, rollups
     cur.executemany(_INSERT, [(res, r.bucket_ms, pk, *_values(r)) for r in rollups])
 
 
-def _recount(cur: sqlite3.Cursor, pk: int, bucket: int) -> Rollup:
-    """A counter's quarter from scratch, from its raw readings."""
+def _recount(cur: sqlite3.Cursor, pk: int, bucket: int, old: Rollup, new: Sequence[ru.Sample]) -> Rollup:
+    """A counter's quarter from scratch, from its raw readings, when they are all still there."""
     raw = [
         ru.Sample(r.ts, r.stream, r.seq, r.value, r.quality)
         for part in buckets_of_point(cur, pk, bucket, bucket + width("15m"))
         for r in part
     ]
+    if len(raw) < old.count + len(new):  # retention took some: never shrink the bucket to the rest
+        return ru.absorb_without_raw(old, new, bucket)
     return ru.summarise(bucket, raw, counter=True)
 
 

@@ -287,7 +287,7 @@ async def run(args: argparse.Namespace, workdir: Path, backlog: Path) -> int:
         if args.central == "sqlite":
             server = await stack.enter_async_context(
                 CentralServer(
-                    db_path=workdir / "central.db", broker_url=broker.url, http_port=0, ingest_limits=limits
+                    db=workdir / "central.db", broker_url=broker.url, http_port=0, ingest_limits=limits
                 )
             )
             async with asyncio.timeout(10):

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import heapq
 import sqlite3
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Sequence
 from itertools import accumulate
-from typing import NamedTuple
+from operator import le, sub
+from typing import NamedTuple, TypeVar
 
 import msgspec
 
@@ -53,6 +54,7 @@ CREATE TABLE IF NOT EXISTS held (
 ) WITHOUT ROWID;
 """
 
+_V = TypeVar("_V")
 _INSERT_BLOCK = "INSERT INTO blocks (stream_pk, bucket, first_seq, n, data) VALUES (?, ?, ?, ?, ?)"
 
 
@@ -75,25 +77,43 @@ _decoder = msgspec.msgpack.Decoder(_Packed)
 
 
 def _deltas(values: Sequence[int], first: int) -> list[int]:
-    out = []
-    previous = first
-    for v in values:
-        out.append(v - previous)
-        previous = v
-    return out
+    # map over two lists runs in C: no Python step per value.
+    return list(map(sub, values, [first, *values[:-1]])) if values else []
 
 
-def pack(first_seq: int, rows: Sequence[tuple[int, int, int, Scalar, int, str | None]]) -> bytes:
-    """Rows of (seq, point_pk, ts, value, quality, reason) as one block's data."""
-    qualities = [r[4] for r in rows]
-    reasons = [r[5] for r in rows]
-    packed: _Packed = (
-        _deltas([r[0] for r in rows], first_seq),
-        _deltas([r[1] for r in rows], 0),
-        _deltas([r[2] for r in rows], 0),
+Row = tuple[int, int, int, Scalar, int, str | None]
+# (seqs, point pks, stamps, values, qualities, reasons), one item per reading
+Columns = tuple[
+    Sequence[int], Sequence[int], Sequence[int], Sequence[Scalar], Sequence[int], Sequence[str | None]
+]
+
+
+def _columns(rows: Sequence[Row]) -> Columns:
+    return (
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
         [r[3] for r in rows],
-        None if all(q == Quality.GOOD for q in qualities) else qualities,
-        None if all(r is None for r in reasons) else reasons,
+        [r[4] for r in rows],
+        [r[5] for r in rows],
+    )
+
+
+def pack(first_seq: int, rows: Sequence[Row]) -> bytes:
+    """Rows of (seq, point_pk, ts, value, quality, reason) as one block's data."""
+    return pack_columns(first_seq, _columns(rows))
+
+
+def pack_columns(first_seq: int, columns: Columns) -> bytes:
+    """The same as ``pack``, from one sequence per column (what the writer has at hand)."""
+    seqs, points, stamps, values, qualities, reasons = columns
+    packed: _Packed = (
+        _deltas(seqs, first_seq),
+        _deltas(points, 0),
+        _deltas(stamps, 0),
+        list(values),
+        None if qualities.count(Quality.GOOD) == len(qualities) else list(qualities),
+        None if reasons.count(None) == len(reasons) else list(reasons),
     )
     return _encoder.encode(packed)
 
@@ -139,14 +159,17 @@ def hold(cur: sqlite3.Cursor, stream_pk: int, seqs: Sequence[int]) -> None:
     """Add ``seqs`` (any order, repeats allowed) to the stream's held ranges."""
     if not seqs:
         return
-    ordered = sorted(set(seqs))
-    existing = held_ranges(cur, stream_pk, ordered[0], ordered[-1])
+    low, high = min(seqs), max(seqs)
+    existing = held_ranges(cur, stream_pk, low, high)
     runs: list[list[int]] = []
-    for seq in ordered:
-        if runs and seq == runs[-1][1] + 1:
-            runs[-1][1] = seq
-        else:
-            runs.append([seq, seq])
+    if high - low + 1 == len(seqs) and len(set(seqs)) == len(seqs):
+        runs.append([low, high])  # contiguous (the common case): no walk of the seqs
+    else:
+        for seq in sorted(set(seqs)):
+            if runs and seq == runs[-1][1] + 1:
+                runs[-1][1] = seq
+            else:
+                runs.append([seq, seq])
     merged: list[list[int]] = []
     for lo, hi in sorted([[lo, hi] for lo, hi in existing] + runs):
         if merged and lo <= merged[-1][1] + 1:
@@ -166,11 +189,19 @@ def hold(cur: sqlite3.Cursor, stream_pk: int, seqs: Sequence[int]) -> None:
         cur.executemany("INSERT INTO held VALUES (?, ?, ?)", added)
 
 
-def fresh_readings(cur: sqlite3.Cursor, stream_pk: int, readings: Sequence[Reading]) -> list[Reading]:
-    """The readings of a batch not held yet (nor twice in the batch), in batch order."""
-    low = min(r.seq for r in readings)
-    high = max(r.seq for r in readings)
+def fresh_readings(
+    cur: sqlite3.Cursor, stream_pk: int, readings: Sequence[Reading], seqs: Sequence[int] | None = None
+) -> list[Reading]:
+    """The readings of a batch not held yet (nor twice in the batch), in batch order; ``seqs`` are
+    theirs, in the same order, when the caller has them."""
+    if seqs is None:
+        seqs = [r.seq for r in readings]
+    low, high = min(seqs), max(seqs)
     ranges = held_ranges(cur, stream_pk, low, high)
+    # No held range overlaps the batch (ranges that only touch it are the usual case while a
+    # backlog drains) and no seq is there twice: every reading is fresh, no walk of them needed.
+    if all(lo > high or hi < low for lo, hi in ranges) and len(set(seqs)) == len(seqs):
+        return list(readings)
     starts = [lo for lo, _ in ranges]
     seen: set[int] = set()
     fresh: list[Reading] = []
@@ -185,21 +216,49 @@ def fresh_readings(cur: sqlite3.Cursor, stream_pk: int, readings: Sequence[Readi
 # -- writes ------------------------------------------------------------------------------------------
 
 
-def insert_blocks(
-    cur: sqlite3.Cursor, stream_pk: int, rows: Sequence[tuple[int, int, int, Scalar, int, str | None]]
-) -> None:
+def insert_blocks(cur: sqlite3.Cursor, stream_pk: int, rows: Sequence[Row]) -> None:
     """Store rows (seq, point_pk, ts, value, quality, reason) as one block per 15-minute bucket."""
-    by_bucket: dict[int, list[tuple[int, int, int, Scalar, int, str | None]]] = {}
-    for row in rows:
-        ts = row[2]
-        by_bucket.setdefault(ts - ts % QUARTER_MS, []).append(row)
-    cur.executemany(
-        _INSERT_BLOCK,
-        [
-            (stream_pk, bucket, part[0][0], len(part), pack(part[0][0], part))
-            for bucket, part in by_bucket.items()
-        ],
-    )
+    if rows:
+        insert_columns(cur, stream_pk, _columns(rows))
+
+
+def bucket_slices(stamps: Sequence[int]) -> list[tuple[int, list[int] | slice]]:
+    """(bucket, where its readings are) for each 15-minute bucket the stamps fall in, in order of
+    first appearance: a slice when the stamps are in time order (a batch always is, but for a clock
+    set back), else the indices."""
+    if all(map(le, stamps, stamps[1:])):
+        out: list[tuple[int, list[int] | slice]] = []
+        start = 0
+        while start < len(stamps):
+            bucket = stamps[start] - stamps[start] % QUARTER_MS
+            end = bisect_left(stamps, bucket + QUARTER_MS, start)
+            out.append((bucket, slice(start, end)))
+            start = end
+        return out
+    by_bucket: dict[int, list[int]] = {}
+    for i, ts in enumerate(stamps):
+        by_bucket.setdefault(ts - ts % QUARTER_MS, []).append(i)
+    return list(by_bucket.items())
+
+
+def take(column: Sequence[_V], where: list[int] | slice) -> Sequence[_V]:
+    return column[where] if isinstance(where, slice) else [column[i] for i in where]
+
+
+def insert_columns(
+    cur: sqlite3.Cursor,
+    stream_pk: int,
+    columns: Columns,
+    parts: list[tuple[int, list[int] | slice]] | None = None,
+) -> None:
+    """``insert_blocks`` from one sequence per column; ``parts`` are ``bucket_slices`` of the stamps."""
+    blocks = []
+    for bucket, where in bucket_slices(columns[2]) if parts is None else parts:
+        part = tuple(take(column, where) for column in columns)
+        first_seq = part[0][0]
+        data = pack_columns(first_seq, part)  # type: ignore[arg-type]  # the same six columns
+        blocks.append((stream_pk, bucket, first_seq, len(part[0]), data))
+    cur.executemany(_INSERT_BLOCK, blocks)
 
 
 # -- reads -------------------------------------------------------------------------------------------

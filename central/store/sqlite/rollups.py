@@ -94,26 +94,24 @@ ON CONFLICT (res, bucket, point_pk) DO UPDATE SET
 """
 
 
-def apply_rollups(
-    cur: sqlite3.Cursor, new: Mapping[int, tuple[bool, list[ru.Sample]]], *, now_ms: int
+def apply_quarters(
+    cur: sqlite3.Cursor, new: Mapping[tuple[int, int], tuple[bool, list[ru.Sample]]], *, now_ms: int
 ) -> None:
-    """Add the readings just stored (point_pk -> (is a counter, samples)) to their quarters; a day
-    they land in whose rollup is cached (an old day: a late reading) loses its cache."""
-    upserts: list[tuple[object, ...]] = []
-    counters: dict[int, list[ru.Sample]] = {}
+    """Add the readings just stored ((quarter, point_pk) -> (is a counter, its samples in that
+    quarter)) to their quarters; a day they land in whose rollup is cached (an old day: a late
+    reading) loses its cache."""
     quarter = width("15m")
-    stale: set[tuple[int, int]] = set()
-    for pk, (counter, samples) in new.items():
-        for s in samples:
-            if s.ts < now_ms - DAY_CACHE_PROBE_MS:
-                stale.add((ru.bucket_of(s.ts, "1d"), pk))
+    probe = now_ms - DAY_CACHE_PROBE_MS
+    upserts: list[tuple[object, ...]] = []
+    counters: dict[tuple[int, int], list[ru.Sample]] = {}
+    # A quarter that starts before the probe may hold a reading of a cached day (one that ends after
+    # it cannot be cached yet, so dropping its cache too costs nothing).
+    stale = {(ru.bucket_of(bucket, "1d"), pk) for bucket, pk in new if bucket < probe}
+    for (bucket, pk), (counter, samples) in new.items():
         if counter:
-            counters[pk] = samples
-            continue
-        upserts += [
-            (quarter, bucket, pk, *_values(ru.summarise(bucket, part, counter=False)))
-            for bucket, part in ru.by_bucket(samples, "15m").items()
-        ]
+            counters[(bucket, pk)] = samples
+        else:
+            upserts.append((quarter, bucket, pk, *_values(ru.summarise(bucket, samples, counter=False))))
     if upserts:
         cur.executemany(_UPSERT, upserts)
     if counters:
@@ -125,13 +123,9 @@ def apply_rollups(
         )
 
 
-def _apply_counters(cur: sqlite3.Cursor, new: Mapping[int, list[ru.Sample]]) -> None:
+def _apply_counters(cur: sqlite3.Cursor, keyed: Mapping[tuple[int, int], list[ru.Sample]]) -> None:
     """Counters: read, ``absorb``, write back (their energy needs the order of readings)."""
     res = width("15m")
-    keyed: dict[tuple[int, int], list[ru.Sample]] = {}
-    for pk, samples in new.items():
-        for bucket, part in ru.by_bucket(samples, "15m").items():
-            keyed[(bucket, pk)] = part
     existing = _load(cur, res, keyed)
     inserts: list[tuple[object, ...]] = []
     updates: list[tuple[object, ...]] = []

@@ -113,14 +113,23 @@ def apply_latest_readings(
     readings: Iterable[Reading],
     point_pks: Mapping[str, int],
     received_ms: int,
+    *,
+    simple: bool = False,
 ) -> None:
     """Each point's newest reading of the batch (by seq, not a time suspect) becomes its latest value
-    unless a newer one in sequence already is: one upsert per point, whatever the batch's size."""
-    newest: dict[str, Reading] = {}
-    for reading in readings:
-        known = newest.get(reading.point)
-        if (known is None or reading.seq > known.seq) and not time_suspect(reading.ts, received_ms):
-            newest[reading.point] = reading
+    unless a newer one in sequence already is: one upsert per point, whatever the batch's size.
+
+    ``simple``: the readings are in ascending seq and none is a time suspect, so the last of each
+    point is its newest (found without a step in Python per reading)."""
+    newest: dict[str, Reading]
+    if simple:
+        newest = dict(zip([r.point for r in readings], readings, strict=True))
+    else:
+        newest = {}
+        for reading in readings:
+            known = newest.get(reading.point)
+            if (known is None or reading.seq > known.seq) and not time_suspect(reading.ts, received_ms):
+                newest[reading.point] = reading
     cur.executemany(
         _UPSERT_LATEST,
         [
@@ -130,12 +139,15 @@ def apply_latest_readings(
     )
 
 
-def flag_time_suspects(cur: sqlite3.Cursor, stream_pk: int, batch: DataBatch, received_ms: int) -> None:
+def flag_time_suspects(
+    cur: sqlite3.Cursor, stream_pk: int, batch: DataBatch, received_ms: int, *, readings_clean: bool = False
+) -> None:
     """List the batch's records stamped ahead of their receive time or before the protocol existed
-    (they are stored all the same)."""
+    (they are stored all the same). ``readings_clean``: the caller knows no reading is one."""
+    kinds = (batch.events, batch.results) if readings_clean else (batch.readings, batch.events, batch.results)
     rows = [
         (stream_pk, record.seq, record.ts, received_ms)
-        for records in (batch.readings, batch.events, batch.results)
+        for records in kinds
         for record in records
         if time_suspect(record.ts, received_ms)
     ]

@@ -18,17 +18,21 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
+from itertools import repeat
+from operator import lt
 from typing import TypeVar
 
 import msgspec
 
+from central.record_time import time_suspect
 from central.store import rules
 from central.store.rollups import Sample, is_counter
 from central.store.rows import BatchOutcome, Purged, QuarantineEntry, ReceivedBatch, ReceivedStatus
-from central.store.sqlite.blocks import fresh_readings, hold, insert_blocks, purge
+from central.store.sqlite.blocks import bucket_slices, fresh_readings, hold, insert_columns, purge, take
 from central.store.sqlite.commands import apply_results
-from central.store.sqlite.rollups import apply_rollups
+from central.store.sqlite.rollups import apply_quarters
 from central.store.sqlite.views import apply_alarm_events, apply_latest_readings, flag_time_suspects
 from protocols.fleet import DataBatch, Status
 
@@ -81,6 +85,7 @@ class SqliteWriter:
         self._conn = conn
         self._streams: dict[tuple[str, str], int] = {}
         self._points: dict[str, dict[str, int]] = {}
+        self._counters: dict[str, set[int]] = {}  # per cabinet: the pks of its counter points
         self._purge_from = 0  # where the walk of the retention purge goes on from
 
     def write(
@@ -133,6 +138,7 @@ class SqliteWriter:
             self._conn.execute("ROLLBACK")
         self._streams.clear()
         self._points.clear()
+        self._counters.clear()
 
     def _write_isolated(self, cur: sqlite3.Cursor, received: ReceivedBatch) -> BatchOutcome:
         batch = received.batch
@@ -146,6 +152,7 @@ class SqliteWriter:
             cur.execute("RELEASE batch")
             self._streams.clear()
             self._points.clear()
+            self._counters.clear()
             return BatchOutcome(batch.cabinet, batch.stream, batch.first, batch.last, 0, 0, 0, 0, str(exc))
         cur.execute("RELEASE batch")
         return outcome
@@ -154,15 +161,17 @@ class SqliteWriter:
         cabinet = batch.cabinet
         cur.execute(_UPSERT_SEEN, (cabinet, received_ms, batch.backlog))
         stream_pk = self._stream_pk(cur, cabinet, batch.stream)
-        readings_new = self._insert_readings(cur, stream_pk, batch, received_ms) if batch.readings else 0
+        seqs = [r.seq for r in batch.readings]
+        readings_new = 0
+        readings_clean = False
+        if batch.readings:
+            readings_new, readings_clean = self._insert_readings(cur, stream_pk, batch, seqs, received_ms)
         events_new = self._insert_events(cur, stream_pk, batch, received_ms) if batch.events else 0
         results_new = self._insert_results(cur, stream_pk, batch) if batch.results else 0
-        flag_time_suspects(cur, stream_pk, batch, received_ms)
-        hold(
-            cur,
-            stream_pk,
-            [r.seq for records in (batch.readings, batch.events, batch.results) for r in records],
-        )
+        flag_time_suspects(cur, stream_pk, batch, received_ms, readings_clean=readings_clean)
+        if batch.events or batch.results:
+            seqs = [*seqs, *(e.seq for e in batch.events), *(r.seq for r in batch.results)]
+        hold(cur, stream_pk, seqs)
         total = len(batch.readings) + len(batch.events) + len(batch.results)
         new = readings_new + events_new + results_new
         return BatchOutcome(
@@ -170,34 +179,55 @@ class SqliteWriter:
         )
 
     def _insert_readings(
-        self, cur: sqlite3.Cursor, stream_pk: int, batch: DataBatch, received_ms: int
-    ) -> int:
+        self, cur: sqlite3.Cursor, stream_pk: int, batch: DataBatch, seqs: list[int], received_ms: int
+    ) -> tuple[int, bool]:
+        """(how many were new, whether every reading of the batch is free of time suspicion)."""
         cabinet = batch.cabinet
         points = self._points.get(cabinet)
         if points is None:
             points = self._load_points(cur, cabinet)
-        fresh = fresh_readings(cur, stream_pk, batch.readings)
+        # Time suspicion is a bound on each side of the stamp: the extremes of the batch decide it.
+        stamps = [r.ts for r in batch.readings]
+        clean = not (time_suspect(min(stamps), received_ms) or time_suspect(max(stamps), received_ms))
+        fresh = fresh_readings(cur, stream_pk, batch.readings, seqs)
         if not fresh:
-            return 0
+            return 0, clean
+        if len(fresh) != len(batch.readings):
+            seqs = [r.seq for r in fresh]
+            stamps = [r.ts for r in fresh]
         get = points.get
         new_point = self._new_point
-        # The hot loop: one tuple and one dict lookup per reading (ids start at 1, never 0).
-        rows = [
-            (r.seq, get(r.point) or new_point(cur, cabinet, r.point), r.ts, r.value, r.quality, r.reason)
-            for r in fresh
-        ]
-        insert_blocks(cur, stream_pk, rows)
-        apply_latest_readings(cur, stream_pk, fresh, points, received_ms)
+        # One list per column, each a comprehension (ids start at 1, never 0).
+        names = [r.point for r in fresh]
+        pks = [get(name) or new_point(cur, cabinet, name) for name in names]
+        values = [r.value for r in fresh]
+        qualities = [r.quality for r in fresh]
+        parts = bucket_slices(stamps)
+        columns = (seqs, pks, stamps, values, qualities, [r.reason for r in fresh])
+        insert_columns(cur, stream_pk, columns, parts)
+        # In seq order and none suspect (a batch as the agent sends it): the last of each point wins.
+        ascending = all(map(lt, seqs, seqs[1:]))
+        apply_latest_readings(cur, stream_pk, fresh, points, received_ms, simple=clean and ascending)
         # Only what was stored now is counted: a duplicate never reaches a rollup.
-        samples: dict[int, tuple[bool, list[Sample]]] = {}
-        for row, r in zip(rows, fresh, strict=True):
-            entry = samples.get(row[1])
-            if entry is None:
-                entry = samples[row[1]] = (is_counter(r.point), [])
-            entry[1].append(Sample(r.ts, stream_pk, r.seq, r.value, r.quality))
+        counters = self._counters[cabinet]
+        quarters: dict[tuple[int, int], tuple[bool, list[Sample]]] = {}
+        for bucket, where in parts:
+            by_point: defaultdict[int, list[Sample]] = defaultdict(list)
+            samples = map(
+                Sample,
+                take(stamps, where),
+                repeat(stream_pk),
+                take(seqs, where),
+                take(values, where),
+                take(qualities, where),
+            )
+            for pk, sample in zip(take(pks, where), samples, strict=True):
+                by_point[pk].append(sample)
+            for pk, part in by_point.items():
+                quarters[(bucket, pk)] = (pk in counters, part)
         # The wall clock (not the batch's stamps): the daily rollups kept for old days use it too.
-        apply_rollups(cur, samples, now_ms=time.time_ns() // 1_000_000)
-        return len(rows)
+        apply_quarters(cur, quarters, now_ms=time.time_ns() // 1_000_000)
+        return len(fresh), clean
 
     def _insert_events(self, cur: sqlite3.Cursor, stream_pk: int, batch: DataBatch, received_ms: int) -> int:
         cabinet = batch.cabinet
@@ -233,6 +263,7 @@ class SqliteWriter:
         rows = cur.execute("SELECT name, id FROM points WHERE cabinet = ?", (cabinet,))
         points = {str(name): int(pk) for name, pk in rows}
         self._points[cabinet] = points
+        self._counters[cabinet] = {pk for name, pk in points.items() if is_counter(name)}
         return points
 
     def _new_point(self, cur: sqlite3.Cursor, cabinet: str, name: str) -> int:
@@ -240,6 +271,8 @@ class SqliteWriter:
         row = cur.execute("SELECT id FROM points WHERE cabinet = ? AND name = ?", (cabinet, name)).fetchone()
         pk = int(row[0])
         self._points[cabinet][name] = pk
+        if is_counter(name):
+            self._counters[cabinet].add(pk)
         return pk
 
     def _write_status(self, cur: sqlite3.Cursor, status: Status, received_ms: int) -> None:

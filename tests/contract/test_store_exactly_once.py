@@ -67,3 +67,15 @@ async def test_a_seq_resent_with_another_stamp_and_value_is_stored_once(store: S
     days = await store.rollups(CAB, POINT, resolution="1d", start_ms=0, end_ms=2**62, limit=10)
     assert sum(d.count for d in days) == 15
     assert sum(d.sum for d in days) == sum(range(1, 11)) + sum(200.0 + s for s in range(11, 16))
+
+
+async def test_the_protocols_last_seq_is_stored_once(store: Store) -> None:
+    # 2**63 - 1 is a valid seq: a store must keep it (and know it held) like any other.
+    top = 2**63 - 1
+    now = TS0_MS + 60_000
+    last_two = [
+        Reading(seq=s, point=POINT, ts=TS0_MS + i, value=float(i)) for i, s in enumerate((top - 1, top))
+    ]
+    [once] = await store.write([_received(last_two, received_ms=now)])
+    [again] = await store.write([_received(last_two[1:], received_ms=now)])
+    assert (once.readings_new, once.unstorable, again.readings_new, again.duplicates) == (2, None, 0, 1)

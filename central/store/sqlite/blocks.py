@@ -135,6 +135,8 @@ def unpack(stream_pk: int, first_seq: int, data: bytes) -> list[RawReading]:
 
 # -- held seqs ---------------------------------------------------------------------------------------
 
+_MAX_SEQ = 2**63 - 1
+
 
 def held_ranges(cur: sqlite3.Cursor, stream_pk: int, low: int, high: int) -> list[tuple[int, int]]:
     """The held ranges of the stream that overlap or touch [low, high], in order."""
@@ -143,7 +145,7 @@ def held_ranges(cur: sqlite3.Cursor, stream_pk: int, low: int, high: int) -> lis
     ).fetchall()
     inside = cur.execute(
         "SELECT lo, hi FROM held WHERE stream_pk = ? AND lo BETWEEN ? AND ? ORDER BY lo",
-        (stream_pk, low, high + 1),
+        (stream_pk, low, min(high + 1, _MAX_SEQ)),  # the protocol's last seq is SQLite's last integer
     ).fetchall()
     ranges = [(int(lo), int(hi)) for lo, hi in before if hi >= low - 1]
     ranges += [(int(lo), int(hi)) for lo, hi in inside]

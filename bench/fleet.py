@@ -102,9 +102,13 @@ def _lift_descriptor_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-async def _spawn(*args: str, stdout: int | None = None) -> asyncio.subprocess.Process:
+async def _spawn(
+    *args: str, stdout: int | None = None, profile: Path | None = None
+) -> asyncio.subprocess.Process:
+    """``python -m cityedge ARGS``; with ``profile``, under cProfile writing there at a clean exit."""
+    profiler = [] if profile is None else ["-m", "cProfile", "-o", str(profile)]
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cityedge", *args,
+        sys.executable, *profiler, "-m", "cityedge", *args,
         stdout=stdout if stdout is not None else asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -123,7 +127,13 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
 
 
 async def run_one(
-    cabinets: int, *, points: int, interval_s: float, seconds: float, sqlite_threads: bool
+    cabinets: int,
+    *,
+    points: int,
+    interval_s: float,
+    seconds: float,
+    sqlite_threads: bool,
+    profile_dir: Path | None = None,
 ) -> Outcome:
     warmup_s = 2 * interval_s  # once every cabinet is connected
     start_s = cabinets * 0.005  # fleet-sim's default start spread
@@ -135,6 +145,7 @@ async def run_one(
             central = await _spawn(
                 "central", "serve", "--db", str(Path(tmp) / "central.db"), "--broker", broker.url,
                 "--http", f"127.0.0.1:{http_port}",
+                profile=None if profile_dir is None else profile_dir / f"central-{cabinets}.prof",
             )  # fmt: skip
             fleet: asyncio.subprocess.Process | None = None
             try:
@@ -146,6 +157,7 @@ async def run_one(
                     "--stats-every", str(STATS_EVERY_S), "--prefix", "bench", "--json",
                     *(["--sqlite-threads"] if sqlite_threads else []),
                     stdout=asyncio.subprocess.PIPE,
+                    profile=None if profile_dir is None else profile_dir / f"fleet-sim-{cabinets}.prof",
                 )  # fmt: skip
                 return await _measure(
                     fleet, central.pid, cabinets=cabinets, points=points, warmup_s=warmup_s, seconds=seconds
@@ -228,6 +240,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 interval_s=args.interval,
                 seconds=args.seconds,
                 sqlite_threads=args.sqlite_threads,
+                profile_dir=args.profile,
             )
         except NotConnected as exc:
             print(f"{cabinets:,} cabinets: does not hold: {exc}", flush=True)
@@ -263,6 +276,12 @@ def main() -> int:
         "--sqlite-threads",
         action="store_true",
         help="each cabinet's SQLite work on a thread of its own, as in a real agent (fleet-sim's option)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="run central and fleet-sim under cProfile, writing central-N.prof and fleet-sim-N.prof here"
+        " (the profiler's own cost inflates both processes' CPU: not for the figure)",
     )
     _lift_descriptor_limit()
     return asyncio.run(main_async(parser.parse_args()))

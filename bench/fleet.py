@@ -133,6 +133,7 @@ async def run_one(
     interval_s: float,
     seconds: float,
     sqlite_threads: bool,
+    light: bool = False,
     profile_dir: Path | None = None,
 ) -> Outcome:
     warmup_s = 2 * interval_s  # once every cabinet is connected
@@ -155,7 +156,7 @@ async def run_one(
                     "fleet-sim", "--broker", broker.url, "--cabinets", str(cabinets),
                     "--points", str(points), "--interval", str(interval_s), "--seconds", str(seconds),
                     "--stats-every", str(STATS_EVERY_S), "--prefix", "bench", "--json",
-                    *(["--sqlite-threads"] if sqlite_threads else []),
+                    *(["--sqlite-threads"] if sqlite_threads else []), *(["--light"] if light else []),
                     stdout=asyncio.subprocess.PIPE,
                     profile=None if profile_dir is None else profile_dir / f"fleet-sim-{cabinets}.prof",
                 )  # fmt: skip
@@ -229,7 +230,8 @@ async def main_async(args: argparse.Namespace) -> int:
     sizes = [args.cabinets] + [n for n in args.search if n < args.cabinets]
     print(
         f"fleet bench: {args.points} points every {args.interval:g} s per cabinet,"
-        f" {args.seconds:g} s per run{', SQLite on a thread per cabinet' if args.sqlite_threads else ''};"
+        f" {args.seconds:g} s per run{', SQLite on a thread per cabinet' if args.sqlite_threads else ''}"
+        f"{', light stand-in cabinets' if args.light else ''};"
         f" {os.cpu_count()} CPUs; sizes {', '.join(f'{n:,}' for n in sizes)} until one holds"
     )
     for cabinets in sizes:
@@ -240,8 +242,27 @@ async def main_async(args: argparse.Namespace) -> int:
                 interval_s=args.interval,
                 seconds=args.seconds,
                 sqlite_threads=args.sqlite_threads,
+                light=args.light,
                 profile_dir=args.profile,
             )
+            if args.reference:
+                # The same central fed by the light stand-in at the same size, in this run: what
+                # central costs for this traffic without the real agent code's CPU beside it.
+                reference = await run_one(
+                    cabinets, points=args.points, interval_s=args.interval, seconds=args.seconds,
+                    sqlite_threads=False, light=True,
+                )  # fmt: skip
+                print("reference (--light stand-in, same size, same run):", flush=True)
+                for line in reference.lines():
+                    print("  " + line, flush=True)
+                print(
+                    f"  ratio to the reference: central CPU"
+                    f" {outcome.central_cpu_pct / max(reference.central_cpu_pct, 0.1):.2f},"
+                    f" ack p99 (median of periods)"
+                    f" {outcome.p99_median_ms / max(reference.p99_median_ms, 0.1):.2f},"
+                    f" acked/s {outcome.acked_per_s / max(reference.acked_per_s, 0.1):.2f}",
+                    flush=True,
+                )
         except NotConnected as exc:
             print(f"{cabinets:,} cabinets: does not hold: {exc}", flush=True)
             continue
@@ -276,6 +297,16 @@ def main() -> int:
         "--sqlite-threads",
         action="store_true",
         help="each cabinet's SQLite work on a thread of its own, as in a real agent (fleet-sim's option)",
+    )
+    parser.add_argument(
+        "--light",
+        action="store_true",
+        help="the fleet's cabinets are fleet-sim's cheaper stand-in (its --light), not the agent's code",
+    )
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="after each run, the same size with --light, printed as the same-run reference with ratios",
     )
     parser.add_argument(
         "--profile",

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 
 import aiomqtt
+import paho.mqtt.client as mqtt
 
 from cityedge.fleet_sim.cabinet import CONFIG_HASH, CONNECT_WAIT_S, DEVICE, DRIVER
 from cityedge.fleet_sim.device import LEVEL, RELAY
@@ -288,15 +289,11 @@ class LightCabinet:
         if resend:
             self.stats.resends += 1
         sent.sent_at = time.monotonic()
-        # QoS 1 publish handed to the client; its PUBACK is awaited by a task (an error ends the session
-        # through the next publish or the keepalive, as with the agent).
-        asyncio.get_running_loop().create_task(self._send(client, sent.payload))
-
-    async def _send(self, client: aiomqtt.Client, payload: bytes) -> None:
-        try:
-            await client.publish(self.topics.data, payload, qos=1)
-        except aiomqtt.MqttError as exc:
-            log.debug("%s: publish failed: %s", self.cabinet, exc)
+        # The same QoS 1 PUBLISH, handed to paho without awaiting its PUBACK (paho settles that
+        # itself): no task per batch. A dead link shows as the keepalive's timeout, not here.
+        info = client._client.publish(self.topics.data, sent.payload, qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            log.debug("%s: publish not queued (paho rc %s): resent later", self.cabinet, info.rc)
 
     async def _take_readings(self, phase_s: float) -> None:
         interval = self.plan.interval_s

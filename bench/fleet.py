@@ -245,6 +245,8 @@ async def main_async(args: argparse.Namespace) -> int:
                 light=args.light,
                 profile_dir=args.profile,
             )
+            for line in outcome.lines():
+                print(line, flush=True)
             if args.reference:
                 # The same central fed by the light stand-in at the same size, in this run: what
                 # central costs for this traffic without the real agent code's CPU beside it.
@@ -269,8 +271,6 @@ async def main_async(args: argparse.Namespace) -> int:
         except (RuntimeError, TimeoutError, OSError, ValueError) as exc:
             print(f"FAILED: {cabinets} cabinets: {exc}", file=sys.stderr)
             return 1
-        for line in outcome.lines():
-            print(line, flush=True)
         if not outcome.failures:
             note = "" if cabinets == args.cabinets else f" (asked {args.cabinets:,})"
             print(f"largest fleet that holds: {cabinets:,} cabinets{note}")

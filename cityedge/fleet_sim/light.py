@@ -54,6 +54,15 @@ from protocols.fleet.broker_url import SOCKET_OPTIONS, BrokerAddress
 
 log = logging.getLogger(__name__)
 PUBLISH_TIMEOUT_S = 10.0
+# aiomqtt wakes every client each second for paho's keepalive housekeeping: thousands of wake-ups
+# a second in one process. Every few seconds sends the same PINGREQs well inside the keepalive.
+HOUSEKEEPING_S = 5.0
+
+
+class _LightClient(aiomqtt.Client):
+    async def _misc_loop(self) -> None:
+        while self._client.loop_misc() == mqtt.MQTT_ERR_SUCCESS:  # noqa: ASYNC110 (a period)
+            await asyncio.sleep(HOUSEKEEPING_S)
 
 
 @dataclass(slots=True)
@@ -202,7 +211,7 @@ class LightCabinet:
     async def _session(self) -> None:
         broker = self.broker
         will = aiomqtt.Will(self.topics.status, self._status(online=False), qos=1, retain=True)
-        client = aiomqtt.Client(
+        client = _LightClient(
             broker.host,
             broker.port,
             username=broker.username,

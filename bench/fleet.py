@@ -102,9 +102,13 @@ def _lift_descriptor_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-async def _spawn(*args: str, stdout: int | None = None) -> asyncio.subprocess.Process:
+async def _spawn(
+    *args: str, stdout: int | None = None, profile: Path | None = None
+) -> asyncio.subprocess.Process:
+    """``python -m cityedge ARGS``; with ``profile``, under cProfile writing there at a clean exit."""
+    profiler = [] if profile is None else ["-m", "cProfile", "-o", str(profile)]
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cityedge", *args,
+        sys.executable, *profiler, "-m", "cityedge", *args,
         stdout=stdout if stdout is not None else asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -123,7 +127,14 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
 
 
 async def run_one(
-    cabinets: int, *, points: int, interval_s: float, seconds: float, sqlite_threads: bool
+    cabinets: int,
+    *,
+    points: int,
+    interval_s: float,
+    seconds: float,
+    sqlite_threads: bool,
+    light: bool = False,
+    profile_dir: Path | None = None,
 ) -> Outcome:
     warmup_s = 2 * interval_s  # once every cabinet is connected
     start_s = cabinets * 0.005  # fleet-sim's default start spread
@@ -135,6 +146,7 @@ async def run_one(
             central = await _spawn(
                 "central", "serve", "--db", str(Path(tmp) / "central.db"), "--broker", broker.url,
                 "--http", f"127.0.0.1:{http_port}",
+                profile=None if profile_dir is None else profile_dir / f"central-{cabinets}.prof",
             )  # fmt: skip
             fleet: asyncio.subprocess.Process | None = None
             try:
@@ -144,8 +156,9 @@ async def run_one(
                     "fleet-sim", "--broker", broker.url, "--cabinets", str(cabinets),
                     "--points", str(points), "--interval", str(interval_s), "--seconds", str(seconds),
                     "--stats-every", str(STATS_EVERY_S), "--prefix", "bench", "--json",
-                    *(["--sqlite-threads"] if sqlite_threads else []),
+                    *(["--sqlite-threads"] if sqlite_threads else []), *(["--light"] if light else []),
                     stdout=asyncio.subprocess.PIPE,
+                    profile=None if profile_dir is None else profile_dir / f"fleet-sim-{cabinets}.prof",
                 )  # fmt: skip
                 return await _measure(
                     fleet, central.pid, cabinets=cabinets, points=points, warmup_s=warmup_s, seconds=seconds
@@ -217,7 +230,8 @@ async def main_async(args: argparse.Namespace) -> int:
     sizes = [args.cabinets] + [n for n in args.search if n < args.cabinets]
     print(
         f"fleet bench: {args.points} points every {args.interval:g} s per cabinet,"
-        f" {args.seconds:g} s per run{', SQLite on a thread per cabinet' if args.sqlite_threads else ''};"
+        f" {args.seconds:g} s per run{', SQLite on a thread per cabinet' if args.sqlite_threads else ''}"
+        f"{', light stand-in cabinets' if args.light else ''};"
         f" {os.cpu_count()} CPUs; sizes {', '.join(f'{n:,}' for n in sizes)} until one holds"
     )
     for cabinets in sizes:
@@ -228,15 +242,35 @@ async def main_async(args: argparse.Namespace) -> int:
                 interval_s=args.interval,
                 seconds=args.seconds,
                 sqlite_threads=args.sqlite_threads,
+                light=args.light,
+                profile_dir=args.profile,
             )
+            for line in outcome.lines():
+                print(line, flush=True)
+            if args.reference:
+                # The same central fed by the light stand-in at the same size, in this run: what
+                # central costs for this traffic without the real agent code's CPU beside it.
+                reference = await run_one(
+                    cabinets, points=args.points, interval_s=args.interval, seconds=args.seconds,
+                    sqlite_threads=False, light=True,
+                )  # fmt: skip
+                print("reference (--light stand-in, same size, same run):", flush=True)
+                for line in reference.lines():
+                    print("  " + line, flush=True)
+                print(
+                    f"  ratio to the reference: central CPU"
+                    f" {outcome.central_cpu_pct / max(reference.central_cpu_pct, 0.1):.2f},"
+                    f" ack p99 (median of periods)"
+                    f" {outcome.p99_median_ms / max(reference.p99_median_ms, 0.1):.2f},"
+                    f" acked/s {outcome.acked_per_s / max(reference.acked_per_s, 0.1):.2f}",
+                    flush=True,
+                )
         except NotConnected as exc:
             print(f"{cabinets:,} cabinets: does not hold: {exc}", flush=True)
             continue
         except (RuntimeError, TimeoutError, OSError, ValueError) as exc:
             print(f"FAILED: {cabinets} cabinets: {exc}", file=sys.stderr)
             return 1
-        for line in outcome.lines():
-            print(line, flush=True)
         if not outcome.failures:
             note = "" if cabinets == args.cabinets else f" (asked {args.cabinets:,})"
             print(f"largest fleet that holds: {cabinets:,} cabinets{note}")
@@ -263,6 +297,22 @@ def main() -> int:
         "--sqlite-threads",
         action="store_true",
         help="each cabinet's SQLite work on a thread of its own, as in a real agent (fleet-sim's option)",
+    )
+    parser.add_argument(
+        "--light",
+        action="store_true",
+        help="the fleet's cabinets are fleet-sim's cheaper stand-in (its --light), not the agent's code",
+    )
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="after each run, the same size with --light, printed as the same-run reference with ratios",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="run central and fleet-sim under cProfile, writing central-N.prof and fleet-sim-N.prof here"
+        " (the profiler's own cost inflates both processes' CPU: not for the figure)",
     )
     _lift_descriptor_limit()
     return asyncio.run(main_async(parser.parse_args()))

@@ -428,6 +428,13 @@ def fleet_sim(
             " (default: on the event loop; the databases are in memory)."
         ),
     ] = False,
+    light: Annotated[
+        bool,
+        typer.Option(
+            help="Cheaper stand-in cabinets: the agent's wire behaviour (session, births, last wills,"
+            " batches, acks, resends, command results) without its buffer and sync code."
+        ),
+    ] = False,
     stats_every: Annotated[float, typer.Option(min=0.1, help="Seconds between stats lines.")] = 10.0,
     json_lines: Annotated[bool, typer.Option("--json", help="Stats as one JSON object per line.")] = False,
     verbose: Verbose = False,
@@ -453,6 +460,7 @@ def fleet_sim(
             outages=outages,
             ack_timeout_s=ack_timeout,
             sqlite_threads=sqlite_threads,
+            light=light,
         )
     except ValueError as exc:
         _fail(str(exc))

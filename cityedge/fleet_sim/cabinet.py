@@ -197,6 +197,14 @@ class SimCabinet:
     def link_up(self) -> bool:
         return self._up.is_set()
 
+    @property
+    def backlog(self) -> int:
+        return self.buffer.unacked
+
+    @property
+    def resends(self) -> int:
+        return self.sync.stats.resends
+
     async def run(
         self, start_delay_s: float = 0.0, phase_s: float = 0.0, gate: asyncio.Semaphore | None = None
     ) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from cityedge.fleet_sim.cabinet import SimCabinet
+from cityedge.fleet_sim.light import LightCabinet
 from cityedge.fleet_sim.plan import FleetPlan
 from cityedge.fleet_sim.stats import FleetCounters, FleetReport, percentile
 from protocols.fleet.broker_url import BrokerAddress
@@ -60,8 +61,9 @@ class Fleet:
         self.plan = plan
         self.counters = FleetCounters()
         addresses = cabinet_addresses(plan, broker, credentials)
-        self.cabinets = [
-            SimCabinet(cabinet, plan=plan, broker=addresses[cabinet], counters=self.counters)
+        kind = LightCabinet if plan.light else SimCabinet
+        self.cabinets: list[SimCabinet | LightCabinet] = [
+            kind(cabinet, plan=plan, broker=addresses[cabinet], counters=self.counters)
             for cabinet in plan.cabinet_ids
         ]
         self._report = report
@@ -78,7 +80,7 @@ class Fleet:
 
     @property
     def backlog(self) -> int:
-        return sum(cabinet.buffer.unacked for cabinet in self.cabinets)
+        return sum(cabinet.backlog for cabinet in self.cabinets)
 
     async def run(self) -> None:
         n = len(self.cabinets)
@@ -102,7 +104,7 @@ class Fleet:
         now = time.monotonic()
         generated, acked, commands, latencies = self.counters.take_period()
         latencies.sort()
-        resends = sum(cabinet.sync.stats.resends for cabinet in self.cabinets)
+        resends = sum(cabinet.resends for cabinet in self.cabinets)
         report = FleetReport(
             elapsed_s=now - self.started_at,
             period_s=now - self._last_report_at,

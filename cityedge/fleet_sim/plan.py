@@ -48,6 +48,8 @@ class FleetPlan:
     seed: int = 1
     # Each cabinet's SQLite work on a thread of its own, as in a real agent (default: on the loop).
     sqlite_threads: bool = False
+    # The cheaper stand-in (``light.LightCabinet``): the agent's wire behaviour without its code.
+    light: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.cabinets <= MAX_CABINETS:

@@ -21,8 +21,10 @@ from tests.integration.api_client import api_client, new_token
 pytestmark = pytest.mark.integration
 
 
+# The real agent code and the light stand-in must look the same to central.
+@pytest.mark.parametrize("mode", [[], ["--light"]], ids=["agent-code", "light"])
 async def test_fleet_sim_cli_cabinets_send_records_that_central_stores(
-    central: CentralServer, mosquitto: MosquittoBroker, tmp_path: Path
+    central: CentralServer, mosquitto: MosquittoBroker, tmp_path: Path, mode: list[str]
 ) -> None:
     token_file = tmp_path / "operator.token"
     token_file.touch(mode=0o600)
@@ -30,7 +32,7 @@ async def test_fleet_sim_cli_cabinets_send_records_that_central_stores(
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "cityedge", "fleet-sim", "--broker", mosquitto.url,
         "--cabinets", "3", "--points", "5", "--interval", "0.2", "--stats-every", "0.5",
-        "--prefix", "cli", "--json", "--seconds", "60",
+        "--prefix", "cli", "--json", "--seconds", "60", *mode,
         "--api", central.url, "--api-token-file", str(token_file), "--command-every", "0.3",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -190,6 +191,12 @@ class Worker:
     def kill(self) -> None:
         self.process.kill()
 
+    def freeze(self) -> None:
+        """Stop the process where it is (SIGSTOP): its connection stays open, the broker keeps
+        handing it its share of the batches, and it acknowledges none of them."""
+        assert self.process.popen is not None
+        self.process.popen.send_signal(signal.SIGSTOP)
+
     async def health(self, token: str) -> dict[str, Any] | None:
         """The worker's ingest counters, None while it does not answer."""
         try:
@@ -255,6 +262,10 @@ class Edge:
             finally:
                 reader.cancel()
                 await asyncio.gather(reader, return_exceptions=True)
+
+    def waiting_s(self) -> float:
+        """How long the oldest unacknowledged batch has waited."""
+        return time.monotonic() - min(self._inflight.values(), default=time.monotonic())
 
     async def _publish(self, client: aiomqtt.Client, k: int) -> None:
         payload = batch_payload(self.cabinet, STREAM, k * BATCH + 1, BATCH)
@@ -323,6 +334,10 @@ async def test_killing_one_of_two_workers_again_and_again_loses_and_repeats_noth
                 return state is not None and state["batches_stored"] >= STORED_BEFORE_KILL
 
             await wait_until(victim_busy, timeout=60, what=f"{victim.process.name} ingesting (kill {kill})")
+            # Killed with batches in its hands: frozen first, until an edge waits on a batch the
+            # broker gave it (a kill between two batches would test nothing).
+            victim.freeze()
+            await wait_until(lambda: any(e.waiting_s() > 0.2 for e in edges), timeout=30, what="a batch held")
             victim.kill()
             await victim.start()
         stop_producing.set()

@@ -6,21 +6,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import msgspec
 import psycopg
 
-from central.store.rows import CommandRow, GroupCommandRow, GroupMember, GroupRow, ScalarArgs
+from central.store import command_codec as codec
+from central.store.rows import CommandRow, GroupCommandRow, GroupRow
 from central.store.rules import EXPIRED_BY_CENTRAL, after_result, results_in_order
 from protocols.fleet import CommandResult
-from protocols.fleet.messages import ScalarMap
 
 Cursor = psycopg.AsyncCursor[tuple[Any, ...]]
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 
-_COLUMNS = """
-    id, parent_id, cabinet, device, action, args, not_after, issued_by, created_ms, status,
-    delivered_ms, finished_ms, reason, finished_by
-"""
+_COLUMNS = codec.COMMAND_COLUMNS
 _INSERT = f"INSERT INTO commands ({_COLUMNS}) VALUES ({', '.join(['%s'] * 14)})"
 _INSERT_PARENT = "INSERT INTO group_commands VALUES (%s, %s, %s, %s, %s, %s, %s)"
 _UPDATE = """
@@ -38,59 +34,6 @@ ON CONFLICT (name) DO UPDATE SET members = excluded.members, updated_ms = exclud
 RETURNING (xmax = 0)
 """
 
-_members = msgspec.json.Decoder(list[GroupMember])
-_args = msgspec.json.Decoder(ScalarMap)
-_json = msgspec.json.Encoder()
-
-
-def _decode_args(text: str) -> tuple[ScalarArgs, str | None]:
-    """The stored args, or none and why: one damaged row must not break a listing."""
-    try:
-        return _args.decode(text), None
-    except msgspec.DecodeError as exc:
-        return {}, f"the stored args are not a JSON object of fleet scalars ({exc})"
-
-
-def _row(values: Sequence[Any]) -> CommandRow:
-    args, unreadable = _decode_args(values[5])
-    return CommandRow(
-        id=values[0],
-        parent_id=values[1],
-        cabinet=values[2],
-        device=values[3],
-        action=values[4],
-        args=args,
-        not_after_ms=values[6],
-        issued_by=values[7],
-        created_ms=values[8],
-        status=values[9],
-        delivered_ms=values[10],
-        finished_ms=values[11],
-        reason=values[12],
-        finished_by=values[13],
-        args_unreadable=unreadable,
-    )
-
-
-def _values(row: CommandRow) -> tuple[object, ...]:
-    return (
-        row.id,
-        row.parent_id,
-        row.cabinet,
-        row.device,
-        row.action,
-        _json.encode(row.args).decode(),
-        row.not_after_ms,
-        row.issued_by,
-        row.created_ms,
-        row.status,
-        row.delivered_ms,
-        row.finished_ms,
-        row.reason,
-        row.finished_by,
-    )
-
-
 # -- writes (inside a transaction) -------------------------------------------------------------------
 
 
@@ -100,18 +43,10 @@ async def insert_commands(
     if parent is not None:
         await cur.execute(
             _INSERT_PARENT,
-            (
-                parent.id,
-                parent.group,
-                parent.action,
-                _json.encode(parent.args).decode(),
-                parent.not_after_ms,
-                parent.issued_by,
-                parent.created_ms,
-            ),
+            codec.group_command_values(parent),
         )
     if commands:
-        await cur.executemany(_INSERT, [_values(c) for c in commands])
+        await cur.executemany(_INSERT, [codec.command_values(c) for c in commands])
 
 
 async def apply_results(cur: Cursor, cabinet: str, results: list[CommandResult]) -> None:
@@ -124,7 +59,7 @@ async def apply_results(cur: Cursor, cabinet: str, results: list[CommandResult])
         found = await cur.fetchone()
         if found is None:
             continue
-        moved = after_result(_row(found), result)
+        moved = after_result(codec.command_row(found), result)
         if moved is not None:
             await cur.execute(
                 _UPDATE,
@@ -146,7 +81,7 @@ async def expire_commands(cur: Cursor, *, before_ms: int, now_ms: int) -> int:
 
 async def put_group(cur: Cursor, group: GroupRow) -> bool:
     """Create or replace; True when it did not exist."""
-    await cur.execute(_PUT_GROUP, (group.name, _json.encode(list(group.members)).decode(), group.updated_ms))
+    await cur.execute(_PUT_GROUP, (group.name, codec.members_text(group), group.updated_ms))
     row = await cur.fetchone()
     return bool(row is not None and row[0])
 
@@ -162,7 +97,7 @@ async def delete_group(cur: Cursor, name: str) -> bool:
 async def command(conn: Conn, command_id: str) -> CommandRow | None:
     cur = await conn.execute(f"SELECT {_COLUMNS} FROM commands WHERE id = %s", (command_id,))
     row = await cur.fetchone()
-    return None if row is None else _row(row)
+    return None if row is None else codec.command_row(row)
 
 
 async def group_command(conn: Conn, command_id: str) -> GroupCommandRow | None:
@@ -174,8 +109,7 @@ async def group_command(conn: Conn, command_id: str) -> GroupCommandRow | None:
     row = await cur.fetchone()
     if row is None:
         return None
-    args, unreadable = _decode_args(row[3])
-    return GroupCommandRow(row[0], row[1], row[2], args, row[4], row[5], row[6], unreadable)
+    return codec.group_command_row(row)
 
 
 async def child_commands(conn: Conn, parent_id: str) -> list[CommandRow]:
@@ -183,7 +117,7 @@ async def child_commands(conn: Conn, parent_id: str) -> list[CommandRow]:
         f"SELECT {_COLUMNS} FROM commands WHERE parent_id = %s ORDER BY cabinet, device NULLS FIRST",
         (parent_id,),
     )
-    return [_row(r) for r in await cur.fetchall()]
+    return [codec.command_row(r) for r in await cur.fetchall()]
 
 
 async def commands(conn: Conn, cabinet: str | None, status: str | None, limit: int) -> list[CommandRow]:
@@ -194,7 +128,7 @@ async def commands(conn: Conn, cabinet: str | None, status: str | None, limit: i
         " ORDER BY created_ms DESC, id LIMIT %(limit)s",
         {"cabinet": cabinet, "status": status, "limit": limit},
     )
-    return [_row(r) for r in await cur.fetchall()]
+    return [codec.command_row(r) for r in await cur.fetchall()]
 
 
 async def pending_commands(
@@ -209,7 +143,7 @@ async def pending_commands(
             sql + " AND cabinet = ANY(%s::text[]) ORDER BY created_ms, id",
             (not_after_from_ms, list(cabinets)),
         )
-    return [_row(r) for r in await cur.fetchall()]
+    return [codec.command_row(r) for r in await cur.fetchall()]
 
 
 async def group(conn: Conn, name: str) -> GroupRow | None:
@@ -224,4 +158,4 @@ async def groups(conn: Conn) -> list[GroupRow]:
 
 
 def _group(row: Sequence[Any]) -> GroupRow:
-    return GroupRow(name=row[0], members=tuple(_members.decode(row[1])), updated_ms=row[2])
+    return codec.group_row(row)

@@ -13,17 +13,12 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-import msgspec
-
-from central.store.rows import CommandRow, GroupCommandRow, GroupMember, GroupRow, ScalarArgs
+from central.store import command_codec as codec
+from central.store.rows import CommandRow, GroupCommandRow, GroupRow
 from central.store.rules import EXPIRED_BY_CENTRAL, after_result, results_in_order
 from protocols.fleet import CommandResult
-from protocols.fleet.messages import ScalarMap
 
-_COLUMNS = """
-    id, parent_id, cabinet, device, action, args, not_after, issued_by, created_ms, status,
-    delivered_ms, finished_ms, reason, finished_by
-"""
+_COLUMNS = codec.COMMAND_COLUMNS
 _INSERT = f"INSERT INTO commands ({_COLUMNS}) VALUES ({', '.join('?' * 14)})"
 _INSERT_PARENT = "INSERT INTO group_commands VALUES (?, ?, ?, ?, ?, ?, ?)"
 
@@ -39,59 +34,6 @@ WHERE status = 'pending' AND not_after < ?
 """
 _CHUNK = 500
 
-_members = msgspec.json.Decoder(list[GroupMember])
-_args = msgspec.json.Decoder(ScalarMap)
-_json = msgspec.json.Encoder()
-
-
-def _decode_args(text: str) -> tuple[ScalarArgs, str | None]:
-    """The stored args, or none and why: one damaged row must not break a listing."""
-    try:
-        return _args.decode(text), None
-    except msgspec.DecodeError as exc:
-        return {}, f"the stored args are not a JSON object of fleet scalars ({exc})"
-
-
-def _row(values: Sequence[Any]) -> CommandRow:
-    args, unreadable = _decode_args(values[5])
-    return CommandRow(
-        id=values[0],
-        parent_id=values[1],
-        cabinet=values[2],
-        device=values[3],
-        action=values[4],
-        args=args,
-        not_after_ms=values[6],
-        issued_by=values[7],
-        created_ms=values[8],
-        status=values[9],
-        delivered_ms=values[10],
-        finished_ms=values[11],
-        reason=values[12],
-        finished_by=values[13],
-        args_unreadable=unreadable,
-    )
-
-
-def _values(row: CommandRow) -> tuple[object, ...]:
-    return (
-        row.id,
-        row.parent_id,
-        row.cabinet,
-        row.device,
-        row.action,
-        _json.encode(row.args).decode(),
-        row.not_after_ms,
-        row.issued_by,
-        row.created_ms,
-        row.status,
-        row.delivered_ms,
-        row.finished_ms,
-        row.reason,
-        row.finished_by,
-    )
-
-
 # -- writes (writer thread, inside a transaction) ----------------------------------------------------
 
 
@@ -101,17 +43,9 @@ def insert_commands(
     if parent is not None:
         cur.execute(
             _INSERT_PARENT,
-            (
-                parent.id,
-                parent.group,
-                parent.action,
-                _json.encode(parent.args).decode(),
-                parent.not_after_ms,
-                parent.issued_by,
-                parent.created_ms,
-            ),
+            codec.group_command_values(parent),
         )
-    cur.executemany(_INSERT, [_values(c) for c in commands])
+    cur.executemany(_INSERT, [codec.command_values(c) for c in commands])
 
 
 def apply_results(cur: sqlite3.Cursor, cabinet: str, results: list[CommandResult]) -> None:
@@ -126,7 +60,7 @@ def apply_results(cur: sqlite3.Cursor, cabinet: str, results: list[CommandResult
         ).fetchone()
         if found is None:
             continue
-        moved = after_result(_row(found), result)
+        moved = after_result(codec.command_row(found), result)
         if moved is not None:
             cur.execute(
                 _UPDATE,
@@ -151,7 +85,7 @@ def put_group(cur: sqlite3.Cursor, group: GroupRow) -> bool:
     existed = cur.execute("SELECT 1 FROM groups WHERE name = ?", (group.name,)).fetchone() is not None
     cur.execute(
         "INSERT OR REPLACE INTO groups VALUES (?, ?, ?)",
-        (group.name, _json.encode(list(group.members)).decode(), group.updated_ms),
+        (group.name, codec.members_text(group), group.updated_ms),
     )
     return not existed
 
@@ -166,22 +100,21 @@ def delete_group(cur: sqlite3.Cursor, name: str) -> bool:
 
 def command(conn: sqlite3.Connection, command_id: str) -> CommandRow | None:
     row = conn.execute(f"SELECT {_COLUMNS} FROM commands WHERE id = ?", (command_id,)).fetchone()
-    return None if row is None else _row(row)
+    return None if row is None else codec.command_row(row)
 
 
 def group_command(conn: sqlite3.Connection, command_id: str) -> GroupCommandRow | None:
     row = conn.execute("SELECT * FROM group_commands WHERE id = ?", (command_id,)).fetchone()
     if row is None:
         return None
-    args, unreadable = _decode_args(row[3])
-    return GroupCommandRow(row[0], row[1], row[2], args, row[4], row[5], row[6], unreadable)
+    return codec.group_command_row(row)
 
 
 def child_commands(conn: sqlite3.Connection, parent_id: str) -> list[CommandRow]:
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM commands WHERE parent_id = ? ORDER BY cabinet, device", (parent_id,)
     )
-    return [_row(r) for r in rows]
+    return [codec.command_row(r) for r in rows]
 
 
 def commands(
@@ -197,7 +130,7 @@ def commands(
         params.append(status)
     where = " AND ".join(clauses) or "1"
     sql = f"SELECT {_COLUMNS} FROM commands WHERE {where} ORDER BY created_ms DESC, id LIMIT ?"
-    return [_row(r) for r in conn.execute(sql, (*params, limit))]
+    return [codec.command_row(r) for r in conn.execute(sql, (*params, limit))]
 
 
 def pending_commands(
@@ -206,7 +139,9 @@ def pending_commands(
     """Pending commands still sendable (not_after >= ``not_after_from_ms``), oldest first."""
     sql = f"SELECT {_COLUMNS} FROM commands WHERE status = 'pending' AND not_after >= ?"
     if cabinets is None:
-        return [_row(r) for r in conn.execute(sql + " ORDER BY created_ms, id", (not_after_from_ms,))]
+        return [
+            codec.command_row(r) for r in conn.execute(sql + " ORDER BY created_ms, id", (not_after_from_ms,))
+        ]
     found: list[CommandRow] = []
     # In chunks: SQLite caps the number of parameters of one statement.
     for i in range(0, len(cabinets), _CHUNK):
@@ -214,7 +149,7 @@ def pending_commands(
         rows = conn.execute(
             f"{sql} AND cabinet IN ({', '.join('?' * len(chunk))})", (not_after_from_ms, *chunk)
         )
-        found.extend(_row(r) for r in rows)
+        found.extend(codec.command_row(r) for r in rows)
     return sorted(found, key=lambda c: (c.created_ms, c.id))
 
 
@@ -228,4 +163,4 @@ def groups(conn: sqlite3.Connection) -> list[GroupRow]:
 
 
 def _group(row: Sequence[Any]) -> GroupRow:
-    return GroupRow(name=row[0], members=tuple(_members.decode(row[1])), updated_ms=row[2])
+    return codec.group_row(row)

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from central.store import command_codec as codec
+from central.store import codec
 from central.store.rows import CommandRow, GroupCommandRow, GroupRow
 from central.store.rules import EXPIRED_BY_CENTRAL, after_result, results_in_order
 from protocols.fleet import CommandResult

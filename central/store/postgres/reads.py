@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 import psycopg
 
+from central.store import codec
+from central.store.codec import event_row
 from central.store.postgres.values import VALUE_COLUMNS, join
 from central.store.rows import (
     AlarmRow,
@@ -19,8 +20,6 @@ from central.store.rows import (
     ReadingRow,
     Totals,
 )
-from protocols.fleet import DeviceInfo
-from protocols.fleet.messages import ScalarMap
 from protocols.quality import Quality
 
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
@@ -101,33 +100,10 @@ FROM counters
 
 PageKey = tuple[int, int, int]
 
-_inventory = msgspec.json.Decoder(tuple[DeviceInfo, ...])
-_data = msgspec.json.Decoder(ScalarMap)
-
-
-def event_row(row: tuple[Any, ...]) -> EventRow:
-    cabinet, stream, seq, ts_ms, source, kind, severity, message, data = row
-    return EventRow(cabinet, stream, seq, ts_ms, source, kind, severity, message, _data.decode(data))
-
 
 def reading_row(row: tuple[Any, ...]) -> ReadingRow:
     """A row of (ts, quality, reason, vf, vi, vb, vs, ...)."""
     return ReadingRow(row[0], join(row[3], row[4], row[5], row[6]), row[1], row[2])
-
-
-def _cabinet(row: tuple[Any, ...]) -> CabinetRow:
-    return CabinetRow(
-        id=row[0],
-        online=bool(row[1]),
-        last_seen_ms=row[2],
-        status_ts_ms=row[3],
-        version=row[4],
-        config_hash=row[5],
-        stream=row[6],
-        boot_count=row[7],
-        backlog=row[8],
-        inventory=_inventory.decode(row[9]),
-    )
 
 
 async def _all(conn: Conn, query: str, params: Any = None) -> list[tuple[Any, ...]]:
@@ -145,12 +121,14 @@ async def ping(conn: Conn) -> None:
 
 
 async def cabinets(conn: Conn) -> list[CabinetRow]:
-    return [_cabinet(r) for r in await _all(conn, f"SELECT {_CABINET_COLUMNS} FROM cabinets ORDER BY id")]
+    return [
+        codec.cabinet_row(r) for r in await _all(conn, f"SELECT {_CABINET_COLUMNS} FROM cabinets ORDER BY id")
+    ]
 
 
 async def cabinet(conn: Conn, cabinet_id: str) -> CabinetRow | None:
     row = await _one(conn, f"SELECT {_CABINET_COLUMNS} FROM cabinets WHERE id = %s", (cabinet_id,))
-    return None if row is None else _cabinet(row)
+    return None if row is None else codec.cabinet_row(row)
 
 
 async def latest_values(conn: Conn, cabinet_id: str) -> list[PointValue]:

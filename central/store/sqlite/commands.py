@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from central.store import command_codec as codec
+from central.store import codec
 from central.store.rows import CommandRow, GroupCommandRow, GroupRow
 from central.store.rules import EXPIRED_BY_CENTRAL, after_result, results_in_order
 from protocols.fleet import CommandResult

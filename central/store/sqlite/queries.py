@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
 
-import msgspec
-
+from central.store import codec
+from central.store.codec import event_row
 from central.store.rows import (
     CabinetRow,
     EventRow,
@@ -15,8 +14,6 @@ from central.store.rows import (
     QuarantineRow,
     Totals,
 )
-from protocols.fleet import DeviceInfo
-from protocols.fleet.messages import ScalarMap
 
 _CABINET_COLUMNS = """
     id, online, last_seen_ms, status_ts_ms, version, config_hash, stream, boot_count, backlog,
@@ -45,43 +42,18 @@ LIMIT ?
 """
 
 
-_inventory = msgspec.json.Decoder(tuple[DeviceInfo, ...])
-_data = msgspec.json.Decoder(ScalarMap)
-
-
-def event_row(row: tuple[Any, ...]) -> EventRow:
-    """An event row in EVENT_COLUMNS order; its data was validated on arrival and stored as JSON."""
-    cabinet, stream, seq, ts_ms, source, kind, severity, message, data = row
-    return EventRow(cabinet, stream, seq, ts_ms, source, kind, severity, message, _data.decode(data))
-
-
-def _cabinet(row: tuple[Any, ...]) -> CabinetRow:
-    return CabinetRow(
-        id=row[0],
-        online=bool(row[1]),
-        last_seen_ms=row[2],
-        status_ts_ms=row[3],
-        version=row[4],
-        config_hash=row[5],
-        stream=row[6],
-        boot_count=row[7],
-        backlog=row[8],
-        inventory=_inventory.decode(row[9]),
-    )
-
-
 def ping(conn: sqlite3.Connection) -> None:
     conn.execute("SELECT count(*) FROM counters").fetchone()
 
 
 def cabinets(conn: sqlite3.Connection) -> list[CabinetRow]:
     rows = conn.execute(f"SELECT {_CABINET_COLUMNS} FROM cabinets ORDER BY id")
-    return [_cabinet(row) for row in rows]
+    return [codec.cabinet_row(row) for row in rows]
 
 
 def cabinet(conn: sqlite3.Connection, cabinet_id: str) -> CabinetRow | None:
     row = conn.execute(f"SELECT {_CABINET_COLUMNS} FROM cabinets WHERE id = ?", (cabinet_id,)).fetchone()
-    return None if row is None else _cabinet(row)
+    return None if row is None else codec.cabinet_row(row)
 
 
 def latest_values(conn: sqlite3.Connection, cabinet_id: str) -> list[PointValue]:

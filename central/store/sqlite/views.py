@@ -11,11 +11,12 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 
 from central.record_time import time_suspect
+from central.store.codec import event_row
 from central.store.rollups import WIDTH_MS
 from central.store.rows import AlarmRow, EventRow, ReadingRow
 from central.store.rules import AlarmUpdate
 from central.store.sqlite.blocks import RawReading, buckets_of_point, good_before, good_from
-from central.store.sqlite.queries import EVENT_COLUMNS, event_row
+from central.store.sqlite.queries import EVENT_COLUMNS
 from protocols.fleet import DataBatch, Reading
 
 # The newest event about an alarm wins, whatever order the batches arrive in: (stream, seq) orders

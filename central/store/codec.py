@@ -1,5 +1,6 @@
-"""Commands and groups to and from the columns every backend stores them in (the args and a group's
-members as JSON text): one definition, so that the backends cannot drift apart.
+"""Rows to and from the columns every backend stores them in (command args, event data, a group's
+members and a cabinet's inventory as JSON text): one definition, so that the backends cannot drift
+apart.
 
 A command's columns, in order: id, parent_id, cabinet, device, action, args, not_after, issued_by,
 created_ms, status, delivered_ms, finished_ms, reason, finished_by (``COMMAND_COLUMNS``).
@@ -12,7 +13,16 @@ from typing import Any
 
 import msgspec
 
-from central.store.rows import CommandRow, GroupCommandRow, GroupMember, GroupRow, ScalarArgs
+from central.store.rows import (
+    CabinetRow,
+    CommandRow,
+    EventRow,
+    GroupCommandRow,
+    GroupMember,
+    GroupRow,
+    ScalarArgs,
+)
+from protocols.fleet import DeviceInfo
 from protocols.fleet.messages import ScalarMap
 
 COMMAND_COLUMNS = """
@@ -21,6 +31,8 @@ COMMAND_COLUMNS = """
 """
 
 _members = msgspec.json.Decoder(list[GroupMember])
+_inventory = msgspec.json.Decoder(tuple[DeviceInfo, ...])
+_data = msgspec.json.Decoder(ScalarMap)
 _args = msgspec.json.Decoder(ScalarMap)
 _json = msgspec.json.Encoder()
 
@@ -102,3 +114,27 @@ def members_text(group: GroupRow) -> str:
 def group_row(row: Sequence[Any]) -> GroupRow:
     """From (name, members, updated_ms)."""
     return GroupRow(name=row[0], members=tuple(_members.decode(row[1])), updated_ms=row[2])
+
+
+def event_row(row: Sequence[Any]) -> EventRow:
+    """From (cabinet, stream, seq, ts, source, kind, severity, message, data): the data was validated
+    on arrival and stored as JSON."""
+    cabinet, stream, seq, ts_ms, source, kind, severity, message, data = row
+    return EventRow(cabinet, stream, seq, ts_ms, source, kind, severity, message, _data.decode(data))
+
+
+def cabinet_row(row: Sequence[Any]) -> CabinetRow:
+    """From (id, online, last_seen, status_ts, version, config_hash, stream, boot_count, backlog,
+    inventory)."""
+    return CabinetRow(
+        id=row[0],
+        online=bool(row[1]),
+        last_seen_ms=row[2],
+        status_ts_ms=row[3],
+        version=row[4],
+        config_hash=row[5],
+        stream=row[6],
+        boot_count=row[7],
+        backlog=row[8],
+        inventory=_inventory.decode(row[9]),
+    )

@@ -201,7 +201,6 @@ async def build(plan: Plan, db: Path) -> None:
                     group = []
             await store.write(group, [ReceivedStatus(status, received_ms)])
             written += sum(len(b.batch.readings) for b in group)
-            await register(store, plan, index)
             if index % 50 == 0:
                 rate = written / (time.perf_counter() - started)
                 print(f"  built {index + 1}/{plan.cabinets} cabinets, {written:,} readings ({rate:,.0f}/s)")
@@ -233,7 +232,7 @@ async def register(store: Any, plan: Plan, index: int) -> None:
     )
 
 
-def serve(db: str, port: int, token_out: Any) -> None:
+def serve(db: str, plan: Plan, port: int, token_out: Any) -> None:
     import uvicorn
 
     from central.api import create_app
@@ -243,6 +242,8 @@ def serve(db: str, port: int, token_out: Any) -> None:
 
     async def main() -> None:
         async with open_store(f"sqlite:///{db}") as store:
+            for index in range(plan.cabinets):  # here, not at build: a store built before it had one
+                await register(store, plan, index)
             tokens = Tokens(store)
             token = await tokens.replace("bench", Role.ADMIN)
             token_out.send(token)
@@ -299,7 +300,7 @@ def main() -> int:
         print(f"reusing the store in {args.data}: {plan}")
 
     receive, send = multiprocessing.Pipe(duplex=False)
-    server = multiprocessing.Process(target=serve, args=(str(db), args.port, send), daemon=True)
+    server = multiprocessing.Process(target=serve, args=(str(db), plan, args.port, send), daemon=True)
     server.start()
     try:
         token = receive.recv()

@@ -26,7 +26,7 @@ from central.server import CentralServer
 from central.store.auth_rows import Role
 from cityedge.broker import MosquittoBroker
 from protocols.testing import wait_until
-from tests.integration.api_client import api_client
+from tests.integration.api_client import api_client, new_token
 
 pytestmark = pytest.mark.integration
 
@@ -160,10 +160,27 @@ async def test_a_good_config_is_applied_and_the_birth_carries_its_hash(
     assert refused.status_code == 403, refused.text
     assert "set_config needs admin" in refused.json()["detail"]
 
-    command = await rig.send(new)
+    # Pushed with the CLI, which waits for the cabinet's result.
+    config_file = rig.config.parent.parent / "new-agent.toml"
+    config_file.write_text(new)
+    token_file = rig.config.parent.parent / "admin.token"
+    token_file.write_text(await new_token(central.store, Role.ADMIN))
+    token_file.chmod(0o600)
+    push = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cityedge", "central", "config", "push", "--cabinet", CABINET,
+        "--file", str(config_file), "--token-file", str(token_file), "--api", central.url,
+        "--confirm-within", "5",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=REPO,
+    )  # fmt: skip
+    async with asyncio.timeout(40):
+        out, err = await push.communicate()
+    digest = hashlib.sha256(new.encode()).hexdigest()[:16]
+    assert push.returncode == 0, (out, err)
+    lines = out.decode().splitlines()
+    assert lines[-1] == f"executed: config {digest} runs", lines
+    command = lines[0].split()[1].rstrip(":")
     result = await rig.final(command)
     assert result["status"] == "executed", result
-    digest = hashlib.sha256(new.encode()).hexdigest()[:16]
     assert result["reason"] == f"config {digest} runs"
     await rig.wait_hash(new)
     assert rig.config.read_text() == new

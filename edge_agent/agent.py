@@ -186,7 +186,12 @@ class Agent:
             except* RestartRequested:
                 restart = True
             finally:
-                self.notifier.stopping()
+                # A restart in place is a reload to systemd (the same process says READY=1 again);
+                # STOPPING=1 would have it wait for an exit and kill the agent that goes on.
+                if restart:
+                    self.notifier.notify("RELOADING=1\nSTATUS=restarting with another config")
+                else:
+                    self.notifier.stopping()
         if restart:  # the buffer is closed (committed): the process may start again
             raise RestartRequested("restart")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import socket
 import sqlite3
 import sys
@@ -27,6 +28,7 @@ from central.store.auth_rows import Role
 from cityedge.broker import MosquittoBroker
 from protocols.testing import wait_until
 from tests.integration.api_client import api_client, new_token
+from tests.integration.notify_socket import NotifySocket
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +39,8 @@ REPO = Path(__file__).resolve().parents[2]
 class Supervisor:
     """Runs ``cityedge agent run --config CONFIG`` and starts it again each time it exits."""
 
-    def __init__(self, config: Path, log: Path) -> None:
+    def __init__(self, config: Path, log: Path, notify: Path) -> None:
+        self.env = {**os.environ, "NOTIFY_SOCKET": str(notify)}
         self.config = config
         self.log = log
         self.exits: list[int] = []
@@ -58,7 +61,7 @@ class Supervisor:
             with self.log.open("ab") as log:
                 self.process = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "cityedge", "agent", "run", "--config", str(self.config),
-                    stdout=log, stderr=log, cwd=REPO,
+                    stdout=log, stderr=log, cwd=REPO, env=self.env,
                 )  # fmt: skip
             try:
                 self.exits.append(await self.process.wait())
@@ -138,19 +141,24 @@ class Rig:
 
 
 @pytest.fixture
-async def rig(tmp_path: Path, central: CentralServer, mosquitto: MosquittoBroker) -> AsyncIterator[Rig]:
+async def rig(
+    tmp_path: Path, central: CentralServer, mosquitto: MosquittoBroker, notify: NotifySocket
+) -> AsyncIterator[Rig]:
     config = tmp_path / "cabinet" / "agent.toml"
     config.parent.mkdir()
     config.write_text(agent_toml(mosquitto.url, note="as installed"))
     config.chmod(0o640)
-    async with api_client(central, Role.ADMIN) as admin, Supervisor(config, tmp_path / "agent.log") as agent:
+    async with (
+        api_client(central, Role.ADMIN) as admin,
+        Supervisor(config, tmp_path / "agent.log", notify.path) as agent,
+    ):
         rig = Rig(central, admin, agent, config, tmp_path / "central.db")
         await rig.wait_hash(config.read_text())
         yield rig
 
 
 async def test_a_good_config_is_applied_and_the_birth_carries_its_hash(
-    rig: Rig, central: CentralServer, mosquitto: MosquittoBroker
+    rig: Rig, central: CentralServer, mosquitto: MosquittoBroker, notify: NotifySocket
 ) -> None:
     installed = rig.config.read_text()
     new = agent_toml(mosquitto.url, note="sent by central")
@@ -159,6 +167,15 @@ async def test_a_good_config_is_applied_and_the_birth_carries_its_hash(
         refused = await operator.post("/commands", json=set_config(new, 5))
     assert refused.status_code == 403, refused.text
     assert "set_config needs admin" in refused.json()["detail"]
+    # A config is one cabinet's own: central refuses one naming another, or sent to a group.
+    other = await rig.admin.post("/commands", json=set_config(new.replace(CABINET, "cab-other"), 5))
+    assert other.status_code == 422, other.text
+    (problem,) = other.json()["detail"]
+    assert problem["loc"] == ["body", "args", "config"]
+    assert problem["msg"].startswith(f"names cabinet 'cab-other' ([cabinet] id), not the target '{CABINET}'")
+    to_group = await rig.admin.post("/commands", json={**set_config(new, 5), "target": {"group": "all"}})
+    assert to_group.status_code == 422, to_group.text
+    assert to_group.json()["detail"][0]["loc"] == ["body", "target", "group"]
 
     # Pushed with the CLI, which waits for the cabinet's result.
     config_file = rig.config.parent.parent / "new-agent.toml"
@@ -188,6 +205,10 @@ async def test_a_good_config_is_applied_and_the_birth_carries_its_hash(
     assert rig.config.stat().st_mode & 0o777 == 0o640
     assert not (rig.config.parent / "agent.toml.trial").exists()
     assert rig.agent.exits == []  # restarted in place (exec), not by the supervisor
+    # To systemd the restart in place is a reload: READY=1 again, and never STOPPING=1.
+    states = [state.split("\n")[0] for state in notify.drain() if not state.startswith("WATCHDOG")]
+    assert states == ["READY=1", "RELOADING=1", "READY=1"], states
+    await _reported_once(rig, command, "executed")
 
     # One the agent's own loader refuses is rejected with its reason, and nothing changes.
     wrong = new.replace("keepalive_s = 5", "keepalive_s = 1")
@@ -229,7 +250,7 @@ async def test_a_config_that_crashes_the_agent_at_start_is_rolled_back_after_the
     await _reported_once(rig, result["id"])
 
 
-async def _reported_once(rig: Rig, command_id: str) -> None:
+async def _reported_once(rig: Rig, command_id: str, final: str = "failed") -> None:
     """Central holds each of the command's results once: accepted, then one final one."""
     marker = rig.config.parent / "agent.toml.trial"
     await wait_until(lambda: not marker.exists(), timeout=5, what="the trial marker removed")
@@ -244,4 +265,4 @@ async def _reported_once(rig: Rig, command_id: str) -> None:
         rows = db.execute(
             "SELECT status FROM command_results WHERE command_id = ? ORDER BY seq", (command_id,)
         ).fetchall()
-    assert [status for (status,) in rows] == ["accepted", "failed"]
+    assert [status for (status,) in rows] == ["accepted", final]

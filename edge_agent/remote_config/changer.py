@@ -150,17 +150,22 @@ class RemoteConfig:
             if problem is not None:
                 why = f"{why}; {problem}"
             log.error("remote config: %s", why)
-            await asyncio.to_thread(
-                write_marker,
-                self.config,
-                msgspec.structs.replace(trial, state="rolled_back", reason=clip(why, MAX_SHORT_TEXT_CHARS)),
+            rolled_back = msgspec.structs.replace(
+                trial, state="rolled_back", reason=clip(why, MAX_SHORT_TEXT_CHARS)
             )
+            await self._write_marker(rolled_back)
             raise RestartRequested(why) from None
         confirmed = msgspec.structs.replace(trial, state="confirmed")
-        await asyncio.to_thread(write_marker, self.config, confirmed)
+        await self._write_marker(confirmed)
         self.start.active = False
         log.info("remote config: config %s reached the broker: it stays", trial.new_digest)
         await self._conclude(confirmed, "executed", f"config {trial.new_digest} runs")
+
+    async def _write_marker(self, trial: Trial) -> None:
+        try:
+            await asyncio.to_thread(write_marker, self.config, trial)
+        except OSError as exc:  # the next start judges from the file in place
+            log.error("remote config: cannot write the trial's marker (%s)", exc.strerror)
 
     async def _conclude(self, trial: Trial, status: str, reason: str) -> None:
         """The command's final result, in the buffer once, then the marker goes."""
@@ -171,7 +176,10 @@ class RemoteConfig:
                 trial.command_id, ACTION, status, reason, settings={CONCLUDED_KEY: trial.command_id}
             )
         await self.ledger.set_state(trial.command_id, status)
-        await asyncio.to_thread(remove_marker, self.config)
+        try:
+            await asyncio.to_thread(remove_marker, self.config)
+        except OSError as exc:  # the next start concludes it again, and reports nothing twice
+            log.error("remote config: cannot remove the trial's marker (%s)", exc.strerror)
         self.start.trial = None
 
     # -- a set_config command ------------------------------------------------------------------------

@@ -87,7 +87,14 @@ def begin_start(config: Path) -> StartState:
         log.error("remote config: config %s rolled back: %s", trial.new_digest, why)
         return _concluded(path, trial, "rolled_back", f"rolled back: config {trial.new_digest}: {why}")
     trial = msgspec.structs.replace(trial, starts=trial.starts + 1, last_error=None)
-    write_marker(path, trial)
+    try:
+        write_marker(path, trial)
+    except OSError as exc:
+        # Uncounted, a crash under it would go on for ever: the previous config, now.
+        problem = roll_back(path) or "rolled back"
+        return _concluded(
+            path, trial, "rolled_back", f"{problem}: the trial cannot be recorded ({exc.strerror})"
+        )
     log.warning(
         "remote config: trying config %s (command %s): it must reach the broker within %d s",
         trial.new_digest,
@@ -122,5 +129,8 @@ def _concluded(path: Path, trial: Trial, state: TrialState, reason: str) -> Star
         state=state,
         reason=clip(reason, MAX_SHORT_TEXT_CHARS),
     )
-    write_marker(path, concluded)
+    try:
+        write_marker(path, concluded)
+    except OSError as exc:  # this start concludes it all the same (from memory)
+        log.error("remote config: cannot write the trial's marker (%s)", exc.strerror)
     return StartState(path, concluded, active=False)

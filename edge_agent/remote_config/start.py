@@ -91,10 +91,10 @@ def begin_start(config: Path) -> StartState:
         write_marker(path, trial)
     except OSError as exc:
         # Uncounted, a crash under it would go on for ever: the previous config, now.
-        problem = roll_back(path) or "rolled back"
-        return _concluded(
-            path, trial, "rolled_back", f"{problem}: the trial cannot be recorded ({exc.strerror})"
-        )
+        why = f"config {trial.new_digest}: the trial cannot be recorded ({exc.strerror})"
+        problem = roll_back(path)
+        done = f"rolled back: {why}" if problem is None else f"not rolled back: {why}; {problem}"
+        return _concluded(path, trial, "rolled_back", done)
     log.warning(
         "remote config: trying config %s (command %s): it must reach the broker within %d s",
         trial.new_digest,

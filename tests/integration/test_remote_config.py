@@ -13,10 +13,12 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import shutil
 import socket
 import sqlite3
 import sys
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +41,9 @@ REPO = Path(__file__).resolve().parents[2]
 class Supervisor:
     """Runs ``cityedge agent run --config CONFIG`` and starts it again each time it exits."""
 
-    def __init__(self, config: Path, log: Path, notify: Path) -> None:
-        self.env = {**os.environ, "NOTIFY_SOCKET": str(notify)}
+    def __init__(self, config: Path, log: Path, notify: Path | None, *, run_as: Sequence[str] = ()) -> None:
+        self.env = {**os.environ, **({"NOTIFY_SOCKET": str(notify)} if notify is not None else {})}
+        self.run_as = list(run_as)  # a command prefix that runs the agent as another user
         self.config = config
         self.log = log
         self.exits: list[int] = []
@@ -60,7 +63,8 @@ class Supervisor:
         while True:
             with self.log.open("ab") as log:
                 self.process = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "cityedge", "agent", "run", "--config", str(self.config),
+                    *self.run_as, sys.executable, "-m", "cityedge", "agent", "run",
+                    "--config", str(self.config),
                     stdout=log, stderr=log, cwd=REPO, env=self.env,
                 )  # fmt: skip
             try:
@@ -248,6 +252,49 @@ async def test_a_config_that_crashes_the_agent_at_start_is_rolled_back_after_the
     await rig.wait_hash(installed)
     assert rig.config.read_text() == installed
     await _reported_once(rig, result["id"])
+
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def read_only_cabinet(mosquitto: MosquittoBroker) -> Iterator[Path]:
+    """A config its agent (run as nobody) may read, in a folder it may not write; its buffer elsewhere."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run the agent as another user")
+    root = Path(tempfile.mkdtemp(prefix="cityedge-rconf-"))  # not under tmp_path: 0700, closed to nobody
+    try:
+        root.chmod(0o755)
+        (root / "etc").mkdir(mode=0o755)
+        (root / "state").mkdir()
+        os.chown(root / "state", NOBODY, NOBODY)
+        config = root / "etc" / "agent.toml"
+        config.write_text(agent_toml(mosquitto.url, buffer=str(root / "state" / "buffer.db"), note="as is"))
+        config.chmod(0o644)
+        yield config
+    finally:
+        shutil.rmtree(root)
+
+
+async def test_an_agent_that_cannot_replace_its_config_rejects_one_saying_so(
+    central: CentralServer, mosquitto: MosquittoBroker, read_only_cabinet: Path
+) -> None:
+    """As under the shipped unit: the agent's user may read its config, not write in its folder."""
+    config = read_only_cabinet
+    folder = config.parent
+    run_as = [str(shutil.which("setpriv")), f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    async with (
+        api_client(central, Role.ADMIN) as admin,
+        Supervisor(config, folder.parent / "agent.log", None, run_as=run_as) as agent,
+    ):
+        rig = Rig(central, admin, agent, config, Path())
+        await rig.wait_hash(config.read_text())
+        new = config.read_text().replace("# as is", "# sent by central")
+        result = await rig.final(await rig.send(new))
+    assert result["status"] == "rejected", result
+    assert result["reason"].startswith(f"the agent's user cannot write in {folder}, where its config")
+    assert config.read_text() != new
+    assert sorted(path.name for path in folder.iterdir()) == ["agent.toml"]
 
 
 async def _reported_once(rig: Rig, command_id: str, final: str = "failed") -> None:

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from edge_agent.buffer import Buffer
 from edge_agent.clock import Clock
 from edge_agent.command_ledger import CommandLedger
+from edge_agent.journal import story
 from edge_agent.lighting.runner import LightingRunner
 from protocols.errors import DriverError
 from protocols.fleet import Command, FleetError, decode_command
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 
 
 QUEUE_LIMIT = 1000
+# The journal's level of each result: the story of a command is its final result (failed, rejected
+# and expired ones are warnings); "accepted" comes just before the result and says little more.
+_RESULT_LEVELS = {"accepted": logging.DEBUG, "executed": logging.INFO}
 
 
 class Rejected(ValueError):
@@ -119,7 +123,7 @@ class CommandExecutor:
         try:
             command = decode_command(payload, topic_cabinet=self.cabinet)
         except FleetError as exc:
-            log.warning("refused a command: %s", exc)
+            log.warning("refused a command: %s", exc, extra=story("command_refused", reason=exc.reason))
             self.buffer.append_event(
                 ts=self.clock.now_ms(),
                 source="agent/commands",
@@ -219,7 +223,22 @@ class CommandExecutor:
         await self.ledger.set_state(command.id, status)
 
     async def _report(self, command: Command, status: str, reason: str | None) -> None:
-        log.info("command %s (%s): %s%s", command.id, command.action, status, f": {reason}" if reason else "")
+        log.log(
+            _RESULT_LEVELS.get(status, logging.WARNING),
+            "command %s (%s): %s%s",
+            command.id,
+            command.action,
+            status,
+            f": {reason}" if reason else "",
+            extra=story(
+                "command_result",
+                command_id=command.id,
+                action=command.action,
+                device=command.device,
+                status=status,
+                reason=reason,
+            ),
+        )
         self.buffer.append_result(
             ts=self.clock.now_ms(),
             command_id=command.id,

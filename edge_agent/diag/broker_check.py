@@ -19,11 +19,13 @@ Every step is bounded by ``timeout_s``; no password is ever shown.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import socket
 import ssl
 import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,8 +58,21 @@ async def check_broker(
     facts: dict[str, Fact] = {"url": str(broker), "tls": broker.tls}
     try:
         async with asyncio.timeout(timeout_s):
+            address = await resolve(broker.host, broker.port)
+    except TimeoutError:
+        return Check(
+            "broker", Status.FAIL, f"{broker}: its name does not resolve within {timeout_s:g} s", facts
+        )
+    except OSError as exc:
+        return Check("broker", Status.FAIL, f"{broker}: its name does not resolve ({exc})", facts)
+    facts["address"] = address
+    try:
+        async with asyncio.timeout(timeout_s):
             reader, writer = await asyncio.open_connection(
-                broker.host, broker.port, ssl=_tls_context() if broker.tls else None
+                address,
+                broker.port,
+                ssl=_tls_context() if broker.tls else None,
+                server_hostname=broker.host if broker.tls else None,
             )
     except TimeoutError:
         return Check("broker", Status.FAIL, f"{broker}: no answer within {timeout_s:g} s", facts)
@@ -114,7 +129,7 @@ async def _mqtt(  # noqa: PLR0917 (the connection and what is known so far)
             "broker", Status.FAIL, f"{broker}: closed the connection without a CONNACK ({exc})", facts
         )
     if header[0] != 0x20 or header[1] != 2:
-        return Check("broker", Status.FAIL, f"{broker}: does not speak MQTT (got {header.hex()})", facts)
+        return Check("broker", Status.FAIL, f"{broker}: does not speak MQTT (it answered {header!r})", facts)
     code = header[3]
     facts["connack"] = CONNACK_CODES.get(code, f"code {code}")
     if code == 0:
@@ -144,7 +159,7 @@ def _while_agent_runs(broker: BrokerAddress, agent: AgentLink, facts: dict[str, 
             " this user) and a login under its client id would take its session over: run diag with sudo",
             facts,
         )
-    linked = established_to(agent.pids, broker.host, broker.port)
+    linked = established_to(agent.pids, str(facts["address"]), broker.port)
     facts["agent_connected"] = bool(linked)
     if linked:
         facts["credentials"] = "in use by the running agent"
@@ -162,6 +177,34 @@ def _while_agent_runs(broker: BrokerAddress, agent: AgentLink, facts: dict[str, 
         " (`journalctl -u cityedge-agent -g broker`); stop the agent and run diag to test its login",
         facts,
     )
+
+
+async def resolve(host: str, port: int) -> str:
+    """The first address of ``host``, looked up on a daemon thread of its own: with the link down a
+    lookup may hang for the resolver's whole timeout, and diag must be able to give up on it and exit
+    (the event loop's executor would wait for it on the way out)."""
+    loop = asyncio.get_running_loop()
+    found: asyncio.Future[str] = loop.create_future()
+
+    def settle(result: str | OSError) -> None:
+        if found.done():
+            return
+        if isinstance(result, OSError):
+            found.set_exception(result)
+        else:
+            found.set_result(result)
+
+    def lookup() -> None:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            result: str | OSError = str(infos[0][4][0])
+        except OSError as exc:
+            result = exc
+        with contextlib.suppress(RuntimeError):  # the loop is gone: diag gave up on this lookup
+            loop.call_soon_threadsafe(settle, result)
+
+    threading.Thread(target=lookup, name="diag-resolve", daemon=True).start()
+    return await found
 
 
 def connect_packet(client_id: str, username: str | None, password: str | None) -> bytes:
@@ -202,12 +245,12 @@ def _certificate(writer: asyncio.StreamWriter) -> str | None:
     return f"{subject.get('commonName', '?')}, valid until {peer.get('notAfter', '?')}"
 
 
-def established_to(pids: tuple[int, ...], host: str, port: int, *, proc: Path = Path("/proc")) -> list[int]:
-    """The pids among ``pids`` holding an established TCP connection to ``host``:``port``."""
-    try:
-        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)}
-    except OSError:
-        return []
+def established_to(
+    pids: tuple[int, ...], address: str, port: int, *, proc: Path = Path("/proc")
+) -> list[int]:
+    """The pids among ``pids`` holding an established TCP connection to ``address``:``port`` (the
+    broker's address as diag resolved it: a name with several addresses may be reached at another)."""
+    addresses = {address}
     remote = set().union(*(_proc_addresses(address, port) for address in addresses))
     found = []
     for pid in pids:

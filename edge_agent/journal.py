@@ -126,6 +126,8 @@ class JournalHandler(logging.Handler):
         self.socket_path = socket_path
         self._fallback = fallback
         self._plain = PlainFormatter()
+        # MESSAGE is the message alone (and a traceback): time, level and logger are fields of their own.
+        self.setFormatter(logging.Formatter("%(message)s"))
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         self._socket.setblocking(False)  # a slow journald must never stall the agent's event loop
         self.fallbacks = 0  # records written to stderr because the journal did not take them

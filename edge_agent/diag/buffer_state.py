@@ -14,6 +14,7 @@ and the last ack read here is that of the last deletion.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,8 @@ def read_buffer_state(path: Path) -> BufferState:
     """What is in the buffer at ``path``; BufferReadError when it is missing or not a buffer."""
     if not path.exists():
         raise BufferReadError(path, "no such file: the agent has not run here yet, or buffer.path is wrong")
+    if not os.access(path, os.R_OK):
+        raise BufferReadError(path, "this user may not read it: run diag with sudo")
     wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
     live = wal.exists() and shm.exists()
     query = "mode=ro" if live else "immutable=1"

@@ -49,6 +49,16 @@ def test_a_story_line_arrives_with_its_fields(journal: JournalSocket) -> None:
     handler.close()
 
 
+def test_the_message_is_the_message_alone_whatever_the_root_format(journal: JournalSocket) -> None:
+    handler = JournalHandler(identifier="cityedge-agent", socket_path=journal.path)
+    # What logging.basicConfig(handlers=[handler]) does to a handler without a formatter of its own:
+    if handler.formatter is None:
+        handler.setFormatter(logging.Formatter(logging.BASIC_FORMAT))
+    handler.emit(record("evicted %d records", 5))
+    handler.close()
+    assert [entry["MESSAGE"] for entry in journal.drain()] == ["evicted 5 records"]
+
+
 def test_a_value_with_a_newline_goes_length_prefixed(journal: JournalSocket) -> None:
     handler = JournalHandler(identifier="cityedge-agent", socket_path=journal.path)
     try:

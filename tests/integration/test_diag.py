@@ -5,6 +5,7 @@ writing its buffer is neither blocked nor kicked off the broker by diag."""
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import os
 import sys
@@ -253,3 +254,97 @@ def _last_seq(buffer: Path) -> int:
 
 def _names(folder: Path) -> list[str]:
     return sorted(os.listdir(folder))
+
+
+def tls_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost and 127.0.0.1 (cert.pem, key.pem), as a small CA of
+    its own would sign the fleet broker's."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture
+async def tls_broker(tmp_path: Path) -> AsyncIterator[tuple[int, Path]]:
+    """Mosquitto on a TLS listener with a certificate no system CA signed: (port, its certificate)."""
+    from cityedge.broker import mosquitto_path
+    from cityedge.ports import free_port, wait_for_port
+
+    binary = mosquitto_path()
+    if binary is None:
+        pytest.skip("mosquitto is not installed")
+    folder = tmp_path / "tls"
+    folder.mkdir()
+    cert, key = tls_certificate(folder)
+    port = free_port()
+    conf = folder / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\ncertfile {cert}\nkeyfile {key}\nallow_anonymous true\nlog_dest none\n"
+        f"user {getpass.getuser()}\n"  # as root it would switch to a user who cannot read the test's files
+    )
+    process = await asyncio.create_subprocess_exec(binary, "-c", str(conf), stderr=asyncio.subprocess.DEVNULL)
+    try:
+        async with asyncio.timeout(10):
+            await wait_for_port("127.0.0.1", port)
+        yield port, cert
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        await process.wait()
+
+
+async def test_the_brokers_tls_certificate_is_checked_as_the_agent_checks_it(
+    tmp_path: Path, tls_broker: tuple[int, Path]
+) -> None:
+    port, cert = tls_broker
+    config = write_agent_config(tmp_path, cabinet=CABINET, broker_url=f"mqtts://localhost:{port}", devices=[])
+    code, out, _, _ = await diag_cli(config, "--json")
+    assert code == 1
+    refused = json.loads(out)["checks"]["broker"]
+    assert refused["status"] == "fail" and refused["tcp"] is True
+    assert "TLS certificate refused (self-signed certificate)" in refused["summary"]
+
+    # Trusted (the CA file OpenSSL reads by default: what a cabinet's CA store holds): accepted.
+    trusted = {**os.environ, "SSL_CERT_FILE": str(cert)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cityedge", "diag", "--config", str(config), "--json",
+        stdout=asyncio.subprocess.PIPE, env=trusted,
+    )  # fmt: skip
+    out_bytes, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+    broker = json.loads(out_bytes)["checks"]["broker"]
+    assert broker["status"] == "ok", broker
+    assert broker["tls_certificate"].startswith("localhost, valid until ")
+    assert broker["credentials"] == "accepted"

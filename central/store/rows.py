@@ -209,6 +209,71 @@ class AlarmRow:
     updated_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class RegistryEntry:
+    """A provisioned cabinet: where it stands and what its lamps draw (``cityedge provision``).
+
+    ``broker_hash`` is its broker password as Mosquitto's dynamic-security stores it (the JSON of
+    ``cityedge.broker_accounts.password_hash``), never the password; no API answer carries it.
+    """
+
+    cabinet: str
+    town: str
+    label: str
+    latitude: float | None
+    longitude: float | None
+    rated_power_w: float | None  # its lamps at full power: the KPI baseline without dimming
+    baseline_kwh_per_day: float | None  # a configured historical baseline, when the city has one
+    broker_hash: str | None
+    created_ms: int
+    updated_ms: int
+    revoked_ms: int | None
+
+
+EpisodeState = Literal["raised", "acknowledged", "cleared"]
+NoteKind = Literal["acknowledge", "assign", "comment"]
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmNote:
+    id: int
+    episode_id: int
+    ts_ms: int
+    author: str  # the caller's token name
+    kind: NoteKind
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmEpisode:
+    """One episode of one (cabinet, device, alarm): from the event raising it to the one clearing it.
+
+    ``raised_ms`` and ``cleared_ms`` are the cabinet's stamps where believed (``central.record_time``),
+    so an episode raised and cleared while central was down keeps its real times.
+    """
+
+    id: int
+    cabinet: str
+    device: str
+    alarm: str
+    severity: str
+    message: str
+    raised_ms: int
+    cleared_ms: int | None
+    acked_ms: int | None
+    acked_by: str | None
+    assigned_to: str | None
+    assigned_ms: int | None
+    updated_ms: int
+    notes: tuple[AlarmNote, ...] = ()
+
+    @property
+    def state(self) -> EpisodeState:
+        if self.cleared_ms is not None:
+            return "cleared"
+        return "acknowledged" if self.acked_ms is not None else "raised"
+
+
 # -- rollups -----------------------------------------------------------------------------------------
 
 # Bucket widths: 15 minutes and one UTC day. Rollups are kept for the contract's life.

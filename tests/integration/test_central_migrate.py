@@ -50,3 +50,18 @@ def test_the_config_files_store_url_is_used(tmp_path: Path) -> None:
     done = cityedge("central", "migrate", "--config", str(config))
     assert done.returncode == 0, done.stderr
     assert db.exists() and f"migrated from version 0 to {SCHEMA_VERSION}" in done.stderr
+
+
+def test_a_version_4_file_gets_the_registry_and_alarm_episodes(tmp_path: Path) -> None:
+    db = tmp_path / "v4.db"
+    assert cityedge("central", "migrate", "--db", str(db)).returncode == 0
+    with sqlite3.connect(db) as conn:  # what version 4 had: none of version 5's tables
+        conn.executescript(
+            "DROP TABLE alarm_notes; DROP TABLE alarm_episodes; DROP TABLE registry; PRAGMA user_version = 4;"
+        )
+    done = cityedge("central", "migrate", "--db", str(db))
+    assert done.returncode == 0, done.stderr
+    assert f"migrated from version 4 to {SCHEMA_VERSION}" in done.stderr
+    with sqlite3.connect(db) as conn:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
+        assert {"registry", "alarm_episodes", "alarm_notes"} <= tables

@@ -273,10 +273,59 @@ SELECT stream_pk, min(seq), max(seq) FROM (
 GROUP BY stream_pk, island;
 """
 
+# The cabinet registry and alarm episodes, as on SQLite (central.store.sqlite.schema says why).
+_V4 = """
+CREATE TABLE registry (
+    cabinet text PRIMARY KEY,
+    town text NOT NULL,
+    label text NOT NULL DEFAULT '',
+    latitude double precision,
+    longitude double precision,
+    rated_power_w double precision,
+    baseline_kwh_per_day double precision,
+    broker_hash text,
+    created_ms bigint NOT NULL,
+    updated_ms bigint NOT NULL,
+    revoked_ms bigint
+);
+CREATE INDEX registry_town ON registry (town);
+CREATE TABLE alarm_episodes (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    cabinet text NOT NULL,
+    device text NOT NULL,
+    alarm text NOT NULL,
+    severity text NOT NULL,
+    message text NOT NULL,
+    stream_pk integer NOT NULL,
+    raised_seq bigint NOT NULL,
+    raised_ms bigint NOT NULL,
+    cleared_seq bigint,
+    cleared_ms bigint,
+    acked_ms bigint,
+    acked_by text,
+    assigned_to text,
+    assigned_ms bigint,
+    updated_ms bigint NOT NULL,
+    UNIQUE (stream_pk, raised_seq)
+);
+CREATE INDEX alarm_episodes_open ON alarm_episodes (cabinet, device, alarm, cleared_seq);
+CREATE INDEX alarm_episodes_raised ON alarm_episodes (raised_ms);
+CREATE TABLE alarm_notes (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    episode_id bigint NOT NULL REFERENCES alarm_episodes (id),
+    ts_ms bigint NOT NULL,
+    author text NOT NULL,
+    kind text NOT NULL,
+    text text NOT NULL DEFAULT ''
+);
+CREATE INDEX alarm_notes_episode ON alarm_notes (episode_id, id);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1),
     Migration(2, "rollups", _V2),
     Migration(3, "held seq ranges", _V3),
+    Migration(4, "registry and alarm episodes", _V4),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
@@ -301,4 +350,7 @@ DATA_TABLES = (
     "audit",
     "rollups",
     "held",
+    "alarm_notes",
+    "alarm_episodes",
+    "registry",
 )

@@ -1,10 +1,11 @@
 """Upgrading a SQLite file of an older schema version in place (``cityedge central migrate``).
 
     from central.store.sqlite.migrate import migrate
-    before, after = migrate(Path("central.db"))     # (2, 4): done; (4, 4): nothing to do
+    before, after = migrate(Path("central.db"))     # (2, 5): done; (5, 5): nothing to do
 
-From 2 (a row per reading, keyed by (stream_pk, seq), indexed by (point_pk, ts)) or 3 (the same,
-with rollups) to 4, in ONE transaction (a failure leaves the file as it was):
+From 4 to 5: the cabinet registry and alarm episodes (``_to_v5``). From 2 (a row per reading, keyed
+by (stream_pk, seq), indexed by (point_pk, ts)) or 3 (the same, with rollups) to 4 and on, in ONE
+transaction (a failure leaves the file as it was):
 - each stream's readings become blocks (one per 15-minute bucket and at most ``BLOCK_ROWS``);
 - ``held`` gets the seq ranges of every record already stored (readings, events, results);
 - ``latest_readings`` gets the values of the readings it named;
@@ -24,7 +25,13 @@ from pathlib import Path
 from central.store import rollups as ru
 from central.store.sqlite.blocks import BLOCKS_SCHEMA, QUARTER_MS, insert_blocks
 from central.store.sqlite.rollups import insert_rollups
-from central.store.sqlite.schema import ROLLUPS_SCHEMA, SCHEMA_VERSION, connect
+from central.store.sqlite.schema import (
+    EPISODES_SCHEMA,
+    REGISTRY_SCHEMA,
+    ROLLUPS_SCHEMA,
+    SCHEMA_VERSION,
+    connect,
+)
 from protocols.fleet.messages import Scalar
 
 BLOCK_ROWS = 1000
@@ -72,15 +79,17 @@ def migrate(path: Path, *, progress: Callable[[str], None] | None = None) -> tup
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         if version == SCHEMA_VERSION:
             return version, version
-        if version not in (2, 3):
+        if version not in (2, 3, 4):
             raise sqlite3.DatabaseError(
-                f"{path}: schema version {version}; this cityedge upgrades versions 2 and 3 to"
+                f"{path}: schema version {version}; this cityedge upgrades versions 2 to 4 to"
                 f" {SCHEMA_VERSION} (a newer file needs a newer cityedge)"
             )
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("BEGIN IMMEDIATE")
         try:
-            _upgrade(conn, say)
+            if version < 4:
+                _to_v4(conn, say)
+            _to_v5(conn, say)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
@@ -91,7 +100,13 @@ def migrate(path: Path, *, progress: Callable[[str], None] | None = None) -> tup
         conn.close()
 
 
-def _upgrade(conn: sqlite3.Connection, say: Callable[[str], None]) -> None:
+def _to_v5(conn: sqlite3.Connection, say: Callable[[str], None]) -> None:
+    say("registry and alarm episodes")
+    for statement in _statements(REGISTRY_SCHEMA) + _statements(EPISODES_SCHEMA):
+        conn.execute(statement)
+
+
+def _to_v4(conn: sqlite3.Connection, say: Callable[[str], None]) -> None:
     conn.execute("DROP TABLE IF EXISTS rollups")  # version 3's: counted again below, the same way
     for statement in _statements(BLOCKS_SCHEMA) + _statements(ROLLUPS_SCHEMA):
         conn.execute(statement)

@@ -7,7 +7,8 @@ central holds (``central.store.sqlite.blocks``): what a disk pays per reading is
 limit at a few thousand cabinets (bench/central_wear.py).
 
 Versions: 2 (readings one row each), 3 (rollups), 4 (blocks, held, latest_readings with their
-values). ``central.store.sqlite.migrate`` upgrades a file in place (``cityedge central migrate``).
+values), 5 (the cabinet registry, alarm episodes and their notes).
+``central.store.sqlite.migrate`` upgrades a file in place (``cityedge central migrate``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from central.store.sqlite.blocks import BLOCKS_SCHEMA
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 MIGRATE_COMMAND = "cityedge central migrate"
 BUSY_TIMEOUT_S = 5.0
 WAL_AUTOCHECKPOINT_PAGES = 10_000
@@ -190,6 +191,63 @@ CREATE TABLE IF NOT EXISTS rollups (
 CREATE INDEX IF NOT EXISTS rollups_point ON rollups (point_pk, res, bucket);
 """
 
+# The cabinets a city has provisioned (``cityedge provision``): where each stands, what its lamps draw
+# at full power (the energy baseline), and its broker account as Mosquitto hashes it (PBKDF2-SHA512:
+# never the password). A revoked cabinet keeps its row, with revoked_ms set, so its history keeps its
+# town. A cabinet that sends data without being registered is still stored (it has no town).
+REGISTRY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS registry (
+    cabinet TEXT PRIMARY KEY,
+    town TEXT NOT NULL,
+    label TEXT NOT NULL DEFAULT '',
+    latitude REAL,
+    longitude REAL,
+    rated_power_w REAL,
+    baseline_kwh_per_day REAL,
+    broker_hash TEXT,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    revoked_ms INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS registry_town ON registry (town);
+"""
+
+# Every alarm episode is its own row: raised by one event, cleared by the next clearing event of the
+# same (cabinet, device, alarm) in the stream's seq order, so a door opened twice is two episodes.
+# Operators' acknowledgements, assignments and comments are notes of an episode.
+EPISODES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alarm_episodes (
+    id INTEGER PRIMARY KEY,
+    cabinet TEXT NOT NULL,
+    device TEXT NOT NULL,
+    alarm TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    message TEXT NOT NULL,
+    stream_pk INTEGER NOT NULL,
+    raised_seq INTEGER NOT NULL,
+    raised_ms INTEGER NOT NULL,
+    cleared_seq INTEGER,
+    cleared_ms INTEGER,
+    acked_ms INTEGER,
+    acked_by TEXT,
+    assigned_to TEXT,
+    assigned_ms INTEGER,
+    updated_ms INTEGER NOT NULL,
+    UNIQUE (stream_pk, raised_seq)
+);
+CREATE INDEX IF NOT EXISTS alarm_episodes_open ON alarm_episodes (cabinet, device, alarm, cleared_seq);
+CREATE INDEX IF NOT EXISTS alarm_episodes_raised ON alarm_episodes (raised_ms);
+CREATE TABLE IF NOT EXISTS alarm_notes (
+    id INTEGER PRIMARY KEY,
+    episode_id INTEGER NOT NULL REFERENCES alarm_episodes (id),
+    ts_ms INTEGER NOT NULL,
+    author TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    text TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS alarm_notes_episode ON alarm_notes (episode_id, id);
+"""
+
 SCHEMA = (
     """
 CREATE TABLE IF NOT EXISTS cabinets (
@@ -265,6 +323,8 @@ CREATE TABLE IF NOT EXISTS counters (
 """
     + AUTH_SCHEMA
     + ROLLUPS_SCHEMA
+    + REGISTRY_SCHEMA
+    + EPISODES_SCHEMA
 )
 
 

@@ -83,6 +83,7 @@ class Sync:
         death: Callable[[], Status],
         clock_ms: Callable[[], int],
         on_command: Callable[[bytes], None],
+        on_birth: Callable[[], None] = lambda: None,
     ) -> None:
         self.topics = Topics(cabinet)
         self.cabinet = cabinet
@@ -94,6 +95,7 @@ class Sync:
         self.death = death
         self.clock_ms = clock_ms
         self.on_command = on_command
+        self.on_birth = on_birth  # told after each birth is published (the broker took it)
         self.stats = SyncStats()
         self.flow = SendWindow(
             max_window=settings.window, max_batch=settings.batch_max_records, target_s=settings.ack_target_s
@@ -180,6 +182,7 @@ class Sync:
             # Deletions acknowledged in the last session reach disk before we resend from the start.
             await self.buffer.flush()
             await client.publish(self.topics.status, encode(self.birth()), qos=1, retain=True)
+            self.on_birth()
             inflight: dict[int, _InFlight] = {}
             try:
                 async with asyncio.TaskGroup() as tasks:

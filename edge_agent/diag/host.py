@@ -75,12 +75,11 @@ class AgentPresence:
 
     @property
     def running(self) -> bool | None:
-        """True or False when known; None when it cannot be told (processes hidden from this user)."""
+        """True or False when known; None when it cannot be told: some processes are hidden from this
+        user (not root; ``ProtectProc=``), and one of them may be an agent run by hand."""
         if self.pids or self.service_state in ("active", "activating", "reloading", "deactivating"):
             return True
-        if self.hidden and not self.systemd:
-            return None
-        return False
+        return None if self.hidden else False
 
 
 def agent_presence(buffer_path: Path, *, unit: str = UNIT) -> AgentPresence:

@@ -24,12 +24,18 @@ def fail(message: str) -> NoReturn:
     raise SystemExit(USAGE_ERROR)
 
 
-def setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def setup_logging(verbose: bool, *, journal_identifier: str | None = None) -> None:
+    """Plain lines on stderr; with ``journal_identifier``, the agent's story handler instead (journald's
+    native protocol with structured fields under systemd, plain lines with the fields otherwise)."""
+    level = logging.DEBUG if verbose else logging.INFO
+    if journal_identifier is None:
+        logging.basicConfig(
+            level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        )
+    else:
+        from edge_agent.journal import log_handler
+
+        logging.basicConfig(level=level, handlers=[log_handler(journal_identifier)])
     # Third-party chatter (reconnect attempts, per-request debug) is not the operator's concern.
     for noisy in ("pymodbus", "uvicorn.access", "amqtt", "transitions", "asyncua", "zeep", "onvif"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -66,7 +72,7 @@ def run_agent(config: Path, *, verbose: bool) -> None:
     from edge_agent.remote_config import RestartRequested, begin_start
     from protocols.sd_notify import Notifier
 
-    setup_logging(verbose)
+    setup_logging(verbose, journal_identifier="cityedge-agent")
     start = begin_start(config)
     try:
         try:

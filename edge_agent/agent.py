@@ -13,6 +13,7 @@ from edge_agent.clock_alarm import ClockAlarm
 from edge_agent.command_ledger import CommandLedger
 from edge_agent.commands import CommandExecutor
 from edge_agent.config import LoadedConfig, build_drivers
+from edge_agent.journal import CABINET
 from edge_agent.lighting.runner import LightingRunner, lighting_outputs
 from edge_agent.liveness import Liveness
 from edge_agent.poller import DevicePoller, Observer
@@ -154,6 +155,7 @@ class Agent:
         )
 
     async def run(self) -> None:
+        CABINET.set(self.config.cabinet.id)  # every log line of this agent's tasks names its cabinet
         async with self.buffer:
             self.buffer.append_event(
                 ts=self.clock_ms(),

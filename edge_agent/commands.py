@@ -25,6 +25,7 @@ from typing import Protocol
 from edge_agent.buffer import Buffer
 from edge_agent.clock import Clock
 from edge_agent.command_ledger import CommandLedger
+from edge_agent.journal import story
 from edge_agent.lighting.runner import LightingRunner
 from protocols.errors import DriverError
 from protocols.fleet import Command, FleetError, decode_command
@@ -44,6 +45,9 @@ log = logging.getLogger(__name__)
 
 
 QUEUE_LIMIT = 1000
+# The journal's level of each result: the story of a command is its final result (failed, rejected
+# and expired ones are warnings); "accepted" comes just before the result and says little more.
+_RESULT_LEVELS = {"accepted": logging.DEBUG, "executed": logging.INFO}
 
 
 class Rejected(ValueError):
@@ -145,7 +149,7 @@ class CommandExecutor:
         try:
             command = decode_command(payload, topic_cabinet=self.cabinet)
         except FleetError as exc:
-            log.warning("refused a command: %s", exc)
+            log.warning("refused a command: %s", exc, extra=story("command_refused", reason=exc.reason))
             self.buffer.append_event(
                 ts=self.clock.now_ms(),
                 source="agent/commands",
@@ -283,7 +287,15 @@ class CommandExecutor:
         settings: Mapping[str, str] = {},
     ) -> None:
         """A result into the buffer, committed now with ``settings`` (in the same transaction)."""
-        log.info("command %s (%s): %s%s", command_id, action, status, f": {reason}" if reason else "")
+        log.log(
+            _RESULT_LEVELS.get(status, logging.WARNING),
+            "command %s (%s): %s%s",
+            command_id,
+            action,
+            status,
+            f": {reason}" if reason else "",
+            extra=story("command_result", command_id=command_id, action=action, status=status, reason=reason),
+        )
         for key, value in settings.items():
             self.buffer.stage_setting(key, value)
         self.buffer.append_result(

@@ -136,7 +136,7 @@ DIAG_FAILED = 1
 @app.command("diag")
 def diag(
     config: Annotated[Path, typer.Option("--config", "-c", help="The cabinet's TOML config file.")] = Path(
-        "/etc/cityedge/agent.toml"
+        "/etc/cityedge/agent/agent.toml"
     ),
     json_output: Annotated[
         bool, typer.Option("--json", help="The report as one JSON document on stdout, for scripts.")

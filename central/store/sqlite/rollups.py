@@ -16,6 +16,7 @@ from typing import Any
 from central.store import rollups as ru
 from central.store.rows import Resolution, Rollup
 from central.store.sqlite.blocks import buckets_of_point
+from central.store.sqlite.quarter_parts import PlainRow, plain_row
 
 _VALUES = """
     count, good, min, max, sum, last_ts, last_stream, last_seq, last_value, last_quality,
@@ -72,48 +73,66 @@ def _values(r: Rollup) -> tuple[object, ...]:
 # -- writes (writer thread, inside the batch's transaction) ------------------------------------------
 
 
-# The order-free part of ``rollups.absorb`` (count, min, max, sum, last) as one statement, for points
-# that are not counters: no row is read back into Python. min(a, b) is NULL when either is, hence
-# the coalesce. Every expression reads the row as it was (SQL), so ``last_*`` move together.
-_NEWER = (
-    "(excluded.last_ts, excluded.last_stream, excluded.last_seq) > (r.last_ts, r.last_stream, r.last_seq)"
-)
-_UPSERT = f"""
-INSERT INTO rollups AS r (res, bucket, point_pk, {_VALUES}) VALUES ({", ".join("?" * 22)})
-ON CONFLICT (res, bucket, point_pk) DO UPDATE SET
-    count = r.count + excluded.count,
-    good = r.good + excluded.good,
-    min = coalesce(min(r.min, excluded.min), r.min, excluded.min),
-    max = coalesce(max(r.max, excluded.max), r.max, excluded.max),
-    sum = min(max(r.sum + excluded.sum, -1e300), 1e300),
-    last_ts = CASE WHEN {_NEWER} THEN excluded.last_ts ELSE r.last_ts END,
-    last_stream = CASE WHEN {_NEWER} THEN excluded.last_stream ELSE r.last_stream END,
-    last_seq = CASE WHEN {_NEWER} THEN excluded.last_seq ELSE r.last_seq END,
-    last_value = CASE WHEN {_NEWER} THEN excluded.last_value ELSE r.last_value END,
-    last_quality = CASE WHEN {_NEWER} THEN excluded.last_quality ELSE r.last_quality END
+# The order-free part of ``rollups.absorb`` (count, min, max, sum, last) for points that are not
+# counters, with no row read back into Python: an UPDATE of the rows there (the usual case: a point's
+# quarter has readings already), then an INSERT of those it did not find. Cheaper than one upsert
+# (INSERT ... ON CONFLICT DO UPDATE), which first tries the insert. min(a, b) is NULL when either is,
+# hence the coalesce. Every expression reads the row as it was (SQL), so ``last_*`` move together.
+# Both take a ``quarter_parts.PlainRow``.
+_NEWER = "(?6, ?7, ?8) > (last_ts, last_stream, last_seq)"
+_ADD_PLAIN = f"""
+UPDATE rollups SET
+    count = count + ?1,
+    good = good + ?2,
+    min = coalesce(min(min, ?3), min, ?3),
+    max = coalesce(max(max, ?4), max, ?4),
+    sum = min(max(sum + ?5, -1e300), 1e300),
+    last_ts = CASE WHEN {_NEWER} THEN ?6 ELSE last_ts END,
+    last_stream = CASE WHEN {_NEWER} THEN ?7 ELSE last_stream END,
+    last_seq = CASE WHEN {_NEWER} THEN ?8 ELSE last_seq END,
+    last_value = CASE WHEN {_NEWER} THEN ?9 ELSE last_value END,
+    last_quality = CASE WHEN {_NEWER} THEN ?10 ELSE last_quality END
+WHERE res = ?11 AND bucket = ?12 AND point_pk = ?13
+"""
+_INSERT_PLAIN = f"""
+INSERT INTO rollups (res, bucket, point_pk, {_VALUES})
+VALUES (?11, ?12, ?13, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, NULL, NULL, NULL, NULL, 0.0, 0, 0, 0)
+ON CONFLICT (res, bucket, point_pk) DO NOTHING
 """
 
 
+def add_plain(cur: sqlite3.Cursor, rows: Sequence[PlainRow]) -> None:
+    """Add the order-free parts of quarters that are not counters' (keys distinct) to their rows."""
+    if not rows:
+        return
+    cur.executemany(_ADD_PLAIN, rows)
+    if cur.rowcount < len(rows):  # some quarters are new: insert those (the others are done)
+        cur.executemany(_INSERT_PLAIN, rows)
+
+
 def apply_quarters(
-    cur: sqlite3.Cursor, new: Mapping[tuple[int, int], tuple[bool, list[ru.Sample]]], *, now_ms: int
+    cur: sqlite3.Cursor,
+    plain: list[PlainRow],
+    new: Mapping[tuple[int, int], tuple[bool, list[ru.Sample]]],
+    *,
+    now_ms: int,
 ) -> None:
-    """Add the readings just stored ((quarter, point_pk) -> (is a counter, its samples in that
-    quarter)) to their quarters; a day they land in whose rollup is cached (an old day: a late
-    reading) loses its cache."""
-    quarter = width("15m")
+    """Add the readings just stored to their quarters: ``plain``, quarters of points that are not
+    counters already summed up (``quarter_parts.cut``), and ``new``, (quarter, point_pk) -> (is a
+    counter, its samples in that quarter), keys distinct from ``plain``'s; a day they land in whose
+    rollup is cached (an old day: a late reading) loses its cache."""
     probe = now_ms - DAY_CACHE_PROBE_MS
-    upserts: list[tuple[object, ...]] = []
     counters: dict[tuple[int, int], list[ru.Sample]] = {}
     # A quarter that starts before the probe may hold a reading of a cached day (one that ends after
     # it cannot be cached yet, so dropping its cache too costs nothing).
     stale = {(ru.bucket_of(bucket, "1d"), pk) for bucket, pk in new if bucket < probe}
+    stale.update((ru.bucket_of(row[11], "1d"), row[12]) for row in plain if row[11] < probe)
     for (bucket, pk), (counter, samples) in new.items():
         if counter:
             counters[(bucket, pk)] = samples
         else:
-            upserts.append((quarter, bucket, pk, *_values(ru.summarise(bucket, samples, counter=False))))
-    if upserts:
-        cur.executemany(_UPSERT, upserts)
+            plain.append(plain_row(bucket, pk, ru.summarise(bucket, samples, counter=False)))
+    add_plain(cur, plain)
     if counters:
         _apply_counters(cur, counters)
     if stale:

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections import defaultdict
 from collections.abc import Callable, Sequence
-from itertools import repeat
 from operator import lt
 from typing import TypeVar
 
@@ -28,9 +26,10 @@ import msgspec
 
 from central.record_time import time_suspect
 from central.store import rules
-from central.store.rollups import Sample, is_counter
+from central.store.rollups import is_counter
 from central.store.rows import BatchOutcome, Purged, QuarantineEntry, ReceivedBatch, ReceivedStatus
-from central.store.sqlite.blocks import bucket_slices, fresh_readings, hold, insert_columns, purge, take
+from central.store.sqlite import quarter_parts
+from central.store.sqlite.blocks import bucket_slices, fresh_readings, hold, insert_columns, purge
 from central.store.sqlite.commands import apply_results
 from central.store.sqlite.rollups import apply_quarters
 from central.store.sqlite.views import apply_alarm_events, apply_latest_readings, flag_time_suspects
@@ -210,23 +209,11 @@ class SqliteWriter:
         apply_latest_readings(cur, stream_pk, fresh, points, received_ms, simple=clean and ascending)
         # Only what was stored now is counted: a duplicate never reaches a rollup.
         counters = self._counters[cabinet]
-        quarters: dict[tuple[int, int], tuple[bool, list[Sample]]] = {}
-        for bucket, where in parts:
-            by_point: defaultdict[int, list[Sample]] = defaultdict(list)
-            samples = map(
-                Sample,
-                take(stamps, where),
-                repeat(stream_pk),
-                take(seqs, where),
-                take(values, where),
-                take(qualities, where),
-            )
-            for pk, sample in zip(take(pks, where), samples, strict=True):
-                by_point[pk].append(sample)
-            for pk, part in by_point.items():
-                quarters[(bucket, pk)] = (pk in counters, part)
+        plain, samples = quarter_parts.cut(
+            parts, stream_pk, (seqs, pks, stamps, values, qualities), counters, ascending=ascending
+        )
         # The wall clock (not the batch's stamps): the daily rollups kept for old days use it too.
-        apply_quarters(cur, quarters, now_ms=time.time_ns() // 1_000_000)
+        apply_quarters(cur, plain, samples, now_ms=time.time_ns() // 1_000_000)
         return len(fresh), clean
 
     def _insert_events(self, cur: sqlite3.Cursor, stream_pk: int, batch: DataBatch, received_ms: int) -> int:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from itertools import accumulate
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -87,3 +89,11 @@ def test_huge_values_saturate_the_sum() -> None:
     columns = ([1, 2], [1, 1], [T0, T0 + 1], [1.7e308, 1.7e308], [Quality.GOOD, Quality.GOOD])
     plain, _ = cut(bucket_slices(columns[2]), STREAM, columns, set(), ascending=True)
     assert plain[0][4] == ru.MAX_SUM
+
+
+@pytest.mark.parametrize("pks", [[1, 2], [1, 1]], ids=["each point once", "a point twice"])
+def test_a_nan_takes_the_samples_way(pks: list[int]) -> None:
+    columns = ([1, 2], pks, [T0, T0 + 1], [math.nan, 1.0], [Quality.GOOD, Quality.GOOD])
+    plain, left = cut(bucket_slices(columns[2]), STREAM, columns, set(), ascending=True)
+    assert (T0 - T0 % QUARTER_MS, 1) in left
+    assert all(row[12] != 1 for row in plain)

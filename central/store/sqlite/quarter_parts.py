@@ -14,6 +14,7 @@ import math
 from bisect import bisect_right
 from collections.abc import Sequence
 from itertools import repeat
+from math import isnan
 from typing import cast
 
 from central.store import rollups as ru
@@ -57,6 +58,13 @@ def cut(
     left: SampleParts = {}
     for bucket, where in parts:
         assert isinstance(where, slice)
+        part = pks[where]
+        if len(set(part)) == len(part):  # each point once (live batches): a row per reading
+            _add_singles(
+                plain, left, bucket=bucket, where=where, stream_pk=stream_pk, columns=columns,
+                floats=floats, counters=counters,
+            )  # fmt: skip
+            continue
         # Stable: by point, then in batch (seq) order.
         order = sorted(range(where.start, where.stop), key=pks.__getitem__)
         by_point = list(map(pks.__getitem__, order))
@@ -90,6 +98,49 @@ def cut(
                 )
             lo = hi
     return plain, left
+
+
+def _add_singles(
+    plain: list[PlainRow],
+    left: SampleParts,
+    *,
+    bucket: int,
+    where: slice,
+    stream_pk: int,
+    columns: Columns,
+    floats: Sequence[float],
+    counters: set[int],
+) -> None:
+    """``cut`` of one bucket where each point has one reading: its value is min, max and sum."""
+    seqs, pks, stamps, values, _ = columns
+    top = ru.MAX_SUM
+    rows = [
+        (
+            1,
+            1,
+            f,
+            f,
+            f if -top <= f <= top else math.copysign(top, f),
+            ts,
+            stream_pk,
+            seq,
+            value,
+            Quality.GOOD,
+            QUARTER_MS,
+            bucket,
+            pk,
+        )
+        for pk, f, ts, seq, value in zip(
+            pks[where], floats[where], stamps[where], seqs[where], values[where], strict=True
+        )
+        if not isnan(f) and pk not in counters  # a NaN (never from the wire) takes the samples' way
+    ]
+    plain += rows
+    if len(rows) < where.stop - where.start:
+        for i in range(where.start, where.stop):
+            pk, f = pks[i], floats[i]
+            if isnan(f) or pk in counters:
+                left[(bucket, pk)] = (pk in counters, _samples_at([i], stream_pk, columns))
 
 
 def _bounded_total(numbers: list[float]) -> float | None:

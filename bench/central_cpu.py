@@ -7,7 +7,8 @@ No broker: the steps central takes for every batch, in this process, each timed 
 process's user + system, every thread: SQLite's own work included):
 1. decode: ``decode_data_batch`` of the encoded batches (what ingest does on every message);
 2. store: ``SqliteStore.write`` of the decoded batches in groups of about ``--group`` records (the
-   writer's group commit: blocks, held ranges, latest values, rollups, counters), on a new file;
+   writer's group commit: blocks, held ranges, latest values, rollups, counters), on a new file
+   with synchronous NORMAL like the reference (CPU, not the disk's wait, is measured here);
 3. ack: ``_ack`` + ``encode`` of each batch's ack;
 4. the reference: an ``executemany`` of the same rows into a plain row-per-reading table (keyed by
    stream and seq, indexed by point and time), one transaction per group.

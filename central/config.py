@@ -13,6 +13,14 @@
     [http]
     listen = "127.0.0.1:8080"
 
+    [broker_accounts]            # central keeps the broker's accounts from its registry
+    admin_password_file = "/etc/cityedge/broker-admin-password"   # cityedge-admin's: live changes
+    dynsec_file = "/var/lib/mosquitto/cityedge-dynsec.json"        # what `broker-accounts render` writes
+    sync_interval_s = 60         # how often the leader fixes drift between broker and registry
+    hook_secret_file = "/etc/cityedge/broker-hook-secret"   # serves POST /broker/auth and /authz
+    hook_rate_per_s = 200        # hook requests per second and source address (burst: hook_burst)
+    hook_burst = 2000
+
 Every key is optional. A command-line option wins over the file (``--db`` and ``$CITYEDGE_DB`` over
 ``store.url``). A wrong file is one ``ConfigError`` naming the file, the key and what was expected.
 config/central.example.toml is the documented example (a test loads it).
@@ -61,10 +69,22 @@ class HttpSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     listen: str | None = None
 
 
+class BrokerAccountsSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Off unless a file is named: without admin_password_file nothing changes the broker's accounts."""
+
+    admin_password_file: str | None = None
+    dynsec_file: str | None = None
+    sync_interval_s: Annotated[float, msgspec.Meta(ge=5, le=86_400)] = 60.0
+    hook_secret_file: str | None = None
+    hook_rate_per_s: Annotated[float, msgspec.Meta(ge=1, le=100_000)] = 200.0
+    hook_burst: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 2000
+
+
 class CentralConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     store: StoreSection = StoreSection()
     broker: BrokerSection = BrokerSection()
     http: HttpSection = HttpSection()
+    broker_accounts: BrokerAccountsSection = BrokerAccountsSection()
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +116,10 @@ def _key_and_problem(message: str) -> tuple[str, str]:
         message, key = at["message"], at["path"].lstrip(".")
     if (field := _FIELD.match(message)) is not None:
         key = f"{key}.{field['field']}" if key else field["field"]
-        return key, "unknown key (check its spelling and section: [store], [broker], [http])"
+        return (
+            key,
+            "unknown key (check its spelling and section: [store], [broker], [http], [broker_accounts])",
+        )
     for raw, words in _EXPECTED.items():
         message = message.replace(raw, words)
     return key, message[0].lower() + message[1:]

@@ -25,6 +25,9 @@ from typing import Self
 import uvicorn
 
 from central.api import create_app
+from central.broker_accounts.hook import BrokerHook, RateLimiter, install_hook
+from central.broker_accounts.service import BrokerAccounts, install_accounts
+from central.broker_accounts.settings import AccountsSettings
 from central.config import Retention
 from central.dispatch import DEFAULT_EXPIRY_GRACE_S, DEFAULT_RETRY_S, CommandDispatcher
 from central.errors import ServerError, StoreError
@@ -32,6 +35,7 @@ from central.ingest import DEFAULT_GROUP, Ingestor
 from central.ingest_limits import TopicLimits
 from central.leadership import Leadership, SoleLeader, leadership_for
 from central.store import Store, open_store
+from protocols.fleet.broker_url import parse_broker_url
 from protocols.sd_notify import Notifier
 
 logger = logging.getLogger(__name__)
@@ -102,6 +106,7 @@ class CentralServer:
         retention: Retention | None = None,
         clock: Callable[[], int] = now_ms,
         leadership: Leadership | None = None,
+        broker_accounts: AccountsSettings | None = None,
     ) -> None:
         # A URL (sqlite:///…, postgresql://…), a SQLite file, or a store made by the caller.
         self.store: Store = (
@@ -135,6 +140,30 @@ class CentralServer:
             retry_s=command_retry_s,
             expiry_grace_s=command_expiry_grace_s,
             leadership=leadership,
+        )
+        # The broker's accounts from the registry (central.broker_accounts): live changes, a sync on the
+        # leader of its own lock, and the HTTP auth hook of a cluster broker; each only when configured.
+        settings = broker_accounts or AccountsSettings()
+        self.accounts: BrokerAccounts | None = None
+        self.accounts_leadership = lead("broker-accounts")
+        if settings.admin_password is not None:
+            address = parse_broker_url(broker_url)
+            self.accounts = BrokerAccounts(
+                store=self.store,
+                address=address,
+                admin_password=settings.admin_password,
+                leadership=self.accounts_leadership,
+                sync_interval_s=settings.sync_interval_s,
+            )
+        self.broker_hook = (
+            None
+            if settings.hook_secret is None
+            else BrokerHook(
+                store=self.store,
+                secret=settings.hook_secret,
+                central_password=broker_password,
+                limiter=RateLimiter(settings.hook_rate_per_s, settings.hook_burst),
+            )
         )
         # Raw readings older than the retention period are deleted by a periodic task (rollups stay).
         self.retention = retention
@@ -172,6 +201,9 @@ class CentralServer:
             await stack.enter_async_context(self.ingestor)
             await stack.enter_async_context(self.leadership)
             await stack.enter_async_context(self.dispatcher)
+            if self.accounts is not None:
+                await stack.enter_async_context(self.accounts_leadership)
+                await stack.enter_async_context(self.accounts)
             if self.retention is not None:
                 await stack.enter_async_context(self.retention_leadership)
                 purge = asyncio.create_task(self._purge_loop(self.retention), name="central-retention")
@@ -222,8 +254,12 @@ class CentralServer:
                     )
 
     async def _start_http(self, sock: socket.socket) -> None:
+        app = create_app(store=self.store, ingest=self.ingestor, commands=self.dispatcher)
+        install_accounts(app, self.accounts)
+        if self.broker_hook is not None:
+            install_hook(app, self.broker_hook)
         config = uvicorn.Config(
-            create_app(store=self.store, ingest=self.ingestor, commands=self.dispatcher),
+            app,
             log_config=None,  # logging is the host program's business
             lifespan="off",
             ws="none",
@@ -269,6 +305,7 @@ async def serve(
     http_port: int = 8080,
     on_ready: Callable[[CentralServer], None] | None = None,
     retention: Retention | None = None,
+    broker_accounts: AccountsSettings | None = None,
 ) -> None:
     """Run the aggregator until cancelled (the CLI cancels on SIGINT/SIGTERM); stops cleanly.
 
@@ -283,6 +320,7 @@ async def serve(
         http_host=http_host,
         http_port=http_port,
         retention=retention,
+        broker_accounts=broker_accounts,
     ) as server:
         if on_ready is not None:
             on_ready(server)

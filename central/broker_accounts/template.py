@@ -158,10 +158,11 @@ class AccountsTemplate:
         self._cabinet_roles = [r for r in roles if _has_placeholder(r)]
         self.fixed_names = frozenset(str(client["username"]) for client in self.fixed_clients)
         # Every cabinet role's name starts with this (the template's "cityedge-cabinet-%u").
-        self.cabinet_role_prefix = str(self._cabinet_roles[0]["rolename"]).split(PLACEHOLDER)[0]
+        names = [str(r["rolename"]) for r in self._cabinet_roles] or ["cityedge-cabinet-" + PLACEHOLDER]
+        self.cabinet_role_prefix = names[0].split(PLACEHOLDER)[0]
 
     def default_acl_access(self) -> dict[str, bool]:
-        return dict(self.document["defaultACLAccess"])
+        return dict(self.document.get("defaultACLAccess", {}))
 
     def cabinet_roles(self, cabinet: str) -> list[dict[str, Any]]:
         return [_substitute(role, cabinet) for role in self._cabinet_roles]

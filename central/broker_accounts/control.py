@@ -48,6 +48,10 @@ class DynsecError(RuntimeError):
     """The plugin refused a command, or could not be reached; the message says which and why."""
 
 
+class DynsecRefused(DynsecError):
+    """The plugin answered, and refused the command (the connection is fine)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     command: str
@@ -208,7 +212,7 @@ class DynsecControl:
         """Execute ``commands``; DynsecError naming the first refused one (except errors in ``ignore``)."""
         for command, reply in zip(commands, await self.execute(commands), strict=True):
             if reply.error is not None and reply.error not in ignore:
-                raise DynsecError(f"dynamic-security refused {_subject(command)}: {reply.error}")
+                raise DynsecRefused(f"dynamic-security refused {_subject(command)}: {reply.error}")
 
     async def _list(self, command: str, key: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []

@@ -36,7 +36,7 @@ def topic_matches(pattern: str, topic: str) -> bool:
 
 def _acls(roles: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     acls = [acl for role in roles for acl in role.get("acls", [])]
-    return sorted(acls, key=lambda acl: -int(acl.get("priority", -1)))
+    return sorted(acls, key=lambda acl: -int(acl.get("priority", 0)))
 
 
 def allowed(template: AccountsTemplate, username: str, topic: str, action: Action) -> bool:

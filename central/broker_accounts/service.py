@@ -28,7 +28,7 @@ from typing import Any, Self
 
 from fastapi import FastAPI, Request
 
-from central.broker_accounts.control import DynsecControl, DynsecError
+from central.broker_accounts.control import DynsecControl, DynsecError, DynsecRefused
 from central.broker_accounts.sync import DesiredCabinet, SyncPlan, plan_sync
 from central.broker_accounts.template import AccountsError, AccountsTemplate, PasswordHash
 from central.leadership import Leadership, SoleLeader
@@ -127,6 +127,8 @@ class BrokerAccounts:
         async with self._lock:
             try:
                 await (await self._connected()).check(commands, ignore=ignore)
+            except DynsecRefused:
+                raise
             except DynsecError:
                 await self._disconnect()  # the next call connects again
                 raise
@@ -148,7 +150,7 @@ class BrokerAccounts:
         modify = {"command": "modifyClient", **account, "password": password, "groups": []}
         try:
             await self._run([modify])
-        except DynsecError as exc:
+        except DynsecRefused as exc:
             if "Client not found" not in str(exc):
                 raise
             await self._run([{"command": "createClient", **account, "password": password}])

@@ -54,7 +54,7 @@ class SyncPlan:
 
 def _acl_set(acls: Any) -> frozenset[tuple[str, str, bool, int]]:
     return frozenset(
-        (str(a.get("acltype")), str(a.get("topic")), bool(a.get("allow", False)), int(a.get("priority", -1)))
+        (str(a.get("acltype")), str(a.get("topic")), bool(a.get("allow", False)), int(a.get("priority", 0)))
         for a in (acls if isinstance(acls, list) else [])
         if isinstance(a, dict)
     )

@@ -1,0 +1,311 @@
+"""Central keeps the broker's accounts from its registry, on a real Mosquitto with the shipped config
+and its dynamic-security plugin (see shipped_broker.py): accounts made live when credentials are
+issued, revoked live (and disconnected), drift fixed by the sync, and after a restart the file
+rendered from the registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
+
+import aiomqtt
+import pytest
+from aiomqtt import ProtocolVersion
+
+from central.broker_accounts import PasswordHash, render_document
+from central.broker_accounts.control import DynsecControl
+from central.broker_accounts.settings import AccountsSettings
+from central.server import CentralServer
+from central.store.rows import RegistryEntry
+from central.store.sqlite import SqliteStore
+from central.testing import TS0_MS, ScriptedEdge, wait_until
+from cityedge.broker import mosquitto_path
+from cityedge.broker_accounts import write_accounts
+from cityedge.ports import free_port, wait_for_port
+from protocols.fleet.broker_url import parse_broker_url
+from protocols.fleet.topics import Topics, all_cabinets
+from tests.integration.shipped_broker import BROKER_CONF, WAIT_S, _test_config
+from tests.integration.test_broker_acl import _codes, _receive_until
+
+pytestmark = pytest.mark.integration
+
+FIXED = {"central": "central-pw", "cityedge-admin": "adm-pw"}
+PASSWORDS = {
+    "cab-a": "cab-a-pw",
+    "cab-b": "cab-b-pw",
+    "cab-c": "cab-c-pw",
+    "cab-d": "cab-d-pw",
+    "cab-x": "x-pw",
+}
+A, B, C = Topics("cab-a"), Topics("cab-b"), Topics("cab-c")
+
+
+def entry(cabinet: str, *, ms: int = TS0_MS) -> RegistryEntry:
+    credential = PasswordHash.of(PASSWORDS[cabinet])
+    return RegistryEntry(
+        cabinet, "Dijon", cabinet, None, None, None, None, credential.to_json(), ms, ms, None
+    )
+
+
+class Broker:
+    """The shipped broker on one port, stopped and started again by the test (its file stays)."""
+
+    def __init__(self, directory: Path) -> None:
+        binary = mosquitto_path()
+        plugin = next(
+            (line.split()[1] for line in BROKER_CONF.read_text().splitlines() if line.startswith("plugin ")),
+            "",
+        )
+        if binary is None or not Path(plugin).is_file():
+            pytest.skip(
+                "mosquitto and its dynamic-security plugin are not installed (apt-get install mosquitto)"
+            )
+        self.binary, self.directory, self.port = binary, directory, free_port()
+        self.file = directory / "dynsec.json"
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            self.binary,
+            "-c",
+            str(_test_config(self.directory, self.port)),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        async with asyncio.timeout(WAIT_S):
+            await wait_for_port("127.0.0.1", self.port)
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            await self.process.wait()
+
+    def client(self, username: str, password: str | None = None) -> aiomqtt.Client:
+        return aiomqtt.Client(
+            "127.0.0.1",
+            self.port,
+            username=username,
+            password=password if password is not None else (PASSWORDS | FIXED)[username],
+            identifier=username,
+            protocol=ProtocolVersion.V311,
+            timeout=WAIT_S,
+        )
+
+
+class Edge(ScriptedEdge):
+    """ScriptedEdge logged in with its cabinet's credentials (client id = cabinet id)."""
+
+    def __init__(self, broker: Broker, cabinet: str) -> None:
+        super().__init__(f"mqtt://127.0.0.1:{broker.port}", cabinet)
+        self._broker = broker
+
+    async def __aenter__(self) -> Self:
+        self._client = client = self._broker.client(self.cabinet)
+        await client.__aenter__()
+        for topic in self._topics:
+            assert _codes(await client.subscribe(topic, qos=1)) == [1]
+        self._task = asyncio.create_task(self._collect(client), name=self._name)
+        return self
+
+
+@dataclass
+class Rig:
+    broker: Broker
+    central: CentralServer
+    db: Path
+
+    @property
+    def accounts(self):  # type: ignore[no-untyped-def]
+        assert self.central.accounts is not None
+        return self.central.accounts
+
+    async def register(self, cabinet: str) -> RegistryEntry:
+        """What the credentials route does: the registry first, then the broker, live."""
+        new = entry(cabinet)
+        await self.central.store.put_registry(new)
+        assert new.broker_hash is not None
+        await self.accounts.apply_credentials(
+            cabinet, PASSWORDS[cabinet], PasswordHash.from_json(new.broker_hash)
+        )
+        return new
+
+    async def revoke(self, cabinet: str) -> None:
+        assert await self.central.store.revoke_cabinet(cabinet, revoked_ms=TS0_MS + 1)
+        await self.accounts.revoke(cabinet)
+
+
+async def render(db: Path, out: Path) -> None:
+    """``broker-accounts render``: the plugin's file from the registry (hashes only)."""
+    async with SqliteStore(db) as store:
+        fixed = {user: PasswordHash.of(password) for user, password in FIXED.items()}
+        write_accounts(await render_document(store, fixed), out)
+
+
+def central_server(broker: Broker, db: Path) -> CentralServer:
+    return CentralServer(
+        db=db,
+        broker_url=f"mqtt://central@127.0.0.1:{broker.port}",
+        broker_password=FIXED["central"],
+        http_port=0,
+        broker_accounts=AccountsSettings(admin_password=FIXED["cityedge-admin"], sync_interval_s=3600),
+    )
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    """cab-a and cab-b registered; the broker started on the file rendered from the registry."""
+    db = tmp_path / "central.db"
+    async with SqliteStore(db) as store:
+        for cabinet in ("cab-a", "cab-b"):
+            await store.put_registry(entry(cabinet))
+    broker = Broker(tmp_path)
+    await render(db, broker.file)
+    await broker.start()
+    try:
+        async with central_server(broker, db) as central:
+            async with asyncio.timeout(WAIT_S):
+                await central.ingestor.wait_subscribed()
+            yield Rig(broker, central, db)
+    finally:
+        await broker.stop()
+
+
+async def _refused(broker: Broker, username: str) -> None:
+    with pytest.raises(aiomqtt.MqttError):
+        async with broker.client(username):
+            pass
+
+
+async def _disconnected(client: aiomqtt.Client) -> None:
+    """Return once the broker has closed ``client``'s connection."""
+    with pytest.raises(aiomqtt.MqttError):
+        async with asyncio.timeout(WAIT_S):
+            async for _ in client.messages:
+                pass
+
+
+async def test_a_cabinet_given_credentials_connects_at_once_and_its_data_arrives(rig: Rig) -> None:
+    await _refused(rig.broker, "cab-c")
+    async with Edge(rig.broker, "cab-b") as bystander:
+        await rig.register("cab-c")  # no broker restart, no reload
+        async with Edge(rig.broker, "cab-c") as edge:
+            await edge.send(edge.reading("lc1/power_w", TS0_MS, 42.0))
+        async with Edge(rig.broker, "cab-a") as rendered:  # from the file rendered at start
+            await rendered.send(rendered.reading("lc1/power_w", TS0_MS, 7.0))
+        # cab-b's connection was never dropped: the batch goes on the same session.
+        await bystander.send(bystander.reading("lc1/power_w", TS0_MS, 1.0))
+    latest = {c: await rig.central.store.latest_values(c) for c in ("cab-a", "cab-c")}
+    assert {c: [p.value for p in points] for c, points in latest.items()} == {"cab-a": [7.0], "cab-c": [42.0]}
+
+
+async def test_a_live_made_account_reaches_only_its_own_topics(rig: Rig) -> None:
+    await rig.register("cab-c")
+    async with rig.broker.client("central") as central:
+        assert _codes(await central.subscribe(all_cabinets("data"), qos=1)) == [1]
+        async with rig.broker.client("cab-c") as thief:
+            for topic_filter in (
+                A.command,
+                A.ack,
+                "cityedge/+/cmd",
+                "$share/cityedge-central/cityedge/+/data",
+            ):
+                assert _codes(await thief.subscribe(topic_filter, qos=1))[0] >= 0x80, topic_filter
+            await thief.publish(A.data, b"forged", qos=1)
+            await thief.publish(C.data, b"own", qos=1)
+        assert await _receive_until(central, b"own") == [(C.data, b"own")]
+    with pytest.raises(aiomqtt.MqttError):  # its client id is bound to its username
+        async with aiomqtt.Client(
+            "127.0.0.1", rig.broker.port, username="cab-c", password="cab-c-pw", identifier="cab-a"
+        ):
+            pass
+
+
+async def test_a_revoked_cabinet_is_disconnected_at_once_and_cannot_come_back(rig: Rig) -> None:
+    async with rig.broker.client("cab-a") as victim, Edge(rig.broker, "cab-b") as bystander:
+        assert _codes(await victim.subscribe(A.command, qos=1)) == [1]
+        started = asyncio.get_running_loop().time()
+        await rig.revoke("cab-a")
+        await _disconnected(victim)
+        assert asyncio.get_running_loop().time() - started < 2.0
+        await _refused(rig.broker, "cab-a")
+        await bystander.send(bystander.reading("lc1/power_w", TS0_MS, 3.0))  # same session still up
+    plan = await rig.accounts.plan()
+    assert plan.commands == [] and plan.missing == []  # the broker is the registry now
+
+
+async def test_the_sync_removes_what_the_registry_does_not_hold(rig: Rig) -> None:
+    """Drift made behind central's back: an account for an unregistered cabinet, a cabinet revoked in
+    the registry only, and one whose credential the broker holds is not the registry's."""
+    address = parse_broker_url(f"mqtt://127.0.0.1:{rig.broker.port}")
+    async with DynsecControl(address, password=FIXED["cityedge-admin"]) as control:
+        role = rig.accounts.template.cabinet_roles("cab-x")[0]
+        await control.check(
+            [
+                {"command": "createRole", **role},
+                {
+                    "command": "createClient",
+                    "username": "cab-x",
+                    "password": "x-pw",
+                    "clientid": "cab-x",
+                    "roles": [{"rolename": role["rolename"]}],
+                },
+                {"command": "createClient", "username": "monitor", "password": "m-pw"},
+            ]
+        )
+    assert await rig.central.store.revoke_cabinet("cab-b", revoked_ms=TS0_MS + 1)
+    stale = entry("cab-a", ms=TS0_MS + 5)  # re-issued while the broker was not told
+    await rig.central.store.put_registry(stale)
+    async with rig.broker.client("cab-x"), rig.broker.client("cab-b"):
+        pass  # both get in before the sync
+    plan = await rig.accounts.sync_once(grace_ms=0)
+    assert (plan.revoked, plan.stale, plan.unmanaged) == (["cab-b", "cab-x"], ["cab-a"], ["monitor"])
+    for username in ("cab-a", "cab-b", "cab-x"):
+        await _refused(rig.broker, username)
+    assert (await rig.accounts.plan(grace_ms=0)).missing == ["cab-a"]
+    assert not [c for c in (await rig.accounts.plan(grace_ms=0)).commands]
+
+
+async def test_after_a_broker_restart_the_accounts_are_the_registrys(rig: Rig) -> None:
+    await rig.broker.stop()
+    # While the broker is down: cab-b revoked, cab-d registered (no broker to tell).
+    assert await rig.central.store.revoke_cabinet("cab-b", revoked_ms=TS0_MS + 1)
+    await rig.central.store.put_registry(entry("cab-d"))
+    # Restarted on its own file: cab-d is not there; central's sync, on reconnecting, deletes cab-b.
+    await rig.broker.start()
+    await wait_until(
+        lambda: rig.accounts.last_plan is not None and rig.accounts.last_plan.revoked == ["cab-b"],
+        timeout=15,
+        what="the sync after the broker came back",
+    )
+    assert rig.accounts.last_plan is not None and rig.accounts.last_plan.missing == ["cab-d"]
+    await _refused(rig.broker, "cab-b")
+    await _refused(rig.broker, "cab-d")
+    # Restarted on the file rendered from the registry: exactly the registry's accounts.
+    await rig.broker.stop()
+    await render(rig.db, rig.broker.file)
+    await rig.broker.start()
+    for cabinet in ("cab-a", "cab-d"):
+        async with rig.broker.client(cabinet):
+            pass
+    await _refused(rig.broker, "cab-b")
+    await _refused(rig.broker, "cab-c")
+
+
+async def test_sighup_does_not_reload_the_plugins_file(rig: Rig) -> None:
+    """Why central applies changes through the control topic: Mosquitto 2.0 reloads its config on
+    SIGHUP but never the dynamic-security plugin's file (it registers no reload callback)."""
+    async with SqliteStore(rig.db) as store:
+        await store.put_registry(entry("cab-c"))
+    await render(rig.db, rig.broker.file)
+    assert rig.broker.process is not None
+    os.kill(rig.broker.process.pid, signal.SIGHUP)
+    log = rig.broker.directory / "mosquitto.log"
+    await wait_until(lambda: "Reloading config" in log.read_text(), timeout=WAIT_S, what="the reload")
+    await _refused(rig.broker, "cab-c")

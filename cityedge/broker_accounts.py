@@ -15,6 +15,7 @@ registry's hashes instead (no plaintext anywhere).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -22,7 +23,9 @@ import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
 
 from central.broker_accounts.template import (
     ITERATIONS,
@@ -33,12 +36,17 @@ from central.broker_accounts.template import (
     render_accounts,
     template_path,
 )
-from protocols.fleet.broker_url import SecretFileError
+from protocols.fleet.broker_url import SecretFileError, read_secret_file
+
+if TYPE_CHECKING:
+    from central.broker_accounts.template import PasswordHash
+    from central.config import CentralConfig
 
 __all__ = [
     "ITERATIONS",
     "PLACEHOLDER",
     "AccountsError",
+    "accounts_app",
     "load_template",
     "main",
     "parse_credentials",
@@ -115,6 +123,144 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(f"{args.out}: {len(document['clients'])} accounts")
     return 0
+
+
+# --- `cityedge central broker-accounts ...`: the registry's accounts as files --------------------
+
+accounts_app = typer.Typer(
+    help="The broker's accounts from central's registry: the Mosquitto file, an export for another broker.",
+    no_args_is_help=True,
+)
+_DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="Database URL (as for `central serve`); default: the config's store.url."),
+]
+_ConfigOption = Annotated[
+    Path | None,
+    typer.Option(help="Central config file: its store.url, broker.password_file and [broker_accounts]."),
+]
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _load(config: Path | None) -> CentralConfig:
+    from central.config import CentralConfig, ConfigError, load_central_config
+
+    try:
+        return load_central_config(config) if config is not None else CentralConfig()
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+def _fixed_hashes(settings: CentralConfig, *, required: bool) -> dict[str, PasswordHash]:
+    """central's and cityedge-admin's hashes, from the password files the config names."""
+    from central.broker_accounts.settings import accounts_settings
+    from central.broker_accounts.template import PasswordHash
+    from central.config import ConfigError
+
+    central_file = settings.broker.password_file
+    try:
+        admin = accounts_settings(settings.broker_accounts).admin_password
+    except ConfigError as exc:
+        _fail(str(exc))
+    passwords: dict[str, str] = {}
+    if central_file is not None:
+        try:
+            passwords["central"] = read_secret_file(Path(central_file))
+        except SecretFileError as exc:
+            _fail(f"broker.password_file {exc}")
+    if admin is not None:
+        passwords["cityedge-admin"] = admin
+    if required and len(passwords) < 2:
+        _fail(
+            "the broker's file needs central's and cityedge-admin's accounts: name their password files"
+            " in the config (broker.password_file, broker_accounts.admin_password_file)"
+        )
+    return {user: PasswordHash.of(password) for user, password in passwords.items()}
+
+
+async def _registry_document(url: str, fixed: Mapping[str, PasswordHash], kind: str) -> dict[str, Any]:
+    from central.broker_accounts.export import export_json
+    from central.broker_accounts.service import desired_cabinets, render_document
+    from central.broker_accounts.template import AccountsTemplate
+    from central.store import open_store
+
+    async with open_store(url) as store:
+        if kind == "json":
+            return export_json(AccountsTemplate(), desired_cabinets(await store.registry()))
+        return await render_document(store, fixed)
+
+
+def _db(option: str | None, settings: CentralConfig) -> str:
+    from central.errors import StoreError
+    from central.store import db_url_from, parse_db_url
+
+    url = db_url_from(option, settings.store.url)
+    try:
+        parse_db_url(url)
+    except StoreError as exc:
+        _fail(str(exc))
+    return url
+
+
+def _document(url: str, fixed: Mapping[str, PasswordHash], kind: str) -> dict[str, Any]:
+    from central.errors import StoreError
+
+    try:
+        return asyncio.run(_registry_document(url, fixed, kind))
+    except (StoreError, AccountsError) as exc:
+        _fail(str(exc))
+
+
+@accounts_app.command("render")
+def render_command(
+    db: _DbOption = None,
+    config: _ConfigOption = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write; default: the config's broker_accounts.dynsec_file.")
+    ] = None,
+    owner: Annotated[
+        str | None, typer.Option(help="User (and group) to own the file, e.g. mosquitto.")
+    ] = None,
+) -> None:
+    """Write Mosquitto's dynamic-security file from the registry (hashes only), before a broker start:
+    after the restart the accounts are the registry's."""
+    settings = _load(config)
+    target = out or (
+        Path(settings.broker_accounts.dynsec_file) if settings.broker_accounts.dynsec_file else None
+    )
+    if target is None:
+        _fail("give --out FILE or broker_accounts.dynsec_file in the config")
+    document = _document(_db(db, settings), _fixed_hashes(settings, required=True), "mosquitto-dynsec")
+    try:
+        write_accounts(document, target, owner=owner)
+    except (OSError, LookupError) as exc:
+        _fail(f"{target}: {exc}")
+    typer.echo(f"{target}: {len(document['clients'])} accounts", err=True)
+
+
+@accounts_app.command("export")
+def export_command(
+    format_: Annotated[
+        str, typer.Option("--format", help="mosquitto-dynsec (the plugin's file) or json (README).")
+    ] = "json",
+    db: _DbOption = None,
+    config: _ConfigOption = None,
+    out: Annotated[Path | None, typer.Option(help="Write here (mode 0600) instead of stdout.")] = None,
+) -> None:
+    """The registry's live cabinets with their password hashes and allowed topics, for another broker."""
+    if format_ not in ("mosquitto-dynsec", "json"):
+        _fail(f"--format {format_!r}: expected mosquitto-dynsec or json")
+    settings = _load(config)
+    fixed = _fixed_hashes(settings, required=False) if format_ == "mosquitto-dynsec" else {}
+    document = _document(_db(db, settings), fixed, format_)
+    if out is not None:
+        write_accounts(document, out)
+        return
+    typer.echo(json.dumps(document, indent=2))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
+from cityedge.broker_accounts import accounts_app
 from cityedge.running import run_agent, run_until_interrupted, setup_logging
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ def _root(
 app.add_typer(agent_app, name="agent")
 app.add_typer(central_app, name="central")
 central_app.add_typer(token_app, name="token")
+central_app.add_typer(accounts_app, name="broker-accounts")
 
 USAGE_ERROR = 2
 

@@ -1,0 +1,150 @@
+"""The HTTP auth hook of a cluster broker, against a running central (httpx over a real socket), and
+the registry's export for another broker."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from central.broker_accounts import PasswordHash, RateLimiter
+from central.broker_accounts.settings import AccountsSettings
+from central.server import CentralServer
+from central.store.rows import RegistryEntry
+from central.store.sqlite import SqliteStore
+from cityedge.broker import MosquittoBroker
+from cityedge.cli import app
+
+pytestmark = pytest.mark.integration
+
+SECRET = "hook-secret-" + "x" * 20
+CENTRAL_PW = "central-pw"
+PASSWORDS = {"cab-a": "cab-a-pw", "cab-b": "cab-b-pw"}
+
+
+def _entry(cabinet: str) -> RegistryEntry:
+    credential = PasswordHash.of(PASSWORDS[cabinet]).to_json()
+    return RegistryEntry(cabinet, "Dijon", "", None, None, None, None, credential, 1, 1, None)
+
+
+async def _registry(db: Path) -> None:
+    async with SqliteStore(db) as store:
+        for cabinet in PASSWORDS:
+            await store.put_registry(_entry(cabinet))
+        assert await store.revoke_cabinet("cab-b", revoked_ms=2)
+
+
+@pytest.fixture
+async def hook(tmp_path: Path, mosquitto: MosquittoBroker) -> AsyncIterator[httpx.AsyncClient]:
+    await _registry(tmp_path / "central.db")
+    async with (
+        CentralServer(
+            db=tmp_path / "central.db",
+            broker_url=mosquitto.url,
+            broker_password=CENTRAL_PW,
+            http_port=0,
+            broker_accounts=AccountsSettings(hook_secret=SECRET),
+        ) as server,
+        httpx.AsyncClient(
+            base_url=f"{server.url}/broker", headers={"X-Cityedge-Hook-Secret": SECRET}, timeout=10
+        ) as client,
+    ):
+        client.server = server  # type: ignore[attr-defined]
+        yield client
+
+
+async def _result(client: httpx.AsyncClient, path: str, body: dict[str, str]) -> str:
+    response = await client.post(path, json=body)
+    assert response.status_code == 200, response.text
+    result: str = response.json()["result"]
+    return result
+
+
+@pytest.mark.parametrize(
+    ("username", "password", "clientid", "expected"),
+    [
+        ("cab-a", "cab-a-pw", "cab-a", "allow"),
+        ("cab-a", "wrong", "cab-a", "deny"),
+        ("cab-a", "cab-a-pw", "cab-b", "deny"),  # a cabinet's client id is its username
+        ("cab-b", "cab-b-pw", "cab-b", "deny"),  # revoked
+        ("nobody", "x", "nobody", "deny"),
+        ("central", CENTRAL_PW, "cityedge-central-1234", "allow"),
+        ("central", "cab-a-pw", "cityedge-central-1234", "deny"),
+        ("cityedge-admin", "anything", "cityedge-admin", "deny"),  # Mosquitto's alone
+        ("", "", "", "deny"),
+    ],
+)
+async def test_auth(
+    hook: httpx.AsyncClient, username: str, password: str, clientid: str, expected: str
+) -> None:
+    body = {"username": username, "password": password, "clientid": clientid}
+    assert await _result(hook, "/auth", body) == expected
+
+
+@pytest.mark.parametrize(
+    ("username", "topic", "action", "expected"),
+    [
+        ("cab-a", "cityedge/cab-a/data", "publish", "allow"),
+        ("cab-a", "cityedge/cab-a/status", "publish", "allow"),
+        ("cab-a", "cityedge/cab-b/data", "publish", "deny"),
+        ("cab-a", "cityedge/cab-a/ack", "publish", "deny"),
+        ("cab-a", "cityedge/cab-a/cmd", "subscribe", "allow"),
+        ("cab-a", "cityedge/cab-b/cmd", "subscribe", "deny"),
+        ("cab-a", "cityedge/cab-a/#", "subscribe", "deny"),
+        ("cab-a", "cityedge/+/cmd", "subscribe", "deny"),
+        ("cab-a", "$share/cityedge-central/cityedge/+/data", "subscribe", "deny"),
+        ("cab-b", "cityedge/cab-b/data", "publish", "deny"),  # revoked
+        ("central", "$share/cityedge-central/cityedge/+/data", "subscribe", "allow"),
+        ("central", "cityedge/+/status", "subscribe", "allow"),
+        ("central", "cityedge/cab-a/cmd", "publish", "allow"),
+        ("central", "cityedge/cab-a/data", "publish", "deny"),
+        ("cab-a", "cityedge/cab-a/data", "all", "deny"),
+    ],
+)
+async def test_authz(hook: httpx.AsyncClient, username: str, topic: str, action: str, expected: str) -> None:
+    body = {"username": username, "topic": topic, "action": action}
+    assert await _result(hook, "/authz", body) == expected
+
+
+async def test_the_hook_needs_its_secret_and_never_echoes_a_password(
+    hook: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    body = {"username": "cab-a", "password": "cab-a-pw", "clientid": "cab-a"}
+    for headers in ({"X-Cityedge-Hook-Secret": "wrong"}, {"X-Cityedge-Hook-Secret": ""}):
+        response = await hook.post("/auth", json=body, headers=headers)
+        assert response.status_code == 401
+    bad = await hook.post("/auth", content=b'{"username": "cab-a", "password": 1234567}')
+    assert bad.status_code == 400 and bad.json()["result"] == "deny" and "1234567" not in bad.text
+    assert "cab-a-pw" not in caplog.text
+
+
+async def test_each_source_is_rate_limited(hook: httpx.AsyncClient) -> None:
+    server: CentralServer = hook.server  # type: ignore[attr-defined]
+    assert server.broker_hook is not None
+    server.broker_hook.limiter = RateLimiter(0.5, 5)
+    body = {"username": "cab-a", "topic": "cityedge/cab-a/data", "action": "publish"}
+    codes = [(await hook.post("/authz", json=body)).status_code for _ in range(7)]
+    assert codes == [200] * 5 + [429] * 2
+
+
+def test_export_json_lists_live_cabinets_with_hashes_and_topics(tmp_path: Path) -> None:
+    import asyncio
+
+    asyncio.run(_registry(tmp_path / "c.db"))
+    result = CliRunner().invoke(app, ["central", "broker-accounts", "export", "--db", str(tmp_path / "c.db")])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["format"] == "cityedge-broker-accounts"
+    (account,) = document["accounts"]  # cab-b is revoked
+    assert account["publish"] == ["cityedge/cab-a/status", "cityedge/cab-a/data"]
+    assert account["subscribe"] == ["cityedge/cab-a/ack", "cityedge/cab-a/cmd"]
+    stored = account["password_hash"]
+    credential = PasswordHash(stored["hash"], stored["salt"], stored["iterations"])
+    assert stored["algorithm"] == "pbkdf2-sha512" and credential.verify("cab-a-pw")
+    assert "cab-a-pw" not in result.stdout

@@ -29,10 +29,11 @@ from central.api.deps import ServicesDep
 from central.api.json_route import StrictJsonRoute
 from central.api.models import ErrorBody
 from central.api.params import API_PREFIX
+from central.broker_accounts.service import BROKER_HEADER, apply_issued, apply_revoked
+from central.broker_accounts.template import password_hash
 from central.errors import UnknownTarget
 from central.store import Store
 from central.store.rows import RegistryEntry
-from cityedge.broker_accounts import password_hash
 from protocols.fleet.topics import CABINET_ID_PATTERN
 
 PASSWORD_BYTES = 32
@@ -186,6 +187,7 @@ async def issue_credentials(
         hashed = json.dumps(password_hash(password), sort_keys=True, separators=(",", ":"))
         now = max(services.clock(), entry.updated_ms)
         await services.store.put_registry(dataclasses.replace(entry, broker_hash=hashed, updated_ms=now))
+        response.headers[BROKER_HEADER] = await apply_issued(request, cabinet, password, hashed)
     summarize(request, f"broker credentials of {cabinet}: {'replaced' if had else 'issued'}")
     return m.CredentialsOut(cabinet=cabinet, username=cabinet, password=password, replaced=had)
 
@@ -197,11 +199,14 @@ async def issue_credentials(
     summary="Revoke a cabinet: its broker account goes, its entry and history stay",
     dependencies=[Security(require_admin)],
 )
-async def revoke(cabinet: CabinetPath, request: Request, services: ServicesDep) -> m.RevokeOut:
+async def revoke(
+    cabinet: CabinetPath, request: Request, response: Response, services: ServicesDep
+) -> m.RevokeOut:
     summarize(request, f"revoke {cabinet}")
     store = services.store
     await _registered(store, cabinet)
     done = await store.revoke_cabinet(cabinet, revoked_ms=services.clock())
+    response.headers[BROKER_HEADER] = await apply_revoked(request, cabinet)
     summarize(request, f"revoke {cabinet}: {'revoked' if done else 'already revoked'}")
     return m.RevokeOut(
         cabinet=cabinet,

@@ -249,3 +249,39 @@ def accounts_of(request: Request) -> BrokerAccounts | None:
     """The broker accounts a route changes live, or None when central does not keep them."""
     found = getattr(request.app.state, _STATE, None)
     return found if isinstance(found, BrokerAccounts) else None
+
+
+# What the registry's routes tell their caller about the broker, in this response header:
+#   applied      the broker has the change now (the account made, or deleted and disconnected)
+#   pending      the broker could not be told; the sync applies what it can when it is back (a
+#                revocation), and logs what needs the rendered file and a restart (new credentials)
+#   unmanaged    this central does not keep the broker's accounts ([broker_accounts] not configured)
+BROKER_HEADER = "X-Cityedge-Broker-Account"
+
+
+async def apply_issued(request: Request, cabinet: str, password: str, broker_hash: str) -> str:
+    """Give the broker the credentials just stored in the registry; the header's value."""
+    accounts = accounts_of(request)
+    if accounts is None:
+        return "unmanaged"
+    try:
+        await accounts.apply_credentials(cabinet, password, PasswordHash.from_json(broker_hash))
+    except DynsecError as exc:
+        logger.warning("broker account of %s not applied: %s", cabinet, exc)
+        accounts.wake()
+        return "pending"
+    return "applied"
+
+
+async def apply_revoked(request: Request, cabinet: str) -> str:
+    """Delete the revoked cabinet's account now (the plugin disconnects it); the header's value."""
+    accounts = accounts_of(request)
+    if accounts is None:
+        return "unmanaged"
+    try:
+        await accounts.revoke(cabinet)
+    except DynsecError as exc:
+        logger.warning("broker account of revoked %s not deleted yet: %s", cabinet, exc)
+        accounts.wake()
+        return "pending"
+    return "applied"

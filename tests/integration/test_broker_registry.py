@@ -18,10 +18,11 @@ import aiomqtt
 import pytest
 from aiomqtt import ProtocolVersion
 
-from central.broker_accounts import PasswordHash, render_document
+from central.broker_accounts import BrokerAccounts, PasswordHash, render_document
 from central.broker_accounts.control import DynsecControl
 from central.broker_accounts.settings import AccountsSettings
 from central.server import CentralServer
+from central.store.auth_rows import Role
 from central.store.rows import RegistryEntry
 from central.store.sqlite import SqliteStore
 from central.testing import TS0_MS, ScriptedEdge, wait_until
@@ -30,6 +31,7 @@ from cityedge.broker_accounts import write_accounts
 from cityedge.ports import free_port, wait_for_port
 from protocols.fleet.broker_url import parse_broker_url
 from protocols.fleet.topics import Topics, all_cabinets
+from tests.integration.api_client import api_client
 from tests.integration.shipped_broker import BROKER_CONF, WAIT_S, _test_config
 from tests.integration.test_broker_acl import _codes, _receive_until
 
@@ -122,7 +124,7 @@ class Rig:
     db: Path
 
     @property
-    def accounts(self):  # type: ignore[no-untyped-def]
+    def accounts(self) -> BrokerAccounts:
         assert self.central.accounts is not None
         return self.central.accounts
 
@@ -177,9 +179,9 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         await broker.stop()
 
 
-async def _refused(broker: Broker, username: str) -> None:
+async def _refused(broker: Broker, username: str, password: str | None = None) -> None:
     with pytest.raises(aiomqtt.MqttError):
-        async with broker.client(username):
+        async with broker.client(username, password):
             pass
 
 
@@ -309,3 +311,25 @@ async def test_sighup_does_not_reload_the_plugins_file(rig: Rig) -> None:
     log = rig.broker.directory / "mosquitto.log"
     await wait_until(lambda: "Reloading config" in log.read_text(), timeout=WAIT_S, what="the reload")
     await _refused(rig.broker, "cab-c")
+
+
+async def test_the_registry_api_applies_credentials_and_revocations_to_the_broker(rig: Rig) -> None:
+    """Through the routes a technician and an admin call: no step of the broker's by hand."""
+    body = {"town": "Quetigny", "label": "Place Centrale", "latitude": None, "longitude": None}
+    body |= {"rated_power_w": None, "baseline_kwh_per_day": None}
+    async with (
+        api_client(rig.central, Role.INSTALLER) as installer,
+        api_client(rig.central, Role.ADMIN) as admin,
+        Edge(rig.broker, "cab-b") as bystander,
+    ):
+        assert (await installer.put("/registry/cab-n", json=body)).status_code in (200, 201)
+        issued = await installer.post("/registry/cab-n/broker-credentials", json={})
+        assert issued.status_code == 201 and issued.headers["X-Cityedge-Broker-Account"] == "applied"
+        password = issued.json()["password"]
+        async with rig.broker.client("cab-n", password) as cabinet:
+            assert _codes(await cabinet.subscribe("cityedge/cab-n/cmd", qos=1)) == [1]
+            revoked = await admin.post("/registry/cab-n/revoke")
+            assert revoked.headers["X-Cityedge-Broker-Account"] == "applied"
+            await _disconnected(cabinet)
+        await _refused(rig.broker, "cab-n", password)
+        await bystander.send(bystander.reading("lc1/power_w", TS0_MS, 5.0))

@@ -23,6 +23,8 @@ from cityedge.running import run_agent, run_until_interrupted, setup_logging
 
 if TYPE_CHECKING:
     from central.auth import Tokens
+    from central.broker_accounts.settings import AccountsSettings
+    from central.config import CentralConfig
 
 _T = TypeVar("_T")
 
@@ -219,6 +221,7 @@ def central_serve(
     )
     password = _broker_password(broker_url, password_file)
     url = _db_url(db, settings.store.url)
+    accounts = _accounts_settings(settings, config)
     _setup_logging(verbose)
     try:
         _run_until_interrupted(
@@ -229,9 +232,21 @@ def central_serve(
                 http_host=host,
                 http_port=port,
                 retention=retention_of(settings),
+                broker_accounts=accounts,
             )
         )
     except (ServerError, StoreError) as exc:  # an HTTP address in use, a database it cannot open
+        _fail(str(exc))
+
+
+def _accounts_settings(settings: CentralConfig, config: Path | None) -> AccountsSettings:
+    """[broker_accounts] with its secret files read: a bad one is one line naming the key, exit 2."""
+    from central.broker_accounts.settings import accounts_settings
+    from central.config import ConfigError
+
+    try:
+        return accounts_settings(settings.broker_accounts, str(config or "central.toml"))
+    except ConfigError as exc:
         _fail(str(exc))
 
 

@@ -39,6 +39,7 @@ from central.broker_accounts.template import (
 from protocols.fleet.broker_url import SecretFileError, read_secret_file
 
 if TYPE_CHECKING:
+    from central.broker_accounts.sync import SyncPlan
     from central.broker_accounts.template import PasswordHash
     from central.config import CentralConfig
 
@@ -261,6 +262,50 @@ def export_command(
         write_accounts(document, out)
         return
     typer.echo(json.dumps(document, indent=2))
+
+
+@accounts_app.command("sync")
+def sync_command(
+    db: _DbOption = None,
+    config: _ConfigOption = None,
+    dry_run: Annotated[bool, typer.Option(help="Show what would change; change nothing.")] = False,
+) -> None:
+    """Bring the running broker's accounts to the registry's now (what central serve does every
+    broker_accounts.sync_interval_s), through the plugin's control topic as cityedge-admin."""
+    from central.broker_accounts.control import DynsecError
+    from central.broker_accounts.service import BrokerAccounts
+    from central.broker_accounts.settings import accounts_settings
+    from central.config import ConfigError
+    from central.errors import StoreError
+    from central.store import open_store
+    from protocols.fleet.broker_url import parse_broker_url
+
+    settings = _load(config)
+    try:
+        admin = accounts_settings(settings.broker_accounts).admin_password
+    except ConfigError as exc:
+        _fail(str(exc))
+    if admin is None:
+        _fail("the config names no broker_accounts.admin_password_file (cityedge-admin's password)")
+    address = parse_broker_url(settings.broker.url or "mqtt://127.0.0.1:1883")
+    url = _db(db, settings)
+
+    async def run() -> SyncPlan:
+        async with open_store(url) as store:
+            accounts = BrokerAccounts(store=store, address=address, admin_password=admin)
+            try:
+                return await (accounts.plan() if dry_run else accounts.sync_once())
+            finally:
+                await accounts.__aexit__(None, None, None)
+
+    try:
+        plan = asyncio.run(run())
+    except (DynsecError, StoreError) as exc:
+        _fail(str(exc))
+    for name in ("revoked", "stale", "repaired", "roles", "missing", "deferred", "unmanaged"):
+        for who in getattr(plan, name):
+            typer.echo(f"{name}: {who}")
+    typer.echo(("would change: " if dry_run else "") + plan.summary(), err=True)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,6 +175,10 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         async with central_server(broker, db) as central:
             async with asyncio.timeout(WAIT_S):
                 await central.ingestor.wait_subscribed()
+            accounts = central.accounts
+            assert accounts is not None
+            # Central's first sync is done: the next waits an hour, unless the broker goes away.
+            await wait_until(lambda: accounts.last_plan is not None, timeout=WAIT_S, what="the first sync")
             yield Rig(broker, central, db)
     finally:
         await broker.stop()
@@ -333,3 +338,32 @@ async def test_the_registry_api_applies_credentials_and_revocations_to_the_broke
             await _disconnected(cabinet)
         await _refused(rig.broker, "cab-n", password)
         await bystander.send(bystander.reading("lc1/power_w", TS0_MS, 5.0))
+
+
+async def test_the_sync_command_shows_then_makes_the_change(rig: Rig, tmp_path: Path) -> None:
+    admin_file = tmp_path / "admin-pw"
+    admin_file.write_text(FIXED["cityedge-admin"] + "\n")
+    admin_file.chmod(0o600)
+    config = tmp_path / "central.toml"
+    config.write_text(
+        f'[store]\nurl = "sqlite:///{rig.db}"\n[broker]\nurl = "mqtt://central@127.0.0.1:{rig.broker.port}"\n'
+        f'[broker_accounts]\nadmin_password_file = "{admin_file}"\n'
+    )
+    assert await rig.central.store.revoke_cabinet("cab-b", revoked_ms=TS0_MS + 1)
+
+    async def run(*options: str) -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cityedge", "central", "broker-accounts", "sync", "--config", str(config),
+            *options, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await process.communicate()
+        assert process.returncode is not None
+        return process.returncode, out.decode()
+
+    code, out = await run("--dry-run")
+    assert code == 0 and "revoked: cab-b" in out and "would change" in out
+    async with rig.broker.client("cab-b"):
+        pass  # a dry run changed nothing
+    code, out = await run()
+    assert code == 0 and "revoked: cab-b" in out
+    await _refused(rig.broker, "cab-b")

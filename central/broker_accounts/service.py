@@ -140,13 +140,13 @@ class BrokerAccounts:
         (role,) = self.template.cabinet_roles(cabinet)
         (client,) = self.template.cabinet_clients(cabinet, credential)
         account = {k: v for k, v in client.items() if k not in ("password", "salt", "iterations")}
-        await self._run(
-            [
-                {"command": "createRole", **role},
-                {"command": "modifyRole", "rolename": role["rolename"], "acls": role["acls"]},
-            ],
-            ignore=("Role already exists",),
-        )
+        # Every change rewrites the plugin's whole file: one command each where one is enough.
+        try:
+            await self._run([{"command": "createRole", **role}])
+        except DynsecRefused as exc:
+            if "Role already exists" not in str(exc):
+                raise
+            await self._run([{"command": "modifyRole", "rolename": role["rolename"], "acls": role["acls"]}])
         modify = {"command": "modifyClient", **account, "password": password, "groups": []}
         try:
             await self._run([modify])

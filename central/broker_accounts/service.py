@@ -43,11 +43,18 @@ DEFAULT_SYNC_INTERVAL_S = 60.0
 RETRY_S = 5.0
 
 
-def desired_cabinets(entries: list[RegistryEntry]) -> dict[str, DesiredCabinet]:
-    """The live cabinets with a credential; an unreadable hash is logged (by cabinet) and skipped."""
+def desired_cabinets(
+    entries: list[RegistryEntry], template: AccountsTemplate | None = None
+) -> dict[str, DesiredCabinet]:
+    """The live cabinets with a credential; an unreadable hash, or a cabinet named like one of the
+    fixed accounts (``central``: it would take central's account), is logged and left out."""
+    fixed = (template or AccountsTemplate()).fixed_names
     desired: dict[str, DesiredCabinet] = {}
     for entry in entries:
         if entry.revoked_ms is not None or entry.broker_hash is None:
+            continue
+        if entry.cabinet in fixed:
+            logger.warning("registry entry %s: named like a fixed broker account; left out", entry.cabinet)
             continue
         try:
             desired[entry.cabinet] = DesiredCabinet(
@@ -63,10 +70,9 @@ async def render_document(
 ) -> dict[str, Any]:
     """The plugin's file from the registry: ``fixed`` (central's and the admin's hashes) and every
     live cabinet's hash. No plaintext password is needed or written."""
-    desired = desired_cabinets(await store.registry())
-    return (template or AccountsTemplate()).render(
-        fixed, {cabinet: want.credential for cabinet, want in desired.items()}
-    )
+    template = template or AccountsTemplate()
+    desired = desired_cabinets(await store.registry(), template)
+    return template.render(fixed, {cabinet: want.credential for cabinet, want in desired.items()})
 
 
 class BrokerAccounts:
@@ -137,6 +143,7 @@ class BrokerAccounts:
         """Give ``cabinet`` its account with ``password`` now (a new one, or its password changed,
         which disconnects it); ``credential`` is the registry's hash of the same password, whose tag
         the account carries. DynsecError when the broker cannot be told (the sync will say so)."""
+        self._check_cabinet(cabinet)
         (role,) = self.template.cabinet_roles(cabinet)
         (client,) = self.template.cabinet_clients(cabinet, credential)
         account = {k: v for k, v in client.items() if k not in ("password", "salt", "iterations")}
@@ -158,6 +165,7 @@ class BrokerAccounts:
 
     async def revoke(self, cabinet: str) -> None:
         """Delete ``cabinet``'s account and role: the plugin disconnects it at once."""
+        self._check_cabinet(cabinet)
         (role,) = self.template.cabinet_roles(cabinet)
         await self._run(
             [
@@ -167,6 +175,10 @@ class BrokerAccounts:
             ignore=("Client not found", "Role not found"),
         )
         logger.info("broker account of %s: deleted (revoked)", cabinet)
+
+    def _check_cabinet(self, cabinet: str) -> None:
+        if cabinet in self.template.fixed_names:
+            raise DynsecRefused(f"{cabinet!r} is a fixed broker account, not a cabinet: its account is kept")
 
     async def plan(self, *, grace_ms: int = 30_000) -> SyncPlan:
         """What the sync would change now (the broker is read first, then the registry)."""
@@ -179,7 +191,7 @@ class BrokerAccounts:
             except DynsecError:
                 await self._disconnect()
                 raise
-        desired = desired_cabinets(await self._store.registry())
+        desired = desired_cabinets(await self._store.registry(), self.template)
         return plan_sync(
             self.template,
             clients=clients,

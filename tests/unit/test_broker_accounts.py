@@ -3,6 +3,7 @@ the [broker_accounts] config section."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,9 +12,11 @@ import pytest
 from central.broker_accounts import AccountsError, AccountsTemplate, DesiredCabinet, PasswordHash, plan_sync
 from central.broker_accounts.hook import RateLimiter
 from central.broker_accounts.rules import allowed, topic_matches
+from central.broker_accounts.service import desired_cabinets
 from central.broker_accounts.settings import accounts_settings
 from central.broker_accounts.template import credential_tag_text
 from central.config import ConfigError, load_central_config
+from central.store.rows import RegistryEntry
 
 TEMPLATE = AccountsTemplate()
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "central.example.toml"
@@ -159,3 +162,13 @@ def test_the_config_section(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="hook_secret_file") as raised:
         accounts_settings(load_central_config(tmp_path / "c.toml").broker_accounts, "c.toml")
     assert "short" not in str(raised.value).replace(str(short), "")
+
+
+def test_a_cabinet_named_like_central_never_becomes_an_account() -> None:
+    def entry(cabinet: str, revoked: int | None = None) -> RegistryEntry:
+        credential = PasswordHash.of("pw", iterations=1).to_json()
+        return RegistryEntry(cabinet, "Dijon", "", None, None, None, None, credential, 1, 1, revoked)
+
+    entries = [entry("central"), entry("cityedge-admin"), entry("cab-1"), entry("cab-2", revoked=5)]
+    entries.append(dataclasses.replace(entry("cab-3"), broker_hash="garbage"))
+    assert list(desired_cabinets(entries)) == ["cab-1"]

@@ -187,8 +187,15 @@ async def _registry_document(url: str, fixed: Mapping[str, PasswordHash], kind: 
     from central.broker_accounts.export import export_json
     from central.broker_accounts.service import desired_cabinets, render_document
     from central.broker_accounts.template import AccountsTemplate
-    from central.store import open_store
+    from central.store import open_store, parse_db_url
 
+    parsed = parse_db_url(url)
+    if parsed.path is not None and not parsed.path.exists():
+        # Before central's first start (a broker started first, say): no registry yet. Creating the
+        # database here, as root from the broker's ExecStartPre, would leave central a file it cannot write.
+        typer.echo(f"{parsed.path}: no database yet: no cabinet accounts", err=True)
+        template = AccountsTemplate()
+        return export_json(template, {}) if kind == "json" else template.render(fixed, {})
     async with open_store(url) as store:
         if kind == "json":
             return export_json(AccountsTemplate(), desired_cabinets(await store.registry()))

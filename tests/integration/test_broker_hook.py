@@ -149,3 +149,32 @@ def test_export_json_lists_live_cabinets_with_hashes_and_topics(tmp_path: Path) 
     credential = PasswordHash(stored["hash"], stored["salt"], stored["iterations"])
     assert stored["algorithm"] == "pbkdf2-sha512" and credential.verify("cab-a-pw")
     assert "cab-a-pw" not in result.stdout
+
+
+def test_render_writes_the_registrys_hashes_and_never_creates_the_database(tmp_path: Path) -> None:
+    import asyncio
+
+    for name, secret in (("central-pw", CENTRAL_PW), ("admin-pw", "adm-pw")):
+        (tmp_path / name).write_text(secret + "\n")
+        (tmp_path / name).chmod(0o600)
+    config = tmp_path / "central.toml"
+    config.write_text(
+        f'[broker]\npassword_file = "{tmp_path / "central-pw"}"\n'
+        f'[broker_accounts]\nadmin_password_file = "{tmp_path / "admin-pw"}"\n'
+        f'dynsec_file = "{tmp_path / "dynsec.json"}"\n'
+    )
+    render = ["central", "broker-accounts", "render", "--config", str(config), "--db"]
+    missing = tmp_path / "not-yet.db"
+    result = CliRunner().invoke(app, [*render, str(missing)])
+    assert result.exit_code == 0, result.output
+    assert not missing.exists()
+    clients = json.loads((tmp_path / "dynsec.json").read_text())["clients"]
+    assert [c["username"] for c in clients] == ["central", "cityedge-admin"]
+    asyncio.run(_registry(tmp_path / "c.db"))
+    result = CliRunner().invoke(app, [*render, str(tmp_path / "c.db")])
+    assert result.exit_code == 0, result.output
+    clients = json.loads((tmp_path / "dynsec.json").read_text())["clients"]
+    assert [c["username"] for c in clients] == ["central", "cityedge-admin", "cab-a"]
+    assert (tmp_path / "dynsec.json").stat().st_mode & 0o777 == 0o600
+    text = (tmp_path / "dynsec.json").read_text()
+    assert not any(secret in text for secret in (CENTRAL_PW, "adm-pw", *PASSWORDS.values()))

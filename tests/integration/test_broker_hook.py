@@ -178,3 +178,15 @@ def test_render_writes_the_registrys_hashes_and_never_creates_the_database(tmp_p
     assert (tmp_path / "dynsec.json").stat().st_mode & 0o777 == 0o600
     text = (tmp_path / "dynsec.json").read_text()
     assert not any(secret in text for secret in (CENTRAL_PW, "adm-pw", *PASSWORDS.values()))
+
+
+def test_serve_refuses_an_admin_password_file_others_can_read(tmp_path: Path) -> None:
+    admin = tmp_path / "admin-pw"
+    admin.write_text("adm-pw\n")
+    admin.chmod(0o644)
+    config = tmp_path / "central.toml"
+    config.write_text(f'[broker_accounts]\nadmin_password_file = "{admin}"\n')
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    result = CliRunner().invoke(app, ["central", "serve", "--config", str(config), "--db", db])
+    assert result.exit_code == 2
+    assert "broker_accounts.admin_password_file" in result.output and "adm-pw" not in result.output

@@ -18,8 +18,8 @@
     dynsec_file = "/var/lib/mosquitto/cityedge-dynsec.json"        # what `broker-accounts render` writes
     sync_interval_s = 60         # how often the leader fixes drift between broker and registry
     hook_secret_file = "/etc/cityedge/broker-hook-secret"   # serves POST /broker/auth and /authz
-    hook_rate_per_s = 200        # hook requests per second and source address (burst: hook_burst)
-    hook_burst = 2000
+    hook_rate_per_s = 1000       # hook requests per second and source address (burst: hook_burst)
+    hook_burst = 10000
 
 Every key is optional. A command-line option wins over the file (``--db`` and ``$CITYEDGE_DB`` over
 ``store.url``). A wrong file is one ``ConfigError`` naming the file, the key and what was expected.
@@ -76,8 +76,8 @@ class BrokerAccountsSection(msgspec.Struct, frozen=True, forbid_unknown_fields=T
     dynsec_file: str | None = None
     sync_interval_s: Annotated[float, msgspec.Meta(ge=5, le=86_400)] = 60.0
     hook_secret_file: str | None = None
-    hook_rate_per_s: Annotated[float, msgspec.Meta(ge=1, le=100_000)] = 200.0
-    hook_burst: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 2000
+    hook_rate_per_s: Annotated[float, msgspec.Meta(ge=1, le=100_000)] = 1000.0
+    hook_burst: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 10_000
 
 
 class CentralConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -17,8 +17,8 @@ class AccountsSettings:
     dynsec_file: Path | None = None
     sync_interval_s: float = 60.0
     hook_secret: str | None = field(default=None, repr=False)  # None: no /broker/auth, /broker/authz
-    hook_rate_per_s: float = 200.0
-    hook_burst: int = 2000
+    hook_rate_per_s: float = 1000.0
+    hook_burst: int = 10_000
 
 
 def _secret(shown: str, key: str, value: str | None) -> str | None:

@@ -307,15 +307,18 @@ async def test_after_a_broker_restart_the_accounts_are_the_registrys(rig: Rig) -
 
 async def test_sighup_does_not_reload_the_plugins_file(rig: Rig) -> None:
     """Why central applies changes through the control topic: Mosquitto 2.0 reloads its config on
-    SIGHUP but never the dynamic-security plugin's file (it registers no reload callback)."""
+    SIGHUP, keeping its connections, but never the dynamic-security plugin's file (the plugin
+    registers no reload callback)."""
     async with SqliteStore(rig.db) as store:
         await store.put_registry(entry("cab-c"))
     await render(rig.db, rig.broker.file)
     assert rig.broker.process is not None
-    os.kill(rig.broker.process.pid, signal.SIGHUP)
-    log = rig.broker.directory / "mosquitto.log"
-    await wait_until(lambda: "Reloading config" in log.read_text(), timeout=WAIT_S, what="the reload")
-    await _refused(rig.broker, "cab-c")
+    async with Edge(rig.broker, "cab-a") as connected:
+        os.kill(rig.broker.process.pid, signal.SIGHUP)
+        log = rig.broker.directory / "mosquitto.log"
+        await wait_until(lambda: "Reloading config" in log.read_text(), timeout=WAIT_S, what="the reload")
+        await _refused(rig.broker, "cab-c")
+        await connected.send(connected.reading("lc1/power_w", TS0_MS, 2.0))  # a reload drops no one
 
 
 async def test_the_registry_api_applies_credentials_and_revocations_to_the_broker(rig: Rig) -> None:

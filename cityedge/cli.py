@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
+from cityedge.provision.command import provision
 from cityedge.running import run_agent, run_until_interrupted, setup_logging
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ def _root(
 
 
 app.add_typer(agent_app, name="agent")
+app.command("provision")(provision)
 app.add_typer(central_app, name="central")
 central_app.add_typer(token_app, name="token")
 

@@ -6,8 +6,8 @@ Per cabinet, in this order, so that nothing is half done where it matters:
 2. the registry entry is PUT (central says created, updated or unchanged);
 3. a password is asked for only when one side lacks it (``plan.credentials``), and written at once,
    mode 0600;
-4. the other files are written only when their bytes differ (a rerun leaves them, mtime and all),
-   and the config is loaded once more as written.
+4. the other files are written only when their bytes differ (a rerun leaves them, mtime and all;
+   it checks them where they are).
 A cabinet's failure is its own result: the others go on. ``dry_run`` reads and diffs, writes nothing.
 """
 
@@ -97,10 +97,8 @@ class Provisioner:
 
     async def _provision(self, spec: CabinetSpec) -> Result:
         folder = self.options.out / spec.cabinet
-        rendered = self.template.render(spec, broker_url=self.options.broker_url, tls=self.options.tls)
-        check_files(folder, rendered.files)
-        changes = file_changes(folder, rendered.files)
-        has_file = (folder / PASSWORD_FILE).is_file()
+        # Files and checks on a thread: their disk waits (fsync) overlap the other cabinets' requests.
+        changes, has_file = await asyncio.to_thread(self._prepare, spec, folder)
         if self.options.dry_run:
             return await self._dry_run(spec, folder, changes, has_file)
 
@@ -113,22 +111,25 @@ class Provisioner:
         if creds == "missing":
             reason = MISSING_PASSWORD.format(file=folder / PASSWORD_FILE)
             return _failed(spec, reason, done)
-        folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+        password = None
         if creds != "keep":
             password = await self.central.new_password(spec.cabinet, replace=central_has)
-            write_file(folder / PASSWORD_FILE, (password + "\n").encode("utf-8"), SECRET_MODE)
             done.append("broker credentials issued" if creds == "issue" else "broker credentials replaced")
-        elif _others_may_read(folder / PASSWORD_FILE):
-            (folder / PASSWORD_FILE).chmod(SECRET_MODE)
-            done.append(f"{PASSWORD_FILE} made 0600")
-        for change in changes:
-            if change.changed:
-                mode = SECRET_MODE if change.name in SECRET_FILES else FILE_MODE
-                write_file(folder / change.name, change.new, mode)
-                done.append(f"{change.name} {'written' if change.old is None else 'updated'}")
-        check_written(folder)
+        done += await asyncio.to_thread(_write, folder, changes, password)
         status: Status = "created" if outcome == "created" else "updated" if done else "unchanged"
         return Result(spec.cabinet, spec.town, status, spec.line, tuple(done))
+
+    def _prepare(self, spec: CabinetSpec, folder: Path) -> tuple[list[FileChange], bool]:
+        """The folder's files against the template's, checked by the agent's loader: in place when
+        the folder already holds them all (a rerun), else in a scratch folder (``check``)."""
+        rendered = self.template.render(spec, broker_url=self.options.broker_url, tls=self.options.tls)
+        changes = file_changes(folder, rendered.files)
+        has_file = (folder / PASSWORD_FILE).is_file()
+        if has_file and not any(change.changed for change in changes):
+            check_written(folder)
+        else:
+            check_files(folder, rendered.files)
+        return changes, has_file
 
     async def _dry_run(
         self, spec: CabinetSpec, folder: Path, changes: list[FileChange], has_file: bool
@@ -159,8 +160,19 @@ def _failed(spec: CabinetSpec, reason: str, done: Sequence[str] = (), diff: str 
     return Result(spec.cabinet, spec.town, "failed", spec.line, tuple(done), f"{spec.where}: {reason}", diff)
 
 
-def _others_may_read(path: Path) -> bool:
-    return bool(path.stat().st_mode & 0o077)
+def _write(folder: Path, changes: Sequence[FileChange], password: str | None) -> list[str]:
+    """The password first (central has its hash now), then each file whose bytes differ."""
+    folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+    if password is not None:
+        write_file(folder / PASSWORD_FILE, (password + "\n").encode("utf-8"), SECRET_MODE)
+    done = []
+    for change in changes:
+        if change.changed:
+            write_file(
+                folder / change.name, change.new, SECRET_MODE if change.name in SECRET_FILES else FILE_MODE
+            )
+            done.append(f"{change.name} {'written' if change.old is None else 'updated'}")
+    return done
 
 
 def write_file(path: Path, data: bytes, mode: int) -> None:

@@ -105,6 +105,7 @@ def read_inventory(path: Path) -> Inventory:
 
 
 def parse_inventory(text: str, *, source: str = "inventory") -> Inventory:
+    text = text.removeprefix("\ufeff")  # Excel's "CSV UTF-8" starts with a byte order mark
     header_line = text.partition("\n")[0]
     delimiter = ";" if header_line.count(";") > header_line.count(",") else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)

@@ -51,8 +51,9 @@ def _key(key: str) -> str:
 
 
 def _string(text: str) -> str:
-    # JSON's escapes (\" \\ \b \f \n \r \t \uXXXX) are all TOML's; JSON has no others.
-    return json.dumps(text, ensure_ascii=False)
+    # JSON's escapes (\" \\ \b \f \n \r \t \uXXXX) are all TOML's, and JSON escapes every control
+    # character TOML refuses raw but DEL.
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def _value(value: Any) -> str:

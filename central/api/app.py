@@ -5,6 +5,7 @@
     views      lighting, equipment, alarms, energy                      (central.api.views)
     ranges     a point's readings and rollups over a period             (central.api.ranges)
     audit      the audit log, admins only                               (central.api.audit)
+    registry   provisioned cabinets and their broker credentials        (central.api.registry)
 
 Every route under the prefix needs a viewer's token at least (``central.api.auth``); writes ask for
 an operator's. The routers take what they use through FastAPI dependencies (``central.api.deps``):
@@ -19,7 +20,7 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, FastAPI, Security
 
-from central.api import audit, deps, docs, errors, fleet, ranges, views
+from central.api import audit, deps, docs, errors, fleet, ranges, registry, views
 from central.api import commands as commands_api
 from central.api.audit import AuditLog
 from central.api.auth import AUTH_RESPONSES, require_viewer
@@ -79,7 +80,7 @@ def create_app(
         dependencies=[Security(require_viewer)],
         responses=AUTH_RESPONSES,
     )
-    for area in (fleet, commands_api, views, ranges, audit):
+    for area in (fleet, commands_api, views, ranges, audit, registry):
         api.include_router(area.router)
     app.include_router(api)
     return app

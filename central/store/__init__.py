@@ -1,7 +1,8 @@
 """Where central keeps what it is told: interfaces by use, typed rows, shared rules, backends.
 
-interfaces   IngestStore, FleetReads, CommandStore, AlarmStore, AuthStore, RollupStore,
-             RetentionStore; Store is all of them
+interfaces   IngestStore, FleetReads, CommandStore, AlarmStore, EpisodeStore, AuthStore,
+             RollupStore, RetentionStore; Store is all of them
+episodes     how alarm events pair into episodes, and the rules of operators' notes
 rollups      15-minute and daily bucket maths, shared by every backend
 rows         the typed rows they speak in
 rules        command status moves, alarm state, the quarantine cap: shared by every backend
@@ -13,6 +14,7 @@ from central.store.interfaces import (
     AlarmStore,
     AuthStore,
     CommandStore,
+    EpisodeStore,
     FleetReads,
     IngestStore,
     RetentionStore,
@@ -26,6 +28,7 @@ __all__ = [
     "AuthStore",
     "CommandStore",
     "DatabaseUrl",
+    "EpisodeStore",
     "FleetReads",
     "IngestStore",
     "RetentionStore",

@@ -133,7 +133,7 @@ async def test_operators_acknowledge_assign_and_comment_as_their_tokens_and_it_i
         acked = await alice.post(f"{path}/acknowledge", json={"comment": "on it"})
         assert acked.status_code == 200, acked.text
         assert (acked.json()["state"], acked.json()["acked_by"]) == ("acknowledged", "alice")
-        again = await bob.post(f"{path}/acknowledge", json={})
+        again = await bob.post(f"{path}/acknowledge")  # no body: no comment
         assert again.status_code == 200 and again.json()["acked_by"] == "alice"  # idempotent
         assigned = await bob.post(f"{path}/assign", json={"to": "crew 3"})
         assert assigned.status_code == 200 and assigned.json()["assigned_to"] == "crew 3"

@@ -4,8 +4,6 @@ it never sends a command; the audit log records each write and never a password.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import json
 import os
 import subprocess
@@ -18,6 +16,7 @@ import pytest
 
 from central.store.auth_rows import Role
 from tests.integration.api_client import LocalApi, add_cabinet, local_api
+from tests.integration.broker_hashes import password_matches
 
 pytestmark = pytest.mark.integration
 
@@ -35,14 +34,6 @@ BODY: dict[str, Any] = {
 async def api(tmp_path: Path) -> AsyncIterator[LocalApi]:
     async with local_api(tmp_path / "central.db") as local:
         yield local
-
-
-def matches(password: str, stored: str) -> bool:
-    """Whether ``password`` is the one Mosquitto's hash ``stored`` (JSON) was made of."""
-    fields = json.loads(stored)
-    salt = base64.b64decode(fields["salt"])
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, fields["iterations"], dklen=64)
-    return base64.b64encode(digest).decode() == fields["password"]
 
 
 async def test_a_put_creates_then_says_unchanged_then_updated(api: LocalApi) -> None:
@@ -111,7 +102,8 @@ async def test_credentials_are_shown_once_and_kept_as_a_hash(api: LocalApi) -> N
         assert creds["username"] == "cab-1" and creds["replaced"] is False and len(creds["password"]) >= 40
         stored = await api.store.registry_entry("cab-1")
         assert stored is not None and stored.broker_hash is not None
-        assert creds["password"] not in stored.broker_hash and matches(creds["password"], stored.broker_hash)
+        assert creds["password"] not in stored.broker_hash
+        assert password_matches(creds["password"], stored.broker_hash)
         entry = (await http.get("/api/v1/registry/cab-1")).json()
         assert entry["broker_account"] is True and "broker_hash" not in entry
 
@@ -123,8 +115,8 @@ async def test_credentials_are_shown_once_and_kept_as_a_hash(api: LocalApi) -> N
         assert replaced.status_code == 201 and replaced.json()["replaced"] is True
         new = await api.store.registry_entry("cab-1")
         assert new is not None and new.broker_hash is not None
-        assert matches(replaced.json()["password"], new.broker_hash)
-        assert not matches(creds["password"], new.broker_hash)
+        assert password_matches(replaced.json()["password"], new.broker_hash)
+        assert not password_matches(creds["password"], new.broker_hash)
     async with api.client(Role.ADMIN) as http:
         audit = (await http.get("/api/v1/audit")).json()["entries"]
     text = json.dumps(audit)

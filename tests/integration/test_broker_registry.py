@@ -19,6 +19,7 @@ import aiomqtt
 import pytest
 from aiomqtt import ProtocolVersion
 
+from central.auth import Tokens
 from central.broker_accounts import BrokerAccounts, PasswordHash, render_document
 from central.broker_accounts.control import DynsecControl
 from central.broker_accounts.settings import AccountsSettings
@@ -47,6 +48,7 @@ PASSWORDS = {
     "cab-x": "x-pw",
 }
 A, B, C = Topics("cab-a"), Topics("cab-b"), Topics("cab-c")
+CABINET_TEMPLATE = Path(__file__).resolve().parents[2] / "config" / "cabinets" / "example.toml"
 
 
 def entry(cabinet: str, *, ms: int = TS0_MS) -> RegistryEntry:
@@ -370,3 +372,39 @@ async def test_the_sync_command_shows_then_makes_the_change(rig: Rig, tmp_path: 
     code, out = await run()
     assert code == 0 and "revoked: cab-b" in out
     await _refused(rig.broker, "cab-b")
+
+
+async def test_a_provisioned_cabinet_connects_with_the_password_it_was_given(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """`cityedge provision` end to end: the password written beside the config logs in at once."""
+    token = tmp_path / "token"
+    token.write_text(await Tokens(rig.central.store).create("tech", Role.INSTALLER) + "\n")
+    token.chmod(0o600)
+    args = ["provision", "--template", str(CABINET_TEMPLATE), "--out", str(tmp_path / "out")]
+    args += [
+        "--central",
+        rig.central.url,
+        "--token-file",
+        str(token),
+        "--cabinet",
+        "cab-p",
+        "--town",
+        "Dijon",
+    ]
+
+    async def provision() -> None:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cityedge", *args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await process.communicate()
+        assert process.returncode == 0, out.decode()
+
+    await provision()
+    password = (tmp_path / "out" / "cab-p" / "broker-password").read_text().strip()
+    async with rig.broker.client("cab-p", password) as cabinet:
+        await provision()  # a rerun changes nothing: the same password still logs in
+        assert _codes(await cabinet.subscribe("cityedge/cab-p/cmd", qos=1)) == [1]
+    async with rig.broker.client("cab-p", password):
+        pass

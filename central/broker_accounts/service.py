@@ -167,13 +167,10 @@ class BrokerAccounts:
         """Delete ``cabinet``'s account and role: the plugin disconnects it at once."""
         self._check_cabinet(cabinet)
         (role,) = self.template.cabinet_roles(cabinet)
-        await self._run(
-            [
-                {"command": "deleteClient", "username": cabinet},
-                {"command": "deleteRole", "rolename": role["rolename"]},
-            ],
-            ignore=("Client not found", "Role not found"),
-        )
+        # Two messages: the plugin disconnects the cabinet once the message deleting its account is
+        # done, and each change rewrites its whole file, so the role goes after the disconnect.
+        await self._run([{"command": "deleteClient", "username": cabinet}], ignore=("Client not found",))
+        await self._run([{"command": "deleteRole", "rolename": role["rolename"]}], ignore=("Role not found",))
         logger.info("broker account of %s: deleted (revoked)", cabinet)
 
     def _check_cabinet(self, cabinet: str) -> None:

@@ -127,6 +127,19 @@ async def test_credentials_are_shown_once_and_kept_as_a_hash(api: LocalApi) -> N
     assert "registry cab-1: created (town 'Quetigny')" in summaries
 
 
+async def test_of_two_requests_for_credentials_at_once_one_gets_them(api: LocalApi) -> None:
+    async with api.client(Role.INSTALLER) as http:
+        await http.put("/api/v1/registry/cab-1", json=BODY)
+        answers = await asyncio.gather(
+            *(http.post("/api/v1/registry/cab-1/broker-credentials", json={}) for _ in range(4))
+        )
+    assert sorted(a.status_code for a in answers) == [201, 409, 409, 409]
+    [won] = [a.json()["password"] for a in answers if a.status_code == 201]
+    stored = await api.store.registry_entry("cab-1")
+    assert stored is not None and stored.broker_hash is not None
+    assert password_matches(won, stored.broker_hash)
+
+
 async def test_a_revoked_cabinet_stays_revoked(api: LocalApi) -> None:
     async with api.client(Role.INSTALLER) as http:
         await http.put("/api/v1/registry/cab-1", json=BODY)

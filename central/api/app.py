@@ -5,7 +5,9 @@
     views      lighting, equipment, alarms, energy                      (central.api.views)
     ranges     a point's readings and rollups over a period             (central.api.ranges)
     audit      the audit log, admins only                               (central.api.audit)
+    kpi        the performance contract's KPI report                    (central.api.kpi)
 
+Open data (``central.api.opendata``) is served outside the prefix, to anyone, read-only.
 Every route under the prefix needs a viewer's token at least (``central.api.auth``); writes ask for
 an operator's. The routers take what they use through FastAPI dependencies (``central.api.deps``):
 the services of one app live on its state. Domain errors (``central.errors``) become HTTP answers in
@@ -19,7 +21,7 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, FastAPI, Security
 
-from central.api import audit, deps, docs, errors, fleet, ranges, views
+from central.api import audit, deps, docs, errors, fleet, kpi, opendata, ranges, views
 from central.api import commands as commands_api
 from central.api.audit import AuditLog
 from central.api.auth import AUTH_RESPONSES, require_viewer
@@ -79,7 +81,10 @@ def create_app(
         dependencies=[Security(require_viewer)],
         responses=AUTH_RESPONSES,
     )
-    for area in (fleet, commands_api, views, ranges, audit):
+    for area in (fleet, commands_api, views, ranges, audit, kpi):
         api.include_router(area.router)
     app.include_router(api)
+    # Open data: outside the prefix, no token, GET only, cached.
+    opendata.install(app)
+    app.include_router(opendata.router)
     return app

@@ -76,11 +76,11 @@ def kpi_period(start_ms: int, end_ms: int, tz: dt.tzinfo, *, now_ms: int) -> Per
     the quarter under way at ``now_ms``, cut into the local days of ``tz``."""
     if end_ms <= start_ms:
         raise PeriodError("to", "to must be after from (from is inclusive, to exclusive)")
+    if end_ms - start_ms > MAX_PERIOD_DAYS * 86_400_000:
+        raise PeriodError("to", f"a report covers at most {MAX_PERIOD_DAYS} days: ask for a shorter period")
     start, end = floor_quarter(start_ms), min(ceil_quarter(end_ms), floor_quarter(now_ms))
     if end <= start:
         raise PeriodError("from", "from must be at least 15 minutes before now: the period has no data yet")
-    if end - start > MAX_PERIOD_DAYS * 86_400_000:
-        raise PeriodError("to", f"a report covers at most {MAX_PERIOD_DAYS} days: ask for a shorter period")
     return Period(start, end, tuple(days_of(start, end, tz)))
 
 

@@ -15,15 +15,15 @@ CSV tables (``csv_table``), one header row then one row per figure; empty cells 
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from central.kpi.availability import AvailabilityFigures, AvailabilityReport
-from central.kpi.delays import DelayFigures, DelayReport
-from central.kpi.energy import CabinetEnergy, DayFigures, EnergyFigures
+from central.kpi.availability import AvailabilityFigures, AvailabilityReport, DeviceInput, availability
+from central.kpi.delays import DelayFigures, DelayReport, delays
+from central.kpi.energy import CabinetEnergy, CabinetEnergyInput, DayFigures, EnergyFigures, cabinet_energy
 from central.kpi.period import Period
+from central.store.rows import AlarmEpisode
 
 CsvTable = Literal["energy", "availability", "delays"]
 CSV_TABLES: tuple[CsvTable, ...] = ("energy", "availability", "delays")
@@ -70,6 +70,25 @@ class KpiReport:
     energy: EnergyReport
     availability: AvailabilityReport
     delays: DelayReport
+
+
+def kpi_report(
+    period: Period,
+    tz: str,
+    *,
+    cabinets: Sequence[CabinetEnergyInput],
+    devices: Sequence[DeviceInput],
+    episodes: Sequence[AlarmEpisode],
+    towns: Mapping[str, str | None],
+) -> KpiReport:
+    """The whole report from its rows: ``episodes`` raised in the period count for the delays."""
+    return KpiReport(
+        period=period,
+        tz=tz,
+        energy=energy_report([cabinet_energy(c, period) for c in cabinets], period),
+        availability=availability(devices, period.start_ms, period.end_ms),
+        delays=delays(episodes, towns, period.start_ms, period.end_ms),
+    )
 
 
 # -- CSV ---------------------------------------------------------------------------------------------
@@ -168,7 +187,3 @@ def csv_table(report: KpiReport, table: CsvTable) -> tuple[tuple[str, ...], Iter
     if table == "availability":
         return AVAILABILITY_HEADER, _availability_rows(report.availability)
     return DELAYS_HEADER, _delay_rows(report.delays)
-
-
-def iso_date(day: dt.date) -> str:
-    return day.isoformat()

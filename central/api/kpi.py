@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query, Response
 from central.api import kpi_models as m
 from central.api.deps import ServicesDep, StoreDep
 from central.api.json_route import StrictJsonRoute
-from central.api.kpi_fetch import device_inputs, energy_inputs, episodes_of, scope_of
+from central.api.kpi_fetch import cabinet_figures, episodes_of, outages_by_device, scope_of
 from central.api.models import ErrorBody
 from central.api.params import parse_time
 from central.errors import InvalidRequest
@@ -178,11 +178,12 @@ async def kpi(
         raise InvalidRequest.field(("query", exc.field), exc.problem, given) from None
     scope = await scope_of(store, town)
     raised, overlapping = await episodes_of(store, scope, period)
+    figures = await cabinet_figures(store, scope, period, outages_by_device(overlapping))
     report = kpi_report(
         period,
         tz,
-        cabinets=await energy_inputs(store, scope, period),
-        devices=await device_inputs(store, scope, period, overlapping),
+        cabinets=[f.energy for f in figures if f.energy is not None],
+        devices=[d for f in figures for d in f.devices],
         episodes=raised,
         towns=scope.towns,
     )

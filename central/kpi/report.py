@@ -19,9 +19,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from central.kpi.availability import AvailabilityFigures, AvailabilityReport, DeviceInput, availability
+from central.kpi.availability import AvailabilityFigures, AvailabilityReport, DeviceAvailability, availability
 from central.kpi.delays import DelayFigures, DelayReport, delays
-from central.kpi.energy import CabinetEnergy, CabinetEnergyInput, DayFigures, EnergyFigures, cabinet_energy
+from central.kpi.energy import CabinetEnergy, DayFigures, EnergyFigures
 from central.kpi.period import Period
 from central.store.rows import AlarmEpisode
 
@@ -76,17 +76,19 @@ def kpi_report(
     period: Period,
     tz: str,
     *,
-    cabinets: Sequence[CabinetEnergyInput],
-    devices: Sequence[DeviceInput],
+    cabinets: Sequence[CabinetEnergy],
+    devices: Sequence[DeviceAvailability],
     episodes: Sequence[AlarmEpisode],
     towns: Mapping[str, str | None],
 ) -> KpiReport:
-    """The whole report from its rows: ``episodes`` raised in the period count for the delays."""
+    """The whole report from each cabinet's energy and each device's availability (computed cabinet
+    by cabinet, so that a month of a city's rollups is never held at once); ``episodes`` raised in
+    the period count for the delays."""
     return KpiReport(
         period=period,
         tz=tz,
-        energy=energy_report([cabinet_energy(c, period) for c in cabinets], period),
-        availability=availability(devices, period.start_ms, period.end_ms),
+        energy=energy_report(cabinets, period),
+        availability=availability(devices, period.length_ms),
         delays=delays(episodes, towns, period.start_ms, period.end_ms),
     )
 

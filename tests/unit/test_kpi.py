@@ -13,7 +13,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from central.kpi.availability import DeviceInput, Outage, availability, device_available_ms
+from central.kpi.availability import (
+    DeviceInput,
+    Outage,
+    availability,
+    device_availability,
+    device_available_ms,
+)
 from central.kpi.delays import delays, nearest_rank
 from central.kpi.energy import CabinetEnergyInput, CounterQuarters, cabinet_energy, is_relay
 from central.kpi.period import PeriodError, kpi_period
@@ -199,7 +205,7 @@ def test_availability_with_an_outage_silence_and_bad_readings() -> None:
     # Lost from 01:00 and never back: 60 of 120 min.
     assert device_available_ms(cam1, start, end) == 60 * MIN
 
-    report = availability([tc1, lc1, cam1], start, end)
+    report = availability([device_availability(d, start, end) for d in (tc1, lc1, cam1)], end - start)
     shares = {name: f.share for name, f in report.by_class.items()}
     assert shares == {
         "lighting": pytest.approx(110 / 120),  # 91.67 %
@@ -318,9 +324,7 @@ def test_traffic_controller_hours_per_state_at_quarter_resolution() -> None:
 def test_csv_tables_parse_with_one_header_and_the_documented_columns() -> None:
     period = kpi_period(MAY1, MAY1 + 2 * DAY, UTC, now_ms=FAR)
     energy = energy_report([cabinet_energy(c, period) for c in (_cabinet_a(), _cabinet_b())], period)
-    report = KpiReport(
-        period, "UTC", energy, availability([], period.start_ms, period.end_ms), delays([], {}, 0, 1)
-    )
+    report = KpiReport(period, "UTC", energy, availability([], period.length_ms), delays([], {}, 0, 1))
     header, rows = csv_table(report, "energy")
     text = io.StringIO()
     csv.writer(text).writerows([header, *rows])

@@ -2,7 +2,8 @@
 
     fleet      cabinets, latest values, events, quarantine, health      (central.api.fleet)
     commands   commands and groups                                      (central.api.commands)
-    views      lighting, equipment, alarms, energy                      (central.api.views)
+    views      lighting, equipment, energy                              (central.api.views)
+    alarms     alarms' current state, the board of their episodes       (central.api.alarms)
     ranges     a point's readings and rollups over a period             (central.api.ranges)
     audit      the audit log, admins only                               (central.api.audit)
     kpi        the performance contract's KPI report                    (central.api.kpi)
@@ -21,7 +22,7 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, FastAPI, Security
 
-from central.api import audit, deps, docs, errors, fleet, kpi, opendata, ranges, views
+from central.api import alarms, audit, deps, docs, errors, fleet, kpi, opendata, ranges, views
 from central.api import commands as commands_api
 from central.api.audit import AuditLog
 from central.api.auth import AUTH_RESPONSES, require_viewer
@@ -81,7 +82,7 @@ def create_app(
         dependencies=[Security(require_viewer)],
         responses=AUTH_RESPONSES,
     )
-    for area in (fleet, commands_api, views, ranges, audit, kpi):
+    for area in (fleet, commands_api, views, alarms, ranges, audit, kpi):
         api.include_router(area.router)
     app.include_router(api)
     # Open data: outside the prefix, no token, GET only, cached.

@@ -189,6 +189,14 @@ async def test_every_arrival_order_of_a_flapping_alarm_pairs_the_same(store: Sto
         ], order
 
 
+async def test_an_alarm_raised_over_and_over_is_one_episode(store: Store) -> None:
+    edge = Edge()
+    for part in range(20):  # 2,000 raises without a clear (a cabinet that repeats itself), then one
+        await store.write([edge.batch(*(edge.door(True, TS0_MS + (part * 100 + i) * S) for i in range(100)))])
+    await store.write([edge.batch(edge.door(False, TS0_MS + 3000 * S))])
+    assert spans(await store.episodes(EpisodeQuery())) == [("agent", "door_open", TS0_MS, TS0_MS + 3000 * S)]
+
+
 async def test_a_lost_device_is_an_episode_until_it_is_back(store: Store) -> None:
     edge = Edge()
     await store.write(

@@ -22,7 +22,7 @@ from central.api.params import parse_time
 from central.errors import InvalidRequest
 from central.kpi.energy import CabinetEnergy
 from central.kpi.period import MAX_PERIOD_DAYS, PeriodError, kpi_period
-from central.kpi.report import CSV_TABLES, CsvTable, GroupEnergy, KpiReport, csv_table, kpi_report
+from central.kpi.report import CSV_TABLES, CsvTable, GroupEnergy, KpiReport, csv_cell, csv_table, kpi_report
 
 MAX_TOWN_CHARS = 200
 MAX_TZ_CHARS = 64
@@ -142,7 +142,7 @@ def csv_text(report: KpiReport, table: CsvTable) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180
     writer.writerow(header)
-    writer.writerows(["" if cell is None else cell for cell in row] for row in rows)
+    writer.writerows([csv_cell(cell) for cell in row] for row in rows)
     return out.getvalue()
 
 

@@ -40,7 +40,7 @@ from central.api.kpi_fetch import (
 from central.energy import local_days
 from central.kpi import opendata as od
 from central.kpi.period import Period, days_of
-from central.kpi.report import Cell, energy_report
+from central.kpi.report import Cell, csv_cell, energy_report
 from central.kpi.traffic import FAULT_POINT, MODE_POINT, StateHours, controller_hours
 from central.store import Store
 
@@ -173,7 +173,7 @@ def _csv(columns: Sequence[str], rows: Sequence[Mapping[str, Cell]]) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(columns)
-    writer.writerows(["" if row[c] is None else row[c] for c in columns] for row in rows)
+    writer.writerows([csv_cell(row[c]) for c in columns] for row in rows)
     return out.getvalue().encode()
 
 

@@ -109,6 +109,19 @@ DELAYS_HEADER = (
 )  # fmt: skip
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (a town named "=HYPERLINK(…)").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(cell: Cell) -> str | int | float:
+    """A cell as written: empty for no figure, a text that a spreadsheet would run quoted with '."""
+    if cell is None:
+        return ""
+    if isinstance(cell, str) and cell.startswith(_FORMULA_START):
+        return "'" + cell
+    return cell
+
+
 def rounded(x: float | None, digits: int = 3) -> float | None:
     return None if x is None else round(x, digits)
 

@@ -23,7 +23,7 @@ from central.kpi.availability import (
 from central.kpi.delays import delays, nearest_rank
 from central.kpi.energy import CabinetEnergyInput, CounterQuarters, cabinet_energy, is_relay
 from central.kpi.period import PeriodError, kpi_period
-from central.kpi.report import KpiReport, csv_table, energy_report
+from central.kpi.report import KpiReport, csv_cell, csv_table, energy_report
 from central.kpi.traffic import controller_hours
 from central.store.rollups import Sample, by_bucket, summarise
 from central.store.rows import AlarmEpisode, Rollup
@@ -339,3 +339,17 @@ def test_csv_tables_parse_with_one_header_and_the_documented_columns() -> None:
     assert [r[2] for r in rows] == ["lighting", "traffic_controller", "camera"]
     header, rows = csv_table(report, "delays")
     assert list(rows) == [("total", None, None, 0, 0, None, None, 0, None, None)]
+
+
+def test_a_csv_cell_a_spreadsheet_would_run_as_a_formula_is_quoted() -> None:
+    cells = ['=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)", "Dijon", None, -5.25, 3]
+    assert [csv_cell(c) for c in cells] == [
+        '\'=HYPERLINK("http://x")',
+        "'+1",
+        "'-2",
+        "'@SUM(A1)",
+        "Dijon",
+        "",
+        -5.25,
+        3,
+    ]

@@ -22,6 +22,7 @@ from central.kpi.availability import (
 )
 from central.kpi.delays import delays, nearest_rank
 from central.kpi.energy import CabinetEnergyInput, CounterQuarters, cabinet_energy, is_relay
+from central.kpi.opendata import feature_collection, town_points, valid_coordinates
 from central.kpi.period import PeriodError, kpi_period
 from central.kpi.report import KpiReport, csv_cell, csv_table, energy_report
 from central.kpi.traffic import controller_hours
@@ -353,3 +354,15 @@ def test_a_csv_cell_a_spreadsheet_would_run_as_a_formula_is_quoted() -> None:
         -5.25,
         3,
     ]
+
+
+def test_open_data_points_are_lon_lat_means_and_bad_coordinates_are_no_point() -> None:
+    dijon = [valid_coordinates(47.3, 5.0), valid_coordinates(47.4, 5.1), None]
+    # The mean of (5.0, 47.3) and (5.1, 47.4), [lon, lat]: (5.05, 47.35); a cabinet without any is left out.
+    assert town_points([("Dijon", p) for p in dijon]) == {"Dijon": (5.05, 47.35)}
+    wrong = [(91.0, 5.0), (47.0, 181.0), (float("nan"), 5.0), (47.0, None)]
+    assert [valid_coordinates(*c) for c in wrong] == [None, None, None, None]
+    doc = feature_collection(
+        [{"town": "Dijon", "kwh": 1.5}, {"town": "Nowhere", "kwh": 0.0}], {"Dijon": (5.05, 47.35)}, "town"
+    )
+    assert [f["geometry"] for f in doc["features"]] == [{"type": "Point", "coordinates": [5.05, 47.35]}, None]

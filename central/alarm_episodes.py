@@ -112,7 +112,13 @@ class EpisodeService:
         self._clock = clock
 
     async def list(self, filters: EpisodeFilters) -> EpisodePage:
-        for name, values in (("cabinet", filters.cabinets), ("town", filters.towns)):
+        for name, values in (
+            ("cabinet", filters.cabinets),
+            ("town", filters.towns),
+            ("device_class", filters.device_classes),
+            ("severity", filters.severities),
+            ("state", filters.states),
+        ):
             _bounded(name, values)
         if filters.limit < 1 or filters.limit > MAX_PAGE:
             raise InvalidRequest.field(("query", "limit"), f"limit is 1 to {MAX_PAGE}", filters.limit)

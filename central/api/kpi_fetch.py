@@ -29,6 +29,7 @@ EPISODE_PAGE = 10_000
 OUTAGE_LOOKBACK_MS = 7 * 86_400_000
 # Cabinets read at once: the SQLite store reads on 4 threads; PostgreSQL on its pool.
 CONCURRENT_CABINETS = 4
+MAX_CABINETS_ASKED = 500
 
 _T = TypeVar("_T")
 _Reads = Callable[[str], Awaitable[list[Rollup]]]
@@ -219,8 +220,9 @@ async def episodes_of(
     cabinets = tuple(c.id for c in scope.cabinets)
     if not cabinets:
         return [], []
-    # One town: ask for its cabinets; every town: ask for all, and keep those central knows.
-    narrowed = cabinets if scope.town_asked is not None else None
+    # One town: ask for its cabinets (a few hundred at most in one query); else for all, and keep
+    # those of the scope.
+    narrowed = cabinets if scope.town_asked is not None and len(cabinets) <= MAX_CABINETS_ASKED else None
     raised = await _all_episodes(
         store, EpisodeQuery(cabinets=narrowed, raised_since_ms=period.start_ms, raised_until_ms=period.end_ms)
     )

@@ -1,8 +1,8 @@
 """Alarm episodes: how alarm events pair into episodes, and what an operator's note does to one. Pure.
 
 Every alarm event (``central.alarms.alarm_change``) is a **mark** of its (cabinet, device, alarm):
-it raises or clears. A key's marks, in the cabinet's order (stream, then seq: never by stamp, see
-``central.record_time``), make its episodes:
+it raises or clears. A key's marks, in the cabinet's order (stream, in the order central first saw
+it, then seq: never by stamp, see ``central.record_time``), make its episodes:
 
 - an episode opens at a raise while none is open, and closes at the first clear after it;
 - a raise while one is open belongs to that episode (one open episode per alarm, never two);

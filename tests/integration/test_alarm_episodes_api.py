@@ -108,6 +108,8 @@ async def test_the_board_lists_filters_and_pages_episodes(central: CentralServer
             {"device_class": "toaster"},
             {"since": "yesterday"},
             {"limit": 0},
+            {"cabinet": [f"cab-{i}" for i in range(101)]},
+            {"severity": ["alarm"] * 101},
         ):
             assert (await http.get("/alarm-episodes", params=params)).status_code == 422, params
         assert (await http.get("/alarm-episodes/999999")).status_code == 404

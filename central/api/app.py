@@ -7,7 +7,9 @@
     ranges     a point's readings and rollups over a period             (central.api.ranges)
     audit      the audit log, admins only                               (central.api.audit)
     registry   provisioned cabinets and their broker credentials        (central.api.registry)
+    kpi        the performance contract's KPI report                    (central.api.kpi)
 
+Open data (``central.api.opendata``) is served outside the prefix, to anyone, read-only.
 Every route under the prefix needs a viewer's token at least (``central.api.auth``); writes ask for
 an operator's. The routers take what they use through FastAPI dependencies (``central.api.deps``):
 the services of one app live on its state. Domain errors (``central.errors``) become HTTP answers in
@@ -21,7 +23,7 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, FastAPI, Security
 
-from central.api import alarms, audit, deps, docs, errors, fleet, ranges, registry, views
+from central.api import alarms, audit, deps, docs, errors, fleet, kpi, opendata, ranges, registry, views
 from central.api import commands as commands_api
 from central.api.audit import AuditLog
 from central.api.auth import AUTH_RESPONSES, require_viewer
@@ -81,7 +83,10 @@ def create_app(
         dependencies=[Security(require_viewer)],
         responses=AUTH_RESPONSES,
     )
-    for area in (fleet, commands_api, views, alarms, ranges, audit, registry):
+    for area in (fleet, commands_api, views, alarms, ranges, audit, registry, kpi):
         api.include_router(area.router)
     app.include_router(api)
+    # Open data: outside the prefix, no token, GET only, cached.
+    opendata.install(app)
+    app.include_router(opendata.router)
     return app

@@ -1,4 +1,4 @@
-"""The aggregator process: store + MQTT ingest + command dispatch + HTTP API, all in one event loop.
+"""The aggregator process: store + MQTT link + ingest + command dispatch + HTTP API, in one event loop.
 
     async with CentralServer(db="sqlite:///central.db", broker_url=..., http_port=0) as server:
         print(server.url)          # the bound port is known once the block is entered
@@ -28,9 +28,10 @@ from central.api import create_app
 from central.config import Retention
 from central.dispatch import DEFAULT_EXPIRY_GRACE_S, DEFAULT_RETRY_S, CommandDispatcher
 from central.errors import ServerError, StoreError
-from central.ingest import DEFAULT_GROUP, Ingestor
+from central.ingest import Ingestor
 from central.ingest_limits import TopicLimits
 from central.leadership import Leadership, SoleLeader, leadership_for
+from central.mqtt_link import DEFAULT_GROUP, MqttLink
 from central.store import Store, open_store
 from protocols.sd_notify import Notifier
 
@@ -118,20 +119,19 @@ class CentralServer:
 
         self.leadership = leadership = leadership or lead("dispatch")
         self.retention_leadership = lead("retention")
+        # One session to the broker: ingest receives and acks on it, commands go out on it.
         # Validates the broker URL now: a bad one fails before anything starts.
-        self.ingestor = Ingestor(
-            store=self.store,
+        self.link = MqttLink(
             broker_url=broker_url,
             broker_username=broker_username,
             broker_password=broker_password,
             group=group,
-            on_birth=self._birth,
-            limits=ingest_limits,
         )
-        # Commands go out on the ingestor's connection; a birth it receives triggers a resend.
+        self.ingestor = Ingestor(store=self.store, link=self.link, on_birth=self._birth, limits=ingest_limits)
+        # A birth the ingestor receives triggers a resend of what that cabinet has not accepted.
         self.dispatcher = CommandDispatcher(
             store=self.store,
-            publisher=self.ingestor,
+            publisher=self.link,
             retry_s=command_retry_s,
             expiry_grace_s=command_expiry_grace_s,
             leadership=leadership,
@@ -170,6 +170,7 @@ class CentralServer:
             stack.callback(sock.close)  # on failure; uvicorn closes it on a normal stop
             await stack.enter_async_context(self.store)
             await stack.enter_async_context(self.ingestor)
+            await stack.enter_async_context(self.link)  # after its receiver: nothing is taken unread
             await stack.enter_async_context(self.leadership)
             await stack.enter_async_context(self.dispatcher)
             if self.retention is not None:

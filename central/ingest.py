@@ -155,6 +155,7 @@ class Ingestor:
         backoff: Backoff | None = None,
         on_birth: Callable[[str], None] | None = None,
         limits: TopicLimits | None = None,
+        ack_latency: Callable[[float], None] | None = None,
     ) -> None:
         if (link is None) == (broker_url is None):
             raise ValueError("give the Ingestor either an MqttLink or a broker URL, not both")
@@ -179,6 +180,7 @@ class Ingestor:
         self._group_records = _GroupSize(max_group_records, group_target_s)
         self._max_pending_records = max_pending_records
         self._on_birth = on_birth
+        self._ack_latency = ack_latency  # seconds from a batch's receipt to its ack sent
 
         self._stats = IngestStats()
         self._limiter = TopicRateLimiter(limits)
@@ -190,7 +192,7 @@ class Ingestor:
         self._quarantine: list[QuarantineEntry] = []
         self._pending_records = 0
         self._work = asyncio.Event()  # something is queued for the writer
-        self._acks: list[Ack] = []
+        self._acks: list[tuple[Ack, int]] = []  # and when its batch was received (ms)
         self._ack_work = asyncio.Event()
         self._task_group: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -455,7 +457,7 @@ class Ingestor:
             if outcome.duplicates and not outcome.new:
                 stats.duplicate_batches += 1
             # Exactly the records of the batch, all committed now or held already; never its range.
-            self._acks.append(_ack(received.batch))
+            self._acks.append((_ack(received.batch), received.received_ms))
         self._ack_work.set()
         self._pending_records -= sum(_records(b) for b in batches)
         if self._pending_records < self._max_pending_records:
@@ -471,13 +473,15 @@ class Ingestor:
             if not self._link.connected:
                 self._stats.acks_failed += len(acks)  # the edge re-sends; we ack the duplicate
                 continue
-            await asyncio.gather(*(self._publish_ack(ack) for ack in acks))
+            await asyncio.gather(*(self._publish_ack(ack, received_ms) for ack, received_ms in acks))
 
-    async def _publish_ack(self, ack: Ack) -> None:
+    async def _publish_ack(self, ack: Ack, received_ms: int) -> None:
         # QoS 0: an ack is idempotent and a lost one costs a resend (acked again as a duplicate).
         # At QoS 1 each would wait for the broker's PUBACK, which comes back on the ingest stream,
         # behind whatever a flooding cabinet has queued there: acks would crawl for everyone.
         if await self._link.publish(Topics(ack.cabinet).ack, encode(ack), qos=0):
             self._stats.acks_sent += 1
+            if self._ack_latency is not None:
+                self._ack_latency(max(0, _now_ms() - received_ms) / 1000)
         else:
             self._stats.acks_failed += 1

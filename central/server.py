@@ -31,6 +31,7 @@ from central.errors import ServerError, StoreError
 from central.ingest import Ingestor
 from central.ingest_limits import TopicLimits
 from central.leadership import Leadership, SoleLeader, leadership_for
+from central.metrics import CentralMetrics
 from central.mqtt_link import DEFAULT_GROUP, MqttLink
 from central.store import Store, open_store
 from protocols.sd_notify import Notifier
@@ -127,15 +128,26 @@ class CentralServer:
             broker_password=broker_password,
             group=group,
         )
-        self.ingestor = Ingestor(store=self.store, link=self.link, on_birth=self._birth, limits=ingest_limits)
+        # What /metrics shows: this server's own registry (several servers may share a process).
+        self.metrics = metrics = CentralMetrics()
+        timed_store = metrics.timed(self.store)
+        self.ingestor = Ingestor(
+            store=timed_store,
+            link=self.link,
+            on_birth=self._birth,
+            limits=ingest_limits,
+            ack_latency=metrics.ack_latency.observe,
+        )
         # A birth the ingestor receives triggers a resend of what that cabinet has not accepted.
         self.dispatcher = CommandDispatcher(
-            store=self.store,
+            store=timed_store,
             publisher=self.link,
             retry_s=command_retry_s,
             expiry_grace_s=command_expiry_grace_s,
             leadership=leadership,
         )
+        metrics.watch_ingest(lambda: self.ingestor.stats)
+        metrics.watch_dispatch(self.dispatcher.stats)
         # Raw readings older than the retention period are deleted by a periodic task (rollups stay).
         self.retention = retention
         self._clock = clock
@@ -224,7 +236,9 @@ class CentralServer:
 
     async def _start_http(self, sock: socket.socket) -> None:
         config = uvicorn.Config(
-            create_app(store=self.store, ingest=self.ingestor, commands=self.dispatcher),
+            create_app(
+                store=self.store, ingest=self.ingestor, commands=self.dispatcher, metrics=self.metrics
+            ),
             log_config=None,  # logging is the host program's business
             lifespan="off",
             ws="none",

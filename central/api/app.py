@@ -5,6 +5,7 @@
     views      lighting, equipment, alarms, energy                      (central.api.views)
     ranges     a point's readings and rollups over a period             (central.api.ranges)
     audit      the audit log, admins only                               (central.api.audit)
+    metrics    /metrics for Prometheus, admins only; every request timed (central.api.metrics)
 
 Every route under the prefix needs a viewer's token at least (``central.api.auth``); writes ask for
 an operator's. The routers take what they use through FastAPI dependencies (``central.api.deps``):
@@ -21,6 +22,7 @@ from fastapi import APIRouter, FastAPI, Security
 
 from central.api import audit, deps, docs, errors, fleet, ranges, views
 from central.api import commands as commands_api
+from central.api import metrics as metrics_api
 from central.api.audit import AuditLog
 from central.api.auth import AUTH_RESPONSES, require_viewer
 from central.api.deps import ApiServices, IngestMonitor
@@ -30,6 +32,7 @@ from central.api.limits import MAX_BODY_BYTES, BodyLimit
 from central.api.params import API_PREFIX
 from central.auth import Tokens
 from central.commands import CommandSender, CommandService
+from central.metrics import CentralMetrics
 from central.store import Store
 from central.times import now_ms
 
@@ -41,12 +44,16 @@ def create_app(
     commands: CommandSender | None = None,
     clock: Callable[[], int] = now_ms,
     max_body_bytes: int = MAX_BODY_BYTES,
+    metrics: CentralMetrics | None = None,
 ) -> FastAPI:
     """The API over ``store``, which also holds its tokens and audit log.
 
     ``ingest`` feeds /health (None: this process does not ingest). ``commands`` publishes the commands
     operators send (None: they are stored pending, and an ingest worker's dispatcher sends them).
+    ``metrics`` gets the timings of the API and of its store calls (None: the app's own).
     """
+    metrics = metrics or CentralMetrics()
+    store = metrics.timed(store)
     app = FastAPI(
         title="cityedge central",
         summary="Fleet status, live values, events, commands, lighting, alarms and energy of a city's"
@@ -79,7 +86,9 @@ def create_app(
         dependencies=[Security(require_viewer)],
         responses=AUTH_RESPONSES,
     )
-    for area in (fleet, commands_api, views, ranges, audit):
-        api.include_router(area.router)
+    areas = [area.router for area in (fleet, commands_api, views, ranges, audit)]
+    for area_router in areas:
+        api.include_router(area_router)
     app.include_router(api)
+    metrics_api.install(app, metrics, included={API_PREFIX: areas})
     return app

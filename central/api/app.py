@@ -75,6 +75,7 @@ def create_app(
     )
     errors.install(app)
     docs.install(app)
+    commands_api.install(app)
     # The last added runs first: the audit log sees every answer, the 401 of an unknown caller and
     # the cap's 413 included; the caller is known before a byte of its body is read.
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)

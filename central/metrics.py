@@ -1,13 +1,15 @@
 """Prometheus metrics of one central: what ops graph and alert on (served at /metrics by the API).
 
     cityedge_ingest_records_total{kind}             readings, events, results stored (duplicates not)
-    cityedge_ingest_batches_total{outcome}          received, stored, duplicate
+    cityedge_ingest_batches_{received,stored,duplicate}_total   stored: acked; duplicate: held already
     cityedge_ingest_quarantined_total{reason}       refused messages, by the fleet protocol's reasons
     cityedge_ingest_acks_total{outcome}             sent, failed
     cityedge_ingest_pending_batches                 waiting for the writer
     cityedge_ingest_ack_latency_seconds             histogram: a batch's receipt to its ack published
     cityedge_mqtt_connected, cityedge_mqtt_connects_total
-    cityedge_commands_total{outcome}                published, publish_failed, republished, expired
+    cityedge_command_publishes_total{outcome}       sent, failed (the broker did not take it)
+    cityedge_command_resends_total                  of those sent, the ones sent again
+    cityedge_commands_expired_total                 marked expired by central (no answer in time)
     cityedge_cabinets, cityedge_cabinets_online     known cabinets, online ones (read at each scrape)
     cityedge_cabinet_backlog_records{cabinet}       records buffered at the edge: the top N cabinets
     cityedge_store_up                               0 when the store failed the scrape's read
@@ -134,27 +136,20 @@ class _IngestCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         s = self._stats()
         records = {"readings": s.readings_stored, "events": s.events_stored, "results": s.results_stored}
-        batches = {
-            "received": s.batches_received,
-            "stored": s.batches_stored,
-            "duplicate": s.duplicate_batches,
-        }
-        yield _counter("cityedge_ingest_records", "Records stored, duplicates not counted", "kind", records)
-        yield _counter("cityedge_ingest_batches", "Data batches received and stored", "outcome", batches)
-        rejected = s.rejected
-        yield _counter("cityedge_ingest_quarantined", "Messages refused and quarantined", "reason", rejected)
+        yield _counter("cityedge_ingest_records", "Records stored (not duplicates)", "kind", records)
+        yield _total("cityedge_ingest_batches_received", "Data batches received", s.batches_received)
+        yield _total("cityedge_ingest_batches_stored", "Data batches stored, then acked", s.batches_stored)
+        yield _total("cityedge_ingest_batches_duplicate", "Batches held already", s.duplicate_batches)
+        yield _counter("cityedge_ingest_quarantined", "Messages quarantined", "reason", s.rejected)
         acks = {"sent": s.acks_sent, "failed": s.acks_failed}
-        yield _counter("cityedge_ingest_acks", "Acks published or that could not be", "outcome", acks)
-        yield CounterMetricFamily("cityedge_ingest_commits", "Group commits of ingest", value=s.commits)
-        errors = s.store_errors
-        yield CounterMetricFamily("cityedge_ingest_store_errors", "Group writes that failed", value=errors)
-        pending = s.pending_batches
+        yield _counter("cityedge_ingest_acks", "Acks published, or not", "outcome", acks)
+        yield _total("cityedge_ingest_commits", "Group commits of ingest", s.commits)
+        yield _total("cityedge_ingest_store_errors", "Group writes that failed", s.store_errors)
         yield GaugeMetricFamily(
-            "cityedge_ingest_pending_batches", "Batches waiting to be stored", value=pending
+            "cityedge_ingest_pending_batches", "Batches to store", value=s.pending_batches
         )
-        connected = int(s.mqtt_connected)
-        yield GaugeMetricFamily("cityedge_mqtt_connected", "1 while the MQTT link is up", value=connected)
-        yield CounterMetricFamily("cityedge_mqtt_connects", "MQTT sessions opened", value=s.connects)
+        yield GaugeMetricFamily("cityedge_mqtt_connected", "1 while the link is up", value=s.mqtt_connected)
+        yield _total("cityedge_mqtt_connects", "MQTT sessions opened", s.connects)
 
 
 class _DispatchCollector(Collector):
@@ -163,13 +158,14 @@ class _DispatchCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         s = self._stats
-        outcomes = {
-            "published": s.published,
-            "publish_failed": s.publish_failed,
-            "republished": s.republished,
-            "expired": s.expired,
-        }
-        yield _counter("cityedge_commands", "Commands by what central did with them", "outcome", outcomes)
+        publishes = {"sent": s.published, "failed": s.publish_failed}
+        yield _counter("cityedge_command_publishes", "Commands published, or not", "outcome", publishes)
+        yield _total("cityedge_command_resends", "Commands sent again (of those sent)", s.republished)
+        yield _total("cityedge_commands_expired", "Commands expired by central", s.expired)
+
+
+def _total(name: str, documentation: str, value: int) -> CounterMetricFamily:
+    return CounterMetricFamily(name, documentation, value=value)
 
 
 def _counter(name: str, documentation: str, label: str, values: Mapping[str, int]) -> CounterMetricFamily:

@@ -113,13 +113,13 @@ async def test_a_scrape_follows_ingest_commands_the_fleet_and_the_api(
         "events": 1,
         "results": 0,
     }
-    assert value(after, "cityedge_ingest_batches_total", outcome="stored") == 3
+    assert value(after, "cityedge_ingest_batches_stored_total") == 3
     assert labelled(after, "cityedge_ingest_quarantined_total", "reason") == {
         "malformed": 1,
         "wrong_cabinet": 1,
     }
     assert value(after, "cityedge_ingest_acks_total", outcome="sent") == 3
-    assert value(after, "cityedge_commands_total", outcome="published") == 1
+    assert value(after, "cityedge_command_publishes_total", outcome="sent") == 1
 
     assert value(after, "cityedge_cabinets") == 2
     assert value(after, "cityedge_cabinets_online") == 1

@@ -246,10 +246,6 @@ class Ingestor:
         return snapshot
 
     @property
-    def link(self) -> MqttLink:
-        return self._link
-
-    @property
     def client_id(self) -> str:
         return self._link.client_id
 

@@ -44,6 +44,7 @@ ROUTE_ROLES: dict[tuple[str, str], Role] = {
     ("GET", "/api/v1/quarantine"): OP,
     ("GET", "/api/v1/quarantine/{entry_id}/payload"): A,
     ("GET", "/api/v1/audit"): A,
+    ("GET", "/metrics"): A,
 }
 # Documentation, not data: these need no token.
 PUBLIC = {"/openapi.json", "/docs", "/docs/assets"}

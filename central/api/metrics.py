@@ -104,13 +104,8 @@ class RequestTimer:
         if isinstance(route, BaseRoute):
             return self._templates.get(id(route)) or _template(route)
         # A mount (the docs' assets) may not say its route; its root path is its fixed prefix.
-        root, app_root = scope.get("root_path", ""), scope.get("app_root_path", "")
-        if (
-            isinstance(root, str)
-            and isinstance(app_root, str)
-            and root != app_root
-            and root.startswith(app_root)
-        ):
+        root, app_root = str(scope.get("root_path", "")), str(scope.get("app_root_path", ""))
+        if root != app_root and root.startswith(app_root):
             return root[len(app_root) :] + "/{path}"
         return UNMATCHED
 

@@ -196,3 +196,28 @@ async def test_metrics_answer_while_the_store_is_down(tmp_path: Path) -> None:
     down = parse((await metrics.exposition(store)).decode())  # closed: every call fails
     assert value(down, "cityedge_store_up") == 0
     assert value(down, "cityedge_cabinets_online") == 1  # the last read's, said stale by store_up
+
+
+async def test_requests_are_labelled_by_route_template_never_by_their_path(tmp_path: Path) -> None:
+    async with local_api(tmp_path / "central.db") as api:
+        async with api.client(Role.VIEWER) as viewer:
+            assert (await viewer.get("/api/v1/cabinets/cab-9/points")).status_code == 404
+            assert (await viewer.get("/api/v1/cabinets/cab-9/points/lc1/power_w/readings")).status_code == 404
+            assert (await viewer.get("/docs/assets/swagger-ui.css")).status_code == 200
+            assert (await viewer.get("/walking/random/paths")).status_code == 404
+        async with api.client() as anonymous:  # a body without a token: refused before routing
+            assert (await anonymous.post("/api/v1/commands", json={})).status_code == 401
+        async with api.client(Role.ADMIN) as admin:
+            series = await scrape(admin)
+    counts = {
+        (dict(labels)["method"], dict(labels)["route"], dict(labels)["status"]): number
+        for (name, labels), number in series.items()
+        if name == "cityedge_api_request_seconds_count"
+    }
+    assert counts == {
+        ("GET", "/api/v1/cabinets/{cabinet}/points", "4xx"): 1,
+        ("GET", "/api/v1/cabinets/{cabinet}/points/{point}/readings", "4xx"): 1,
+        ("GET", "/docs/assets/{path}", "2xx"): 1,
+        ("GET", "unmatched", "4xx"): 1,
+        ("POST", "unmatched", "4xx"): 1,
+    }

@@ -2,9 +2,11 @@
 
     fleet      cabinets, latest values, events, quarantine, health      (central.api.fleet)
     commands   commands and groups                                      (central.api.commands)
-    views      lighting, equipment, alarms, energy                      (central.api.views)
+    views      lighting, equipment, energy                              (central.api.views)
+    alarms     alarms' current state, the board of their episodes       (central.api.alarms)
     ranges     a point's readings and rollups over a period             (central.api.ranges)
     audit      the audit log, admins only                               (central.api.audit)
+    registry   provisioned cabinets and their broker credentials        (central.api.registry)
     metrics    /metrics for Prometheus, admins only; every request timed (central.api.metrics)
 
 Every route under the prefix needs a viewer's token at least (``central.api.auth``); writes ask for
@@ -20,7 +22,7 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, FastAPI, Security
 
-from central.api import audit, deps, docs, errors, fleet, ranges, views
+from central.api import alarms, audit, deps, docs, errors, fleet, ranges, registry, views
 from central.api import commands as commands_api
 from central.api import metrics as metrics_api
 from central.api.audit import AuditLog
@@ -87,7 +89,7 @@ def create_app(
         dependencies=[Security(require_viewer)],
         responses=AUTH_RESPONSES,
     )
-    areas = [area.router for area in (fleet, commands_api, views, ranges, audit)]
+    areas = [area.router for area in (fleet, commands_api, views, alarms, ranges, audit, registry)]
     for area_router in areas:
         api.include_router(area_router)
     app.include_router(api)

@@ -22,7 +22,7 @@ from tests.integration.api_client import LocalApi, bearer, local_api
 
 pytestmark = pytest.mark.integration
 
-V, OP, A = Role.VIEWER, Role.OPERATOR, Role.ADMIN
+V, OP, A, INST = Role.VIEWER, Role.OPERATOR, Role.ADMIN, Role.INSTALLER
 ROUTE_ROLES: dict[tuple[str, str], Role] = {
     ("GET", "/api/v1/cabinets"): V,
     ("GET", "/api/v1/cabinets/{cabinet}"): V,
@@ -33,6 +33,11 @@ ROUTE_ROLES: dict[tuple[str, str], Role] = {
     ("GET", "/api/v1/cabinets/{cabinet}/energy"): V,
     ("GET", "/api/v1/events"): V,
     ("GET", "/api/v1/alarms"): V,
+    ("GET", "/api/v1/alarm-episodes"): V,
+    ("GET", "/api/v1/alarm-episodes/{episode_id}"): V,
+    ("POST", "/api/v1/alarm-episodes/{episode_id}/acknowledge"): OP,
+    ("POST", "/api/v1/alarm-episodes/{episode_id}/assign"): OP,
+    ("POST", "/api/v1/alarm-episodes/{episode_id}/comments"): OP,
     ("GET", "/api/v1/health"): V,
     ("GET", "/api/v1/commands"): V,
     ("GET", "/api/v1/commands/{command_id}"): V,
@@ -44,6 +49,11 @@ ROUTE_ROLES: dict[tuple[str, str], Role] = {
     ("GET", "/api/v1/quarantine"): OP,
     ("GET", "/api/v1/quarantine/{entry_id}/payload"): A,
     ("GET", "/api/v1/audit"): A,
+    ("GET", "/api/v1/registry"): A,
+    ("GET", "/api/v1/registry/{cabinet}"): INST,
+    ("PUT", "/api/v1/registry/{cabinet}"): INST,
+    ("POST", "/api/v1/registry/{cabinet}/broker-credentials"): INST,
+    ("POST", "/api/v1/registry/{cabinet}/revoke"): A,
     ("GET", "/metrics"): A,
 }
 # Documentation, not data: these need no token.
@@ -54,6 +64,7 @@ SAMPLE_PARAMS = {
     "command_id": "0123abcd",
     "name": "g1",
     "entry_id": "1",
+    "episode_id": "1",
 }
 
 

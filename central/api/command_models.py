@@ -124,7 +124,11 @@ def action_args_schemas() -> dict[str, dict[str, Any]]:
     schema for is documented as an object without detail (a test says so)."""
     shapes = posted_args_schema()["anyOf"]
     by_title: Mapping[object, dict[str, Any]] = {shape.get("title"): shape for shape in shapes}
-    return {action: by_title.get(f"{action} args", {"type": "object"}) for action in ACTIONS}
+    schemas = {action: by_title.get(f"{action} args", {"type": "object"}) for action in ACTIONS}
+    for action, schema in schemas.items():
+        if "description" in schema:  # a docstring: one line, without its indents
+            schemas[action] = {**schema, "description": " ".join(str(schema["description"]).split())}
+    return schemas
 
 
 def document_actions(openapi: dict[str, Any]) -> None:

@@ -7,8 +7,10 @@
     ranges     a point's readings and rollups over a period             (central.api.ranges)
     audit      the audit log, admins only                               (central.api.audit)
     registry   provisioned cabinets and their broker credentials        (central.api.registry)
+    kpi        the performance contract's KPI report                    (central.api.kpi)
     metrics    /metrics for Prometheus, admins only; every request timed (central.api.metrics)
 
+Open data (``central.api.opendata``) is served outside the prefix, to anyone, read-only.
 Every route under the prefix needs a viewer's token at least (``central.api.auth``); writes ask for
 an operator's. The routers take what they use through FastAPI dependencies (``central.api.deps``):
 the services of one app live on its state. Domain errors (``central.errors``) become HTTP answers in
@@ -22,7 +24,7 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, FastAPI, Security
 
-from central.api import alarms, audit, deps, docs, errors, fleet, ranges, registry, views
+from central.api import alarms, audit, deps, docs, errors, fleet, kpi, opendata, ranges, registry, views
 from central.api import commands as commands_api
 from central.api import metrics as metrics_api
 from central.api.audit import AuditLog
@@ -89,9 +91,12 @@ def create_app(
         dependencies=[Security(require_viewer)],
         responses=AUTH_RESPONSES,
     )
-    areas = [area.router for area in (fleet, commands_api, views, alarms, ranges, audit, registry)]
+    areas = [area.router for area in (fleet, commands_api, views, alarms, ranges, audit, registry, kpi)]
     for area_router in areas:
         api.include_router(area_router)
     app.include_router(api)
+    # Open data: outside the prefix, no token, GET only, cached.
+    opendata.install(app)
+    app.include_router(opendata.router)
     metrics_api.install(app, metrics, included={API_PREFIX: areas})
     return app

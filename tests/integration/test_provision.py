@@ -40,7 +40,7 @@ async def cityedge(*args: str) -> tuple[int, str, str]:
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "1000"},  # one line per row: paths of any length
     )
     async with asyncio.timeout(120):
         out, err = await process.communicate()

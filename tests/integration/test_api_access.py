@@ -55,6 +55,7 @@ ROUTE_ROLES: dict[tuple[str, str], Role] = {
     ("POST", "/api/v1/registry/{cabinet}/broker-credentials"): INST,
     ("POST", "/api/v1/registry/{cabinet}/revoke"): A,
     ("GET", "/api/v1/kpi"): V,
+    ("GET", "/metrics"): A,
 }
 # Documentation, not data: these need no token.
 PUBLIC = {"/openapi.json", "/docs", "/docs/assets"}

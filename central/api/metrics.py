@@ -1,10 +1,11 @@
 """GET /metrics for Prometheus, and the timing of every HTTP request by route template.
 
-/metrics needs an admin's token, like the other routes that show central's inner workings (the
-audit log, quarantined payloads): the API may face the control room's network, and the metrics name
-cabinets and show their load. Prometheus sends the token with ``authorization: {credentials_file:
-...}`` in its scrape config. It is outside /api/v1, where Prometheus looks by default, and outside the
-audit log, which it would fill with a line per scrape.
+/metrics needs a monitor's token (or an admin's): the API may face the control room's network, and
+the metrics name cabinets and show their load; a monitor's token may read nothing else, so the
+credential a monitoring server keeps in its config cannot command or reconfigure a cabinet.
+Prometheus sends the token with ``authorization: {credentials_file: ...}`` in its scrape config.
+It is outside /api/v1, where Prometheus looks by default, and outside the audit log, which it
+would fill with a line per scrape.
 
 ``RequestTimer`` labels each request with its route's template (``/api/v1/cabinets/{cabinet}``),
 never the raw path: a client walking random paths cannot grow the series. A request answered before
@@ -22,7 +23,7 @@ from fastapi import APIRouter, FastAPI, Request, Response, Security
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from central.api.auth import AUTH_RESPONSES, require_admin
+from central.api.auth import AUTH_RESPONSES, require_monitor
 from central.api.deps import StoreDep
 from central.metrics import CONTENT_TYPE, CentralMetrics
 
@@ -60,7 +61,7 @@ def _metrics_of(request: Request) -> CentralMetrics:
 
 @router.get(
     METRICS_URL,
-    dependencies=[Security(require_admin)],
+    dependencies=[Security(require_monitor)],
     responses={**AUTH_RESPONSES, 200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text"}},
     response_class=Response,
     summary="Metrics for Prometheus (admin token)",

@@ -143,12 +143,22 @@ async def test_a_scrape_follows_ingest_commands_the_fleet_and_the_api(
     assert value(after, "process_resident_memory_bytes") > 0
 
 
-async def test_metrics_need_an_admin_token(tmp_path: Path) -> None:
+async def test_metrics_need_a_monitor_token_which_may_read_nothing_else(tmp_path: Path) -> None:
     async with local_api(tmp_path / "central.db") as api:
-        for role, status in ((None, 401), (Role.VIEWER, 403), (Role.OPERATOR, 403), (Role.ADMIN, 200)):
+        for role, status in (
+            (None, 401),
+            (Role.VIEWER, 403),
+            (Role.OPERATOR, 403),
+            (Role.INSTALLER, 403),
+            (Role.MONITOR, 200),
+            (Role.ADMIN, 200),
+        ):
             async with api.client(role) as http:
                 response = await http.get("/metrics")
             assert response.status_code == status, (role, response.text)
+        async with api.client(Role.MONITOR) as http:
+            assert (await http.get("/api/v1/cabinets")).status_code == 403
+            assert (await http.post("/api/v1/commands", json={})).status_code == 403
         async with api.client(token="not-a-token") as http:
             assert (await http.get("/metrics")).status_code == 401
 

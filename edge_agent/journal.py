@@ -62,6 +62,9 @@ SEVERITY_LEVELS: Mapping[str, int] = {
     "critical": logging.ERROR,
 }
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# What a plain line never carries raw: control characters (a newline would start a forged line in the
+# journal's stream, an escape sequence drives the terminal) and Unicode's line separators.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 Value = str | int | float | bool | None
 
@@ -101,6 +104,10 @@ class PlainFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__(PLAIN_FORMAT)
 
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # The message comes from devices and brokers too: escaped (a traceback, added after, is not).
+        return super().formatMessage(_with_message(record, escaped(record.message)))
+
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         fields = story_fields(record)
@@ -111,8 +118,20 @@ class PlainFormatter(logging.Formatter):
 
 def _quoted(value: str) -> str:
     if value and not any(c.isspace() or c in '"=' for c in value):
-        return value
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+        return escaped(value)
+    return '"' + escaped(value.replace("\\", "\\\\").replace('"', '\\"')) + '"'
+
+
+def escaped(text: str) -> str:
+    """``text`` with its control characters written as Python escapes (``\\n``, ``\\x1b``)."""
+    return _UNSAFE.sub(lambda found: found.group().encode("unicode_escape").decode(), text)
+
+
+def _with_message(record: logging.LogRecord, message: str) -> logging.LogRecord:
+    """A copy of ``record`` with ``message`` (the record itself is shared by every handler)."""
+    copy = logging.makeLogRecord(record.__dict__)
+    copy.message = message
+    return copy
 
 
 class JournalHandler(logging.Handler):

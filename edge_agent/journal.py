@@ -169,7 +169,7 @@ class JournalHandler(logging.Handler):
                 pass  # stderr closed as well: there is nowhere left to say it
 
     def datagram(self, record: logging.LogRecord) -> bytes:
-        message = self.format(record).encode("utf-8", "replace")[:MAX_MESSAGE_BYTES]
+        message = _cut(self.format(record), MAX_MESSAGE_BYTES)
         fields: list[tuple[str, bytes]] = [
             ("MESSAGE", message),
             ("PRIORITY", str(priority(record.levelno)).encode()),
@@ -182,12 +182,17 @@ class JournalHandler(logging.Handler):
         for key, value in story_fields(record).items():
             name = key.upper()
             if _FIELD_NAME.fullmatch(name) and name not in _RESERVED:
-                fields.append((name, value.encode("utf-8", "replace")[:MAX_VALUE_BYTES]))
+                fields.append((name, _cut(value, MAX_VALUE_BYTES)))
         return b"".join(_field(name, value) for name, value in fields)
 
     def close(self) -> None:
         self._socket.close()
         super().close()
+
+
+def _cut(text: str, limit: int) -> bytes:
+    """At most ``limit`` bytes of UTF-8, never half a character (journalctl hides what is not UTF-8)."""
+    return text.encode("utf-8", "replace")[:limit].decode("utf-8", "ignore").encode()
 
 
 def _field(name: str, value: bytes) -> bytes:

@@ -172,3 +172,18 @@ def test_journald_fields_cannot_be_forged_through_a_value(journal: JournalSocket
     [entry] = journal.drain()
     assert (entry["PRIORITY"], entry["EVENT"], entry["DEVICE"]) == ("4", "device_lost", "cam1")
     assert entry["MESSAGE"] == f"device cam1 lost: {detail}" and entry["REASON"] == detail
+
+
+def test_a_message_cut_at_the_limit_stays_utf8(journal: JournalSocket) -> None:
+    # journalctl shows an entry whose MESSAGE is not UTF-8 as "[blob data]": a cut inside a character
+    # would hide the whole message.
+    from edge_agent.journal import MAX_MESSAGE_BYTES, MAX_VALUE_BYTES
+
+    handler = JournalHandler(identifier="x", socket_path=journal.path)
+    text = "x" * (MAX_MESSAGE_BYTES - 1) + "é" * 10
+    value = "y" * (MAX_VALUE_BYTES - 1) + "é"
+    handler.emit(record("%s", text, **story("alarm_raised", value=value)))
+    handler.close()
+    [entry] = journal.drain()  # the parser decodes every value as UTF-8, strictly
+    assert entry["MESSAGE"] == "x" * (MAX_MESSAGE_BYTES - 1)
+    assert entry["VALUE"] == "y" * (MAX_VALUE_BYTES - 1)

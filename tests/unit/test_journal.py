@@ -187,3 +187,23 @@ def test_a_message_cut_at_the_limit_stays_utf8(journal: JournalSocket) -> None:
     [entry] = journal.drain()  # the parser decodes every value as UTF-8, strictly
     assert entry["MESSAGE"] == "x" * (MAX_MESSAGE_BYTES - 1)
     assert entry["VALUE"] == "y" * (MAX_VALUE_BYTES - 1)
+
+
+def test_a_full_journal_never_blocks_and_loses_no_line(tmp_path: Path) -> None:
+    # journald stalled: its socket's queue fills; each record then goes to stderr, at once.
+    import socket
+    import threading
+
+    stalled = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    stalled.bind(str(tmp_path / "stalled.sock"))
+    stream = io.StringIO()
+    handler = JournalHandler(identifier="x", socket_path=tmp_path / "stalled.sock", fallback=stream)
+    worker = threading.Thread(target=lambda: [handler.emit(record("evicted %d", n)) for n in range(2000)])
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive(), "a full journal socket blocked the logging thread"
+    assert handler.fallbacks > 0
+    assert stream.getvalue().count("\n") == handler.fallbacks
+    assert "evicted 1999" in stream.getvalue()
+    handler.close()
+    stalled.close()

@@ -98,15 +98,19 @@ def _text(value: Value) -> str:
     return str(value)
 
 
-class PlainFormatter(logging.Formatter):
+class MessageFormatter(logging.Formatter):
+    """The message comes from devices and brokers too: its control characters escaped, so it is one
+    line that never drives a terminal (a traceback, added after it, keeps its lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return super().formatMessage(_with_message(record, escaped(record.message)))
+
+
+class PlainFormatter(MessageFormatter):
     """``time LEVEL logger: message`` and then the story fields, ``key=value``, on the same line."""
 
     def __init__(self) -> None:
         super().__init__(PLAIN_FORMAT)
-
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        # The message comes from devices and brokers too: escaped (a traceback, added after, is not).
-        return super().formatMessage(_with_message(record, escaped(record.message)))
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
@@ -146,7 +150,7 @@ class JournalHandler(logging.Handler):
         self._fallback = fallback
         self._plain = PlainFormatter()
         # MESSAGE is the message alone (and a traceback): time, level and logger are fields of their own.
-        self.setFormatter(logging.Formatter("%(message)s"))
+        self.setFormatter(MessageFormatter("%(message)s"))
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         self._socket.setblocking(False)  # a slow journald must never stall the agent's event loop
         self.fallbacks = 0  # records written to stderr because the journal did not take them

@@ -171,7 +171,8 @@ def test_journald_fields_cannot_be_forged_through_a_value(journal: JournalSocket
     handler.close()
     [entry] = journal.drain()
     assert (entry["PRIORITY"], entry["EVENT"], entry["DEVICE"]) == ("4", "device_lost", "cam1")
-    assert entry["MESSAGE"] == f"device cam1 lost: {detail}" and entry["REASON"] == detail
+    assert entry["MESSAGE"] == "device cam1 lost: " + detail.replace("\n", "\\n")
+    assert entry["REASON"] == detail  # a field's value travels whole, length-prefixed
 
 
 def test_a_message_cut_at_the_limit_stays_utf8(journal: JournalSocket) -> None:
@@ -207,3 +208,14 @@ def test_a_full_journal_never_blocks_and_loses_no_line(tmp_path: Path) -> None:
     assert "evicted 1999" in stream.getvalue()
     handler.close()
     stalled.close()
+
+
+def test_a_journal_message_from_a_device_stays_one_line_without_escapes(journal: JournalSocket) -> None:
+    # journalctl shows each line of a MESSAGE as a line of the log, and `journalctl -a` or `-o cat`
+    # writes its bytes to the terminal as they are.
+    handler = JournalHandler(identifier="x", socket_path=journal.path)
+    handler.emit(record("device %s lost: %s", "cam1", FORGED + "\x1b]0;owned\x07", **story("device_lost")))
+    handler.close()
+    [entry] = journal.drain()
+    assert "\n" not in entry["MESSAGE"] and "\x1b" not in entry["MESSAGE"]
+    assert entry["MESSAGE"].startswith("device cam1 lost: timeout\\n2026-12-01 20:00:00,000 CRITICAL")

@@ -7,7 +7,10 @@
     ranges     a point's readings and rollups over a period             (central.api.ranges)
     audit      the audit log, admins only                               (central.api.audit)
     registry   provisioned cabinets and their broker credentials        (central.api.registry)
+    kpi        the performance contract's KPI report                    (central.api.kpi)
+    metrics    /metrics for Prometheus, admins only; every request timed (central.api.metrics)
 
+Open data (``central.api.opendata``) is served outside the prefix, to anyone, read-only.
 Every route under the prefix needs a viewer's token at least (``central.api.auth``); writes ask for
 an operator's. The routers take what they use through FastAPI dependencies (``central.api.deps``):
 the services of one app live on its state. Domain errors (``central.errors``) become HTTP answers in
@@ -21,8 +24,9 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, FastAPI, Security
 
-from central.api import alarms, audit, deps, docs, errors, fleet, ranges, registry, views
+from central.api import alarms, audit, deps, docs, errors, fleet, kpi, opendata, ranges, registry, views
 from central.api import commands as commands_api
+from central.api import metrics as metrics_api
 from central.api.audit import AuditLog
 from central.api.auth import AUTH_RESPONSES, require_viewer
 from central.api.deps import ApiServices, IngestMonitor
@@ -32,6 +36,7 @@ from central.api.limits import MAX_BODY_BYTES, BodyLimit
 from central.api.params import API_PREFIX
 from central.auth import Tokens
 from central.commands import CommandSender, CommandService
+from central.metrics import CentralMetrics
 from central.store import Store
 from central.times import now_ms
 
@@ -43,12 +48,16 @@ def create_app(
     commands: CommandSender | None = None,
     clock: Callable[[], int] = now_ms,
     max_body_bytes: int = MAX_BODY_BYTES,
+    metrics: CentralMetrics | None = None,
 ) -> FastAPI:
     """The API over ``store``, which also holds its tokens and audit log.
 
     ``ingest`` feeds /health (None: this process does not ingest). ``commands`` publishes the commands
     operators send (None: they are stored pending, and an ingest worker's dispatcher sends them).
+    ``metrics`` gets the timings of the API and of its store calls (None: the app's own).
     """
+    metrics = metrics or CentralMetrics()
+    store = metrics.timed(store)
     app = FastAPI(
         title="cityedge central",
         summary="Fleet status, live values, events, commands, lighting, alarms and energy of a city's"
@@ -70,6 +79,7 @@ def create_app(
     )
     errors.install(app)
     docs.install(app)
+    commands_api.install(app)
     # The last added runs first: the audit log sees every answer, the 401 of an unknown caller and
     # the cap's 413 included; the caller is known before a byte of its body is read.
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
@@ -81,7 +91,12 @@ def create_app(
         dependencies=[Security(require_viewer)],
         responses=AUTH_RESPONSES,
     )
-    for area in (fleet, commands_api, views, alarms, ranges, audit, registry):
-        api.include_router(area.router)
+    areas = [area.router for area in (fleet, commands_api, views, alarms, ranges, audit, registry, kpi)]
+    for area_router in areas:
+        api.include_router(area_router)
     app.include_router(api)
+    # Open data: outside the prefix, no token, GET only, cached.
+    opendata.install(app)
+    app.include_router(opendata.router)
+    metrics_api.install(app, metrics, included={API_PREFIX: areas})
     return app

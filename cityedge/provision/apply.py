@@ -47,6 +47,8 @@ class Options:
     tls: TlsSources = field(default_factory=TlsSources)
     dry_run: bool = False
     new_credentials: bool = False
+    # False: the config names no password file (the agent takes the systemd credential instead).
+    password_in_config: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +124,12 @@ class Provisioner:
     def _prepare(self, spec: CabinetSpec, folder: Path) -> tuple[list[FileChange], bool]:
         """The folder's files against the template's, checked by the agent's loader: in place when
         the folder already holds them all (a rerun), else in a scratch folder (``check``)."""
-        rendered = self.template.render(spec, broker_url=self.options.broker_url, tls=self.options.tls)
+        rendered = self.template.render(
+            spec,
+            broker_url=self.options.broker_url,
+            tls=self.options.tls,
+            password_in_config=self.options.password_in_config,
+        )
         changes = file_changes(folder, rendered.files)
         has_file = (folder / PASSWORD_FILE).is_file()
         if has_file and not any(change.changed for change in changes):
@@ -176,18 +183,23 @@ def _write(folder: Path, changes: Sequence[FileChange], password: str | None) ->
 
 
 def write_file(path: Path, data: bytes, mode: int) -> None:
-    """``data`` into ``path`` atomically (a scratch file, fsync, rename), created with ``mode``."""
+    """``data`` into ``path`` atomically (a scratch file, fsync, rename), with exactly ``mode`` from
+    its first byte on: a secret is never readable by others, not even for a moment."""
     scratch = path.with_name(f".{path.name}.provision-new")
-    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    scratch.unlink(missing_ok=True)  # one left by a crash keeps its own mode: never reused
+    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         with os.fdopen(fd, "wb") as file:
+            os.fchmod(file.fileno(), mode)  # the umask may have taken bits it needs (0640 under 077)
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
-        os.chmod(scratch, mode)  # O_CREAT's mode is masked by the umask; an old scratch kept its own
+        if stat.S_IMODE(scratch.stat().st_mode) != mode:
+            raise OSError(
+                f"{path.parent} keeps no file modes (a FAT USB key?): give --out a folder on a Linux"
+                " filesystem, where a password can be kept from other users"
+            )
         os.replace(scratch, path)
     except BaseException:
         scratch.unlink(missing_ok=True)
         raise
-    if stat.S_IMODE(path.stat().st_mode) != mode:
-        raise OSError(f"{path}: its mode is not {mode:04o} after writing it")

@@ -116,7 +116,7 @@ def parse_inventory(text: str, *, source: str = "inventory") -> Inventory:
     if header is None:
         raise InventoryError(source, f"is empty: its first line names the columns ({', '.join(COLUMNS)})")
     names = [name.strip().lower() for name in header]
-    unknown = [n for n in names if n not in COLUMNS]
+    unknown = [n[:40] for n in names if n not in COLUMNS][:10]
     if unknown:
         raise InventoryError(
             source, f"line 1: unknown column(s) {unknown}: the columns are {', '.join(COLUMNS)}"
@@ -156,11 +156,8 @@ def _rows(reader: Any, names: list[str], *, decimal_comma: bool, source: str) ->
         if isinstance(spec, RowError):
             errors.append(spec)
         elif spec.cabinet in first_line:
-            errors.append(
-                RowError(
-                    where, spec.cabinet, f"cabinet {spec.cabinet!r} is already on {first_line[spec.cabinet]}"
-                )
-            )
+            again = f"cabinet {spec.cabinet!r} is already on {first_line[spec.cabinet]}"
+            errors.append(RowError(where, spec.cabinet, again, line))
         else:
             first_line[spec.cabinet] = where
             cabinets.append(spec)

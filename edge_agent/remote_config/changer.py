@@ -154,6 +154,8 @@ class RemoteConfig:
                 trial, state="rolled_back", reason=clip(why, MAX_SHORT_TEXT_CHARS)
             )
             await self._write_marker(rolled_back)
+            # No longer on trial: a stop or a crash before the restart must not rewrite the marker.
+            self.start.trial, self.start.active = rolled_back, False
             raise RestartRequested(why) from None
         confirmed = msgspec.structs.replace(trial, state="confirmed")
         await self._write_marker(confirmed)

@@ -12,10 +12,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from central.api import create_app
 from central.store.auth_rows import Role
-from tests.integration.api_client import LocalApi, add_cabinet, local_api
+from central.store.rows import RegistryEntry
+from central.store.sqlite import SqliteStore
+from central.testing import TS0_MS
+from tests.integration.api_client import LocalApi, add_cabinet, bearer, local_api, new_token
 from tests.integration.broker_hashes import password_matches
 
 pytestmark = pytest.mark.integration
@@ -127,6 +132,19 @@ async def test_credentials_are_shown_once_and_kept_as_a_hash(api: LocalApi) -> N
     assert "registry cab-1: created (town 'Quetigny')" in summaries
 
 
+async def test_of_two_requests_for_credentials_at_once_one_gets_them(api: LocalApi) -> None:
+    async with api.client(Role.INSTALLER) as http:
+        await http.put("/api/v1/registry/cab-1", json=BODY)
+        answers = await asyncio.gather(
+            *(http.post("/api/v1/registry/cab-1/broker-credentials", json={}) for _ in range(4))
+        )
+    assert sorted(a.status_code for a in answers) == [201, 409, 409, 409]
+    [won] = [a.json()["password"] for a in answers if a.status_code == 201]
+    stored = await api.store.registry_entry("cab-1")
+    assert stored is not None and stored.broker_hash is not None
+    assert password_matches(won, stored.broker_hash)
+
+
 async def test_a_revoked_cabinet_stays_revoked(api: LocalApi) -> None:
     async with api.client(Role.INSTALLER) as http:
         await http.put("/api/v1/registry/cab-1", json=BODY)
@@ -205,3 +223,35 @@ async def test_the_cli_makes_an_installer_token_that_may_register(tmp_path: Path
     async with local_api(db) as local, local.client(token=token) as http:
         assert (await http.put("/api/v1/registry/cab-1", json=BODY)).status_code == 201
         assert (await http.post("/api/v1/commands", json={})).status_code == 403
+
+
+class CountingStore(SqliteStore):
+    """A real SQLite store that counts its registry reads."""
+
+    registry_reads = 0
+
+    async def registry(self, *, include_revoked: bool = False) -> list[RegistryEntry]:
+        self.registry_reads += 1
+        return await super().registry(include_revoked=include_revoked)
+
+    async def registry_entry(self, cabinet: str) -> RegistryEntry | None:
+        self.registry_reads += 1
+        return await super().registry_entry(cabinet)
+
+
+async def test_the_cabinet_list_reads_the_registry_once_whatever_its_length(tmp_path: Path) -> None:
+    async with CountingStore(tmp_path / "central.db", durable=False) as store:
+        for i in range(40):
+            await add_cabinet(store, f"cab-{i:02d}")
+            await store.put_registry(
+                RegistryEntry(f"cab-{i:02d}", "Dijon", "", 47.3, 5.0, None, None, None, TS0_MS, TS0_MS, None)
+            )
+        token = await new_token(store, Role.VIEWER)
+        app = create_app(store=store)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://central.test", headers=bearer(token)
+        ) as http:
+            store.registry_reads = 0
+            listed = (await http.get("/api/v1/cabinets")).json()
+    assert len(listed) == 40 and all(c["town"] == "Dijon" for c in listed)
+    assert store.registry_reads == 1

@@ -148,6 +148,7 @@ def test_rows_become_cabinets_and_bad_rows_errors_with_their_line() -> None:
     )
     inventory = parse_inventory(text)
     assert [(c.cabinet, c.line) for c in inventory.cabinets] == [("cab-1", 2), ("cab-2", 5)]
+    assert [e.line for e in inventory.errors] == [4, 7, 8, 9, 10, 11, 12, 13]
     assert [d["name"] for d in inventory.cabinets[1].devices] == ["lc1", "lc2"]
     assert [str(e) for e in inventory.errors] == [
         "line 4: label must not hold control characters",

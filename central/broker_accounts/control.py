@@ -195,10 +195,11 @@ class DynsecControl:
                 await self._client.publish(CONTROL_TOPIC, json.dumps({"commands": batch}), qos=1)
                 return list(await asyncio.gather(*futures))
         except TimeoutError:
+            more = f" (and {len(commands) - 1} more)" if len(commands) > 1 else ""
             raise DynsecError(
                 f"broker {self.address.host}:{self.address.port}: no answer to {_subject(commands[0])}"
-                f" (and {len(commands) - 1} more) within {self.timeout_s:g} s from the dynamic-security"
-                " plugin: is it loaded (plugin in the broker's config)?"
+                f"{more} within {self.timeout_s:g} s from the dynamic-security plugin: is it loaded"
+                " (plugin in the broker's config)?"
             ) from None
         except aiomqtt.MqttError as exc:
             raise DynsecError(f"broker {self.address.host}:{self.address.port}: {exc}") from None

@@ -21,14 +21,14 @@ from aiomqtt import ProtocolVersion
 
 from central.auth import Tokens
 from central.broker_accounts import BrokerAccounts, PasswordHash, render_document
-from central.broker_accounts.control import DynsecControl
+from central.broker_accounts.control import DynsecControl, DynsecError
 from central.broker_accounts.settings import AccountsSettings
 from central.server import CentralServer
 from central.store.auth_rows import Role
 from central.store.rows import RegistryEntry
 from central.store.sqlite import SqliteStore
 from central.testing import TS0_MS, ScriptedEdge, wait_until
-from cityedge.broker import mosquitto_path
+from cityedge.broker import MosquittoBroker, mosquitto_path
 from cityedge.broker_accounts import write_accounts
 from cityedge.ports import free_port, wait_for_port
 from protocols.fleet.broker_url import parse_broker_url
@@ -408,3 +408,20 @@ async def test_a_provisioned_cabinet_connects_with_the_password_it_was_given(
         assert _codes(await cabinet.subscribe("cityedge/cab-p/cmd", qos=1)) == [1]
     async with rig.broker.client("cab-p", password):
         pass
+
+
+async def test_the_control_client_says_what_is_wrong_without_a_secret(
+    rig: Rig, mosquitto: MosquittoBroker
+) -> None:
+    address = parse_broker_url(f"mqtt://127.0.0.1:{rig.broker.port}")
+    with pytest.raises(DynsecError, match="cannot log in as cityedge-admin") as wrong:
+        async with DynsecControl(address, password="not-the-admin-pw", timeout_s=2):
+            pass
+    assert "not-the-admin-pw" not in str(wrong.value)
+    # A broker without the plugin (anonymous, no $CONTROL handler): no answer, named, within the deadline.
+    plain = parse_broker_url(mosquitto.url)
+    async with DynsecControl(plain, password="x", timeout_s=0.5) as control:
+        with pytest.raises(DynsecError, match=r"no answer to listClients .* is it loaded"):
+            await control.list_clients()
+        with pytest.raises(DynsecError, match="no answer to createClient cab-z"):
+            await control.execute([{"command": "createClient", "username": "cab-z", "password": "secret-z"}])

@@ -32,6 +32,7 @@ from central.ingest import DEFAULT_GROUP, Ingestor
 from central.ingest_limits import TopicLimits
 from central.leadership import Leadership, SoleLeader, leadership_for
 from central.store import Store, open_store
+from central.web.settings import WebSettings
 from protocols.sd_notify import Notifier
 
 logger = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ class CentralServer:
         retention: Retention | None = None,
         clock: Callable[[], int] = now_ms,
         leadership: Leadership | None = None,
+        web: WebSettings | None = None,
     ) -> None:
         # A URL (sqlite:///…, postgresql://…), a SQLite file, or a store made by the caller.
         self.store: Store = (
@@ -138,6 +140,7 @@ class CentralServer:
         )
         # Raw readings older than the retention period are deleted by a periodic task (rollups stay).
         self.retention = retention
+        self.web = web
         self._clock = clock
         self.purged = 0  # readings this server's purge deleted
         self.http_host = http_host
@@ -223,7 +226,7 @@ class CentralServer:
 
     async def _start_http(self, sock: socket.socket) -> None:
         config = uvicorn.Config(
-            create_app(store=self.store, ingest=self.ingestor, commands=self.dispatcher),
+            create_app(store=self.store, ingest=self.ingestor, commands=self.dispatcher, web=self.web),
             log_config=None,  # logging is the host program's business
             lifespan="off",
             ws="none",
@@ -269,6 +272,7 @@ async def serve(
     http_port: int = 8080,
     on_ready: Callable[[CentralServer], None] | None = None,
     retention: Retention | None = None,
+    web: WebSettings | None = None,
 ) -> None:
     """Run the aggregator until cancelled (the CLI cancels on SIGINT/SIGTERM); stops cleanly.
 
@@ -283,6 +287,7 @@ async def serve(
         http_host=http_host,
         http_port=http_port,
         retention=retention,
+        web=web,
     ) as server:
         if on_ready is not None:
             on_ready(server)

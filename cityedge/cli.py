@@ -167,7 +167,8 @@ def central_serve(
         Path | None,
         typer.Option(
             help="Central config file, TOML with the tables store (url, retention_days, ...), broker"
-            " (url, password_file) and http (listen): see config/central.example.toml. Options given"
+            " (url, password_file), http (listen) and web (tile_url): see config/central.example.toml."
+            " Options given"
             " here win over it."
         ),
     ] = None,
@@ -199,7 +200,13 @@ def central_serve(
 
     Raw readings older than store.retention_days (default 90) are deleted as it runs; rollups stay.
     """
-    from central.config import CentralConfig, ConfigError, load_central_config, retention_of
+    from central.config import (
+        CentralConfig,
+        ConfigError,
+        load_central_config,
+        retention_of,
+        web_settings_of,
+    )
     from central.errors import ServerError, StoreError
     from central.server import serve
 
@@ -226,6 +233,7 @@ def central_serve(
                 http_host=host,
                 http_port=port,
                 retention=retention_of(settings),
+                web=web_settings_of(settings),
             )
         )
     except (ServerError, StoreError) as exc:  # an HTTP address in use, a database it cannot open

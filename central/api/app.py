@@ -5,6 +5,10 @@
     views      lighting, equipment, alarms, energy                      (central.api.views)
     ranges     a point's readings and rollups over a period             (central.api.ranges)
     audit      the audit log, admins only                               (central.api.audit)
+    session    who the caller is (GET /whoami)                          (central.api.session)
+    live       what changes, as server-sent events (GET /stream)        (central.api.live)
+
+The operator page is served at / and /static/... from the package (``central.web``), no token needed.
 
 Every route under the prefix needs a viewer's token at least (``central.api.auth``); writes ask for
 an operator's. The routers take what they use through FastAPI dependencies (``central.api.deps``):
@@ -19,7 +23,7 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, FastAPI, Security
 
-from central.api import audit, deps, docs, errors, fleet, ranges, views
+from central.api import audit, deps, docs, errors, fleet, live, ranges, session, views
 from central.api import commands as commands_api
 from central.api.audit import AuditLog
 from central.api.auth import AUTH_RESPONSES, require_viewer
@@ -32,6 +36,8 @@ from central.auth import Tokens
 from central.commands import CommandSender, CommandService
 from central.store import Store
 from central.times import now_ms
+from central.web import routes as web_routes
+from central.web.settings import WebSettings
 
 
 def create_app(
@@ -41,11 +47,13 @@ def create_app(
     commands: CommandSender | None = None,
     clock: Callable[[], int] = now_ms,
     max_body_bytes: int = MAX_BODY_BYTES,
+    web: WebSettings | None = None,
 ) -> FastAPI:
     """The API over ``store``, which also holds its tokens and audit log.
 
     ``ingest`` feeds /health (None: this process does not ingest). ``commands`` publishes the commands
     operators send (None: they are stored pending, and an ingest worker's dispatcher sends them).
+    ``web`` holds the operator page's options (its map's tile server).
     """
     app = FastAPI(
         title="cityedge central",
@@ -68,6 +76,8 @@ def create_app(
     )
     errors.install(app)
     docs.install(app)
+    web_routes.install(app, web or WebSettings())
+    live.install(app, store, clock)
     # The last added runs first: the audit log sees every answer, the 401 of an unknown caller and
     # the cap's 413 included; the caller is known before a byte of its body is read.
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
@@ -79,7 +89,7 @@ def create_app(
         dependencies=[Security(require_viewer)],
         responses=AUTH_RESPONSES,
     )
-    for area in (fleet, commands_api, views, ranges, audit):
+    for area in (fleet, commands_api, views, ranges, audit, session, live):
         api.include_router(area.router)
     app.include_router(api)
     return app

@@ -34,7 +34,8 @@ app = typer.Typer(
 agent_app = typer.Typer(help="The edge agent that runs in a street cabinet.", no_args_is_help=True)
 central_app = typer.Typer(help="The central aggregator of the control room.", no_args_is_help=True)
 token_app = typer.Typer(
-    help="API tokens: who may read (viewer), send commands (operator), read the audit log (admin).",
+    help="API tokens: who may read (viewer), send commands (operator), read the audit log (admin),"
+    " provision cabinets (installer: reads too, never commands).",
     no_args_is_help=True,
 )
 
@@ -537,7 +538,7 @@ def _with_tokens(db: str, work: Callable[[Tokens], Awaitable[_T]]) -> _T:
 
 @token_app.command("create")
 def token_create(
-    role: Annotated[str, typer.Option(help="viewer, operator or admin.")],
+    role: Annotated[str, typer.Option(help="viewer, operator, admin or installer.")],
     name: Annotated[str, typer.Option(help="Whose token: shown in the audit log and as issued_by.")],
     db: DbOption = None,
 ) -> None:

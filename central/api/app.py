@@ -5,6 +5,7 @@
     views      lighting, equipment, alarms, energy                      (central.api.views)
     ranges     a point's readings and rollups over a period             (central.api.ranges)
     audit      the audit log, admins only                               (central.api.audit)
+    registry   provisioned cabinets and their broker credentials        (central.api.registry)
     session    who the caller is (GET /whoami)                          (central.api.session)
     live       what changes, as server-sent events (GET /stream)        (central.api.live)
 
@@ -23,7 +24,7 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, FastAPI, Security
 
-from central.api import audit, deps, docs, errors, fleet, live, ranges, session, views
+from central.api import audit, deps, docs, errors, fleet, live, ranges, registry, session, views
 from central.api import commands as commands_api
 from central.api.audit import AuditLog
 from central.api.auth import AUTH_RESPONSES, require_viewer
@@ -89,7 +90,7 @@ def create_app(
         dependencies=[Security(require_viewer)],
         responses=AUTH_RESPONSES,
     )
-    for area in (fleet, commands_api, views, ranges, audit, session, live):
+    for area in (fleet, commands_api, views, ranges, audit, registry, session, live):
         api.include_router(area.router)
     app.include_router(api)
     return app

@@ -1,7 +1,8 @@
 """Where central keeps what it is told: interfaces by use, typed rows, shared rules, backends.
 
 interfaces   IngestStore, FleetReads, CommandStore, AlarmStore, AuthStore, RollupStore,
-             RetentionStore; Store is all of them
+             RetentionStore, RegistryStore; Store is all of them
+registry_rules  the bounds of a registry entry
 rollups      15-minute and daily bucket maths, shared by every backend
 rows         the typed rows they speak in
 rules        command status moves, alarm state, the quarantine cap: shared by every backend
@@ -15,6 +16,7 @@ from central.store.interfaces import (
     CommandStore,
     FleetReads,
     IngestStore,
+    RegistryStore,
     RetentionStore,
     RollupStore,
     Store,
@@ -28,6 +30,7 @@ __all__ = [
     "DatabaseUrl",
     "FleetReads",
     "IngestStore",
+    "RegistryStore",
     "RetentionStore",
     "RollupStore",
     "Store",

@@ -3,7 +3,8 @@
 A component asks for the narrowest one it needs: ingest writes batches (``IngestStore``), the API reads
 the fleet (``FleetReads``), command handling keeps commands and groups (``CommandStore``), the alarm
 views read alarm state (``AlarmStore``), authentication keeps tokens and the audit log (``AuthStore``),
-long ranges are read from rollups (``RollupStore``), old raw readings deleted (``RetentionStore``).
+long ranges are read from rollups (``RollupStore``), old raw readings deleted (``RetentionStore``),
+provisioned cabinets kept (``RegistryStore``).
 A backend implements them all: ``Store``. SQLite (``central.store.sqlite``) is the embedded default;
 PostgreSQL (``central.store.postgres``) serves fleets that outgrow one machine. The contract test suite
 (tests/contract) holds every backend to the same behaviour.
@@ -40,6 +41,7 @@ from central.store.rows import (
     ReadingRow,
     ReceivedBatch,
     ReceivedStatus,
+    RegistryEntry,
     Resolution,
     Rollup,
     Totals,
@@ -238,8 +240,39 @@ class RetentionStore(Lifecycle, Protocol):
         ...
 
 
+class RegistryStore(Lifecycle, Protocol):
+    """The cabinets a city provisioned (``cityedge provision``): where each stands, its broker account.
+
+    An entry is checked against ``central.store.registry_rules`` (bounds of every field) before it is
+    written: one out of bounds raises ``RegistryEntryError`` and nothing is written.
+    """
+
+    async def put_registry(self, entry: RegistryEntry) -> bool:
+        """Insert or replace the cabinet's entry, keeping an existing row's ``created_ms``; True when
+        something other than the times changed (the same entry twice: False, and updated_ms kept)."""
+        ...
+
+    async def registry_entry(self, cabinet: str) -> RegistryEntry | None: ...
+
+    async def registry(self, *, include_revoked: bool = False) -> list[RegistryEntry]:
+        """Every entry, by cabinet id (byte order); revoked ones only when asked."""
+        ...
+
+    async def revoke_cabinet(self, cabinet: str, *, revoked_ms: int) -> bool:
+        """Mark the cabinet revoked (its row is kept); True when it was registered and not revoked."""
+        ...
+
+
 class Store(
-    IngestStore, FleetReads, CommandStore, AlarmStore, AuthStore, RollupStore, RetentionStore, Protocol
+    IngestStore,
+    FleetReads,
+    CommandStore,
+    AlarmStore,
+    AuthStore,
+    RollupStore,
+    RetentionStore,
+    RegistryStore,
+    Protocol,
 ):
     """Everything a backend offers; ``async with store:`` opens and closes it."""
 

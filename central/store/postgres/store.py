@@ -38,6 +38,7 @@ from central.store.postgres import auth as pa
 from central.store.postgres import commands as pc
 from central.store.postgres import partitions as parts
 from central.store.postgres import reads as q
+from central.store.postgres import registry as preg
 from central.store.postgres import rollups as pr
 from central.store.postgres.migrations import migrate, schema_version
 from central.store.postgres.partitions import Partitions
@@ -59,6 +60,7 @@ from central.store.rows import (
     ReadingRow,
     ReceivedBatch,
     ReceivedStatus,
+    RegistryEntry,
     Resolution,
     Rollup,
     Totals,
@@ -433,3 +435,17 @@ class PostgresStore:
 
     async def audit(self, *, since_ms: int | None = None, limit: int = 100) -> list[AuditRow]:
         return await self._run("read audit", lambda c: pa.audit(c, since_ms, limit))
+
+    # -- the cabinet registry -----------------------------------------------------------------
+
+    async def put_registry(self, entry: RegistryEntry) -> bool:
+        return await self._in_transaction("write registry entry", lambda cur: preg.put(cur, entry))
+
+    async def registry_entry(self, cabinet: str) -> RegistryEntry | None:
+        return await self._run("read registry entry", lambda c: preg.entry(c, cabinet))
+
+    async def registry(self, *, include_revoked: bool = False) -> list[RegistryEntry]:
+        return await self._run("read registry", lambda c: preg.entries(c, include_revoked))
+
+    async def revoke_cabinet(self, cabinet: str, *, revoked_ms: int) -> bool:
+        return await self._in_transaction("revoke cabinet", lambda cur: preg.revoke(cur, cabinet, revoked_ms))

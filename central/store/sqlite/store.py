@@ -39,6 +39,7 @@ from central.store.rows import (
     ReadingRow,
     ReceivedBatch,
     ReceivedStatus,
+    RegistryEntry,
     Resolution,
     Rollup,
     Totals,
@@ -46,6 +47,7 @@ from central.store.rows import (
 from central.store.sqlite import auth as sa
 from central.store.sqlite import commands as sc
 from central.store.sqlite import queries as q
+from central.store.sqlite import registry as sreg
 from central.store.sqlite import rollups as sr
 from central.store.sqlite import views as sv
 from central.store.sqlite.schema import BUSY_TIMEOUT_S, connect, create_schema
@@ -378,3 +380,17 @@ class SqliteStore:
 
     async def audit(self, *, since_ms: int | None = None, limit: int = 100) -> list[AuditRow]:
         return await self._on_reader("read audit", lambda c: sa.audit(c, since_ms, limit))
+
+    # -- the cabinet registry -----------------------------------------------------------------
+
+    async def put_registry(self, entry: RegistryEntry) -> bool:
+        return await self._in_transaction("write registry entry", lambda cur: sreg.put(cur, entry))
+
+    async def registry_entry(self, cabinet: str) -> RegistryEntry | None:
+        return await self._on_reader("read registry entry", lambda c: sreg.entry(c, cabinet))
+
+    async def registry(self, *, include_revoked: bool = False) -> list[RegistryEntry]:
+        return await self._on_reader("read registry", lambda c: sreg.entries(c, include_revoked))
+
+    async def revoke_cabinet(self, cabinet: str, *, revoked_ms: int) -> bool:
+        return await self._in_transaction("revoke cabinet", lambda cur: sreg.revoke(cur, cabinet, revoked_ms))

@@ -11,6 +11,9 @@ The page reads it with fetch(), so the token travels in the Authorization header
     event: bye        {"reason"}   the server ends the stream; reconnect (after the stream's cap)
     : keep-alive      a comment every 15 s, so that proxies and the page know the line is up
 
+A request must accept ``text/event-stream`` (406 otherwise): a client that did not ask for a stream
+(a generic API client walking every route) gets a quick answer instead of an hour-long body.
+
 The changes come from the store (``central.live.LiveFeed``), so several workers can serve the page.
 Bounds: ``MAX_LISTENERS`` streams per worker (then 503 with Retry-After), a queue per stream (a slow
 reader gets "resync", not unbounded memory), and one hour per stream. The token is checked again at
@@ -36,6 +39,7 @@ from central.errors import StoreError
 from central.live.feed import FeedFull, FeedStore, LiveFeed, Update
 from central.store.rows import AlarmEpisode, CabinetRow
 
+EVENT_STREAM = "text/event-stream"
 HEARTBEAT_S = 15.0
 MAX_STREAM_S = 3600.0
 _STATE = "live_feed"
@@ -107,6 +111,7 @@ router = APIRouter(tags=["live"])
 
 _STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "server-sent events, until the cap"},
+    406: {"model": ErrorBody, "description": "the request does not accept text/event-stream"},
     503: {"model": ErrorBody, "description": "this worker streams to as many listeners as it may"},
 }
 
@@ -118,6 +123,10 @@ _STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
     summary="Live changes (cabinets, commands, alarm episodes) as server-sent events",
 )
 async def stream(request: Request, identity: Viewer) -> StreamingResponse:
+    if EVENT_STREAM not in request.headers.get("accept", ""):
+        raise HTTPException(
+            406, f"this route is a stream of server-sent events: send 'Accept: {EVENT_STREAM}'"
+        )
     feed = feed_of(request)
     if feed.listeners >= feed.max_listeners:
         raise HTTPException(503, str(FeedFull(feed.max_listeners)), headers={"Retry-After": "30"})
@@ -132,7 +141,7 @@ async def stream(request: Request, identity: Viewer) -> StreamingResponse:
 
     return StreamingResponse(
         _events(feed, identity, still_valid, services_of(request).clock),
-        media_type="text/event-stream",
+        media_type=EVENT_STREAM,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 

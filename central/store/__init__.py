@@ -1,7 +1,8 @@
 """Where central keeps what it is told: interfaces by use, typed rows, shared rules, backends.
 
-interfaces   IngestStore, FleetReads, CommandStore, AlarmStore, AuthStore, RollupStore,
-             RetentionStore, RegistryStore; Store is all of them
+interfaces   IngestStore, FleetReads, CommandStore, AlarmStore, EpisodeStore, AuthStore,
+             RollupStore, RetentionStore, RegistryStore; Store is all of them
+episodes     how alarm events pair into episodes, and the rules of operators' notes
 registry_rules  the bounds of a registry entry
 rollups      15-minute and daily bucket maths, shared by every backend
 rows         the typed rows they speak in
@@ -14,6 +15,7 @@ from central.store.interfaces import (
     AlarmStore,
     AuthStore,
     CommandStore,
+    EpisodeStore,
     FleetReads,
     IngestStore,
     RegistryStore,
@@ -28,6 +30,7 @@ __all__ = [
     "AuthStore",
     "CommandStore",
     "DatabaseUrl",
+    "EpisodeStore",
     "FleetReads",
     "IngestStore",
     "RegistryStore",

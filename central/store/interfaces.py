@@ -2,7 +2,8 @@
 
 A component asks for the narrowest one it needs: ingest writes batches (``IngestStore``), the API reads
 the fleet (``FleetReads``), command handling keeps commands and groups (``CommandStore``), the alarm
-views read alarm state (``AlarmStore``), authentication keeps tokens and the audit log (``AuthStore``),
+views read alarm state (``AlarmStore``), the alarm board its episodes (``EpisodeStore``),
+authentication keeps tokens and the audit log (``AuthStore``),
 long ranges are read from rollups (``RollupStore``), old raw readings deleted (``RetentionStore``),
 provisioned cabinets kept (``RegistryStore``).
 A backend implements them all: ``Store``. SQLite (``central.store.sqlite``) is the embedded default;
@@ -26,13 +27,16 @@ from typing import Protocol, Self
 
 from central.store.auth_rows import AuditEntry, AuditRow, TokenRow
 from central.store.rows import (
+    AlarmEpisode,
     AlarmRow,
     BatchOutcome,
     CabinetRow,
     CommandRow,
+    EpisodeQuery,
     EventRow,
     GroupCommandRow,
     GroupRow,
+    NewNote,
     PointValue,
     Purged,
     QuarantineCounts,
@@ -174,6 +178,24 @@ class AlarmStore(Lifecycle, Protocol):
         ...
 
 
+class EpisodeStore(Lifecycle, Protocol):
+    """Alarm episodes, kept at ingest from alarm events in the batch's transaction
+    (``central.store.episodes`` pairs them), with the notes operators add."""
+
+    async def episodes(self, query: EpisodeQuery) -> list[AlarmEpisode]:
+        """Episodes that match ``query``, newest first (by id), without their notes."""
+        ...
+
+    async def episode(self, episode_id: int) -> AlarmEpisode | None:
+        """One episode with its notes, oldest first."""
+        ...
+
+    async def add_note(self, episode_id: int, note: NewNote) -> AlarmEpisode | None:
+        """Acknowledge, assign or comment, by ``central.store.episodes.after_note`` (which raises
+        ``NoteRefused``), in one transaction; the episode with its notes, None when there is none."""
+        ...
+
+
 class AuthStore(Lifecycle, Protocol):
     async def add_token(self, token: TokenRow) -> bool:
         """Store a new token; False (nothing stored) when a live token already has its name."""
@@ -268,6 +290,7 @@ class Store(
     FleetReads,
     CommandStore,
     AlarmStore,
+    EpisodeStore,
     AuthStore,
     RollupStore,
     RetentionStore,

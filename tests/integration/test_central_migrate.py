@@ -57,7 +57,8 @@ def test_a_version_4_file_gets_the_registry_and_alarm_episodes(tmp_path: Path) -
     assert cityedge("central", "migrate", "--db", str(db)).returncode == 0
     with sqlite3.connect(db) as conn:  # what version 4 had: none of version 5's tables
         conn.executescript(
-            "DROP TABLE alarm_notes; DROP TABLE alarm_episodes; DROP TABLE registry; PRAGMA user_version = 4;"
+            "DROP TABLE alarm_notes; DROP TABLE alarm_episodes; DROP TABLE alarm_marks; DROP TABLE registry;"
+            " PRAGMA user_version = 4;"
         )
     done = cityedge("central", "migrate", "--db", str(db))
     assert done.returncode == 0, done.stderr

@@ -36,6 +36,7 @@ from central.errors import StoreError
 from central.store.auth_rows import AuditEntry, AuditRow, TokenRow
 from central.store.postgres import auth as pa
 from central.store.postgres import commands as pc
+from central.store.postgres import episodes as pe
 from central.store.postgres import partitions as parts
 from central.store.postgres import reads as q
 from central.store.postgres import registry as preg
@@ -45,13 +46,16 @@ from central.store.postgres.partitions import Partitions
 from central.store.postgres.schema import SCHEMA_VERSION
 from central.store.postgres.writer import PgWriter
 from central.store.rows import (
+    AlarmEpisode,
     AlarmRow,
     BatchOutcome,
     CabinetRow,
     CommandRow,
+    EpisodeQuery,
     EventRow,
     GroupCommandRow,
     GroupRow,
+    NewNote,
     PointValue,
     Purged,
     QuarantineCounts,
@@ -312,6 +316,19 @@ class PostgresStore:
         self, *, cabinet: str | None = None, active: bool | None = None, limit: int = 1000
     ) -> list[AlarmRow]:
         return await self._run("read alarms", lambda c: q.alarms(c, cabinet, active, limit))
+
+    # -- alarm episodes (central.store.postgres.episodes) --------------------------------------
+
+    async def episodes(self, query: EpisodeQuery) -> list[AlarmEpisode]:
+        return await self._run("list alarm episodes", lambda c: pe.episodes(c, query))
+
+    async def episode(self, episode_id: int) -> AlarmEpisode | None:
+        return await self._run("read alarm episode", lambda c: pe.episode(c, episode_id))
+
+    async def add_note(self, episode_id: int, note: NewNote) -> AlarmEpisode | None:
+        return await self._in_transaction(
+            "note alarm episode", lambda cur: pe.add_note(cur, episode_id, note)
+        )
 
     # -- commands and groups ------------------------------------------------------------------
 

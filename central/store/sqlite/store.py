@@ -24,13 +24,16 @@ from central.errors import StoreError
 from central.store.auth_rows import AuditEntry, AuditRow, TokenRow
 from central.store.rollups import is_counter
 from central.store.rows import (
+    AlarmEpisode,
     AlarmRow,
     BatchOutcome,
     CabinetRow,
     CommandRow,
+    EpisodeQuery,
     EventRow,
     GroupCommandRow,
     GroupRow,
+    NewNote,
     PointValue,
     Purged,
     QuarantineCounts,
@@ -46,6 +49,7 @@ from central.store.rows import (
 )
 from central.store.sqlite import auth as sa
 from central.store.sqlite import commands as sc
+from central.store.sqlite import episodes as se
 from central.store.sqlite import queries as q
 from central.store.sqlite import registry as sreg
 from central.store.sqlite import rollups as sr
@@ -277,6 +281,19 @@ class SqliteStore:
         self, *, cabinet: str | None = None, active: bool | None = None, limit: int = 1000
     ) -> list[AlarmRow]:
         return await self._on_reader("read alarms", lambda c: sv.alarms(c, cabinet, active, limit))
+
+    # -- alarm episodes (central.store.sqlite.episodes) ----------------------------------------
+
+    async def episodes(self, query: EpisodeQuery) -> list[AlarmEpisode]:
+        return await self._on_reader("list alarm episodes", lambda c: se.episodes(c, query))
+
+    async def episode(self, episode_id: int) -> AlarmEpisode | None:
+        return await self._on_reader("read alarm episode", lambda c: se.episode(c, episode_id))
+
+    async def add_note(self, episode_id: int, note: NewNote) -> AlarmEpisode | None:
+        return await self._in_transaction(
+            "note alarm episode", lambda cur: se.add_note(cur, episode_id, note)
+        )
 
     async def points_ending_with(self, cabinet: str, suffix: str) -> list[str]:
         return await self._on_reader("find points", lambda c: sv.points_ending_with(c, cabinet, suffix))

@@ -94,14 +94,17 @@ def encode_update(update: Update) -> bytes:
 
 
 def install(app: FastAPI, store: FeedStore, clock: Callable[[], int]) -> LiveFeed:
-    reader = getattr(store, "episodes_updated_since", None)
-    feed = LiveFeed(store, encode=encode_update, clock=clock, episodes=reader)
+    feed = LiveFeed(store, encode=encode_update, clock=clock)
     setattr(app.state, _STATE, feed)
     return feed
 
 
 def feed_of(request: Request) -> LiveFeed:
-    found = getattr(request.app.state, _STATE, None)
+    return feed_of_app(request.app)
+
+
+def feed_of_app(app: FastAPI) -> LiveFeed:
+    found = getattr(app.state, _STATE, None)
     if not isinstance(found, LiveFeed):
         raise RuntimeError("the live feed is not installed: build the app with create_app")
     return found

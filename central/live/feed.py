@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from central.errors import CentralError, StoreError
 from central.live.watch import EpisodeWatch, SnapshotWatch, cabinet_key, command_key
-from central.store.interfaces import CommandStore, FleetReads
-from central.store.rows import AlarmEpisode, CabinetRow, CommandRow
+from central.store.interfaces import CommandStore, EpisodeStore, FleetReads
+from central.store.rows import AlarmEpisode, CabinetRow, CommandRow, EpisodeQuery
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +27,9 @@ QUEUE_UPDATES = 32
 RECENT_COMMANDS = 200  # commands older than the newest 200 are not watched
 MAX_CABINET_CHANGES = 2000  # more in one poll: a resync, cheaper than a huge event
 MAX_EPISODE_CHANGES = 500
-EpisodeReader = Callable[[int, int], Awaitable[list[AlarmEpisode]]]  # (updated since, limit)
 
 
-class FeedStore(FleetReads, CommandStore, Protocol):
+class FeedStore(FleetReads, CommandStore, EpisodeStore, Protocol):
     """What the feed reads."""
 
 
@@ -74,14 +73,12 @@ class LiveFeed:
         *,
         encode: Callable[[Update], bytes],
         clock: Callable[[], int],
-        episodes: EpisodeReader | None = None,
         poll_s: float = POLL_S,
         max_listeners: int = MAX_LISTENERS,
     ) -> None:
         self._store = store
         self._encode = encode
         self._clock = clock
-        self._episodes = episodes
         self.poll_s = poll_s
         self.max_listeners = max_listeners
         self._listeners: set[Listener] = set()
@@ -129,9 +126,9 @@ class LiveFeed:
         cabinets = self._cabinets.changed(await self._store.cabinets())
         commands = self._commands.changed(await self._store.commands(limit=RECENT_COMMANDS))
         episodes: list[AlarmEpisode] = []
-        if self._episodes is not None and self._episode_watch.since_ms is not None:
-            found = await self._episodes(self._episode_watch.since_ms, MAX_EPISODE_CHANGES + 1)
-            episodes = self._episode_watch.changed(found)
+        if self._episode_watch.since_ms is not None:
+            query = EpisodeQuery(updated_since_ms=self._episode_watch.since_ms, limit=MAX_EPISODE_CHANGES + 1)
+            episodes = self._episode_watch.changed(await self._store.episodes(query))
         if len(cabinets) > MAX_CABINET_CHANGES or len(episodes) > MAX_EPISODE_CHANGES:
             return Update(resync=True)
         return Update(tuple(cabinets), tuple(commands), tuple(episodes))

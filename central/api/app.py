@@ -2,7 +2,8 @@
 
     fleet      cabinets, latest values, events, quarantine, health      (central.api.fleet)
     commands   commands and groups                                      (central.api.commands)
-    views      lighting, equipment, alarms, energy                      (central.api.views)
+    views      lighting, equipment, energy                              (central.api.views)
+    alarms     alarms' current state, the board of their episodes       (central.api.alarms)
     ranges     a point's readings and rollups over a period             (central.api.ranges)
     audit      the audit log, admins only                               (central.api.audit)
     registry   provisioned cabinets and their broker credentials        (central.api.registry)
@@ -24,7 +25,7 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, FastAPI, Security
 
-from central.api import audit, deps, docs, errors, fleet, live, ranges, registry, session, views
+from central.api import alarms, audit, deps, docs, errors, fleet, live, ranges, registry, session, views
 from central.api import commands as commands_api
 from central.api.audit import AuditLog
 from central.api.auth import AUTH_RESPONSES, require_viewer
@@ -90,7 +91,7 @@ def create_app(
         dependencies=[Security(require_viewer)],
         responses=AUTH_RESPONSES,
     )
-    for area in (fleet, commands_api, views, ranges, audit, registry, session, live):
+    for area in (fleet, commands_api, views, alarms, ranges, audit, registry, session, live):
         api.include_router(area.router)
     app.include_router(api)
     return app

@@ -33,6 +33,11 @@ ROUTE_ROLES: dict[tuple[str, str], Role] = {
     ("GET", "/api/v1/cabinets/{cabinet}/energy"): V,
     ("GET", "/api/v1/events"): V,
     ("GET", "/api/v1/alarms"): V,
+    ("GET", "/api/v1/alarm-episodes"): V,
+    ("GET", "/api/v1/alarm-episodes/{episode_id}"): V,
+    ("POST", "/api/v1/alarm-episodes/{episode_id}/acknowledge"): OP,
+    ("POST", "/api/v1/alarm-episodes/{episode_id}/assign"): OP,
+    ("POST", "/api/v1/alarm-episodes/{episode_id}/comments"): OP,
     ("GET", "/api/v1/health"): V,
     ("GET", "/api/v1/commands"): V,
     ("GET", "/api/v1/commands/{command_id}"): V,
@@ -60,6 +65,7 @@ SAMPLE_PARAMS = {
     "command_id": "0123abcd",
     "name": "g1",
     "entry_id": "1",
+    "episode_id": "1",
 }
 
 

@@ -7,11 +7,13 @@
     ranges     a point's readings and rollups over a period             (central.api.ranges)
     audit      the audit log, admins only                               (central.api.audit)
     registry   provisioned cabinets and their broker credentials        (central.api.registry)
+    kpi        the performance contract's KPI report                    (central.api.kpi)
     session    who the caller is (GET /whoami)                          (central.api.session)
     live       what changes, as server-sent events (GET /stream)        (central.api.live)
 
 The operator page is served at / and /static/... from the package (``central.web``), no token needed.
 
+Open data (``central.api.opendata``) is served outside the prefix, to anyone, read-only.
 Every route under the prefix needs a viewer's token at least (``central.api.auth``); writes ask for
 an operator's. The routers take what they use through FastAPI dependencies (``central.api.deps``):
 the services of one app live on its state. Domain errors (``central.errors``) become HTTP answers in
@@ -25,7 +27,21 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, FastAPI, Security
 
-from central.api import alarms, audit, deps, docs, errors, fleet, live, ranges, registry, session, views
+from central.api import (
+    alarms,
+    audit,
+    deps,
+    docs,
+    errors,
+    fleet,
+    kpi,
+    live,
+    opendata,
+    ranges,
+    registry,
+    session,
+    views,
+)
 from central.api import commands as commands_api
 from central.api.audit import AuditLog
 from central.api.auth import AUTH_RESPONSES, require_viewer
@@ -91,7 +107,10 @@ def create_app(
         dependencies=[Security(require_viewer)],
         responses=AUTH_RESPONSES,
     )
-    for area in (fleet, commands_api, views, alarms, ranges, audit, registry, session, live):
+    for area in (fleet, commands_api, views, alarms, ranges, audit, registry, kpi, session, live):
         api.include_router(area.router)
     app.include_router(api)
+    # Open data: outside the prefix, no token, GET only, cached.
+    opendata.install(app)
+    app.include_router(opendata.router)
     return app

@@ -45,7 +45,8 @@ def town_of(number: int) -> Town:
     if number % _DIJON_EVERY == 1:
         return TOWNS[0]
     others = TOWNS[1:]
-    return others[(number - number // _DIJON_EVERY - 1) % len(others)]
+    # The k-th cabinet outside Dijon (numbers 1, 4, 7... are in Dijon) goes to the k-th other town.
+    return others[(number - (number + _DIJON_EVERY - 1) // _DIJON_EVERY - 1) % len(others)]
 
 
 def place_of(number: int) -> tuple[Town, float, float]:

@@ -184,6 +184,15 @@ export function initCabinet() {
     for (const c of commands.values()) if (c.status === 'pending' || c.status === 'delivered') refreshCommand(c.id);
   }, 3000);
   onLangChange(() => { if (current) { renderValues(current.points); renderCommands(); } });
+  // The latest values are not on the stream (they change every few seconds on every cabinet).
+  setInterval(async () => {
+    if (!current || $('#view-cabinet').hidden) return;
+    try {
+      const id = current.id;
+      const points = await api(`/cabinets/${encodeURIComponent(id)}/points`);
+      if (current && current.id === id) { current.points = points.points; renderValues(current.points); }
+    } catch { /* shown as it was; the next round tries again */ }
+  }, 10000);
 }
 
 export async function showCabinet(id) {

@@ -317,3 +317,52 @@ async def run_demo(
             if fleet is not None:
                 tasks.create_task(fleet.run(), name="fleet-sim")
             tasks.create_task(stage_incidents(controllers), name="demo-incidents")
+
+
+@dataclass(frozen=True, slots=True)
+class RunningDemo:
+    url: str  # the aggregator's base URL
+    token: str  # the demo's admin token
+    db: Path  # central's SQLite file
+    announced: list[str]
+
+
+@contextlib.asynccontextmanager
+async def demo_in_background(
+    *,
+    cabinets: int,
+    data_dir: Path,
+    broker_url: str | None = None,
+    real_cabinets: int = REAL_CABINETS,
+    http_port: int = 0,
+    timeout: float = 90.0,
+) -> AsyncIterator[RunningDemo]:
+    """The demo running in this event loop while the block runs (tests, benchmarks, screenshots);
+    yields once central serves and the token is made. Cancelled when the block ends."""
+    announced: list[str] = []
+    task = asyncio.create_task(
+        run_demo(
+            cabinets=cabinets,
+            data_dir=data_dir,
+            http_host="127.0.0.1",
+            http_port=http_port,
+            broker_url=broker_url,
+            announce=announced.append,
+            real_cabinets=real_cabinets,
+        ),
+        name="demo",
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            while not any(line.startswith("Ctrl-C") for line in announced):
+                if task.done():
+                    task.result()  # raises what stopped it
+                    raise RuntimeError("the demo stopped before it was ready")
+                await asyncio.sleep(0.05)
+        url = next(line.split()[1] for line in announced if line.startswith("aggregator: "))
+        token_line = announced.index(next(line for line in announced if line.startswith("API token"))) + 1
+        yield RunningDemo(url, announced[token_line].strip(), data_dir / "central.db", announced)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -12,7 +12,7 @@ vendor="$here/static/vendor"
 # package@version  files taken from its tarball (under package/)
 LIBS=(
   "leaflet@1.9.4 LICENSE dist/leaflet.js dist/leaflet.css"
-  "leaflet.markercluster@1.5.3 MIT-LICENCE.txt dist/leaflet.markercluster.js dist/MarkerCluster.css dist/MarkerCluster.Default.css"
+  "leaflet.markercluster@1.5.3 MIT-LICENCE.txt dist/leaflet.markercluster.js dist/MarkerCluster.css"
   "uplot@1.6.32 LICENSE dist/uPlot.iife.min.js dist/uPlot.min.css"
 )
 
@@ -26,7 +26,7 @@ if [ "${1:-}" != "--check" ]; then
     mkdir -p "$work/$name" && tar xzf "$work/$name-$version.tgz" -C "$work/$name"
     dest="$vendor/$name-$version"
     rm -rf "$dest" && mkdir -p "$dest"
-    for file in $files; do cp "$work/$name/package/$file" "$dest/$(basename "$file")"; done
+    for file in $files; do install -m 644 "$work/$name/package/$file" "$dest/$(basename "$file")"; done
   done
 fi
 cd "$vendor" && sha256sum --quiet -c SHA256SUMS && echo "vendored files match $vendor/SHA256SUMS"

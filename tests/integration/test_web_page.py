@@ -1,0 +1,194 @@
+"""The operator page in a real headless browser (Debian's chromium, driven by Playwright) against
+the demo: every cabinet on the map, an alarm acknowledged, a dim executed, nothing fetched elsewhere.
+
+The demo runs in the test's event loop on the test's Mosquitto: 3 real agents (a door that opens on
+demo-002, a failed lamp on demo-003) and fleet-sim cabinets, all in the registry with coordinates.
+Every request the page makes is seen by a route handler; one to another host is refused and counted.
+A viewer's token gets the same page without the command form or the acknowledge buttons.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from central.auth import Tokens
+from central.store.auth_rows import Role
+from central.store.sqlite import SqliteStore
+from cityedge.demo import RunningDemo, demo_in_background
+from cityedge.testing import wait_until
+
+CHROMIUM = "/usr/bin/chromium"
+playwright_api = pytest.importorskip(
+    "playwright.async_api", reason="playwright is not installed: pip install -e '.[dev]'"
+)
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.skipif(
+        shutil.which(CHROMIUM) is None,
+        reason=f"no browser at {CHROMIUM}: apt-get install chromium (.ci/setup does as root)",
+    ),
+]
+
+CABINETS = 40
+UI_TIMEOUT_MS = 30_000
+
+
+class Page:
+    """A browser page on the demo, with every request it makes recorded and foreign ones refused."""
+
+    def __init__(self, page: Any, base: str) -> None:
+        self.page = page
+        self.origin = "{0.scheme}://{0.netloc}".format(urlsplit(base))
+        self.requests: list[str] = []
+        self.foreign: list[str] = []
+        self.problems: list[str] = []
+
+    async def route(self, route: Any) -> None:
+        url = route.request.url
+        self.requests.append(url)
+        if url.startswith(self.origin + "/"):
+            await route.continue_()
+        else:
+            self.foreign.append(url)
+            await route.abort()
+
+    def console(self, message: Any) -> None:
+        if message.type == "error" or "Content Security Policy" in message.text:
+            self.problems.append(f"console {message.type}: {message.text}")
+
+
+@contextlib.asynccontextmanager
+async def browser_page(browser: Any, demo: RunningDemo, token: str) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
+    page = await context.new_page()
+    watched = Page(page, demo.url)
+    await context.route("**/*", watched.route)
+    page.on("console", watched.console)
+    page.on("pageerror", lambda error: watched.problems.append(f"page error: {error}"))
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    try:
+        await page.goto(demo.url + "/")
+        await page.fill("#login-token", token)
+        await page.click("#login-form button[type=submit]")
+        await page.wait_for_selector("#main:not([hidden])")
+        yield watched
+    finally:
+        await context.close()
+    assert watched.foreign == [], f"the page asked other hosts: {watched.foreign}"
+    assert watched.problems == [], watched.problems
+    assert not any("token" in url or "ce1_" in url for url in watched.requests), "a token in a URL"
+
+
+async def markers_shown(page: Any) -> int:
+    """Cabinets the map shows: single markers plus the counts on the clusters."""
+    return int(
+        await page.evaluate(
+            """() => document.querySelectorAll('#map .leaflet-marker-icon.cab').length
+              + [...document.querySelectorAll('#map .marker-cluster span')]
+                  .reduce((n, el) => n + Number(el.textContent), 0)"""
+        )
+    )
+
+
+# One demo and one browser for the module's tests (each takes ~15 s to start); the demo starts its
+# own Mosquitto, as a newcomer's does.
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def demo(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningDemo]:
+    folder = tmp_path_factory.mktemp("demo")
+    async with demo_in_background(cabinets=CABINETS, data_dir=folder, real_cabinets=3) as running:
+        yield running
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser() -> AsyncIterator[Any]:
+    async with playwright_api.async_playwright() as pw:
+        launched = await pw.chromium.launch(executable_path=CHROMIUM)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def test_an_operator_sees_every_cabinet_acknowledges_an_alarm_and_dims_a_cabinet(
+    demo: RunningDemo, browser: Any
+) -> None:
+    headers = {"Authorization": f"Bearer {demo.token}"}
+    async with (
+        httpx.AsyncClient(base_url=f"{demo.url}/api/v1", headers=headers, timeout=10) as api,
+        browser_page(browser, demo, demo.token) as watched,
+    ):
+        page = watched.page
+        assert await page.text_content("#who") == "demo (admin)"
+        # Every cabinet of the demo is in the registry, so every one is on the map.
+        await page.wait_for_selector(f'#map[data-placed="{CABINETS}"]')
+        await wait_until(
+            lambda: _shown(page), timeout=20, what=f"{CABINETS} cabinets on the map (markers + clusters)"
+        )
+        await page.wait_for_selector('#live[data-state="on"]')
+
+        # The alarm board: the demo's door (or lamp) alarm, acknowledged from the page.
+        await page.click('#nav a[href="#/alarms"]')
+        ack = page.locator("#alarms tr[data-state='raised'] button.ack").first
+        await ack.wait_for()
+        row = page.locator("#alarms tr[data-state='raised']").first
+        episode_id = await row.get_attribute("data-id")
+        await ack.click()
+        await page.wait_for_selector(f"#alarms tr[data-id='{episode_id}'][data-state='acknowledged']")
+
+        async def acknowledged() -> bool:
+            episode = (await api.get(f"/alarm-episodes/{episode_id}")).json()
+            return bool(episode["state"] == "acknowledged" and episode["acked_by"] == "demo")
+
+        await wait_until(acknowledged, timeout=10, what=f"episode {episode_id} acknowledged in the API")
+
+        # A cabinet's page: a dim sent from the form, followed live to executed.
+        await page.goto(f"{demo.url}/#/cabinet/demo-001")
+        await page.wait_for_selector("#cab-values tbody tr")
+        await page.wait_for_selector("#command-form:not([hidden])")
+        await page.select_option("#command-form select[name=action]", "dim")
+        await page.fill("#command-form input[name=level_pct]", "30")
+        await page.click("#command-form button[type=submit]")
+        executed = page.locator("#commands tr[data-status='executed']").first
+        await executed.wait_for()
+        command_id = await executed.get_attribute("data-id")
+        command = (await api.get(f"/commands/{command_id}")).json()
+        assert (command["action"], command["args"]) == ("dim", {"level_pct": 30})
+        assert (command["status"], command["issued_by"]) == ("executed", "demo")
+        # A chart of the cabinet's power over the last day, drawn by uPlot.
+        await page.wait_for_selector("#chart .uplot")
+
+        await page.click('#nav a[href="#/kpi"]')
+        await page.wait_for_selector("#kpi-energy")
+        await page.select_option("#lang", "fr")
+        assert await page.text_content('#nav a[href="#/alarms"]') == "Alarmes"
+
+
+async def _shown(page: Any) -> bool:
+    return await markers_shown(page) == CABINETS
+
+
+async def test_a_viewer_sees_the_fleet_but_no_command_form_and_no_acknowledge(
+    demo: RunningDemo, browser: Any
+) -> None:
+    async with SqliteStore(demo.db, durable=False) as store:
+        viewer = await Tokens(store).create("wall-screen", Role.VIEWER)
+    async with browser_page(browser, demo, viewer) as watched:
+        page = watched.page
+        assert await page.text_content("#who") == "wall-screen (viewer)"
+        await page.wait_for_selector(f'#map[data-placed="{CABINETS}"]')
+        await page.click('#nav a[href="#/alarms"]')
+        await page.wait_for_selector("#alarms tbody tr")
+        assert await page.locator("#alarms button").count() == 0
+        await page.goto(f"{demo.url}/#/cabinet/demo-001")
+        await page.wait_for_selector("#cab-values tbody tr")
+        assert await page.locator("#command-form").is_hidden()

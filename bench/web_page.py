@@ -70,6 +70,10 @@ async def _screenshots(browser: Any, demo: RunningDemo, folder: Path) -> None:
     await page.screenshot(path=str(folder / "map.png"))
     await page.goto(demo.url + "/#/cabinet/demo-001")
     await page.wait_for_selector("#chart .uplot", timeout=60_000)
+    # A dim sent from the form, shown through its lifecycle.
+    await page.fill("#command-form input[name=level_pct]", "60")
+    await page.click("#command-form button[type=submit]")
+    await page.wait_for_selector("#commands tr[data-status='executed']", timeout=60_000)
     await page.screenshot(path=str(folder / "cabinet.png"), full_page=True)
     await context.close()
     print(f"screenshots: {folder / 'map.png'}, {folder / 'cabinet.png'}")

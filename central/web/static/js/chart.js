@@ -1,5 +1,5 @@
 // A point's readings over a period with uPlot: raw values, or the mean/min/max of rollups.
-import { t, lang } from './i18n.js';
+import { t } from './i18n.js';
 
 const uPlot = window.uPlot;
 
@@ -34,8 +34,6 @@ export function drawChart(el, page, previous) {
   const opts = {
     width: Math.max(300, el.clientWidth || 600),
     height: 260,
-    tzDate: (ts) => new Date(ts * 1000),
-    fmtDate: (tpl) => uPlot.fmtDate(tpl, lang() === 'fr' ? { MMM: ['janv.', 'févr.', 'mars', 'avr.', 'mai', 'juin', 'juil.', 'août', 'sept.', 'oct.', 'nov.', 'déc.'] } : undefined),
     series: [{}, ...labels.map((label, i) => ({ label, stroke: colours[i], width: i ? 1 : 2, spanGaps: false }))],
     axes: [{}, { size: 60 }],
     scales: { x: { time: true } },

@@ -43,6 +43,19 @@ class _Registry(Protocol):
     async def registry(self, *, include_revoked: bool = False) -> list[RegistryEntry]: ...
 
 
+@runtime_checkable
+class _RegistryEntries(Protocol):
+    async def registry_entry(self, cabinet: str) -> RegistryEntry | None: ...
+
+
+async def registered_town(store: object, cabinet: str) -> str | None:
+    """The cabinet's town; None when it is not registered or the store keeps no registry."""
+    if not isinstance(store, _RegistryEntries):
+        return None
+    entry = await store.registry_entry(cabinet)
+    return None if entry is None else entry.town
+
+
 async def registered_towns(store: object) -> dict[str, str] | None:
     """Each registered cabinet's town (revoked ones too: their history keeps its town); None when
     the store keeps no registry."""
@@ -99,7 +112,13 @@ class EpisodeService:
         self._clock = clock
 
     async def list(self, filters: EpisodeFilters) -> EpisodePage:
-        for name, values in (("cabinet", filters.cabinets), ("town", filters.towns)):
+        for name, values in (
+            ("cabinet", filters.cabinets),
+            ("town", filters.towns),
+            ("device_class", filters.device_classes),
+            ("severity", filters.severities),
+            ("state", filters.states),
+        ):
             _bounded(name, values)
         if filters.limit < 1 or filters.limit > MAX_PAGE:
             raise InvalidRequest.field(("query", "limit"), f"limit is 1 to {MAX_PAGE}", filters.limit)
@@ -172,12 +191,12 @@ class EpisodeService:
         return await self._placed(found)
 
     async def _placed(self, episode: AlarmEpisode) -> BoardEpisode:
-        towns = await registered_towns(self._store)
+        town = await registered_town(self._store, episode.cabinet)
         cabinet = await self._store.cabinet(episode.cabinet)
         inventory = {} if cabinet is None else {d.name: d.driver for d in cabinet.inventory}
         driver = inventory.get(episode.device)
         device_class: EquipmentClass = "other" if driver is None else EQUIPMENT_CLASS.get(driver, "other")
-        return BoardEpisode(episode, None if towns is None else towns.get(episode.cabinet), device_class)
+        return BoardEpisode(episode, town, device_class)
 
     async def _classes(self) -> dict[tuple[str, str], EquipmentClass]:
         """The class of every device of every cabinet's latest inventory."""

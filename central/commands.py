@@ -7,6 +7,9 @@ that only serves the API (no ingest, no MQTT) can accept commands that an ingest
 A command to a group fans out into one child command per member, stored with its parent in one
 transaction; the parent itself is never sent. A schedule is a cabinet's, not a device's: set_schedule
 addresses whole cabinets, and to a group it goes once to each cabinet of its members.
+
+A config (set_config) is one cabinet's own: it goes to one cabinet, whose id it must name, and only an
+admin may send one, since a config can point a cabinet at another broker.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ import msgspec
 
 from central.auth import Identity
 from central.command_args import wire_args
-from central.errors import InvalidRequest, UnknownTarget
+from central.errors import InvalidRequest, RequestError, UnknownTarget
 from central.store import Store
+from central.store.auth_rows import Role
 from central.store.rows import (
     COMMAND_STATUSES,
     OPEN_STATUSES,
@@ -34,14 +38,27 @@ from central.store.rows import (
 )
 from central.times import now_ms
 from protocols.fleet import PROTOCOL_VERSION, Command, encode
+from protocols.fleet.commands import SetConfigArgs, config_cabinet
 from protocols.fleet.limits import MAX_COMMAND_BYTES
 from protocols.fleet.messages import Scalar
 
 DEFAULT_TTL_MS = 5 * 60 * 1000
-WHOLE_CABINET_ACTION = "set_schedule"
+WHOLE_CABINET_ACTIONS = frozenset({"set_schedule", "set_config"})
+# Actions only an admin's token may send: a config can point a cabinet at another broker.
+ADMIN_ACTIONS = frozenset({"set_config"})
 MAX_TTL_MS = 7 * 24 * 3600 * 1000
 
 _json = msgspec.json.Encoder()
+
+
+class NotPermitted(RequestError):
+    """The identity's role may not send this action (the API answers 403)."""
+
+    def __init__(self, identity: Identity, action: str, needed: Role) -> None:
+        super().__init__(
+            f"token {identity.name!r} has the role {identity.role.value}; {action} needs {needed.value}:"
+            " ask an admin to send it"
+        )
 
 
 class CommandSender(Protocol):
@@ -110,10 +127,14 @@ class CommandService:
 
         ``issued_by`` is the identity of the token that sent it: its name is what the command says.
         """
+        if action in ADMIN_ACTIONS and not issued_by.role.allows(Role.ADMIN):
+            raise NotPermitted(issued_by, action, Role.ADMIN)
         now = self._clock()
         issuer = issued_by.name
         deadline = self._deadline(not_after, now)
         wire = wire_args(action, args, now_ms=now)
+        if action == "set_config":
+            _check_config_target(wire, cabinet, group)
         members = await self._members(cabinet, device, group, action)
         parent_id = _new_id() if group is not None else None
         children = [
@@ -139,7 +160,7 @@ class CommandService:
             members = (GroupMember(cabinet, device),)
         else:
             raise InvalidRequest.field(("body", "target"), 'give "cabinet" or "group"', None)
-        if action != WHOLE_CABINET_ACTION:
+        if action not in WHOLE_CABINET_ACTIONS:
             return members
         if device is not None:
             raise InvalidRequest.field(
@@ -220,10 +241,34 @@ class CommandService:
         )  # fmt: skip
         size = len(encode(to_command(worst, wire)))
         if size > MAX_COMMAND_BYTES:
-            field = "schedule" if "schedule" in wire else "args"
+            field = next((name for name in ("schedule", "config") if name in wire), None)
+            shorter = (
+                "fewer exceptions, shorter notes" if field == "schedule" else "fewer comments, fewer devices"
+            )
             raise InvalidRequest.field(
-                ("body", "args", field) if field == "schedule" else ("body", "args"),
+                ("body", "args", field) if field is not None else ("body", "args"),
                 f"the command would be {size} bytes on the wire; the limit is {MAX_COMMAND_BYTES}:"
-                " make it shorter (fewer exceptions, shorter notes)",
+                f" make it shorter ({shorter})",
                 None,
             )
+
+
+def _check_config_target(wire: dict[str, Scalar], cabinet: str | None, group: str | None) -> None:
+    """A config is one cabinet's: sent to that cabinet alone, and naming it."""
+    if group is not None:
+        raise InvalidRequest.field(
+            ("body", "target", "group"),
+            "set_config goes to one cabinet (a config names its cabinet): give target.cabinet",
+            group,
+        )
+    config, sha256 = wire.get("config"), wire.get("sha256")
+    if not isinstance(config, str) or not isinstance(sha256, str):
+        return
+    named = config_cabinet(SetConfigArgs(config=config, sha256=sha256))
+    if named != cabinet:
+        raise InvalidRequest.field(
+            ("body", "args", "config"),
+            f"names cabinet {named!r} ([cabinet] id), not the target {cabinet!r}:"
+            " a cabinet's config is its own",
+            None,
+        )

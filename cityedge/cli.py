@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
+from cityedge.provision.command import provision
 from cityedge.running import run_agent, run_until_interrupted, setup_logging
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ token_app = typer.Typer(
     " provision cabinets (installer: reads too, never commands).",
     no_args_is_help=True,
 )
+config_app = typer.Typer(help="Cabinets' agent configs, sent through central's API.", no_args_is_help=True)
 
 
 @app.callback()
@@ -54,8 +56,10 @@ def _root(
 
 
 app.add_typer(agent_app, name="agent")
+app.command("provision")(provision)
 app.add_typer(central_app, name="central")
 central_app.add_typer(token_app, name="token")
+central_app.add_typer(config_app, name="config")
 
 USAGE_ERROR = 2
 
@@ -127,6 +131,39 @@ def agent_check(
             typer.echo(line)
         if not all(result.good for result in results):
             raise typer.Exit(PROBE_FAILED)
+
+
+DIAG_FAILED = 1
+
+
+@app.command("diag")
+def diag(
+    config: Annotated[Path, typer.Option("--config", "-c", help="The cabinet's TOML config file.")] = Path(
+        "/etc/cityedge/agent/agent.toml"
+    ),
+    json_output: Annotated[
+        bool, typer.Option("--json", help="The report as one JSON document on stdout, for scripts.")
+    ] = False,
+) -> None:
+    """For a field crew at the cabinet, offline: each device read once, serial lines, broker, buffer,
+    clock, service, alarms. Works with the agent running or stopped; exit code 1 if anything fails."""
+    from edge_agent.config import load_config
+    from edge_agent.diag.render import as_json, print_report
+    from edge_agent.diag.run import diagnose
+    from edge_agent.errors import AgentError
+
+    try:
+        loaded = load_config(config)
+    except AgentError as exc:
+        _fail(str(exc))
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # the report says who does not answer
+    report = asyncio.run(diagnose(loaded))
+    if json_output:
+        typer.echo(as_json(report))
+    else:
+        print_report(report)
+    if not report.ok:
+        raise typer.Exit(DIAG_FAILED)
 
 
 DbOption = Annotated[
@@ -578,3 +615,56 @@ def token_list(db: DbOption = None) -> None:
     for row in rows:
         made = dt.datetime.fromtimestamp(row.created_ms / 1000, dt.UTC).isoformat(timespec="seconds")
         typer.echo(f"{row.name}\t{row.role}\t{row.key_id}\t{made}")
+
+
+CONFIG_NOT_RUN = 1
+
+
+@config_app.command("push")
+def config_push(
+    *,
+    cabinet: Annotated[str, typer.Option(help="The cabinet's id (the config must name it).")],
+    file: Annotated[Path, typer.Option(help="The cabinet's new agent config (TOML, no password in it).")],
+    token_file: Annotated[Path, typer.Option(help="File holding an admin's API token (0600).")],
+    api: Annotated[str, typer.Option(help="Central's HTTP address.")] = "http://127.0.0.1:8080",
+    confirm_within: Annotated[
+        int,
+        typer.Option(
+            min=2, max=3600, help="Seconds the cabinet has to reach the broker with it before it rolls back."
+        ),
+    ] = 120,
+    wait: Annotated[
+        bool, typer.Option(help="Wait for the cabinet's result (exit code 1 unless executed).")
+    ] = True,
+) -> None:
+    """Send a cabinet its new config: it checks it, tries it, and rolls back by itself if it fails."""
+    from cityedge.config_push import PushError, config_text, push_config
+    from protocols.fleet.broker_url import SecretFileError, read_secret_file
+
+    try:
+        token = read_secret_file(token_file)
+    except SecretFileError as exc:
+        _fail(f"--token-file {exc}")
+    try:
+        text = config_text(file.read_bytes(), str(file))
+    except OSError as exc:
+        _fail(f"--file {file}: cannot read it ({exc.strerror})")
+    except PushError as exc:
+        _fail(str(exc))
+    try:
+        pushed = asyncio.run(
+            push_config(
+                api=api,
+                token=token,
+                cabinet=cabinet,
+                text=text,
+                confirm_within_s=confirm_within,
+                wait=wait,
+                emit=typer.echo,
+            )
+        )
+    except PushError as exc:
+        _fail(str(exc))
+    typer.echo(f"{pushed.status}" + (f": {pushed.reason}" if pushed.reason else ""))
+    if wait and pushed.status != "executed":
+        raise typer.Exit(CONFIG_NOT_RUN)

@@ -13,9 +13,11 @@ from edge_agent.clock_alarm import ClockAlarm
 from edge_agent.command_ledger import CommandLedger
 from edge_agent.commands import CommandExecutor
 from edge_agent.config import LoadedConfig, build_drivers
+from edge_agent.journal import CABINET
 from edge_agent.lighting.runner import LightingRunner, lighting_outputs
 from edge_agent.liveness import Liveness
 from edge_agent.poller import DevicePoller, Observer
+from edge_agent.remote_config import RemoteConfig, RestartRequested, StartState
 from edge_agent.sync import Sync
 from protocols.fleet import PROTOCOL_VERSION, DeviceInfo, Status
 from protocols.release import VERSION
@@ -29,10 +31,20 @@ LIVENESS_FLOOR_S = 60.0
 
 
 class Agent:
-    """Build with a loaded config, then ``await agent.run()`` until cancelled."""
+    """Build with a loaded config, then ``await agent.run()`` until cancelled.
+
+    Given the start's state (``start``, from ``edge_agent.remote_config.begin_start``), it takes
+    configs from central; ``run`` then raises ``RestartRequested`` once one is in place, or once a
+    config on trial is rolled back, after stopping cleanly.
+    """
 
     def __init__(
-        self, loaded: LoadedConfig, *, clock: Clock | None = None, notifier: Notifier | None = None
+        self,
+        loaded: LoadedConfig,
+        *,
+        clock: Clock | None = None,
+        notifier: Notifier | None = None,
+        start: StartState | None = None,
     ) -> None:
         self.loaded = loaded
         self.notifier = notifier or Notifier({})
@@ -96,7 +108,24 @@ class Agent:
             death=lambda: self._status(online=False),
             clock_ms=clock_ms,
             on_command=self.commands.submit,
+            on_birth=self._birth_published,
         )
+        self.remote = None
+        if start is not None:
+            self.remote = RemoteConfig(
+                start=start,
+                loaded=loaded,
+                buffer=self.buffer,
+                ledger=self.ledger,
+                report=self.commands.report,
+                broker_error=lambda: self.sync.stats.last_error,
+                clock_ms=clock_ms,
+            )
+            self.commands.configs = self.remote
+
+    def _birth_published(self) -> None:
+        if self.remote is not None:
+            self.remote.birth_published()
 
     def _alarm_observer(self, name: str) -> Observer:
         alarms = self.alarms[name]
@@ -126,6 +155,7 @@ class Agent:
         )
 
     async def run(self) -> None:
+        CABINET.set(self.config.cabinet.id)  # every log line of this agent's tasks names its cabinet
         async with self.buffer:
             self.buffer.append_event(
                 ts=self.clock_ms(),
@@ -136,6 +166,8 @@ class Agent:
                 data={"boot_count": self.buffer.boot_count, "config_hash": self.loaded.digest},
             )
             await self.ledger.open()
+            if self.remote is not None:
+                await self.remote.open()  # before the commands recover what a restart left
             if self.clock.synchronised():  # on a wrong clock (2099) pruning would forget every id
                 await self.ledger.prune(self.clock_ms())
             await self.lighting.open()
@@ -150,10 +182,20 @@ class Agent:
                 len(self.pollers),
             )
             self._expect_loops()
+            restart = False
             try:
                 await self._run_loops()
+            except* RestartRequested:
+                restart = True
             finally:
-                self.notifier.stopping()
+                # A restart in place is a reload to systemd (the same process says READY=1 again);
+                # STOPPING=1 would have it wait for an exit and kill the agent that goes on.
+                if restart:
+                    self.notifier.notify("RELOADING=1\nSTATUS=restarting with another config")
+                else:
+                    self.notifier.stopping()
+        if restart:  # the buffer is closed (committed): the process may start again
+            raise RestartRequested("restart")
 
     async def _run_loops(self) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -167,6 +209,8 @@ class Agent:
             tasks.create_task(self.lighting.run(), name="lighting")
             tasks.create_task(self.commands.run(), name="commands")
             tasks.create_task(self.clock_alarm.run(), name="clock")
+            if self.remote is not None:
+                tasks.create_task(self.remote.run(), name="remote-config")
 
     async def _restore_device_states(self) -> None:
         """Device-lost flags and raised alarms survive a restart, so each is cleared exactly once."""

@@ -12,16 +12,20 @@ that does not answer is the ``device_lost`` event of its poller, not an alarm he
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from edge_agent.buffer import Buffer
+from edge_agent.journal import SEVERITY_LEVELS, story
 from edge_agent.lighting.state import LightingState
 from edge_agent.point_alarms import rule_holds
 from protocols.device import AlarmSettings
 from protocols.driver import AlarmRule, PointSpec, PointValue
 from protocols.fleet.messages import Severity
 from protocols.quality import Quality
+
+log = logging.getLogger(__name__)
 
 Values = Mapping[str, float | int | bool | str | None]
 # (values, lighting) -> True: condition present, False: absent (with hysteresis), None: cannot tell.
@@ -176,6 +180,12 @@ class DeviceAlarms:
             else:
                 gone.append(name)
         for name in gone:
+            log.info(
+                "%s: %s cleared: the device no longer has this alarm",
+                self.device,
+                name,
+                extra=story("alarm_cleared", device=self.device, alarm=name, reason="no_longer_configured"),
+            )
             self.buffer.append_event(
                 ts=ts,
                 source=self.device,
@@ -216,11 +226,27 @@ class DeviceAlarms:
             data["power_w"] = _sum(_numbers(values, self._powers))
         else:
             data["point"], data["value"] = kind.point, values.get(kind.point)
+        severity = kind.severity if raised else "info"
+        log.log(
+            SEVERITY_LEVELS[severity],
+            "%s: %s %s",
+            self.device,
+            kind.describe,
+            "raised" if raised else "cleared",
+            extra=story(
+                "alarm_raised" if raised else "alarm_cleared",
+                device=self.device,
+                alarm=kind.name,
+                severity=severity,
+                point=kind.point,
+                value=values.get(kind.point) if kind.point is not None else data.get("power_w"),
+            ),
+        )
         self.buffer.append_event(
             ts=ts,
             source=self.device,
             kind="alarm_raised" if raised else "alarm_cleared",
-            severity=kind.severity if raised else "info",
+            severity=severity,
             message=f"{self.device}: {kind.describe} {'raised' if raised else 'cleared'}",
             data=data,
         )

@@ -36,6 +36,7 @@ from typing import Self, TypeVar
 
 from edge_agent.acked_ranges import AckedRanges
 from edge_agent.errors import BufferError
+from edge_agent.journal import story
 from edge_agent.record_blocks import MAX_BLOCK_RECORDS, Block, BlockError, Kind, pack, unpack
 from protocols.fleet import CommandResult, Event, FleetError, Reading, decode_record, encode, seq_ranges
 from protocols.fleet.events import EVICTED, RECORD_REFUSED
@@ -125,6 +126,9 @@ class Buffer:
         self._acked = AckedRanges()
         self._acked_undeleted = 0  # acknowledged records still in the file (an estimate until deleted)
         self._acked_since: float | None = None  # monotonic time of the first ack not yet deleted
+        # The latest ack (clock ms, its last seq), written with the deletion it leads to (the same
+        # meta page as last_seq, so no extra write) for ``cityedge diag`` to read.
+        self._last_ack: tuple[int, int] | None = None
         self._next_seq = 1
         self._bytes = 0
         self._count = 0
@@ -315,6 +319,7 @@ class Buffer:
             if first > last:
                 return
         self._acked_undeleted += self._acked.add(first, last)
+        self._last_ack = (self._clock_ms(), last)
         if self._acked_since is None:
             self._acked_since = time.monotonic()
 
@@ -420,6 +425,12 @@ class Buffer:
                     size += length + ROW_OVERHEAD
         db.executemany("DELETE FROM blocks WHERE first = ?", [(first,) for first in doomed])
         self._set_last_seq(db, self.committed_seq)
+        last_ack = self._last_ack
+        if last_ack is not None:
+            db.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('last_ack', ?)",
+                (f"{last_ack[0]} {last_ack[1]}",),
+            )
         remaining = db.execute("SELECT min(first) FROM blocks").fetchone()[0]
         self._count -= count
         self._bytes -= size
@@ -445,7 +456,27 @@ class Buffer:
         rows += self._eviction_events(eviction)
         await self._run(lambda: self._evict_sync(deletes, rewrites, rows))
         self.evicted_total += eviction.count
+        if eviction.ranges:  # (only acknowledged records went: nothing was lost)
+            self._log_eviction(eviction)
         return eviction
+
+    def _log_eviction(self, eviction: Eviction) -> None:
+        first, last = eviction.ranges[0][0], eviction.ranges[-1][1]
+        log.warning(
+            "buffer over its %d-byte cap: evicted the %d oldest records not yet acknowledged, seq %d..%d",
+            self.max_bytes,
+            eviction.count,
+            first,
+            last,
+            extra=story(
+                "evicted",
+                seq_first=first,
+                seq_last=last,
+                count=eviction.count,
+                ranges=len(eviction.ranges),
+                stream=self.stream,
+            ),
+        )
 
     def _eviction_events(self, eviction: Eviction) -> list[_Row]:
         """Loss is never silent: events naming every evicted seq range, committed with the eviction."""

@@ -12,6 +12,7 @@ import logging
 
 from edge_agent.buffer import Buffer
 from edge_agent.clock import Clock
+from edge_agent.journal import story
 from protocols.quality import CLOCK_UNSYNCHRONISED
 
 log = logging.getLogger(__name__)
@@ -38,10 +39,14 @@ class ClockAlarm:
         self.buffer.stage_setting(SETTING_KEY, "1" if self.raised else "0")
         if self.raised:
             log.warning(
-                "the clock is not synchronised: lighting fail-safe, readings marked, expiry left to central"
+                "the clock is not synchronised: lighting fail-safe, readings marked, expiry left to central",
+                extra=story("alarm_raised", device="agent", alarm=CLOCK_UNSYNCHRONISED, severity="warning"),
             )
         else:
-            log.info("the clock is synchronised")
+            log.info(
+                "the clock is synchronised",
+                extra=story("alarm_cleared", device="agent", alarm=CLOCK_UNSYNCHRONISED, severity="info"),
+            )
         self.buffer.append_event(
             ts=self.clock.now_ms(),
             source="agent",

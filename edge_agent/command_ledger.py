@@ -2,8 +2,9 @@
 
 A command is claimed (stored with its payload) before anything is done with it; a second delivery of
 the same id finds the claim and is ignored. States: ``accepted`` (claimed, not started: a restart runs
-it), ``executing`` (started: a restart reports it failed rather than risk running it twice), and the
-final ``executed``, ``failed``, ``expired``, ``rejected``.
+it), ``executing`` (started: a restart reports it failed rather than risk running it twice), ``trial``
+(a config on trial, concluded by ``edge_agent.remote_config``), and the final ``executed``, ``failed``,
+``expired``, ``rejected``.
 """
 
 from __future__ import annotations
@@ -57,6 +58,15 @@ class CommandLedger:
             lambda db: db.execute("UPDATE commands SET state = ? WHERE id = ?", (state, command_id)) and None
         )
 
+    async def state(self, command_id: str) -> str | None:
+        """The state of ``command_id``, None when this ledger has never seen it."""
+
+        def select(db: sqlite3.Connection) -> str | None:
+            row = db.execute("SELECT state FROM commands WHERE id = ?", (command_id,)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._buffer.transact(select)
+
     async def unfinished(self) -> list[Unfinished]:
         def select(db: sqlite3.Connection) -> list[Unfinished]:
             rows = db.execute(
@@ -70,7 +80,8 @@ class CommandLedger:
     async def prune(self, now_ms: int) -> int:
         def prune(db: sqlite3.Connection) -> int:
             cursor = db.execute(
-                "DELETE FROM commands WHERE state NOT IN ('accepted', 'executing') AND not_after < ?",
+                "DELETE FROM commands WHERE state NOT IN ('accepted', 'executing', 'trial')"
+                " AND not_after < ?",
                 (now_ms - KEEP_MS,),
             )
             return cursor.rowcount

@@ -3,6 +3,8 @@
 A command is claimed in the ledger before anything is done, so a second delivery (QoS 1 redelivery,
 central republishing) is ignored. One past its ``not_after`` is refused as expired; one that does not
 make sense here (unknown action, device, bad arguments, invalid schedule) is rejected with the reason.
+A config (``set_config``) is checked before it is accepted and concluded after the restart it needs
+(``edge_agent.remote_config``): its final result comes from there.
 Results (accepted, then executed / failed / expired / rejected) go into the buffer and are committed at
 once, so the operator sees them in well under a second when the network is up, and later when not.
 
@@ -15,13 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from edge_agent.buffer import Buffer
 from edge_agent.clock import Clock
 from edge_agent.command_ledger import CommandLedger
+from edge_agent.journal import story
 from edge_agent.lighting.runner import LightingRunner
 from protocols.errors import DriverError
 from protocols.fleet import Command, FleetError, decode_command
@@ -29,6 +33,7 @@ from protocols.fleet.commands import (
     ClearOverrideArgs,
     CommandArgsError,
     DimArgs,
+    SetConfigArgs,
     SetScheduleArgs,
     SwitchArgs,
     parse_wire,
@@ -40,10 +45,29 @@ log = logging.getLogger(__name__)
 
 
 QUEUE_LIMIT = 1000
+# The journal's level of each result: the story of a command is its final result (failed, rejected
+# and expired ones are warnings); "accepted" comes just before the result and says little more.
+_RESULT_LEVELS = {"accepted": logging.DEBUG, "executed": logging.INFO}
 
 
 class Rejected(ValueError):
     """The command cannot be executed here; the message is the reason reported to central."""
+
+
+class Failed(RuntimeError):
+    """The command was accepted but could not be carried out; the message is the reason reported."""
+
+
+class ConfigChanger(Protocol):
+    """Takes a config sent by central (``edge_agent.remote_config.RemoteConfig``)."""
+
+    async def check(self, command: Command, args: SetConfigArgs) -> bool:
+        """True: apply it; False: it runs already. Raises Rejected (the reason) to refuse it."""
+        ...
+
+    async def apply(self, command: Command, args: SetConfigArgs) -> None:
+        """Put it in place and restart; its final result comes after. Failed: not applied."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +77,10 @@ class _Plan:
     command: Command
     devices: list[str]
     run: Callable[[], Awaitable[None]]
+    # Checked before it is accepted (Rejected); returns False when there is nothing to run.
+    check: Callable[[], Awaitable[bool]] | None = None
+    # Its final result is reported by whoever it hands over to (a config: after the restart).
+    concluded_elsewhere: bool = False
 
 
 class CommandExecutor:
@@ -64,8 +92,10 @@ class CommandExecutor:
         ledger: CommandLedger,
         lighting: LightingRunner,
         clock: Clock,
+        configs: ConfigChanger | None = None,
     ) -> None:
         self.cabinet = cabinet
+        self.configs = configs
         self.buffer = buffer
         self.ledger = ledger
         self.lighting = lighting
@@ -119,7 +149,7 @@ class CommandExecutor:
         try:
             command = decode_command(payload, topic_cabinet=self.cabinet)
         except FleetError as exc:
-            log.warning("refused a command: %s", exc)
+            log.warning("refused a command: %s", exc, extra=story("command_refused", reason=exc.reason))
             self.buffer.append_event(
                 ts=self.clock.now_ms(),
                 source="agent/commands",
@@ -145,6 +175,9 @@ class CommandExecutor:
             return
         try:
             plan = self._plan(command)
+            if plan.check is not None and not await plan.check():
+                await self._finish(command, "executed", "nothing to do: this runs already")
+                return
         except Rejected as exc:
             await self._finish(command, "rejected", str(exc))
             return
@@ -152,6 +185,11 @@ class CommandExecutor:
         await self.ledger.set_state(command.id, "executing")
         try:
             await plan.run()
+            if plan.concluded_elsewhere:
+                return
+        except Failed as exc:
+            await self._finish(command, "failed", str(exc))
+            return
         except DriverError as exc:
             await self._finish(command, "failed", f"{exc.device}: {exc.detail}")
             return
@@ -171,6 +209,8 @@ class CommandExecutor:
             args = parse_wire(command.action, command.args)
         except CommandArgsError as exc:
             raise Rejected(str(exc)) from exc
+        if isinstance(args, SetConfigArgs):
+            return self._config(command, args)
         devices = self._devices(command)
         match args:
             case SwitchArgs(on=on, until=until):
@@ -184,6 +224,22 @@ class CommandExecutor:
                 if command.device is not None:
                     raise Rejected("set_schedule applies to the whole cabinet: send it without a device")
                 return _Plan(command, devices, lambda: self.lighting.set_schedule(schedule))
+
+    def _config(self, command: Command, args: SetConfigArgs) -> _Plan:
+        configs = self.configs
+        if command.device is not None:
+            raise Rejected("set_config applies to the whole cabinet: send it without a device")
+        if configs is None:
+            raise Rejected(
+                "this agent takes no config from central (it was not started by `cityedge agent run`)"
+            )
+        return _Plan(
+            command,
+            [],
+            run=lambda: configs.apply(command, args),
+            check=lambda: configs.check(command, args),
+            concluded_elsewhere=True,
+        )
 
     def _override(self, command: Command, devices: list[str], level: int, until: int | None) -> _Plan:
         if until is not None and until <= self.clock.now_ms() and self.clock.synchronised():
@@ -219,10 +275,32 @@ class CommandExecutor:
         await self.ledger.set_state(command.id, status)
 
     async def _report(self, command: Command, status: str, reason: str | None) -> None:
-        log.info("command %s (%s): %s%s", command.id, command.action, status, f": {reason}" if reason else "")
+        await self.report(command.id, command.action, status, reason)
+
+    async def report(
+        self,
+        command_id: str,
+        action: str,
+        status: str,
+        reason: str | None,
+        *,
+        settings: Mapping[str, str] = {},
+    ) -> None:
+        """A result into the buffer, committed now with ``settings`` (in the same transaction)."""
+        log.log(
+            _RESULT_LEVELS.get(status, logging.WARNING),
+            "command %s (%s): %s%s",
+            command_id,
+            action,
+            status,
+            f": {reason}" if reason else "",
+            extra=story("command_result", command_id=command_id, action=action, status=status, reason=reason),
+        )
+        for key, value in settings.items():
+            self.buffer.stage_setting(key, value)
         self.buffer.append_result(
             ts=self.clock.now_ms(),
-            command_id=command.id,
+            command_id=command_id,
             status=status,
             reason=None if reason is None else clip(reason, MAX_SHORT_TEXT_CHARS),
         )

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from edge_agent.buffer import Buffer
 from edge_agent.clock import ClockMs
+from edge_agent.journal import story
 from protocols.backoff import Backoff
 from protocols.driver import FieldDriver, PointValue, PushingDriver
 from protocols.errors import DriverError
@@ -204,7 +205,12 @@ class DevicePoller:
         if not self._lost and self._streak >= self.lost_after:
             self._lost, self._streak = True, 0
             self.buffer.stage_setting(self.setting_key, "1")
-            log.warning("device %s lost: %s", self.name, detail)
+            log.warning(
+                "device %s lost: %s",
+                self.name,
+                detail,
+                extra=story("device_lost", device=self.name, reason=reason),
+            )
             self.buffer.append_event(
                 ts=ts,
                 source=self.name,
@@ -220,7 +226,7 @@ class DevicePoller:
         if self._lost and self._streak >= self.back_after:
             self._lost, self._streak = False, 0
             self.buffer.stage_setting(self.setting_key, "0")
-            log.info("device %s back", self.name)
+            log.info("device %s back", self.name, extra=story("device_back", device=self.name))
             self.buffer.append_event(
                 ts=ts,
                 source=self.name,

@@ -61,6 +61,8 @@ async def _probe_one(device: DeviceConfig, driver: FieldDriver) -> ProbedDevice:
         return ProbedDevice(device.name, (), str(exc))
     except TimeoutError:
         return ProbedDevice(device.name, (), f"{device.name}: no answer within {device.timeout_s * 4}s")
+    except Exception as exc:  # noqa: BLE001 (a driver's bug costs its own device, as in the poller)
+        return ProbedDevice(device.name, (), f"{device.name}: driver error {type(exc).__name__}: {exc}")
     finally:
         await driver.close()
     specs = {spec.name: spec for spec in driver.points}

@@ -15,11 +15,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiomqtt
 
 from edge_agent.buffer import Batch, Buffer
 from edge_agent.config import SyncSection
+from edge_agent.journal import story
 from edge_agent.send_window import SendWindow
 from protocols.backoff import Backoff
 from protocols.fleet import (
@@ -82,6 +84,7 @@ class Sync:
         death: Callable[[], Status],
         clock_ms: Callable[[], int],
         on_command: Callable[[bytes], None],
+        on_birth: Callable[[], None] = lambda: None,
     ) -> None:
         self.topics = Topics(cabinet)
         self.cabinet = cabinet
@@ -93,12 +96,14 @@ class Sync:
         self.death = death
         self.clock_ms = clock_ms
         self.on_command = on_command
+        self.on_birth = on_birth  # told after each birth is published (the broker took it)
         self.stats = SyncStats()
         self.flow = SendWindow(
             max_window=settings.window, max_batch=settings.batch_max_records, target_s=settings.ack_target_s
         )
         # (first, last) of each batch sent and not yet acknowledged -> the seqs it carried, as ranges.
         self._sent: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        self._unreachable: str | None = None  # why connecting fails, once logged while it lasts
         self._wake = asyncio.Event()
         buffer.add_commit_listener(self._wake.set)
 
@@ -115,7 +120,7 @@ class Sync:
                 await session
             except* aiomqtt.MqttError as group:
                 self.stats.last_error = str(_first_leaf(group))
-                log.warning("broker %s: %s", self.broker, self.stats.last_error)
+                self._log_connection_lost(self.stats.connected, self.stats.last_error)
             finally:
                 self.stats.connected = False
             # A stop that met a broken connection: the session ended with the MQTT error, and the
@@ -127,6 +132,28 @@ class Sync:
                 backoff.reset()
             # Jittered: a thousand cabinets must not reconnect in step after a broker restart.
             await asyncio.sleep(backoff.next_delay())
+
+    def _log_connection_lost(self, was_connected: bool, reason: str) -> None:
+        """A lost connection once; a failing connect once while its reason stays the same (it is tried
+        again every few seconds for as long as the link is down)."""
+        broker = str(self.broker)
+        if was_connected:
+            log.warning(
+                "disconnected from %s: %s",
+                broker,
+                reason,
+                extra=story("broker_disconnected", broker=broker, reason=reason),
+            )
+        elif reason != self._unreachable:
+            log.warning(
+                "cannot connect to %s: %s (retrying)",
+                broker,
+                reason,
+                extra=story("broker_unreachable", broker=broker, reason=reason),
+            )
+        else:
+            log.debug("cannot connect to %s: %s (retrying)", broker, reason)
+        self._unreachable = None if was_connected else reason
 
     def _client(self) -> aiomqtt.Client:
         broker = self.broker
@@ -141,7 +168,7 @@ class Sync:
             clean_session=True,
             keepalive=self.keepalive_s,
             timeout=PUBLISH_TIMEOUT_S,
-            tls_params=aiomqtt.TLSParameters() if broker.tls else None,
+            tls_params=tls_parameters(broker),
             socket_options=SOCKET_OPTIONS,
         )
 
@@ -149,12 +176,14 @@ class Sync:
         async with self._client() as client:
             self.stats.connected = True
             self.stats.connects += 1
-            log.info("connected to %s", self.broker)
+            self._unreachable = None
+            log.info("connected to %s", self.broker, extra=story("broker_connected", broker=str(self.broker)))
             await client.subscribe(self.topics.ack, qos=1)
             await client.subscribe(self.topics.command, qos=1)
             # Deletions acknowledged in the last session reach disk before we resend from the start.
             await self.buffer.flush()
             await client.publish(self.topics.status, encode(self.birth()), qos=1, retain=True)
+            self.on_birth()
             inflight: dict[int, _InFlight] = {}
             try:
                 async with asyncio.TaskGroup() as tasks:
@@ -312,3 +341,17 @@ def _first_leaf(error: BaseException) -> BaseException:
     while isinstance(error, BaseExceptionGroup) and error.exceptions:
         error = error.exceptions[0]
     return error
+
+
+def tls_parameters(broker: BrokerAddress) -> aiomqtt.TLSParameters | None:
+    """The TLS of a ``mqtts://`` broker: the system's CAs unless ``ca_file``; a client certificate
+    when ``cert_file`` and ``key_file`` are given. None for plain ``mqtt://``."""
+    if not broker.tls:
+        return None
+
+    def path(file: Path | None) -> str | None:
+        return None if file is None else str(file)
+
+    return aiomqtt.TLSParameters(
+        ca_certs=path(broker.ca_file), certfile=path(broker.cert_file), keyfile=path(broker.key_file)
+    )

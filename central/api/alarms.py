@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 
 from central.alarm_episodes import MAX_PAGE, EpisodeFilters, EpisodeService
 from central.api import alarm_models as m
@@ -121,10 +121,16 @@ async def get_episode(episode_id: EpisodeId, service: EpisodesDep) -> m.EpisodeD
     summary="Acknowledge an episode (again: changes nothing)",
 )
 async def acknowledge(
-    episode_id: EpisodeId, body: m.AcknowledgeIn, request: Request, identity: Operator, service: EpisodesDep
+    episode_id: EpisodeId,
+    request: Request,
+    identity: Operator,
+    service: EpisodesDep,
+    body: Annotated[m.AcknowledgeIn | None, Body()] = None,
 ) -> m.EpisodeDetail:
+    """The body is optional: no body, or ``{}``, acknowledges without a comment."""
     summarize(request, f"alarm episode {episode_id}: acknowledge")
-    return m.EpisodeDetail.of(await service.acknowledge(episode_id, identity, body.comment))
+    comment = None if body is None else body.comment
+    return m.EpisodeDetail.of(await service.acknowledge(episode_id, identity, comment))
 
 
 @router.post(

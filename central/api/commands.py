@@ -3,7 +3,8 @@
 The handlers are thin: ``central.commands.CommandService`` checks, stores and hands over for sending;
 its errors become 404 and 422 in ``central.api.errors`` (``UnknownTarget``, ``InvalidRequest``).
 
-Reads need a viewer's token (the router's), writes an operator's. Who issued a command is the name
+Reads need a viewer's token (the router's), writes an operator's, and a config (set_config) an admin's
+(the command service says which actions need more: 403). Who issued a command is the name
 of the token that sent it, never something the body says.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, Response, Security
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, Security
 
 from central.api import command_models as m
 from central.api.audit import summarize
@@ -20,7 +21,7 @@ from central.api.deps import CommandsDep, StoreDep
 from central.api.json_route import StrictJsonRoute
 from central.api.models import ErrorBody
 from central.command_args import operator_args
-from central.commands import GroupCommand
+from central.commands import GroupCommand, NotPermitted
 from central.errors import UnknownTarget
 from central.store.rows import CommandRow, CommandStatus, GroupMember, GroupRow
 
@@ -28,6 +29,10 @@ MAX_COMMANDS_LIMIT = 10_000
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "unknown cabinet, device, group or command"},
+}
+_POST_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    403: {"model": ErrorBody, "description": "the token's role is too small for this route or action"},
 }
 GroupNamePath = Annotated[m.GroupName, Path(description="1-64 letters, digits, '_', '-' or '.'")]
 
@@ -96,7 +101,7 @@ router = APIRouter(tags=["commands"], route_class=StrictJsonRoute)
     "/commands",
     status_code=201,
     response_model=m.CommandOut | m.GroupCommandOut,
-    responses=_ERRORS,
+    responses=_POST_ERRORS,
     summary="Send a command to a cabinet, one of its devices, or a group",
 )
 async def post_command(
@@ -104,15 +109,20 @@ async def post_command(
 ) -> m.CommandOut | m.GroupCommandOut:
     target = body.target
     summarize(request, f"{body.action} to {_target(body)}")
-    result = await service.submit(
-        cabinet=target.cabinet,
-        device=target.device,
-        group=target.group,
-        action=body.action,
-        args=body.args,
-        not_after=body.not_after,
-        issued_by=identity,
-    )
+    try:
+        result = await service.submit(
+            cabinet=target.cabinet,
+            device=target.device,
+            group=target.group,
+            action=body.action,
+            args=body.args,
+            not_after=body.not_after,
+            issued_by=identity,
+        )
+    except NotPermitted as exc:
+        raise HTTPException(
+            403, str(exc), headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'}
+        ) from exc
     out = _out(result)
     summarize(request, f"command {out.id}: {body.action} to {_target(body)}")
     return out

@@ -6,26 +6,32 @@ The maths is ``central.kpi`` (pure); what is read is ``central.api.kpi_fetch``; 
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from central.api import kpi_models as m
 from central.api.deps import ServicesDep, StoreDep
 from central.api.json_route import StrictJsonRoute
-from central.api.kpi_fetch import device_inputs, energy_inputs, episodes_of, scope_of
+from central.api.kpi_fetch import cabinet_figures, episodes_of, outages_by_device, scope_of
 from central.api.models import ErrorBody
 from central.api.params import parse_time
 from central.errors import InvalidRequest
 from central.kpi.energy import CabinetEnergy
 from central.kpi.period import MAX_PERIOD_DAYS, PeriodError, kpi_period
-from central.kpi.report import CSV_TABLES, CsvTable, GroupEnergy, KpiReport, csv_table, kpi_report
+from central.kpi.report import CSV_TABLES, CsvTable, GroupEnergy, KpiReport, csv_cell, csv_table, kpi_report
 
 MAX_TOWN_CHARS = 200
 MAX_TZ_CHARS = 64
+# Reports computed at once per process: one reads every cabinet's quarters over the period (seconds
+# for a city's month), so more callers than this get a 429 rather than a store loaded by all of them.
+MAX_CONCURRENT_REPORTS = 2
+RETRY_AFTER_S = 30
+REPORTS_STATE = "kpi_reports"
 
 DESCRIPTION = f"""The contract's three figures over a period: energy, availability, intervention delays.
 
@@ -78,9 +84,19 @@ one row per figure (empty cell: no figure):
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "JSON, or CSV"},
     422: {"model": ErrorBody, "description": "a parameter is wrong: the error names it"},
+    429: {"model": ErrorBody, "description": "as many reports as central computes at once are under way"},
 }
 
 router = APIRouter(tags=["kpi"], route_class=StrictJsonRoute)
+
+
+def report_gate(request: Request) -> asyncio.Semaphore:
+    """The app's count of reports under way (made on first use: one event loop per app)."""
+    gate = getattr(request.app.state, REPORTS_STATE, None)
+    if not isinstance(gate, asyncio.Semaphore):
+        gate = asyncio.Semaphore(MAX_CONCURRENT_REPORTS)
+        setattr(request.app.state, REPORTS_STATE, gate)
+    return gate
 
 
 def zone(raw: str) -> ZoneInfo:
@@ -142,13 +158,14 @@ def csv_text(report: KpiReport, table: CsvTable) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180
     writer.writerow(header)
-    writer.writerows(["" if cell is None else cell for cell in row] for row in rows)
+    writer.writerows([csv_cell(cell) for cell in row] for row in rows)
     return out.getvalue()
 
 
 @router.get("/kpi", response_model=m.KpiOut, responses=_RESPONSES, description=DESCRIPTION)
 async def kpi(
     *,
+    request: Request,
     services: ServicesDep,
     store: StoreDep,
     start: Annotated[
@@ -176,13 +193,22 @@ async def kpi(
     except PeriodError as exc:
         given = {"from": start, "to": end, "tz": tz}.get(exc.field)
         raise InvalidRequest.field(("query", exc.field), exc.problem, given) from None
-    scope = await scope_of(store, town)
-    raised, overlapping = await episodes_of(store, scope, period)
+    gate = report_gate(request)
+    if gate.locked():
+        raise HTTPException(
+            429,
+            f"{MAX_CONCURRENT_REPORTS} KPI reports are being computed: retry in a moment",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+    async with gate:
+        scope = await scope_of(store, town)
+        raised, overlapping = await episodes_of(store, scope, period)
+        figures = await cabinet_figures(store, scope, period, outages_by_device(overlapping))
     report = kpi_report(
         period,
         tz,
-        cabinets=await energy_inputs(store, scope, period),
-        devices=await device_inputs(store, scope, period, overlapping),
+        cabinets=[f.energy for f in figures if f.energy is not None],
+        devices=[d for f in figures for d in f.devices],
         episodes=raised,
         towns=scope.towns,
     )

@@ -28,12 +28,19 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Request, Response
 
 from central.api.deps import services_of
-from central.api.kpi_fetch import Scope, energy_inputs, equipment_class, quarters, scope_of
+from central.api.kpi_fetch import (
+    Scope,
+    cabinet_energy_of,
+    each_cabinet,
+    equipment_class,
+    quarters,
+    reader,
+    scope_of,
+)
 from central.energy import local_days
 from central.kpi import opendata as od
-from central.kpi.energy import cabinet_energy
 from central.kpi.period import Period, days_of
-from central.kpi.report import Cell, energy_report
+from central.kpi.report import Cell, csv_cell, energy_report
 from central.kpi.traffic import FAULT_POINT, MODE_POINT, StateHours, controller_hours
 from central.store import Store
 
@@ -103,8 +110,11 @@ def _town_points(scope: Scope) -> dict[str, od.Coordinates]:
 async def _lighting(
     store: Store, scope: Scope, period: Period
 ) -> tuple[list[dict[str, Cell]], Mapping[str, Any]]:
-    inputs = await energy_inputs(store, scope, period)
-    report = energy_report([cabinet_energy(c, period) for c in inputs], period)
+    energies = await each_cabinet(
+        scope,
+        lambda cabinet: cabinet_energy_of(store, scope, cabinet, period, reader(store, cabinet.id, period)),
+    )
+    report = energy_report([e for e in energies if e is not None], period)
     return od.lighting_rows(report.towns), _town_points(scope)
 
 
@@ -163,7 +173,7 @@ def _csv(columns: Sequence[str], rows: Sequence[Mapping[str, Cell]]) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(columns)
-    writer.writerows(["" if row[c] is None else row[c] for c in columns] for row in rows)
+    writer.writerows([csv_cell(row[c]) for c in columns] for row in rows)
     return out.getvalue().encode()
 
 

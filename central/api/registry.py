@@ -14,8 +14,6 @@ get 409 (a replacement cabinet gets a new id).
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import json
 import secrets
 from typing import Annotated, Any
@@ -51,17 +49,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 router = APIRouter(route_class=StrictJsonRoute, tags=["registry"])
-
-_LOCK_STATE = "registry_credentials_lock"
-
-
-def _issuing(request: Request) -> asyncio.Lock:
-    """This app's lock of credential issuing: read, then write, one request at a time per worker."""
-    lock = getattr(request.app.state, _LOCK_STATE, None)
-    if not isinstance(lock, asyncio.Lock):
-        lock = asyncio.Lock()
-        setattr(request.app.state, _LOCK_STATE, lock)
-    return lock
 
 
 def _unregistered(cabinet: str) -> UnknownTarget:
@@ -115,10 +102,10 @@ async def put_entry(
         longitude=body.longitude,
         rated_power_w=body.rated_power_w,
         baseline_kwh_per_day=body.baseline_kwh_per_day,
-        broker_hash=old.broker_hash if old is not None else None,
+        broker_hash=None,  # the store keeps the one it has
         created_ms=old.created_ms if old is not None else now,
         updated_ms=max(now, old.created_ms) if old is not None else now,
-        revoked_ms=None,
+        revoked_ms=None,  # nor is a revocation ever undone by a write
     )
     changed = await store.put_registry(entry)
     outcome: m.Outcome = "created" if old is None else "updated" if changed else "unchanged"
@@ -171,21 +158,27 @@ async def issue_credentials(
     summarize(request, f"broker credentials of {cabinet} (replace: {'yes' if replace else 'no'})")
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
-    async with _issuing(request):
-        entry = await _registered(services.store, cabinet)
-        if entry.revoked_ms is not None:
-            raise _revoked(entry)
-        had = entry.broker_hash is not None
-        if had and not replace:
-            raise HTTPException(
-                409,
-                f'cabinet {cabinet!r} already has broker credentials; send {{"replace": true}} to issue'
-                " new ones (its current password then stops working)",
-            )
-        password = secrets.token_urlsafe(PASSWORD_BYTES)
-        hashed = json.dumps(password_hash(password), sort_keys=True, separators=(",", ":"))
-        now = max(services.clock(), entry.updated_ms)
-        await services.store.put_registry(dataclasses.replace(entry, broker_hash=hashed, updated_ms=now))
+    entry = await _registered(services.store, cabinet)
+    if entry.revoked_ms is not None:
+        raise _revoked(entry)
+    had = entry.broker_hash is not None
+    if had and not replace:
+        raise HTTPException(
+            409,
+            f'cabinet {cabinet!r} already has broker credentials; send {{"replace": true}} to issue'
+            " new ones (its current password then stops working)",
+        )
+    password = secrets.token_urlsafe(PASSWORD_BYTES)
+    hashed = json.dumps(password_hash(password), sort_keys=True, separators=(",", ":"))
+    # Only if nobody changed them since they were read: of two requests at once, one gets 409.
+    if not await services.store.set_broker_hash(
+        cabinet, hashed, expected=entry.broker_hash, updated_ms=services.clock()
+    ):
+        raise HTTPException(
+            409,
+            f"cabinet {cabinet!r} was revoked, or given credentials by another request, meanwhile:"
+            f" GET {API_PREFIX}/registry/{cabinet} says which",
+        )
     summarize(request, f"broker credentials of {cabinet}: {'replaced' if had else 'issued'}")
     return m.CredentialsOut(cabinet=cabinet, username=cabinet, password=password, replaced=had)
 

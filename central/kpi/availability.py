@@ -102,21 +102,35 @@ def device_available_ms(device: DeviceInput, start_ms: int, end_ms: int) -> int:
     return round(total)
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceAvailability:
+    cabinet: str
+    town: str | None
+    device: str
+    equipment_class: str
+    available_ms: int
+
+
+def device_availability(device: DeviceInput, start_ms: int, end_ms: int) -> DeviceAvailability:
+    available = device_available_ms(device, start_ms, end_ms)
+    return DeviceAvailability(device.cabinet, device.town, device.device, device.equipment_class, available)
+
+
 @dataclass(slots=True)
 class AvailabilityReport:
     by_class: dict[str, AvailabilityFigures]
     by_town: dict[tuple[str | None, str], AvailabilityFigures]  # (town, class)
 
 
-def availability(devices: Sequence[DeviceInput], start_ms: int, end_ms: int) -> AvailabilityReport:
-    """Availability per equipment class and per (town, class) over [start_ms, end_ms)."""
+def availability(devices: Sequence[DeviceAvailability], period_ms: int) -> AvailabilityReport:
+    """Availability per equipment class and per (town, class) of devices over a period this long."""
     by_class = {name: AvailabilityFigures() for name in CLASSES}
     by_town: dict[tuple[str | None, str], AvailabilityFigures] = {}
-    period = end_ms - start_ms
     for device in devices:
-        available = device_available_ms(device, start_ms, end_ms)
-        by_class.setdefault(device.equipment_class, AvailabilityFigures()).add_device(period, available)
+        by_class.setdefault(device.equipment_class, AvailabilityFigures()).add_device(
+            period_ms, device.available_ms
+        )
         key = (device.town, device.equipment_class)
-        by_town.setdefault(key, AvailabilityFigures()).add_device(period, available)
+        by_town.setdefault(key, AvailabilityFigures()).add_device(period_ms, device.available_ms)
     ordered = dict(sorted(by_town.items(), key=lambda kv: (kv[0][0] is None, kv[0][0] or "", kv[0][1])))
     return AvailabilityReport(by_class, ordered)

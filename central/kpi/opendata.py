@@ -208,15 +208,15 @@ def catalog(
         )
         entry: dict[str, Any] = {
             "@type": "dcat:Dataset",
-            "@id": f"{PREFIX}/{d.name}",
+            "@id": f"{PREFIX}/catalog.json#{d.name}",
             "dct:identifier": d.name,
             "dct:title": d.title,
             "dct:description": f"{d.description} GeoJSON features are points at {d.location}."
-            + ("" if d is EQUIPMENT else f" Days are local days of {tz}."),
+            + ("" if d is EQUIPMENT else f" Days are calendar days in the {tz} time zone."),
             "dcat:keyword": list(d.keywords),
             "dct:license": licence,
             "dct:modified": iso(modified_ms[d.name]),
-            "dct:accrualPeriodicity": "daily",
+            "dct:accrualPeriodicity": {"@id": "http://purl.org/cld/freq/daily"},
             "dcat:distribution": [
                 {
                     "@type": "dcat:Distribution",

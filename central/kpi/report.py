@@ -19,9 +19,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from central.kpi.availability import AvailabilityFigures, AvailabilityReport, DeviceInput, availability
+from central.kpi.availability import AvailabilityFigures, AvailabilityReport, DeviceAvailability, availability
 from central.kpi.delays import DelayFigures, DelayReport, delays
-from central.kpi.energy import CabinetEnergy, CabinetEnergyInput, DayFigures, EnergyFigures, cabinet_energy
+from central.kpi.energy import CabinetEnergy, DayFigures, EnergyFigures
 from central.kpi.period import Period
 from central.store.rows import AlarmEpisode
 
@@ -76,17 +76,19 @@ def kpi_report(
     period: Period,
     tz: str,
     *,
-    cabinets: Sequence[CabinetEnergyInput],
-    devices: Sequence[DeviceInput],
+    cabinets: Sequence[CabinetEnergy],
+    devices: Sequence[DeviceAvailability],
     episodes: Sequence[AlarmEpisode],
     towns: Mapping[str, str | None],
 ) -> KpiReport:
-    """The whole report from its rows: ``episodes`` raised in the period count for the delays."""
+    """The whole report from each cabinet's energy and each device's availability (computed cabinet
+    by cabinet, so that a month of a city's rollups is never held at once); ``episodes`` raised in
+    the period count for the delays."""
     return KpiReport(
         period=period,
         tz=tz,
-        energy=energy_report([cabinet_energy(c, period) for c in cabinets], period),
-        availability=availability(devices, period.start_ms, period.end_ms),
+        energy=energy_report(cabinets, period),
+        availability=availability(devices, period.length_ms),
         delays=delays(episodes, towns, period.start_ms, period.end_ms),
     )
 
@@ -105,6 +107,19 @@ DELAYS_HEADER = (
     "scope", "town", "severity", "episodes", "acknowledged", "ack_median_s", "ack_p90_s", "cleared",
     "clear_median_s", "clear_p90_s",
 )  # fmt: skip
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (a town named "=HYPERLINK(…)").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(cell: Cell) -> str | int | float:
+    """A cell as written: empty for no figure, a text that a spreadsheet would run quoted with '."""
+    if cell is None:
+        return ""
+    if isinstance(cell, str) and cell.startswith(_FORMULA_START):
+        return "'" + cell
+    return cell
 
 
 def rounded(x: float | None, digits: int = 3) -> float | None:

@@ -1,8 +1,8 @@
 """Alarm episodes: how alarm events pair into episodes, and what an operator's note does to one. Pure.
 
 Every alarm event (``central.alarms.alarm_change``) is a **mark** of its (cabinet, device, alarm):
-it raises or clears. A key's marks, in the cabinet's order (stream, then seq: never by stamp, see
-``central.record_time``), make its episodes:
+it raises or clears. A key's marks, in the cabinet's order (stream, in the order central first saw
+it, then seq: never by stamp, see ``central.record_time``), make its episodes:
 
 - an episode opens at a raise while none is open, and closes at the first clear after it;
 - a raise while one is open belongs to that episode (one open episode per alarm, never two);
@@ -12,9 +12,14 @@ it raises or clears. A key's marks, in the cabinet's order (stream, then seq: ne
 Marks are kept by the store beside the events (``alarm_marks``), so that a batch changes only the
 episodes around its own marks (its window): from just after the last clear before its first mark to
 the first clear after its last one. Before that clear and after this one nothing can change, since a
-clear closes whatever was open. ``plan`` compares the episodes that window should hold with those it
-holds and says what to write: an episode keeps its id and notes whatever arrives later; when a late
-raise joins two episodes into one, the older id stays and the other's notes move to it.
+clear closes whatever was open. Within it, only its clears and the first raise after each decide the
+episodes: the store reads those, so a long run of raises costs a few lookups per batch.
+
+``plan`` compares the episodes a window should hold with those it holds and says what to write: an
+episode keeps its id and its notes whatever arrives later (a late raise moves its start earlier, a
+late clear splits it: the first part keeps the id). Marks are only ever added, so two episodes never
+become one; should a database hold two where one belongs, the older id stays and takes the other's
+notes.
 
 Times are the cabinet's stamps where central believes them; a record stamped before the protocol
 existed (a board at 1970) is dated by its receipt instead, and one stamped ahead of its receipt

@@ -271,7 +271,19 @@ class RegistryStore(Lifecycle, Protocol):
 
     async def put_registry(self, entry: RegistryEntry) -> bool:
         """Insert or replace the cabinet's entry, keeping an existing row's ``created_ms``; True when
-        something other than the times changed (the same entry twice: False, and updated_ms kept)."""
+        something other than the times changed (the same entry twice: False, and updated_ms kept).
+
+        Atomically, an existing row keeps its ``broker_hash`` when the entry's is None, and its
+        ``revoked_ms`` always: a write never loses credentials issued meanwhile, nor undoes a
+        revocation (a revoked cabinet stays revoked)."""
+        ...
+
+    async def set_broker_hash(
+        self, cabinet: str, broker_hash: str, *, expected: str | None, updated_ms: int
+    ) -> bool:
+        """Set the cabinet's broker hash if it is registered, not revoked, and its hash is still
+        ``expected`` (None: it had none); True when it was set. Two requests issuing credentials at
+        once: one wins, the other learns it lost."""
         ...
 
     async def registry_entry(self, cabinet: str) -> RegistryEntry | None: ...

@@ -27,6 +27,7 @@ class RegistryEntryError(ValueError):
         super().__init__(f"registry entry {cabinet!r}: {field} {problem}")
         self.cabinet = cabinet
         self.field = field
+        self.problem = problem
 
 
 def _check_range(cabinet: str, field: str, value: float | None, low: float, high: float) -> None:
@@ -56,7 +57,12 @@ def check_entry(entry: RegistryEntry) -> None:
     _check_range(cab, "longitude", entry.longitude, -180.0, 180.0)
     _check_range(cab, "rated_power_w", entry.rated_power_w, 0.0, POWER_MAX_W)
     _check_range(cab, "baseline_kwh_per_day", entry.baseline_kwh_per_day, 0.0, KWH_PER_DAY_MAX)
-    if entry.broker_hash is not None and not 0 < len(entry.broker_hash) <= BROKER_HASH_MAX_CHARS:
-        raise RegistryEntryError(cab, "broker_hash", f"must be 1 to {BROKER_HASH_MAX_CHARS} characters")
+    if entry.broker_hash is not None:
+        check_broker_hash(cab, entry.broker_hash)
     if entry.created_ms < 0 or entry.updated_ms < entry.created_ms:
         raise RegistryEntryError(cab, "updated_ms", "must not be before created_ms (both >= 0)")
+
+
+def check_broker_hash(cabinet: str, broker_hash: str) -> None:
+    if not 0 < len(broker_hash) <= BROKER_HASH_MAX_CHARS:
+        raise RegistryEntryError(cabinet, "broker_hash", f"must be 1 to {BROKER_HASH_MAX_CHARS} characters")

@@ -5,17 +5,26 @@ command (a 422 naming the field) and by the agent when it receives one (rejected
     dim             {"level_pct": int 0..100, "until": time (optional)}
     set_schedule    {"schedule": a lighting schedule (protocols.fleet.schedule)}
     clear_override  {}
+    set_config      {"config": TOML text, "sha256": its SHA-256 (hex), "confirm_within_s": int (optional)}
 
 A time is milliseconds since 1970 UTC, or ISO 8601 text (without an offset: UTC). The two forms of the
 args differ only in how the schedule travels: an operator posts it as a JSON object (``parse_posted``);
 on the wire, where a command's args are scalars, it is one JSON text (``parse_wire``), and ``to_wire``
 writes that text from the validated schedule, so a cabinet runs exactly what central checked.
+
+``set_config`` carries a whole agent config. What both sides can judge without the agent's own loader is
+checked here: the text is TOML, its SHA-256 is the one given (a config damaged on the way is never
+applied), and it holds no secret in plain text (the text is stored at central and shown to anyone who
+may read commands: passwords stay in their files on the cabinet, which ``password_file`` names). The
+agent then checks it with its own loader (``edge_agent.remote_config``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
+import tomllib
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, get_args
 
@@ -23,7 +32,7 @@ import msgspec
 
 from protocols.fleet.errors import FleetError
 from protocols.fleet.json_schema import inline_schema
-from protocols.fleet.limits import MAX_SCHEDULE_DEPTH
+from protocols.fleet.limits import MAX_COMMAND_BYTES, MAX_SCHEDULE_DEPTH
 from protocols.fleet.messages import Scalar
 from protocols.fleet.problems import Problem, brief, problem_of
 from protocols.fleet.schedule import (
@@ -34,7 +43,7 @@ from protocols.fleet.schedule import (
     schedule_json_schema,
 )
 
-Action = Literal["switch", "dim", "set_schedule", "clear_override"]
+Action = Literal["switch", "dim", "set_schedule", "clear_override", "set_config"]
 ACTIONS: tuple[str, ...] = get_args(Action)
 
 # How a schedule nested past MAX_SCHEDULE_DEPTH is refused, before it is read as a schedule.
@@ -42,6 +51,14 @@ SCHEDULE_TOO_DEEP = f"the schedule has objects and lists nested more than {MAX_S
 _MAX_MS = 2**53
 _DIGITS = re.compile(r"[0-9]{1,16}")
 _TIME_EXPECTED = "expected milliseconds since 1970-01-01 UTC or ISO 8601 text"
+# How long a cabinet tries a new config before it returns to its previous one on its own.
+DEFAULT_CONFIRM_WITHIN_S = 120
+MIN_CONFIRM_WITHIN_S = 2
+MAX_CONFIRM_WITHIN_S = 3600
+# Tables and arrays within one another: an agent config needs 4 (devices[0].alarms.rules...).
+MAX_CONFIG_DEPTH = 16
+# A user and password written into a URL (scheme://user:password@host).
+_URL_PASSWORD = re.compile(r"://[^/@\s]*:[^/@\s]*@")
 
 
 class CommandArgsError(FleetError):
@@ -103,11 +120,23 @@ class ClearOverrideArgs(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     pass
 
 
-ActionArgs = SwitchArgs | DimArgs | SetScheduleArgs | ClearOverrideArgs
-_MODELS: dict[str, type[SwitchArgs | DimArgs | ClearOverrideArgs]] = {
+class SetConfigArgs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A whole agent config (TOML, UTF-8), bounded by the command's size (MAX_COMMAND_BYTES, checked
+    on the whole command by the sender), with the SHA-256 of its bytes."""
+
+    config: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_COMMAND_BYTES)]
+    sha256: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+    confirm_within_s: Annotated[int, msgspec.Meta(ge=MIN_CONFIRM_WITHIN_S, le=MAX_CONFIRM_WITHIN_S)] = (
+        DEFAULT_CONFIRM_WITHIN_S
+    )
+
+
+ActionArgs = SwitchArgs | DimArgs | SetScheduleArgs | ClearOverrideArgs | SetConfigArgs
+_MODELS: dict[str, type[SwitchArgs | DimArgs | ClearOverrideArgs | SetConfigArgs]] = {
     "switch": SwitchArgs,
     "dim": DimArgs,
     "clear_override": ClearOverrideArgs,
+    "set_config": SetConfigArgs,
 }
 
 _ACTION_OF: dict[type[msgspec.Struct], str] = {model: action for action, model in _MODELS.items()}
@@ -182,9 +211,70 @@ def _parse(action: str, args: Mapping[str, object], *, schedule_as_text: bool) -
             action, [("action", f"unknown action {action!r}: expected {' or '.join(ACTIONS)}")]
         )
     try:
-        return msgspec.convert(args, model, dec_hook=_decode_custom)
+        parsed = msgspec.convert(args, model, dec_hook=_decode_custom)
     except msgspec.ValidationError as exc:
         raise CommandArgsError(action, [_args_problem(exc, args, model)]) from exc
+    if isinstance(parsed, SetConfigArgs):
+        problem = config_problem(parsed)
+        if problem is not None:
+            raise CommandArgsError(action, [problem])
+    return parsed
+
+
+def config_problem(args: SetConfigArgs) -> Problem | None:
+    """What is wrong with a config sent to a cabinet that the fleet contract can tell, or None."""
+    try:
+        data = args.config.encode()
+    except UnicodeEncodeError:
+        return "config", "not UTF-8 text (it holds a lone surrogate)"
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != args.sha256:
+        return "sha256", f"is not the SHA-256 of config (that is {digest}): the text was changed on the way"
+    try:
+        document = tomllib.loads(args.config)
+    except tomllib.TOMLDecodeError as exc:
+        return "config", f"not valid TOML: {exc}"
+    except RecursionError:
+        document = None
+    if document is None or deeper_than(document, MAX_CONFIG_DEPTH):
+        return "config", f"has tables and arrays nested more than {MAX_CONFIG_DEPTH} levels deep"
+    secret = _plain_secret(document, "")
+    if secret is not None:
+        return "config", (
+            f"{secret} holds a secret in plain text, and a command is stored and shown at central: put it"
+            " in a file on the cabinet and name that file (password_file)"
+        )
+    return None
+
+
+def config_cabinet(args: SetConfigArgs) -> str | None:
+    """The cabinet id a config sent to a cabinet names (``[cabinet] id``), if it names one."""
+    try:
+        cabinet = tomllib.loads(args.config).get("cabinet")
+    except (tomllib.TOMLDecodeError, RecursionError):
+        return None
+    found = cabinet.get("id") if isinstance(cabinet, dict) else None
+    return found if isinstance(found, str) else None
+
+
+def _plain_secret(node: object, where: str) -> str | None:
+    """The key of the first password written in the document (a key named like one, or a URL's)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            inner = f"{where}.{key}" if where else str(key)
+            if "password" in str(key).lower() and not str(key).lower().endswith("_file"):
+                return inner
+            found = _plain_secret(value, inner)
+            if found is not None:
+                return found
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            found = _plain_secret(item, f"{where}[{index}]")
+            if found is not None:
+                return found
+    elif isinstance(node, str) and _URL_PASSWORD.search(node):
+        return f"{where} (a password in a URL)"
+    return None
 
 
 def _parse_set_schedule(args: Mapping[str, object], *, schedule_as_text: bool) -> SetScheduleArgs:

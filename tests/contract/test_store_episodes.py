@@ -4,6 +4,7 @@ of order, central down, operators' notes, filters, and the upgrade that pairs th
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import sqlite3
@@ -20,7 +21,7 @@ from central.store.sqlite.migrate import migrate
 from central.testing import TS0_MS
 from protocols.fleet import PROTOCOL_VERSION, DataBatch, Event, encode, encode_data_batch
 from protocols.fleet.messages import Scalar, Severity
-from tests.contract.backends import PgServer
+from tests.contract.backends import Backend, PgServer
 
 CAB = "cab-1"
 STREAM = "0123abcd"
@@ -187,6 +188,38 @@ async def test_every_arrival_order_of_a_flapping_alarm_pairs_the_same(store: Sto
             ("agent", "door_open", TS0_MS, TS0_MS + 5 * S),
             ("agent", "door_open", TS0_MS + 11 * S, TS0_MS + 20 * S),
         ], order
+
+
+async def test_an_alarm_raised_over_and_over_is_one_episode(store: Store) -> None:
+    edge = Edge()
+    for part in range(20):  # 2,000 raises without a clear (a cabinet that repeats itself), then one
+        await store.write([edge.batch(*(edge.door(True, TS0_MS + (part * 100 + i) * S) for i in range(100)))])
+    await store.write([edge.batch(edge.door(False, TS0_MS + 3000 * S))])
+    assert spans(await store.episodes(EpisodeQuery())) == [("agent", "door_open", TS0_MS, TS0_MS + 3000 * S)]
+
+
+async def test_two_workers_pair_one_cabinets_batches_while_operators_write_notes(backend: Backend) -> None:
+    edge = Edge()
+    events = [edge.door(i % 2 == 0, TS0_MS + i * S) for i in range(40)]  # 20 episodes of one door
+    batches = [edge.batch(*events[i : i + 3]) for i in range(0, 40, 3)]
+    async with backend.store() as one, backend.store() as two:
+        await one.write([batches[0]])
+        first = (await one.episodes(EpisodeQuery()))[-1]  # the oldest: raised at TS0_MS
+
+        async def notes() -> None:
+            for i in range(20):
+                await two.add_note(first.id, NewNote("comment", "ops", RECEIVED + i, f"note {i}"))
+
+        await asyncio.gather(
+            *(store.write([b]) for b, store in zip(batches[::-1], itertools.cycle((one, two)), strict=False)),
+            notes(),
+        )
+        found = await two.episodes(EpisodeQuery(limit=100))
+        detail = await one.episode(first.id)
+    assert spans(found) == [
+        ("agent", "door_open", TS0_MS + i * S, TS0_MS + (i + 1) * S) for i in range(0, 40, 2)
+    ]
+    assert detail is not None and len(detail.notes) == 20 and detail.cleared_ms == TS0_MS + S
 
 
 async def test_a_lost_device_is_an_episode_until_it_is_back(store: Store) -> None:

@@ -163,3 +163,53 @@ async def test_a_token_may_have_the_installer_role(store: Store) -> None:
     row = TokenRow("0123456789abcdef", "tech-1", Role.INSTALLER.value, "d" * 64, TS0_MS)
     assert await store.add_token(row) is True
     assert await store.token("0123456789abcdef") == row
+
+
+HASH = '{"iterations":1000,"password":"p","salt":"s"}'
+
+
+async def test_a_write_without_a_hash_keeps_the_stored_one(store: Store) -> None:
+    await store.put_registry(entry(broker_hash=HASH))
+    assert await store.put_registry(entry(broker_hash=None, updated_ms=TS0_MS + 1)) is False
+    moved = entry(broker_hash=None, town="Talant", updated_ms=TS0_MS + 2)
+    assert await store.put_registry(moved) is True
+    got = await store.registry_entry("cab-1")
+    assert got is not None and (got.town, got.broker_hash, got.updated_ms) == ("Talant", HASH, TS0_MS + 2)
+
+
+async def test_a_write_never_undoes_a_revocation(store: Store) -> None:
+    await store.put_registry(entry())
+    await store.revoke_cabinet("cab-1", revoked_ms=TS0_MS + 5)
+    assert await store.put_registry(entry(updated_ms=TS0_MS + 9)) is False
+    assert await store.put_registry(entry(label="moved", updated_ms=TS0_MS + 9)) is True
+    got = await store.registry_entry("cab-1")
+    assert got is not None and got.revoked_ms == TS0_MS + 5 and got.label == "moved"
+
+
+async def test_a_broker_hash_is_set_only_over_the_one_expected(store: Store) -> None:
+    assert await store.set_broker_hash("cab-1", HASH, expected=None, updated_ms=TS0_MS) is False  # unknown
+    await store.put_registry(entry())
+    assert await store.set_broker_hash("cab-1", HASH, expected=None, updated_ms=TS0_MS + 1) is True
+    assert await store.set_broker_hash("cab-1", "other", expected=None, updated_ms=TS0_MS + 2) is False
+    assert await store.set_broker_hash("cab-1", "new", expected=HASH, updated_ms=TS0_MS + 3) is True
+    got = await store.registry_entry("cab-1")
+    assert got is not None and (got.broker_hash, got.updated_ms) == ("new", TS0_MS + 3)
+    with pytest.raises(RegistryEntryError) as caught:
+        await store.set_broker_hash("cab-1", "h" * 1001, expected="new", updated_ms=TS0_MS + 4)
+    assert caught.value.field == "broker_hash"
+    await store.revoke_cabinet("cab-1", revoked_ms=TS0_MS + 5)
+    assert await store.set_broker_hash("cab-1", HASH, expected="new", updated_ms=TS0_MS + 6) is False
+
+
+async def test_of_two_hashes_set_at_once_over_none_one_wins(backend: Backend) -> None:
+    async with backend.store() as one, backend.store() as two:
+        await one.put_registry(entry())
+        won = await asyncio.gather(
+            *(
+                s.set_broker_hash("cab-1", f"h{i}", expected=None, updated_ms=TS0_MS)
+                for i, s in enumerate((one, two))
+            )
+        )
+        assert sorted(won) == [False, True]
+        got = await one.registry_entry("cab-1")
+        assert got is not None and got.broker_hash == f"h{won.index(True)}"

@@ -4,8 +4,6 @@ it never sends a command; the audit log records each write and never a password.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import json
 import os
 import subprocess
@@ -14,10 +12,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from central.api import create_app
 from central.store.auth_rows import Role
-from tests.integration.api_client import LocalApi, add_cabinet, local_api
+from central.store.rows import RegistryEntry
+from central.store.sqlite import SqliteStore
+from central.testing import TS0_MS
+from tests.integration.api_client import LocalApi, add_cabinet, bearer, local_api, new_token
+from tests.integration.broker_hashes import password_matches
 
 pytestmark = pytest.mark.integration
 
@@ -35,14 +39,6 @@ BODY: dict[str, Any] = {
 async def api(tmp_path: Path) -> AsyncIterator[LocalApi]:
     async with local_api(tmp_path / "central.db") as local:
         yield local
-
-
-def matches(password: str, stored: str) -> bool:
-    """Whether ``password`` is the one Mosquitto's hash ``stored`` (JSON) was made of."""
-    fields = json.loads(stored)
-    salt = base64.b64decode(fields["salt"])
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, fields["iterations"], dklen=64)
-    return base64.b64encode(digest).decode() == fields["password"]
 
 
 async def test_a_put_creates_then_says_unchanged_then_updated(api: LocalApi) -> None:
@@ -111,7 +107,8 @@ async def test_credentials_are_shown_once_and_kept_as_a_hash(api: LocalApi) -> N
         assert creds["username"] == "cab-1" and creds["replaced"] is False and len(creds["password"]) >= 40
         stored = await api.store.registry_entry("cab-1")
         assert stored is not None and stored.broker_hash is not None
-        assert creds["password"] not in stored.broker_hash and matches(creds["password"], stored.broker_hash)
+        assert creds["password"] not in stored.broker_hash
+        assert password_matches(creds["password"], stored.broker_hash)
         entry = (await http.get("/api/v1/registry/cab-1")).json()
         assert entry["broker_account"] is True and "broker_hash" not in entry
 
@@ -123,8 +120,8 @@ async def test_credentials_are_shown_once_and_kept_as_a_hash(api: LocalApi) -> N
         assert replaced.status_code == 201 and replaced.json()["replaced"] is True
         new = await api.store.registry_entry("cab-1")
         assert new is not None and new.broker_hash is not None
-        assert matches(replaced.json()["password"], new.broker_hash)
-        assert not matches(creds["password"], new.broker_hash)
+        assert password_matches(replaced.json()["password"], new.broker_hash)
+        assert not password_matches(creds["password"], new.broker_hash)
     async with api.client(Role.ADMIN) as http:
         audit = (await http.get("/api/v1/audit")).json()["entries"]
     text = json.dumps(audit)
@@ -133,6 +130,19 @@ async def test_credentials_are_shown_once_and_kept_as_a_hash(api: LocalApi) -> N
     assert "broker credentials of cab-1: replaced" in summaries
     assert "broker credentials of cab-1: issued" in summaries
     assert "registry cab-1: created (town 'Quetigny')" in summaries
+
+
+async def test_of_two_requests_for_credentials_at_once_one_gets_them(api: LocalApi) -> None:
+    async with api.client(Role.INSTALLER) as http:
+        await http.put("/api/v1/registry/cab-1", json=BODY)
+        answers = await asyncio.gather(
+            *(http.post("/api/v1/registry/cab-1/broker-credentials", json={}) for _ in range(4))
+        )
+    assert sorted(a.status_code for a in answers) == [201, 409, 409, 409]
+    [won] = [a.json()["password"] for a in answers if a.status_code == 201]
+    stored = await api.store.registry_entry("cab-1")
+    assert stored is not None and stored.broker_hash is not None
+    assert password_matches(won, stored.broker_hash)
 
 
 async def test_a_revoked_cabinet_stays_revoked(api: LocalApi) -> None:
@@ -213,3 +223,35 @@ async def test_the_cli_makes_an_installer_token_that_may_register(tmp_path: Path
     async with local_api(db) as local, local.client(token=token) as http:
         assert (await http.put("/api/v1/registry/cab-1", json=BODY)).status_code == 201
         assert (await http.post("/api/v1/commands", json={})).status_code == 403
+
+
+class CountingStore(SqliteStore):
+    """A real SQLite store that counts its registry reads."""
+
+    registry_reads = 0
+
+    async def registry(self, *, include_revoked: bool = False) -> list[RegistryEntry]:
+        self.registry_reads += 1
+        return await super().registry(include_revoked=include_revoked)
+
+    async def registry_entry(self, cabinet: str) -> RegistryEntry | None:
+        self.registry_reads += 1
+        return await super().registry_entry(cabinet)
+
+
+async def test_the_cabinet_list_reads_the_registry_once_whatever_its_length(tmp_path: Path) -> None:
+    async with CountingStore(tmp_path / "central.db", durable=False) as store:
+        for i in range(40):
+            await add_cabinet(store, f"cab-{i:02d}")
+            await store.put_registry(
+                RegistryEntry(f"cab-{i:02d}", "Dijon", "", 47.3, 5.0, None, None, None, TS0_MS, TS0_MS, None)
+            )
+        token = await new_token(store, Role.VIEWER)
+        app = create_app(store=store)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://central.test", headers=bearer(token)
+        ) as http:
+            store.registry_reads = 0
+            listed = (await http.get("/api/v1/cabinets")).json()
+    assert len(listed) == 40 and all(c["town"] == "Dijon" for c in listed)
+    assert store.registry_reads == 1

@@ -427,7 +427,11 @@ BAD_BODIES: list[tuple[dict[str, Any], list[str], str]] = [
     ({"args": {"level_pct": "50"}}, ["body", "args", "level_pct"], "expected an integer, got '50'"),
     ({"args": {"level_pct": 50, "until": 1}}, ["body", "args", "until"], "in the past"),
     ({"args": {}}, ["body", "args", "level_pct"], "required"),
-    ({"action": "explode"}, ["body", "action"], "'switch', 'dim', 'set_schedule' or 'clear_override'"),
+    (
+        {"action": "explode"},
+        ["body", "action"],
+        "'switch', 'dim', 'set_schedule', 'clear_override' or 'set_config'",
+    ),
     ({"action": "switch", "args": {"on": "yes"}}, ["body", "args", "on"], "expected true or false"),
     ({"action": "switch", "args": {"on": True, "level_pct": 50}}, ["body", "args", "level_pct"], "dim"),
     ({"action": "clear_override", "args": {"x": 1}}, ["body", "args", "x"], "unknown key"),

@@ -127,6 +127,11 @@ def test_dpkg_installs_runs_and_purges_the_package(packages: dict[str, Path]) ->
         )
         mode = Path("/etc/cityedge").stat()
         assert (mode.st_mode & 0o777, mode.st_uid) == (0o750, 0)
+        # The agent's own config folder (remote configuration replaces its config there).
+        agent_dir = Path("/etc/cityedge/agent").stat()
+        group = subprocess.run(["getent", "group", "cityedge"], capture_output=True, text=True, check=True)
+        assert (agent_dir.st_mode & 0o7777, agent_dir.st_uid) == (0o2770, 0)
+        assert agent_dir.st_gid == int(group.stdout.split(":")[2])
     finally:
         purged = subprocess.run(
             ["dpkg", "--purge", "cityedge"], capture_output=True, text=True, timeout=300, check=False

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from central.api import kpi as kpi_api
 from central.store.auth_rows import Role
 from tests.integration.api_client import LocalApi, local_api
 from tests.integration.kpi_city import NOW, build_city
@@ -175,6 +176,20 @@ async def test_bad_queries_get_a_422_naming_the_parameter(http: httpx.AsyncClien
         assert words in error["msg"], (params, error)
     async with api.client() as anonymous:
         assert (await anonymous.get("/api/v1/kpi", params=PERIOD)).status_code == 401
+
+
+async def test_a_report_beyond_those_under_way_is_refused_with_a_retry_after(
+    http: httpx.AsyncClient, api: LocalApi
+) -> None:
+    assert (await http.get("/api/v1/kpi", params=PERIOD)).status_code == 200  # the gate exists now
+    gate = getattr(api.app.state, kpi_api.REPORTS_STATE)
+    for _ in range(kpi_api.MAX_CONCURRENT_REPORTS):  # as if that many reports were under way
+        await gate.acquire()
+    busy = await http.get("/api/v1/kpi", params=PERIOD)
+    assert (busy.status_code, busy.headers["retry-after"]) == (429, "30")
+    assert "being computed" in busy.json()["detail"]
+    gate.release()
+    assert (await http.get("/api/v1/kpi", params=PERIOD)).status_code == 200
 
 
 async def test_the_openapi_schema_documents_the_figures(http: httpx.AsyncClient) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -14,6 +15,7 @@ from protocols.fleet.commands import (
     ClearOverrideArgs,
     CommandArgsError,
     DimArgs,
+    SetConfigArgs,
     SetScheduleArgs,
     SwitchArgs,
     parse_posted,
@@ -40,7 +42,8 @@ DIJON = {"latitude": 47.32, "longitude": 5.04, "timezone": "Europe/Paris"}
 
 
 def test_every_action_has_one_definition_for_both_forms() -> None:
-    assert ACTIONS == ("switch", "dim", "set_schedule", "clear_override")
+    assert ACTIONS == ("switch", "dim", "set_schedule", "clear_override", "set_config")
+    config = '[cabinet]\nid = "cab-1"\n'
     posted: dict[str, dict[str, Any]] = {
         "switch": {"on": True, "until": "2026-03-29T01:00:00Z"},
         "dim": {"level_pct": 30},
@@ -48,12 +51,14 @@ def test_every_action_has_one_definition_for_both_forms() -> None:
             "schedule": {**DIJON, "dimming": [{"start": "23:00", "end": "05:00", "level_pct": 50}]}
         },
         "clear_override": {},
+        "set_config": {"config": config, "sha256": hashlib.sha256(config.encode()).hexdigest()},
     }
     kinds = {
         "switch": SwitchArgs,
         "dim": DimArgs,
         "set_schedule": SetScheduleArgs,
         "clear_override": ClearOverrideArgs,
+        "set_config": SetConfigArgs,
     }
     for action, args in posted.items():
         parsed = parse_posted(action, args)
@@ -194,11 +199,20 @@ def test_clip_marks_what_it_cut_and_keeps_within_the_limit() -> None:
 def test_the_api_documents_each_action_s_args_from_the_fleet_s_own_models() -> None:
     schema = CommandIn.model_json_schema()["properties"]["args"]
     titles = [shape["title"] for shape in schema["anyOf"]]
-    assert titles == ["switch args", "dim args", "clear_override args", "set_schedule args"]
+    assert titles == [
+        "switch args",
+        "dim args",
+        "clear_override args",
+        "set_config args",
+        "set_schedule args",
+    ]
     switch = schema["anyOf"][0]
     assert (switch["required"], switch["additionalProperties"]) == (["on"], False)
     assert "level_pct" not in switch["properties"]
-    schedule = schema["anyOf"][3]["properties"]["schedule"]
+    config = schema["anyOf"][3]
+    assert config["required"] == ["config", "sha256"]
+    assert config["properties"]["config"]["maxLength"] == MAX_COMMAND_BYTES
+    schedule = schema["anyOf"][4]["properties"]["schedule"]
     assert schedule["required"] == ["latitude", "longitude", "timezone"]
     start = schedule["properties"]["dimming"]["items"]["properties"]["start"]
     assert start["pattern"] == "^([01][0-9]|2[0-3]):[0-5][0-9]$"

@@ -13,11 +13,18 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from central.kpi.availability import DeviceInput, Outage, availability, device_available_ms
+from central.kpi.availability import (
+    DeviceInput,
+    Outage,
+    availability,
+    device_availability,
+    device_available_ms,
+)
 from central.kpi.delays import delays, nearest_rank
 from central.kpi.energy import CabinetEnergyInput, CounterQuarters, cabinet_energy, is_relay
+from central.kpi.opendata import feature_collection, town_points, valid_coordinates
 from central.kpi.period import PeriodError, kpi_period
-from central.kpi.report import KpiReport, csv_table, energy_report
+from central.kpi.report import KpiReport, csv_cell, csv_table, energy_report
 from central.kpi.traffic import controller_hours
 from central.store.rollups import Sample, by_bucket, summarise
 from central.store.rows import AlarmEpisode, Rollup
@@ -199,7 +206,7 @@ def test_availability_with_an_outage_silence_and_bad_readings() -> None:
     # Lost from 01:00 and never back: 60 of 120 min.
     assert device_available_ms(cam1, start, end) == 60 * MIN
 
-    report = availability([tc1, lc1, cam1], start, end)
+    report = availability([device_availability(d, start, end) for d in (tc1, lc1, cam1)], end - start)
     shares = {name: f.share for name, f in report.by_class.items()}
     assert shares == {
         "lighting": pytest.approx(110 / 120),  # 91.67 %
@@ -318,9 +325,7 @@ def test_traffic_controller_hours_per_state_at_quarter_resolution() -> None:
 def test_csv_tables_parse_with_one_header_and_the_documented_columns() -> None:
     period = kpi_period(MAY1, MAY1 + 2 * DAY, UTC, now_ms=FAR)
     energy = energy_report([cabinet_energy(c, period) for c in (_cabinet_a(), _cabinet_b())], period)
-    report = KpiReport(
-        period, "UTC", energy, availability([], period.start_ms, period.end_ms), delays([], {}, 0, 1)
-    )
+    report = KpiReport(period, "UTC", energy, availability([], period.length_ms), delays([], {}, 0, 1))
     header, rows = csv_table(report, "energy")
     text = io.StringIO()
     csv.writer(text).writerows([header, *rows])
@@ -335,3 +340,29 @@ def test_csv_tables_parse_with_one_header_and_the_documented_columns() -> None:
     assert [r[2] for r in rows] == ["lighting", "traffic_controller", "camera"]
     header, rows = csv_table(report, "delays")
     assert list(rows) == [("total", None, None, 0, 0, None, None, 0, None, None)]
+
+
+def test_a_csv_cell_a_spreadsheet_would_run_as_a_formula_is_quoted() -> None:
+    cells = ['=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)", "Dijon", None, -5.25, 3]
+    assert [csv_cell(c) for c in cells] == [
+        '\'=HYPERLINK("http://x")',
+        "'+1",
+        "'-2",
+        "'@SUM(A1)",
+        "Dijon",
+        "",
+        -5.25,
+        3,
+    ]
+
+
+def test_open_data_points_are_lon_lat_means_and_bad_coordinates_are_no_point() -> None:
+    dijon = [valid_coordinates(47.3, 5.0), valid_coordinates(47.4, 5.1), None]
+    # The mean of (5.0, 47.3) and (5.1, 47.4), [lon, lat]: (5.05, 47.35); a cabinet without any is left out.
+    assert town_points([("Dijon", p) for p in dijon]) == {"Dijon": (5.05, 47.35)}
+    wrong = [(91.0, 5.0), (47.0, 181.0), (float("nan"), 5.0), (47.0, None)]
+    assert [valid_coordinates(*c) for c in wrong] == [None, None, None, None]
+    doc = feature_collection(
+        [{"town": "Dijon", "kwh": 1.5}, {"town": "Nowhere", "kwh": 0.0}], {"Dijon": (5.05, 47.35)}, "town"
+    )
+    assert [f["geometry"] for f in doc["features"]] == [{"type": "Point", "coordinates": [5.05, 47.35]}, None]

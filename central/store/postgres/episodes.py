@@ -93,12 +93,7 @@ async def apply_episodes(
         )
         after = await _clear(cur, k, marks[0].pos, before=True)
         through = await _clear(cur, k, marks[-1].pos, before=False)
-        within, params = _between(after, through, "stream_pk", "seq")
-        await cur.execute(
-            f"SELECT stream_pk, seq, raises, ts_ms, severity, message FROM alarm_marks WHERE {_KEY}{within}",
-            (*k, *params),
-        )
-        window = [ep.Mark(r[0], r[1], bool(r[2]), r[3], r[4], r[5]) for r in await cur.fetchall()]
+        window = await _window(cur, k, after, through)
         within, params = _between(after, through, "stream_pk", "raised_seq")
         await cur.execute(
             f"SELECT {_STORED} FROM alarm_episodes WHERE {_KEY}{within} ORDER BY id FOR UPDATE",
@@ -106,6 +101,35 @@ async def apply_episodes(
         )
         stored = [_stored(r) for r in await cur.fetchall()]
         await _apply(cur, k, ep.plan(window, stored), received_ms)
+
+
+_MARK = "SELECT stream_pk, seq, raises, ts_ms, severity, message FROM alarm_marks"
+
+
+async def _window(
+    cur: Cursor, key: tuple[str, str, str], after: ep.Pos | None, through: ep.Pos | None
+) -> list[ep.Mark]:
+    """The window's clears and the first raise after each (``central.store.sqlite.episodes``)."""
+    within, params = _between(after, through, "stream_pk", "seq")
+    await cur.execute(f"{_MARK} WHERE {_KEY} AND NOT raises{within}", (*key, *params))
+    clears = [_mark(r) for r in await cur.fetchall()]
+    gaps = list(zip([after, *(c.pos for c in clears)], [*(c.pos for c in clears), None], strict=True))
+    if through is not None:
+        gaps.pop()
+    window = list(clears)
+    for start, end in gaps:
+        within, params = _between(start, end, "stream_pk", "seq", inclusive=False)
+        await cur.execute(
+            f"{_MARK} WHERE {_KEY} AND raises{within} ORDER BY stream_pk, seq LIMIT 1", (*key, *params)
+        )
+        first = await cur.fetchone()
+        if first is not None:
+            window.append(_mark(first))
+    return window
+
+
+def _mark(row: Sequence[Any]) -> ep.Mark:
+    return ep.Mark(row[0], row[1], bool(row[2]), row[3], row[4], row[5])
 
 
 async def _clear(cur: Cursor, key: tuple[str, str, str], pos: ep.Pos, *, before: bool) -> ep.Pos | None:
@@ -119,13 +143,15 @@ async def _clear(cur: Cursor, key: tuple[str, str, str], pos: ep.Pos, *, before:
     return None if found is None else (int(found[0]), int(found[1]))
 
 
-def _between(after: ep.Pos | None, through: ep.Pos | None, stream: str, seq: str) -> tuple[str, list[int]]:
+def _between(
+    after: ep.Pos | None, through: ep.Pos | None, stream: str, seq: str, *, inclusive: bool = True
+) -> tuple[str, list[int]]:
     sql, params = "", list[int]()
     if after is not None:
         sql += f" AND ({stream}, {seq}) > (%s, %s)"
         params += after
     if through is not None:
-        sql += f" AND ({stream}, {seq}) <= (%s, %s)"
+        sql += f" AND ({stream}, {seq}) {'<=' if inclusive else '<'} (%s, %s)"
         params += through
     return sql, params
 

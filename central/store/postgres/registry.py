@@ -1,8 +1,8 @@
 """The cabinet registry in PostgreSQL: plain functions of a cursor (writes) or connection (reads).
 
 As on SQLite (``central.store.sqlite.registry``): the upsert changes the row only when a field other
-than the times differs, in one statement, so two concurrent writers of one cabinet cannot both think
-they changed it to the same thing.
+than the times differs, never clears a broker hash nor undoes a revocation, in one statement, so two
+concurrent writers of one cabinet cannot both think they changed it, nor lose the other's hash.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from central.store.registry_rules import check_entry
+from central.store.registry_rules import check_broker_hash, check_entry
 from central.store.rows import RegistryEntry
 
 Cursor = psycopg.AsyncCursor[tuple[Any, ...]]
@@ -22,28 +22,23 @@ COLUMNS = (
     "cabinet, town, label, latitude, longitude, rated_power_w, baseline_kwh_per_day, broker_hash,"
     " created_ms, updated_ms, revoked_ms"
 )
-_CONTENT = (
-    "town",
-    "label",
-    "latitude",
-    "longitude",
-    "rated_power_w",
-    "baseline_kwh_per_day",
-    "broker_hash",
-    "revoked_ms",
-)
-_SET = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*_CONTENT, "updated_ms"))
-_CURRENT = ", ".join(f"registry.{c}" for c in _CONTENT)
-_GIVEN = ", ".join(f"EXCLUDED.{c}" for c in _CONTENT)
+_PLAIN = ("town", "label", "latitude", "longitude", "rated_power_w", "baseline_kwh_per_day")
+_HASH = "coalesce(EXCLUDED.broker_hash, registry.broker_hash)"
+_REVOKED = "coalesce(registry.revoked_ms, EXCLUDED.revoked_ms)"
+_SET = ", ".join(f"{c} = EXCLUDED.{c}" for c in _PLAIN)
+_CURRENT = ", ".join([f"registry.{c}" for c in _PLAIN] + ["registry.broker_hash", "registry.revoked_ms"])
+_GIVEN = ", ".join([f"EXCLUDED.{c}" for c in _PLAIN] + [_HASH, _REVOKED])
 
 _UPSERT = (
     f"INSERT INTO registry ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-    f" ON CONFLICT (cabinet) DO UPDATE SET {_SET} WHERE ({_CURRENT}) IS DISTINCT FROM ({_GIVEN})"
+    f" ON CONFLICT (cabinet) DO UPDATE SET {_SET}, broker_hash = {_HASH}, revoked_ms = {_REVOKED},"
+    f" updated_ms = EXCLUDED.updated_ms WHERE ({_CURRENT}) IS DISTINCT FROM ({_GIVEN})"
 )
 
 
 async def put(cur: Cursor, entry: RegistryEntry) -> bool:
-    """Insert or update ``entry`` (an existing row keeps its created_ms); True when anything changed."""
+    """Insert or update ``entry`` (an existing row keeps its created_ms, its broker hash when the
+    entry has none, its revocation always); True when anything changed."""
     check_entry(entry)
     await cur.execute(
         _UPSERT,
@@ -60,6 +55,19 @@ async def put(cur: Cursor, entry: RegistryEntry) -> bool:
             entry.updated_ms,
             entry.revoked_ms,
         ),
+    )
+    return cur.rowcount > 0
+
+
+async def set_broker_hash(
+    cur: Cursor, cabinet: str, broker_hash: str, expected: str | None, updated_ms: int
+) -> bool:
+    """Replace the hash if the row is live and still holds ``expected``; True when it did."""
+    check_broker_hash(cabinet, broker_hash)
+    await cur.execute(
+        "UPDATE registry SET broker_hash = %s, updated_ms = greatest(updated_ms, %s)"
+        " WHERE cabinet = %s AND revoked_ms IS NULL AND broker_hash IS NOT DISTINCT FROM %s::text",
+        (broker_hash, updated_ms, cabinet, expected),
     )
     return cur.rowcount > 0
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from central.alarms import UNSPECIFIED
 from central.record_time import AHEAD_BOUND_MS
+from protocols.fleet.events import ALARM_KINDS, DEVICE_BACK, DEVICE_LOST
 from protocols.release import PROTOCOL_EPOCH_MS
 
 # Taken by ``migrate`` (transaction-scoped): one migration at a time, across hosts.
@@ -282,23 +283,26 @@ GROUP BY stream_pk, island;
 # event not stamped ahead of its receipt, dated by its receipt when stamped before the protocol
 # existed; an episode from each raise while none is open to the first clear after it (the k-th such
 # raise of a key pairs with its k-th closing clear).
+_DEVICE_KINDS = f"'{DEVICE_LOST}', '{DEVICE_BACK}'"
+_RAISING_KINDS = ", ".join(f"'{kind}'" for kind, raises in ALARM_KINDS.items() if raises)
+_ALARM_KINDS = ", ".join(f"'{kind}'" for kind in ALARM_KINDS)
 _FILL_EPISODES = f"""
 INSERT INTO alarm_marks (stream_pk, seq, cabinet, device, alarm, raises, ts_ms, severity, message)
 SELECT e.stream_pk, e.seq, e.cabinet,
-    CASE WHEN e.kind IN ('device_lost', 'device_back') THEN e.source
+    CASE WHEN e.kind IN ({_DEVICE_KINDS}) THEN e.source
         WHEN json_typeof(e.data::json -> 'device') = 'string' AND e.data::json ->> 'device' <> ''
             THEN e.data::json ->> 'device'
         ELSE e.source END,
-    CASE WHEN e.kind IN ('device_lost', 'device_back') THEN 'device_lost'
+    CASE WHEN e.kind IN ({_DEVICE_KINDS}) THEN '{DEVICE_LOST}'
         WHEN json_typeof(e.data::json -> 'alarm') = 'string' AND e.data::json ->> 'alarm' <> ''
             THEN e.data::json ->> 'alarm'
         ELSE '{UNSPECIFIED}' END,
-    e.kind IN ('alarm_raised', 'device_lost'),
+    e.kind IN ({_RAISING_KINDS}),
     CASE WHEN t.received_ms IS NOT NULL AND e.ts < {PROTOCOL_EPOCH_MS} THEN t.received_ms ELSE e.ts END,
     e.severity, e.message
 FROM events AS e
 LEFT JOIN time_suspect AS t ON (t.stream_pk, t.seq) = (e.stream_pk, e.seq)
-WHERE e.kind IN ('alarm_raised', 'alarm_cleared', 'device_lost', 'device_back')
+WHERE e.kind IN ({_ALARM_KINDS})
     AND NOT (t.received_ms IS NOT NULL AND e.ts > t.received_ms + {AHEAD_BOUND_MS});
 WITH ordered AS (
     SELECT m.*, coalesce(lag(raises) OVER (

@@ -458,6 +458,14 @@ class PostgresStore:
     async def put_registry(self, entry: RegistryEntry) -> bool:
         return await self._in_transaction("write registry entry", lambda cur: preg.put(cur, entry))
 
+    async def set_broker_hash(
+        self, cabinet: str, broker_hash: str, *, expected: str | None, updated_ms: int
+    ) -> bool:
+        return await self._in_transaction(
+            "write broker hash",
+            lambda cur: preg.set_broker_hash(cur, cabinet, broker_hash, expected, updated_ms),
+        )
+
     async def registry_entry(self, cabinet: str) -> RegistryEntry | None:
         return await self._run("read registry entry", lambda c: preg.entry(c, cabinet))
 

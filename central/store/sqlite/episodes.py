@@ -76,21 +76,43 @@ def apply_episodes(
         )
         after = _clear(cur, k, marks[0].pos, before=True)
         through = _clear(cur, k, marks[-1].pos, before=False)
-        within, params = _between(after, through, "stream_pk", "seq")
-        window = [
-            ep.Mark(r[0], r[1], bool(r[2]), r[3], r[4], r[5])
-            for r in cur.execute(
-                f"SELECT stream_pk, seq, raises, ts_ms, severity, message FROM alarm_marks"
-                f" WHERE {_KEY}{within}",
-                (*k, *params),
-            )
-        ]
+        window = _window(cur, k, after, through)
         within, params = _between(after, through, "stream_pk", "raised_seq")
         stored = [
             _stored(r)
             for r in cur.execute(f"SELECT {_STORED} FROM alarm_episodes WHERE {_KEY}{within}", (*k, *params))
         ]
         _apply(cur, k, ep.plan(window, stored), received_ms)
+
+
+_MARK = "SELECT stream_pk, seq, raises, ts_ms, severity, message FROM alarm_marks"
+
+
+def _window(
+    cur: sqlite3.Cursor, key: tuple[str, str, str], after: ep.Pos | None, through: ep.Pos | None
+) -> list[ep.Mark]:
+    """The marks that decide the window's episodes: its clears, and the first raise after each of
+    them (the raises after it, while open, change nothing). A cabinet raising an alarm over and over
+    without clearing it costs a few lookups per batch, not a read of the whole run."""
+    within, params = _between(after, through, "stream_pk", "seq")
+    clears = [_mark(r) for r in cur.execute(f"{_MARK} WHERE {_KEY} AND raises = 0{within}", (*key, *params))]
+    # The gaps between clears; the one after the window's last clear only when the window is open-ended.
+    gaps = list(zip([after, *(c.pos for c in clears)], [*(c.pos for c in clears), None], strict=True))
+    if through is not None:
+        gaps.pop()
+    window = list(clears)
+    for start, end in gaps:
+        within, params = _between(start, end, "stream_pk", "seq", inclusive=False)
+        first = cur.execute(
+            f"{_MARK} WHERE {_KEY} AND raises = 1{within} ORDER BY stream_pk, seq LIMIT 1", (*key, *params)
+        ).fetchone()
+        if first is not None:
+            window.append(_mark(first))
+    return window
+
+
+def _mark(row: Sequence[Any]) -> ep.Mark:
+    return ep.Mark(row[0], row[1], bool(row[2]), row[3], row[4], row[5])
 
 
 def _clear(cur: sqlite3.Cursor, key: tuple[str, str, str], pos: ep.Pos, *, before: bool) -> ep.Pos | None:
@@ -104,13 +126,16 @@ def _clear(cur: sqlite3.Cursor, key: tuple[str, str, str], pos: ep.Pos, *, befor
     return None if found is None else (int(found[0]), int(found[1]))
 
 
-def _between(after: ep.Pos | None, through: ep.Pos | None, stream: str, seq: str) -> tuple[str, list[int]]:
+def _between(
+    after: ep.Pos | None, through: ep.Pos | None, stream: str, seq: str, *, inclusive: bool = True
+) -> tuple[str, list[int]]:
+    """Positions after ``after`` and up to ``through`` (before it, unless ``inclusive``)."""
     sql, params = "", list[int]()
     if after is not None:
         sql += f" AND ({stream}, {seq}) > (?, ?)"
         params += after
     if through is not None:
-        sql += f" AND ({stream}, {seq}) <= (?, ?)"
+        sql += f" AND ({stream}, {seq}) {'<=' if inclusive else '<'} (?, ?)"
         params += through
     return sql, params
 

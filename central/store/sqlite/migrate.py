@@ -109,8 +109,6 @@ def _to_v5(conn: sqlite3.Connection, say: Callable[[str], None]) -> None:
     say("registry and alarm episodes")
     for statement in _statements(REGISTRY_SCHEMA) + _statements(EPISODES_SCHEMA):
         conn.execute(statement)
-    episodes = fill_episodes(conn.cursor(), now_ms=time.time_ns() // 1_000_000)
-    say(f"alarm episodes: {episodes} from the events stored")
     say("tokens: the installer role")  # a CHECK constraint changes only with its table
     had_tokens = conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'api_tokens'").fetchone()
     if had_tokens:
@@ -124,6 +122,8 @@ def _to_v5(conn: sqlite3.Connection, say: Callable[[str], None]) -> None:
             " SELECT key_id, name, role, digest, created_ms, revoked_ms FROM api_tokens_v4"
         )
         conn.execute("DROP TABLE api_tokens_v4")
+    episodes = fill_episodes(conn.cursor(), now_ms=time.time_ns() // 1_000_000)
+    say(f"alarm episodes: {episodes} from the events stored")
 
 
 def _to_v4(conn: sqlite3.Connection, say: Callable[[str], None]) -> None:

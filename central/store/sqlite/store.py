@@ -403,6 +403,14 @@ class SqliteStore:
     async def put_registry(self, entry: RegistryEntry) -> bool:
         return await self._in_transaction("write registry entry", lambda cur: sreg.put(cur, entry))
 
+    async def set_broker_hash(
+        self, cabinet: str, broker_hash: str, *, expected: str | None, updated_ms: int
+    ) -> bool:
+        return await self._in_transaction(
+            "write broker hash",
+            lambda cur: sreg.set_broker_hash(cur, cabinet, broker_hash, expected, updated_ms),
+        )
+
     async def registry_entry(self, cabinet: str) -> RegistryEntry | None:
         return await self._on_reader("read registry entry", lambda c: sreg.entry(c, cabinet))
 

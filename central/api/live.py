@@ -7,6 +7,7 @@ The page reads it with fetch(), so the token travels in the Authorization header
     event: cabinets   {"cabinets": [{id, online, last_seen_ms, backlog, agent_version}]}
     event: commands   {"commands": [a command as GET /commands/{id} answers it]}
     event: episodes   {"episodes": [{id, cabinet, device, alarm, severity, state, ... updated_ms}]}
+    event: registry   {"cabinets": [{id, town, label, latitude, longitude, revoked}]}   registered, moved
     event: resync     {}       too much changed or the reader fell behind: reload everything
     event: bye        {"reason"}   the server ends the stream; reconnect (after the stream's cap)
     : keep-alive      a comment every 15 s, so that proxies and the page know the line is up
@@ -37,7 +38,7 @@ from central.api.models import ErrorBody
 from central.auth import Identity
 from central.errors import StoreError
 from central.live.feed import FeedFull, FeedStore, LiveFeed, Update
-from central.store.rows import AlarmEpisode, CabinetRow
+from central.store.rows import AlarmEpisode, CabinetRow, RegistryEntry
 
 EVENT_STREAM = "text/event-stream"
 HEARTBEAT_S = 15.0
@@ -57,6 +58,19 @@ def _cabinet(row: CabinetRow) -> dict[str, Any]:
         "last_seen_ms": row.last_seen_ms,
         "backlog": row.backlog,
         "agent_version": row.version,
+    }
+
+
+def _registered(entry: RegistryEntry) -> dict[str, Any]:
+    # Where it stands and what it is called; never its broker hash.
+    return {
+        "id": entry.cabinet,
+        "town": entry.town,
+        "label": entry.label,
+        "latitude": entry.latitude,
+        "longitude": entry.longitude,
+        "registered": True,
+        "revoked": entry.revoked_ms is not None,
     }
 
 
@@ -90,6 +104,8 @@ def encode_update(update: Update) -> bytes:
         frames += _frame("commands", {"commands": commands})
     if update.episodes:
         frames += _frame("episodes", {"episodes": [_episode(e) for e in update.episodes]})
+    if update.registry:
+        frames += _frame("registry", {"cabinets": [_registered(r) for r in update.registry]})
     return frames
 
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from central.errors import CentralError, StoreError
-from central.live.watch import EpisodeWatch, SnapshotWatch, cabinet_key, command_key
-from central.store.interfaces import CommandStore, EpisodeStore, FleetReads
-from central.store.rows import AlarmEpisode, CabinetRow, CommandRow, EpisodeQuery
+from central.live.watch import EpisodeWatch, SnapshotWatch, cabinet_key, command_key, registry_key
+from central.store.interfaces import CommandStore, EpisodeStore, FleetReads, RegistryStore
+from central.store.rows import AlarmEpisode, CabinetRow, CommandRow, EpisodeQuery, RegistryEntry
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ MAX_CABINET_CHANGES = 2000  # more in one poll: a resync, cheaper than a huge ev
 MAX_EPISODE_CHANGES = 500
 
 
-class FeedStore(FleetReads, CommandStore, EpisodeStore, Protocol):
+class FeedStore(FleetReads, CommandStore, EpisodeStore, RegistryStore, Protocol):
     """What the feed reads."""
 
 
@@ -44,10 +44,11 @@ class Update:
     cabinets: tuple[CabinetRow, ...] = ()
     commands: tuple[CommandRow, ...] = ()
     episodes: tuple[AlarmEpisode, ...] = ()
+    registry: tuple[RegistryEntry, ...] = ()  # entries made, moved or revoked
     resync: bool = False
 
     def __bool__(self) -> bool:
-        return bool(self.cabinets or self.commands or self.episodes or self.resync)
+        return bool(self.cabinets or self.commands or self.episodes or self.registry or self.resync)
 
 
 class Listener:
@@ -89,6 +90,7 @@ class LiveFeed:
     def _reset(self) -> None:
         self._cabinets = SnapshotWatch[CabinetRow](cabinet_key, lambda row: row.id)
         self._commands = SnapshotWatch[CommandRow](command_key, lambda row: row.id)
+        self._registry = SnapshotWatch[RegistryEntry](registry_key, lambda entry: entry.cabinet)
         self._episode_watch = EpisodeWatch()
 
     @property
@@ -125,13 +127,18 @@ class LiveFeed:
         """Read the store once and say what changed since the previous poll."""
         cabinets = self._cabinets.changed(await self._store.cabinets())
         commands = self._commands.changed(await self._store.commands(limit=RECENT_COMMANDS))
+        registry = self._registry.changed(await self._store.registry(include_revoked=True))
         episodes: list[AlarmEpisode] = []
         if self._episode_watch.since_ms is not None:
             query = EpisodeQuery(updated_since_ms=self._episode_watch.since_ms, limit=MAX_EPISODE_CHANGES + 1)
             episodes = self._episode_watch.changed(await self._store.episodes(query))
-        if len(cabinets) > MAX_CABINET_CHANGES or len(episodes) > MAX_EPISODE_CHANGES:
+        if (
+            len(cabinets) > MAX_CABINET_CHANGES
+            or len(registry) > MAX_CABINET_CHANGES
+            or len(episodes) > MAX_EPISODE_CHANGES
+        ):
             return Update(resync=True)
-        return Update(tuple(cabinets), tuple(commands), tuple(episodes))
+        return Update(tuple(cabinets), tuple(commands), tuple(episodes), tuple(registry))
 
     async def _poll_quietly(self) -> Update:
         try:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from central.store.rows import AlarmEpisode, CabinetRow, CommandRow
+from central.store.rows import AlarmEpisode, CabinetRow, CommandRow, RegistryEntry
 
 Row = TypeVar("Row")
 # last_seen moves with every batch: a listener hears of it once a minute per cabinet, not per batch.
@@ -16,6 +16,10 @@ LAST_SEEN_STEP_MS = 60_000
 def cabinet_key(row: CabinetRow) -> Hashable:
     seen = None if row.last_seen_ms is None else row.last_seen_ms // LAST_SEEN_STEP_MS
     return (row.online, row.backlog, row.version, row.stream, seen)
+
+
+def registry_key(entry: RegistryEntry) -> Hashable:
+    return (entry.updated_ms, entry.revoked_ms)
 
 
 def command_key(row: CommandRow) -> Hashable:

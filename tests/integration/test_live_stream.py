@@ -1,8 +1,9 @@
 """GET /api/v1/stream: what changes, heard on any worker, whichever worker (or cabinet) changed it.
 
 Two real central workers share one SQLite file and one Mosquitto. The page's stream is opened on the
-second; commands are posted to the first and a scripted cabinet answers them, raises an alarm and goes
-offline: the stream hears each change, because it reads the store, not its own worker's memory.
+second; commands are posted to the first and a scripted cabinet answers them, raises an alarm, is
+registered and goes offline: the stream hears each change (never a broker hash), because it reads
+the store, not its own worker's memory.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from central.api import live
 from central.auth import Tokens
 from central.server import CentralServer
 from central.store.auth_rows import Role
+from central.store.rows import RegistryEntry
 from central.testing import ScriptedEdge, status_payload, wait_until
 from central.times import now_ms
 from cityedge.broker import MosquittoBroker
@@ -90,6 +92,17 @@ async def test_a_stream_on_one_worker_hears_what_happens_through_the_other(
                 episode = next(x for x in data["episodes"] if x["alarm"] == "door_open")
                 assert (episode["cabinet"], episode["device"], episode["state"]) == (CAB, "lc1", "raised")
 
+                entry = RegistryEntry(
+                    cabinet=CAB, town="Talant", label="Talant 1", latitude=47.337, longitude=5.005,
+                    rated_power_w=300.0, baseline_kwh_per_day=None, broker_hash="$7$secret-hash",
+                    created_ms=now_ms(), updated_ms=now_ms(), revoked_ms=None,
+                )  # fmt: skip
+                await first.store.put_registry(entry)
+                _, data = await stream.wait_for(lambda e, _: e == "registry", what="the cabinet registered")
+                assert data["cabinets"] == [
+                    {"id": CAB, "town": "Talant", "label": "Talant 1", "latitude": 47.337,
+                     "longitude": 5.005, "registered": True, "revoked": False}
+                ]  # fmt: skip
                 await _go_offline(edge)
                 await stream.wait_for(
                     lambda e, d: (
@@ -99,6 +112,7 @@ async def test_a_stream_on_one_worker_hears_what_happens_through_the_other(
                     what=f"{CAB} offline",
                 )
                 # Each change once: the command's three states, not one per poll.
+                assert "secret-hash" not in str(stream.events)
                 statuses = [
                     c["status"]
                     for e, d in stream.events

@@ -69,6 +69,12 @@ function onEvent(event, data) {
       if (known) state.cabinets.set(c.id, { ...known, ...c }); else unknown = true;
     }
     if (unknown) loadCabinets().catch(console.error); else emit('cabinets', data.cabinets);
+  } else if (event === 'registry') {
+    // Registered, moved or revoked: where it stands changes, its state stays as it was.
+    for (const c of data.cabinets) {
+      state.cabinets.set(c.id, { online: false, last_seen_ms: null, ...state.cabinets.get(c.id), ...c });
+    }
+    emit('cabinets', data.cabinets);
   } else if (event === 'episodes') {
     for (const e of data.episodes) noteEpisode(e);
     emit('episodes', data.episodes);

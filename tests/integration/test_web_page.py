@@ -135,6 +135,10 @@ async def test_an_operator_sees_every_cabinet_acknowledges_an_alarm_and_dims_a_c
             lambda: _shown(page), timeout=20, what=f"{CABINETS} cabinets on the map (markers + clusters)"
         )
         await page.wait_for_selector('#live[data-state="on"]')
+        # The demo's door and lamp alarms colour their cabinets (or the clusters holding them) red.
+        await page.wait_for_selector("#map .cab-alarm, #map .cluster-alarm")
+        in_alarm = await page.text_content("#map-legend li[data-state='alarm']")
+        assert in_alarm is not None and int(in_alarm.split()[0]) >= 1, in_alarm
 
         # The alarm board: the demo's door (or lamp) alarm, acknowledged from the page.
         await page.click('#nav a[href="#/alarms"]')

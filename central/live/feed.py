@@ -97,6 +97,11 @@ class LiveFeed:
     def listeners(self) -> int:
         return len(self._listeners)
 
+    @property
+    def polling(self) -> bool:
+        """True while the store is polled (someone listens)."""
+        return self._task is not None and not self._task.done()
+
     @contextlib.asynccontextmanager
     async def listen(self) -> AsyncIterator[Listener]:
         """A listener until the block ends; ``FeedFull`` when this worker has enough of them.

@@ -121,6 +121,11 @@ async def test_a_stream_on_one_worker_hears_what_happens_through_the_other(
                     if c["id"] == command_id
                 ]
                 assert statuses == ["pending", "delivered", "executed"], statuses
+                feed = live.feed_of_app(second._http.config.app)  # type: ignore[union-attr]
+                assert feed.listeners == 1 and feed.polling
+            # The page went away: its listener goes, and with the last one the worker stops polling.
+            await wait_until(lambda: feed.listeners == 0, timeout=5, what="the listener gone")
+            await wait_until(lambda: not feed.polling, timeout=5, what="the poller stopped")
 
 
 async def wait_until_online(api: httpx.AsyncClient) -> None:

@@ -2,8 +2,9 @@
 
 Every answer carries a strict Content-Security-Policy: scripts, styles and connections only from
 central itself (no inline script or style, no other host), images from central and, when one is
-configured, the tile server. The page's own files are revalidated on each load (ETag, 304); the
-vendored libraries live under a versioned folder and are cached for a year.
+configured, the tile server (and data: URLs, Leaflet's blank tile). The page's own files are
+revalidated on each load (ETag, 304); the vendored libraries live under a versioned folder and are
+cached for a year.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ YEAR_S = 365 * 86_400
 
 
 def content_security_policy(settings: WebSettings) -> str:
-    images = " ".join(x for x in ("'self'", settings.tile_origin) if x)
+    # With tiles, Leaflet blanks a tile it drops with an empty GIF as a data: URL.
+    tiles = (settings.tile_origin, "data:") if settings.tile_origin else ()
+    images = " ".join(("'self'", *tiles))
     return "; ".join(
         (
             "default-src 'self'",

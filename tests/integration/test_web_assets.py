@@ -135,7 +135,7 @@ async def test_a_tile_server_is_named_in_the_page_and_its_policy(tmp_path: Path)
     web = WebSettings(tile_url="https://tiles.dijon.example/{z}/{x}/{y}.png", tile_attribution='<b>"x"</b>')
     async with local_api(tmp_path / "central.db", web=web) as api, api.client() as client:
         page = await client.get("/")
-        assert "img-src 'self' https://tiles.dijon.example;" in page.headers["content-security-policy"]
+        assert "img-src 'self' https://tiles.dijon.example data:;" in page.headers["content-security-policy"]
         assert 'content="https://tiles.dijon.example/{z}/{x}/{y}.png"' in page.text
         assert 'content="&lt;b&gt;&quot;x&quot;&lt;/b&gt;"' in page.text
 

@@ -9,9 +9,11 @@ A viewer's token gets the same page without the command form or the acknowledge 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,9 +22,14 @@ import pytest
 import pytest_asyncio
 
 from central.auth import Tokens
+from central.server import CentralServer
 from central.store.auth_rows import Role
 from central.store.sqlite import SqliteStore
+from central.times import now_ms
+from central.web.settings import WebSettings
+from cityedge.broker import MosquittoBroker
 from cityedge.demo import RunningDemo, demo_in_background
+from cityedge.metropole import registry_entry
 from cityedge.testing import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
@@ -196,3 +203,63 @@ async def test_a_viewer_sees_the_fleet_but_no_command_form_and_no_acknowledge(
         await page.goto(f"{demo.url}/#/cabinet/demo-001")
         await page.wait_for_selector("#cab-values tbody tr")
         assert await page.locator("#command-form").is_hidden()
+
+
+# A 1x1 PNG: what the stand-in tile server answers for every tile.
+PIXEL = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360f8cf000000030101009c1e0a6b0000000049454e44ae426082"
+)
+
+
+@contextlib.asynccontextmanager
+async def tile_server() -> AsyncIterator[tuple[str, list[str]]]:
+    """An HTTP server on another port (so another origin) answering every GET with a PNG tile."""
+    asked: list[str] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        asked.append(request.split(b" ")[1].decode())
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: {len(PIXEL)}\r\n"
+        writer.write(head.encode() + b"Connection: close\r\n\r\n" + PIXEL)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield f"http://127.0.0.1:{port}", asked
+
+
+async def test_a_configured_tile_server_is_the_only_other_origin_and_the_csp_lets_it_in(
+    tmp_path: Path, browser: Any
+) -> None:
+    async with tile_server() as (tiles, asked), MosquittoBroker() as mosquitto:
+        web = WebSettings(tile_url=tiles + "/{z}/{x}/{y}.png", tile_attribution="© city tiles")
+        async with CentralServer(
+            db=tmp_path / "central.db", broker_url=mosquitto.url, http_port=0, web=web
+        ) as central:
+            for number in range(1, 4):
+                await central.store.put_registry(
+                    registry_entry(f"cab-{number}", number, rated_power_w=300.0, now_ms=now_ms())
+                )
+            token = await Tokens(central.store).create("screen", Role.VIEWER)
+            demo = RunningDemo(central.url, token, tmp_path / "central.db", [])
+            context = await browser.new_context()
+            page = await context.new_page()
+            problems: list[str] = []
+            others: list[str] = []
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on(
+                "request",
+                lambda r: others.append(r.url) if not r.url.startswith((central.url, tiles)) else None,
+            )
+            await page.goto(demo.url + "/")
+            await page.fill("#login-token", token)
+            await page.click("#login-form button[type=submit]")
+            await page.wait_for_selector('#map[data-placed="3"]')
+            await page.wait_for_selector("#map img.leaflet-tile-loaded")
+            assert await page.text_content(".leaflet-control-attribution") == "© city tiles"
+            await context.close()
+    assert asked and all(path.endswith(".png") for path in asked), asked
+    assert others == [] and problems == [], (others, problems)

@@ -25,7 +25,7 @@ def test_a_tile_server_adds_its_origin_to_the_images_only(tmp_path: Path) -> Non
     settings = web_settings_of(load_central_config(tmp_path / "c.toml"))
     assert settings.tile_origin == "https://*.tiles.dijon.example:8443"
     csp = content_security_policy(settings)
-    assert "img-src 'self' https://*.tiles.dijon.example:8443;" in csp
+    assert "img-src 'self' https://*.tiles.dijon.example:8443 data:;" in csp
     assert "connect-src 'self';" in csp and "script-src 'self';" in csp
 
 

@@ -1,10 +1,12 @@
 """The operator page in a real headless browser (Debian's chromium, driven by Playwright) against
 the demo: every cabinet on the map, an alarm acknowledged, a dim executed, nothing fetched elsewhere.
 
-The demo runs in the test's event loop on the test's Mosquitto: 3 real agents (a door that opens on
-demo-002, a failed lamp on demo-003) and fleet-sim cabinets, all in the registry with coordinates.
-Every request the page makes is seen by a route handler; one to another host is refused and counted.
-A viewer's token gets the same page without the command form or the acknowledge buttons.
+The demo runs in the test's event loop with its own Mosquitto, as a newcomer's does: 3 real agents (a
+door that opens on demo-002, a failed lamp on demo-003) and fleet-sim cabinets, all in the registry
+with coordinates. Every request the page makes is seen by a route handler; one to another host is
+refused and counted. A viewer's token gets the same page without the command form or the acknowledge
+buttons. With a tile server configured (a stand-in on another port), its origin is the only other
+one the page asks, and the Content-Security-Policy lets its tiles in.
 """
 
 from __future__ import annotations

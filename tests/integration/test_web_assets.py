@@ -142,7 +142,8 @@ async def test_a_tile_server_is_named_in_the_page_and_its_policy(tmp_path: Path)
 
 async def test_whoami_says_the_name_and_what_the_role_may_do(tmp_path: Path) -> None:
     async with local_api(tmp_path / "central.db") as api:
-        for role, may in ((Role.VIEWER, False), (Role.OPERATOR, True), (Role.ADMIN, True)):
+        roles = ((Role.VIEWER, False), (Role.OPERATOR, True), (Role.ADMIN, True), (Role.INSTALLER, False))
+        for role, may in roles:
             async with api.client(role) as client:
                 me = (await client.get("/api/v1/whoami")).json()
             assert me == {"name": f"{role.value}-1", "role": role.value, "may_command": may}

@@ -115,9 +115,7 @@ class LiveFeed:
         try:
             async with self._start:
                 if self._task is None or self._task.done():
-                    self._reset()
-                    self._episode_watch.since_ms = self._clock()
-                    await self._poll_quietly()
+                    await self.baseline()
                     self._task = asyncio.create_task(self._run(), name="live-feed")
             yield listener
         finally:
@@ -127,6 +125,12 @@ class LiveFeed:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
                 self._task = None
+
+    async def baseline(self) -> None:
+        """Forget what was seen and take the first poll: changes after it are told, none before."""
+        self._reset()
+        self._episode_watch.since_ms = self._clock()
+        await self._poll_quietly()
 
     async def poll_once(self) -> Update:
         """Read the store once and say what changed since the previous poll."""

@@ -1,4 +1,4 @@
-"""The aggregator process: store + MQTT ingest + command dispatch + HTTP API, all in one event loop.
+"""The aggregator process: store + MQTT link + ingest + command dispatch + HTTP API, in one event loop.
 
     async with CentralServer(db="sqlite:///central.db", broker_url=..., http_port=0) as server:
         print(server.url)          # the bound port is known once the block is entered
@@ -28,9 +28,11 @@ from central.api import create_app
 from central.config import Retention
 from central.dispatch import DEFAULT_EXPIRY_GRACE_S, DEFAULT_RETRY_S, CommandDispatcher
 from central.errors import ServerError, StoreError
-from central.ingest import DEFAULT_GROUP, Ingestor
+from central.ingest import Ingestor
 from central.ingest_limits import TopicLimits
 from central.leadership import Leadership, SoleLeader, leadership_for
+from central.metrics import CentralMetrics
+from central.mqtt_link import DEFAULT_GROUP, MqttLink
 from central.store import Store, open_store
 from central.web.settings import WebSettings
 from protocols.sd_notify import Notifier
@@ -120,24 +122,34 @@ class CentralServer:
 
         self.leadership = leadership = leadership or lead("dispatch")
         self.retention_leadership = lead("retention")
+        # One session to the broker: ingest receives and acks on it, commands go out on it.
         # Validates the broker URL now: a bad one fails before anything starts.
-        self.ingestor = Ingestor(
-            store=self.store,
+        self.link = MqttLink(
             broker_url=broker_url,
             broker_username=broker_username,
             broker_password=broker_password,
             group=group,
+        )
+        # What /metrics shows: this server's own registry (several servers may share a process).
+        self.metrics = metrics = CentralMetrics()
+        timed_store = metrics.timed(self.store)
+        self.ingestor = Ingestor(
+            store=timed_store,
+            link=self.link,
             on_birth=self._birth,
             limits=ingest_limits,
+            ack_latency=metrics.ack_latency.observe,
         )
-        # Commands go out on the ingestor's connection; a birth it receives triggers a resend.
+        # A birth the ingestor receives triggers a resend of what that cabinet has not accepted.
         self.dispatcher = CommandDispatcher(
-            store=self.store,
-            publisher=self.ingestor,
+            store=timed_store,
+            publisher=self.link,
             retry_s=command_retry_s,
             expiry_grace_s=command_expiry_grace_s,
             leadership=leadership,
         )
+        metrics.watch_ingest(lambda: self.ingestor.stats)
+        metrics.watch_dispatch(self.dispatcher.stats)
         # Raw readings older than the retention period are deleted by a periodic task (rollups stay).
         self.retention = retention
         self.web = web
@@ -173,6 +185,7 @@ class CentralServer:
             stack.callback(sock.close)  # on failure; uvicorn closes it on a normal stop
             await stack.enter_async_context(self.store)
             await stack.enter_async_context(self.ingestor)
+            await stack.enter_async_context(self.link)  # after its receiver: nothing is taken unread
             await stack.enter_async_context(self.leadership)
             await stack.enter_async_context(self.dispatcher)
             if self.retention is not None:
@@ -226,7 +239,13 @@ class CentralServer:
 
     async def _start_http(self, sock: socket.socket) -> None:
         config = uvicorn.Config(
-            create_app(store=self.store, ingest=self.ingestor, commands=self.dispatcher, web=self.web),
+            create_app(
+                store=self.store,
+                ingest=self.ingestor,
+                commands=self.dispatcher,
+                metrics=self.metrics,
+                web=self.web,
+            ),
             log_config=None,  # logging is the host program's business
             lifespan="off",
             ws="none",

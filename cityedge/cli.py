@@ -36,7 +36,7 @@ agent_app = typer.Typer(help="The edge agent that runs in a street cabinet.", no
 central_app = typer.Typer(help="The central aggregator of the control room.", no_args_is_help=True)
 token_app = typer.Typer(
     help="API tokens: who may read (viewer), send commands (operator), read the audit log (admin),"
-    " provision cabinets (installer: reads too, never commands).",
+    " provision cabinets (installer: reads too, never commands), scrape /metrics (monitor: nothing else).",
     no_args_is_help=True,
 )
 config_app = typer.Typer(help="Cabinets' agent configs, sent through central's API.", no_args_is_help=True)
@@ -575,7 +575,7 @@ def _with_tokens(db: str, work: Callable[[Tokens], Awaitable[_T]]) -> _T:
 
 @token_app.command("create")
 def token_create(
-    role: Annotated[str, typer.Option(help="viewer, operator, admin or installer.")],
+    role: Annotated[str, typer.Option(help="viewer, operator, admin, installer or monitor.")],
     name: Annotated[str, typer.Option(help="Whose token: shown in the audit log and as issued_by.")],
     db: DbOption = None,
 ) -> None:

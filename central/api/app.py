@@ -8,6 +8,7 @@
     audit      the audit log, admins only                               (central.api.audit)
     registry   provisioned cabinets and their broker credentials        (central.api.registry)
     kpi        the performance contract's KPI report                    (central.api.kpi)
+    metrics    /metrics for Prometheus, admins only; every request timed (central.api.metrics)
     session    who the caller is (GET /whoami)                          (central.api.session)
     live       what changes, as server-sent events (GET /stream)        (central.api.live)
 
@@ -43,6 +44,7 @@ from central.api import (
     views,
 )
 from central.api import commands as commands_api
+from central.api import metrics as metrics_api
 from central.api.audit import AuditLog
 from central.api.auth import AUTH_RESPONSES, require_viewer
 from central.api.deps import ApiServices, IngestMonitor
@@ -52,6 +54,7 @@ from central.api.limits import MAX_BODY_BYTES, BodyLimit
 from central.api.params import API_PREFIX
 from central.auth import Tokens
 from central.commands import CommandSender, CommandService
+from central.metrics import CentralMetrics
 from central.store import Store
 from central.times import now_ms
 from central.web import routes as web_routes
@@ -65,14 +68,18 @@ def create_app(
     commands: CommandSender | None = None,
     clock: Callable[[], int] = now_ms,
     max_body_bytes: int = MAX_BODY_BYTES,
+    metrics: CentralMetrics | None = None,
     web: WebSettings | None = None,
 ) -> FastAPI:
     """The API over ``store``, which also holds its tokens and audit log.
 
     ``ingest`` feeds /health (None: this process does not ingest). ``commands`` publishes the commands
     operators send (None: they are stored pending, and an ingest worker's dispatcher sends them).
+    ``metrics`` gets the timings of the API and of its store calls (None: the app's own).
     ``web`` holds the operator page's options (its map's tile server).
     """
+    metrics = metrics or CentralMetrics()
+    store = metrics.timed(store)
     app = FastAPI(
         title="cityedge central",
         summary="Fleet status, live values, events, commands, lighting, alarms and energy of a city's"
@@ -94,6 +101,7 @@ def create_app(
     )
     errors.install(app)
     docs.install(app)
+    commands_api.install(app)
     web_routes.install(app, web or WebSettings())
     live.install(app, store, clock)
     # The last added runs first: the audit log sees every answer, the 401 of an unknown caller and
@@ -107,10 +115,15 @@ def create_app(
         dependencies=[Security(require_viewer)],
         responses=AUTH_RESPONSES,
     )
-    for area in (fleet, commands_api, views, alarms, ranges, audit, registry, kpi, session, live):
-        api.include_router(area.router)
+    areas = [
+        area.router
+        for area in (fleet, commands_api, views, alarms, ranges, audit, registry, kpi, session, live)
+    ]
+    for area_router in areas:
+        api.include_router(area_router)
     app.include_router(api)
     # Open data: outside the prefix, no token, GET only, cached.
     opendata.install(app)
     app.include_router(opendata.router)
+    metrics_api.install(app, metrics, included={API_PREFIX: areas})
     return app

@@ -94,6 +94,7 @@ require_viewer = RequireRole(Role.VIEWER)
 require_operator = RequireRole(Role.OPERATOR)
 require_admin = RequireRole(Role.ADMIN)
 require_installer = RequireRole(Role.INSTALLER)
+require_monitor = RequireRole(Role.MONITOR)
 # The caller, once its role is checked: a route takes ``identity: Operator`` to act as it.
 Viewer = Annotated[Identity, Security(require_viewer)]
 Operator = Annotated[Identity, Security(require_operator)]

@@ -15,13 +15,16 @@ class Role(StrEnum):
     viewer < operator < admin: each may do everything the ones before it may. ``installer`` stands
     beside that chain: a technician's token for provisioning cabinets (the registry routes) that
     may read what a viewer reads and nothing more: no commands, no groups, no quarantine, no audit
-    log, so a lost one cannot switch a street's lights off. An admin may do what an installer may.
+    log, so a lost one cannot switch a street's lights off. ``monitor`` stands beside it too:
+    Prometheus's token, which may read /metrics and nothing else (a scrape credential sits in a
+    monitoring server's config). An admin may do what an installer or a monitor may.
     """
 
     VIEWER = "viewer"
     OPERATOR = "operator"
     ADMIN = "admin"
     INSTALLER = "installer"
+    MONITOR = "monitor"
 
     def allows(self, needed: Role) -> bool:
         return needed in _ALLOWED[self]
@@ -37,6 +40,7 @@ _ALLOWED: dict[Role, frozenset[Role]] = {
     Role.OPERATOR: frozenset({Role.VIEWER, Role.OPERATOR}),
     Role.ADMIN: frozenset(Role),
     Role.INSTALLER: frozenset({Role.VIEWER, Role.INSTALLER}),
+    Role.MONITOR: frozenset({Role.MONITOR}),
 }
 
 ROLES: tuple[str, ...] = tuple(role.value for role in Role)

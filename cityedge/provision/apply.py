@@ -47,6 +47,8 @@ class Options:
     tls: TlsSources = field(default_factory=TlsSources)
     dry_run: bool = False
     new_credentials: bool = False
+    # False: the config names no password file (the agent takes the systemd credential instead).
+    password_in_config: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +124,12 @@ class Provisioner:
     def _prepare(self, spec: CabinetSpec, folder: Path) -> tuple[list[FileChange], bool]:
         """The folder's files against the template's, checked by the agent's loader: in place when
         the folder already holds them all (a rerun), else in a scratch folder (``check``)."""
-        rendered = self.template.render(spec, broker_url=self.options.broker_url, tls=self.options.tls)
+        rendered = self.template.render(
+            spec,
+            broker_url=self.options.broker_url,
+            tls=self.options.tls,
+            password_in_config=self.options.password_in_config,
+        )
         changes = file_changes(folder, rendered.files)
         has_file = (folder / PASSWORD_FILE).is_file()
         if has_file and not any(change.changed for change in changes):

@@ -66,6 +66,13 @@ def provision(
         ),
     ] = False,
     parallel: Annotated[int, typer.Option(min=1, max=64, help="Cabinets provisioned at once.")] = 8,
+    password_as_credential: Annotated[
+        bool,
+        typer.Option(
+            help="The config names no password file: on the cabinet, broker-password goes to"
+            " /etc/cityedge/broker-password (0600 root), which systemd hands the agent (LoadCredential)."
+        ),
+    ] = False,
 ) -> None:
     """Write each cabinet's agent config, register it with central, and get its broker credentials."""
     from cityedge.provision.apply import Options
@@ -104,6 +111,7 @@ def provision(
         tls=TlsSources(ca_file=ca_file, cert_file=cert_file, key_file=key_file),
         dry_run=dry_run,
         new_credentials=new_credentials,
+        password_in_config=not password_as_credential,
     )
     results = asyncio.run(_run(specs, loaded, central, token, options, parallel=parallel))
     if any(r.status == "failed" for r in results):

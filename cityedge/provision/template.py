@@ -2,7 +2,8 @@
 whose per-cabinet values ``cityedge provision`` sets.
 
 Set for each cabinet: ``cabinet.id``; ``broker.username`` (= the id); ``broker.password_file`` =
-``broker-password`` (beside the config); ``broker.url`` when ``--broker-url`` is given; the TLS files
+``broker-password`` (beside the config; none with ``--password-as-credential``, where the file is
+installed as the systemd credential instead); ``broker.url`` when ``--broker-url`` is given; the TLS files
 (copied beside the config: ``ca.pem``, ``client.crt``, ``client.key``); the devices when the
 inventory gives some (else the template's; then ``lighting.devices`` is left to its default, every
 device with a relay point); ``lighting.schedule`` latitude and longitude when the
@@ -91,13 +92,23 @@ class Template:
                 raise TemplateError(shown, f"[{key}] must be a table")
         return cls(path, document)
 
-    def render(self, spec: CabinetSpec, *, broker_url: str | None, tls: TlsSources) -> Rendered:
+    def render(
+        self,
+        spec: CabinetSpec,
+        *,
+        broker_url: str | None,
+        tls: TlsSources,
+        password_in_config: bool = True,
+    ) -> Rendered:
         """The cabinet's files; raises TemplateError when a TLS file cannot be read."""
         doc = copy.deepcopy(self.document)
         doc = {"cabinet": {**doc.pop("cabinet", {}), "id": spec.cabinet}, **doc}
         broker = dict(doc.get("broker", {}))
         broker["username"] = spec.cabinet
-        broker["password_file"] = PASSWORD_FILE
+        if password_in_config:
+            broker["password_file"] = PASSWORD_FILE
+        else:  # the systemd credential broker-password (the packaged unit's LoadCredential=)
+            broker.pop("password_file", None)
         if broker_url is not None:
             broker["url"] = broker_url
         files: dict[str, bytes] = {}

@@ -103,12 +103,16 @@ def _text_ms(text: str) -> int:
 
 
 class SwitchArgs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    on: bool
+    """Switch the lights on (100 %) or off over the schedule, until the time given or until cleared."""
+
+    on: Annotated[bool, msgspec.Meta(description="true: on at 100 %; false: off")]
     until: UntilMs | None = None
 
 
 class DimArgs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    level_pct: Annotated[int, msgspec.Meta(ge=0, le=100)]
+    """Set the lights' level over the schedule, until the time given or until cleared."""
+
+    level_pct: Annotated[int, msgspec.Meta(ge=0, le=100, description="the level, 0 (off) to 100 %")]
     until: UntilMs | None = None
 
 

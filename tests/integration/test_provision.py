@@ -232,3 +232,29 @@ async def test_a_token_that_may_not_provision_stops_before_any_cabinet(rig: Rig)
     code, _, err = await rig.provision()
     assert code == 2 and "other users can access it" in err
     assert not rig.out.exists() and await rig.central.store.registry() == []
+
+
+async def test_a_password_as_credential_is_left_out_of_the_config(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out, err = await rig.provision(
+        "--password-as-credential",
+        *("--cabinet", "talant-0001", "--town", "Talant"),
+        inventory=False,
+    )
+    assert code == 0, out + err
+    folder = rig.out / "talant-0001"
+    text = (folder / "agent.toml").read_text(encoding="utf-8")
+    assert "password_file" not in text.split("[broker]", 1)[1].split("\n[", 1)[0]
+    password = folder / "broker-password"
+    assert stat.S_IMODE(password.stat().st_mode) == 0o600
+    # On the cabinet, systemd hands the file to the agent as the credential broker-password.
+    credentials = rig.tmp / "credentials"
+    credentials.mkdir()
+    (credentials / "broker-password").write_bytes(password.read_bytes())
+    (credentials / "broker-password").chmod(0o400)  # as systemd makes it
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    for name in ("CITYEDGE_BROKER_PASSWORD", "CITYEDGE_BROKER_PASSWORD_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    broker = load_config(folder / "agent.toml").config.broker
+    assert broker.password == password.read_text(encoding="utf-8").strip()

@@ -83,7 +83,7 @@ def test_a_token_of_our_format_names_its_key_and_digests_to_sha256() -> None:
 
 
 def test_each_role_may_do_what_the_ones_before_it_may_and_an_installer_only_reads_beside() -> None:
-    assert [r.value for r in Role] == ["viewer", "operator", "admin", "installer"]
+    assert [r.value for r in Role] == ["viewer", "operator", "admin", "installer", "monitor"]
     allowed = {(have.value, need.value) for have in Role for need in Role if have.allows(need)}
     assert allowed == {
         ("viewer", "viewer"),
@@ -93,7 +93,9 @@ def test_each_role_may_do_what_the_ones_before_it_may_and_an_installer_only_read
         ("admin", "operator"),
         ("admin", "admin"),
         ("admin", "installer"),
+        ("admin", "monitor"),
         ("installer", "viewer"),
         ("installer", "installer"),
+        ("monitor", "monitor"),  # Prometheus's token: /metrics and nothing else
     }
     assert Role.INSTALLER.granted_by == (Role.ADMIN, Role.INSTALLER)

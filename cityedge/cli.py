@@ -144,6 +144,14 @@ def diag(
     json_output: Annotated[
         bool, typer.Option("--json", help="The report as one JSON document on stdout, for scripts.")
     ] = False,
+    probe_devices: Annotated[
+        bool,
+        typer.Option(
+            "--probe-devices",
+            help="Read the devices even while the agent runs (a controller that takes one connection"
+            " may refuse diag's or drop the agent's).",
+        ),
+    ] = False,
 ) -> None:
     """For a field crew at the cabinet, offline: each device read once, serial lines, broker, buffer,
     clock, service, alarms. Works with the agent running or stopped; exit code 1 if anything fails."""
@@ -157,7 +165,7 @@ def diag(
     except AgentError as exc:
         _fail(str(exc))
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # the report says who does not answer
-    report = asyncio.run(diagnose(loaded))
+    report = asyncio.run(diagnose(loaded, probe_while_running=probe_devices))
     if json_output:
         typer.echo(as_json(report))
     else:

@@ -123,9 +123,14 @@ def read_secret_file(path: Path) -> str:
     """
     try:
         with path.open("rb") as file:
-            mode = os.fstat(file.fileno()).st_mode
+            info = os.fstat(file.fileno())
+            mode = info.st_mode
             if not stat.S_ISREG(mode):
                 raise SecretFileError(path, "is not a regular file; give the file holding the password")
+            if info.st_size == 0:  # also what /proc shows (/proc/self/environ: a whole environment)
+                raise SecretFileError(
+                    path, "is empty, or not a file on disk (/proc): write the password in it, on one line"
+                )
             if mode & 0o007:
                 raise SecretFileError(
                     path,

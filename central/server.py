@@ -37,6 +37,7 @@ from central.leadership import Leadership, SoleLeader, leadership_for
 from central.metrics import CentralMetrics
 from central.mqtt_link import DEFAULT_GROUP, MqttLink
 from central.store import Store, open_store
+from central.web.settings import WebSettings
 from protocols.fleet.broker_url import parse_broker_url
 from protocols.sd_notify import Notifier
 
@@ -109,6 +110,7 @@ class CentralServer:
         clock: Callable[[], int] = now_ms,
         leadership: Leadership | None = None,
         broker_accounts: AccountsSettings | None = None,
+        web: WebSettings | None = None,
     ) -> None:
         # A URL (sqlite:///…, postgresql://…), a SQLite file, or a store made by the caller.
         self.store: Store = (
@@ -179,6 +181,7 @@ class CentralServer:
         metrics.watch_dispatch(self.dispatcher.stats)
         # Raw readings older than the retention period are deleted by a periodic task (rollups stay).
         self.retention = retention
+        self.web = web
         self._clock = clock
         self.purged = 0  # readings this server's purge deleted
         self.http_host = http_host
@@ -268,7 +271,11 @@ class CentralServer:
 
     async def _start_http(self, sock: socket.socket) -> None:
         app = create_app(
-            store=self.store, ingest=self.ingestor, commands=self.dispatcher, metrics=self.metrics
+            store=self.store,
+            ingest=self.ingestor,
+            commands=self.dispatcher,
+            metrics=self.metrics,
+            web=self.web,
         )
         install_accounts(app, self.accounts)
         if self.broker_hook is not None:
@@ -321,6 +328,7 @@ async def serve(
     on_ready: Callable[[CentralServer], None] | None = None,
     retention: Retention | None = None,
     broker_accounts: AccountsSettings | None = None,
+    web: WebSettings | None = None,
 ) -> None:
     """Run the aggregator until cancelled (the CLI cancels on SIGINT/SIGTERM); stops cleanly.
 
@@ -336,6 +344,7 @@ async def serve(
         http_port=http_port,
         retention=retention,
         broker_accounts=broker_accounts,
+        web=web,
     ) as server:
         if on_ready is not None:
             on_ready(server)

@@ -148,6 +148,14 @@ def diag(
     json_output: Annotated[
         bool, typer.Option("--json", help="The report as one JSON document on stdout, for scripts.")
     ] = False,
+    probe_devices: Annotated[
+        bool,
+        typer.Option(
+            "--probe-devices",
+            help="Read the devices even while the agent runs (a controller that takes one connection"
+            " may refuse diag's or drop the agent's).",
+        ),
+    ] = False,
 ) -> None:
     """For a field crew at the cabinet, offline: each device read once, serial lines, broker, buffer,
     clock, service, alarms. Works with the agent running or stopped; exit code 1 if anything fails."""
@@ -161,7 +169,7 @@ def diag(
     except AgentError as exc:
         _fail(str(exc))
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # the report says who does not answer
-    report = asyncio.run(diagnose(loaded))
+    report = asyncio.run(diagnose(loaded, probe_while_running=probe_devices))
     if json_output:
         typer.echo(as_json(report))
     else:
@@ -209,7 +217,8 @@ def central_serve(
         Path | None,
         typer.Option(
             help="Central config file, TOML with the tables store (url, retention_days, ...), broker"
-            " (url, password_file) and http (listen): see config/central.example.toml. Options given"
+            " (url, password_file), http (listen) and web (tile_url): see config/central.example.toml."
+            " Options given"
             " here win over it."
         ),
     ] = None,
@@ -241,7 +250,13 @@ def central_serve(
 
     Raw readings older than store.retention_days (default 90) are deleted as it runs; rollups stay.
     """
-    from central.config import CentralConfig, ConfigError, load_central_config, retention_of
+    from central.config import (
+        CentralConfig,
+        ConfigError,
+        load_central_config,
+        retention_of,
+        web_settings_of,
+    )
     from central.errors import ServerError, StoreError
     from central.server import serve
 
@@ -270,6 +285,7 @@ def central_serve(
                 http_port=port,
                 retention=retention_of(settings),
                 broker_accounts=accounts,
+                web=web_settings_of(settings),
             )
         )
     except (ServerError, StoreError) as exc:  # an HTTP address in use, a database it cannot open

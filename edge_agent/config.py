@@ -75,8 +75,18 @@ class BrokerSection(_Section, frozen=True, kw_only=True):
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
+    # Brokers a remote config (set_config) may move this cabinet to, besides its own: set here, at
+    # the cabinet; a remote config may not change this list (edge_agent.remote_config.pins).
+    remote_urls: Annotated[
+        list[Annotated[str, msgspec.Meta(max_length=1024)]], msgspec.Meta(max_length=16)
+    ] = []
 
     def __post_init__(self) -> None:
+        for url in self.remote_urls:
+            try:
+                parse_broker_url(url)
+            except ValueError as exc:
+                raise field_problem("remote_urls", str(exc)) from None
         try:
             parsed = parse_broker_url(self.url)  # names the URL (password redacted) and a good example
         except ValueError as exc:

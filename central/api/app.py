@@ -9,6 +9,10 @@
     registry   provisioned cabinets and their broker credentials        (central.api.registry)
     kpi        the performance contract's KPI report                    (central.api.kpi)
     metrics    /metrics for Prometheus, admins only; every request timed (central.api.metrics)
+    session    who the caller is (GET /whoami)                          (central.api.session)
+    live       what changes, as server-sent events (GET /stream)        (central.api.live)
+
+The operator page is served at / and /static/... from the package (``central.web``), no token needed.
 
 Open data (``central.api.opendata``) is served outside the prefix, to anyone, read-only.
 Every route under the prefix needs a viewer's token at least (``central.api.auth``); writes ask for
@@ -23,8 +27,23 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import APIRouter, FastAPI, Security
+from starlette.middleware.gzip import GZipMiddleware
 
-from central.api import alarms, audit, deps, docs, errors, fleet, kpi, opendata, ranges, registry, views
+from central.api import (
+    alarms,
+    audit,
+    deps,
+    docs,
+    errors,
+    fleet,
+    kpi,
+    live,
+    opendata,
+    ranges,
+    registry,
+    session,
+    views,
+)
 from central.api import commands as commands_api
 from central.api import metrics as metrics_api
 from central.api.audit import AuditLog
@@ -39,6 +58,8 @@ from central.commands import CommandSender, CommandService
 from central.metrics import CentralMetrics
 from central.store import Store
 from central.times import now_ms
+from central.web import routes as web_routes
+from central.web.settings import WebSettings
 
 
 def create_app(
@@ -49,12 +70,14 @@ def create_app(
     clock: Callable[[], int] = now_ms,
     max_body_bytes: int = MAX_BODY_BYTES,
     metrics: CentralMetrics | None = None,
+    web: WebSettings | None = None,
 ) -> FastAPI:
     """The API over ``store``, which also holds its tokens and audit log.
 
     ``ingest`` feeds /health (None: this process does not ingest). ``commands`` publishes the commands
     operators send (None: they are stored pending, and an ingest worker's dispatcher sends them).
     ``metrics`` gets the timings of the API and of its store calls (None: the app's own).
+    ``web`` holds the operator page's options (its map's tile server).
     """
     metrics = metrics or CentralMetrics()
     store = metrics.timed(store)
@@ -80,18 +103,26 @@ def create_app(
     errors.install(app)
     docs.install(app)
     commands_api.install(app)
+    web_routes.install(app, web or WebSettings())
+    live.install(app, store, clock)
     # The last added runs first: the audit log sees every answer, the 401 of an unknown caller and
     # the cap's 413 included; the caller is known before a byte of its body is read.
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(IdentifyFirst, tokens=tokens, prefix=API_PREFIX)
     app.add_middleware(AuditLog, store=store, clock=clock, prefix=API_PREFIX)
+    # Outermost: a city's cabinet list is half a megabyte of JSON at 1,000 cabinets, a fifth of it
+    # compressed. The live stream (text/event-stream) and what is compressed already pass untouched.
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
     api = APIRouter(
         prefix=API_PREFIX,
         route_class=StrictJsonRoute,
         dependencies=[Security(require_viewer)],
         responses=AUTH_RESPONSES,
     )
-    areas = [area.router for area in (fleet, commands_api, views, alarms, ranges, audit, registry, kpi)]
+    areas = [
+        area.router
+        for area in (fleet, commands_api, views, alarms, ranges, audit, registry, kpi, session, live)
+    ]
     for area_router in areas:
         api.include_router(area_router)
     app.include_router(api)

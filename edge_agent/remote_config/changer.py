@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import tomllib
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Protocol
@@ -46,6 +47,7 @@ from edge_agent.remote_config.files import (
     write_atomically,
 )
 from edge_agent.remote_config.marker import Trial, remove_marker, write_marker
+from edge_agent.remote_config.pins import pinned_change
 from edge_agent.remote_config.start import StartState, roll_back
 from protocols.fleet import Command
 from protocols.fleet.commands import SetConfigArgs
@@ -198,6 +200,10 @@ class RemoteConfig:
         problem = can_replace(self.config)
         if problem is not None:
             raise ConfigRefused(problem)
+        # Before the loader reads any file the new config names (a password file, profiles).
+        pinned = await asyncio.to_thread(_pinned_change, self.config, args.config)
+        if pinned is not None:
+            raise ConfigRefused(pinned)
         candidate = incoming_path(self.config)
         try:
             await asyncio.to_thread(write_atomically, candidate, args.config.encode(), mode_of(self.config))
@@ -259,3 +265,16 @@ class RemoteConfig:
     def _put_in_place(self, candidate: Path) -> None:
         os.replace(candidate, self.config)
         sync_folder(self.config.parent)
+
+
+def _pinned_change(installed: Path, text: str) -> str | None:
+    """What the new config changes that only a technician at the cabinet may (``pins``), or None."""
+    try:
+        current = tomllib.loads(installed.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return f"the installed config {installed.name} cannot be read to compare: nothing is changed"
+    try:
+        new = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:  # checked on receipt already; kept from the loop anyway
+        return f"the new config is not TOML: {exc}"
+    return pinned_change(current, new)

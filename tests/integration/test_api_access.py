@@ -54,11 +54,13 @@ ROUTE_ROLES: dict[tuple[str, str], Role] = {
     ("PUT", "/api/v1/registry/{cabinet}"): INST,
     ("POST", "/api/v1/registry/{cabinet}/broker-credentials"): INST,
     ("POST", "/api/v1/registry/{cabinet}/revoke"): A,
+    ("GET", "/api/v1/whoami"): V,
+    ("GET", "/api/v1/stream"): V,
     ("GET", "/api/v1/kpi"): V,
     ("GET", "/metrics"): MON,
 }
-# Documentation, not data: these need no token.
-PUBLIC = {"/openapi.json", "/docs", "/docs/assets"}
+# Documentation and the operator page's files, not data: these need no token.
+PUBLIC = {"/openapi.json", "/docs", "/docs/assets", "/", "/static/{name:path}"}
 # Open data: anyone may GET it, no token (tests/integration/test_opendata.py holds it to that).
 OPEN_DATA = {("GET", "/opendata/catalog.json"), ("GET", "/opendata/{file}")}
 SAMPLE_PARAMS = {
@@ -109,12 +111,14 @@ async def test_every_route_is_in_the_table(api: LocalApi) -> None:
         f"routes without a role in ROUTE_ROLES: {documented - set(ROUTE_ROLES)}; "
         f"roles of routes that are gone: {set(ROUTE_ROLES) - documented}"
     )
-    # A route hidden from the document would escape the walk: the only hidden one is /docs itself,
-    # and every route outside the API (not from its routers) is public documentation.
+    # A route hidden from the document would escape the walk: the only hidden ones are /docs and the
+    # operator page's files, and every route outside the API (not from its routers) is public.
     hidden = [
         r.path for r in all_routes(api.app.routes) if isinstance(r, APIRoute) and not r.include_in_schema
     ]
-    assert hidden == ["/docs"], f"{hidden}: a route hidden from /openapi.json escapes this walk"
+    assert hidden == ["/docs", "/", "/static/{name:path}"], (
+        f"{hidden}: a route hidden from /openapi.json escapes this walk"
+    )
     outside = {
         path
         for route in api.app.routes

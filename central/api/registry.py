@@ -29,8 +29,9 @@ from central.api.models import ErrorBody
 from central.api.params import API_PREFIX
 from central.broker_accounts.service import BROKER_HEADER, apply_issued, apply_revoked
 from central.broker_accounts.template import password_hash
-from central.errors import UnknownTarget
+from central.errors import InvalidRequest, UnknownTarget
 from central.store import Store
+from central.store.registry_rules import RESERVED_IDS
 from central.store.rows import RegistryEntry
 from protocols.fleet.topics import CABINET_ID_PATTERN
 
@@ -92,6 +93,10 @@ async def put_entry(
 ) -> m.RegistryPut:
     store, now = services.store, services.clock()
     summarize(request, f"registry {cabinet}: town {body.town!r}")
+    if cabinet.lower() in RESERVED_IDS:
+        raise InvalidRequest.field(
+            ("path", "cabinet"), "is the name of one of the broker's own accounts: choose another", cabinet
+        )
     old = await store.registry_entry(cabinet)
     if old is not None and old.revoked_ms is not None:
         raise _revoked(old)

@@ -18,6 +18,9 @@ BROKER_HASH_MAX_CHARS = 1000
 # A street cabinet's lamps: far below this; a value above it is a unit mistake (W vs mW).
 POWER_MAX_W = 10_000_000.0
 KWH_PER_DAY_MAX = 1_000_000.0
+# The broker's own accounts (config/broker/dynamic-security.template.json): a cabinet of that name
+# would be given their credentials' place, or central's access.
+RESERVED_IDS = frozenset({"central", "cityedge-admin"})
 
 
 class RegistryEntryError(ValueError):
@@ -43,6 +46,10 @@ def check_entry(entry: RegistryEntry) -> None:
     if not is_valid_cabinet_id(cab):
         raise RegistryEntryError(
             cab[:80], "cabinet", "must be 1-64 of A-Z a-z 0-9 _ . - (a letter or digit first)"
+        )
+    if cab.lower() in RESERVED_IDS:
+        raise RegistryEntryError(
+            cab, "cabinet", "is the name of one of the broker's own accounts: choose another"
         )
     if not entry.town.strip() or len(entry.town) > TOWN_MAX_CHARS:
         raise RegistryEntryError(cab, "town", f"must be 1 to {TOWN_MAX_CHARS} characters")

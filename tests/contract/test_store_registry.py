@@ -213,3 +213,11 @@ async def test_of_two_hashes_set_at_once_over_none_one_wins(backend: Backend) ->
         assert sorted(won) == [False, True]
         got = await one.registry_entry("cab-1")
         assert got is not None and got.broker_hash == f"h{won.index(True)}"
+
+
+@pytest.mark.parametrize("name", ["central", "cityedge-admin", "Central"])
+async def test_the_brokers_own_account_names_are_no_cabinets(store: Store, name: str) -> None:
+    with pytest.raises(RegistryEntryError) as caught:
+        await store.put_registry(entry(name))
+    assert caught.value.field == "cabinet" and "broker's own accounts" in str(caught.value)
+    assert await store.registry(include_revoked=True) == []

@@ -94,6 +94,9 @@ async def test_a_field_out_of_bounds_is_a_422_naming_it(
     async with api.client(Role.INSTALLER) as http:
         bad_id = await http.put("/api/v1/registry/-bad", json=BODY)
         assert bad_id.status_code == 422
+        for reserved in ("central", "cityedge-admin"):  # the broker's own accounts
+            taken = await http.put(f"/api/v1/registry/{reserved}", json=BODY)
+            assert taken.status_code == 422 and "broker's own accounts" in taken.text, taken.text
 
 
 async def test_credentials_are_shown_once_and_kept_as_a_hash(api: LocalApi) -> None:

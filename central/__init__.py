@@ -1,6 +1,7 @@
 """The central aggregator: MQTT ingest, storage (SQLite by default), commands, the HTTP API.
 
 Store / SqliteStore     where batches, statuses, commands, groups and alarms are kept (central.store)
+MqttLink                the one MQTT session ingest and commands share (central.mqtt_link)
 Ingestor                MQTT in, group commit, acknowledgements out (central.ingest)
 CommandService          an operator's command checked, fanned out, stored (central.commands)
 CommandDispatcher       commands published, resent until answered, expired (central.dispatch)
@@ -23,6 +24,7 @@ from central.errors import (
 )
 from central.ingest import Ingestor
 from central.ingest_stats import IngestSnapshot
+from central.mqtt_link import MqttLink
 from central.server import CentralServer, serve
 from central.store import Store
 from central.store.sqlite import SqliteStore
@@ -35,6 +37,7 @@ __all__ = [
     "IngestSnapshot",
     "Ingestor",
     "InvalidRequest",
+    "MqttLink",
     "RequestError",
     "ServerError",
     "SqliteStore",

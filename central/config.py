@@ -13,6 +13,18 @@
     [http]
     listen = "127.0.0.1:8080"
 
+    [web]                        # the operator page at /
+    tile_url = "https://tiles.city.example/{z}/{x}/{y}.png"   # the city's own tile server; default none
+    tile_attribution = "© city of Example"                  # shown on the map with its tiles
+
+    [broker_accounts]            # central keeps the broker's accounts from its registry
+    admin_password_file = "/etc/cityedge/broker-admin-password"   # cityedge-admin's: live changes
+    dynsec_file = "/var/lib/mosquitto/cityedge-dynsec.json"        # what `broker-accounts render` writes
+    sync_interval_s = 60         # how often the leader fixes drift between broker and registry
+    hook_secret_file = "/etc/cityedge/broker-hook-secret"   # serves POST /broker/auth and /authz
+    hook_rate_per_s = 1000       # hook requests per second and source address (burst: hook_burst)
+    hook_burst = 10000
+
 Every key is optional. A command-line option wins over the file (``--db`` and ``$CITYEDGE_DB`` over
 ``store.url``). A wrong file is one ``ConfigError`` naming the file, the key and what was expected.
 config/central.example.toml is the documented example (a test loads it).
@@ -30,6 +42,7 @@ import msgspec
 
 from central.errors import CentralError, StoreError
 from central.store.url import parse_db_url
+from central.web.settings import WebSettings, attribution_problem, tile_url_problem
 from protocols.fleet.broker_url import parse_broker_url
 
 DEFAULT_RETENTION_DAYS = 90
@@ -61,10 +74,28 @@ class HttpSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     listen: str | None = None
 
 
+class WebSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    tile_url: str | None = None
+    tile_attribution: str = ""
+
+
+class BrokerAccountsSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Off unless a file is named: without admin_password_file nothing changes the broker's accounts."""
+
+    admin_password_file: str | None = None
+    dynsec_file: str | None = None
+    sync_interval_s: Annotated[float, msgspec.Meta(ge=5, le=86_400)] = 60.0
+    hook_secret_file: str | None = None
+    hook_rate_per_s: Annotated[float, msgspec.Meta(ge=1, le=100_000)] = 1000.0
+    hook_burst: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 10_000
+
+
 class CentralConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     store: StoreSection = StoreSection()
     broker: BrokerSection = BrokerSection()
     http: HttpSection = HttpSection()
+    web: WebSection = WebSection()
+    broker_accounts: BrokerAccountsSection = BrokerAccountsSection()
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +109,10 @@ class Retention:
     def horizon_ms(self, now_ms: int) -> int:
         """Readings stamped before this are deleted."""
         return now_ms - self.days * DAY_MS
+
+
+def web_settings_of(config: CentralConfig) -> WebSettings:
+    return WebSettings(tile_url=config.web.tile_url, tile_attribution=config.web.tile_attribution)
 
 
 def retention_of(config: CentralConfig) -> Retention:
@@ -96,7 +131,8 @@ def _key_and_problem(message: str) -> tuple[str, str]:
         message, key = at["message"], at["path"].lstrip(".")
     if (field := _FIELD.match(message)) is not None:
         key = f"{key}.{field['field']}" if key else field["field"]
-        return key, "unknown key (check its spelling and section: [store], [broker], [http])"
+        sections = "[store], [broker], [http], [web], [broker_accounts]"
+        return key, f"unknown key (check its spelling and section: {sections})"
     for raw, words in _EXPECTED.items():
         message = message.replace(raw, words)
     return key, message[0].lower() + message[1:]
@@ -140,6 +176,10 @@ def _check(shown: str, config: CentralConfig) -> None:
             raise ConfigError(
                 shown, "broker.url", "holds a password: put it in a file named by broker.password_file"
             )
+    if config.web.tile_url is not None and (problem := tile_url_problem(config.web.tile_url)) is not None:
+        raise ConfigError(shown, "web.tile_url", problem)
+    if (problem := attribution_problem(config.web.tile_attribution)) is not None:
+        raise ConfigError(shown, "web.tile_attribution", problem)
     if config.http.listen is not None and parse_listen(config.http.listen) is None:
         raise ConfigError(
             shown, "http.listen", f"expected HOST:PORT, e.g. 127.0.0.1:8080 (got {config.http.listen!r})"

@@ -44,7 +44,7 @@ PUBLISH_CONCURRENCY = 100
 
 
 class Publisher(Protocol):
-    """Publishes QoS 1 and says whether the broker took it; ``Ingestor`` is one."""
+    """Publishes QoS 1 and says whether the broker took it; ``central.mqtt_link.MqttLink`` is one."""
 
     async def publish(self, topic: str, payload: bytes, *, expiry_s: int | None = None) -> bool: ...
 

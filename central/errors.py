@@ -5,7 +5,8 @@
     ├── ServerError         the aggregator cannot start: bad broker URL, HTTP address in use
     └── RequestError        an operator's request cannot be carried out (the API answers 4xx)
         ├── UnknownTarget   it names a cabinet, device, group or command that does not exist (404)
-        └── InvalidRequest  one or more of its fields are wrong (422); ``errors`` says which
+        ├── InvalidRequest  one or more of its fields are wrong (422); ``errors`` says which
+        └── Conflict        it is right, but what it acts on cannot take it now (409)
 
 Bad fleet messages are not exceptions here: ingest counts and quarantines them (``protocols.fleet``
 raises ``FleetError`` while decoding; the ingestor catches it at that boundary).
@@ -45,6 +46,15 @@ class UnknownTarget(RequestError):
 
     def __init__(self, kind: str, name: str, problem: str, hint: str) -> None:
         super().__init__(f"{kind} {name!r} {problem}; {hint}")
+        self.kind = kind
+        self.name = name
+
+
+class Conflict(RequestError):
+    """``kind`` ``name`` cannot take the request as it stands (an alarm episode full of notes)."""
+
+    def __init__(self, kind: str, name: str, problem: str) -> None:
+        super().__init__(f"{kind} {name}: {problem}")
         self.kind = kind
         self.name = name
 

@@ -17,8 +17,9 @@ A bad message is counted under its reason and quarantined; it never stops the lo
 acknowledged again: the edge may have missed the first ack. An ack that cannot be sent is not retried:
 the edge sends the batch again, it is stored as a duplicate, and acknowledged then.
 
-The ingestor's connection also carries what central sends: ``publish`` (commands, from
-``central.dispatch``), and ``on_birth`` tells the dispatcher when a cabinet comes online.
+The MQTT session is a ``central.mqtt_link.MqttLink``, which central's command dispatcher publishes
+through too (one connection to the broker per worker); ``on_birth`` tells the dispatcher when a cabinet
+comes online. An ingestor given a broker URL instead of a link makes a link of its own and runs it.
 
 Several workers may ingest from one broker: data comes through an MQTT 5 shared subscription, so the
 broker gives each batch to one of them. Status comes through a normal subscription (retained messages
@@ -28,25 +29,18 @@ are not delivered to shared subscriptions); every worker applies it, which is id
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
-import ssl
 import time
-import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
-import aiomqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-
-from central.errors import ServerError, StoreError
+from central.errors import StoreError
 from central.ingest_limits import OncePerInterval, TopicLimits, TopicRateLimiter
 from central.ingest_stats import IngestSnapshot, IngestStats
+from central.mqtt_link import DEFAULT_GROUP, MqttLink, Subscription
 from central.store import Store
 from central.store.rows import BatchOutcome, QuarantineEntry, ReceivedBatch, ReceivedStatus
 from protocols.backoff import Backoff
@@ -63,9 +57,7 @@ from protocols.fleet import (
     encode,
     parse_topic,
 )
-from protocols.fleet.broker_url import SOCKET_OPTIONS, BrokerAddress, parse_broker_url
-from protocols.fleet.topics import all_cabinets, shared
-from protocols.mqtt_client import FastClient
+from protocols.fleet.topics import all_cabinets
 
 logger = logging.getLogger(__name__)
 
@@ -86,20 +78,13 @@ class IngestFault(FleetError):
         super().__init__(f"ingest failed on this message: {type(exc).__name__}: {exc}")
 
 
-DEFAULT_GROUP = "cityedge-central"
 # A group is never cut smaller than this: a commit costs a sync of the disk whatever it holds.
 MIN_GROUP_RECORDS = 5_000
 _STORE_FAULT = "the store failed on it (an ingest fault, quarantined)"
-STABLE_SESSION_S = 10.0
-_UNSUPPORTED_PROTOCOL = (1, 0x84)  # MQTT 3.1.1 and MQTT 5 CONNACK codes for "unsupported protocol"
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _granted(codes: Sequence[int | ReasonCode]) -> bool:
-    return all((c.value if isinstance(c, ReasonCode) else c) < 0x80 for c in codes)
 
 
 def _records(received: ReceivedBatch) -> int:
@@ -146,13 +131,18 @@ class _GroupSize:
 
 
 class Ingestor:
-    """``async with Ingestor(store=..., broker_url=...)`` ingests until the block exits."""
+    """``async with Ingestor(store=..., link=...)`` ingests until the block exits.
+
+    ``link`` is the MQTT session to receive on and to ack through, run by whoever made it; without
+    one, the ingestor makes its own from ``broker_url`` (and the arguments after it) and runs it.
+    """
 
     def __init__(
         self,
         *,
         store: Store,
-        broker_url: str,
+        link: MqttLink | None = None,
+        broker_url: str | None = None,
         broker_username: str | None = None,
         broker_password: str | None = None,
         group: str = DEFAULT_GROUP,
@@ -165,28 +155,32 @@ class Ingestor:
         backoff: Backoff | None = None,
         on_birth: Callable[[str], None] | None = None,
         limits: TopicLimits | None = None,
+        ack_latency: Callable[[float], None] | None = None,
     ) -> None:
-        try:
-            parsed = parse_broker_url(broker_url)
-        except ValueError as exc:
-            raise ServerError("broker URL", str(exc)) from exc
-        # Credentials given apart from the URL (read from a file or the environment) win over it.
-        self._address: BrokerAddress = dataclasses.replace(
-            parsed,
-            username=broker_username or parsed.username,
-            password=broker_password or parsed.password,
-        )
+        if (link is None) == (broker_url is None):
+            raise ValueError("give the Ingestor either an MqttLink or a broker URL, not both")
+        self._owns_link = link is None
+        if link is None:
+            link = MqttLink(
+                broker_url=str(broker_url),
+                broker_username=broker_username,
+                broker_password=broker_password,
+                group=group,
+                client_id=client_id,
+                timeout=timeout,
+                max_queued_messages=max_queued_messages,
+                backoff=backoff,
+            )
+        self._link = link
+        # Data is split among the workers of the group; every worker applies every status (retained
+        # messages are not delivered to shared subscriptions), which is idempotent.
+        data, status = Subscription(all_cabinets("data"), shared=True), Subscription(all_cabinets("status"))
+        link.receive([data, status], gate=self._admit, handler=self._on_message)
         self._store = store
-        self._group = group
-        self._client_id = client_id or f"cityedge-central-{uuid.uuid4().hex[:12]}"
-        self._timeout = timeout
-        self._max_group_records = max_group_records
         self._group_records = _GroupSize(max_group_records, group_target_s)
         self._max_pending_records = max_pending_records
-        self._max_queued_messages = max_queued_messages
-        self._backoff = backoff or Backoff(initial=0.2, maximum=30.0)
-        self._protocol = aiomqtt.ProtocolVersion.V5
         self._on_birth = on_birth
+        self._ack_latency = ack_latency  # seconds from a batch's receipt to its ack sent
 
         self._stats = IngestStats()
         self._limiter = TopicRateLimiter(limits)
@@ -198,10 +192,8 @@ class Ingestor:
         self._quarantine: list[QuarantineEntry] = []
         self._pending_records = 0
         self._work = asyncio.Event()  # something is queued for the writer
-        self._acks: list[Ack] = []
+        self._acks: list[tuple[Ack, int]] = []  # and when its batch was received (ms)
         self._ack_work = asyncio.Event()
-        self._client: FastClient | None = None
-        self._subscribed = asyncio.Event()
         self._task_group: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -214,10 +206,11 @@ class Ingestor:
         await task_group.__aenter__()
         self._task_group = task_group
         self._tasks = [
-            task_group.create_task(self._mqtt_loop(), name="central-ingest-mqtt"),
             task_group.create_task(self._write_loop(), name="central-ingest-writer"),
             task_group.create_task(self._ack_loop(), name="central-ingest-acker"),
         ]
+        if self._owns_link:
+            await self._link.__aenter__()
         return self
 
     async def __aexit__(
@@ -226,133 +219,41 @@ class Ingestor:
         task_group, self._task_group = self._task_group, None
         if task_group is None:
             return
-        for task in self._tasks:
-            task.cancel()
-        # Not the body's exception: TaskGroup would wrap it in an ExceptionGroup. It propagates
-        # by itself once this returns; only our tasks' own failures are raised here.
-        await task_group.__aexit__(None, None, None)
+        try:
+            if self._owns_link:
+                await self._link.__aexit__(None, None, None)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            # Not the body's exception: TaskGroup would wrap it in an ExceptionGroup. It propagates
+            # by itself once this returns; only our tasks' own failures are raised here.
+            await task_group.__aexit__(None, None, None)
 
     @property
     def stats(self) -> IngestSnapshot:
-        self._stats.pending_batches = self._queued_batches
-        return self._stats.snapshot()
+        stats, link = self._stats, self._link.stats
+        stats.pending_batches = self._queued_batches
+        stats.mqtt_connected = link.connected
+        stats.mqtt_protocol = link.protocol
+        stats.shared_subscription = link.shared_subscription
+        stats.connects = link.connects
+        snapshot = stats.snapshot()
+        if link.last_error_ms is not None and (snapshot.last_error_ms or 0) <= link.last_error_ms:
+            # The session's errors (connects, publishes) and the ingest path's: the latest shows.
+            snapshot = dataclasses.replace(
+                snapshot, last_error=link.last_error, last_error_ms=link.last_error_ms
+            )
+        return snapshot
 
     @property
     def client_id(self) -> str:
-        return self._client_id
+        return self._link.client_id
 
     async def wait_subscribed(self) -> None:
         """Return once the current connection has its subscriptions (publishing before is lossy)."""
-        await self._subscribed.wait()
+        await self._link.wait_subscribed()
 
-    async def publish(self, topic: str, payload: bytes, *, expiry_s: int | None = None) -> bool:
-        """Publish QoS 1 on the current connection; False when there is none or the broker failed.
-
-        Callers send again later (a PUBACK is not delivery anyway). ``expiry_s`` becomes the MQTT 5
-        message expiry interval when the broker speaks MQTT 5.
-        """
-        client = self._client
-        if client is None:
-            return False
-        properties = None
-        if expiry_s is not None and self._protocol == aiomqtt.ProtocolVersion.V5:
-            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]  # paho is untyped here
-            properties.MessageExpiryInterval = max(1, expiry_s)
-        try:
-            async with asyncio.timeout(self._timeout):
-                await client.publish(topic, payload, qos=1, properties=properties)
-        except (aiomqtt.MqttError, TimeoutError) as exc:
-            self._stats.error(f"publish to {topic}: {exc or type(exc).__name__}", _now_ms())
-            return False
-        return True
-
-    # -- MQTT: connect, subscribe, receive --------------------------------------------------
-
-    async def _mqtt_loop(self) -> None:
-        while True:
-            started = time.monotonic()
-            try:
-                await self._session()
-            except (aiomqtt.MqttError, TimeoutError, OSError) as exc:
-                message = f"MQTT {self._address}: {exc or type(exc).__name__}"
-                self._stats.error(message, _now_ms())
-                # A connection that held for a while starts the backoff over; one the broker drops
-                # at once (ACL, overload) keeps backing off instead of hammering it.
-                if time.monotonic() - started > STABLE_SESSION_S:
-                    self._backoff.reset()
-                delay = self._backoff.next_delay()
-                logger.warning("%s; reconnecting in %.1f s", message, delay)
-                await asyncio.sleep(delay)
-
-    async def _session(self) -> None:
-        async with contextlib.AsyncExitStack() as stack:
-            async with asyncio.timeout(self._timeout):
-                client = await self._connect(stack)
-                await self._subscribe(client)
-            self._client = client
-            self._stats.mqtt_connected = True
-            self._stats.connects += 1
-            self._subscribed.set()
-            logger.info("ingesting from %s as %s", self._address, self._client_id)
-            try:
-                # Messages are handled as they are decoded (_on_message); this only waits for the
-                # connection to end (and takes what a broker might deliver otherwise).
-                async for message in client.messages:
-                    payload = message.payload
-                    self._on_message(message.topic.value, payload if isinstance(payload, bytes) else b"")
-            finally:
-                self._client = None
-                self._subscribed.clear()
-                self._stats.mqtt_connected = False
-
-    async def _connect(self, stack: contextlib.AsyncExitStack) -> FastClient:
-        try:
-            return await stack.enter_async_context(self._new_client())
-        except aiomqtt.MqttCodeError as exc:  # MqttConnectError is not exported
-            code = exc.rc.value if isinstance(exc.rc, ReasonCode) else exc.rc
-            if self._protocol != aiomqtt.ProtocolVersion.V5 or code not in _UNSUPPORTED_PROTOCOL:
-                raise
-        # A broker without MQTT 5 (amqtt): no shared subscriptions, a single ingest worker.
-        logger.warning("broker %s does not speak MQTT 5; using MQTT 3.1.1", self._address)
-        self._protocol = aiomqtt.ProtocolVersion.V311
-        return await stack.enter_async_context(self._new_client())
-
-    def _new_client(self) -> FastClient:
-        address = self._address
-        client = FastClient(
-            address.host,
-            address.port,
-            username=address.username,
-            password=address.password,
-            identifier=self._client_id,
-            protocol=self._protocol,
-            timeout=self._timeout,
-            keepalive=30,
-            # Bounded: past it the client drops messages, which the edge re-sends (never acked).
-            max_queued_incoming_messages=self._max_queued_messages,
-            max_inflight_messages=100,
-            tls_context=ssl.create_default_context() if address.tls else None,
-            socket_options=SOCKET_OPTIONS,
-            message_gate=self._admit,
-            message_handler=self._on_message,
-        )
-        client.pending_calls_threshold = 1_000  # acks are published concurrently by design
-        return client
-
-    async def _subscribe(self, client: aiomqtt.Client) -> None:
-        v5 = self._protocol == aiomqtt.ProtocolVersion.V5
-        data = all_cabinets("data")
-        is_shared = v5 and _granted(await client.subscribe(shared(self._group, data), qos=1))
-        if not is_shared:
-            await self._subscribe_one(client, data)
-        await self._subscribe_one(client, all_cabinets("status"))
-        self._stats.mqtt_protocol = "5" if v5 else "3.1.1"
-        self._stats.shared_subscription = is_shared
-
-    async def _subscribe_one(self, client: aiomqtt.Client, topic: str) -> None:
-        codes = await client.subscribe(topic, qos=1)
-        if not _granted(codes):
-            raise aiomqtt.MqttError(f"the broker refused the subscription to {topic}: {codes}")
+    # -- receive ----------------------------------------------------------------------------
 
     def _admit(self, topic: str, payload: bytes) -> bool:
         """Every message, as soon as its bytes are read: a topic over its rate is refused at the cost
@@ -415,8 +316,8 @@ class Ingestor:
         queue.append(received)
         self._queued_batches += 1
         self._pending_records += _records(received)
-        if self._pending_records >= self._max_pending_records and self._client is not None:
-            self._client.pause_reading()  # the writer is behind: let the broker hold the rest
+        if self._pending_records >= self._max_pending_records:
+            self._link.pause_reading()  # the writer is behind: let the broker hold the rest
         self._work.set()
 
     def _reject(self, topic: str, payload: bytes, exc: FleetError, now: int) -> None:
@@ -552,11 +453,11 @@ class Ingestor:
             if outcome.duplicates and not outcome.new:
                 stats.duplicate_batches += 1
             # Exactly the records of the batch, all committed now or held already; never its range.
-            self._acks.append(_ack(received.batch))
+            self._acks.append((_ack(received.batch), received.received_ms))
         self._ack_work.set()
         self._pending_records -= sum(_records(b) for b in batches)
-        if self._pending_records < self._max_pending_records and self._client is not None:
-            self._client.resume_reading()
+        if self._pending_records < self._max_pending_records:
+            self._link.resume_reading()
 
     # -- acker ------------------------------------------------------------------------------
 
@@ -565,21 +466,18 @@ class Ingestor:
             await self._ack_work.wait()
             self._ack_work.clear()
             acks, self._acks = self._acks, []
-            client = self._client
-            if client is None:
+            if not self._link.connected:
                 self._stats.acks_failed += len(acks)  # the edge re-sends; we ack the duplicate
                 continue
-            await asyncio.gather(*(self._publish_ack(client, ack) for ack in acks))
+            await asyncio.gather(*(self._publish_ack(ack, received_ms) for ack, received_ms in acks))
 
-    async def _publish_ack(self, client: aiomqtt.Client, ack: Ack) -> None:
+    async def _publish_ack(self, ack: Ack, received_ms: int) -> None:
         # QoS 0: an ack is idempotent and a lost one costs a resend (acked again as a duplicate).
         # At QoS 1 each would wait for the broker's PUBACK, which comes back on the ingest stream,
         # behind whatever a flooding cabinet has queued there: acks would crawl for everyone.
-        try:
-            async with asyncio.timeout(self._timeout):
-                await client.publish(Topics(ack.cabinet).ack, encode(ack), qos=0)
-        except (aiomqtt.MqttError, TimeoutError) as exc:
-            self._stats.acks_failed += 1
-            self._stats.error(f"ack to {ack.cabinet}: {exc or type(exc).__name__}", _now_ms())
-        else:
+        if await self._link.publish(Topics(ack.cabinet).ack, encode(ack), qos=0):
             self._stats.acks_sent += 1
+            if self._ack_latency is not None:
+                self._ack_latency(max(0, _now_ms() - received_ms) / 1000)
+        else:
+            self._stats.acks_failed += 1

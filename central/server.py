@@ -1,4 +1,4 @@
-"""The aggregator process: store + MQTT ingest + command dispatch + HTTP API, all in one event loop.
+"""The aggregator process: store + MQTT link + ingest + command dispatch + HTTP API, in one event loop.
 
     async with CentralServer(db="sqlite:///central.db", broker_url=..., http_port=0) as server:
         print(server.url)          # the bound port is known once the block is entered
@@ -25,13 +25,20 @@ from typing import Self
 import uvicorn
 
 from central.api import create_app
+from central.broker_accounts.hook import BrokerHook, RateLimiter, install_hook
+from central.broker_accounts.service import BrokerAccounts, install_accounts
+from central.broker_accounts.settings import AccountsSettings
 from central.config import Retention
 from central.dispatch import DEFAULT_EXPIRY_GRACE_S, DEFAULT_RETRY_S, CommandDispatcher
 from central.errors import ServerError, StoreError
-from central.ingest import DEFAULT_GROUP, Ingestor
+from central.ingest import Ingestor
 from central.ingest_limits import TopicLimits
 from central.leadership import Leadership, SoleLeader, leadership_for
+from central.metrics import CentralMetrics
+from central.mqtt_link import DEFAULT_GROUP, MqttLink
 from central.store import Store, open_store
+from central.web.settings import WebSettings
+from protocols.fleet.broker_url import parse_broker_url
 from protocols.sd_notify import Notifier
 
 logger = logging.getLogger(__name__)
@@ -102,6 +109,8 @@ class CentralServer:
         retention: Retention | None = None,
         clock: Callable[[], int] = now_ms,
         leadership: Leadership | None = None,
+        broker_accounts: AccountsSettings | None = None,
+        web: WebSettings | None = None,
     ) -> None:
         # A URL (sqlite:///…, postgresql://…), a SQLite file, or a store made by the caller.
         self.store: Store = (
@@ -118,26 +127,61 @@ class CentralServer:
 
         self.leadership = leadership = leadership or lead("dispatch")
         self.retention_leadership = lead("retention")
+        # One session to the broker: ingest receives and acks on it, commands go out on it.
         # Validates the broker URL now: a bad one fails before anything starts.
-        self.ingestor = Ingestor(
-            store=self.store,
+        self.link = MqttLink(
             broker_url=broker_url,
             broker_username=broker_username,
             broker_password=broker_password,
             group=group,
+        )
+        # What /metrics shows: this server's own registry (several servers may share a process).
+        self.metrics = metrics = CentralMetrics()
+        timed_store = metrics.timed(self.store)
+        self.ingestor = Ingestor(
+            store=timed_store,
+            link=self.link,
             on_birth=self._birth,
             limits=ingest_limits,
+            ack_latency=metrics.ack_latency.observe,
         )
-        # Commands go out on the ingestor's connection; a birth it receives triggers a resend.
+        # A birth the ingestor receives triggers a resend of what that cabinet has not accepted.
         self.dispatcher = CommandDispatcher(
-            store=self.store,
-            publisher=self.ingestor,
+            store=timed_store,
+            publisher=self.link,
             retry_s=command_retry_s,
             expiry_grace_s=command_expiry_grace_s,
             leadership=leadership,
         )
+        # The broker's accounts from the registry (central.broker_accounts): live changes, a sync on the
+        # leader of its own lock, and the HTTP auth hook of a cluster broker; each only when configured.
+        settings = broker_accounts or AccountsSettings()
+        self.accounts: BrokerAccounts | None = None
+        self.accounts_leadership = lead("broker-accounts")
+        if settings.admin_password is not None:
+            address = parse_broker_url(broker_url)
+            self.accounts = BrokerAccounts(
+                store=self.store,
+                address=address,
+                admin_password=settings.admin_password,
+                leadership=self.accounts_leadership,
+                sync_interval_s=settings.sync_interval_s,
+            )
+        self.broker_hook = (
+            None
+            if settings.hook_secret is None
+            else BrokerHook(
+                store=self.store,
+                secret=settings.hook_secret,
+                central_password=broker_password,
+                limiter=RateLimiter(settings.hook_rate_per_s, settings.hook_burst),
+            )
+        )
+        metrics.watch_ingest(lambda: self.ingestor.stats)
+        metrics.watch_dispatch(self.dispatcher.stats)
         # Raw readings older than the retention period are deleted by a periodic task (rollups stay).
         self.retention = retention
+        self.web = web
         self._clock = clock
         self.purged = 0  # readings this server's purge deleted
         self.http_host = http_host
@@ -170,8 +214,12 @@ class CentralServer:
             stack.callback(sock.close)  # on failure; uvicorn closes it on a normal stop
             await stack.enter_async_context(self.store)
             await stack.enter_async_context(self.ingestor)
+            await stack.enter_async_context(self.link)  # after its receiver: nothing is taken unread
             await stack.enter_async_context(self.leadership)
             await stack.enter_async_context(self.dispatcher)
+            if self.accounts is not None:
+                await stack.enter_async_context(self.accounts_leadership)
+                await stack.enter_async_context(self.accounts)
             if self.retention is not None:
                 await stack.enter_async_context(self.retention_leadership)
                 purge = asyncio.create_task(self._purge_loop(self.retention), name="central-retention")
@@ -222,8 +270,18 @@ class CentralServer:
                     )
 
     async def _start_http(self, sock: socket.socket) -> None:
+        app = create_app(
+            store=self.store,
+            ingest=self.ingestor,
+            commands=self.dispatcher,
+            metrics=self.metrics,
+            web=self.web,
+        )
+        install_accounts(app, self.accounts)
+        if self.broker_hook is not None:
+            install_hook(app, self.broker_hook)
         config = uvicorn.Config(
-            create_app(store=self.store, ingest=self.ingestor, commands=self.dispatcher),
+            app,
             log_config=None,  # logging is the host program's business
             lifespan="off",
             ws="none",
@@ -269,6 +327,8 @@ async def serve(
     http_port: int = 8080,
     on_ready: Callable[[CentralServer], None] | None = None,
     retention: Retention | None = None,
+    broker_accounts: AccountsSettings | None = None,
+    web: WebSettings | None = None,
 ) -> None:
     """Run the aggregator until cancelled (the CLI cancels on SIGINT/SIGTERM); stops cleanly.
 
@@ -283,6 +343,8 @@ async def serve(
         http_host=http_host,
         http_port=http_port,
         retention=retention,
+        broker_accounts=broker_accounts,
+        web=web,
     ) as server:
         if on_ready is not None:
             on_ready(server)

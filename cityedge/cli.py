@@ -18,10 +18,14 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
+from cityedge.broker_accounts import accounts_app
+from cityedge.provision.command import provision
 from cityedge.running import run_agent, run_until_interrupted, setup_logging
 
 if TYPE_CHECKING:
     from central.auth import Tokens
+    from central.broker_accounts.settings import AccountsSettings
+    from central.config import CentralConfig
 
 _T = TypeVar("_T")
 
@@ -34,7 +38,8 @@ app = typer.Typer(
 agent_app = typer.Typer(help="The edge agent that runs in a street cabinet.", no_args_is_help=True)
 central_app = typer.Typer(help="The central aggregator of the control room.", no_args_is_help=True)
 token_app = typer.Typer(
-    help="API tokens: who may read (viewer), send commands (operator), read the audit log (admin).",
+    help="API tokens: who may read (viewer), send commands (operator), read the audit log (admin),"
+    " provision cabinets (installer: reads too, never commands), scrape /metrics (monitor: nothing else).",
     no_args_is_help=True,
 )
 config_app = typer.Typer(help="Cabinets' agent configs, sent through central's API.", no_args_is_help=True)
@@ -54,9 +59,11 @@ def _root(
 
 
 app.add_typer(agent_app, name="agent")
+app.command("provision")(provision)
 app.add_typer(central_app, name="central")
 central_app.add_typer(token_app, name="token")
 central_app.add_typer(config_app, name="config")
+central_app.add_typer(accounts_app, name="broker-accounts")
 
 USAGE_ERROR = 2
 
@@ -141,6 +148,14 @@ def diag(
     json_output: Annotated[
         bool, typer.Option("--json", help="The report as one JSON document on stdout, for scripts.")
     ] = False,
+    probe_devices: Annotated[
+        bool,
+        typer.Option(
+            "--probe-devices",
+            help="Read the devices even while the agent runs (a controller that takes one connection"
+            " may refuse diag's or drop the agent's).",
+        ),
+    ] = False,
 ) -> None:
     """For a field crew at the cabinet, offline: each device read once, serial lines, broker, buffer,
     clock, service, alarms. Works with the agent running or stopped; exit code 1 if anything fails."""
@@ -154,7 +169,7 @@ def diag(
     except AgentError as exc:
         _fail(str(exc))
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # the report says who does not answer
-    report = asyncio.run(diagnose(loaded))
+    report = asyncio.run(diagnose(loaded, probe_while_running=probe_devices))
     if json_output:
         typer.echo(as_json(report))
     else:
@@ -202,7 +217,8 @@ def central_serve(
         Path | None,
         typer.Option(
             help="Central config file, TOML with the tables store (url, retention_days, ...), broker"
-            " (url, password_file) and http (listen): see config/central.example.toml. Options given"
+            " (url, password_file), http (listen) and web (tile_url): see config/central.example.toml."
+            " Options given"
             " here win over it."
         ),
     ] = None,
@@ -234,7 +250,13 @@ def central_serve(
 
     Raw readings older than store.retention_days (default 90) are deleted as it runs; rollups stay.
     """
-    from central.config import CentralConfig, ConfigError, load_central_config, retention_of
+    from central.config import (
+        CentralConfig,
+        ConfigError,
+        load_central_config,
+        retention_of,
+        web_settings_of,
+    )
     from central.errors import ServerError, StoreError
     from central.server import serve
 
@@ -251,6 +273,7 @@ def central_serve(
     )
     password = _broker_password(broker_url, password_file)
     url = _db_url(db, settings.store.url)
+    accounts = _accounts_settings(settings, config)
     _setup_logging(verbose)
     try:
         _run_until_interrupted(
@@ -261,9 +284,22 @@ def central_serve(
                 http_host=host,
                 http_port=port,
                 retention=retention_of(settings),
+                broker_accounts=accounts,
+                web=web_settings_of(settings),
             )
         )
     except (ServerError, StoreError) as exc:  # an HTTP address in use, a database it cannot open
+        _fail(str(exc))
+
+
+def _accounts_settings(settings: CentralConfig, config: Path | None) -> AccountsSettings:
+    """[broker_accounts] with its secret files read: a bad one is one line naming the key, exit 2."""
+    from central.broker_accounts.settings import accounts_settings
+    from central.config import ConfigError
+
+    try:
+        return accounts_settings(settings.broker_accounts, str(config or "central.toml"))
+    except ConfigError as exc:
         _fail(str(exc))
 
 
@@ -564,7 +600,7 @@ def _with_tokens(db: str, work: Callable[[Tokens], Awaitable[_T]]) -> _T:
 
 @token_app.command("create")
 def token_create(
-    role: Annotated[str, typer.Option(help="viewer, operator or admin.")],
+    role: Annotated[str, typer.Option(help="viewer, operator, admin, installer or monitor.")],
     name: Annotated[str, typer.Option(help="Whose token: shown in the audit log and as issued_by.")],
     db: DbOption = None,
 ) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from edge_agent.journal import escaped
 from protocols.fleet.limits import MAX_COMMAND_BYTES
 
 REQUEST_TIMEOUT_S = 10.0
@@ -76,7 +77,10 @@ async def push_config(
             answer = await _call(client.get(f"/commands/{command['id']}"), api)
             if answer.status_code == 200:
                 command = answer.json()
-    return Pushed(str(command["id"]), str(command.get("status")), command.get("reason"), digest)
+    # The reason is the cabinet's text (a stolen cabinet's, maybe): for a terminal, without control codes.
+    reason = command.get("reason")
+    shown = escaped(str(reason)) if reason is not None else None
+    return Pushed(escaped(str(command["id"])), escaped(str(command.get("status"))), shown, digest)
 
 
 async def _call(request: Any, api: str) -> httpx.Response:

@@ -10,6 +10,11 @@ and command execution, with readings generated in memory instead of polled. A re
 Modbus simulators costs the shared event loop enough that a few hundred of them starve it (polls and
 command writes time out: false ``device_lost`` alarms, commands failing with "no answer within 1.0s");
 a fleet-sim cabinet sends the same messages for a small share of that. Everything runs in one loop.
+
+Every cabinet is in central's registry, in a town of Dijon Métropole with its coordinates and rated
+power (``cityedge.metropole``), so that the operator page's map and the KPIs per town have them. So
+that the alarm board has something to acknowledge, the demo stages incidents on its real cabinets:
+a cabinet door that opens for ``DOOR_OPEN_S`` every ``DOOR_PERIOD_S``, and a failed lamp.
 """
 
 from __future__ import annotations
@@ -23,16 +28,19 @@ from pathlib import Path
 
 from central.auth import Tokens
 from central.server import CentralServer
+from central.store import Store
 from central.store.auth_rows import Role
+from central.times import now_ms
 from cityedge.broker import EmbeddedBroker, MosquittoBroker, mosquitto_path
 from cityedge.fleet_sim import Fleet, FleetPlan
 from cityedge.fleet_sim.run import raise_descriptor_limit
+from cityedge.metropole import registry_entry
 from edge_agent.agent import Agent
 from edge_agent.clock import SystemClock
 from edge_agent.clock_sync import ClockTrust
 from edge_agent.config import load_config
 from protocols.fleet.broker_url import parse_broker_url
-from protocols.modbus.profile import default_profile_dirs, load_profile
+from protocols.modbus.profile import Profile, default_profile_dirs, load_profile
 from protocols.modbus.simulator import LightingControllerSimulator
 from protocols.onvif.simulator import CameraSimulator
 from protocols.opcua.simulator import TrafficControllerSimulator
@@ -50,6 +58,13 @@ MAX_JUNCTIONS = 10
 CAMERA_USER = "cityedge"
 # The demo's API token: made again at each start (the previous one is revoked), with every right.
 DEMO_TOKEN_NAME = "demo"
+NOMINAL_POWER_W = 150.0  # of each simulated controller's circuit
+# The staged incidents: a door opened soon after the start, then again every period; a lamp failed.
+DOOR_FIRST_S = 5.0
+DOOR_OPEN_S = 600.0
+DOOR_PERIOD_S = 900.0
+DOOR_CABINET = 2  # demo-002 (demo-001 when there is only one)
+LAMP_CABINET = 3  # demo-003, its second controller
 
 
 @contextlib.asynccontextmanager
@@ -136,6 +151,30 @@ def cabinet_config(
     return "\n".join(lines) + "\n"
 
 
+async def register_cabinets(store: Store, cabinets: int, now_ms: int) -> None:
+    """Put every demo cabinet in the registry (the same entry again changes nothing)."""
+    for number in range(1, cabinets + 1):
+        rated = CONTROLLERS_PER_CABINET * NOMINAL_POWER_W
+        await store.put_registry(
+            registry_entry(f"demo-{number:03d}", number, rated_power_w=rated, now_ms=now_ms)
+        )
+
+
+async def stage_incidents(controllers: list[list[LightingControllerSimulator]]) -> None:
+    """A failed lamp (from the start) and a door that opens and closes, on the real cabinets."""
+    if not controllers:
+        return
+    if len(controllers) >= LAMP_CABINET:
+        controllers[LAMP_CABINET - 1][-1].inject_lamp_failure(True)
+    door = controllers[min(DOOR_CABINET, len(controllers)) - 1][0]
+    await asyncio.sleep(DOOR_FIRST_S)
+    while True:
+        door.set_door_open(True)
+        await asyncio.sleep(DOOR_OPEN_S)
+        door.set_door_open(False)
+        await asyncio.sleep(DOOR_PERIOD_S - DOOR_OPEN_S)
+
+
 def _write_config(folder: Path, text: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "agent.toml"
@@ -155,6 +194,41 @@ async def _junction(stack: contextlib.AsyncExitStack, folder: Path, *, seed: int
         CameraSimulator(username=CAMERA_USER, password=password, serial=f"SIM{seed:04d}")
     )
     return Junction(controller=controller.endpoint, camera=camera.address)
+
+
+async def _real_cabinet(
+    stack: contextlib.AsyncExitStack,
+    number: int,
+    *,
+    broker_url: str,
+    data_dir: Path,
+    profile: Profile,
+    at_junction: bool,
+) -> tuple[Agent, list[LightingControllerSimulator]]:
+    """A real agent polling its own simulators (and a junction's, when ``at_junction``)."""
+    cabinet = f"demo-{number:03d}"
+    simulators = []
+    for unit in range(CONTROLLERS_PER_CABINET):
+        simulator = LightingControllerSimulator(
+            profile=profile, seed=number * 10 + unit, nominal_power_w=NOMINAL_POWER_W
+        )
+        simulators.append(await stack.enter_async_context(simulator))
+    folder = data_dir / cabinet
+    folder.mkdir(exist_ok=True)
+    junction = await _junction(stack, folder, seed=number) if at_junction else None
+    config_path = folder / "agent.toml"
+    config_path.write_text(
+        cabinet_config(
+            cabinet=cabinet,
+            broker_url=broker_url,
+            controller_ports=[sim.port for sim in simulators],
+            junction=junction,
+        )
+    )
+    # Simulated cabinets on the host's clock, taken as set: a laptop or a VM often reports
+    # itself unsynchronised (its host keeps the time), and the demo is not about that.
+    host_clock = SystemClock(trust=ClockTrust(status=lambda: True))
+    return Agent(load_config(config_path), clock=host_clock), simulators
 
 
 async def run_demo(
@@ -179,29 +253,17 @@ async def run_demo(
             )
         )
         agents: list[Agent] = []
+        controllers: list[list[LightingControllerSimulator]] = []
         junctions = 0
         real = min(cabinets, real_cabinets)
         for number in range(1, real + 1):
-            cabinet = f"demo-{number:03d}"
-            ports = []
-            for unit in range(CONTROLLERS_PER_CABINET):
-                simulator = LightingControllerSimulator(profile=profile, seed=number * 10 + unit)
-                await stack.enter_async_context(simulator)
-                ports.append(simulator.port)
-            folder = data_dir / cabinet
-            folder.mkdir(exist_ok=True)
-            junction = None
-            if number % 2 == 1 and junctions < MAX_JUNCTIONS:
-                junction = await _junction(stack, folder, seed=number)
-                junctions += 1
-            config_path = folder / "agent.toml"
-            config_path.write_text(
-                cabinet_config(cabinet=cabinet, broker_url=url, controller_ports=ports, junction=junction)
+            at_junction = number % 2 == 1 and junctions < MAX_JUNCTIONS
+            junctions += at_junction
+            agent, sims = await _real_cabinet(
+                stack, number, broker_url=url, data_dir=data_dir, profile=profile, at_junction=at_junction
             )
-            # Simulated cabinets on the host's clock, taken as set: a laptop or a VM often reports
-            # itself unsynchronised (its host keeps the time), and the demo is not about that.
-            host_clock = SystemClock(trust=ClockTrust(status=lambda: True))
-            agents.append(Agent(load_config(config_path), clock=host_clock))
+            agents.append(agent)
+            controllers.append(sims)
         fleet = None
         if cabinets > real:
             plan = FleetPlan(
@@ -216,7 +278,9 @@ async def run_demo(
             fleet = Fleet(plan, broker=parse_broker_url(url))
         base = central.url
         token = await Tokens(central.store).replace(DEMO_TOKEN_NAME, Role.ADMIN)
+        await register_cabinets(central.store, cabinets, now_ms())
         announce(f"aggregator: {base} (database {data_dir / 'central.db'})")
+        announce(f"operator page: {base}/ (sign in with the API token below)")
         announce(
             f"{real} simulated cabinets with real agents, {CONTROLLERS_PER_CABINET} lighting controllers"
             " each (Modbus TCP simulators), lit by the schedule of Dijon's street lights"
@@ -240,9 +304,65 @@ async def run_demo(
         announce(f"  {base}/api/v1/cabinets/demo-001/equipment    its lighting, traffic controller, camera")
         announce(f"  {base}/api/v1/events                         events (device lost, evictions)")
         announce(f"  {base}/docs                                  the API to try ('Authorize': the token)")
+        door = f"demo-{min(DOOR_CABINET, real):03d}"
+        announce(
+            f"staged incidents: {door}'s door opens {DOOR_FIRST_S:g} s after the start, for"
+            f" {DOOR_OPEN_S / 60:g} min every {DOOR_PERIOD_S / 60:g} min"
+            + (f"; demo-{LAMP_CABINET:03d} has a failed lamp" if real >= LAMP_CABINET else "")
+        )
         announce("Ctrl-C stops everything.")
         async with asyncio.TaskGroup() as tasks:
             for agent in agents:
                 tasks.create_task(agent.run(), name=f"agent-{agent.config.cabinet.id}")
             if fleet is not None:
                 tasks.create_task(fleet.run(), name="fleet-sim")
+            tasks.create_task(stage_incidents(controllers), name="demo-incidents")
+
+
+@dataclass(frozen=True, slots=True)
+class RunningDemo:
+    url: str  # the aggregator's base URL
+    token: str  # the demo's admin token
+    db: Path  # central's SQLite file
+    announced: list[str]
+
+
+@contextlib.asynccontextmanager
+async def demo_in_background(
+    *,
+    cabinets: int,
+    data_dir: Path,
+    broker_url: str | None = None,
+    real_cabinets: int = REAL_CABINETS,
+    http_port: int = 0,
+    timeout: float = 90.0,
+) -> AsyncIterator[RunningDemo]:
+    """The demo running in this event loop while the block runs (tests, benchmarks, screenshots);
+    yields once central serves and the token is made. Cancelled when the block ends."""
+    announced: list[str] = []
+    task = asyncio.create_task(
+        run_demo(
+            cabinets=cabinets,
+            data_dir=data_dir,
+            http_host="127.0.0.1",
+            http_port=http_port,
+            broker_url=broker_url,
+            announce=announced.append,
+            real_cabinets=real_cabinets,
+        ),
+        name="demo",
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            while not any(line.startswith("Ctrl-C") for line in announced):
+                if task.done():
+                    task.result()  # raises what stopped it
+                    raise RuntimeError("the demo stopped before it was ready")
+                await asyncio.sleep(0.05)
+        url = next(line.split()[1] for line in announced if line.startswith("aggregator: "))
+        token_line = announced.index(next(line for line in announced if line.startswith("API token"))) + 1
+        yield RunningDemo(url, announced[token_line].strip(), data_dir / "central.db", announced)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -62,6 +62,9 @@ SEVERITY_LEVELS: Mapping[str, int] = {
     "critical": logging.ERROR,
 }
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# What a plain line never carries raw: control characters (a newline would start a forged line in the
+# journal's stream, an escape sequence drives the terminal) and Unicode's line separators.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 Value = str | int | float | bool | None
 
@@ -95,7 +98,15 @@ def _text(value: Value) -> str:
     return str(value)
 
 
-class PlainFormatter(logging.Formatter):
+class MessageFormatter(logging.Formatter):
+    """The message comes from devices and brokers too: its control characters escaped, so it is one
+    line that never drives a terminal (a traceback, added after it, keeps its lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return super().formatMessage(_with_message(record, escaped(record.message)))
+
+
+class PlainFormatter(MessageFormatter):
     """``time LEVEL logger: message`` and then the story fields, ``key=value``, on the same line."""
 
     def __init__(self) -> None:
@@ -111,8 +122,20 @@ class PlainFormatter(logging.Formatter):
 
 def _quoted(value: str) -> str:
     if value and not any(c.isspace() or c in '"=' for c in value):
-        return value
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+        return escaped(value)
+    return '"' + escaped(value.replace("\\", "\\\\").replace('"', '\\"')) + '"'
+
+
+def escaped(text: str) -> str:
+    """``text`` with its control characters written as Python escapes (``\\n``, ``\\x1b``)."""
+    return _UNSAFE.sub(lambda found: found.group().encode("unicode_escape").decode(), text)
+
+
+def _with_message(record: logging.LogRecord, message: str) -> logging.LogRecord:
+    """A copy of ``record`` with ``message`` (the record itself is shared by every handler)."""
+    copy = logging.makeLogRecord(record.__dict__)
+    copy.message = message
+    return copy
 
 
 class JournalHandler(logging.Handler):
@@ -127,7 +150,7 @@ class JournalHandler(logging.Handler):
         self._fallback = fallback
         self._plain = PlainFormatter()
         # MESSAGE is the message alone (and a traceback): time, level and logger are fields of their own.
-        self.setFormatter(logging.Formatter("%(message)s"))
+        self.setFormatter(MessageFormatter("%(message)s"))
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         self._socket.setblocking(False)  # a slow journald must never stall the agent's event loop
         self.fallbacks = 0  # records written to stderr because the journal did not take them
@@ -150,7 +173,7 @@ class JournalHandler(logging.Handler):
                 pass  # stderr closed as well: there is nowhere left to say it
 
     def datagram(self, record: logging.LogRecord) -> bytes:
-        message = self.format(record).encode("utf-8", "replace")[:MAX_MESSAGE_BYTES]
+        message = _cut(self.format(record), MAX_MESSAGE_BYTES)
         fields: list[tuple[str, bytes]] = [
             ("MESSAGE", message),
             ("PRIORITY", str(priority(record.levelno)).encode()),
@@ -163,12 +186,17 @@ class JournalHandler(logging.Handler):
         for key, value in story_fields(record).items():
             name = key.upper()
             if _FIELD_NAME.fullmatch(name) and name not in _RESERVED:
-                fields.append((name, value.encode("utf-8", "replace")[:MAX_VALUE_BYTES]))
+                fields.append((name, _cut(value, MAX_VALUE_BYTES)))
         return b"".join(_field(name, value) for name, value in fields)
 
     def close(self) -> None:
         self._socket.close()
         super().close()
+
+
+def _cut(text: str, limit: int) -> bytes:
+    """At most ``limit`` bytes of UTF-8, never half a character (journalctl hides what is not UTF-8)."""
+    return text.encode("utf-8", "replace")[:limit].decode("utf-8", "ignore").encode()
 
 
 def _field(name: str, value: bytes) -> bytes:

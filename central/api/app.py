@@ -2,10 +2,19 @@
 
     fleet      cabinets, latest values, events, quarantine, health      (central.api.fleet)
     commands   commands and groups                                      (central.api.commands)
-    views      lighting, equipment, alarms, energy                      (central.api.views)
+    views      lighting, equipment, energy                              (central.api.views)
+    alarms     alarms' current state, the board of their episodes       (central.api.alarms)
     ranges     a point's readings and rollups over a period             (central.api.ranges)
     audit      the audit log, admins only                               (central.api.audit)
+    registry   provisioned cabinets and their broker credentials        (central.api.registry)
+    kpi        the performance contract's KPI report                    (central.api.kpi)
+    metrics    /metrics for Prometheus, admins only; every request timed (central.api.metrics)
+    session    who the caller is (GET /whoami)                          (central.api.session)
+    live       what changes, as server-sent events (GET /stream)        (central.api.live)
 
+The operator page is served at / and /static/... from the package (``central.web``), no token needed.
+
+Open data (``central.api.opendata``) is served outside the prefix, to anyone, read-only.
 Every route under the prefix needs a viewer's token at least (``central.api.auth``); writes ask for
 an operator's. The routers take what they use through FastAPI dependencies (``central.api.deps``):
 the services of one app live on its state. Domain errors (``central.errors``) become HTTP answers in
@@ -18,9 +27,25 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import APIRouter, FastAPI, Security
+from starlette.middleware.gzip import GZipMiddleware
 
-from central.api import audit, deps, docs, errors, fleet, ranges, views
+from central.api import (
+    alarms,
+    audit,
+    deps,
+    docs,
+    errors,
+    fleet,
+    kpi,
+    live,
+    opendata,
+    ranges,
+    registry,
+    session,
+    views,
+)
 from central.api import commands as commands_api
+from central.api import metrics as metrics_api
 from central.api.audit import AuditLog
 from central.api.auth import AUTH_RESPONSES, require_viewer
 from central.api.deps import ApiServices, IngestMonitor
@@ -30,8 +55,11 @@ from central.api.limits import MAX_BODY_BYTES, BodyLimit
 from central.api.params import API_PREFIX
 from central.auth import Tokens
 from central.commands import CommandSender, CommandService
+from central.metrics import CentralMetrics
 from central.store import Store
 from central.times import now_ms
+from central.web import routes as web_routes
+from central.web.settings import WebSettings
 
 
 def create_app(
@@ -41,12 +69,18 @@ def create_app(
     commands: CommandSender | None = None,
     clock: Callable[[], int] = now_ms,
     max_body_bytes: int = MAX_BODY_BYTES,
+    metrics: CentralMetrics | None = None,
+    web: WebSettings | None = None,
 ) -> FastAPI:
     """The API over ``store``, which also holds its tokens and audit log.
 
     ``ingest`` feeds /health (None: this process does not ingest). ``commands`` publishes the commands
     operators send (None: they are stored pending, and an ingest worker's dispatcher sends them).
+    ``metrics`` gets the timings of the API and of its store calls (None: the app's own).
+    ``web`` holds the operator page's options (its map's tile server).
     """
+    metrics = metrics or CentralMetrics()
+    store = metrics.timed(store)
     app = FastAPI(
         title="cityedge central",
         summary="Fleet status, live values, events, commands, lighting, alarms and energy of a city's"
@@ -68,18 +102,32 @@ def create_app(
     )
     errors.install(app)
     docs.install(app)
+    commands_api.install(app)
+    web_routes.install(app, web or WebSettings())
+    live.install(app, store, clock)
     # The last added runs first: the audit log sees every answer, the 401 of an unknown caller and
     # the cap's 413 included; the caller is known before a byte of its body is read.
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(IdentifyFirst, tokens=tokens, prefix=API_PREFIX)
     app.add_middleware(AuditLog, store=store, clock=clock, prefix=API_PREFIX)
+    # Outermost: a city's cabinet list is half a megabyte of JSON at 1,000 cabinets, a fifth of it
+    # compressed. The live stream (text/event-stream) and what is compressed already pass untouched.
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
     api = APIRouter(
         prefix=API_PREFIX,
         route_class=StrictJsonRoute,
         dependencies=[Security(require_viewer)],
         responses=AUTH_RESPONSES,
     )
-    for area in (fleet, commands_api, views, ranges, audit):
-        api.include_router(area.router)
+    areas = [
+        area.router
+        for area in (fleet, commands_api, views, alarms, ranges, audit, registry, kpi, session, live)
+    ]
+    for area_router in areas:
+        api.include_router(area_router)
     app.include_router(api)
+    # Open data: outside the prefix, no token, GET only, cached.
+    opendata.install(app)
+    app.include_router(opendata.router)
+    metrics_api.install(app, metrics, included={API_PREFIX: areas})
     return app

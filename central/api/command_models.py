@@ -2,11 +2,18 @@
 
 Identifiers are checked with the fleet protocol's own rules, so that central never stores a command
 that could not be put on the wire.
+
+A posted command is documented as a union discriminated by its action: one schema per action
+(``DimCommandIn``...), each with exactly the args that action takes, their types, ranges and
+descriptions, made from the fleet protocol's own table (``protocols.fleet.commands``): an action
+added there is documented here with no change. ``CommandIn`` validates every action alike, and its
+args are checked by the protocol's rules when the command is submitted (``central.command_args``),
+so that each wrong field is named the same way whatever the action.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -24,7 +31,7 @@ from pydantic.json_schema import SkipJsonSchema
 from central.command_args import ARGS_NOT_SHOWN
 from central.store.rows import CommandStatus
 from central.times import to_ms
-from protocols.fleet.commands import Action, posted_args_schema
+from protocols.fleet.commands import ACTIONS, Action, posted_args_schema
 from protocols.fleet.limits import is_valid_name
 from protocols.fleet.topics import is_valid_cabinet_id
 
@@ -85,18 +92,20 @@ class TargetIn(BaseModel):
         return self
 
 
+_NOT_AFTER = "ms since 1970 UTC or ISO 8601; default now + 5 min; at most 7 days ahead"
+
+
 class CommandIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     target: TargetIn
     action: Action
     args: Annotated[dict[str, Any], WithJsonSchema(_ARGS_SCHEMA)] = Field(
         default={},
-        description="depends on the action: switch {on, until}, dim {level_pct, until},"
-        " set_schedule {schedule}, clear_override {}; checked as the cabinet checks them",
+        description="depends on the action (each action's schema says what it takes); checked as the"
+        " cabinet checks them",
     )
     not_after: Annotated[int | None, BeforeValidator(_time("not_after")), _TIME_SCHEMA] = Field(
-        default=None,
-        description="ms since 1970 UTC or ISO 8601; default now + 5 min; at most 7 days ahead",
+        default=None, description=_NOT_AFTER
     )
     # Who issued a command is the name of the token that sent it: a body that says otherwise is
     # refused (422), so that nobody acts under another's name, nor believes they can.
@@ -108,6 +117,49 @@ class CommandIn(BaseModel):
         raise ValueError(
             "issued_by is the name of the API token that sends the command: leave it out of the body"
         )
+
+
+def action_args_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schema of each action's args, from the fleet protocol's table; an action it has no
+    schema for is documented as an object without detail (a test says so)."""
+    shapes = posted_args_schema()["anyOf"]
+    by_title: Mapping[object, dict[str, Any]] = {shape.get("title"): shape for shape in shapes}
+    schemas = {action: by_title.get(f"{action} args", {"type": "object"}) for action in ACTIONS}
+    for action, schema in schemas.items():
+        if "description" in schema:  # a docstring: one line, without its indents
+            schemas[action] = {**schema, "description": " ".join(str(schema["description"]).split())}
+    return schemas
+
+
+def document_actions(openapi: dict[str, Any]) -> None:
+    """Add to an OpenAPI document one schema per action (``DimCommandIn``...): ``CommandIn``'s fields
+    with ``action`` fixed and exactly that action's args, and make ``CommandIn`` one of them,
+    discriminated by ``action``."""
+    schemas: dict[str, Any] = openapi["components"]["schemas"]
+    base: dict[str, Any] = schemas[CommandIn.__name__]
+    if "discriminator" in base:
+        return  # documented already
+    mapping: dict[str, str] = {}
+    for action, args in action_args_schemas().items():
+        name = "".join(word.capitalize() for word in action.split("_")) + "CommandIn"
+        takes = bool(args.get("required"))
+        action_args = args if takes else {**args, "default": {}}
+        properties = {
+            **base["properties"],
+            "action": {"type": "string", "const": action},
+            "args": action_args,
+        }
+        schemas[name] = {
+            **{key: value for key, value in base.items() if key not in ("title", "description")},
+            "title": f"{action} command",
+            "properties": properties,
+            "required": [*base["required"], *(["args"] if takes else [])],
+        }
+        if "description" in args:  # the protocol's words for what the action does
+            schemas[name]["description"] = args["description"]
+        mapping[action] = f"#/components/schemas/{name}"
+    base["oneOf"] = [{"$ref": ref} for ref in mapping.values()]
+    base["discriminator"] = {"propertyName": "action", "mapping": mapping}
 
 
 _ARGS_OUT = (

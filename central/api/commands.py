@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, Security
+from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request, Response, Security
 
 from central.api import command_models as m
 from central.api.audit import summarize
@@ -95,6 +95,18 @@ def _target(body: m.CommandIn) -> str:
 
 
 router = APIRouter(tags=["commands"], route_class=StrictJsonRoute)
+
+
+def install(app: FastAPI) -> None:
+    """Describe each action's args in ``app``'s OpenAPI document (``command_models.document_actions``)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()  # made once, then cached by FastAPI: documented once
+        m.document_actions(schema)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend it
 
 
 @router.post(

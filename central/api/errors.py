@@ -1,4 +1,5 @@
-"""How the API answers central's request errors: 404 for an unknown thing, 422 for a wrong field.
+"""How the API answers central's request errors: 404 for an unknown thing, 422 for a wrong field,
+409 for a request the thing it acts on cannot take now.
 
 The 422 body has the shape of FastAPI's own (``{"detail": [{"loc": [...], "msg": ..., ...}]}``), so a
 client parses one format whichever layer found the mistake. FastAPI's own 422s are answered here
@@ -18,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from central.api.json_route import json_error_of
-from central.errors import InvalidRequest, UnknownTarget
+from central.errors import Conflict, InvalidRequest, UnknownTarget
 
 MAX_ECHO_CHARS = 1000
 MAX_ECHO_ITEMS = 100
@@ -63,6 +64,10 @@ async def _unknown(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=404, content={"detail": echo(str(exc))})
 
 
+async def _conflict(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(status_code=409, content={"detail": echo(str(exc))})
+
+
 async def _invalid(request: Request, exc: Exception) -> JSONResponse:
     errors = exc.errors if isinstance(exc, InvalidRequest) else []
     return JSONResponse(status_code=422, content=_errors_body(errors))
@@ -89,4 +94,5 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(UnknownTarget, _unknown)
     app.add_exception_handler(InvalidRequest, _invalid)
+    app.add_exception_handler(Conflict, _conflict)
     app.add_exception_handler(RequestValidationError, _validation)

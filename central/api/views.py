@@ -1,4 +1,7 @@
-"""Views of a cabinet computed from what its agent sent: lighting, alarms, energy per day."""
+"""Views of a cabinet computed from what its agent sent: lighting, equipment, energy per day.
+
+(Alarms and their episodes: ``central.api.alarms``.)
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from fastapi import APIRouter, Query
 
 from central.api import view_models as m
+from central.api.alarms import MAX_ALARMS, alarm_out
 from central.api.deps import StoreDep
 from central.api.errors import unknown_cabinet
 from central.api.json_route import StrictJsonRoute
@@ -30,7 +34,6 @@ from central.errors import InvalidRequest
 from central.lighting_view import schedule_view, state_view
 from central.store import Store
 from central.store.rollups import COUNTER_SUFFIX, WIDTH_MS
-from central.store.rows import AlarmRow
 from protocols.fleet.events import LIGHTING_STATE, SCHEDULE_ACTIVE
 from protocols.quality import Quality
 
@@ -38,7 +41,6 @@ ENERGY_SUFFIX = COUNTER_SUFFIX
 # The longest local day (a day a clock goes back: 25 h), in ms.
 DAY_MS_MAX = 25 * 3600 * 1000
 MAX_ENERGY_DAYS = 366
-MAX_ALARMS = 100_000
 # The day after the last must exist in the calendar: it is where the last day ends.
 LAST_DAY = dt.date.max - dt.timedelta(days=1)
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -173,20 +175,6 @@ async def _add_quarters(
         meter.add([(after.first_wh_ts_ms, after.first_wh, Quality.GOOD)])
 
 
-def _alarm_out(row: AlarmRow) -> m.AlarmOut:
-    return m.AlarmOut(
-        cabinet=row.cabinet,
-        device=row.device,
-        alarm=row.alarm,
-        active=row.active,
-        severity=row.severity,
-        message=row.message,
-        raised_ms=row.raised_ms,
-        cleared_ms=row.cleared_ms,
-        updated_ms=row.updated_ms,
-    )
-
-
 router = APIRouter(tags=["views"], route_class=StrictJsonRoute)
 
 
@@ -243,25 +231,13 @@ async def equipment(cabinet: str, store: StoreDep) -> m.CabinetEquipmentOut:
                 equipment_class=view.equipment_class,
                 profile=view.profile,
                 state=view.state,
-                alarms=[_alarm_out(alarm) for alarm in view.alarms],
+                alarms=[alarm_out(alarm) for alarm in view.alarms],
                 values=[PointValueOut.of(v) for v in view.values],
             )
             for view in views
         ],
         problems=problems,
     )
-
-
-@router.get("/alarms", response_model=m.AlarmsPage)
-async def alarms(
-    cabinet: Annotated[str | None, Query(description="only this cabinet")] = None,
-    active: Annotated[bool | None, Query(description="true: active only; false: cleared only")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_ALARMS)] = 1000,
-    *,
-    store: StoreDep,
-) -> m.AlarmsPage:
-    rows = await store.alarms(cabinet=cabinet, active=active, limit=limit)
-    return m.AlarmsPage(alarms=[_alarm_out(row) for row in rows])
 
 
 @router.get("/cabinets/{cabinet}/energy", response_model=m.EnergyOut, responses=_NOT_FOUND)

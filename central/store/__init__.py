@@ -1,7 +1,9 @@
 """Where central keeps what it is told: interfaces by use, typed rows, shared rules, backends.
 
-interfaces   IngestStore, FleetReads, CommandStore, AlarmStore, AuthStore, RollupStore,
-             RetentionStore; Store is all of them
+interfaces   IngestStore, FleetReads, CommandStore, AlarmStore, EpisodeStore, AuthStore,
+             RollupStore, RetentionStore, RegistryStore; Store is all of them
+registry_rules  the bounds of a registry entry
+episodes     how alarm events pair into episodes, and the rules of operators' notes
 rollups      15-minute and daily bucket maths, shared by every backend
 rows         the typed rows they speak in
 rules        command status moves, alarm state, the quarantine cap: shared by every backend
@@ -13,8 +15,10 @@ from central.store.interfaces import (
     AlarmStore,
     AuthStore,
     CommandStore,
+    EpisodeStore,
     FleetReads,
     IngestStore,
+    RegistryStore,
     RetentionStore,
     RollupStore,
     Store,
@@ -26,8 +30,10 @@ __all__ = [
     "AuthStore",
     "CommandStore",
     "DatabaseUrl",
+    "EpisodeStore",
     "FleetReads",
     "IngestStore",
+    "RegistryStore",
     "RetentionStore",
     "RollupStore",
     "Store",

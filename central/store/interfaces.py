@@ -2,8 +2,10 @@
 
 A component asks for the narrowest one it needs: ingest writes batches (``IngestStore``), the API reads
 the fleet (``FleetReads``), command handling keeps commands and groups (``CommandStore``), the alarm
-views read alarm state (``AlarmStore``), authentication keeps tokens and the audit log (``AuthStore``),
-long ranges are read from rollups (``RollupStore``), old raw readings deleted (``RetentionStore``).
+views read alarm state (``AlarmStore``), the alarm board its episodes (``EpisodeStore``),
+authentication keeps tokens and the audit log (``AuthStore``),
+long ranges are read from rollups (``RollupStore``), old raw readings deleted (``RetentionStore``),
+provisioned cabinets kept (``RegistryStore``).
 A backend implements them all: ``Store``. SQLite (``central.store.sqlite``) is the embedded default;
 PostgreSQL (``central.store.postgres``) serves fleets that outgrow one machine. The contract test suite
 (tests/contract) holds every backend to the same behaviour.
@@ -25,13 +27,16 @@ from typing import Protocol, Self
 
 from central.store.auth_rows import AuditEntry, AuditRow, TokenRow
 from central.store.rows import (
+    AlarmEpisode,
     AlarmRow,
     BatchOutcome,
     CabinetRow,
     CommandRow,
+    EpisodeQuery,
     EventRow,
     GroupCommandRow,
     GroupRow,
+    NewNote,
     PointValue,
     Purged,
     QuarantineCounts,
@@ -40,6 +45,7 @@ from central.store.rows import (
     ReadingRow,
     ReceivedBatch,
     ReceivedStatus,
+    RegistryEntry,
     Resolution,
     Rollup,
     Totals,
@@ -172,6 +178,24 @@ class AlarmStore(Lifecycle, Protocol):
         ...
 
 
+class EpisodeStore(Lifecycle, Protocol):
+    """Alarm episodes, kept at ingest from alarm events in the batch's transaction
+    (``central.store.episodes`` pairs them), with the notes operators add."""
+
+    async def episodes(self, query: EpisodeQuery) -> list[AlarmEpisode]:
+        """Episodes that match ``query``, newest first (by id), without their notes."""
+        ...
+
+    async def episode(self, episode_id: int) -> AlarmEpisode | None:
+        """One episode with its notes, oldest first."""
+        ...
+
+    async def add_note(self, episode_id: int, note: NewNote) -> AlarmEpisode | None:
+        """Acknowledge, assign or comment, by ``central.store.episodes.after_note`` (which raises
+        ``NoteRefused``), in one transaction; the episode with its notes, None when there is none."""
+        ...
+
+
 class AuthStore(Lifecycle, Protocol):
     async def add_token(self, token: TokenRow) -> bool:
         """Store a new token; False (nothing stored) when a live token already has its name."""
@@ -238,8 +262,52 @@ class RetentionStore(Lifecycle, Protocol):
         ...
 
 
+class RegistryStore(Lifecycle, Protocol):
+    """The cabinets a city provisioned (``cityedge provision``): where each stands, its broker account.
+
+    An entry is checked against ``central.store.registry_rules`` (bounds of every field) before it is
+    written: one out of bounds raises ``RegistryEntryError`` and nothing is written.
+    """
+
+    async def put_registry(self, entry: RegistryEntry) -> bool:
+        """Insert or replace the cabinet's entry, keeping an existing row's ``created_ms``; True when
+        something other than the times changed (the same entry twice: False, and updated_ms kept).
+
+        Atomically, an existing row keeps its ``broker_hash`` when the entry's is None, and its
+        ``revoked_ms`` always: a write never loses credentials issued meanwhile, nor undoes a
+        revocation (a revoked cabinet stays revoked)."""
+        ...
+
+    async def set_broker_hash(
+        self, cabinet: str, broker_hash: str, *, expected: str | None, updated_ms: int
+    ) -> bool:
+        """Set the cabinet's broker hash if it is registered, not revoked, and its hash is still
+        ``expected`` (None: it had none); True when it was set. Two requests issuing credentials at
+        once: one wins, the other learns it lost."""
+        ...
+
+    async def registry_entry(self, cabinet: str) -> RegistryEntry | None: ...
+
+    async def registry(self, *, include_revoked: bool = False) -> list[RegistryEntry]:
+        """Every entry, by cabinet id (byte order); revoked ones only when asked."""
+        ...
+
+    async def revoke_cabinet(self, cabinet: str, *, revoked_ms: int) -> bool:
+        """Mark the cabinet revoked (its row is kept); True when it was registered and not revoked."""
+        ...
+
+
 class Store(
-    IngestStore, FleetReads, CommandStore, AlarmStore, AuthStore, RollupStore, RetentionStore, Protocol
+    IngestStore,
+    FleetReads,
+    CommandStore,
+    AlarmStore,
+    EpisodeStore,
+    AuthStore,
+    RollupStore,
+    RetentionStore,
+    RegistryStore,
+    Protocol,
 ):
     """Everything a backend offers; ``async with store:`` opens and closes it."""
 

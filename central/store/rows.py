@@ -249,7 +249,9 @@ class AlarmEpisode:
     """One episode of one (cabinet, device, alarm): from the event raising it to the one clearing it.
 
     ``raised_ms`` and ``cleared_ms`` are the cabinet's stamps where believed (``central.record_time``),
-    so an episode raised and cleared while central was down keeps its real times.
+    so an episode raised and cleared while central was down keeps its real times. ``updated_ms`` is
+    central's time of its last change (a batch's receipt, a note): what a poller asks "since" of.
+    How events pair into episodes: ``central.store.episodes``.
     """
 
     id: int
@@ -272,6 +274,45 @@ class AlarmEpisode:
         if self.cleared_ms is not None:
             return "cleared"
         return "acknowledged" if self.acked_ms is not None else "raised"
+
+
+EpisodeFilter = Literal["raised", "acknowledged", "cleared", "open"]  # open: raised or acknowledged
+EPISODE_FILTERS: tuple[EpisodeFilter, ...] = get_args(EpisodeFilter)
+NOTE_KINDS: tuple[NoteKind, ...] = get_args(NoteKind)
+MAX_EPISODES_LIMIT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeQuery:
+    """Which episodes to list, newest first (by id): each field set narrows, None means any.
+
+    ``targets`` keeps only those (cabinet, device) pairs, ``not_targets`` leaves those out (a device
+    class is a set of pairs: ``central.alarm_episodes``). ``raised_since_ms`` <= raised_ms <
+    ``raised_until_ms``; ``updated_since_ms`` <= updated_ms (what changed since a poll). Keyset
+    paging: ``after_id`` continues below that id.
+    """
+
+    cabinets: tuple[str, ...] | None = None
+    devices: tuple[str, ...] | None = None
+    targets: tuple[tuple[str, str], ...] | None = None
+    not_targets: tuple[tuple[str, str], ...] = ()
+    severities: tuple[str, ...] | None = None
+    states: tuple[EpisodeFilter, ...] | None = None
+    raised_since_ms: int | None = None
+    raised_until_ms: int | None = None
+    updated_since_ms: int | None = None
+    after_id: int | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class NewNote:
+    """An operator's note to record: ``text`` is the comment, or for ``assign`` the assignee."""
+
+    kind: NoteKind
+    author: str
+    ts_ms: int
+    text: str = ""
 
 
 # -- rollups -----------------------------------------------------------------------------------------

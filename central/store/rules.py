@@ -7,6 +7,7 @@
   is the one that knows whether the lights switched.
 - **An alarm's state is its newest event's**, in the cabinet's sequence order (``central.alarms``
   says which events are about which alarm; ``central.record_time`` which stamps are not believed).
+  Its episodes, and what operators' notes do to them, are ``central.store.episodes``'s rules.
 - **The quarantine is capped**: the newest ``QUARANTINE_MAX_ROWS`` are kept, each payload cut to
   ``QUARANTINE_PAYLOAD_BYTES``; what is deleted is counted.
 """

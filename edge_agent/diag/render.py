@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from edge_agent.diag.model import DeviceResult, Report, Status
+from edge_agent.journal import escaped
 from edge_agent.probe import ProbedPoint
 
 STYLES = {Status.OK: "green", Status.WARN: "yellow", Status.FAIL: "bold red", Status.SKIP: "dim"}
@@ -76,18 +77,20 @@ def print_report(report: Report, console: Console | None = None) -> None:
     console = console or Console(width=None if Console().is_terminal else PLAIN_WIDTH)
     verdict = Text("all good", "green") if report.ok else Text(f"{len(report.failures)} failing", "bold red")
     console.print(
-        Text.assemble(f"cabinet {report.cabinet} ({report.config}) at {_iso(report.started_ms)}: ", verdict)
+        Text.assemble(
+            _text(f"cabinet {report.cabinet} ({report.config}) at {_iso(report.started_ms)}: "), verdict
+        )
     )
     console.print(_devices_table(report))
     console.print(_checks_table(report))
     if report.active_alarms:
-        console.print(Text("active alarms: " + "; ".join(report.active_alarms), "yellow"))
+        console.print(_text("active alarms: " + "; ".join(report.active_alarms), "yellow"))
     else:
         console.print("active alarms: none")
     if report.recent_events:
         console.print(_events_table(report))
     for failure in report.failures:
-        console.print(Text(f"FAIL {failure}", "bold red"))
+        console.print(_text(f"FAIL {failure}", "bold red"))
     console.print(f"diag took {report.took_s:.2f} s")
 
 
@@ -98,30 +101,28 @@ def _devices_table(report: Report) -> Table:
     for result in report.devices:
         probed = result.probed
         if result.skipped is not None:
-            table.add_row(probed.device, result.driver, "-", "-", "", "skip", result.skipped, style="dim")
+            table.add_row(
+                *_texts(probed.device, result.driver, "-", "-", "", "skip", result.skipped), style="dim"
+            )
             continue
         if probed.error is not None:
             table.add_row(
-                probed.device,
-                result.driver,
-                "-",
-                "-",
-                "",
-                "bad",
-                f"NO ANSWER: {probed.error}",
+                *_texts(probed.device, result.driver, "-", "-", "", "bad", f"NO ANSWER: {probed.error}"),
                 style="bold red",
             )
             continue
         for point in probed.points:
             note = "" if point.good else f"BAD: {point.reason or 'no reason given'}"
             table.add_row(
-                probed.device,
-                result.driver,
-                point.quantity,
-                _value(point.value),
-                point.unit or "",
-                point.quality.name.lower(),
-                note,
+                *_texts(
+                    probed.device,
+                    result.driver,
+                    point.quantity,
+                    _value(point.value),
+                    point.unit or "",
+                    point.quality.name.lower(),
+                    note,
+                ),
                 style=None if point.good else "red",
             )
     return table
@@ -132,7 +133,7 @@ def _checks_table(report: Report) -> Table:
     for column in ("check", "status", "what was found"):
         table.add_column(column)
     for check in report.checks:
-        table.add_row(check.name, Text(check.status.value, STYLES[check.status]), check.summary)
+        table.add_row(_text(check.name), Text(check.status.value, STYLES[check.status]), _text(check.summary))
     return table
 
 
@@ -141,8 +142,17 @@ def _events_table(report: Report) -> Table:
     for column in ("at", "source", "kind", "severity", "message"):
         table.add_column(column)
     for event in report.recent_events:
-        table.add_row(_iso(event.ts), event.source, event.kind, event.severity, event.message)
+        table.add_row(*_texts(_iso(event.ts), event.source, event.kind, event.severity, event.message))
     return table
+
+
+def _text(text: str, style: str = "") -> Text:
+    """What a device, a broker or the buffer said, as text: no markup, no control characters."""
+    return Text(escaped(text), style)
+
+
+def _texts(*cells: str) -> list[Text]:
+    return [_text(cell) for cell in cells]
 
 
 def _value(value: object) -> str:

@@ -29,11 +29,14 @@ async def diagnose(
     *,
     now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     clock_status: SyncReading | None = None,
+    probe_while_running: bool = False,
 ) -> Report:
     """Look at everything the cabinet depends on; nothing is changed, nothing waits on the agent.
 
     ``clock_status`` stands in for the kernel's NTP status (tests on machines whose clock the host
-    keeps); by default the kernel and systemd-timesyncd are asked.
+    keeps); by default the kernel and systemd-timesyncd are asked. While an agent runs (or may run),
+    devices are not read unless ``probe_while_running``: many small controllers take one TCP
+    connection, and a second one is refused (a working device shown dead) or drops the agent's.
     """
     started = time.monotonic()
     config = loaded.config
@@ -42,7 +45,9 @@ async def diagnose(
     lines = serial_lines(loaded.devices)
     link = AgentLink(running=presence.running, pids=presence.pids)
     async with asyncio.TaskGroup() as tasks:
-        probed = tasks.create_task(probe(loaded), name="diag-devices")
+        probed = tasks.create_task(
+            _probe_unless_agent(loaded, presence, probe_while_running), name="diag-devices"
+        )
         broker = tasks.create_task(check_broker(broker_address(loaded), config.cabinet.id, link))
         buffer = tasks.create_task(asyncio.to_thread(_read_buffer, loaded))
         serial = tasks.create_task(asyncio.to_thread(serial_checks, lines, presence.pids))
@@ -90,11 +95,30 @@ def _read_buffer(loaded: LoadedConfig) -> BufferState | BufferReadError:
         return exc
 
 
+AGENT_READS = (
+    "not read: the running agent reads it (many controllers take one connection, a second can drop the"
+    " agent's); its alarms are below; `diag --probe-devices` reads it anyway"
+)
+
+
+async def _probe_unless_agent(
+    loaded: LoadedConfig, presence: AgentPresence, probe_while_running: bool
+) -> list[ProbedDevice] | None:
+    if presence.running is False or probe_while_running:
+        return await probe(loaded)
+    return None
+
+
 def _device_results(
-    loaded: LoadedConfig, probed: list[ProbedDevice], lines: list[SerialLine], held: set[str]
+    loaded: LoadedConfig, probed: list[ProbedDevice] | None, lines: list[SerialLine], held: set[str]
 ) -> list[DeviceResult]:
     """The probe's results; a device on a serial line the running agent holds is the agent's to read
     (one master per RS-485 line: diag does not talk on it), so it is skipped, not failed."""
+    if probed is None:
+        return [
+            DeviceResult(ProbedDevice(device.name, (), None), device.driver, AGENT_READS)
+            for device in loaded.devices
+        ]
     theirs = {device for line in lines if line.port in held for device in line.devices}
     results = []
     for device, result in zip(loaded.devices, probed, strict=True):

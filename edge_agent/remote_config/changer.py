@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import tomllib
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Protocol
@@ -46,6 +47,7 @@ from edge_agent.remote_config.files import (
     write_atomically,
 )
 from edge_agent.remote_config.marker import Trial, remove_marker, write_marker
+from edge_agent.remote_config.pins import pinned_change
 from edge_agent.remote_config.start import StartState, roll_back
 from protocols.fleet import Command
 from protocols.fleet.commands import SetConfigArgs
@@ -154,6 +156,8 @@ class RemoteConfig:
                 trial, state="rolled_back", reason=clip(why, MAX_SHORT_TEXT_CHARS)
             )
             await self._write_marker(rolled_back)
+            # No longer on trial: a stop or a crash before the restart must not rewrite the marker.
+            self.start.trial, self.start.active = rolled_back, False
             raise RestartRequested(why) from None
         confirmed = msgspec.structs.replace(trial, state="confirmed")
         await self._write_marker(confirmed)
@@ -196,6 +200,10 @@ class RemoteConfig:
         problem = can_replace(self.config)
         if problem is not None:
             raise ConfigRefused(problem)
+        # Before the loader reads any file the new config names (a password file, profiles).
+        pinned = await asyncio.to_thread(_pinned_change, self.config, args.config)
+        if pinned is not None:
+            raise ConfigRefused(pinned)
         candidate = incoming_path(self.config)
         try:
             await asyncio.to_thread(write_atomically, candidate, args.config.encode(), mode_of(self.config))
@@ -257,3 +265,16 @@ class RemoteConfig:
     def _put_in_place(self, candidate: Path) -> None:
         os.replace(candidate, self.config)
         sync_folder(self.config.parent)
+
+
+def _pinned_change(installed: Path, text: str) -> str | None:
+    """What the new config changes that only a technician at the cabinet may (``pins``), or None."""
+    try:
+        current = tomllib.loads(installed.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return f"the installed config {installed.name} cannot be read to compare: nothing is changed"
+    try:
+        new = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:  # checked on receipt already; kept from the loop anyway
+        return f"the new config is not TOML: {exc}"
+    return pinned_change(current, new)

@@ -66,8 +66,12 @@ def read_marker(config: Path) -> Trial | None:
         return msgspec.json.decode(data, type=Trial)
     except msgspec.DecodeError as exc:
         aside = path.with_name(path.name + ".unreadable")
+        try:
+            os.replace(path, aside)
+        except OSError as moving:  # a start goes on all the same: a crash here would loop for ever
+            log.error("remote config: %s cannot be read (%s) nor moved (%s)", path, exc, moving.strerror)
+            return None
         log.error("remote config: %s cannot be read (%s): moved to %s", path, exc, aside.name)
-        os.replace(path, aside)
         return None
 
 

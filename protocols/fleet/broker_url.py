@@ -30,6 +30,11 @@ class BrokerAddress:
     tls: bool = False
     username: str | None = None
     password: str | None = field(default=None, repr=False)  # never in logs, repr included
+    # TLS (``mqtts://``): the CA certificate to trust instead of the system's, and a client
+    # certificate with its key where the broker asks for one. None: the defaults.
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
 
     def __str__(self) -> str:
         """The URL without the password, safe for logs."""
@@ -118,9 +123,14 @@ def read_secret_file(path: Path) -> str:
     """
     try:
         with path.open("rb") as file:
-            mode = os.fstat(file.fileno()).st_mode
+            info = os.fstat(file.fileno())
+            mode = info.st_mode
             if not stat.S_ISREG(mode):
                 raise SecretFileError(path, "is not a regular file; give the file holding the password")
+            if info.st_size == 0:  # also what /proc shows (/proc/self/environ: a whole environment)
+                raise SecretFileError(
+                    path, "is empty, or not a file on disk (/proc): write the password in it, on one line"
+                )
             if mode & 0o007:
                 raise SecretFileError(
                     path,

@@ -57,6 +57,9 @@ MIN_CONFIRM_WITHIN_S = 2
 MAX_CONFIRM_WITHIN_S = 3600
 # Tables and arrays within one another: an agent config needs 4 (devices[0].alarms.rules...).
 MAX_CONFIG_DEPTH = 16
+# tomllib takes quadratic time over the parts of one dotted key (16 KiB of a.a.a...=1: seconds), and
+# a config nests MAX_CONFIG_DEPTH levels at most: a line with more dots than this is refused unparsed.
+MAX_DOTS_PER_LINE = 256
 # A user and password written into a URL (scheme://user:password@host).
 _URL_PASSWORD = re.compile(r"://[^/@\s]*:[^/@\s]*@")
 
@@ -103,12 +106,16 @@ def _text_ms(text: str) -> int:
 
 
 class SwitchArgs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    on: bool
+    """Switch the lights on (100 %) or off over the schedule, until the time given or until cleared."""
+
+    on: Annotated[bool, msgspec.Meta(description="true: on at 100 %; false: off")]
     until: UntilMs | None = None
 
 
 class DimArgs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    level_pct: Annotated[int, msgspec.Meta(ge=0, le=100)]
+    """Set the lights' level over the schedule, until the time given or until cleared."""
+
+    level_pct: Annotated[int, msgspec.Meta(ge=0, le=100, description="the level, 0 (off) to 100 %")]
     until: UntilMs | None = None
 
 
@@ -230,6 +237,12 @@ def config_problem(args: SetConfigArgs) -> Problem | None:
     digest = hashlib.sha256(data).hexdigest()
     if digest != args.sha256:
         return "sha256", f"is not the SHA-256 of config (that is {digest}): the text was changed on the way"
+    for number, line in enumerate(args.config.split("\n"), start=1):
+        if line.count(".") > MAX_DOTS_PER_LINE and not line.lstrip().startswith("#"):
+            return "config", (
+                f"line {number} has more than {MAX_DOTS_PER_LINE} dots: no key of an agent config has"
+                " that many parts"
+            )
     try:
         document = tomllib.loads(args.config)
     except tomllib.TOMLDecodeError as exc:

@@ -210,6 +210,8 @@ class Override(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class LightingSchedule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The lighting schedule the cabinet runs on its own from now on (see this module's doc)."""
+
     latitude: Latitude
     longitude: Longitude
     timezone: ZoneName

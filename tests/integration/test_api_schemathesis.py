@@ -71,6 +71,8 @@ def test_no_input_makes_the_api_answer_a_server_error(
 
     for operation in operations:
         for mode in schemathesis.GenerationMode:
+            if mode == schemathesis.GenerationMode.NEGATIVE and not list(operation.iter_parameters()):
+                continue  # nothing to make invalid (open data's catalogue takes no input, no token)
 
             @hypothesis.settings(
                 max_examples=EXAMPLES,

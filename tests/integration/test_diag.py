@@ -234,9 +234,15 @@ async def test_diag_while_the_agent_runs_neither_blocks_nor_kicks_it(
             assert f"the running agent (pid {agent.pid}) is connected to it" in checks["broker"]["summary"]
             assert checks["buffer"]["opened"] == "read-only (an agent has it open)"
             assert checks["buffer"]["newest_seq"] >= seq
+            # The agent reads its devices: diag opens no second connection to them.
+            assert [(d["name"], d["status"]) for d in report["devices"]] == [("lc1", "skip")], report
+            assert "the running agent reads it" in report["devices"][0]["skipped"]
             await wait_until(
                 lambda s=seq: _last_seq(buffer) > s, timeout=5, what="the agent still committing"
             )
+        code, out, err, _ = await diag_cli(config, "--json", "--probe-devices")
+        forced = json.loads(out)["devices"]
+        assert [(d["name"], d["status"]) for d in forced] == [("lc1", "ok")], (forced, err)
         text = log.read_text()
         assert "disconnected from" not in text and "locked" not in text, text[-2000:]
         assert text.count("event=broker_connected") == 1  # never kicked off by diag's probe

@@ -76,11 +76,14 @@ class Supervisor:
             await asyncio.sleep(0.2)  # RestartSec, shortened
 
 
-def agent_toml(broker_url: str, *, buffer: str = "buffer.db", note: str = "") -> str:
+def agent_toml(
+    broker_url: str, *, buffer: str = "buffer.db", note: str = "", remote_urls: tuple[str, ...] | None = None
+) -> str:
+    urls = ", ".join(f'"{url}"' for url in ((ELSEWHERE,) if remote_urls is None else remote_urls))
     return (
         f"# {note}\n"
         f'[cabinet]\nid = "{CABINET}"\n'
-        f'[broker]\nurl = "{broker_url}"\nkeepalive_s = 5\n'
+        f'[broker]\nurl = "{broker_url}"\nkeepalive_s = 5\nremote_urls = [{urls}]\n'
         f'[buffer]\npath = "{buffer}"\ncommit_interval_s = 0.2\n'
         "[sync]\nreconnect_min_s = 0.2\nreconnect_max_s = 1.0\nack_timeout_s = 2.0\n"
     )
@@ -90,6 +93,11 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# A broker URL where nothing listens, which the installed config lets a remote config move the
+# cabinet to (broker.remote_urls: set at the cabinet; a remote config may not change the list).
+ELSEWHERE = f"mqtt://127.0.0.1:{closed_port()}"
 
 
 def set_config(text: str, confirm_within_s: int) -> dict[str, Any]:
@@ -224,7 +232,7 @@ async def test_a_good_config_is_applied_and_the_birth_carries_its_hash(
 
 async def test_a_config_that_cannot_reach_its_broker_is_rolled_back_on_its_own(rig: Rig) -> None:
     installed = rig.config.read_text()
-    elsewhere = agent_toml(f"mqtt://127.0.0.1:{closed_port()}", note="a broker that is not there")
+    elsewhere = agent_toml(ELSEWHERE, note="a broker that is not there")
     result = await rig.final(await rig.send(elsewhere, confirm_within_s=3))
     assert result["status"] == "failed", result
     digest = hashlib.sha256(elsewhere.encode()).hexdigest()[:16]
@@ -313,3 +321,30 @@ async def _reported_once(rig: Rig, command_id: str, final: str = "failed") -> No
             "SELECT status FROM command_results WHERE command_id = ? ORDER BY seq", (command_id,)
         ).fetchall()
     assert [status for (status,) in rows] == ["accepted", final]
+
+
+async def test_a_config_may_not_change_who_the_cabinet_is_to_its_broker(
+    rig: Rig, mosquitto: MosquittoBroker
+) -> None:
+    installed = rig.config.read_text()
+    attacker = f"mqtt://127.0.0.1:{closed_port()}"
+    refusals = {
+        "an unlisted broker": (agent_toml(attacker), "broker.url mqtt://127.0.0.1:"),
+        "a password file": (
+            agent_toml(mosquitto.url).replace(
+                "keepalive_s = 5", 'keepalive_s = 5\npassword_file = "/etc/passwd"'
+            ),
+            "broker.password_file differs",
+        ),
+        "a longer list of brokers": (
+            agent_toml(mosquitto.url, remote_urls=(ELSEWHERE, attacker)),
+            "broker.remote_urls differs",
+        ),
+        "a profiles folder": ('profiles_dir = "/etc"\n' + agent_toml(mosquitto.url), "profiles_dir differs"),
+    }
+    for what, (text, reason) in refusals.items():
+        result = await rig.final(await rig.send(text))
+        assert (result["status"], what) == ("rejected", what), result
+        assert reason in result["reason"], (what, result["reason"])
+        assert rig.config.read_text() == installed
+    assert rig.agent.exits == []

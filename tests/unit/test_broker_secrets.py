@@ -264,3 +264,18 @@ def test_accounts_program_writes_the_plugin_file_for_the_owner_only(
     credentials.chmod(0o644)
     assert main(["--credentials", str(credentials), "--out", str(out)]) == 2
     assert "chmod 0600" in capsys.readouterr().err
+
+
+def test_a_kernel_pseudo_file_is_no_password_file(tmp_path: Path) -> None:
+    # A config sent by central may name any path: /proc/self/environ passes as a 0400 regular file of
+    # the agent's own, and its whole environment would go to the broker the config names as the
+    # password (and root's, through `sudo cityedge diag`).
+    pseudo = "/proc/self/environ"
+    with pytest.raises(SecretFileError, match="not a file on disk"):
+        read_secret_file(Path(pseudo))
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'[cabinet]\nid = "cab-1"\n[broker]\nurl = "mqtt://127.0.0.1:1"\npassword_file = "{pseudo}"\n'
+    )
+    with pytest.raises(ConfigError, match=r"broker\.password_file"):
+        load_config(config)

@@ -126,3 +126,96 @@ def test_the_journal_is_used_under_systemd_only(tmp_path: Path, journal: Journal
 def test_the_parser_refuses_a_truncated_binary_field() -> None:
     with pytest.raises(ValueError, match="not followed by a newline"):
         parse_entry(b"MESSAGE\n" + (5).to_bytes(8, "little") + b"abcdeX")
+
+
+# A device's or a broker's text (a camera's SOAP fault, an MQTT reason string) reaches the log inside
+# a message or a field: in a plain line it must stay on that line and never drive the terminal.
+FORGED = "timeout\n2026-12-01 20:00:00,000 CRITICAL edge_agent.alarms: door forced  event=alarm_raised"
+
+
+def test_a_plain_line_never_lets_a_message_forge_another_line(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    handler = JournalHandler(identifier="x", socket_path=tmp_path / "absent.sock", fallback=stream)
+    lost = story("device_lost", device="cam1")
+    handler.emit(record("device %s lost: %s", "cam1", FORGED + "\x1b[2J\r", **lost))
+    handler.close()
+    line = stream.getvalue()
+    assert line.count("\n") == 1 and line.endswith("device=cam1 event=device_lost\n")
+    assert "\x1b" not in line and "\r" not in line
+    assert "timeout\\n2026-12-01 20:00:00,000 CRITICAL" in line  # still readable, escaped
+
+
+def test_a_plain_field_value_cannot_carry_control_characters() -> None:
+    made = record("m", **story("broker_disconnected", reason="gone\r\x1b[31mforged\u2028x", device="a\x1bb"))
+    line = PlainFormatter().format(made)
+    assert not any(c in line for c in "\r\n\x1b\u2028")
+    assert 'reason="gone\\r\\x1b[31mforged\\u2028x"' in line and "device=a\\x1bb" in line
+
+
+def test_a_plain_traceback_stays_whole() -> None:
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        import sys
+
+        made = record("it failed", level=logging.ERROR)
+        made.exc_info = sys.exc_info()
+    assert "it failed\nTraceback" in PlainFormatter().format(made)
+
+
+def test_journald_fields_cannot_be_forged_through_a_value(journal: JournalSocket) -> None:
+    handler = JournalHandler(identifier="x", socket_path=journal.path)
+    detail = "refused\nPRIORITY=0\nEVENT=alarm_raised\nDEVICE=lc9"
+    lost = story("device_lost", device="cam1", reason=detail)
+    handler.emit(record("device %s lost: %s", "cam1", detail, **lost))
+    handler.close()
+    [entry] = journal.drain()
+    assert (entry["PRIORITY"], entry["EVENT"], entry["DEVICE"]) == ("4", "device_lost", "cam1")
+    assert entry["MESSAGE"] == "device cam1 lost: " + detail.replace("\n", "\\n")
+    assert entry["REASON"] == detail  # a field's value travels whole, length-prefixed
+
+
+def test_a_message_cut_at_the_limit_stays_utf8(journal: JournalSocket) -> None:
+    # journalctl shows an entry whose MESSAGE is not UTF-8 as "[blob data]": a cut inside a character
+    # would hide the whole message.
+    from edge_agent.journal import MAX_MESSAGE_BYTES, MAX_VALUE_BYTES
+
+    handler = JournalHandler(identifier="x", socket_path=journal.path)
+    text = "x" * (MAX_MESSAGE_BYTES - 1) + "é" * 10
+    value = "y" * (MAX_VALUE_BYTES - 1) + "é"
+    handler.emit(record("%s", text, **story("alarm_raised", value=value)))
+    handler.close()
+    [entry] = journal.drain()  # the parser decodes every value as UTF-8, strictly
+    assert entry["MESSAGE"] == "x" * (MAX_MESSAGE_BYTES - 1)
+    assert entry["VALUE"] == "y" * (MAX_VALUE_BYTES - 1)
+
+
+def test_a_full_journal_never_blocks_and_loses_no_line(tmp_path: Path) -> None:
+    # journald stalled: its socket's queue fills; each record then goes to stderr, at once.
+    import socket
+    import threading
+
+    stalled = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    stalled.bind(str(tmp_path / "stalled.sock"))
+    stream = io.StringIO()
+    handler = JournalHandler(identifier="x", socket_path=tmp_path / "stalled.sock", fallback=stream)
+    worker = threading.Thread(target=lambda: [handler.emit(record("evicted %d", n)) for n in range(2000)])
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive(), "a full journal socket blocked the logging thread"
+    assert handler.fallbacks > 0
+    assert stream.getvalue().count("\n") == handler.fallbacks
+    assert "evicted 1999" in stream.getvalue()
+    handler.close()
+    stalled.close()
+
+
+def test_a_journal_message_from_a_device_stays_one_line_without_escapes(journal: JournalSocket) -> None:
+    # journalctl shows each line of a MESSAGE as a line of the log, and `journalctl -a` or `-o cat`
+    # writes its bytes to the terminal as they are.
+    handler = JournalHandler(identifier="x", socket_path=journal.path)
+    handler.emit(record("device %s lost: %s", "cam1", FORGED + "\x1b]0;owned\x07", **story("device_lost")))
+    handler.close()
+    [entry] = journal.drain()
+    assert "\n" not in entry["MESSAGE"] and "\x1b" not in entry["MESSAGE"]
+    assert entry["MESSAGE"].startswith("device cam1 lost: timeout\\n2026-12-01 20:00:00,000 CRITICAL")

@@ -86,3 +86,15 @@ def test_an_unreadable_marker_is_moved_aside(tmp_path: Path) -> None:
     assert begin_start(config).trial is None
     assert (tmp_path / "agent.toml.trial.unreadable").exists()
     assert not marker_path(config).exists()
+
+
+def test_an_unreadable_marker_that_cannot_be_moved_aside_never_stops_a_start(tmp_path: Path) -> None:
+    # Moving it aside fails (here: a folder is in the way; on a cabinet: a folder the agent may not
+    # write): the start goes on without a trial, or systemd would restart a crashing agent for ever.
+    config = tmp_path / "agent.toml"
+    config.write_bytes(OLD)
+    marker_path(config).write_text("{not json")
+    (tmp_path / "agent.toml.trial.unreadable").mkdir()
+    (tmp_path / "agent.toml.trial.unreadable" / "keep").touch()
+    start = begin_start(config)
+    assert (start.trial, start.active) == (None, False)

@@ -68,3 +68,23 @@ def test_a_text_past_the_command_size_is_refused() -> None:
     with pytest.raises(CommandArgsError) as caught:
         parse_posted("set_config", args("# " + "x" * (16 * 1024)))
     assert caught.value.problems[0][0] == "config"
+
+
+def test_a_key_of_thousands_of_parts_is_refused_before_it_costs_seconds() -> None:
+    # tomllib takes quadratic time over one dotted key's parts: 16 KiB of a.a.a... took ~1-2 s of
+    # the event loop (central's at POST, the agent's on receipt) before being refused as too deep.
+    import time
+
+    started = time.perf_counter()
+    with pytest.raises(CommandArgsError) as caught:
+        parse_posted("set_config", args("a" + ".a" * 8190 + "=1"))
+    took = time.perf_counter() - started
+    (problem,) = caught.value.problems
+    assert problem[0] == "config"
+    assert problem[1] == "line 1 has more than 256 dots: no key of an agent config has that many parts"
+    assert took < 0.2, f"{took:.2f} s"
+
+
+def test_dots_in_comments_and_values_are_not_keys() -> None:
+    text = GOOD + "# " + "." * 300 + "\n" + '[profile]\ndescription = "a.b.c.d"\n'
+    assert isinstance(parse_wire("set_config", args(text)), SetConfigArgs)  # type: ignore[arg-type]

@@ -26,6 +26,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from central.alarms import UNSPECIFIED
+from central.record_time import AHEAD_BOUND_MS
+from protocols.fleet.events import ALARM_KINDS, DEVICE_BACK, DEVICE_LOST
+from protocols.release import PROTOCOL_EPOCH_MS
+
 # Taken by ``migrate`` (transaction-scoped): one migration at a time, across hosts.
 MIGRATION_LOCK = 0x63697479_6D696772  # "citymigr"
 COUNTER_SHARDS = 16
@@ -273,8 +278,63 @@ SELECT stream_pk, min(seq), max(seq) FROM (
 GROUP BY stream_pk, island;
 """
 
-# The cabinet registry and alarm episodes, as on SQLite (central.store.sqlite.schema says why).
-_V4 = """
+# The alarm events stored before migration 4, as marks and episodes: what ingest makes of them
+# (central.store.episodes, where SQLite's upgrade runs the same rules in Python): a mark per alarm
+# event not stamped ahead of its receipt, dated by its receipt when stamped before the protocol
+# existed; an episode from each raise while none is open to the first clear after it (the k-th such
+# raise of a key pairs with its k-th closing clear).
+_DEVICE_KINDS = f"'{DEVICE_LOST}', '{DEVICE_BACK}'"
+_RAISING_KINDS = ", ".join(f"'{kind}'" for kind, raises in ALARM_KINDS.items() if raises)
+_ALARM_KINDS = ", ".join(f"'{kind}'" for kind in ALARM_KINDS)
+_FILL_EPISODES = f"""
+INSERT INTO alarm_marks (stream_pk, seq, cabinet, device, alarm, raises, ts_ms, severity, message)
+SELECT e.stream_pk, e.seq, e.cabinet,
+    CASE WHEN e.kind IN ({_DEVICE_KINDS}) THEN e.source
+        WHEN json_typeof(e.data::json -> 'device') = 'string' AND e.data::json ->> 'device' <> ''
+            THEN e.data::json ->> 'device'
+        ELSE e.source END,
+    CASE WHEN e.kind IN ({_DEVICE_KINDS}) THEN '{DEVICE_LOST}'
+        WHEN json_typeof(e.data::json -> 'alarm') = 'string' AND e.data::json ->> 'alarm' <> ''
+            THEN e.data::json ->> 'alarm'
+        ELSE '{UNSPECIFIED}' END,
+    e.kind IN ({_RAISING_KINDS}),
+    CASE WHEN t.received_ms IS NOT NULL AND e.ts < {PROTOCOL_EPOCH_MS} THEN t.received_ms ELSE e.ts END,
+    e.severity, e.message
+FROM events AS e
+LEFT JOIN time_suspect AS t ON (t.stream_pk, t.seq) = (e.stream_pk, e.seq)
+WHERE e.kind IN ({_ALARM_KINDS})
+    AND NOT (t.received_ms IS NOT NULL AND e.ts > t.received_ms + {AHEAD_BOUND_MS});
+WITH ordered AS (
+    SELECT m.*, coalesce(lag(raises) OVER (
+        PARTITION BY cabinet, device, alarm ORDER BY stream_pk, seq
+    ), false) AS open_before
+    FROM alarm_marks AS m
+), edges AS (
+    SELECT o.*, row_number() OVER (
+        PARTITION BY cabinet, device, alarm, raises ORDER BY stream_pk, seq
+    ) AS n
+    FROM ordered AS o WHERE raises <> open_before
+)
+INSERT INTO alarm_episodes (cabinet, device, alarm, severity, message, stream_pk, raised_seq, raised_ms,
+                            cleared_stream, cleared_seq, cleared_ms, updated_ms)
+SELECT r.cabinet, r.device, r.alarm, r.severity, r.message, r.stream_pk, r.seq, r.ts_ms,
+    -- greatest() passes over a NULL: an episode still open has no clear time
+    c.stream_pk, c.seq, CASE WHEN c.seq IS NOT NULL THEN greatest(c.ts_ms, r.ts_ms) END,
+    (extract(epoch FROM now()) * 1000)::bigint
+FROM edges AS r
+LEFT JOIN edges AS c ON (c.cabinet, c.device, c.alarm, c.n) = (r.cabinet, r.device, r.alarm, r.n)
+    AND NOT c.raises
+WHERE r.raises
+ORDER BY r.stream_pk, r.seq;
+"""
+
+# The cabinet registry and alarm episodes, as on SQLite (central.store.sqlite.schema says why), and
+# the installer and monitor roles of tokens (central.store.auth_rows.Role).
+_V4 = (
+    """
+ALTER TABLE api_tokens DROP CONSTRAINT api_tokens_role_check,
+    ADD CONSTRAINT api_tokens_role_check
+        CHECK (role IN ('viewer', 'operator', 'admin', 'installer', 'monitor'));
 CREATE TABLE registry (
     cabinet text PRIMARY KEY,
     town text NOT NULL,
@@ -289,37 +349,55 @@ CREATE TABLE registry (
     revoked_ms bigint
 );
 CREATE INDEX registry_town ON registry (town);
+CREATE TABLE alarm_marks (
+    stream_pk integer NOT NULL,
+    seq bigint NOT NULL,
+    cabinet text COLLATE "C" NOT NULL,
+    device text COLLATE "C" NOT NULL,
+    alarm text COLLATE "C" NOT NULL,
+    raises boolean NOT NULL,
+    ts_ms bigint NOT NULL,
+    severity text COLLATE "C" NOT NULL,
+    message text COLLATE "C" NOT NULL,
+    PRIMARY KEY (stream_pk, seq)
+);
+CREATE INDEX alarm_marks_key ON alarm_marks (cabinet, device, alarm, stream_pk, seq) INCLUDE (raises);
 CREATE TABLE alarm_episodes (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    cabinet text NOT NULL,
-    device text NOT NULL,
-    alarm text NOT NULL,
-    severity text NOT NULL,
-    message text NOT NULL,
+    cabinet text COLLATE "C" NOT NULL,
+    device text COLLATE "C" NOT NULL,
+    alarm text COLLATE "C" NOT NULL,
+    severity text COLLATE "C" NOT NULL,
+    message text COLLATE "C" NOT NULL,
     stream_pk integer NOT NULL,
     raised_seq bigint NOT NULL,
     raised_ms bigint NOT NULL,
+    cleared_stream integer,
     cleared_seq bigint,
     cleared_ms bigint,
     acked_ms bigint,
-    acked_by text,
-    assigned_to text,
+    acked_by text COLLATE "C",
+    assigned_to text COLLATE "C",
     assigned_ms bigint,
     updated_ms bigint NOT NULL,
     UNIQUE (stream_pk, raised_seq)
 );
-CREATE INDEX alarm_episodes_open ON alarm_episodes (cabinet, device, alarm, cleared_seq);
+CREATE INDEX alarm_episodes_key ON alarm_episodes (cabinet, device, alarm, stream_pk, raised_seq);
 CREATE INDEX alarm_episodes_raised ON alarm_episodes (raised_ms);
+CREATE INDEX alarm_episodes_updated ON alarm_episodes (updated_ms);
+CREATE INDEX alarm_episodes_open ON alarm_episodes (id) WHERE cleared_seq IS NULL;
 CREATE TABLE alarm_notes (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     episode_id bigint NOT NULL REFERENCES alarm_episodes (id),
     ts_ms bigint NOT NULL,
-    author text NOT NULL,
-    kind text NOT NULL,
-    text text NOT NULL DEFAULT ''
+    author text COLLATE "C" NOT NULL,
+    kind text COLLATE "C" NOT NULL CHECK (kind IN ('acknowledge', 'assign', 'comment')),
+    text text COLLATE "C" NOT NULL DEFAULT ''
 );
 CREATE INDEX alarm_notes_episode ON alarm_notes (episode_id, id);
 """
+    + _FILL_EPISODES
+)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1),
@@ -350,6 +428,7 @@ DATA_TABLES = (
     "audit",
     "rollups",
     "held",
+    "alarm_marks",
     "alarm_notes",
     "alarm_episodes",
     "registry",

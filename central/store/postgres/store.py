@@ -36,21 +36,26 @@ from central.errors import StoreError
 from central.store.auth_rows import AuditEntry, AuditRow, TokenRow
 from central.store.postgres import auth as pa
 from central.store.postgres import commands as pc
+from central.store.postgres import episodes as pe
 from central.store.postgres import partitions as parts
 from central.store.postgres import reads as q
+from central.store.postgres import registry as preg
 from central.store.postgres import rollups as pr
 from central.store.postgres.migrations import migrate, schema_version
 from central.store.postgres.partitions import Partitions
 from central.store.postgres.schema import SCHEMA_VERSION
 from central.store.postgres.writer import PgWriter
 from central.store.rows import (
+    AlarmEpisode,
     AlarmRow,
     BatchOutcome,
     CabinetRow,
     CommandRow,
+    EpisodeQuery,
     EventRow,
     GroupCommandRow,
     GroupRow,
+    NewNote,
     PointValue,
     Purged,
     QuarantineCounts,
@@ -59,6 +64,7 @@ from central.store.rows import (
     ReadingRow,
     ReceivedBatch,
     ReceivedStatus,
+    RegistryEntry,
     Resolution,
     Rollup,
     Totals,
@@ -311,6 +317,19 @@ class PostgresStore:
     ) -> list[AlarmRow]:
         return await self._run("read alarms", lambda c: q.alarms(c, cabinet, active, limit))
 
+    # -- alarm episodes (central.store.postgres.episodes) --------------------------------------
+
+    async def episodes(self, query: EpisodeQuery) -> list[AlarmEpisode]:
+        return await self._run("list alarm episodes", lambda c: pe.episodes(c, query))
+
+    async def episode(self, episode_id: int) -> AlarmEpisode | None:
+        return await self._run("read alarm episode", lambda c: pe.episode(c, episode_id))
+
+    async def add_note(self, episode_id: int, note: NewNote) -> AlarmEpisode | None:
+        return await self._in_transaction(
+            "note alarm episode", lambda cur: pe.add_note(cur, episode_id, note)
+        )
+
     # -- commands and groups ------------------------------------------------------------------
 
     async def add_commands(
@@ -433,3 +452,25 @@ class PostgresStore:
 
     async def audit(self, *, since_ms: int | None = None, limit: int = 100) -> list[AuditRow]:
         return await self._run("read audit", lambda c: pa.audit(c, since_ms, limit))
+
+    # -- the cabinet registry -----------------------------------------------------------------
+
+    async def put_registry(self, entry: RegistryEntry) -> bool:
+        return await self._in_transaction("write registry entry", lambda cur: preg.put(cur, entry))
+
+    async def set_broker_hash(
+        self, cabinet: str, broker_hash: str, *, expected: str | None, updated_ms: int
+    ) -> bool:
+        return await self._in_transaction(
+            "write broker hash",
+            lambda cur: preg.set_broker_hash(cur, cabinet, broker_hash, expected, updated_ms),
+        )
+
+    async def registry_entry(self, cabinet: str) -> RegistryEntry | None:
+        return await self._run("read registry entry", lambda c: preg.entry(c, cabinet))
+
+    async def registry(self, *, include_revoked: bool = False) -> list[RegistryEntry]:
+        return await self._run("read registry", lambda c: preg.entries(c, include_revoked))
+
+    async def revoke_cabinet(self, cabinet: str, *, revoked_ms: int) -> bool:
+        return await self._in_transaction("revoke cabinet", lambda cur: preg.revoke(cur, cabinet, revoked_ms))

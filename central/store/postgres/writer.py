@@ -53,6 +53,7 @@ from central.store.postgres.batch_facts import (
     refusal_detail,
 )
 from central.store.postgres.commands import apply_results
+from central.store.postgres.episodes import apply_episodes, unseen_alarm_events
 from central.store.postgres.held import HeldSeqs, Range, span_runs
 from central.store.postgres.rollups import Plain, apply_rollups, plain_rollups, plain_rows_of
 from central.store.postgres.schema import COUNTER_SHARDS
@@ -408,6 +409,7 @@ class PgWriter:
         if not events:
             return 0
         cabinet = batch.cabinet
+        unseen = await unseen_alarm_events(cur, stream_pk, events)
         await cur.execute(
             q.INSERT_EVENTS,
             (
@@ -444,6 +446,7 @@ class PgWriter:
                     for u in sorted(updates, key=lambda u: u.seq)
                 ],
             )
+        await apply_episodes(cur, stream_pk, cabinet, unseen, received_ms)
         return new
 
     async def _insert_results(self, cur: Cursor, stream_pk: int, batch: DataBatch) -> int:

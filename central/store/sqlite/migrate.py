@@ -3,9 +3,11 @@
     from central.store.sqlite.migrate import migrate
     before, after = migrate(Path("central.db"))     # (2, 5): done; (5, 5): nothing to do
 
-From 4 to 5: the cabinet registry and alarm episodes (``_to_v5``). From 2 (a row per reading, keyed
-by (stream_pk, seq), indexed by (point_pk, ts)) or 3 (the same, with rollups) to 4 and on, in ONE
-transaction (a failure leaves the file as it was):
+From 4 to 5: the cabinet registry and alarm episodes (``_to_v5``), the episodes paired from the alarm
+events already stored, as ingest pairs them (history from before the upgrade is kept).
+
+From 2 (a row per reading, keyed by (stream_pk, seq), indexed by (point_pk, ts)) or 3 (the same,
+with rollups) to 4 and on, in ONE transaction (a failure leaves the file as it was):
 - each stream's readings become blocks (one per 15-minute bucket and at most ``BLOCK_ROWS``);
 - ``held`` gets the seq ranges of every record already stored (readings, events, results);
 - ``latest_readings`` gets the values of the readings it named;
@@ -19,13 +21,16 @@ would wait, then fail to open an older version anyway).
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from central.store import rollups as ru
 from central.store.sqlite.blocks import BLOCKS_SCHEMA, QUARTER_MS, insert_blocks
+from central.store.sqlite.episodes import fill_episodes
 from central.store.sqlite.rollups import insert_rollups
 from central.store.sqlite.schema import (
+    AUTH_SCHEMA,
     EPISODES_SCHEMA,
     REGISTRY_SCHEMA,
     ROLLUPS_SCHEMA,
@@ -104,6 +109,21 @@ def _to_v5(conn: sqlite3.Connection, say: Callable[[str], None]) -> None:
     say("registry and alarm episodes")
     for statement in _statements(REGISTRY_SCHEMA) + _statements(EPISODES_SCHEMA):
         conn.execute(statement)
+    say("tokens: the installer role")  # a CHECK constraint changes only with its table
+    had_tokens = conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'api_tokens'").fetchone()
+    if had_tokens:
+        conn.execute("ALTER TABLE api_tokens RENAME TO api_tokens_v4")
+        conn.execute("DROP INDEX IF EXISTS api_tokens_live_name")
+    for statement in _statements(AUTH_SCHEMA):
+        conn.execute(statement)
+    if had_tokens:
+        conn.execute(
+            "INSERT INTO api_tokens (key_id, name, role, digest, created_ms, revoked_ms)"
+            " SELECT key_id, name, role, digest, created_ms, revoked_ms FROM api_tokens_v4"
+        )
+        conn.execute("DROP TABLE api_tokens_v4")
+    episodes = fill_episodes(conn.cursor(), now_ms=time.time_ns() // 1_000_000)
+    say(f"alarm episodes: {episodes} from the events stored")
 
 
 def _to_v4(conn: sqlite3.Connection, say: Callable[[str], None]) -> None:

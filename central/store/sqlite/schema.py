@@ -7,7 +7,7 @@ central holds (``central.store.sqlite.blocks``): what a disk pays per reading is
 limit at a few thousand cabinets (bench/central_wear.py).
 
 Versions: 2 (readings one row each), 3 (rollups), 4 (blocks, held, latest_readings with their
-values), 5 (the cabinet registry, alarm episodes and their notes).
+values), 5 (the cabinet registry, alarm episodes and their notes; the installer and monitor roles of tokens).
 ``central.store.sqlite.migrate`` upgrades a file in place (``cityedge central migrate``).
 """
 
@@ -110,7 +110,7 @@ AUTH_SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_tokens (
     key_id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
-    role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+    role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin', 'installer', 'monitor')),
     digest TEXT NOT NULL,
     created_ms INTEGER NOT NULL,
     revoked_ms INTEGER
@@ -213,9 +213,24 @@ CREATE INDEX IF NOT EXISTS registry_town ON registry (town);
 """
 
 # Every alarm episode is its own row: raised by one event, cleared by the next clearing event of the
-# same (cabinet, device, alarm) in the stream's seq order, so a door opened twice is two episodes.
-# Operators' acknowledgements, assignments and comments are notes of an episode.
+# same (cabinet, device, alarm) in (stream, seq) order, so a door opened twice is two episodes
+# (central.store.episodes). alarm_marks holds every alarm event of each key in that order: what lets a
+# late batch pair with what came before it. Operators' acknowledgements, assignments and comments
+# are notes of an episode.
 EPISODES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alarm_marks (
+    stream_pk INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    cabinet TEXT NOT NULL,
+    device TEXT NOT NULL,
+    alarm TEXT NOT NULL,
+    raises INTEGER NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    severity TEXT NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (stream_pk, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS alarm_marks_key ON alarm_marks (cabinet, device, alarm, stream_pk, seq, raises);
 CREATE TABLE IF NOT EXISTS alarm_episodes (
     id INTEGER PRIMARY KEY,
     cabinet TEXT NOT NULL,
@@ -226,6 +241,7 @@ CREATE TABLE IF NOT EXISTS alarm_episodes (
     stream_pk INTEGER NOT NULL,
     raised_seq INTEGER NOT NULL,
     raised_ms INTEGER NOT NULL,
+    cleared_stream INTEGER,
     cleared_seq INTEGER,
     cleared_ms INTEGER,
     acked_ms INTEGER,
@@ -235,14 +251,17 @@ CREATE TABLE IF NOT EXISTS alarm_episodes (
     updated_ms INTEGER NOT NULL,
     UNIQUE (stream_pk, raised_seq)
 );
-CREATE INDEX IF NOT EXISTS alarm_episodes_open ON alarm_episodes (cabinet, device, alarm, cleared_seq);
+CREATE INDEX IF NOT EXISTS alarm_episodes_key
+    ON alarm_episodes (cabinet, device, alarm, stream_pk, raised_seq);
 CREATE INDEX IF NOT EXISTS alarm_episodes_raised ON alarm_episodes (raised_ms);
+CREATE INDEX IF NOT EXISTS alarm_episodes_updated ON alarm_episodes (updated_ms);
+CREATE INDEX IF NOT EXISTS alarm_episodes_open ON alarm_episodes (id) WHERE cleared_seq IS NULL;
 CREATE TABLE IF NOT EXISTS alarm_notes (
     id INTEGER PRIMARY KEY,
     episode_id INTEGER NOT NULL REFERENCES alarm_episodes (id),
     ts_ms INTEGER NOT NULL,
     author TEXT NOT NULL,
-    kind TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('acknowledge', 'assign', 'comment')),
     text TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS alarm_notes_episode ON alarm_notes (episode_id, id);

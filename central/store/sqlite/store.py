@@ -24,13 +24,16 @@ from central.errors import StoreError
 from central.store.auth_rows import AuditEntry, AuditRow, TokenRow
 from central.store.rollups import is_counter
 from central.store.rows import (
+    AlarmEpisode,
     AlarmRow,
     BatchOutcome,
     CabinetRow,
     CommandRow,
+    EpisodeQuery,
     EventRow,
     GroupCommandRow,
     GroupRow,
+    NewNote,
     PointValue,
     Purged,
     QuarantineCounts,
@@ -39,13 +42,16 @@ from central.store.rows import (
     ReadingRow,
     ReceivedBatch,
     ReceivedStatus,
+    RegistryEntry,
     Resolution,
     Rollup,
     Totals,
 )
 from central.store.sqlite import auth as sa
 from central.store.sqlite import commands as sc
+from central.store.sqlite import episodes as se
 from central.store.sqlite import queries as q
+from central.store.sqlite import registry as sreg
 from central.store.sqlite import rollups as sr
 from central.store.sqlite import views as sv
 from central.store.sqlite.schema import BUSY_TIMEOUT_S, connect, create_schema
@@ -276,6 +282,19 @@ class SqliteStore:
     ) -> list[AlarmRow]:
         return await self._on_reader("read alarms", lambda c: sv.alarms(c, cabinet, active, limit))
 
+    # -- alarm episodes (central.store.sqlite.episodes) ----------------------------------------
+
+    async def episodes(self, query: EpisodeQuery) -> list[AlarmEpisode]:
+        return await self._on_reader("list alarm episodes", lambda c: se.episodes(c, query))
+
+    async def episode(self, episode_id: int) -> AlarmEpisode | None:
+        return await self._on_reader("read alarm episode", lambda c: se.episode(c, episode_id))
+
+    async def add_note(self, episode_id: int, note: NewNote) -> AlarmEpisode | None:
+        return await self._in_transaction(
+            "note alarm episode", lambda cur: se.add_note(cur, episode_id, note)
+        )
+
     async def points_ending_with(self, cabinet: str, suffix: str) -> list[str]:
         return await self._on_reader("find points", lambda c: sv.points_ending_with(c, cabinet, suffix))
 
@@ -378,3 +397,25 @@ class SqliteStore:
 
     async def audit(self, *, since_ms: int | None = None, limit: int = 100) -> list[AuditRow]:
         return await self._on_reader("read audit", lambda c: sa.audit(c, since_ms, limit))
+
+    # -- the cabinet registry -----------------------------------------------------------------
+
+    async def put_registry(self, entry: RegistryEntry) -> bool:
+        return await self._in_transaction("write registry entry", lambda cur: sreg.put(cur, entry))
+
+    async def set_broker_hash(
+        self, cabinet: str, broker_hash: str, *, expected: str | None, updated_ms: int
+    ) -> bool:
+        return await self._in_transaction(
+            "write broker hash",
+            lambda cur: sreg.set_broker_hash(cur, cabinet, broker_hash, expected, updated_ms),
+        )
+
+    async def registry_entry(self, cabinet: str) -> RegistryEntry | None:
+        return await self._on_reader("read registry entry", lambda c: sreg.entry(c, cabinet))
+
+    async def registry(self, *, include_revoked: bool = False) -> list[RegistryEntry]:
+        return await self._on_reader("read registry", lambda c: sreg.entries(c, include_revoked))
+
+    async def revoke_cabinet(self, cabinet: str, *, revoked_ms: int) -> bool:
+        return await self._in_transaction("revoke cabinet", lambda cur: sreg.revoke(cur, cabinet, revoked_ms))

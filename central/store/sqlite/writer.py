@@ -5,7 +5,8 @@ cost of a commit is shared by all of them. Each batch sits in a SAVEPOINT so tha
 database refuses is quarantined without failing the others.
 
 What a batch implies is written in the batch's transaction too: command results move their command's
-status, alarm events the alarm's state, by the rules of ``central.store.rules``. A batch is therefore
+status, alarm events the alarm's state and its episodes, by the rules of ``central.store.rules`` and
+``central.store.episodes``. A batch is therefore
 acknowledged only once everything it changes is committed.
 
 The ids of streams and points are cached in memory: the hot loop over readings is one tuple build and
@@ -31,6 +32,7 @@ from central.store.rows import BatchOutcome, Purged, QuarantineEntry, ReceivedBa
 from central.store.sqlite import quarter_parts
 from central.store.sqlite.blocks import bucket_slices, fresh_readings, hold, insert_columns, purge
 from central.store.sqlite.commands import apply_results
+from central.store.sqlite.episodes import apply_episodes, unseen_alarm_events
 from central.store.sqlite.rollups import apply_quarters
 from central.store.sqlite.views import apply_alarm_events, apply_latest_readings, flag_time_suspects
 from protocols.fleet import DataBatch, Status
@@ -222,9 +224,11 @@ class SqliteWriter:
             (stream_pk, e.seq, cabinet, e.ts, e.source, e.kind, e.severity, e.message, _json_text(e.data))
             for e in batch.events
         ]
+        unseen = unseen_alarm_events(cur, stream_pk, batch.events)
         cur.executemany(_INSERT_EVENT, rows)
         new = cur.rowcount
         apply_alarm_events(cur, stream_pk, rules.alarm_updates(cabinet, batch.events, received_ms))
+        apply_episodes(cur, stream_pk, cabinet, unseen, received_ms)
         return new
 
     def _insert_results(self, cur: sqlite3.Cursor, stream_pk: int, batch: DataBatch) -> int:

@@ -1,0 +1,83 @@
+"""Central's MQTT link on a real Mosquitto: what it publishes, and what it hands its receiver."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiomqtt
+import pytest
+
+from central.mqtt_link import MqttLink, Subscription
+from cityedge.broker import MosquittoBroker
+from protocols.testing import wait_until
+
+pytestmark = pytest.mark.integration
+
+CMD = "cityedge/cab-1/cmd"
+
+
+async def test_a_publish_is_qos_1_with_the_mqtt_5_expiry_and_false_without_a_session(
+    mosquitto: MosquittoBroker,
+) -> None:
+    link = MqttLink(broker_url=mosquitto.url)
+    assert await link.publish(CMD, b"early") is False  # not started: the caller sends again later
+    assert link.stats.publish_failed == 1
+    received: list[aiomqtt.Message] = []
+    async with (
+        aiomqtt.Client(mosquitto.host, mosquitto.port, protocol=aiomqtt.ProtocolVersion.V5) as cabinet,
+        link,
+    ):
+        await cabinet.subscribe(CMD, qos=1)
+        await link.wait_subscribed()
+        assert (link.stats.connected, link.stats.protocol, link.stats.shared_subscription) == (
+            True,
+            "5",
+            False,
+        )
+        assert await link.publish(CMD, b"with expiry", expiry_s=30)
+        assert await link.publish(CMD, b"without")
+        async with asyncio.timeout(10):
+            async for message in cabinet.messages:
+                received.append(message)
+                if len(received) == 2:
+                    break
+    first, second = received
+    assert (first.payload, first.qos) == (b"with expiry", 1)
+    assert first.properties is not None and 25 <= first.properties.MessageExpiryInterval <= 30
+    assert (second.payload, second.qos) == (b"without", 1)
+    assert second.properties is None or not hasattr(second.properties, "MessageExpiryInterval")
+    assert link.stats.connected is False and link.stats.connects == 1
+
+
+async def test_the_receiver_gets_what_its_gate_admits_through_a_shared_subscription(
+    mosquitto: MosquittoBroker,
+) -> None:
+    link = MqttLink(broker_url=mosquitto.url, group="test-group")
+    got: list[tuple[str, bytes]] = []
+
+    def take(topic: str, payload: bytes) -> bool:
+        got.append((topic, payload))
+        return True
+
+    subscriptions = [Subscription("cityedge/+/data", shared=True), Subscription("cityedge/+/status")]
+    link.receive(subscriptions, gate=lambda _topic, payload: not payload.startswith(b"flood"), handler=take)
+    with pytest.raises(RuntimeError, match="receiver"):
+        link.receive(subscriptions, handler=take)
+    async with link, aiomqtt.Client(mosquitto.host, mosquitto.port) as edge:
+        await link.wait_subscribed()
+        assert link.stats.shared_subscription is True
+        for topic, payload in [
+            ("cityedge/cab-1/data", b"batch"),
+            ("cityedge/cab-1/data", b"flood, refused by the gate"),
+            ("cityedge/cab-1/status", b"birth"),
+            ("cityedge/cab-1/ack", b"not subscribed"),
+        ]:
+            await edge.publish(topic, payload, qos=1)
+        await wait_until(lambda: len(got) == 2, what="the batch and the birth")
+        await edge.publish("cityedge/cab-2/data", b"last", qos=1)  # all before it were handled
+        await wait_until(lambda: len(got) == 3, what="the last batch")
+    assert sorted(got) == [
+        ("cityedge/cab-1/data", b"batch"),
+        ("cityedge/cab-1/status", b"birth"),
+        ("cityedge/cab-2/data", b"last"),
+    ]

@@ -25,9 +25,9 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
+from central.background import Background
 from central.commands import to_command
 from central.errors import StoreError
 from central.leadership import Leadership, SoleLeader
@@ -60,14 +60,11 @@ class DispatchStats:
     last_error: str | None = None
 
 
-def _log_death(task: asyncio.Task[None]) -> None:
-    # A bug that stops the loop must be loud at once, not only when the server shuts down.
-    if not task.cancelled() and task.exception() is not None:
-        logger.error("command dispatch stopped", exc_info=task.exception())
-
-
-class CommandDispatcher:
+class CommandDispatcher(Background):
     """``async with CommandDispatcher(store=..., publisher=...)`` sends until the block exits."""
+
+    task_name = "central-command-dispatch"
+    what = "command dispatch"
 
     def __init__(
         self,
@@ -92,24 +89,7 @@ class CommandDispatcher:
         self._births: set[str] = set()
         self._wake = asyncio.Event()
         self._limit = asyncio.Semaphore(PUBLISH_CONCURRENCY)
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Self:
-        if self._task is not None:
-            raise RuntimeError("this CommandDispatcher is already running")
-        self._task = asyncio.create_task(self._run(), name="central-command-dispatch")
-        self._task.add_done_callback(_log_death)
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        super().__init__()
 
     def submitted(self, commands: Sequence[CommandRow]) -> None:
         """Commands just stored: publish them now (from the dispatcher's task)."""

@@ -26,14 +26,14 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Literal, Self
+from typing import Literal
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from central.background import Background
 from central.errors import ServerError
 from protocols.backoff import Backoff
 from protocols.fleet.broker_url import SOCKET_OPTIONS, BrokerAddress, parse_broker_url
@@ -81,14 +81,11 @@ def _granted(codes: Sequence[int | ReasonCode]) -> bool:
     return all((c.value if isinstance(c, ReasonCode) else c) < 0x80 for c in codes)
 
 
-def _log_death(task: asyncio.Task[None]) -> None:
-    # A bug that stops the session must be loud at once, not only when central shuts down.
-    if not task.cancelled() and task.exception() is not None:
-        logger.error("the MQTT link stopped", exc_info=task.exception())
-
-
-class MqttLink:
+class MqttLink(Background):
     """``async with MqttLink(broker_url=...)`` holds a session to the broker until the block exits."""
+
+    task_name = "central-mqtt-link"
+    what = "the MQTT link"
 
     def __init__(
         self,
@@ -121,7 +118,7 @@ class MqttLink:
         self._receiver: _Receiver | None = None
         self._client: FastClient | None = None
         self._subscribed = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        super().__init__()
         self.stats = LinkStats()
 
     def receive(
@@ -138,23 +135,6 @@ class MqttLink:
         self._receiver = _Receiver(tuple(subscriptions), gate, handler)
 
     # -- lifecycle --------------------------------------------------------------------------
-
-    async def __aenter__(self) -> Self:
-        if self._task is not None:
-            raise RuntimeError("this MqttLink is already running")
-        self._task = asyncio.create_task(self._run(), name="central-mqtt-link")
-        self._task.add_done_callback(_log_death)
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task  # re-raises what stopped it, if it was not the cancel
 
     @property
     def client_id(self) -> str:

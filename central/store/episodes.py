@@ -35,6 +35,7 @@ import bisect
 import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from central.alarms import alarm_change
 from central.record_time import stamped_ahead, time_suspect
@@ -166,6 +167,71 @@ class Plan:
     @property
     def empty(self) -> bool:
         return not (self.moves or self.deletes or self.updates or self.inserts)
+
+
+def update_params(write: EpisodeWrite, now_ms: int) -> tuple[Any, ...]:
+    """The parameters of both backends' UPDATE of an episode row, in their statements' order."""
+    f = write.fields
+    return (
+        f.stream_pk,
+        f.raised_seq,
+        f.raised_ms,
+        f.severity,
+        f.message,
+        f.cleared_stream,
+        f.cleared_seq,
+        f.cleared_ms,
+        write.acked_ms,
+        write.acked_by,
+        write.assigned_to,
+        write.assigned_ms,
+        now_ms,
+        write.id,
+    )
+
+
+def insert_params(key: tuple[str, str, str], write: EpisodeWrite, now_ms: int) -> tuple[Any, ...]:
+    """The parameters of both backends' INSERT of a new episode row (``key``: cabinet, device, alarm)."""
+    f = write.fields
+    return (
+        *key,
+        f.stream_pk,
+        f.raised_seq,
+        f.raised_ms,
+        f.severity,
+        f.message,
+        f.cleared_stream,
+        f.cleared_seq,
+        f.cleared_ms,
+        now_ms,
+    )
+
+
+def between(
+    after: Pos | None,
+    through: Pos | None,
+    stream: str,
+    seq: str,
+    *,
+    inclusive: bool = True,
+    mark: str = "?",
+) -> tuple[str, list[int]]:
+    """SQL for the positions after ``after`` and up to ``through`` (before it, unless ``inclusive``);
+    ``mark`` is the backend's parameter placeholder."""
+    sql, params = "", list[int]()
+    if after is not None:
+        sql += f" AND ({stream}, {seq}) > ({mark}, {mark})"
+        params += after
+    if through is not None:
+        sql += f" AND ({stream}, {seq}) {'<=' if inclusive else '<'} ({mark}, {mark})"
+        params += through
+    return sql, params
+
+
+def stored_of(row: Sequence[Any]) -> StoredEpisode:
+    """A stored episode from a row of (id, the eight EpisodeFields, acked_ms, acked_by, assigned_to,
+    assigned_ms), as both backends select it."""
+    return StoredEpisode(row[0], EpisodeFields(*row[1:9]), *row[9:13])
 
 
 def fields_of(span: Span) -> EpisodeFields:

@@ -94,12 +94,12 @@ async def apply_episodes(
         after = await _clear(cur, k, marks[0].pos, before=True)
         through = await _clear(cur, k, marks[-1].pos, before=False)
         window = await _window(cur, k, after, through)
-        within, params = _between(after, through, "stream_pk", "raised_seq")
+        within, params = ep.between(after, through, "stream_pk", "raised_seq", mark="%s")
         await cur.execute(
             f"SELECT {_STORED} FROM alarm_episodes WHERE {_KEY}{within} ORDER BY id FOR UPDATE",
             (*k, *params),
         )
-        stored = [_stored(r) for r in await cur.fetchall()]
+        stored = [ep.stored_of(r) for r in await cur.fetchall()]
         await _apply(cur, k, ep.plan(window, stored), received_ms)
 
 
@@ -110,7 +110,7 @@ async def _window(
     cur: Cursor, key: tuple[str, str, str], after: ep.Pos | None, through: ep.Pos | None
 ) -> list[ep.Mark]:
     """The window's clears and the first raise after each (``central.store.sqlite.episodes``)."""
-    within, params = _between(after, through, "stream_pk", "seq")
+    within, params = ep.between(after, through, "stream_pk", "seq", mark="%s")
     await cur.execute(f"{_MARK} WHERE {_KEY} AND NOT raises{within}", (*key, *params))
     clears = [_mark(r) for r in await cur.fetchall()]
     gaps = list(zip([after, *(c.pos for c in clears)], [*(c.pos for c in clears), None], strict=True))
@@ -118,7 +118,7 @@ async def _window(
         gaps.pop()
     window = list(clears)
     for start, end in gaps:
-        within, params = _between(start, end, "stream_pk", "seq", inclusive=False)
+        within, params = ep.between(start, end, "stream_pk", "seq", inclusive=False, mark="%s")
         await cur.execute(
             f"{_MARK} WHERE {_KEY} AND raises{within} ORDER BY stream_pk, seq LIMIT 1", (*key, *params)
         )
@@ -143,68 +143,15 @@ async def _clear(cur: Cursor, key: tuple[str, str, str], pos: ep.Pos, *, before:
     return None if found is None else (int(found[0]), int(found[1]))
 
 
-def _between(
-    after: ep.Pos | None, through: ep.Pos | None, stream: str, seq: str, *, inclusive: bool = True
-) -> tuple[str, list[int]]:
-    sql, params = "", list[int]()
-    if after is not None:
-        sql += f" AND ({stream}, {seq}) > (%s, %s)"
-        params += after
-    if through is not None:
-        sql += f" AND ({stream}, {seq}) {'<=' if inclusive else '<'} (%s, %s)"
-        params += through
-    return sql, params
-
-
-def _stored(row: Sequence[Any]) -> ep.StoredEpisode:
-    return ep.StoredEpisode(row[0], ep.EpisodeFields(*row[1:9]), *row[9:13])
-
-
 async def _apply(cur: Cursor, key: tuple[str, str, str], plan: ep.Plan, now_ms: int) -> None:
     for source, target in plan.moves:
         await cur.execute("UPDATE alarm_notes SET episode_id = %s WHERE episode_id = %s", (target, source))
     if plan.deletes:
         await cur.execute("DELETE FROM alarm_episodes WHERE id = ANY(%s::int8[])", (list(plan.deletes),))
     for w in plan.updates:
-        f = w.fields
-        await cur.execute(
-            _UPDATE,
-            (
-                f.stream_pk,
-                f.raised_seq,
-                f.raised_ms,
-                f.severity,
-                f.message,
-                f.cleared_stream,
-                f.cleared_seq,
-                f.cleared_ms,
-                w.acked_ms,
-                w.acked_by,
-                w.assigned_to,
-                w.assigned_ms,
-                now_ms,
-                w.id,
-            ),
-        )
+        await cur.execute(_UPDATE, ep.update_params(w, now_ms))
     if plan.inserts:
-        await cur.executemany(
-            _INSERT,
-            [
-                (
-                    *key,
-                    w.fields.stream_pk,
-                    w.fields.raised_seq,
-                    w.fields.raised_ms,
-                    w.fields.severity,
-                    w.fields.message,
-                    w.fields.cleared_stream,
-                    w.fields.cleared_seq,
-                    w.fields.cleared_ms,
-                    now_ms,
-                )
-                for w in plan.inserts
-            ],
-        )
+        await cur.executemany(_INSERT, [ep.insert_params(key, w, now_ms) for w in plan.inserts])
 
 
 # -- reads ------------------------------------------------------------------------------------------

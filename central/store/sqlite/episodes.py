@@ -77,9 +77,9 @@ def apply_episodes(
         after = _clear(cur, k, marks[0].pos, before=True)
         through = _clear(cur, k, marks[-1].pos, before=False)
         window = _window(cur, k, after, through)
-        within, params = _between(after, through, "stream_pk", "raised_seq")
+        within, params = ep.between(after, through, "stream_pk", "raised_seq")
         stored = [
-            _stored(r)
+            ep.stored_of(r)
             for r in cur.execute(f"SELECT {_STORED} FROM alarm_episodes WHERE {_KEY}{within}", (*k, *params))
         ]
         _apply(cur, k, ep.plan(window, stored), received_ms)
@@ -94,7 +94,7 @@ def _window(
     """The marks that decide the window's episodes: its clears, and the first raise after each of
     them (the raises after it, while open, change nothing). A cabinet raising an alarm over and over
     without clearing it costs a few lookups per batch, not a read of the whole run."""
-    within, params = _between(after, through, "stream_pk", "seq")
+    within, params = ep.between(after, through, "stream_pk", "seq")
     clears = [_mark(r) for r in cur.execute(f"{_MARK} WHERE {_KEY} AND raises = 0{within}", (*key, *params))]
     # The gaps between clears; the one after the window's last clear only when the window is open-ended.
     gaps = list(zip([after, *(c.pos for c in clears)], [*(c.pos for c in clears), None], strict=True))
@@ -102,7 +102,7 @@ def _window(
         gaps.pop()
     window = list(clears)
     for start, end in gaps:
-        within, params = _between(start, end, "stream_pk", "seq", inclusive=False)
+        within, params = ep.between(start, end, "stream_pk", "seq", inclusive=False)
         first = cur.execute(
             f"{_MARK} WHERE {_KEY} AND raises = 1{within} ORDER BY stream_pk, seq LIMIT 1", (*key, *params)
         ).fetchone()
@@ -126,67 +126,15 @@ def _clear(cur: sqlite3.Cursor, key: tuple[str, str, str], pos: ep.Pos, *, befor
     return None if found is None else (int(found[0]), int(found[1]))
 
 
-def _between(
-    after: ep.Pos | None, through: ep.Pos | None, stream: str, seq: str, *, inclusive: bool = True
-) -> tuple[str, list[int]]:
-    """Positions after ``after`` and up to ``through`` (before it, unless ``inclusive``)."""
-    sql, params = "", list[int]()
-    if after is not None:
-        sql += f" AND ({stream}, {seq}) > (?, ?)"
-        params += after
-    if through is not None:
-        sql += f" AND ({stream}, {seq}) {'<=' if inclusive else '<'} (?, ?)"
-        params += through
-    return sql, params
-
-
-def _stored(row: Sequence[Any]) -> ep.StoredEpisode:
-    return ep.StoredEpisode(row[0], ep.EpisodeFields(*row[1:9]), *row[9:13])
-
-
 def _apply(cur: sqlite3.Cursor, key: tuple[str, str, str], plan: ep.Plan, now_ms: int) -> None:
     for source, target in plan.moves:
         cur.execute("UPDATE alarm_notes SET episode_id = ? WHERE episode_id = ?", (target, source))
     for episode_id in plan.deletes:
         cur.execute("DELETE FROM alarm_episodes WHERE id = ?", (episode_id,))
     for w in plan.updates:
-        f = w.fields
-        cur.execute(
-            _UPDATE,
-            (
-                f.stream_pk,
-                f.raised_seq,
-                f.raised_ms,
-                f.severity,
-                f.message,
-                f.cleared_stream,
-                f.cleared_seq,
-                f.cleared_ms,
-                w.acked_ms,
-                w.acked_by,
-                w.assigned_to,
-                w.assigned_ms,
-                now_ms,
-                w.id,
-            ),
-        )
+        cur.execute(_UPDATE, ep.update_params(w, now_ms))
     for w in plan.inserts:
-        f = w.fields
-        cur.execute(
-            _INSERT,
-            (
-                *key,
-                f.stream_pk,
-                f.raised_seq,
-                f.raised_ms,
-                f.severity,
-                f.message,
-                f.cleared_stream,
-                f.cleared_seq,
-                f.cleared_ms,
-                now_ms,
-            ),
-        )
+        cur.execute(_INSERT, ep.insert_params(key, w, now_ms))
 
 
 # -- the upgrade to version 5 ---------------------------------------------------------------------

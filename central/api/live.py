@@ -18,7 +18,7 @@ A request must accept ``text/event-stream`` (406 otherwise): a client that did n
 The changes come from the store (``central.live.LiveFeed``), so several workers can serve the page.
 Bounds: ``MAX_LISTENERS`` streams per worker (then 503 with Retry-After), a queue per stream (a slow
 reader gets "resync", not unbounded memory), and one hour per stream. The token is checked again at
-every keep-alive: a revoked token's stream ends within ``HEARTBEAT_S``.
+every ``HEARTBEAT_S``, busy or idle: a revoked token's stream ends within about that.
 """
 
 from __future__ import annotations
@@ -173,6 +173,7 @@ async def _events(
 ) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     ends = loop.time() + MAX_STREAM_S
+    check_at = loop.time() + HEARTBEAT_S
     try:
         async with feed.listen() as listener:
             yield _frame("hello", {"name": identity.name, "role": identity.role.value, "now_ms": clock()})
@@ -181,10 +182,13 @@ async def _events(
                     async with asyncio.timeout(min(HEARTBEAT_S, left)):
                         frames = await listener.queue.get()
                 except TimeoutError:
+                    frames = b": keep-alive\n\n"
+                # On a clock, not only when idle: a busy fleet changes something every poll.
+                if loop.time() >= check_at:
+                    check_at = loop.time() + HEARTBEAT_S
                     if not await still_valid():
                         yield _frame("bye", {"reason": "the token was revoked"})
                         return
-                    frames = b": keep-alive\n\n"
                 yield frames
             yield _frame("bye", {"reason": f"a stream lasts at most {MAX_STREAM_S:g} s: reconnect"})
     except FeedFull as exc:

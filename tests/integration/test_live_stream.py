@@ -172,3 +172,37 @@ async def test_a_revoked_token_ends_its_stream(
             _, bye = await stream.wait_for(lambda e, _: e == "bye", what="bye")
             assert "revoked" in bye["reason"]
             await wait_until(lambda: stream.ended, timeout=5, what="the stream's end")
+
+
+async def test_a_revoked_token_ends_its_stream_while_changes_keep_flowing(
+    tmp_path: Path, mosquitto: MosquittoBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A busy fleet changes something every poll: the stream never idles for a whole heartbeat, and
+    # the token must still be checked that often.
+    monkeypatch.setattr(live, "HEARTBEAT_S", 0.5)
+    async with CentralServer(db=tmp_path / "central.db", broker_url=mosquitto.url, http_port=0) as server:
+        live.feed_of_app(server._http.config.app).poll_s = 0.05  # type: ignore[union-attr]
+        token = await Tokens(server.store).create("wall-screen", Role.VIEWER)
+
+        async def keep_moving() -> None:
+            for n in range(10_000):
+                entry = RegistryEntry(
+                    cabinet=CAB, town="Talant", label=f"move {n}", latitude=47.3, longitude=5.0,
+                    rated_power_w=None, baseline_kwh_per_day=None, broker_hash=None,
+                    created_ms=1, updated_ms=now_ms() + n, revoked_ms=None,
+                )  # fmt: skip
+                await server.store.put_registry(entry)
+                await asyncio.sleep(0.05)
+
+        async with event_stream(server.url, token) as stream:
+            await stream.wait_for(lambda e, _: e == "hello", what="hello")
+            mover = asyncio.create_task(keep_moving())
+            try:
+                await stream.wait_for(lambda e, _: e == "registry", what="a registry change")
+                await Tokens(server.store).revoke("wall-screen")
+                _, bye = await stream.wait_for(lambda e, _: e == "bye", what="bye", timeout=5)
+                assert "revoked" in bye["reason"]
+            finally:
+                mover.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await mover

@@ -100,7 +100,8 @@ def encode_update(update: Update) -> bytes:
     if update.cabinets:
         frames += _frame("cabinets", {"cabinets": [_cabinet(r) for r in update.cabinets]})
     if update.commands:
-        commands = [command_out(r).model_dump(mode="json") for r in update.commands]
+        # Encoded once for every listener: a set_config's text is withheld (admins read it by its id).
+        commands = [command_out(r, config_text=False).model_dump(mode="json") for r in update.commands]
         frames += _frame("commands", {"commands": commands})
     if update.episodes:
         frames += _frame("episodes", {"episodes": [_episode(e) for e in update.episodes]})

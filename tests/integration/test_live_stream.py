@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -206,3 +207,49 @@ async def test_a_revoked_token_ends_its_stream_while_changes_keep_flowing(
                 mover.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await mover
+
+
+CAMERA_CONFIG = (
+    f'[cabinet]\nid = "{CAB}"\n[broker]\nurl = "mqtts://broker.city.example:8883"\n'
+    '[[devices]]\nname = "cam1"\ndriver = "onvif"\nhost = "10.20.30.40"\nusername = "cityedge"\n'
+    'password_file = "cam1.password"\n'
+)
+
+
+async def test_a_set_config_text_is_read_by_admins_only(tmp_path: Path, mosquitto: MosquittoBroker) -> None:
+    # A whole agent config names the cabinet's cameras and controllers (addresses, accounts): a wall
+    # screen's viewer token, or the page's stream, gets its hash, not its text.
+    async with CentralServer(db=tmp_path / "central.db", broker_url=mosquitto.url, http_port=0) as server:
+        admin = await new_token(server.store, Role.ADMIN, "admin-1")
+        viewer = await new_token(server.store, Role.VIEWER, "screen-1")
+        async with (
+            ScriptedEdge(mosquitto.url, CAB) as edge,
+            httpx.AsyncClient(base_url=f"{server.url}/api/v1", headers=bearer(admin)) as as_admin,
+            httpx.AsyncClient(base_url=f"{server.url}/api/v1", headers=bearer(viewer)) as as_viewer,
+        ):
+            await edge.birth(ts=now_ms())
+            await wait_until_online(as_admin)
+            async with event_stream(server.url, viewer) as stream:
+                await stream.wait_for(lambda e, _: e == "hello", what="hello")
+                digest = hashlib.sha256(CAMERA_CONFIG.encode()).hexdigest()
+                posted = await as_admin.post(
+                    "/commands",
+                    json={
+                        "target": {"cabinet": CAB},
+                        "action": "set_config",
+                        "args": {"config": CAMERA_CONFIG, "sha256": digest},
+                    },
+                )
+                assert posted.status_code == 201, posted.text
+                command_id = posted.json()["id"]
+                _, data = await stream.wait_for(_has_command(command_id, "pending"), what="the command")
+                shown = [
+                    (await as_viewer.get(f"/commands/{command_id}")).json(),
+                    (await as_viewer.get("/commands")).json()["commands"][0],
+                    next(c for c in data["commands"] if c["id"] == command_id),
+                ]
+                for command in shown:
+                    assert command["args"]["sha256"] == digest
+                    assert "10.20.30.40" not in str(command), command
+                full = (await as_admin.get(f"/commands/{command_id}")).json()
+                assert full["args"]["config"] == CAMERA_CONFIG

@@ -17,19 +17,23 @@ A request must accept ``text/event-stream`` (406 otherwise): a client that did n
 
 The changes come from the store (``central.live.LiveFeed``), so several workers can serve the page.
 Bounds: ``MAX_LISTENERS`` streams per worker (then 503 with Retry-After), a queue per stream (a slow
-reader gets "resync", not unbounded memory), and one hour per stream. The token is checked again at
-every ``HEARTBEAT_S``, busy or idle: a revoked token's stream ends within about that.
+reader gets "resync", not unbounded memory), one hour per stream, and ``SEND_TIMEOUT_S`` for each write
+(a reader that stops reading, its TCP window shut, would otherwise hold its place for ever). The
+token is checked again every ``HEARTBEAT_S``, busy or idle: a revoked token's stream ends within
+about that.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgspec
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import StreamingResponse
+from starlette.types import Message, Send
 
 from central.api.auth import Viewer
 from central.api.commands import command_out
@@ -43,7 +47,9 @@ from central.store.rows import AlarmEpisode, CabinetRow, RegistryEntry
 EVENT_STREAM = "text/event-stream"
 HEARTBEAT_S = 15.0
 MAX_STREAM_S = 3600.0
+SEND_TIMEOUT_S = 30.0
 _STATE = "live_feed"
+logger = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
 
 
@@ -159,7 +165,7 @@ async def stream(request: Request, identity: Viewer) -> StreamingResponse:
         except StoreError:
             return True  # the store is away: the feed says nothing new meanwhile anyway
 
-    return StreamingResponse(
+    return _BoundedStream(
         _events(feed, identity, still_valid, services_of(request).clock),
         media_type=EVENT_STREAM,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
@@ -194,3 +200,22 @@ async def _events(
             yield _frame("bye", {"reason": f"a stream lasts at most {MAX_STREAM_S:g} s: reconnect"})
     except FeedFull as exc:
         yield _frame("bye", {"reason": str(exc)})
+
+
+class _BoundedStream(StreamingResponse):
+    """A stream whose every write must be taken within ``SEND_TIMEOUT_S``: else it ends, its listener
+    gone (the server closes the connection, the page reconnects)."""
+
+    async def stream_response(self, send: Send) -> None:
+        async def bounded(message: Message) -> None:
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                await send(message)
+
+        try:
+            await super().stream_response(bounded)
+        except TimeoutError:
+            logger.info("live stream: a reader took nothing for %g s: its stream ends", SEND_TIMEOUT_S)
+        finally:
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:
+                await close()

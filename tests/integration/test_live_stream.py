@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -253,3 +254,50 @@ async def test_a_set_config_text_is_read_by_admins_only(tmp_path: Path, mosquitt
                     assert "10.20.30.40" not in str(command), command
                 full = (await as_admin.get(f"/commands/{command_id}")).json()
                 assert full["args"]["config"] == CAMERA_CONFIG
+
+
+async def test_a_reader_that_stops_reading_gives_its_place_back(
+    tmp_path: Path, mosquitto: MosquittoBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A client that stops reading (a frozen tab, a hostile one holding a TCP window shut) blocks the
+    # stream's writes, and with them its loop (token checks, the hour's cap): it must not keep one of
+    # the worker's places past the send timeout.
+    monkeypatch.setattr(live, "SEND_TIMEOUT_S", 1.0)
+    async with CentralServer(
+        db=tmp_path / "central.db", broker_url=mosquitto.url, http_port=0, durable=False
+    ) as server:
+        feed = live.feed_of_app(server._http.config.app)  # type: ignore[union-attr]
+        feed.poll_s = 0.05
+        token = await new_token(server.store, Role.VIEWER, "frozen-tab")
+        host, port = server.url.removeprefix("http://").split(":")
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+        request = (
+            f"GET /api/v1/stream HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+            "Accept: text/event-stream\r\n\r\n"
+        )
+        await asyncio.get_running_loop().sock_sendall(sock, request.encode())
+
+        async def keep_moving() -> None:
+            for n in range(10_000):
+                for k in range(500):
+                    entry = RegistryEntry(
+                        cabinet=f"cab-{k}", town="Talant", label=f"{n} " + "x" * 190, latitude=47.3,
+                        longitude=5.0, rated_power_w=None, baseline_kwh_per_day=None, broker_hash=None,
+                        created_ms=1, updated_ms=now_ms() + n, revoked_ms=None,
+                    )  # fmt: skip
+                    await server.store.put_registry(entry)
+                await asyncio.sleep(0.01)
+
+        mover = asyncio.create_task(keep_moving())
+        try:
+            await wait_until(lambda: feed.listeners == 1, timeout=5, what="the stream open")
+            # Its token stays valid and the hour is far: only a write that was not taken ends it.
+            await wait_until(lambda: feed.listeners == 0, timeout=20, what="the frozen reader's place back")
+        finally:
+            mover.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await mover
+            sock.close()

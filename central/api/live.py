@@ -16,7 +16,8 @@ A request must accept ``text/event-stream`` (406 otherwise): a client that did n
 (a generic API client walking every route) gets a quick answer instead of an hour-long body.
 
 The changes come from the store (``central.live.LiveFeed``), so several workers can serve the page.
-Bounds: ``MAX_LISTENERS`` streams per worker (then 503 with Retry-After), a queue per stream (a slow
+Bounds: ``MAX_LISTENERS`` streams per worker and ``MAX_STREAMS_PER_TOKEN`` per token, so that one
+token cannot take every place (then 503 with Retry-After), a queue per stream (a slow
 reader gets "resync", not unbounded memory), one hour per stream, and ``SEND_TIMEOUT_S`` for each write
 (a reader that stops reading, its TCP window shut, would otherwise hold its place for ever). The
 token is checked again every ``HEARTBEAT_S``, busy or idle: a revoked token's stream ends within
@@ -48,6 +49,7 @@ EVENT_STREAM = "text/event-stream"
 HEARTBEAT_S = 15.0
 MAX_STREAM_S = 3600.0
 SEND_TIMEOUT_S = 30.0
+MAX_STREAMS_PER_TOKEN = 10
 _STATE = "live_feed"
 logger = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
@@ -156,6 +158,13 @@ async def stream(request: Request, identity: Viewer) -> StreamingResponse:
     feed = feed_of(request)
     if feed.listeners >= feed.max_listeners:
         raise HTTPException(503, str(FeedFull(feed.max_listeners)), headers={"Retry-After": "30"})
+    if feed.listeners_of(identity.name) >= MAX_STREAMS_PER_TOKEN:
+        raise HTTPException(
+            503,
+            f"token {identity.name!r} already has {MAX_STREAMS_PER_TOKEN} streams open on this worker:"
+            " close a page, or give each screen a token of its own",
+            headers={"Retry-After": "30"},
+        )
     token = (request.headers.get("authorization") or "").partition(" ")[2].strip()
     tokens = services_of(request).tokens
 
@@ -182,7 +191,7 @@ async def _events(
     ends = loop.time() + MAX_STREAM_S
     check_at = loop.time() + HEARTBEAT_S
     try:
-        async with feed.listen() as listener:
+        async with feed.listen(identity.name) as listener:
             yield _frame("hello", {"name": identity.name, "role": identity.role.value, "now_ms": clock()})
             while (left := ends - loop.time()) > 0:
                 try:

@@ -301,3 +301,28 @@ async def test_a_reader_that_stops_reading_gives_its_place_back(
             with contextlib.suppress(asyncio.CancelledError):
                 await mover
             sock.close()
+
+
+async def test_one_token_cannot_take_every_place_on_a_worker(
+    tmp_path: Path, mosquitto: MosquittoBroker
+) -> None:
+    # A wall screen's viewer token opening streams in a loop must not leave the control room's
+    # operators without theirs.
+    per_token = live.MAX_STREAMS_PER_TOKEN
+    async with CentralServer(db=tmp_path / "central.db", broker_url=mosquitto.url, http_port=0) as server:
+        feed = live.feed_of_app(server._http.config.app)  # type: ignore[union-attr]
+        feed.max_listeners = per_token + 2
+        greedy = await new_token(server.store, Role.VIEWER, "wall-screen")
+        operator = await new_token(server.store, Role.OPERATOR, "op-1")
+        async with contextlib.AsyncExitStack() as held:
+            for _ in range(per_token):
+                stream = await held.enter_async_context(event_stream(server.url, greedy))
+                await stream.wait_for(lambda e, _: e == "hello", what="hello")
+            headers = {**bearer(greedy), "Accept": "text/event-stream"}
+            async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+                response = await client.get("/api/v1/stream", headers=headers)
+            assert response.status_code == 503, response.text
+            assert response.headers["retry-after"] == "30" and "wall-screen" in response.json()["detail"]
+            assert feed.listeners == per_token
+            theirs = await held.enter_async_context(event_stream(server.url, operator))
+            await theirs.wait_for(lambda e, _: e == "hello", what="the operator's hello")

@@ -5,7 +5,9 @@ its errors become 404 and 422 in ``central.api.errors`` (``UnknownTarget``, ``In
 
 Reads need a viewer's token (the router's), writes an operator's, and a config (set_config) an admin's
 (the command service says which actions need more: 403). Who issued a command is the name
-of the token that sent it, never something the body says.
+of the token that sent it, never something the body says. A set_config's text names the cabinet's
+devices (addresses, accounts, password files): only an admin reads it; anyone else, and the live
+stream (encoded once for every listener), gets its hash.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request, Res
 
 from central.api import command_models as m
 from central.api.audit import summarize
-from central.api.auth import Operator, require_operator
+from central.api.auth import Operator, Viewer, require_operator
 from central.api.deps import CommandsDep, StoreDep
 from central.api.json_route import StrictJsonRoute
 from central.api.models import ErrorBody
+from central.auth import Identity
 from central.command_args import operator_args
 from central.commands import GroupCommand, NotPermitted
 from central.errors import UnknownTarget
+from central.store.auth_rows import Role
 from central.store.rows import CommandRow, CommandStatus, GroupMember, GroupRow
 
 MAX_COMMANDS_LIMIT = 10_000
@@ -35,15 +39,26 @@ _POST_ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorBody, "description": "the token's role is too small for this route or action"},
 }
 GroupNamePath = Annotated[m.GroupName, Path(description="1-64 letters, digits, '_', '-' or '.'")]
+CONFIG_WITHHELD = "withheld: only an admin's token reads a config's text (GET /api/v1/commands/{id})"
 
 
-def command_out(row: CommandRow) -> m.CommandOut:
+def _args_out(action: str, args: dict[str, Any], config_text: bool) -> dict[str, Any]:
+    if action == "set_config" and "config" in args and not config_text:
+        return {**args, "config": CONFIG_WITHHELD}
+    return args
+
+
+def _reads_config(identity: Identity) -> bool:
+    return identity.role.allows(Role.ADMIN)
+
+
+def command_out(row: CommandRow, *, config_text: bool = False) -> m.CommandOut:
     return m.CommandOut(
         id=row.id,
         parent_id=row.parent_id,
         target=m.TargetOut(cabinet=row.cabinet, device=row.device),
         action=row.action,
-        args=operator_args(row.action, row.args, row.args_unreadable),
+        args=_args_out(row.action, operator_args(row.action, row.args, row.args_unreadable), config_text),
         not_after_ms=row.not_after_ms,
         issued_by=row.issued_by,
         status=row.status,
@@ -55,24 +70,27 @@ def command_out(row: CommandRow) -> m.CommandOut:
     )
 
 
-def group_command_out(command: GroupCommand) -> m.GroupCommandOut:
+def group_command_out(command: GroupCommand, *, config_text: bool = False) -> m.GroupCommandOut:
     row = command.row
     return m.GroupCommandOut(
         id=row.id,
         target=m.TargetOut(group=row.group),
         action=row.action,
-        args=operator_args(row.action, row.args, row.args_unreadable),
+        args=_args_out(row.action, operator_args(row.action, row.args, row.args_unreadable), config_text),
         not_after_ms=row.not_after_ms,
         issued_by=row.issued_by,
         created_ms=row.created_ms,
         status="done" if command.done else "open",
         summary=command.summary,
-        children=[command_out(child) for child in command.children],
+        children=[command_out(child, config_text=config_text) for child in command.children],
     )
 
 
-def _out(result: CommandRow | GroupCommand) -> m.CommandOut | m.GroupCommandOut:
-    return group_command_out(result) if isinstance(result, GroupCommand) else command_out(result)
+def _out(result: CommandRow | GroupCommand, identity: Identity) -> m.CommandOut | m.GroupCommandOut:
+    text = _reads_config(identity)
+    if isinstance(result, GroupCommand):
+        return group_command_out(result, config_text=text)
+    return command_out(result, config_text=text)
 
 
 def group_out(row: GroupRow) -> m.GroupOut:
@@ -135,14 +153,16 @@ async def post_command(
         raise HTTPException(
             403, str(exc), headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'}
         ) from exc
-    out = _out(result)
+    out = _out(result, identity)
     summarize(request, f"command {out.id}: {body.action} to {_target(body)}")
     return out
 
 
 @router.get("/commands/{command_id}", response_model=m.CommandOut | m.GroupCommandOut, responses=_ERRORS)
-async def get_command(command_id: str, service: CommandsDep) -> m.CommandOut | m.GroupCommandOut:
-    return _out(await service.get(command_id))
+async def get_command(
+    command_id: str, service: CommandsDep, identity: Viewer
+) -> m.CommandOut | m.GroupCommandOut:
+    return _out(await service.get(command_id), identity)
 
 
 @router.get("/commands", response_model=m.CommandsPage)
@@ -152,9 +172,11 @@ async def list_commands(
     limit: Annotated[int, Query(ge=1, le=MAX_COMMANDS_LIMIT)] = 100,
     *,
     store: StoreDep,
+    identity: Viewer,
 ) -> m.CommandsPage:
     rows = await store.commands(cabinet=cabinet, status=status, limit=limit)
-    return m.CommandsPage(commands=[command_out(row) for row in rows])
+    text = _reads_config(identity)
+    return m.CommandsPage(commands=[command_out(row, config_text=text) for row in rows])
 
 
 @router.put(

@@ -16,20 +16,25 @@ A request must accept ``text/event-stream`` (406 otherwise): a client that did n
 (a generic API client walking every route) gets a quick answer instead of an hour-long body.
 
 The changes come from the store (``central.live.LiveFeed``), so several workers can serve the page.
-Bounds: ``MAX_LISTENERS`` streams per worker (then 503 with Retry-After), a queue per stream (a slow
-reader gets "resync", not unbounded memory), and one hour per stream. The token is checked again at
-every keep-alive: a revoked token's stream ends within ``HEARTBEAT_S``.
+Bounds: ``MAX_LISTENERS`` streams per worker and ``MAX_STREAMS_PER_TOKEN`` per token, so that one
+token cannot take every place (then 503 with Retry-After), a queue per stream (a slow
+reader gets "resync", not unbounded memory), one hour per stream, and ``SEND_TIMEOUT_S`` for each write
+(a reader that stops reading, its TCP window shut, would otherwise hold its place for ever). The
+token is checked again every ``HEARTBEAT_S``, busy or idle: a revoked token's stream ends within
+about that.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgspec
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import StreamingResponse
+from starlette.types import Message, Send
 
 from central.api.auth import Viewer
 from central.api.commands import command_out
@@ -43,7 +48,10 @@ from central.store.rows import AlarmEpisode, CabinetRow, RegistryEntry
 EVENT_STREAM = "text/event-stream"
 HEARTBEAT_S = 15.0
 MAX_STREAM_S = 3600.0
+SEND_TIMEOUT_S = 30.0
+MAX_STREAMS_PER_TOKEN = 10
 _STATE = "live_feed"
+logger = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
 
 
@@ -100,7 +108,8 @@ def encode_update(update: Update) -> bytes:
     if update.cabinets:
         frames += _frame("cabinets", {"cabinets": [_cabinet(r) for r in update.cabinets]})
     if update.commands:
-        commands = [command_out(r).model_dump(mode="json") for r in update.commands]
+        # Encoded once for every listener: a set_config's text is withheld (admins read it by its id).
+        commands = [command_out(r, config_text=False).model_dump(mode="json") for r in update.commands]
         frames += _frame("commands", {"commands": commands})
     if update.episodes:
         frames += _frame("episodes", {"episodes": [_episode(e) for e in update.episodes]})
@@ -149,6 +158,13 @@ async def stream(request: Request, identity: Viewer) -> StreamingResponse:
     feed = feed_of(request)
     if feed.listeners >= feed.max_listeners:
         raise HTTPException(503, str(FeedFull(feed.max_listeners)), headers={"Retry-After": "30"})
+    if feed.listeners_of(identity.name) >= MAX_STREAMS_PER_TOKEN:
+        raise HTTPException(
+            503,
+            f"token {identity.name!r} already has {MAX_STREAMS_PER_TOKEN} streams open on this worker:"
+            " close a page, or give each screen a token of its own",
+            headers={"Retry-After": "30"},
+        )
     token = (request.headers.get("authorization") or "").partition(" ")[2].strip()
     tokens = services_of(request).tokens
 
@@ -158,7 +174,7 @@ async def stream(request: Request, identity: Viewer) -> StreamingResponse:
         except StoreError:
             return True  # the store is away: the feed says nothing new meanwhile anyway
 
-    return StreamingResponse(
+    return _BoundedStream(
         _events(feed, identity, still_valid, services_of(request).clock),
         media_type=EVENT_STREAM,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
@@ -173,19 +189,42 @@ async def _events(
 ) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     ends = loop.time() + MAX_STREAM_S
+    check_at = loop.time() + HEARTBEAT_S
     try:
-        async with feed.listen() as listener:
+        async with feed.listen(identity.name) as listener:
             yield _frame("hello", {"name": identity.name, "role": identity.role.value, "now_ms": clock()})
             while (left := ends - loop.time()) > 0:
                 try:
                     async with asyncio.timeout(min(HEARTBEAT_S, left)):
                         frames = await listener.queue.get()
                 except TimeoutError:
+                    frames = b": keep-alive\n\n"
+                # On a clock, not only when idle: a busy fleet changes something every poll.
+                if loop.time() >= check_at:
+                    check_at = loop.time() + HEARTBEAT_S
                     if not await still_valid():
                         yield _frame("bye", {"reason": "the token was revoked"})
                         return
-                    frames = b": keep-alive\n\n"
                 yield frames
             yield _frame("bye", {"reason": f"a stream lasts at most {MAX_STREAM_S:g} s: reconnect"})
     except FeedFull as exc:
         yield _frame("bye", {"reason": str(exc)})
+
+
+class _BoundedStream(StreamingResponse):
+    """A stream whose every write must be taken within ``SEND_TIMEOUT_S``: else it ends, its listener
+    gone (the server closes the connection, the page reconnects)."""
+
+    async def stream_response(self, send: Send) -> None:
+        async def bounded(message: Message) -> None:
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                await send(message)
+
+        try:
+            await super().stream_response(bounded)
+        except TimeoutError:
+            logger.info("live stream: a reader took nothing for %g s: its stream ends", SEND_TIMEOUT_S)
+        finally:
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:
+                await close()

@@ -52,7 +52,8 @@ class Update:
 
 
 class Listener:
-    def __init__(self, resync: bytes) -> None:
+    def __init__(self, resync: bytes, owner: str = "") -> None:
+        self.owner = owner  # the name of the token it streams to
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_UPDATES)
         self._resync = resync
         self.lagged = 0  # times it fell behind
@@ -97,20 +98,23 @@ class LiveFeed:
     def listeners(self) -> int:
         return len(self._listeners)
 
+    def listeners_of(self, owner: str) -> int:
+        return sum(listener.owner == owner for listener in self._listeners)
+
     @property
     def polling(self) -> bool:
         """True while the store is polled (someone listens)."""
         return self._task is not None and not self._task.done()
 
     @contextlib.asynccontextmanager
-    async def listen(self) -> AsyncIterator[Listener]:
+    async def listen(self, owner: str = "") -> AsyncIterator[Listener]:
         """A listener until the block ends; ``FeedFull`` when this worker has enough of them.
 
         The first listener's entry takes the baseline poll, so that whatever the listener loads
         after entering is older than the first change it will hear of."""
         if len(self._listeners) >= self.max_listeners:
             raise FeedFull(self.max_listeners)
-        listener = Listener(self._encode(Update(resync=True)))
+        listener = Listener(self._encode(Update(resync=True)), owner)
         self._listeners.add(listener)
         try:
             async with self._start:

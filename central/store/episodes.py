@@ -345,7 +345,9 @@ def after_note(episode: AlarmEpisode, notes: int, note: NewNote) -> AlarmEpisode
         return None
     if note.kind == "assign" and episode.assigned_to == note.text.strip():
         return None
-    if notes >= MAX_NOTES_PER_EPISODE:
+    # The acknowledgement (once per episode, so one note over the cap at most) is always taken: it is
+    # the raised -> acknowledged delay the contract is judged on, whatever was written before it.
+    if notes >= MAX_NOTES_PER_EPISODE and note.kind != "acknowledge":
         raise NoteRefused(
             "notes",
             f"alarm episode {episode.id} holds {notes} notes, the most one keeps: write what is"

@@ -14,8 +14,8 @@ writes that text from the validated schedule, so a cabinet runs exactly what cen
 
 ``set_config`` carries a whole agent config. What both sides can judge without the agent's own loader is
 checked here: the text is TOML, its SHA-256 is the one given (a config damaged on the way is never
-applied), and it holds no secret in plain text (the text is stored at central and shown to anyone who
-may read commands: passwords stay in their files on the cabinet, which ``password_file`` names). The
+applied), and it holds no secret in plain text (the text is stored at central and shown to the admins
+who read commands: passwords stay in their files on the cabinet, which ``password_file`` names). The
 agent then checks it with its own loader (``edge_agent.remote_config``).
 """
 

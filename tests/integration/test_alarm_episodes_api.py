@@ -16,6 +16,7 @@ import pytest
 
 from central.server import CentralServer
 from central.store.auth_rows import Role
+from central.store.episodes import MAX_NOTES_PER_EPISODE
 from central.testing import TS0_MS, ScriptedEdge, wait_until
 from cityedge.broker import MosquittoBroker
 from protocols.fleet import DeviceInfo, Event
@@ -213,3 +214,29 @@ async def test_an_episode_raised_and_cleared_while_central_was_down_keeps_the_ca
         ("door_open", TS0_MS, TS0_MS + 30 * S),
         ("lamp_failure", TS0_MS + 5 * S, TS0_MS + 12 * S),
     ]
+
+
+async def test_an_episode_full_of_notes_can_still_be_acknowledged(
+    central: CentralServer, edge: ScriptedEdge
+) -> None:
+    # The acknowledgement is the raised -> acknowledged delay the contract is judged on: however much
+    # the crews wrote about an episode (200 notes, a long outage handed back and forth), it is taken.
+    await edge.send(alarm(edge, True, "door_open", TS0_MS, source="lc1"))
+    async with api_client(central, Role.OPERATOR, name="alice") as alice:
+        episode = await wait_for_one(alice)
+        path = f"/alarm-episodes/{episode}"
+        for i in range(MAX_NOTES_PER_EPISODE):
+            assert (await alice.post(f"{path}/comments", json={"text": f"note {i}"})).status_code == 201
+        assert (await alice.post(f"{path}/comments", json={"text": "one more"})).status_code == 409
+        acked = await alice.post(f"{path}/acknowledge", json={"comment": "on it"})
+        assert acked.status_code == 200, acked.text
+        assert (acked.json()["state"], acked.json()["acked_by"]) == ("acknowledged", "alice")
+        assert acked.json()["notes"][-1]["kind"] == "acknowledge"
+
+
+async def wait_for_one(http: httpx.AsyncClient) -> int:
+    async def listed() -> bool:
+        return bool((await get(http, "/alarm-episodes"))["episodes"])
+
+    await wait_until(listed, what="the episode on the board")
+    return int((await get(http, "/alarm-episodes"))["episodes"][0]["id"])

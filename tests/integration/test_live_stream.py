@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -172,3 +174,155 @@ async def test_a_revoked_token_ends_its_stream(
             _, bye = await stream.wait_for(lambda e, _: e == "bye", what="bye")
             assert "revoked" in bye["reason"]
             await wait_until(lambda: stream.ended, timeout=5, what="the stream's end")
+
+
+async def test_a_revoked_token_ends_its_stream_while_changes_keep_flowing(
+    tmp_path: Path, mosquitto: MosquittoBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A busy fleet changes something every poll: the stream never idles for a whole heartbeat, and
+    # the token must still be checked that often.
+    monkeypatch.setattr(live, "HEARTBEAT_S", 0.5)
+    async with CentralServer(db=tmp_path / "central.db", broker_url=mosquitto.url, http_port=0) as server:
+        live.feed_of_app(server._http.config.app).poll_s = 0.05  # type: ignore[union-attr]
+        token = await Tokens(server.store).create("wall-screen", Role.VIEWER)
+
+        async def keep_moving() -> None:
+            for n in range(10_000):
+                entry = RegistryEntry(
+                    cabinet=CAB, town="Talant", label=f"move {n}", latitude=47.3, longitude=5.0,
+                    rated_power_w=None, baseline_kwh_per_day=None, broker_hash=None,
+                    created_ms=1, updated_ms=now_ms() + n, revoked_ms=None,
+                )  # fmt: skip
+                await server.store.put_registry(entry)
+                await asyncio.sleep(0.05)
+
+        async with event_stream(server.url, token) as stream:
+            await stream.wait_for(lambda e, _: e == "hello", what="hello")
+            mover = asyncio.create_task(keep_moving())
+            try:
+                await stream.wait_for(lambda e, _: e == "registry", what="a registry change")
+                await Tokens(server.store).revoke("wall-screen")
+                _, bye = await stream.wait_for(lambda e, _: e == "bye", what="bye", timeout=5)
+                assert "revoked" in bye["reason"]
+            finally:
+                mover.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await mover
+
+
+CAMERA_CONFIG = (
+    f'[cabinet]\nid = "{CAB}"\n[broker]\nurl = "mqtts://broker.city.example:8883"\n'
+    '[[devices]]\nname = "cam1"\ndriver = "onvif"\nhost = "10.20.30.40"\nusername = "cityedge"\n'
+    'password_file = "cam1.password"\n'
+)
+
+
+async def test_a_set_config_text_is_read_by_admins_only(tmp_path: Path, mosquitto: MosquittoBroker) -> None:
+    # A whole agent config names the cabinet's cameras and controllers (addresses, accounts): a wall
+    # screen's viewer token, or the page's stream, gets its hash, not its text.
+    async with CentralServer(db=tmp_path / "central.db", broker_url=mosquitto.url, http_port=0) as server:
+        admin = await new_token(server.store, Role.ADMIN, "admin-1")
+        viewer = await new_token(server.store, Role.VIEWER, "screen-1")
+        async with (
+            ScriptedEdge(mosquitto.url, CAB) as edge,
+            httpx.AsyncClient(base_url=f"{server.url}/api/v1", headers=bearer(admin)) as as_admin,
+            httpx.AsyncClient(base_url=f"{server.url}/api/v1", headers=bearer(viewer)) as as_viewer,
+        ):
+            await edge.birth(ts=now_ms())
+            await wait_until_online(as_admin)
+            async with event_stream(server.url, viewer) as stream:
+                await stream.wait_for(lambda e, _: e == "hello", what="hello")
+                digest = hashlib.sha256(CAMERA_CONFIG.encode()).hexdigest()
+                posted = await as_admin.post(
+                    "/commands",
+                    json={
+                        "target": {"cabinet": CAB},
+                        "action": "set_config",
+                        "args": {"config": CAMERA_CONFIG, "sha256": digest},
+                    },
+                )
+                assert posted.status_code == 201, posted.text
+                command_id = posted.json()["id"]
+                _, data = await stream.wait_for(_has_command(command_id, "pending"), what="the command")
+                shown = [
+                    (await as_viewer.get(f"/commands/{command_id}")).json(),
+                    (await as_viewer.get("/commands")).json()["commands"][0],
+                    next(c for c in data["commands"] if c["id"] == command_id),
+                ]
+                for command in shown:
+                    assert command["args"]["sha256"] == digest
+                    assert "10.20.30.40" not in str(command), command
+                full = (await as_admin.get(f"/commands/{command_id}")).json()
+                assert full["args"]["config"] == CAMERA_CONFIG
+
+
+async def test_a_reader_that_stops_reading_gives_its_place_back(
+    tmp_path: Path, mosquitto: MosquittoBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A client that stops reading (a frozen tab, a hostile one holding a TCP window shut) blocks the
+    # stream's writes, and with them its loop (token checks, the hour's cap): it must not keep one of
+    # the worker's places past the send timeout.
+    monkeypatch.setattr(live, "SEND_TIMEOUT_S", 1.0)
+    async with CentralServer(
+        db=tmp_path / "central.db", broker_url=mosquitto.url, http_port=0, durable=False
+    ) as server:
+        feed = live.feed_of_app(server._http.config.app)  # type: ignore[union-attr]
+        feed.poll_s = 0.05
+        token = await new_token(server.store, Role.VIEWER, "frozen-tab")
+        host, port = server.url.removeprefix("http://").split(":")
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+        request = (
+            f"GET /api/v1/stream HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+            "Accept: text/event-stream\r\n\r\n"
+        )
+        await asyncio.get_running_loop().sock_sendall(sock, request.encode())
+
+        async def keep_moving() -> None:
+            for n in range(10_000):
+                for k in range(500):
+                    entry = RegistryEntry(
+                        cabinet=f"cab-{k}", town="Talant", label=f"{n} " + "x" * 190, latitude=47.3,
+                        longitude=5.0, rated_power_w=None, baseline_kwh_per_day=None, broker_hash=None,
+                        created_ms=1, updated_ms=now_ms() + n, revoked_ms=None,
+                    )  # fmt: skip
+                    await server.store.put_registry(entry)
+                await asyncio.sleep(0.01)
+
+        mover = asyncio.create_task(keep_moving())
+        try:
+            await wait_until(lambda: feed.listeners == 1, timeout=5, what="the stream open")
+            # Its token stays valid and the hour is far: only a write that was not taken ends it.
+            await wait_until(lambda: feed.listeners == 0, timeout=20, what="the frozen reader's place back")
+        finally:
+            mover.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await mover
+            sock.close()
+
+
+async def test_one_token_cannot_take_every_place_on_a_worker(
+    tmp_path: Path, mosquitto: MosquittoBroker
+) -> None:
+    # A wall screen's viewer token opening streams in a loop must not leave the control room's
+    # operators without theirs.
+    per_token = live.MAX_STREAMS_PER_TOKEN
+    async with CentralServer(db=tmp_path / "central.db", broker_url=mosquitto.url, http_port=0) as server:
+        feed = live.feed_of_app(server._http.config.app)  # type: ignore[union-attr]
+        feed.max_listeners = per_token + 2
+        greedy = await new_token(server.store, Role.VIEWER, "wall-screen")
+        operator = await new_token(server.store, Role.OPERATOR, "op-1")
+        async with contextlib.AsyncExitStack() as held:
+            for _ in range(per_token):
+                stream = await held.enter_async_context(event_stream(server.url, greedy))
+                await stream.wait_for(lambda e, _: e == "hello", what="hello")
+            headers = {**bearer(greedy), "Accept": "text/event-stream"}
+            async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+                response = await client.get("/api/v1/stream", headers=headers)
+            assert response.status_code == 503, response.text
+            assert response.headers["retry-after"] == "30" and "wall-screen" in response.json()["detail"]
+            assert feed.listeners == per_token
+            theirs = await held.enter_async_context(event_stream(server.url, operator))
+            await theirs.wait_for(lambda e, _: e == "hello", what="the operator's hello")

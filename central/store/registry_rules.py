@@ -21,6 +21,7 @@ KWH_PER_DAY_MAX = 1_000_000.0
 # The broker's own accounts (config/broker/dynamic-security.template.json): a cabinet of that name
 # would be given their credentials' place, or central's access.
 RESERVED_IDS = frozenset({"central", "cityedge-admin"})
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 class RegistryEntryError(ValueError):
@@ -56,7 +57,8 @@ def check_entry(entry: RegistryEntry) -> None:
     if len(entry.label) > LABEL_MAX_CHARS:
         raise RegistryEntryError(cab, "label", f"must be at most {LABEL_MAX_CHARS} characters")
     for field, text in (("town", entry.town), ("label", entry.label)):
-        if any(ord(ch) < 32 for ch in text):
+        if any(ord(ch) < 32 or ch in _BIDI_CONTROLS for ch in text):
+            # Bidirectional overrides would let a name show as another one on the operators' page.
             raise RegistryEntryError(cab, field, "must not hold control characters")
     if (entry.latitude is None) != (entry.longitude is None):
         raise RegistryEntryError(cab, "latitude", "and longitude must be given together")

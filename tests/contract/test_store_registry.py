@@ -109,6 +109,8 @@ async def test_the_list_is_in_byte_order_of_cabinet_ids(store: Store) -> None:
         ({"town": ""}, "town"),
         ({"town": "T" * 101}, "town"),
         ({"town": "Dijon\x00"}, "town"),
+        ({"town": "Dijon\u202enoyiD"}, "town"),  # a right-to-left override: shows as another name
+        ({"label": "Rue\u2066 de la Paix"}, "label"),
         ({"label": "L" * 201}, "label"),
         ({"latitude": 90.5}, "latitude"),
         ({"latitude": float("nan")}, "latitude"),

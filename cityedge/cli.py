@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
+from cityedge.provision.command import provision
 from cityedge.running import run_agent, run_until_interrupted, setup_logging
 
 if TYPE_CHECKING:
@@ -34,7 +35,8 @@ app = typer.Typer(
 agent_app = typer.Typer(help="The edge agent that runs in a street cabinet.", no_args_is_help=True)
 central_app = typer.Typer(help="The central aggregator of the control room.", no_args_is_help=True)
 token_app = typer.Typer(
-    help="API tokens: who may read (viewer), send commands (operator), read the audit log (admin).",
+    help="API tokens: who may read (viewer), send commands (operator), read the audit log (admin),"
+    " provision cabinets (installer: reads too, never commands).",
     no_args_is_help=True,
 )
 config_app = typer.Typer(help="Cabinets' agent configs, sent through central's API.", no_args_is_help=True)
@@ -54,6 +56,7 @@ def _root(
 
 
 app.add_typer(agent_app, name="agent")
+app.command("provision")(provision)
 app.add_typer(central_app, name="central")
 central_app.add_typer(token_app, name="token")
 central_app.add_typer(config_app, name="config")
@@ -564,7 +567,7 @@ def _with_tokens(db: str, work: Callable[[Tokens], Awaitable[_T]]) -> _T:
 
 @token_app.command("create")
 def token_create(
-    role: Annotated[str, typer.Option(help="viewer, operator or admin.")],
+    role: Annotated[str, typer.Option(help="viewer, operator, admin or installer.")],
     name: Annotated[str, typer.Option(help="Whose token: shown in the audit log and as issued_by.")],
     db: DbOption = None,
 ) -> None:

@@ -61,6 +61,10 @@ class BrokerSection(_Section, frozen=True, kw_only=True):
     config file's folder), else ``password`` (then the config file itself must be kept from other
     users), else the URL, else the environment (``CITYEDGE_BROKER_PASSWORD``,
     ``CITYEDGE_BROKER_PASSWORD_FILE``, or the systemd credential ``broker-password``).
+
+    TLS (an ``mqtts://`` URL): ``ca_file`` is the CA certificate (PEM) to trust instead of the
+    system's; ``cert_file`` and ``key_file`` (PEM, the key readable by the agent's user only) are
+    the cabinet's client certificate where the broker asks for one. Relative to the config's folder.
     """
 
     url: Annotated[str, msgspec.Meta(max_length=1024)] = "mqtt://127.0.0.1:1883"
@@ -68,14 +72,21 @@ class BrokerSection(_Section, frozen=True, kw_only=True):
     password: Annotated[str, msgspec.Meta(max_length=1024)] | None = None  # never shown (``__repr__``)
     password_file: Path | None = None
     keepalive_s: Annotated[int, msgspec.Meta(ge=5, le=3600)] = 30
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
 
     def __post_init__(self) -> None:
         try:
-            parse_broker_url(self.url)  # names the URL (password redacted) and a good example
+            parsed = parse_broker_url(self.url)  # names the URL (password redacted) and a good example
         except ValueError as exc:
             raise field_problem("url", str(exc)) from None
         if self.password is not None and self.password_file is not None:
             raise ValueError("give either password or password_file, not both (password_file is better)")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("give cert_file and key_file together (the client certificate and its key)")
+        if not parsed.tls and any(f is not None for f in (self.ca_file, self.cert_file, self.key_file)):
+            raise field_problem("url", "ca_file, cert_file and key_file need TLS: use an mqtts:// URL")
 
     def __repr__(self) -> str:
         password = None if self.password is None else "********"
@@ -94,6 +105,9 @@ class BrokerSection(_Section, frozen=True, kw_only=True):
             tls=parsed.tls,
             username=self.username or parsed.username,
             password=self.password if self.password is not None else parsed.password,
+            ca_file=self.ca_file,
+            cert_file=self.cert_file,
+            key_file=self.key_file,
         )
 
 
@@ -181,7 +195,7 @@ class LoadedConfig:
         return buffer_path if buffer_path.is_absolute() else self.path.parent / buffer_path
 
 
-_SHOWN_BROKER_KEYS = ("username", "password_file", "keepalive_s")
+_SHOWN_BROKER_KEYS = ("username", "password_file", "keepalive_s", "ca_file", "cert_file", "key_file")
 
 
 def _is_secret(loc: tuple[int | str, ...]) -> bool:
@@ -220,6 +234,34 @@ def _with_password(path: Path, config: AgentConfig) -> AgentConfig:
     return msgspec.structs.replace(config, broker=secret)
 
 
+def _with_tls_files(path: Path, config: AgentConfig) -> AgentConfig:
+    """The config with its TLS files made absolute, once each is known to be there (the key kept
+    from other users): a missing certificate is refused now, not at the first connection."""
+    broker = config.broker
+    files: dict[str, Path] = {}
+    for key in ("ca_file", "cert_file", "key_file"):
+        given: Path | None = getattr(broker, key)
+        if given is None:
+            continue
+        file = given if given.is_absolute() else path.parent / given
+        try:
+            mode = file.stat().st_mode
+        except OSError as exc:
+            raise ConfigError(str(path), f"broker.{key}", f"{file}: cannot read it ({exc.strerror})") from exc
+        if not stat.S_ISREG(mode):
+            raise ConfigError(str(path), f"broker.{key}", f"{file} is not a regular file (a PEM file)")
+        if key == "key_file" and mode & 0o007:
+            raise ConfigError(
+                str(path),
+                "broker.key_file",
+                f"{file}: other users can access it (mode {stat.S_IMODE(mode):04o}): run `chmod 0600 {file}`",
+            )
+        files[key] = file.resolve()
+    if not files:
+        return config
+    return msgspec.structs.replace(config, broker=msgspec.structs.replace(broker, **files))
+
+
 def _warn_if_others_can_read(path: Path) -> None:
     try:
         mode = path.stat().st_mode
@@ -252,6 +294,7 @@ def load_config(path: Path, *, profile_dirs: list[Path] | None = None) -> Loaded
         key, problem = describe_error(str(exc), document, _key_is_secret, AgentConfig)
         raise ConfigError(shown, key, problem) from None
     config = _with_password(path, config)
+    config = _with_tls_files(path, config)
     devices = _devices(shown, config)
     dirs = profile_dirs if profile_dirs is not None else _profile_search_path(shown, path, config)
     profile_files = _profile_files(shown, devices, dirs)

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiomqtt
 
@@ -167,7 +168,7 @@ class Sync:
             clean_session=True,
             keepalive=self.keepalive_s,
             timeout=PUBLISH_TIMEOUT_S,
-            tls_params=aiomqtt.TLSParameters() if broker.tls else None,
+            tls_params=tls_parameters(broker),
             socket_options=SOCKET_OPTIONS,
         )
 
@@ -340,3 +341,17 @@ def _first_leaf(error: BaseException) -> BaseException:
     while isinstance(error, BaseExceptionGroup) and error.exceptions:
         error = error.exceptions[0]
     return error
+
+
+def tls_parameters(broker: BrokerAddress) -> aiomqtt.TLSParameters | None:
+    """The TLS of a ``mqtts://`` broker: the system's CAs unless ``ca_file``; a client certificate
+    when ``cert_file`` and ``key_file`` are given. None for plain ``mqtt://``."""
+    if not broker.tls:
+        return None
+
+    def path(file: Path | None) -> str | None:
+        return None if file is None else str(file)
+
+    return aiomqtt.TLSParameters(
+        ca_certs=path(broker.ca_file), certfile=path(broker.cert_file), keyfile=path(broker.key_file)
+    )

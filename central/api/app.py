@@ -7,6 +7,7 @@
     ranges     a point's readings and rollups over a period             (central.api.ranges)
     audit      the audit log, admins only                               (central.api.audit)
     kpi        the performance contract's KPI report                    (central.api.kpi)
+    registry   provisioned cabinets and their broker credentials        (central.api.registry)
 
 Open data (``central.api.opendata``) is served outside the prefix, to anyone, read-only.
 Every route under the prefix needs a viewer's token at least (``central.api.auth``); writes ask for
@@ -22,7 +23,19 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, FastAPI, Security
 
-from central.api import alarms, audit, deps, docs, errors, fleet, kpi, opendata, ranges, views
+from central.api import (
+    alarms,
+    audit,
+    deps,
+    docs,
+    errors,
+    fleet,
+    kpi,
+    opendata,
+    ranges,
+    registry,
+    views,
+)
 from central.api import commands as commands_api
 from central.api.audit import AuditLog
 from central.api.auth import AUTH_RESPONSES, require_viewer
@@ -82,7 +95,7 @@ def create_app(
         dependencies=[Security(require_viewer)],
         responses=AUTH_RESPONSES,
     )
-    for area in (fleet, commands_api, views, alarms, ranges, audit, kpi):
+    for area in (fleet, commands_api, views, alarms, ranges, audit, kpi, registry):
         api.include_router(area.router)
     app.include_router(api)
     # Open data: outside the prefix, no token, GET only, cached.

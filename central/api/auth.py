@@ -4,6 +4,9 @@
     commands, groups (POST, PUT, DELETE)          operator
     the quarantine (what cabinets sent, refused)  operator
     quarantined payloads, the audit log           admin
+    the registry of provisioned cabinets          installer (or admin); its full list: admin
+
+An installer (a technician's token, ``central.store.auth_rows.Role``) also reads what a viewer reads.
 
 Tokens themselves are made and revoked with the CLI on central's machine, not over HTTP.
 
@@ -59,10 +62,11 @@ class RequireRole:
             identity = await _identify(services_of(request).tokens, credentials)
             setattr(request.state, IDENTITY_STATE, identity)
         if not identity.role.allows(self.role):
+            may = " or ".join(role.value for role in self.role.granted_by)
             raise HTTPException(
                 403,
                 f"token {identity.name!r} has the role {identity.role.value}; this needs {self.role.value}"
-                " or more: ask an admin for a token with that role",
+                f" ({may}): ask an admin for a token with that role",
                 headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'},
             )
         return identity
@@ -89,7 +93,9 @@ async def _identify(tokens: Tokens, credentials: HTTPAuthorizationCredentials | 
 require_viewer = RequireRole(Role.VIEWER)
 require_operator = RequireRole(Role.OPERATOR)
 require_admin = RequireRole(Role.ADMIN)
+require_installer = RequireRole(Role.INSTALLER)
 # The caller, once its role is checked: a route takes ``identity: Operator`` to act as it.
 Viewer = Annotated[Identity, Security(require_viewer)]
 Operator = Annotated[Identity, Security(require_operator)]
 Admin = Annotated[Identity, Security(require_admin)]
+Installer = Annotated[Identity, Security(require_installer)]

@@ -16,7 +16,7 @@ from central.api.json_route import StrictJsonRoute
 from central.api.params import API_PREFIX, MAX_LIMIT, parse_time
 from central.errors import StoreError
 from central.store import Store
-from central.store.rows import CabinetRow
+from central.store.rows import CabinetRow, RegistryEntry
 
 HEALTH_TIMEOUT_S = 2.0
 
@@ -35,7 +35,12 @@ _UNHEALTHY: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _summary(row: CabinetRow) -> m.CabinetSummary:
+def _never_seen(entry: RegistryEntry) -> CabinetRow:
+    """What central knows of a registered cabinet that has sent nothing yet."""
+    return CabinetRow(entry.cabinet, False, None, None, "", "", None, 0, 0, ())
+
+
+def _summary(row: CabinetRow, entry: RegistryEntry | None) -> m.CabinetSummary:
     return m.CabinetSummary(
         id=row.id,
         online=row.online,
@@ -44,6 +49,12 @@ def _summary(row: CabinetRow) -> m.CabinetSummary:
         backlog=row.backlog,
         stream=row.stream,
         boot_count=row.boot_count,
+        town=entry.town if entry else None,
+        label=entry.label if entry else "",
+        latitude=entry.latitude if entry else None,
+        longitude=entry.longitude if entry else None,
+        registered=entry is not None,
+        revoked=entry is not None and entry.revoked_ms is not None,
     )
 
 
@@ -59,15 +70,25 @@ async def require_cabinet(store: Store, cabinet: str) -> CabinetRow:
 
 @router.get("/cabinets", response_model=list[m.CabinetSummary])
 async def list_cabinets(store: StoreDep) -> list[m.CabinetSummary]:
-    return [_summary(row) for row in await store.cabinets()]
+    # One read of the registry for the whole list, not one per cabinet.
+    rows, entries = await asyncio.gather(store.cabinets(), store.registry(include_revoked=True))
+    registry = {e.cabinet: e for e in entries}
+    known = {row.id: row for row in rows}
+    for entry in entries:
+        known.setdefault(entry.cabinet, _never_seen(entry))
+    return [_summary(known[cab], registry.get(cab)) for cab in sorted(known)]
 
 
 @router.get("/cabinets/{cabinet}", response_model=m.CabinetDetail, responses=_NOT_FOUND)
 async def get_cabinet(cabinet: str, store: StoreDep) -> m.CabinetDetail:
-    row = await require_cabinet(store, cabinet)
+    row, entry = await asyncio.gather(store.cabinet(cabinet), store.registry_entry(cabinet))
+    if row is None:
+        if entry is None:
+            raise unknown_cabinet(cabinet)
+        row = _never_seen(entry)
     inventory = [m.Device.model_validate(msgspec.to_builtins(d)) for d in row.inventory]
     return m.CabinetDetail(
-        **_summary(row).model_dump(),
+        **_summary(row, entry).model_dump(),
         status_ts_ms=row.status_ts_ms,
         config_hash=row.config_hash,
         inventory=inventory,

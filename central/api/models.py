@@ -33,6 +33,15 @@ class CabinetSummary(BaseModel):
     backlog: int = Field(description="records waiting in the cabinet's buffer, as last reported")
     stream: str | None
     boot_count: int
+    town: str | None = Field(description="from the registry (cityedge provision); null: not registered")
+    label: str = Field(description="where it stands, in words, from the registry")
+    latitude: float | None
+    longitude: float | None
+    registered: bool = Field(
+        description="provisioned in the registry; a registered cabinet that never sent anything is"
+        " listed too (online false, last_seen_ms null)"
+    )
+    revoked: bool = Field(description="its broker access was revoked")
 
 
 class CabinetDetail(CabinetSummary):

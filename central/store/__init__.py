@@ -2,8 +2,8 @@
 
 interfaces   IngestStore, FleetReads, CommandStore, AlarmStore, EpisodeStore, AuthStore,
              RollupStore, RetentionStore, RegistryStore; Store is all of them
-episodes     how alarm events pair into episodes, and the rules of operators' notes
 registry_rules  the bounds of a registry entry
+episodes     how alarm events pair into episodes, and the rules of operators' notes
 rollups      15-minute and daily bucket maths, shared by every backend
 rows         the typed rows they speak in
 rules        command status moves, alarm state, the quarantine cap: shared by every backend

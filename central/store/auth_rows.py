@@ -10,19 +10,34 @@ from enum import StrEnum
 
 
 class Role(StrEnum):
-    """What a token may do; each role may do everything the ones before it may."""
+    """What a token may do.
+
+    viewer < operator < admin: each may do everything the ones before it may. ``installer`` stands
+    beside that chain: a technician's token for provisioning cabinets (the registry routes) that
+    may read what a viewer reads and nothing more: no commands, no groups, no quarantine, no audit
+    log, so a lost one cannot switch a street's lights off. An admin may do what an installer may.
+    """
 
     VIEWER = "viewer"
     OPERATOR = "operator"
     ADMIN = "admin"
-
-    @property
-    def rank(self) -> int:
-        return list(Role).index(self)
+    INSTALLER = "installer"
 
     def allows(self, needed: Role) -> bool:
-        return self.rank >= needed.rank
+        return needed in _ALLOWED[self]
 
+    @property
+    def granted_by(self) -> tuple[Role, ...]:
+        """The roles whose tokens may do what this role may (this one included)."""
+        return tuple(role for role in Role if role.allows(self))
+
+
+_ALLOWED: dict[Role, frozenset[Role]] = {
+    Role.VIEWER: frozenset({Role.VIEWER}),
+    Role.OPERATOR: frozenset({Role.VIEWER, Role.OPERATOR}),
+    Role.ADMIN: frozenset(Role),
+    Role.INSTALLER: frozenset({Role.VIEWER, Role.INSTALLER}),
+}
 
 ROLES: tuple[str, ...] = tuple(role.value for role in Role)
 

@@ -27,6 +27,7 @@ class RegistryEntryError(ValueError):
         super().__init__(f"registry entry {cabinet!r}: {field} {problem}")
         self.cabinet = cabinet
         self.field = field
+        self.problem = problem
 
 
 def _check_range(cabinet: str, field: str, value: float | None, low: float, high: float) -> None:

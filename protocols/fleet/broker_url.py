@@ -30,6 +30,11 @@ class BrokerAddress:
     tls: bool = False
     username: str | None = None
     password: str | None = field(default=None, repr=False)  # never in logs, repr included
+    # TLS (``mqtts://``): the CA certificate to trust instead of the system's, and a client
+    # certificate with its key where the broker asks for one. None: the defaults.
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
 
     def __str__(self) -> str:
         """The URL without the password, safe for logs."""

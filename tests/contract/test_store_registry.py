@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 
 from central.store import Store
+from central.store.auth_rows import Role, TokenRow
 from central.store.registry_rules import RegistryEntryError
 from central.store.rows import RegistryEntry
 from central.testing import TS0_MS
@@ -156,3 +157,9 @@ async def test_concurrent_writes_of_one_entry_report_one_change(backend: Backend
         changed = await asyncio.gather(*(s.put_registry(same) for s in (one, two, one, two)))
         assert sorted(changed) == [False, False, False, True]
         assert await one.registry() == [same]
+
+
+async def test_a_token_may_have_the_installer_role(store: Store) -> None:
+    row = TokenRow("0123456789abcdef", "tech-1", Role.INSTALLER.value, "d" * 64, TS0_MS)
+    assert await store.add_token(row) is True
+    assert await store.token("0123456789abcdef") == row

@@ -22,7 +22,7 @@ from tests.integration.api_client import LocalApi, bearer, local_api
 
 pytestmark = pytest.mark.integration
 
-V, OP, A = Role.VIEWER, Role.OPERATOR, Role.ADMIN
+V, OP, A, INST = Role.VIEWER, Role.OPERATOR, Role.ADMIN, Role.INSTALLER
 ROUTE_ROLES: dict[tuple[str, str], Role] = {
     ("GET", "/api/v1/cabinets"): V,
     ("GET", "/api/v1/cabinets/{cabinet}"): V,
@@ -50,6 +50,11 @@ ROUTE_ROLES: dict[tuple[str, str], Role] = {
     ("GET", "/api/v1/quarantine/{entry_id}/payload"): A,
     ("GET", "/api/v1/audit"): A,
     ("GET", "/api/v1/kpi"): V,
+    ("GET", "/api/v1/registry"): A,
+    ("GET", "/api/v1/registry/{cabinet}"): INST,
+    ("PUT", "/api/v1/registry/{cabinet}"): INST,
+    ("POST", "/api/v1/registry/{cabinet}/broker-credentials"): INST,
+    ("POST", "/api/v1/registry/{cabinet}/revoke"): A,
 }
 # Documentation, not data: these need no token.
 PUBLIC = {"/openapi.json", "/docs", "/docs/assets"}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from central.store.sqlite.schema import SCHEMA_VERSION
+from central.store.sqlite.schema import AUTH_SCHEMA, SCHEMA_VERSION
 
 pytestmark = pytest.mark.integration
 
@@ -66,3 +66,24 @@ def test_a_version_4_file_gets_the_registry_and_alarm_episodes(tmp_path: Path) -
     with sqlite3.connect(db) as conn:
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
         assert {"registry", "alarm_episodes", "alarm_notes"} <= tables
+
+
+def test_a_version_4_files_tokens_are_kept_and_may_have_the_installer_role(tmp_path: Path) -> None:
+    db = tmp_path / "v4.db"
+    assert cityedge("central", "migrate", "--db", str(db)).returncode == 0
+    v4_tokens = AUTH_SCHEMA.replace(", 'installer'", "")
+    with sqlite3.connect(db) as conn:  # version 4's tokens knew three roles
+        conn.executescript(f"DROP TABLE api_tokens; DROP TABLE audit; {v4_tokens}")
+        conn.execute("INSERT INTO api_tokens VALUES ('0123456789abcdef', 'ops', 'admin', 'd', 1, NULL)")
+        conn.executescript(
+            "DROP TABLE alarm_notes; DROP TABLE alarm_episodes; DROP TABLE registry; PRAGMA user_version = 4;"
+        )
+    done = cityedge("central", "migrate", "--db", str(db))
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT key_id, name, role FROM api_tokens").fetchall() == [
+            ("0123456789abcdef", "ops", "admin")
+        ]
+        conn.execute("INSERT INTO api_tokens VALUES ('fedcba9876543210', 'tech', 'installer', 'd', 2, NULL)")
+        with pytest.raises(sqlite3.IntegrityError):  # the one live token per name still holds
+            conn.execute("INSERT INTO api_tokens VALUES ('00000000000000aa', 'ops', 'viewer', 'd', 3, NULL)")

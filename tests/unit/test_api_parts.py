@@ -82,8 +82,8 @@ def test_a_token_of_our_format_names_its_key_and_digests_to_sha256() -> None:
     assert digest("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 
 
-def test_each_role_may_do_what_the_ones_before_it_may() -> None:
-    assert [r.value for r in Role] == ["viewer", "operator", "admin"]
+def test_each_role_may_do_what_the_ones_before_it_may_and_an_installer_only_reads_beside() -> None:
+    assert [r.value for r in Role] == ["viewer", "operator", "admin", "installer"]
     allowed = {(have.value, need.value) for have in Role for need in Role if have.allows(need)}
     assert allowed == {
         ("viewer", "viewer"),
@@ -92,4 +92,8 @@ def test_each_role_may_do_what_the_ones_before_it_may() -> None:
         ("admin", "viewer"),
         ("admin", "operator"),
         ("admin", "admin"),
+        ("admin", "installer"),
+        ("installer", "viewer"),
+        ("installer", "installer"),
     }
+    assert Role.INSTALLER.granted_by == (Role.ADMIN, Role.INSTALLER)

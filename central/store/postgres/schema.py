@@ -328,9 +328,12 @@ WHERE r.raises
 ORDER BY r.stream_pk, r.seq;
 """
 
-# The cabinet registry and alarm episodes, as on SQLite (central.store.sqlite.schema says why).
+# The cabinet registry and alarm episodes, as on SQLite (central.store.sqlite.schema says why), and
+# the installer role of tokens (central.store.auth_rows.Role).
 _V4 = (
     """
+ALTER TABLE api_tokens DROP CONSTRAINT api_tokens_role_check,
+    ADD CONSTRAINT api_tokens_role_check CHECK (role IN ('viewer', 'operator', 'admin', 'installer'));
 CREATE TABLE registry (
     cabinet text PRIMARY KEY,
     town text NOT NULL,

@@ -30,6 +30,7 @@ from central.store.sqlite.blocks import BLOCKS_SCHEMA, QUARTER_MS, insert_blocks
 from central.store.sqlite.episodes import fill_episodes
 from central.store.sqlite.rollups import insert_rollups
 from central.store.sqlite.schema import (
+    AUTH_SCHEMA,
     EPISODES_SCHEMA,
     REGISTRY_SCHEMA,
     ROLLUPS_SCHEMA,
@@ -108,6 +109,19 @@ def _to_v5(conn: sqlite3.Connection, say: Callable[[str], None]) -> None:
     say("registry and alarm episodes")
     for statement in _statements(REGISTRY_SCHEMA) + _statements(EPISODES_SCHEMA):
         conn.execute(statement)
+    say("tokens: the installer role")  # a CHECK constraint changes only with its table
+    had_tokens = conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'api_tokens'").fetchone()
+    if had_tokens:
+        conn.execute("ALTER TABLE api_tokens RENAME TO api_tokens_v4")
+        conn.execute("DROP INDEX IF EXISTS api_tokens_live_name")
+    for statement in _statements(AUTH_SCHEMA):
+        conn.execute(statement)
+    if had_tokens:
+        conn.execute(
+            "INSERT INTO api_tokens (key_id, name, role, digest, created_ms, revoked_ms)"
+            " SELECT key_id, name, role, digest, created_ms, revoked_ms FROM api_tokens_v4"
+        )
+        conn.execute("DROP TABLE api_tokens_v4")
     episodes = fill_episodes(conn.cursor(), now_ms=time.time_ns() // 1_000_000)
     say(f"alarm episodes: {episodes} from the events stored")
 

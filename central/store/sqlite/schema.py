@@ -7,7 +7,7 @@ central holds (``central.store.sqlite.blocks``): what a disk pays per reading is
 limit at a few thousand cabinets (bench/central_wear.py).
 
 Versions: 2 (readings one row each), 3 (rollups), 4 (blocks, held, latest_readings with their
-values), 5 (the cabinet registry, alarm episodes and their notes).
+values), 5 (the cabinet registry, alarm episodes and their notes; the installer role of tokens).
 ``central.store.sqlite.migrate`` upgrades a file in place (``cityedge central migrate``).
 """
 
@@ -110,7 +110,7 @@ AUTH_SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_tokens (
     key_id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
-    role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+    role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin', 'installer')),
     digest TEXT NOT NULL,
     created_ms INTEGER NOT NULL,
     revoked_ms INTEGER

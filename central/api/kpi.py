@@ -17,7 +17,8 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from central.api import kpi_models as m
 from central.api.deps import ServicesDep, StoreDep
 from central.api.json_route import StrictJsonRoute
-from central.api.kpi_fetch import cabinet_figures, episodes_of, outages_by_device, scope_of
+from central.api.kpi_days import cached_figures
+from central.api.kpi_fetch import episodes_of, outages_by_device, scope_of
 from central.api.models import ErrorBody
 from central.api.params import parse_time
 from central.errors import InvalidRequest
@@ -203,7 +204,7 @@ async def kpi(
     async with gate:
         scope = await scope_of(store, town)
         raised, overlapping = await episodes_of(store, scope, period)
-        figures = await cabinet_figures(store, scope, period, outages_by_device(overlapping))
+        figures = await cached_figures(store, scope, period, tz, outages_by_device(overlapping))
     report = kpi_report(
         period,
         tz,

@@ -24,7 +24,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from central.energy import EnergyMeter
+from central.energy import EnergyMeter, PointEnergy
 from central.kpi.period import QUARTER_MS, KpiDay, Period, day_index
 from central.store.rows import Rollup
 from protocols.quality import Quality
@@ -142,23 +142,52 @@ def _plus(a: float | None, b: float | None) -> float | None:
 
 def cabinet_energy(cabinet: CabinetEnergyInput, period: Period) -> CabinetEnergy:
     """The cabinet's energy per day of ``period`` and over it, with its baselines."""
-    days = period.days
     meters = [_metered(counter, period) for counter in cabinet.counters]
-    lit, known = lit_hours(cabinet.relays, days)
+    lit, known = lit_hours(cabinet.relays, period.days)
+    return energy_of(
+        CabinetMeta(cabinet.cabinet, cabinet.town, cabinet.rated_power_w, cabinet.baseline_kwh_per_day),
+        [c.point for c in cabinet.counters],
+        [m.result for m in meters],
+        lit=lit,
+        known=known,
+        period=period,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CabinetMeta:
+    """What the registry says of a cabinet that its energy figures use."""
+
+    cabinet: str
+    town: str | None
+    rated_power_w: float | None = None
+    baseline_kwh_per_day: float | None = None
+
+
+def energy_of(
+    cabinet: CabinetMeta,
+    counters: Sequence[str],
+    results: Sequence[PointEnergy],
+    *,
+    lit: Sequence[float],
+    known: Sequence[float],
+    period: Period,
+) -> CabinetEnergy:
+    """The cabinet's figures from each counter's energy per day and the hours lit and known per day."""
     out: list[DayFigures] = []
     total = EnergyFigures()
-    for i, day in enumerate(days):
-        wh = math.fsum(m.result.days[i].wh for m in meters)
+    for i, day in enumerate(period.days):
+        wh = math.fsum(r.days[i].wh for r in results)
         figures = EnergyFigures(
             kwh=wh / 1000,
             lit_hours=lit[i],
             lit_known_hours=known[i],
-            covered_ms=min((m.result.days[i].covered_ms for m in meters), default=0),
+            covered_ms=min((r.days[i].covered_ms for r in results), default=0),
             length_ms=day.length_ms,
             cabinets=1,
-            reset=any(m.result.days[i].reset for m in meters),
-            interpolated=any(m.result.days[i].interpolated for m in meters),
-            absurd=any(m.result.days[i].absurd for m in meters),
+            reset=any(r.days[i].reset for r in results),
+            interpolated=any(r.days[i].interpolated for r in results),
+            absurd=any(r.days[i].absurd for r in results),
         )
         if cabinet.rated_power_w is not None:
             figures.full_power_kwh = cabinet.rated_power_w * lit[i] / 1000
@@ -172,9 +201,9 @@ def cabinet_energy(cabinet: CabinetEnergyInput, period: Period) -> CabinetEnergy
     return CabinetEnergy(
         cabinet=cabinet.cabinet,
         town=cabinet.town,
-        counters=[c.point for c in cabinet.counters],
-        resets=sum(m.result.resets for m in meters),
-        absurd=sum(m.result.absurd for m in meters),
+        counters=list(counters),
+        resets=sum(r.resets for r in results),
+        absurd=sum(r.absurd for r in results),
         total=total,
         days=out,
     )

@@ -19,6 +19,7 @@ from central.api.deps import ServicesDep, StoreDep
 from central.api.json_route import StrictJsonRoute
 from central.api.kpi_days import cached_figures
 from central.api.kpi_fetch import episodes_of, outages_by_device, scope_of
+from central.api.kpi_json import availability_out, delays_out, period_out, report_json
 from central.api.models import ErrorBody
 from central.api.params import parse_time
 from central.errors import InvalidRequest
@@ -123,9 +124,9 @@ def _town_out(group: GroupEnergy) -> m.TownEnergyOut:
 
 
 def report_out(report: KpiReport) -> m.KpiOut:
-    period, a, d = report.period, report.availability, report.delays
+    a, d = report.availability, report.delays
     return m.KpiOut(
-        period=m.PeriodOut(from_ms=period.start_ms, to_ms=period.end_ms, tz=report.tz, days=len(period.days)),
+        period=period_out(report),
         energy=m.EnergyOut(
             cabinets=[
                 m.CabinetEnergyOut(
@@ -141,16 +142,8 @@ def report_out(report: KpiReport) -> m.KpiOut:
             towns=[_town_out(t) for t in report.energy.towns],
             total=_town_out(report.energy.total),
         ),
-        availability=m.AvailabilitiesOut(
-            classes=[m.AvailabilityOut.of(name, None, f) for name, f in a.by_class.items()],
-            towns=[m.AvailabilityOut.of(name, town, f) for (town, name), f in a.by_town.items()],
-        ),
-        delays=m.DelaysOut(
-            total=m.DelayOut.of(None, None, d.total),
-            severities=[m.DelayOut.of(s, None, f) for s, f in d.by_severity.items()],
-            towns=[m.DelayOut.of(None, t, f) for t, f in d.by_town.items()]
-            + [m.DelayOut.of(s, t, f) for (t, s), f in d.by_town_severity.items()],
-        ),
+        availability=availability_out(a),
+        delays=delays_out(d),
     )
 
 
@@ -220,4 +213,4 @@ async def kpi(
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
-    return report_out(report)
+    return Response(report_json(report), media_type="application/json")

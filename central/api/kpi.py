@@ -20,12 +20,14 @@ from central.api.json_route import StrictJsonRoute
 from central.api.kpi_days import cached_figures
 from central.api.kpi_fetch import episodes_of, outages_by_device, scope_of
 from central.api.kpi_json import availability_out, delays_out, period_out, report_json
+from central.api.kpi_memo import digest, report_memo
 from central.api.models import ErrorBody
 from central.api.params import parse_time
 from central.errors import InvalidRequest
 from central.kpi.energy import CabinetEnergy
 from central.kpi.period import MAX_PERIOD_DAYS, PeriodError, kpi_period
 from central.kpi.report import CSV_TABLES, CsvTable, GroupEnergy, KpiReport, csv_cell, csv_table, kpi_report
+from central.store.kpi_days import utc_days_of
 
 MAX_TOWN_CHARS = 200
 MAX_TZ_CHARS = 64
@@ -197,20 +199,36 @@ async def kpi(
     async with gate:
         scope = await scope_of(store, town)
         raised, overlapping = await episodes_of(store, scope, period)
-        figures = await cached_figures(store, scope, period, tz, outages_by_device(overlapping))
-    report = kpi_report(
-        period,
-        tz,
-        cabinets=[f.energy for f in figures if f.energy is not None],
-        devices=[d for f in figures for d in f.devices],
-        episodes=raised,
-        towns=scope.towns,
-    )
+        edges = await store.kpi_counter_edges(start_ms=period.start_ms, end_ms=period.end_ms)
+        changes = await store.kpi_change_total(*utc_days_of(period.start_ms, period.end_ms))
+        key = digest(period, tz, scope, changes=changes, edges=edges, episodes=overlapping)
+        memo = report_memo(request)
+        kept = memo.get(key)
+        if kept is None:
+            lost = outages_by_device(overlapping)
+            figures = await cached_figures(store, scope, period, tz, lost=lost, counter_edges=edges)
+            report = kpi_report(
+                period,
+                tz,
+                cabinets=[f.energy for f in figures if f.energy is not None],
+                devices=[d for f in figures for d in f.devices],
+                episodes=raised,
+                towns=scope.towns,
+            )
+            kept = memo.put(key, report)
+    body_key = "json" if table is None or format != "csv" else f"csv:{table}"
+    body = kept.bodies.get(body_key)
+    if body is None:
+        if format == "csv" and table is not None:
+            body = csv_text(kept.report, table).encode()
+        else:
+            body = report_json(kept.report)
+        kept.bodies[body_key] = body
     if format == "csv" and table is not None:
         name = f"kpi-{table}-{period.start_ms}-{period.end_ms}.csv"
         return Response(
-            csv_text(report, table),
+            body,
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
-    return Response(report_json(report), media_type="application/json")
+    return Response(body, media_type="application/json")

@@ -167,11 +167,14 @@ async def cached_figures(
     scope: Scope,
     period: Period,
     tz: str,
+    *,
     lost: Mapping[tuple[str, str], Sequence[Outage]],
+    counter_edges: Sequence[CounterEdge],
 ) -> list[CabinetFigures]:
     """Every cabinet's energy and devices' availability over the period, as
-    ``central.api.kpi_fetch.cabinet_figures`` gives them, from the day cache."""
-    edges = _edges_by_cabinet(await store.kpi_counter_edges(start_ms=period.start_ms, end_ms=period.end_ms))
+    ``central.api.kpi_fetch.cabinet_figures`` gives them, from the day cache; ``counter_edges`` are
+    the store's ``kpi_counter_edges`` of the period."""
+    edges = _edges_by_cabinet(counter_edges)
     days = await days_of_cabinets(store, scope, period, tz)
     out: list[CabinetFigures] = []
     for cabinet in scope.cabinets:

@@ -301,6 +301,11 @@ class KpiDayStore(Lifecycle, Protocol):
         """The change count of each of the cabinet's UTC days in first..last that has one."""
         ...
 
+    async def kpi_change_total(self, first_utc_day: int, last_utc_day: int) -> tuple[int, int]:
+        """(how many (cabinet, UTC day) pairs have changes, the sum of their counts) over UTC days
+        first..last, every cabinet: what changes whenever any batch stores readings on those days."""
+        ...
+
     async def put_kpi_days(self, rows: Sequence[KpiDayRow]) -> None:
         """Insert or replace these rows (keyed by tz, date, cabinet)."""
         ...

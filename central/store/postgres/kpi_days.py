@@ -21,6 +21,7 @@ CREATE TABLE kpi_changes (
     gen bigint NOT NULL,
     PRIMARY KEY (cabinet, day)
 );
+CREATE INDEX kpi_changes_day ON kpi_changes (day);
 CREATE TABLE kpi_days (
     tz text COLLATE "C" NOT NULL,
     day date NOT NULL,
@@ -48,6 +49,7 @@ WHERE k.tz = %s AND k.day BETWEEN %s AND %s
   AND k.gen = (SELECT coalesce(sum(c.gen), 0) FROM kpi_changes AS c
                WHERE c.cabinet = k.cabinet AND c.day BETWEEN k.first_utc AND k.last_utc)
 """
+_TOTAL = "SELECT count(*), coalesce(sum(gen), 0) FROM kpi_changes WHERE day BETWEEN %s AND %s"
 _GENS = "SELECT day, gen FROM kpi_changes WHERE cabinet = %s AND day BETWEEN %s AND %s"
 _PUT = """
 INSERT INTO kpi_days (tz, day, cabinet, first_utc, last_utc, gen, shape, figures, computed_ms)
@@ -91,6 +93,12 @@ async def current_days(conn: Conn, tz: str, first: dt.date, last: dt.date) -> li
 async def change_counts(conn: Conn, cabinet: str, first_day: int, last_day: int) -> dict[int, int]:
     cur = await conn.execute(_GENS, (cabinet, first_day, last_day))
     return {int(d): int(g) for d, g in await cur.fetchall()}
+
+
+async def change_total(conn: Conn, first_day: int, last_day: int) -> tuple[int, int]:
+    cur = await conn.execute(_TOTAL, (first_day, last_day))
+    found = await cur.fetchone()
+    return (0, 0) if found is None else (int(found[0]), int(found[1]))
 
 
 async def put_days(cur: Cursor, rows: Sequence[KpiDayRow]) -> None:

@@ -466,6 +466,9 @@ class PostgresStore:
             "read KPI changes", lambda c: pkd.change_counts(c, cabinet, first_utc_day, last_utc_day)
         )
 
+    async def kpi_change_total(self, first_utc_day: int, last_utc_day: int) -> tuple[int, int]:
+        return await self._run("read KPI changes", lambda c: pkd.change_total(c, first_utc_day, last_utc_day))
+
     async def put_kpi_days(self, rows: Sequence[KpiDayRow]) -> None:
         if rows:
             await self._in_transaction("write KPI days", lambda cur: pkd.put_days(cur, rows))

@@ -16,6 +16,7 @@ CREATE TABLE IF NOT EXISTS kpi_changes (
     gen INTEGER NOT NULL,
     PRIMARY KEY (cabinet, day)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS kpi_changes_day ON kpi_changes (day);
 CREATE TABLE IF NOT EXISTS kpi_days (
     tz TEXT NOT NULL,
     day TEXT NOT NULL,  -- the local day, YYYY-MM-DD
@@ -42,6 +43,7 @@ WHERE k.tz = ? AND k.day >= ? AND k.day <= ?
   AND k.gen = (SELECT coalesce(sum(c.gen), 0) FROM kpi_changes AS c
                WHERE c.cabinet = k.cabinet AND c.day BETWEEN k.first_utc AND k.last_utc)
 """
+_TOTAL = "SELECT count(*), coalesce(sum(gen), 0) FROM kpi_changes WHERE day BETWEEN ? AND ?"
 _GENS = "SELECT day, gen FROM kpi_changes WHERE cabinet = ? AND day BETWEEN ? AND ?"
 _PUT = """
 INSERT INTO kpi_days (tz, day, cabinet, first_utc, last_utc, gen, shape, figures, computed_ms)
@@ -82,6 +84,11 @@ def current_days(conn: sqlite3.Connection, tz: str, first: dt.date, last: dt.dat
 
 def change_counts(conn: sqlite3.Connection, cabinet: str, first_day: int, last_day: int) -> dict[int, int]:
     return {int(d): int(g) for d, g in conn.execute(_GENS, (cabinet, first_day, last_day))}
+
+
+def change_total(conn: sqlite3.Connection, first_day: int, last_day: int) -> tuple[int, int]:
+    count, total = conn.execute(_TOTAL, (first_day, last_day)).fetchone()
+    return int(count), int(total)
 
 
 def put_days(cur: sqlite3.Cursor, rows: Sequence[KpiDayRow]) -> None:

@@ -391,6 +391,11 @@ class SqliteStore:
             "read KPI changes", lambda c: skd.change_counts(c, cabinet, first_utc_day, last_utc_day)
         )
 
+    async def kpi_change_total(self, first_utc_day: int, last_utc_day: int) -> tuple[int, int]:
+        return await self._on_reader(
+            "read KPI changes", lambda c: skd.change_total(c, first_utc_day, last_utc_day)
+        )
+
     async def put_kpi_days(self, rows: Sequence[KpiDayRow]) -> None:
         if rows:
             await self._in_transaction("write KPI days", lambda cur: skd.put_days(cur, rows))

@@ -12,10 +12,11 @@ ahead of the reports (``central.kpi_warm``).
 from __future__ import annotations
 
 import time
+from zoneinfo import ZoneInfo
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from central.api.kpi_fetch import CabinetFigures, Scope, each_cabinet, equipment_class
+from central.api.kpi_fetch import CabinetFigures, Scope, each_cabinet, equipment_class, scope_of
 from central.kpi.availability import (
     DeviceAvailability,
     DeviceInput,
@@ -35,7 +36,7 @@ from central.kpi.days import (
     in_day,
 )
 from central.kpi.energy import CabinetMeta, is_relay
-from central.kpi.period import QUARTER_MS, KpiDay, Period
+from central.kpi.period import QUARTER_MS, KpiDay, Period, kpi_period
 from central.store import Store
 from central.store.kpi_days import CounterEdge, KpiDayRow, gen_of, utc_days_of
 from central.store.rollups import COUNTER_SUFFIX
@@ -211,3 +212,16 @@ async def cached_figures(
                 devices.append(DeviceAvailability(cabinet.id, town, d.device, d.equipment_class, available))
         out.append(CabinetFigures(energy, devices))
     return out
+
+
+async def fill_days(store: Store, tz: str, start_ms: int, end_ms: int, *, now_ms: int) -> FillCount:
+    """Compute and cache every cabinet's days of ``tz`` in [start_ms, end_ms) that are missing or
+    stale (what the leader's task does ahead of the reports)."""
+    period = kpi_period(start_ms, end_ms, ZoneInfo(tz), now_ms=now_ms)
+    whole = [d for d in period.days if is_whole(d)]
+    count = FillCount()
+    if not whole:
+        return count
+    period = Period(whole[0].start_ms, whole[-1].end_ms, tuple(whole))
+    await days_of_cabinets(store, await scope_of(store, None), period, tz, count)
+    return count

@@ -12,9 +12,9 @@ ahead of the reports (``central.kpi_warm``).
 from __future__ import annotations
 
 import time
-from zoneinfo import ZoneInfo
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from central.api.kpi_fetch import CabinetFigures, Scope, each_cabinet, equipment_class, scope_of
 from central.kpi.availability import (

@@ -52,19 +52,24 @@ ON CONFLICT (tz, day, cabinet) DO UPDATE SET
     first_utc = excluded.first_utc, last_utc = excluded.last_utc, gen = excluded.gen,
     shape = excluded.shape, figures = excluded.figures, computed_ms = excluded.computed_ms
 """
-# Every counter point, and its nearest quarters with a counted reading on each side of a period.
+# Every counter point, and its nearest quarters with a counted reading on each side of a period: the
+# buckets found on the point's index, their rows by primary key.
 _NEAREST = (
-    "SELECT {col} FROM rollups AS r WHERE r.point_pk = p.id AND r.res = :res AND r.counted > 0"
-    " AND r.bucket {cmp} ORDER BY r.bucket {order} LIMIT 1"
+    "SELECT r.bucket FROM rollups AS r INDEXED BY rollups_point"
+    " WHERE r.point_pk = p.id AND r.res = :res AND r.counted > 0 AND r.bucket {cmp} ORDER BY r.bucket {order}"
+    " LIMIT 1"
 )
 _EDGES = f"""
-SELECT p.cabinet, p.name,
-    ({_NEAREST.format(col="last_wh_ts", cmp="< :start", order="DESC")}),
-    ({_NEAREST.format(col="last_wh", cmp="< :start", order="DESC")}),
-    ({_NEAREST.format(col="first_wh_ts", cmp=">= :end", order="")}),
-    ({_NEAREST.format(col="first_wh", cmp=">= :end", order="")})
-FROM points AS p WHERE p.name LIKE :pattern ESCAPE '\\'
-ORDER BY p.cabinet, p.name
+SELECT e.cabinet, e.name, b.last_wh_ts, b.last_wh, a.first_wh_ts, a.first_wh
+FROM (
+    SELECT p.id, p.cabinet, p.name,
+        ({_NEAREST.format(cmp="< :start", order="DESC")}) AS before_bucket,
+        ({_NEAREST.format(cmp=">= :end", order="")}) AS after_bucket
+    FROM points AS p WHERE p.name LIKE :pattern ESCAPE '\\'
+) AS e
+LEFT JOIN rollups AS b ON b.res = :res AND b.bucket = e.before_bucket AND b.point_pk = e.id
+LEFT JOIN rollups AS a ON a.res = :res AND a.bucket = e.after_bucket AND a.point_pk = e.id
+ORDER BY e.cabinet, e.name
 """
 
 

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import msgspec
 
-from central.energy import Day, EnergyMeter, PointEnergy
+from central.energy import Day, EnergyMeter, EnergySettings, counter_value, interval_energy
 from central.kpi.availability import available_ms
-from central.kpi.energy import QUARTER_H, CabinetEnergy, CabinetMeta, energy_of
+from central.kpi.energy import QUARTER_H, CabinetEnergy, CabinetMeta, CounterDays, energy_of
 from central.kpi.period import KpiDay, Period
 from central.store.kpi_days import CounterEdge
 from central.store.rows import Rollup
@@ -184,34 +184,98 @@ def cabinet_energy_of_days(
     days: Sequence[CabinetDay],
     relays: int,
     period: Period,
+    *,
+    settings: EnergySettings | None = None,
 ) -> CabinetEnergy:
     """The cabinet's energy over ``period`` from its days' figures (one per day of the period) and
     its counters' readings nearest the period's ends: what ``central.kpi.energy.cabinet_energy``
     gives from the quarters."""
-    results: list[PointEnergy] = []
-    for edge in edges:
-        meter = EnergyMeter(period.energy_days())
-        if edge.before is not None:
-            meter.add([(edge.before[0], edge.before[1], Quality.GOOD)])
-        for day in days:
-            c = day.counter(edge.point)
-            if c is not None:
-                meter.add_summary(
-                    first=c.first,
-                    last=c.last,
-                    wh=c.wh,
-                    covered_ms=c.covered_ms,
-                    resets=c.resets,
-                    absurd=c.absurd,
-                    readings=c.readings,
-                    skipped=c.skipped,
-                )
-        if edge.after is not None:
-            meter.add([(edge.after[0], edge.after[1], Quality.GOOD)])
-        results.append(meter.result)
+    spreader = _DaySpreader(period, settings or EnergySettings())
+    results = [spreader.counter(edge, [day.counter(edge.point) for day in days]) for edge in edges]
     lit = [d.lit_hours / relays if relays else 0.0 for d in days]
     known = [d.known_hours / relays if relays else 0.0 for d in days]
     return energy_of(cabinet, [e.point for e in edges], results, lit=lit, known=known, period=period)
+
+
+class _DaySpreader:
+    """``EnergyMeter`` fed a counter's readings before the period, its day summaries and its reading
+    after it (``add``, ``add_summary``, ``add``), written out flat: the same operations on the same
+    numbers in the same order (tests/unit/test_kpi_days.py holds it to the meter), without a meter
+    and its days as objects for each of a city's counters."""
+
+    def __init__(self, period: Period, settings: EnergySettings) -> None:
+        self._starts = [d.start_ms for d in period.days]
+        self._ends = [d.end_ms for d in period.days]
+        self._settings = settings
+
+    def _day_of(self, ts: int) -> int | None:
+        i = bisect.bisect_right(self._starts, ts) - 1
+        return i if 0 <= i < len(self._starts) and ts < self._ends[i] else None
+
+    def _interval(self, out: CounterDays, t0: int, v0: float, t1: int, v1: float) -> None:
+        """``central.energy``'s spreading of one interval between counted readings over the days."""
+        starts, ends, n = self._starts, self._ends, len(self._starts)
+        energy, is_reset, is_absurd = interval_energy(t0, v0, t1, v1, self._settings.max_power_w)
+        pieces: list[tuple[int, int]] = []
+        i = max(bisect.bisect_right(starts, t0) - 1, 0)
+        while i < n and starts[i] < t1:
+            overlap = min(t1, ends[i]) - max(t0, starts[i])
+            if overlap > 0:
+                pieces.append((i, overlap))
+            i += 1
+        if is_absurd:
+            out.absurd_count += 1
+            if pieces:
+                for k, _ in pieces:
+                    out.absurd[k] = True
+            elif (k_end := self._day_of(t1)) is not None:
+                out.absurd[k_end] = True
+            return
+        if is_reset:
+            out.resets += 1
+        span = t1 - t0
+        split = len(pieces) > 1 or (len(pieces) == 1 and pieces[0][1] < span)
+        interpolated = split and span > self._settings.flag_gap_ms
+        wh, covered, reset, gap = out.wh, out.covered_ms, out.reset, out.interpolated
+        for k, overlap in pieces:
+            wh[k] += energy * overlap / span
+            covered[k] += overlap
+            gap[k] |= interpolated
+            reset[k] |= is_reset
+
+    def counter(self, edge: CounterEdge, summaries: Sequence[CounterDay | None]) -> CounterDays:
+        starts, ends = self._starts, self._ends
+        n = len(starts)
+        out = CounterDays([0.0] * n, [0] * n, [False] * n, [False] * n, [False] * n)
+        previous: tuple[int, float] | None = None
+        if edge.before is not None and (v := counter_value(edge.before[1], Quality.GOOD)) is not None:
+            previous = (edge.before[0], v)
+        for k, s in enumerate(summaries):
+            if s is None or s.first is None or s.last is None:
+                continue
+            first = s.first
+            if previous is not None:
+                if first[0] < previous[0]:
+                    raise ValueError(
+                        f"summaries must be sorted by time: {first[0]} comes after {previous[0]}"
+                    )
+                self._interval(out, previous[0], previous[1], first[0], first[1])
+            out.resets += s.resets
+            out.absurd_count += s.absurd
+            d = k if starts[k] <= first[0] < ends[k] else self._day_of(first[0])
+            if d is not None:
+                out.wh[d] += s.wh
+                out.covered_ms[d] += s.covered_ms
+                out.reset[d] |= s.resets > 0
+                out.absurd[d] |= s.absurd > 0
+            previous = s.last
+        after = edge.after
+        v = None if after is None else counter_value(after[1], Quality.GOOD)
+        if after is not None and v is not None and previous is not None:
+            if after[0] < previous[0]:
+                raise ValueError(f"readings must be sorted by time: {after[0]} comes after {previous[0]}")
+            self._interval(out, previous[0], previous[1], after[0], v)
+        return out
 
 
 def device_available_of_days(device: str, days: Sequence[CabinetDay]) -> int:

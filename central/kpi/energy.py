@@ -147,7 +147,7 @@ def cabinet_energy(cabinet: CabinetEnergyInput, period: Period) -> CabinetEnergy
     return energy_of(
         CabinetMeta(cabinet.cabinet, cabinet.town, cabinet.rated_power_w, cabinet.baseline_kwh_per_day),
         [c.point for c in cabinet.counters],
-        [m.result for m in meters],
+        [CounterDays.of(m.result) for m in meters],
         lit=lit,
         known=known,
         period=period,
@@ -164,10 +164,36 @@ class CabinetMeta:
     baseline_kwh_per_day: float | None = None
 
 
+@dataclass(slots=True)
+class CounterDays:
+    """One counter's energy per day of a period, as lists indexed by day (``PointEnergy`` in columns)."""
+
+    wh: list[float]
+    covered_ms: list[int]
+    reset: list[bool]
+    interpolated: list[bool]
+    absurd: list[bool]
+    resets: int = 0
+    absurd_count: int = 0
+
+    @classmethod
+    def of(cls, p: PointEnergy) -> CounterDays:
+        days = p.days
+        return cls(
+            [d.wh for d in days],
+            [d.covered_ms for d in days],
+            [d.reset for d in days],
+            [d.interpolated for d in days],
+            [d.absurd for d in days],
+            p.resets,
+            p.absurd,
+        )
+
+
 def energy_of(
     cabinet: CabinetMeta,
     counters: Sequence[str],
-    results: Sequence[PointEnergy],
+    results: Sequence[CounterDays],
     *,
     lit: Sequence[float],
     known: Sequence[float],
@@ -176,25 +202,34 @@ def energy_of(
     """The cabinet's figures from each counter's energy per day and the hours lit and known per day."""
     out: list[DayFigures] = []
     total = EnergyFigures()
+    n = len(period.days)
+    # Per day, the counters' figures side by side (none: no energy, no coverage).
+    empty: list[tuple[()]] = [()] * n
+    whs = list(zip(*(r.wh for r in results), strict=True)) if results else empty
+    covered = list(zip(*(r.covered_ms for r in results), strict=True)) if results else empty
+    resets = list(zip(*(r.reset for r in results), strict=True)) if results else empty
+    gaps = list(zip(*(r.interpolated for r in results), strict=True)) if results else empty
+    glitches = list(zip(*(r.absurd for r in results), strict=True)) if results else empty
+    rated, baseline = cabinet.rated_power_w, cabinet.baseline_kwh_per_day
     for i, day in enumerate(period.days):
-        wh = math.fsum(r.days[i].wh for r in results)
+        kwh = math.fsum(whs[i]) / 1000
         figures = EnergyFigures(
-            kwh=wh / 1000,
+            kwh=kwh,
             lit_hours=lit[i],
             lit_known_hours=known[i],
-            covered_ms=min((r.days[i].covered_ms for r in results), default=0),
+            covered_ms=min(covered[i], default=0),
             length_ms=day.length_ms,
             cabinets=1,
-            reset=any(r.days[i].reset for r in results),
-            interpolated=any(r.days[i].interpolated for r in results),
-            absurd=any(r.days[i].absurd for r in results),
+            reset=any(resets[i]),
+            interpolated=any(gaps[i]),
+            absurd=any(glitches[i]),
         )
-        if cabinet.rated_power_w is not None:
-            figures.full_power_kwh = cabinet.rated_power_w * lit[i] / 1000
-            figures.full_power_compared_kwh = figures.kwh
-        if cabinet.baseline_kwh_per_day is not None:
-            figures.historical_kwh = cabinet.baseline_kwh_per_day * day.share
-            figures.historical_compared_kwh = figures.kwh
+        if rated is not None:
+            figures.full_power_kwh = rated * lit[i] / 1000
+            figures.full_power_compared_kwh = kwh
+        if baseline is not None:
+            figures.historical_kwh = baseline * day.share
+            figures.historical_compared_kwh = kwh
         out.append(DayFigures(day.date, figures))
         total.add(figures)
     total.cabinets = 1
@@ -203,7 +238,7 @@ def energy_of(
         town=cabinet.town,
         counters=list(counters),
         resets=sum(r.resets for r in results),
-        absurd=sum(r.absurd for r in results),
+        absurd=sum(r.absurd_count for r in results),
         total=total,
         days=out,
     )

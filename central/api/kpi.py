@@ -197,10 +197,13 @@ async def kpi(
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
     async with gate:
-        scope = await scope_of(store, town)
+        # What the report is made of, read side by side (the store reads on several threads).
+        scope, edges, changes = await asyncio.gather(
+            scope_of(store, town),
+            store.kpi_counter_edges(start_ms=period.start_ms, end_ms=period.end_ms),
+            store.kpi_change_total(*utc_days_of(period.start_ms, period.end_ms)),
+        )
         raised, overlapping = await episodes_of(store, scope, period)
-        edges = await store.kpi_counter_edges(start_ms=period.start_ms, end_ms=period.end_ms)
-        changes = await store.kpi_change_total(*utc_days_of(period.start_ms, period.end_ms))
         key = digest(period, tz, scope, changes=changes, edges=edges, episodes=overlapping)
         memo = report_memo(request)
         kept = memo.get(key)

@@ -206,8 +206,9 @@ async def kpi(
         raised, overlapping = await episodes_of(store, scope, period)
         key = digest(period, tz, scope, changes=changes, edges=edges, episodes=overlapping)
         memo = report_memo(request)
-        kept = memo.get(key)
-        if kept is None:
+        body_key = f"csv:{table}" if format == "csv" and table is not None else "json"
+        body = memo.get(key, body_key)
+        if body is None:
             lost = outages_by_device(overlapping)
             figures = await cached_figures(store, scope, period, tz, lost=lost, counter_edges=edges)
             report = kpi_report(
@@ -218,15 +219,12 @@ async def kpi(
                 episodes=raised,
                 towns=scope.towns,
             )
-            kept = memo.put(key, report)
-    body_key = "json" if table is None or format != "csv" else f"csv:{table}"
-    body = kept.bodies.get(body_key)
-    if body is None:
-        if format == "csv" and table is not None:
-            body = csv_text(kept.report, table).encode()
-        else:
-            body = report_json(kept.report)
-        kept.bodies[body_key] = body
+            body = (
+                csv_text(report, table).encode()
+                if format == "csv" and table is not None
+                else report_json(report)
+            )
+            memo.put(key, body_key, body)
     if format == "csv" and table is not None:
         name = f"kpi-{table}-{period.start_ms}-{period.end_ms}.csv"
         return Response(

@@ -2,7 +2,7 @@
 
 Putting a month of a city together from its cached days is still tens of thousands of cabinet-days
 of arithmetic (about a second for 1,000 cabinets); the same report asked again (the KPI page opened by
-several operators, a CSV table after the JSON) is answered from here. A report is found by a digest of
+several operators) is answered from here. A report is found by a digest of
 everything it is made from, read again for every request with a few cheap queries:
 - the period, its time zone and town;
 - the change counts of every cabinet's UTC days of the period (``KpiDayStore.kpi_change_total``):
@@ -18,20 +18,18 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import msgspec
 from fastapi import Request
 
 from central.api.kpi_fetch import Scope
 from central.kpi.period import Period
-from central.kpi.report import KpiReport
 from central.store.kpi_days import CounterEdge
 from central.store.rows import AlarmEpisode
 
 MEMO_STATE = "kpi_memo"
-# Reports kept per process: a month of 1,000 cabinets is some tens of MB with its JSON.
-MAX_REPORTS = 2
+# Bodies kept per process: a month of 1,000 cabinets is 7.5 MB of JSON.
+MAX_REPORTS = 4
 
 _encoder = msgspec.msgpack.Encoder()
 
@@ -49,7 +47,7 @@ def digest(
     parts = (
         (period.start_ms, period.end_ms, tz, scope.town_asked),
         changes,
-        [(e.cabinet, e.point, e.before, e.after) for e in edges],
+        edges,  # dataclasses: msgspec encodes their fields
         [(c.id, [(d.name, d.driver, d.points) for d in c.inventory]) for c in scope.cabinets],
         sorted((e.cabinet, e.town, e.rated_power_w, e.baseline_kwh_per_day) for e in scope.registry.values()),
         [
@@ -60,29 +58,25 @@ def digest(
     return hashlib.blake2b(_encoder.encode(parts), digest_size=20).hexdigest()
 
 
-@dataclass(slots=True)
-class Remembered:
-    report: KpiReport
-    bodies: dict[str, bytes] = field(default_factory=dict)  # by format (json, or csv:<table>)
-
-
 class ReportMemo:
+    """Bodies of reports by (digest, format). Only the bytes are kept: the figures as objects would
+    be hundreds of thousands of them for the garbage collector to walk at every collection."""
+
     def __init__(self, size: int = MAX_REPORTS) -> None:
         self._size = size
-        self._kept: OrderedDict[str, Remembered] = OrderedDict()
+        self._kept: OrderedDict[tuple[str, str], bytes] = OrderedDict()
 
-    def get(self, key: str) -> Remembered | None:
-        found = self._kept.get(key)
+    def get(self, key: str, body: str) -> bytes | None:
+        found = self._kept.get((key, body))
         if found is not None:
-            self._kept.move_to_end(key)
+            self._kept.move_to_end((key, body))
         return found
 
-    def put(self, key: str, report: KpiReport) -> Remembered:
-        kept = self._kept[key] = Remembered(report)
-        self._kept.move_to_end(key)
+    def put(self, key: str, body: str, data: bytes) -> None:
+        self._kept[(key, body)] = data
+        self._kept.move_to_end((key, body))
         while len(self._kept) > self._size:
             self._kept.popitem(last=False)
-        return kept
 
 
 def report_memo(request: Request) -> ReportMemo:

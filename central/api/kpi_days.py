@@ -42,6 +42,10 @@ from central.store.kpi_days import CounterEdge, KpiDayRow, gen_of, utc_days_of
 from central.store.rollups import COUNTER_SUFFIX
 from central.store.rows import CabinetRow, Rollup
 
+# Time zones whose days are cached: the city's own and UTC are two; a report in any other zone beyond
+# these is computed from the rollups every time.
+MAX_CACHED_ZONES = 4
+
 
 def plan_of(cabinet: CabinetRow) -> CabinetPlan:
     points = [f"{d.name}/{p}" for d in cabinet.inventory for p in d.points]
@@ -127,11 +131,22 @@ async def _cached(store: Store, tz: str, period: Period) -> dict[tuple[str, int]
     return {(r.cabinet, index[r.date]): r for r in rows if r.date in index}
 
 
+async def may_cache(store: Store, tz: str, cached: Mapping[tuple[str, int], KpiDayRow]) -> bool:
+    """Whether days of ``tz`` may be stored: a zone the cache holds already, or one more while it
+    holds fewer than ``MAX_CACHED_ZONES`` (any caller may ask for any zone: the table stays bounded)."""
+    if cached:
+        return True
+    zones = await store.kpi_zones()
+    return tz in zones or len(zones) < MAX_CACHED_ZONES
+
+
 async def days_of_cabinets(
     store: Store, scope: Scope, period: Period, tz: str, count: FillCount | None = None
 ) -> dict[str, list[CabinetDay]]:
-    """Every cabinet's figures for each day of the period, from the cache or computed (and cached)."""
+    """Every cabinet's figures for each day of the period, from the cache or computed (and cached,
+    but for a zone beyond ``MAX_CACHED_ZONES``)."""
     cached = await _cached(store, tz, period)
+    storing = await may_cache(store, tz, cached)
     count = count if count is not None else FillCount()
 
     async def one(cabinet: CabinetRow) -> tuple[str, list[CabinetDay]]:
@@ -149,7 +164,8 @@ async def days_of_cabinets(
             figures, rows = await compute_days(store, tz, cabinet, plan, [period.days[i] for i in missing])
             for k, i in enumerate(missing):
                 found[i] = figures[k]
-            await store.put_kpi_days(rows)
+            if storing:
+                await store.put_kpi_days(rows)
             count.computed += len(rows)
         return cabinet.id, [found[i] for i in range(len(period.days))]
 

@@ -306,6 +306,10 @@ class KpiDayStore(Lifecycle, Protocol):
         first..last, every cabinet: what changes whenever any batch stores readings on those days."""
         ...
 
+    async def kpi_zones(self) -> list[str]:
+        """The time zones the cache holds days of, sorted."""
+        ...
+
     async def put_kpi_days(self, rows: Sequence[KpiDayRow]) -> None:
         """Insert or replace these rows (keyed by tz, date, cabinet)."""
         ...

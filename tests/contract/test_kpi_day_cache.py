@@ -126,3 +126,13 @@ async def test_the_leader_fills_the_days_missing_or_stale(store: Store) -> None:
     assert await warmer.warm_once() == 1
     report = await _report(store)
     assert json.dumps(report, sort_keys=True) == json.dumps(await _from_rollups(store), sort_keys=True)
+
+
+async def test_days_of_a_fifth_zone_are_computed_but_not_kept(store: Store) -> None:
+    await build_city(store)
+    for tz in ("UTC", "Europe/Paris", "America/New_York", "Asia/Tokyo"):
+        await _report(store, tz)
+    assert await store.kpi_zones() == ["America/New_York", "Asia/Tokyo", "Europe/Paris", "UTC"]
+    assert await _report(store, "Australia/Sydney") == await _from_rollups(store, "Australia/Sydney")
+    assert await store.kpi_zones() == ["America/New_York", "Asia/Tokyo", "Europe/Paris", "UTC"]
+    assert await store.kpi_days("Australia/Sydney", MAY_1, MAY_2) == []

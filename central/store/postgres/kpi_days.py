@@ -101,6 +101,11 @@ async def change_total(conn: Conn, first_day: int, last_day: int) -> tuple[int, 
     return (0, 0) if found is None else (int(found[0]), int(found[1]))
 
 
+async def zones(conn: Conn) -> list[str]:
+    cur = await conn.execute("SELECT DISTINCT tz FROM kpi_days ORDER BY tz")
+    return [str(tz) for (tz,) in await cur.fetchall()]
+
+
 async def put_days(cur: Cursor, rows: Sequence[KpiDayRow]) -> None:
     # Sorted by key: two writers of overlapping rows take their locks in one order.
     ordered = sorted(rows, key=lambda r: (r.tz, r.date, r.cabinet))

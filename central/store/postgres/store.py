@@ -469,6 +469,9 @@ class PostgresStore:
     async def kpi_change_total(self, first_utc_day: int, last_utc_day: int) -> tuple[int, int]:
         return await self._run("read KPI changes", lambda c: pkd.change_total(c, first_utc_day, last_utc_day))
 
+    async def kpi_zones(self) -> list[str]:
+        return await self._run("read KPI zones", pkd.zones)
+
     async def put_kpi_days(self, rows: Sequence[KpiDayRow]) -> None:
         if rows:
             await self._in_transaction("write KPI days", lambda cur: pkd.put_days(cur, rows))

@@ -96,6 +96,10 @@ def change_total(conn: sqlite3.Connection, first_day: int, last_day: int) -> tup
     return int(count), int(total)
 
 
+def zones(conn: sqlite3.Connection) -> list[str]:
+    return [str(tz) for (tz,) in conn.execute("SELECT DISTINCT tz FROM kpi_days ORDER BY tz")]
+
+
 def put_days(cur: sqlite3.Cursor, rows: Sequence[KpiDayRow]) -> None:
     cur.executemany(
         _PUT,

@@ -396,6 +396,9 @@ class SqliteStore:
             "read KPI changes", lambda c: skd.change_total(c, first_utc_day, last_utc_day)
         )
 
+    async def kpi_zones(self) -> list[str]:
+        return await self._on_reader("read KPI zones", skd.zones)
+
     async def put_kpi_days(self, rows: Sequence[KpiDayRow]) -> None:
         if rows:
             await self._in_transaction("write KPI days", lambda cur: skd.put_days(cur, rows))

@@ -175,7 +175,8 @@ def reader(store: Store, cabinet: str, period: Period) -> _Reads:
 async def cabinet_figures(
     store: Store, scope: Scope, period: Period, lost: Mapping[tuple[str, str], Sequence[Outage]]
 ) -> list[CabinetFigures]:
-    """Every cabinet's energy and devices' availability over the period."""
+    """Every cabinet's energy and devices' availability over the period, from all their quarters: what
+    the report gave before the day cache (``central.api.kpi_days``), and what that cache is held to."""
 
     async def figures(cabinet: CabinetRow) -> CabinetFigures:
         read = reader(store, cabinet.id, period)

@@ -6,7 +6,8 @@ Each cabinet is registered (a town, a rated power, a baseline) and holds what th
 lighting controller (relay, energy counter), a traffic controller (mode, fault) and a camera
 (reachable), one reading of each point per quarter hour for ``days`` days, written through the
 store's ingest (rollups as ingest keeps them), and a door alarm raised and cleared twice a day. Then
-``GET /api/v1/kpi`` for the whole period runs ``runs`` times: p50 and max, and the rollup rows read.
+``GET /api/v1/kpi`` for the whole period runs ``runs`` times: the first (it fills the day cache of
+a new store), then p50 and max of the others.
 ``--db`` keeps the store (built once, reused when it exists).
 """
 
@@ -154,10 +155,12 @@ async def main() -> None:
                     assert response.status_code == 200, response.text
                 body = response.json()
     total = body["energy"]["total"]["total"]
+    # The first run fills the day cache (central.api.kpi_days) when the store has none yet.
+    warm = times[1:] or times
     print(
         f"KPI report, {args.cabinets} cabinets x {args.days} days (5 points each, one reading a quarter):"
-        f" p50 {statistics.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms"
-        f" over {args.runs} runs;"
+        f" first {times[0] * 1000:.0f} ms; then p50 {statistics.median(warm) * 1000:.0f} ms,"
+        f" max {max(warm) * 1000:.0f} ms over {len(warm)} runs;"
         f" {total['kwh']:.1f} kWh, {body['delays']['total']['episodes']} episodes"
     )
 

@@ -5,7 +5,9 @@
 
 With ``retention``, a task deletes raw readings older than the retention period every
 ``retention.interval_s`` (rollups stay), on the worker that leads "retention" (central.leadership);
-it is idempotent, so a moment with two leaders is harmless.
+it is idempotent, so a moment with two leaders is harmless. The worker that leads "kpi-days" keeps
+the KPI report's day cache warm (``central.kpi_warm``): a minute after start, then after each
+midnight of ``kpi_tz``.
 
 ``serve()`` is what ``cityedge central serve`` runs: the same, until cancelled.
 """
@@ -33,6 +35,7 @@ from central.dispatch import DEFAULT_EXPIRY_GRACE_S, DEFAULT_RETRY_S, CommandDis
 from central.errors import ServerError, StoreError
 from central.ingest import Ingestor
 from central.ingest_limits import TopicLimits
+from central.kpi_warm import KpiWarmer
 from central.leadership import Leadership, SoleLeader, leadership_for
 from central.metrics import CentralMetrics
 from central.mqtt_link import DEFAULT_GROUP, MqttLink
@@ -111,6 +114,7 @@ class CentralServer:
         leadership: Leadership | None = None,
         broker_accounts: AccountsSettings | None = None,
         web: WebSettings | None = None,
+        kpi_tz: str = "UTC",
     ) -> None:
         # A URL (sqlite:///…, postgresql://…), a SQLite file, or a store made by the caller.
         self.store: Store = (
@@ -127,6 +131,8 @@ class CentralServer:
 
         self.leadership = leadership = leadership or lead("dispatch")
         self.retention_leadership = lead("retention")
+        self.kpi_leadership = lead("kpi-days")
+        self.kpi_warmer = KpiWarmer(self.store, self.kpi_leadership, clock=clock, tz=kpi_tz)
         # One session to the broker: ingest receives and acks on it, commands go out on it.
         # Validates the broker URL now: a bad one fails before anything starts.
         self.link = MqttLink(
@@ -224,6 +230,9 @@ class CentralServer:
                 await stack.enter_async_context(self.retention_leadership)
                 purge = asyncio.create_task(self._purge_loop(self.retention), name="central-retention")
                 stack.push_async_callback(_cancelled, purge)
+            await stack.enter_async_context(self.kpi_leadership)
+            warm = asyncio.create_task(self.kpi_warmer.run(), name="central-kpi-days")
+            stack.push_async_callback(_cancelled, warm)
             await self._start_http(sock)
             stack.push_async_callback(self._stop_http)
             self._stack = stack.pop_all()

@@ -17,13 +17,17 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from central.api import kpi_models as m
 from central.api.deps import ServicesDep, StoreDep
 from central.api.json_route import StrictJsonRoute
-from central.api.kpi_fetch import cabinet_figures, episodes_of, outages_by_device, scope_of
+from central.api.kpi_days import cached_figures
+from central.api.kpi_fetch import episodes_of, outages_by_device, scope_of
+from central.api.kpi_json import availability_out, delays_out, period_out, report_json
+from central.api.kpi_memo import digest, report_memo
 from central.api.models import ErrorBody
 from central.api.params import parse_time
 from central.errors import InvalidRequest
 from central.kpi.energy import CabinetEnergy
 from central.kpi.period import MAX_PERIOD_DAYS, PeriodError, kpi_period
 from central.kpi.report import CSV_TABLES, CsvTable, GroupEnergy, KpiReport, csv_cell, csv_table, kpi_report
+from central.store.kpi_days import utc_days_of
 
 MAX_TOWN_CHARS = 200
 MAX_TZ_CHARS = 64
@@ -122,9 +126,9 @@ def _town_out(group: GroupEnergy) -> m.TownEnergyOut:
 
 
 def report_out(report: KpiReport) -> m.KpiOut:
-    period, a, d = report.period, report.availability, report.delays
+    a, d = report.availability, report.delays
     return m.KpiOut(
-        period=m.PeriodOut(from_ms=period.start_ms, to_ms=period.end_ms, tz=report.tz, days=len(period.days)),
+        period=period_out(report),
         energy=m.EnergyOut(
             cabinets=[
                 m.CabinetEnergyOut(
@@ -140,16 +144,8 @@ def report_out(report: KpiReport) -> m.KpiOut:
             towns=[_town_out(t) for t in report.energy.towns],
             total=_town_out(report.energy.total),
         ),
-        availability=m.AvailabilitiesOut(
-            classes=[m.AvailabilityOut.of(name, None, f) for name, f in a.by_class.items()],
-            towns=[m.AvailabilityOut.of(name, town, f) for (town, name), f in a.by_town.items()],
-        ),
-        delays=m.DelaysOut(
-            total=m.DelayOut.of(None, None, d.total),
-            severities=[m.DelayOut.of(s, None, f) for s, f in d.by_severity.items()],
-            towns=[m.DelayOut.of(None, t, f) for t, f in d.by_town.items()]
-            + [m.DelayOut.of(s, t, f) for (t, s), f in d.by_town_severity.items()],
-        ),
+        availability=availability_out(a),
+        delays=delays_out(d),
     )
 
 
@@ -201,22 +197,39 @@ async def kpi(
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
     async with gate:
-        scope = await scope_of(store, town)
+        # What the report is made of, read side by side (the store reads on several threads).
+        scope, edges, changes = await asyncio.gather(
+            scope_of(store, town),
+            store.kpi_counter_edges(start_ms=period.start_ms, end_ms=period.end_ms),
+            store.kpi_change_total(*utc_days_of(period.start_ms, period.end_ms)),
+        )
         raised, overlapping = await episodes_of(store, scope, period)
-        figures = await cabinet_figures(store, scope, period, outages_by_device(overlapping))
-    report = kpi_report(
-        period,
-        tz,
-        cabinets=[f.energy for f in figures if f.energy is not None],
-        devices=[d for f in figures for d in f.devices],
-        episodes=raised,
-        towns=scope.towns,
-    )
+        key = digest(period, tz, scope, changes=changes, edges=edges, episodes=overlapping)
+        memo = report_memo(request)
+        body_key = f"csv:{table}" if format == "csv" and table is not None else "json"
+        body = memo.get(key, body_key)
+        if body is None:
+            lost = outages_by_device(overlapping)
+            figures = await cached_figures(store, scope, period, tz, lost=lost, counter_edges=edges)
+            report = kpi_report(
+                period,
+                tz,
+                cabinets=[f.energy for f in figures if f.energy is not None],
+                devices=[d for f in figures for d in f.devices],
+                episodes=raised,
+                towns=scope.towns,
+            )
+            body = (
+                csv_text(report, table).encode()
+                if format == "csv" and table is not None
+                else report_json(report)
+            )
+            memo.put(key, body_key, body)
     if format == "csv" and table is not None:
         name = f"kpi-{table}-{period.start_ms}-{period.end_ms}.csv"
         return Response(
-            csv_text(report, table),
+            body,
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
-    return report_out(report)
+    return Response(body, media_type="application/json")

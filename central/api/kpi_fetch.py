@@ -55,8 +55,8 @@ class Scope:
 async def scope_of(store: Store, town: str | None) -> Scope:
     """The cabinets of ``town`` (every one when None); InvalidRequest naming ``town`` when none is."""
     # Revoked cabinets keep their row, so their history keeps its town.
-    registry = {e.cabinet: e for e in await store.registry(include_revoked=True)}
-    cabinets = await store.cabinets()
+    entries, cabinets = await asyncio.gather(store.registry(include_revoked=True), store.cabinets())
+    registry = {e.cabinet: e for e in entries}
     if town is not None:
         if not any(e.town == town for e in registry.values()):
             raise InvalidRequest.field(
@@ -175,7 +175,8 @@ def reader(store: Store, cabinet: str, period: Period) -> _Reads:
 async def cabinet_figures(
     store: Store, scope: Scope, period: Period, lost: Mapping[tuple[str, str], Sequence[Outage]]
 ) -> list[CabinetFigures]:
-    """Every cabinet's energy and devices' availability over the period."""
+    """Every cabinet's energy and devices' availability over the period, from all their quarters: what
+    the report gave before the day cache (``central.api.kpi_days``), and what that cache is held to."""
 
     async def figures(cabinet: CabinetRow) -> CabinetFigures:
         read = reader(store, cabinet.id, period)

@@ -88,10 +88,15 @@ def quarter_share(r: Rollup) -> float:
 
 def device_available_ms(device: DeviceInput, start_ms: int, end_ms: int) -> int:
     """How long within [start_ms, end_ms) (on the quarter grid) the device was available."""
-    lost = lost_intervals(device.outages, start_ms, end_ms)
+    return round(available_ms(device.probe, device.outages, start_ms, end_ms))
+
+
+def available_ms(probe: Sequence[Rollup], outages: Sequence[Outage], start_ms: int, end_ms: int) -> float:
+    """``device_available_ms`` before it is rounded (a sum of parts of quarters)."""
+    lost = lost_intervals(outages, start_ms, end_ms)
     total = 0.0
     seen: set[int] = set()
-    for r in device.probe:
+    for r in probe:
         q0 = r.bucket_ms
         if not start_ms <= q0 < end_ms or q0 in seen:
             continue
@@ -99,7 +104,7 @@ def device_available_ms(device: DeviceInput, start_ms: int, end_ms: int) -> int:
         q1 = min(q0 + QUARTER_MS, end_ms)
         lost_ms = sum(max(0, min(b, q1) - max(a, q0)) for a, b in lost)
         total += min(quarter_share(r) * (q1 - q0), (q1 - q0) - lost_ms)
-    return round(total)
+    return total
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from central.energy import EnergyMeter
+from central.energy import EnergyMeter, PointEnergy
 from central.kpi.period import QUARTER_MS, KpiDay, Period, day_index
 from central.store.rows import Rollup
 from protocols.quality import Quality
@@ -142,39 +142,103 @@ def _plus(a: float | None, b: float | None) -> float | None:
 
 def cabinet_energy(cabinet: CabinetEnergyInput, period: Period) -> CabinetEnergy:
     """The cabinet's energy per day of ``period`` and over it, with its baselines."""
-    days = period.days
     meters = [_metered(counter, period) for counter in cabinet.counters]
-    lit, known = lit_hours(cabinet.relays, days)
+    lit, known = lit_hours(cabinet.relays, period.days)
+    return energy_of(
+        CabinetMeta(cabinet.cabinet, cabinet.town, cabinet.rated_power_w, cabinet.baseline_kwh_per_day),
+        [c.point for c in cabinet.counters],
+        [CounterDays.of(m.result) for m in meters],
+        lit=lit,
+        known=known,
+        period=period,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CabinetMeta:
+    """What the registry says of a cabinet that its energy figures use."""
+
+    cabinet: str
+    town: str | None
+    rated_power_w: float | None = None
+    baseline_kwh_per_day: float | None = None
+
+
+@dataclass(slots=True)
+class CounterDays:
+    """One counter's energy per day of a period, as lists indexed by day (``PointEnergy`` in columns)."""
+
+    wh: list[float]
+    covered_ms: list[int]
+    reset: list[bool]
+    interpolated: list[bool]
+    absurd: list[bool]
+    resets: int = 0
+    absurd_count: int = 0
+
+    @classmethod
+    def of(cls, p: PointEnergy) -> CounterDays:
+        days = p.days
+        return cls(
+            [d.wh for d in days],
+            [d.covered_ms for d in days],
+            [d.reset for d in days],
+            [d.interpolated for d in days],
+            [d.absurd for d in days],
+            p.resets,
+            p.absurd,
+        )
+
+
+def energy_of(
+    cabinet: CabinetMeta,
+    counters: Sequence[str],
+    results: Sequence[CounterDays],
+    *,
+    lit: Sequence[float],
+    known: Sequence[float],
+    period: Period,
+) -> CabinetEnergy:
+    """The cabinet's figures from each counter's energy per day and the hours lit and known per day."""
     out: list[DayFigures] = []
     total = EnergyFigures()
-    for i, day in enumerate(days):
-        wh = math.fsum(m.result.days[i].wh for m in meters)
+    n = len(period.days)
+    # Per day, the counters' figures side by side (none: no energy, no coverage).
+    empty: list[tuple[()]] = [()] * n
+    whs = list(zip(*(r.wh for r in results), strict=True)) if results else empty
+    covered = list(zip(*(r.covered_ms for r in results), strict=True)) if results else empty
+    resets = list(zip(*(r.reset for r in results), strict=True)) if results else empty
+    gaps = list(zip(*(r.interpolated for r in results), strict=True)) if results else empty
+    glitches = list(zip(*(r.absurd for r in results), strict=True)) if results else empty
+    rated, baseline = cabinet.rated_power_w, cabinet.baseline_kwh_per_day
+    for i, day in enumerate(period.days):
+        kwh = math.fsum(whs[i]) / 1000
         figures = EnergyFigures(
-            kwh=wh / 1000,
+            kwh=kwh,
             lit_hours=lit[i],
             lit_known_hours=known[i],
-            covered_ms=min((m.result.days[i].covered_ms for m in meters), default=0),
+            covered_ms=min(covered[i], default=0),
             length_ms=day.length_ms,
             cabinets=1,
-            reset=any(m.result.days[i].reset for m in meters),
-            interpolated=any(m.result.days[i].interpolated for m in meters),
-            absurd=any(m.result.days[i].absurd for m in meters),
+            reset=any(resets[i]),
+            interpolated=any(gaps[i]),
+            absurd=any(glitches[i]),
         )
-        if cabinet.rated_power_w is not None:
-            figures.full_power_kwh = cabinet.rated_power_w * lit[i] / 1000
-            figures.full_power_compared_kwh = figures.kwh
-        if cabinet.baseline_kwh_per_day is not None:
-            figures.historical_kwh = cabinet.baseline_kwh_per_day * day.share
-            figures.historical_compared_kwh = figures.kwh
+        if rated is not None:
+            figures.full_power_kwh = rated * lit[i] / 1000
+            figures.full_power_compared_kwh = kwh
+        if baseline is not None:
+            figures.historical_kwh = baseline * day.share
+            figures.historical_compared_kwh = kwh
         out.append(DayFigures(day.date, figures))
         total.add(figures)
     total.cabinets = 1
     return CabinetEnergy(
         cabinet=cabinet.cabinet,
         town=cabinet.town,
-        counters=[c.point for c in cabinet.counters],
-        resets=sum(m.result.resets for m in meters),
-        absurd=sum(m.result.absurd for m in meters),
+        counters=list(counters),
+        resets=sum(r.resets for r in results),
+        absurd=sum(r.absurd_count for r in results),
         total=total,
         days=out,
     )

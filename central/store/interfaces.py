@@ -5,7 +5,8 @@ the fleet (``FleetReads``), command handling keeps commands and groups (``Comman
 views read alarm state (``AlarmStore``), the alarm board its episodes (``EpisodeStore``),
 authentication keeps tokens and the audit log (``AuthStore``),
 long ranges are read from rollups (``RollupStore``), old raw readings deleted (``RetentionStore``),
-provisioned cabinets kept (``RegistryStore``).
+provisioned cabinets kept (``RegistryStore``), the KPI report's figures per day cached
+(``KpiDayStore``).
 A backend implements them all: ``Store``. SQLite (``central.store.sqlite``) is the embedded default;
 PostgreSQL (``central.store.postgres``) serves fleets that outgrow one machine. The contract test suite
 (tests/contract) holds every backend to the same behaviour.
@@ -21,11 +22,13 @@ for those moves are plain Python shared by every backend (``central.store.rules`
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
 from central.store.auth_rows import AuditEntry, AuditRow, TokenRow
+from central.store.kpi_days import CounterEdge, KpiDayRow
 from central.store.rows import (
     AlarmEpisode,
     AlarmRow,
@@ -297,6 +300,38 @@ class RegistryStore(Lifecycle, Protocol):
         ...
 
 
+class KpiDayStore(Lifecycle, Protocol):
+    """The KPI report's figures of each cabinet and local day (``central.store.kpi_days``): the
+    writer counts the changes of each (cabinet, UTC day) in the transaction of the readings."""
+
+    async def kpi_days(self, tz: str, first: dt.date, last: dt.date) -> list[KpiDayRow]:
+        """The rows of ``tz`` for the days first..last that are still current (no change counted on
+        their UTC days since they were computed), of every cabinet."""
+        ...
+
+    async def kpi_changes(self, cabinet: str, first_utc_day: int, last_utc_day: int) -> dict[int, int]:
+        """The change count of each of the cabinet's UTC days in first..last that has one."""
+        ...
+
+    async def kpi_change_total(self, first_utc_day: int, last_utc_day: int) -> tuple[int, int]:
+        """(how many (cabinet, UTC day) pairs have changes, the sum of their counts) over UTC days
+        first..last, every cabinet: what changes whenever any batch stores readings on those days."""
+        ...
+
+    async def kpi_zones(self) -> list[str]:
+        """The time zones the cache holds days of, sorted."""
+        ...
+
+    async def put_kpi_days(self, rows: Sequence[KpiDayRow]) -> None:
+        """Insert or replace these rows (keyed by tz, date, cabinet)."""
+        ...
+
+    async def kpi_counter_edges(self, *, start_ms: int, end_ms: int) -> list[CounterEdge]:
+        """Every energy counter point of every cabinet (by cabinet, then point), with its last counted
+        reading before ``start_ms`` and its first from ``end_ms`` (from the 15-minute rollups)."""
+        ...
+
+
 class Store(
     IngestStore,
     FleetReads,
@@ -307,6 +342,7 @@ class Store(
     RollupStore,
     RetentionStore,
     RegistryStore,
+    KpiDayStore,
     Protocol,
 ):
     """Everything a backend offers; ``async with store:`` opens and closes it."""

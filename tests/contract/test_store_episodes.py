@@ -384,7 +384,7 @@ async def test_the_sqlite_upgrade_pairs_the_events_already_stored(tmp_path: Path
     with sqlite3.connect(db) as conn:  # version 4 had the events, none of version 5's tables
         conn.executescript(
             "DROP TABLE alarm_notes; DROP TABLE alarm_episodes; DROP TABLE alarm_marks; DROP TABLE registry;"
-            " PRAGMA user_version = 4;"
+            " DROP TABLE kpi_changes; DROP TABLE kpi_days; PRAGMA user_version = 4;"
         )
     said: list[str] = []
     assert migrate(db, progress=said.append) == (4, 5)
@@ -420,7 +420,9 @@ async def test_the_postgresql_migration_pairs_the_events_already_stored(pg_serve
             ingested = await store.episodes(EpisodeQuery())
         assert len(ingested) == 4
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-            await conn.execute("DROP TABLE alarm_notes, alarm_episodes, alarm_marks, registry")
+            await conn.execute(
+                "DROP TABLE alarm_notes, alarm_episodes, alarm_marks, registry, kpi_changes, kpi_days"
+            )
             await conn.execute("DELETE FROM schema_migrations WHERE version = 4")
         before, applied = await migrate_database(dsn)
         assert (before, [m.version for m in applied]) == (3, [4])

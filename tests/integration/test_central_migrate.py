@@ -58,14 +58,14 @@ def test_a_version_4_file_gets_the_registry_and_alarm_episodes(tmp_path: Path) -
     with sqlite3.connect(db) as conn:  # what version 4 had: none of version 5's tables
         conn.executescript(
             "DROP TABLE alarm_notes; DROP TABLE alarm_episodes; DROP TABLE alarm_marks; DROP TABLE registry;"
-            " PRAGMA user_version = 4;"
+            " DROP TABLE kpi_changes; DROP TABLE kpi_days; PRAGMA user_version = 4;"
         )
     done = cityedge("central", "migrate", "--db", str(db))
     assert done.returncode == 0, done.stderr
     assert f"migrated from version 4 to {SCHEMA_VERSION}" in done.stderr
     with sqlite3.connect(db) as conn:
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
-        assert {"registry", "alarm_episodes", "alarm_notes"} <= tables
+        assert {"registry", "alarm_episodes", "alarm_notes", "kpi_changes", "kpi_days"} <= tables
 
 
 def test_a_version_4_files_tokens_are_kept_and_may_have_the_installer_role(tmp_path: Path) -> None:

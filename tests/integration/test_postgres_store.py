@@ -375,7 +375,9 @@ async def test_migration_3_holds_the_seqs_a_database_stored_before_it(dsn: str) 
     (_, applied) = await migrate_database(dsn)
     assert applied  # then rolled back to version 2, as a database made by the previous build
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        await conn.execute("DROP TABLE held, alarm_notes, alarm_episodes, alarm_marks, registry")
+        await conn.execute(
+            "DROP TABLE held, alarm_notes, alarm_episodes, alarm_marks, registry, kpi_changes, kpi_days"
+        )
         await conn.execute("DELETE FROM schema_migrations WHERE version >= 3")
         await conn.execute(
             "INSERT INTO streams (cabinet, stream) VALUES (%s, %s), ('cab-2', 'x')", (CAB, STREAM)

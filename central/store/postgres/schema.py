@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from central.alarms import UNSPECIFIED
 from central.record_time import AHEAD_BOUND_MS
+from central.store.postgres.kpi_days import KPI_DAYS_SCHEMA
 from protocols.fleet.events import ALARM_KINDS, DEVICE_BACK, DEVICE_LOST
 from protocols.release import PROTOCOL_EPOCH_MS
 
@@ -329,7 +330,8 @@ ORDER BY r.stream_pk, r.seq;
 """
 
 # The cabinet registry and alarm episodes, as on SQLite (central.store.sqlite.schema says why), and
-# the installer and monitor roles of tokens (central.store.auth_rows.Role).
+# the installer and monitor roles of tokens (central.store.auth_rows.Role), the KPI report's day cache
+# (central.store.kpi_days).
 _V4 = (
     """
 ALTER TABLE api_tokens DROP CONSTRAINT api_tokens_role_check,
@@ -397,13 +399,14 @@ CREATE TABLE alarm_notes (
 CREATE INDEX alarm_notes_episode ON alarm_notes (episode_id, id);
 """
     + _FILL_EPISODES
+    + KPI_DAYS_SCHEMA
 )
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _V1),
     Migration(2, "rollups", _V2),
     Migration(3, "held seq ranges", _V3),
-    Migration(4, "registry and alarm episodes", _V4),
+    Migration(4, "registry, alarm episodes and the KPI day cache", _V4),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
@@ -432,4 +435,6 @@ DATA_TABLES = (
     "alarm_notes",
     "alarm_episodes",
     "registry",
+    "kpi_changes",
+    "kpi_days",
 )

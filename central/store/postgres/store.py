@@ -21,6 +21,7 @@ The password never appears in the DSN (``central.store.url`` refuses it): libpq 
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
@@ -34,9 +35,11 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from central.errors import StoreError
 from central.store.auth_rows import AuditEntry, AuditRow, TokenRow
+from central.store.kpi_days import CounterEdge, KpiDayRow
 from central.store.postgres import auth as pa
 from central.store.postgres import commands as pc
 from central.store.postgres import episodes as pe
+from central.store.postgres import kpi_days as pkd
 from central.store.postgres import partitions as parts
 from central.store.postgres import reads as q
 from central.store.postgres import registry as preg
@@ -452,6 +455,29 @@ class PostgresStore:
 
     async def audit(self, *, since_ms: int | None = None, limit: int = 100) -> list[AuditRow]:
         return await self._run("read audit", lambda c: pa.audit(c, since_ms, limit))
+
+    # -- the KPI day cache ----------------------------------------------------------------------
+
+    async def kpi_days(self, tz: str, first: dt.date, last: dt.date) -> list[KpiDayRow]:
+        return await self._run("read KPI days", lambda c: pkd.current_days(c, tz, first, last))
+
+    async def kpi_changes(self, cabinet: str, first_utc_day: int, last_utc_day: int) -> dict[int, int]:
+        return await self._run(
+            "read KPI changes", lambda c: pkd.change_counts(c, cabinet, first_utc_day, last_utc_day)
+        )
+
+    async def kpi_change_total(self, first_utc_day: int, last_utc_day: int) -> tuple[int, int]:
+        return await self._run("read KPI changes", lambda c: pkd.change_total(c, first_utc_day, last_utc_day))
+
+    async def kpi_zones(self) -> list[str]:
+        return await self._run("read KPI zones", pkd.zones)
+
+    async def put_kpi_days(self, rows: Sequence[KpiDayRow]) -> None:
+        if rows:
+            await self._in_transaction("write KPI days", lambda cur: pkd.put_days(cur, rows))
+
+    async def kpi_counter_edges(self, *, start_ms: int, end_ms: int) -> list[CounterEdge]:
+        return await self._run("read counters", lambda c: pkd.counter_edges(c, start_ms, end_ms))
 
     # -- the cabinet registry -----------------------------------------------------------------
 

@@ -42,6 +42,7 @@ from psycopg import errors
 
 from central.record_time import time_suspect
 from central.store import rules
+from central.store.kpi_days import changed_days
 from central.store.postgres import partitions as parts
 from central.store.postgres import writer_sql as q
 from central.store.postgres.batch_facts import (
@@ -55,6 +56,7 @@ from central.store.postgres.batch_facts import (
 from central.store.postgres.commands import apply_results
 from central.store.postgres.episodes import apply_episodes, unseen_alarm_events
 from central.store.postgres.held import HeldSeqs, Range, span_runs
+from central.store.postgres.kpi_days import bump_changes
 from central.store.postgres.rollups import Plain, apply_rollups, plain_rollups, plain_rows_of
 from central.store.postgres.schema import COUNTER_SHARDS
 from central.store.postgres.values import pg_text, split, split_one
@@ -200,6 +202,7 @@ class PgWriter:
             refused = await self._write_status_isolated(conn, cur, received_status)
             if refused is not None:
                 unstorable.append(refused)
+        await bump_changes(cur, changed_days(batches, outcomes))  # the KPI day cache's days to redo
         evicted = await self._write_quarantine(cur, [*quarantine, *unstorable])
         await cur.execute(
             q.ADD_COUNTERS,

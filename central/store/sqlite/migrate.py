@@ -3,8 +3,9 @@
     from central.store.sqlite.migrate import migrate
     before, after = migrate(Path("central.db"))     # (2, 5): done; (5, 5): nothing to do
 
-From 4 to 5: the cabinet registry and alarm episodes (``_to_v5``), the episodes paired from the alarm
-events already stored, as ingest pairs them (history from before the upgrade is kept).
+From 4 to 5: the cabinet registry, alarm episodes and the KPI day cache (``_to_v5``), the episodes
+paired from the alarm events already stored, as ingest pairs them (history from before the upgrade is
+kept).
 
 From 2 (a row per reading, keyed by (stream_pk, seq), indexed by (point_pk, ts)) or 3 (the same,
 with rollups) to 4 and on, in ONE transaction (a failure leaves the file as it was):
@@ -28,6 +29,7 @@ from pathlib import Path
 from central.store import rollups as ru
 from central.store.sqlite.blocks import BLOCKS_SCHEMA, QUARTER_MS, insert_blocks
 from central.store.sqlite.episodes import fill_episodes
+from central.store.sqlite.kpi_days import KPI_DAYS_SCHEMA
 from central.store.sqlite.rollups import insert_rollups
 from central.store.sqlite.schema import (
     AUTH_SCHEMA,
@@ -107,7 +109,9 @@ def migrate(path: Path, *, progress: Callable[[str], None] | None = None) -> tup
 
 def _to_v5(conn: sqlite3.Connection, say: Callable[[str], None]) -> None:
     say("registry and alarm episodes")
-    for statement in _statements(REGISTRY_SCHEMA) + _statements(EPISODES_SCHEMA):
+    for statement in (
+        _statements(REGISTRY_SCHEMA) + _statements(EPISODES_SCHEMA) + _statements(KPI_DAYS_SCHEMA)
+    ):
         conn.execute(statement)
     say("tokens: the installer role")  # a CHECK constraint changes only with its table
     had_tokens = conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'api_tokens'").fetchone()

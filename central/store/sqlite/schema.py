@@ -7,7 +7,8 @@ central holds (``central.store.sqlite.blocks``): what a disk pays per reading is
 limit at a few thousand cabinets (bench/central_wear.py).
 
 Versions: 2 (readings one row each), 3 (rollups), 4 (blocks, held, latest_readings with their
-values), 5 (the cabinet registry, alarm episodes and their notes; the installer and monitor roles of tokens).
+values), 5 (the cabinet registry, alarm episodes and their notes; the installer and monitor roles of
+tokens; the KPI report's day cache).
 ``central.store.sqlite.migrate`` upgrades a file in place (``cityedge central migrate``).
 """
 
@@ -17,6 +18,7 @@ import sqlite3
 from pathlib import Path
 
 from central.store.sqlite.blocks import BLOCKS_SCHEMA
+from central.store.sqlite.kpi_days import KPI_DAYS_SCHEMA
 
 SCHEMA_VERSION = 5
 MIGRATE_COMMAND = "cityedge central migrate"
@@ -344,6 +346,7 @@ CREATE TABLE IF NOT EXISTS counters (
     + ROLLUPS_SCHEMA
     + REGISTRY_SCHEMA
     + EPISODES_SCHEMA
+    + KPI_DAYS_SCHEMA
 )
 
 

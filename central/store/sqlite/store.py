@@ -8,6 +8,7 @@ connections on a small pool of threads: in WAL mode they never wait for the writ
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
 import sqlite3
 import threading
@@ -22,6 +23,7 @@ import msgspec
 
 from central.errors import StoreError
 from central.store.auth_rows import AuditEntry, AuditRow, TokenRow
+from central.store.kpi_days import CounterEdge, KpiDayRow
 from central.store.rollups import is_counter
 from central.store.rows import (
     AlarmEpisode,
@@ -50,6 +52,7 @@ from central.store.rows import (
 from central.store.sqlite import auth as sa
 from central.store.sqlite import commands as sc
 from central.store.sqlite import episodes as se
+from central.store.sqlite import kpi_days as skd
 from central.store.sqlite import queries as q
 from central.store.sqlite import registry as sreg
 from central.store.sqlite import rollups as sr
@@ -377,6 +380,31 @@ class SqliteStore:
             return self._writer.purge(before_ms=before_ms, limit=limit)
 
         return await self._on_writer("purge old readings", run)
+
+    # -- the KPI day cache ----------------------------------------------------------------------
+
+    async def kpi_days(self, tz: str, first: dt.date, last: dt.date) -> list[KpiDayRow]:
+        return await self._on_reader("read KPI days", lambda c: skd.current_days(c, tz, first, last))
+
+    async def kpi_changes(self, cabinet: str, first_utc_day: int, last_utc_day: int) -> dict[int, int]:
+        return await self._on_reader(
+            "read KPI changes", lambda c: skd.change_counts(c, cabinet, first_utc_day, last_utc_day)
+        )
+
+    async def kpi_change_total(self, first_utc_day: int, last_utc_day: int) -> tuple[int, int]:
+        return await self._on_reader(
+            "read KPI changes", lambda c: skd.change_total(c, first_utc_day, last_utc_day)
+        )
+
+    async def kpi_zones(self) -> list[str]:
+        return await self._on_reader("read KPI zones", skd.zones)
+
+    async def put_kpi_days(self, rows: Sequence[KpiDayRow]) -> None:
+        if rows:
+            await self._in_transaction("write KPI days", lambda cur: skd.put_days(cur, rows))
+
+    async def kpi_counter_edges(self, *, start_ms: int, end_ms: int) -> list[CounterEdge]:
+        return await self._on_reader("read counters", lambda c: skd.counter_edges(c, start_ms, end_ms))
 
     # -- API tokens and audit -----------------------------------------------------------------
 

@@ -77,10 +77,12 @@ ORDER BY e.ts DESC, e.source
 
 _POINT_PK = "SELECT id FROM points WHERE cabinet = ? AND name = ?"
 _QUARTERS_BEFORE = """
-SELECT bucket FROM rollups WHERE point_pk = ? AND res = ? AND bucket < ? AND good > 0 ORDER BY bucket DESC
+SELECT bucket FROM rollups INDEXED BY rollups_point
+WHERE point_pk = ? AND res = ? AND bucket < ? AND good > 0 ORDER BY bucket DESC
 """
 _QUARTERS_FROM = """
-SELECT bucket FROM rollups WHERE point_pk = ? AND res = ? AND bucket >= ? AND good > 0 ORDER BY bucket
+SELECT bucket FROM rollups INDEXED BY rollups_point
+WHERE point_pk = ? AND res = ? AND bucket >= ? AND good > 0 ORDER BY bucket
 """
 
 # Where a page of readings ends: (ts, stream_pk, seq) of its last row.

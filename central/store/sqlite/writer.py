@@ -27,12 +27,14 @@ import msgspec
 
 from central.record_time import time_suspect
 from central.store import rules
+from central.store.kpi_days import changed_days
 from central.store.rollups import is_counter
 from central.store.rows import BatchOutcome, Purged, QuarantineEntry, ReceivedBatch, ReceivedStatus
 from central.store.sqlite import quarter_parts
 from central.store.sqlite.blocks import bucket_slices, fresh_readings, hold, insert_columns, purge
 from central.store.sqlite.commands import apply_results
 from central.store.sqlite.episodes import apply_episodes, unseen_alarm_events
+from central.store.sqlite.kpi_days import bump_changes
 from central.store.sqlite.rollups import apply_quarters
 from central.store.sqlite.views import apply_alarm_events, apply_latest_readings, flag_time_suspects
 from protocols.fleet import DataBatch, Status
@@ -108,6 +110,7 @@ class SqliteWriter:
             ]
             self._write_quarantine(cur, [*quarantine, *unstorable])
             self._add_counters(cur, outcomes)
+            bump_changes(cur, changed_days(batches, outcomes))  # the KPI day cache's days to redo
             cur.execute("COMMIT")
         except BaseException:
             self._rollback()

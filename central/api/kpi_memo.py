@@ -1,0 +1,88 @@
+"""The last KPI reports of this process, kept while nothing they were made from has changed.
+
+Putting a month of a city together from its cached days is still tens of thousands of cabinet-days
+of arithmetic (about a second for 1,000 cabinets); the same report asked again (the KPI page opened by
+several operators) is answered from here. A report is found by a digest of
+everything it is made from, read again for every request with a few cheap queries:
+- the period, its time zone and town;
+- the change counts of every cabinet's UTC days of the period (``KpiDayStore.kpi_change_total``):
+  any batch that stores readings on them changes it;
+- each counter's readings nearest the period's ends (``kpi_counter_edges``);
+- each cabinet's inventory, each registry entry's town, rated power and baseline;
+- the alarm episodes read for the period (their acknowledgements and clears).
+So a report given from here is the one that would be computed now.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import msgspec
+from fastapi import Request
+
+from central.api.kpi_fetch import Scope
+from central.kpi.period import Period
+from central.store.kpi_days import CounterEdge
+from central.store.rows import AlarmEpisode
+
+MEMO_STATE = "kpi_memo"
+# Bodies kept per process: a month of 1,000 cabinets is 7.5 MB of JSON.
+MAX_REPORTS = 4
+
+_encoder = msgspec.msgpack.Encoder()
+
+
+def digest(
+    period: Period,
+    tz: str,
+    scope: Scope,
+    *,
+    changes: tuple[int, int],
+    edges: Sequence[CounterEdge],
+    episodes: Sequence[AlarmEpisode],
+) -> str:
+    """A digest of what the report of ``period`` would be made from now."""
+    parts = (
+        (period.start_ms, period.end_ms, tz, scope.town_asked),
+        changes,
+        edges,  # dataclasses: msgspec encodes their fields
+        [(c.id, [(d.name, d.driver, d.points) for d in c.inventory]) for c in scope.cabinets],
+        sorted((e.cabinet, e.town, e.rated_power_w, e.baseline_kwh_per_day) for e in scope.registry.values()),
+        [
+            (e.id, e.cabinet, e.device, e.alarm, e.severity, e.raised_ms, e.acked_ms, e.cleared_ms)
+            for e in episodes
+        ],
+    )
+    return hashlib.blake2b(_encoder.encode(parts), digest_size=20).hexdigest()
+
+
+class ReportMemo:
+    """Bodies of reports by (digest, format). Only the bytes are kept: the figures as objects would
+    be hundreds of thousands of them for the garbage collector to walk at every collection."""
+
+    def __init__(self, size: int = MAX_REPORTS) -> None:
+        self._size = size
+        self._kept: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+
+    def get(self, key: str, body: str) -> bytes | None:
+        found = self._kept.get((key, body))
+        if found is not None:
+            self._kept.move_to_end((key, body))
+        return found
+
+    def put(self, key: str, body: str, data: bytes) -> None:
+        self._kept[(key, body)] = data
+        self._kept.move_to_end((key, body))
+        while len(self._kept) > self._size:
+            self._kept.popitem(last=False)
+
+
+def report_memo(request: Request) -> ReportMemo:
+    """The app's memo (made on first use)."""
+    memo = getattr(request.app.state, MEMO_STATE, None)
+    if not isinstance(memo, ReportMemo):
+        memo = ReportMemo()
+        setattr(request.app.state, MEMO_STATE, memo)
+    return memo

@@ -1,0 +1,138 @@
+"""The KPI day cache on every backend: filled by a report, current until readings land on its days,
+and a report from it is the report computed from the rollups (the city of kpi_city)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import httpx
+
+from central.api import create_app
+from central.api.kpi import report_out
+from central.api.kpi_fetch import cabinet_figures, episodes_of, outages_by_device, scope_of
+from central.kpi.period import kpi_period
+from central.kpi.report import kpi_report
+from central.kpi_warm import KpiWarmer, local_midnight_ms
+from central.leadership import SoleLeader
+from central.store import Store
+from central.store.auth_rows import Role
+from central.store.kpi_days import utc_day
+from tests.integration.api_client import bearer, new_token
+from tests.integration.kpi_city import DAY, HOUR, MAY1, NOW, Feed, build_city
+
+MAY_1, MAY_2 = dt.date(2024, 5, 1), dt.date(2024, 5, 2)
+PERIOD = {"from": "2024-05-01T00:00:00Z", "to": "2024-05-03T00:00:00Z"}
+
+
+async def _report(store: Store, tz: str = "UTC") -> dict[str, object]:
+    """The report through a new app (its own memo: the day cache answers)."""
+    token = await new_token(store, Role.VIEWER)
+    app = create_app(store=store, clock=lambda: NOW)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://central.test", headers=bearer(token)
+    ) as http:
+        response = await http.get("/api/v1/kpi", params={**PERIOD, "tz": tz})
+        assert response.status_code == 200, response.text
+        again = await http.get("/api/v1/kpi", params={**PERIOD, "tz": tz})  # the memo answers
+        assert again.content == response.content
+        body: dict[str, object] = response.json()
+        return body
+
+
+async def _from_rollups(store: Store, tz: str = "UTC") -> dict[str, object]:
+    """The report as it was made before the cache: every cabinet's quarters of the period."""
+    from zoneinfo import ZoneInfo
+
+    period = kpi_period(MAY1, MAY1 + 2 * DAY, ZoneInfo(tz), now_ms=NOW)
+    scope = await scope_of(store, None)
+    raised, overlapping = await episodes_of(store, scope, period)
+    figures = await cabinet_figures(store, scope, period, outages_by_device(overlapping))
+    report = kpi_report(
+        period,
+        tz,
+        cabinets=[f.energy for f in figures if f.energy is not None],
+        devices=[d for f in figures for d in f.devices],
+        episodes=raised,
+        towns=scope.towns,
+    )
+    body: dict[str, object] = report_out(report).model_dump(mode="json")
+    return body
+
+
+def _cabinet_day_kwh(body: dict[str, object], cabinet: str, date: str) -> float:
+    energy = body["energy"]
+    assert isinstance(energy, dict)
+    mine = next(c for c in energy["cabinets"] if c["cabinet"] == cabinet)
+    kwh: float = next(d["kwh"] for d in mine["days"] if d["date"] == date)
+    return kwh
+
+
+async def test_a_report_fills_the_cache_and_late_readings_make_their_day_stale(store: Store) -> None:
+    await build_city(store)
+    first = await _report(store)
+    assert first == await _from_rollups(store)
+    rows = await store.kpi_days("UTC", MAY_1, MAY_2)
+    assert sorted((r.cabinet, r.date) for r in rows) == [
+        ("cab-a", MAY_1),
+        ("cab-a", MAY_2),
+        ("cab-b", MAY_1),
+        ("cab-b", MAY_2),
+    ]
+    assert await _report(store) == first  # from the cache now
+    edges = await store.kpi_counter_edges(start_ms=MAY1, end_ms=MAY1 + 2 * DAY)
+    assert [(e.cabinet, e.point, e.before) for e in edges] == [
+        ("cab-a", "lc1/energy_wh", None),
+        ("cab-b", "m/import_energy_wh", None),
+    ]
+    assert edges[1].after == (MAY1 + 2 * DAY, 4800.0)  # read at both ends: the end is after the period
+    before = await store.kpi_change_total(utc_day(MAY1), utc_day(MAY1 + DAY))
+
+    # A backlog of cab-b arrives: a reading at noon on May 1.
+    late = Feed(store, "cab-b")
+    late.seq = 100
+    await late.send([late.reading("m/import_energy_wh", MAY1 + 12 * HOUR, 2000.0)])
+    assert (await store.kpi_change_total(utc_day(MAY1), utc_day(MAY1 + DAY)))[1] > before[1]
+    assert await store.kpi_changes("cab-b", utc_day(MAY1), utc_day(MAY1 + DAY)) != {}
+    current = {(r.cabinet, r.date) for r in await store.kpi_days("UTC", MAY_1, MAY_2)}
+    assert ("cab-b", MAY_1) not in current and ("cab-a", MAY_1) in current
+    after = await _report(store)
+    assert after == await _from_rollups(store)
+    # 2000 Wh by noon, then 2800 Wh over 36 h of which 12 on May 1.
+    assert _cabinet_day_kwh(after, "cab-b", "2024-05-01") == round(2.0 + 2.8 / 3, 6)
+    assert _cabinet_day_kwh(first, "cab-b", "2024-05-01") == 2.4
+
+
+async def test_days_of_another_zone_are_their_own_rows(store: Store) -> None:
+    await build_city(store)
+    assert await _report(store, "Europe/Paris") == await _from_rollups(store, "Europe/Paris")
+    # The period's ends are Paris' 02:00 (parts of days, computed each time): May 2 alone is whole.
+    assert [(r.cabinet, r.date) for r in await store.kpi_days("Europe/Paris", MAY_1, MAY_2)] == [
+        ("cab-a", MAY_2),
+        ("cab-b", MAY_2),
+    ]
+    assert await store.kpi_days("UTC", MAY_1, MAY_2) == []
+
+
+async def test_the_leader_fills_the_days_missing_or_stale(store: Store) -> None:
+    await build_city(store)
+    warmer = KpiWarmer(store, SoleLeader("kpi-days"), clock=lambda: NOW, days=3)
+    assert local_midnight_ms(NOW, warmer._tz) == MAY1 + 2 * DAY
+    assert await warmer.warm_once() == 2 * 3  # April 30 (no data: its row says so), May 1 and 2
+    assert await warmer.warm_once() == 0
+    late = Feed(store, "cab-a")
+    late.seq = 1000
+    await late.send([late.reading("lc1/relay", MAY1 + DAY + 20 * 900_000, True)])
+    assert await warmer.warm_once() == 1
+    report = await _report(store)
+    assert json.dumps(report, sort_keys=True) == json.dumps(await _from_rollups(store), sort_keys=True)
+
+
+async def test_days_of_a_fifth_zone_are_computed_but_not_kept(store: Store) -> None:
+    await build_city(store)
+    for tz in ("UTC", "Europe/Paris", "America/New_York", "Asia/Tokyo"):
+        await _report(store, tz)
+    assert await store.kpi_zones() == ["America/New_York", "Asia/Tokyo", "Europe/Paris", "UTC"]
+    assert await _report(store, "Australia/Sydney") == await _from_rollups(store, "Australia/Sydney")
+    assert await store.kpi_zones() == ["America/New_York", "Asia/Tokyo", "Europe/Paris", "UTC"]
+    assert await store.kpi_days("Australia/Sydney", MAY_1, MAY_2) == []

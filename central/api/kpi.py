@@ -10,7 +10,6 @@ import asyncio
 import csv
 import io
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
@@ -22,7 +21,7 @@ from central.api.kpi_fetch import episodes_of, outages_by_device, scope_of
 from central.api.kpi_json import availability_out, delays_out, period_out, report_json
 from central.api.kpi_memo import digest, report_memo
 from central.api.models import ErrorBody
-from central.api.params import parse_time
+from central.api.params import parse_time, parse_zone
 from central.errors import InvalidRequest
 from central.kpi.energy import CabinetEnergy
 from central.kpi.period import MAX_PERIOD_DAYS, PeriodError, kpi_period
@@ -103,15 +102,6 @@ def report_gate(request: Request) -> asyncio.Semaphore:
     return gate
 
 
-def zone(raw: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(raw)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise InvalidRequest.field(
-            ("query", "tz"), "tz must be an IANA time zone name, such as Europe/Paris or UTC", raw
-        ) from None
-
-
 def _days_out(group: GroupEnergy | CabinetEnergy) -> list[m.EnergyDayOut]:
     return [m.EnergyDayOut(date=d.date, **m.EnergyFiguresOut.of(d.figures).model_dump()) for d in group.days]
 
@@ -183,7 +173,7 @@ async def kpi(
         raise InvalidRequest.field(
             ("query", "table"), f"format=csv gives one table: add table={'|'.join(CSV_TABLES)}", None
         )
-    zone_info = zone(tz)
+    zone_info = parse_zone(tz)
     try:
         period = kpi_period(start_ms, end_ms, zone_info, now_ms=services.clock())
     except PeriodError as exc:

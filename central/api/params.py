@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from typing import NoReturn
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi.exceptions import RequestValidationError
 
+from central.errors import InvalidRequest
 from central.times import to_ms
 
 API_PREFIX = "/api/v1"
@@ -26,3 +28,13 @@ def invalid(name: str, raw: str, message: str) -> NoReturn:
     raise RequestValidationError(
         [{"type": "value_error", "loc": ("query", name), "msg": message, "input": raw}]
     )
+
+
+def parse_zone(raw: str) -> ZoneInfo:
+    """The ``tz`` query parameter as a time zone; a 422 naming it otherwise."""
+    try:
+        return ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise InvalidRequest.field(
+            ("query", "tz"), "tz must be an IANA time zone name, such as Europe/Paris or UTC", raw
+        ) from None

@@ -10,7 +10,6 @@ import math
 import re
 from collections.abc import Sequence
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Query
 
@@ -20,6 +19,7 @@ from central.api.deps import StoreDep
 from central.api.errors import unknown_cabinet
 from central.api.json_route import StrictJsonRoute
 from central.api.models import ErrorBody, PointValueOut
+from central.api.params import parse_zone
 from central.energy import (
     DEFAULT_MAX_POWER_W,
     Day,
@@ -33,9 +33,8 @@ from central.equipment_view import equipment_views
 from central.errors import InvalidRequest
 from central.lighting_view import schedule_view, state_view
 from central.store import Store
-from central.store.rollups import COUNTER_SUFFIX, WIDTH_MS
+from central.store.rollups import COUNTER_SUFFIX, WIDTH_MS, meter_quarters
 from protocols.fleet.events import LIGHTING_STATE, SCHEDULE_ACTIVE
-from protocols.quality import Quality
 
 ENERGY_SUFFIX = COUNTER_SUFFIX
 # The longest local day (a day a clock goes back: 25 h), in ms.
@@ -61,15 +60,6 @@ def _date(name: str, raw: str) -> dt.date:
     if day > LAST_DAY:
         raise InvalidRequest.field(("query", name), f"{name} must be {LAST_DAY} or before", raw)
     return day
-
-
-def _zone(raw: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(raw)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise InvalidRequest.field(
-            ("query", "tz"), "tz must be an IANA time zone name, such as Europe/Paris or UTC", raw
-        ) from None
 
 
 def _day_range(start: str, end: str | None) -> tuple[dt.date, dt.date]:
@@ -155,24 +145,9 @@ async def _add_quarters(
     before, after = await store.rollup_neighbours(
         cabinet, point, resolution="15m", start_ms=start, end_ms=end
     )
-    if before is not None and before.last_wh_ts_ms is not None and before.last_wh is not None:
-        meter.add([(before.last_wh_ts_ms, before.last_wh, Quality.GOOD)])
     limit = len(days) * (DAY_MS_MAX // WIDTH_MS["15m"])
-    for r in await store.rollups(cabinet, point, resolution="15m", start_ms=start, end_ms=end, limit=limit):
-        first = None if r.first_wh_ts_ms is None or r.first_wh is None else (r.first_wh_ts_ms, r.first_wh)
-        last = None if r.last_wh_ts_ms is None or r.last_wh is None else (r.last_wh_ts_ms, r.last_wh)
-        meter.add_summary(
-            first=first,
-            last=last,
-            wh=r.energy_wh,
-            covered_ms=r.energy_ms,
-            resets=r.resets,
-            absurd=r.absurd,
-            readings=r.count,
-            skipped=r.count - r.counted,
-        )
-    if after is not None and after.first_wh_ts_ms is not None and after.first_wh is not None:
-        meter.add([(after.first_wh_ts_ms, after.first_wh, Quality.GOOD)])
+    quarters = await store.rollups(cabinet, point, resolution="15m", start_ms=start, end_ms=end, limit=limit)
+    meter_quarters(meter, quarters, before=before, after=after)
 
 
 router = APIRouter(tags=["views"], route_class=StrictJsonRoute)
@@ -258,7 +233,7 @@ async def energy(
     store: StoreDep,
 ) -> m.EnergyOut:
     first, last = _day_range(start, end)
-    zone = _zone(tz)
+    zone = parse_zone(tz)
     await require_cabinet(store, cabinet)
     days = local_days(first, last, zone)
     settings = EnergySettings(max_power_w=max_power_w)

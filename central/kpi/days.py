@@ -31,6 +31,7 @@ from central.kpi.availability import available_ms
 from central.kpi.energy import QUARTER_H, CabinetEnergy, CabinetMeta, CounterDays, energy_of
 from central.kpi.period import KpiDay, Period
 from central.store.kpi_days import CounterEdge
+from central.store.rollups import counted_ends, meter_quarters
 from central.store.rows import Rollup
 from protocols.quality import Quality
 
@@ -123,18 +124,8 @@ def counter_day(point: str, quarters: Sequence[Rollup], day: KpiDay) -> CounterD
     first: tuple[int, float] | None = None
     last: tuple[int, float] | None = None
     for r in quarters:
-        f = None if r.first_wh_ts_ms is None or r.first_wh is None else (r.first_wh_ts_ms, r.first_wh)
-        la = None if r.last_wh_ts_ms is None or r.last_wh is None else (r.last_wh_ts_ms, r.last_wh)
-        meter.add_summary(
-            first=f,
-            last=la,
-            wh=r.energy_wh,
-            covered_ms=r.energy_ms,
-            resets=r.resets,
-            absurd=r.absurd,
-            readings=r.count,
-            skipped=r.count - r.counted,
-        )
+        f, la = counted_ends(r)
+        meter_quarters(meter, (r,))
         if f is not None and la is not None:
             first = first or f
             last = la

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 from central.energy import EnergyMeter, PointEnergy
 from central.kpi.period import QUARTER_MS, KpiDay, Period, day_index
+from central.store.rollups import meter_quarters
 from central.store.rows import Rollup
-from protocols.quality import Quality
 
 QUARTER_H = QUARTER_MS / 3_600_000
 RELAY_NAME = "relay"
@@ -247,24 +247,7 @@ def energy_of(
 def _metered(counter: CounterQuarters, period: Period) -> EnergyMeter:
     """The counter's energy per day, from its rollups as the energy endpoint adds them."""
     meter = EnergyMeter(period.energy_days())
-    before, after = counter.before, counter.after
-    if before is not None and before.last_wh_ts_ms is not None and before.last_wh is not None:
-        meter.add([(before.last_wh_ts_ms, before.last_wh, Quality.GOOD)])
-    for r in counter.quarters:
-        first = None if r.first_wh_ts_ms is None or r.first_wh is None else (r.first_wh_ts_ms, r.first_wh)
-        last = None if r.last_wh_ts_ms is None or r.last_wh is None else (r.last_wh_ts_ms, r.last_wh)
-        meter.add_summary(
-            first=first,
-            last=last,
-            wh=r.energy_wh,
-            covered_ms=r.energy_ms,
-            resets=r.resets,
-            absurd=r.absurd,
-            readings=r.count,
-            skipped=r.count - r.counted,
-        )
-    if after is not None and after.first_wh_ts_ms is not None and after.first_wh is not None:
-        meter.add([(after.first_wh_ts_ms, after.first_wh, Quality.GOOD)])
+    meter_quarters(meter, counter.quarters, before=counter.before, after=counter.after)
     return meter
 
 

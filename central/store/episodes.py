@@ -39,7 +39,7 @@ from typing import Any
 
 from central.alarms import alarm_change
 from central.record_time import stamped_ahead, time_suspect
-from central.store.rows import AlarmEpisode, NewNote
+from central.store.rows import AlarmEpisode, AlarmNote, NewNote
 from protocols.fleet import Event
 
 Pos = tuple[int, int]  # (stream_pk, seq): the order of a cabinet's records
@@ -365,3 +365,26 @@ def after_note(episode: AlarmEpisode, notes: int, note: NewNote) -> AlarmEpisode
 def stored_text(note: NewNote) -> str:
     """The text a note is stored with (an assignee's name without surrounding blanks)."""
     return note.text.strip() if note.kind == "assign" else note.text
+
+
+def episode_of(row: Sequence[Any], notes: Sequence[AlarmNote] = ()) -> AlarmEpisode:
+    """An episode from a row of (id, cabinet, device, alarm, severity, message, raised_ms, cleared_ms,
+    acked_ms, acked_by, assigned_to, assigned_ms, updated_ms), as both backends select it."""
+    (id_, cabinet, device, alarm, severity, message, raised_ms, cleared_ms) = row[:8]
+    acked_ms, acked_by, assigned_to, assigned_ms, updated_ms = row[8:13]
+    return AlarmEpisode(
+        id_,
+        cabinet,
+        device,
+        alarm,
+        severity,
+        message,
+        raised_ms,
+        cleared_ms,
+        acked_ms,
+        acked_by,
+        assigned_to,
+        assigned_ms,
+        updated_ms,
+        notes=tuple(notes),
+    )

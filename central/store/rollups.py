@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from itertools import pairwise
 from typing import NamedTuple
 
-from central.energy import DEFAULT_MAX_POWER_W, counter_value, interval_energy
+from central.energy import DEFAULT_MAX_POWER_W, EnergyMeter, counter_value, interval_energy
 from central.store.rows import Resolution, Rollup
 from protocols.fleet.messages import Scalar
 from protocols.quality import Quality
@@ -357,3 +357,38 @@ def spread_energy(
                 shares[i] += wh * overlap / (t1 - t0)
             i += 1
     return shares
+
+
+def counted_ends(r: Rollup) -> tuple[tuple[int, float] | None, tuple[int, float] | None]:
+    """A counter quarter's first and last counted readings, as (ts, Wh), where it has them."""
+    first = None if r.first_wh_ts_ms is None or r.first_wh is None else (r.first_wh_ts_ms, r.first_wh)
+    last = None if r.last_wh_ts_ms is None or r.last_wh is None else (r.last_wh_ts_ms, r.last_wh)
+    return first, last
+
+
+def meter_quarters(
+    meter: EnergyMeter,
+    quarters: Iterable[Rollup],
+    *,
+    before: Rollup | None = None,
+    after: Rollup | None = None,
+) -> None:
+    """Feed ``meter`` a counter's 15-minute rollups as their readings would feed it, with the last
+    counted reading of the quarter ``before`` them and the first of the one ``after`` (the
+    intervals across the period's ends)."""
+    if before is not None and before.last_wh_ts_ms is not None and before.last_wh is not None:
+        meter.add([(before.last_wh_ts_ms, before.last_wh, Quality.GOOD)])
+    for r in quarters:
+        first, last = counted_ends(r)
+        meter.add_summary(
+            first=first,
+            last=last,
+            wh=r.energy_wh,
+            covered_ms=r.energy_ms,
+            resets=r.resets,
+            absurd=r.absurd,
+            readings=r.count,
+            skipped=r.count - r.counted,
+        )
+    if after is not None and after.first_wh_ts_ms is not None and after.first_wh is not None:
+        meter.add([(after.first_wh_ts_ms, after.first_wh, Quality.GOOD)])

@@ -157,27 +157,6 @@ async def _apply(cur: Cursor, key: tuple[str, str, str], plan: ep.Plan, now_ms: 
 # -- reads ------------------------------------------------------------------------------------------
 
 
-def _episode(row: Sequence[Any], notes: Sequence[AlarmNote] = ()) -> AlarmEpisode:
-    (id_, cabinet, device, alarm, severity, message, raised_ms, cleared_ms) = row[:8]
-    acked_ms, acked_by, assigned_to, assigned_ms, updated_ms = row[8:13]
-    return AlarmEpisode(
-        id_,
-        cabinet,
-        device,
-        alarm,
-        severity,
-        message,
-        raised_ms,
-        cleared_ms,
-        acked_ms,
-        acked_by,
-        assigned_to,
-        assigned_ms,
-        updated_ms,
-        notes=tuple(notes),
-    )
-
-
 async def episodes(conn: Conn, query: EpisodeQuery) -> list[AlarmEpisode]:
     clauses: list[str] = []
     params: list[object] = []
@@ -213,7 +192,7 @@ async def episodes(conn: Conn, query: EpisodeQuery) -> list[AlarmEpisode]:
             " ORDER BY id DESC LIMIT %s",
             (*params, query.limit),
         )
-        return [_episode(row) for row in await cur.fetchall()]
+        return [ep.episode_of(row) for row in await cur.fetchall()]
 
 
 async def _read(cur: Cursor, episode_id: int, *, lock: bool = False) -> AlarmEpisode | None:
@@ -227,7 +206,7 @@ async def _read(cur: Cursor, episode_id: int, *, lock: bool = False) -> AlarmEpi
     await cur.execute(
         f"SELECT {NOTE_COLUMNS} FROM alarm_notes WHERE episode_id = %s ORDER BY id", (episode_id,)
     )
-    return _episode(row, [AlarmNote(*r) for r in await cur.fetchall()])
+    return ep.episode_of(row, [AlarmNote(*r) for r in await cur.fetchall()])
 
 
 async def episode(conn: Conn, episode_id: int) -> AlarmEpisode | None:

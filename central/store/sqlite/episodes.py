@@ -199,27 +199,6 @@ def fill_episodes(cur: sqlite3.Cursor, *, now_ms: int) -> int:
 # -- reads ------------------------------------------------------------------------------------------
 
 
-def episode_of(row: Sequence[Any], notes: Sequence[AlarmNote] = ()) -> AlarmEpisode:
-    (id_, cabinet, device, alarm, severity, message, raised_ms, cleared_ms) = row[:8]
-    acked_ms, acked_by, assigned_to, assigned_ms, updated_ms = row[8:13]
-    return AlarmEpisode(
-        id_,
-        cabinet,
-        device,
-        alarm,
-        severity,
-        message,
-        raised_ms,
-        cleared_ms,
-        acked_ms,
-        acked_by,
-        assigned_to,
-        assigned_ms,
-        updated_ms,
-        notes=tuple(notes),
-    )
-
-
 def _in(column: str, values: Sequence[str]) -> tuple[str, object]:
     return f"{column} IN (SELECT value FROM json_each(?))", json_text(list(values))
 
@@ -258,7 +237,7 @@ def episodes(conn: sqlite3.Connection, query: EpisodeQuery) -> list[AlarmEpisode
         f"SELECT {EPISODE_COLUMNS} FROM alarm_episodes WHERE {' AND '.join(clauses) or '1'}"
         " ORDER BY id DESC LIMIT ?"
     )
-    return [episode_of(row) for row in conn.execute(sql, (*params, query.limit))]
+    return [ep.episode_of(row) for row in conn.execute(sql, (*params, query.limit))]
 
 
 STATE_SQL = {
@@ -279,7 +258,7 @@ def episode(conn: sqlite3.Connection | sqlite3.Cursor, episode_id: int) -> Alarm
             f"SELECT {NOTE_COLUMNS} FROM alarm_notes WHERE episode_id = ? ORDER BY id", (episode_id,)
         )
     ]
-    return episode_of(row, notes)
+    return ep.episode_of(row, notes)
 
 
 def add_note(cur: sqlite3.Cursor, episode_id: int, note: NewNote) -> AlarmEpisode | None:

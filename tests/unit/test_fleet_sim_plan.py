@@ -43,12 +43,14 @@ def test_an_outage_plan_is_a_share_and_positive_durations() -> None:
 def test_each_cabinet_logs_in_as_itself_with_its_own_password() -> None:
     plan = FleetPlan(cabinets=2, prefix="c")
     broker = parse_broker_url("mqtt://127.0.0.1:1883")
-    addresses = cabinet_addresses(plan, broker, {"c-00001": "one", "c-00002": "two", "other": "x"})
+    # Passwords no repr could hold by chance ("one" is in "None").
+    one, two = "pw-7f3a-first", "pw-91c2-second"
+    addresses = cabinet_addresses(plan, broker, {"c-00001": one, "c-00002": two, "other": "x"})
     assert {c: (a.username, a.password) for c, a in addresses.items()} == {
-        "c-00001": ("c-00001", "one"),
-        "c-00002": ("c-00002", "two"),
+        "c-00001": ("c-00001", one),
+        "c-00002": ("c-00002", two),
     }
-    assert "one" not in repr(addresses) and "two" not in str(addresses["c-00002"])
+    assert one not in repr(addresses) and two not in str(addresses["c-00002"])
     # Without a credentials file every cabinet takes the address as given.
     assert set(cabinet_addresses(plan, broker, None).values()) == {broker}
 

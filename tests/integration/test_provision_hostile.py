@@ -1,0 +1,185 @@
+"""``cityedge provision`` under attack: a central (or a man in the middle of http://) answering
+nonsense or an endless body, a token file holding what no header may carry, table cells holding
+rich markup, a cabinet folder planted as a link or left writable to others in a shared OUT, and
+flags that are not UTF-8. Each gets a clear error for its cabinet or the run, never a traceback,
+never the token, never a file written outside OUT/<id>."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from central.server import CentralServer
+from cityedge.provision.registry_client import MAX_BODY_BYTES, CentralError, RegistryClient
+from tests.integration.test_provision import Rig, token_file, write_secret
+
+pytestmark = pytest.mark.integration
+
+ENTRY = (
+    b'{"cabinet":"cab-1","town":"T","label":"","latitude":null,"longitude":null,"rated_power_w":null,'
+    b'"baseline_kwh_per_day":null,"broker_account":false,"created_ms":1,"updated_ms":1,'
+    b'"revoked_ms":null,"revoked":false}'
+)
+Answer = Callable[[str], tuple[int, bytes]]
+
+
+class HostileCentral:
+    """A real HTTP server on a free port whose answer to each method is ``answer(method)``:
+    (status, body); a body of None streams spaces until the client hangs up."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+        self.url = ""
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> HostileCentral:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                method = head.split(b" ", 1)[0].decode()
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                await reader.readexactly(length)
+                status, body = self.answer(method)
+                writer.write(
+                    b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                    % (status, len(body))
+                )
+                writer.write(body)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+class EndlessCentral(HostileCentral):
+    """Answers 200 with a body that never ends (a Content-Length of a terabyte)."""
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+            writer.write(b'Content-Length: 1000000000000\r\n\r\n{"pad": "')
+            chunk = b"x" * 65536
+            while True:
+                writer.write(chunk)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.fixture
+async def hostile() -> AsyncIterator[Callable[[Answer], HostileCentral]]:
+    servers: list[HostileCentral] = []
+
+    def make(answer: Answer) -> HostileCentral:
+        server = HostileCentral(answer)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        await server.__aexit__()
+
+
+def answers(put: tuple[int, bytes], post: tuple[int, bytes] = (201, b"{}")) -> Answer:
+    return lambda method: {"GET": (404, b'{"detail":"not registered"}'), "PUT": put, "POST": post}[method]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        answers((201, b"not json")),
+        answers((201, b"[1, 2]")),
+        answers((201, b'{"outcome": "created"}')),
+        answers((201, b'{"outcome": "pwned", "entry": ' + ENTRY + b"}")),
+        answers((201, b'{"outcome": "created", "entry": {"broker_account": "yes"}}')),
+        answers((422, b"[1, 2]")),
+        answers((422, b'{"detail": [1, {"loc": 5}]}')),
+    ],
+)
+async def test_a_central_answering_nonsense_to_a_put_is_a_central_error(
+    hostile: Callable[[Answer], HostileCentral], answer: Answer
+) -> None:
+    async with hostile(answer) as central, RegistryClient(central.url, "ce1_x_y") as client:
+        with pytest.raises(CentralError, match="registering cab-1: central"):
+            await client.put("cab-1", {"town": "T"})
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        b"5",
+        b"null",
+        b'"short"',
+        b'"a-password-with-a\\nnewline-in-it-xxxxxxxxxxxxxxxxx"',
+        b'"' + b"p" * 5000 + b'"',
+    ],
+)
+async def test_a_password_central_could_not_have_made_is_refused(
+    hostile: Callable[[Answer], HostileCentral], password: bytes
+) -> None:
+    body = b'{"cabinet": "cab-1", "username": "cab-1", "replaced": false, "password": ' + password + b"}"
+    async with (
+        hostile(answers((201, b""), (201, body))) as central,
+        RegistryClient(central.url, "ce1_x_y") as client,
+    ):
+        with pytest.raises(CentralError, match="broker credentials of cab-1: central"):
+            await client.new_password("cab-1", replace=False)
+
+
+async def test_an_endless_answer_is_cut_at_the_cap() -> None:
+    async with EndlessCentral(answers((0, b""))) as central, RegistryClient(central.url, "ce1_x_y") as client:
+        async with asyncio.timeout(20):
+            with pytest.raises(CentralError, match=f"over {MAX_BODY_BYTES} bytes"):
+                await client.entry("cab-1")
+
+
+async def cityedge_bytes(*args: str | bytes) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cityedge",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "1000"},
+    )
+    async with asyncio.timeout(120):
+        out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, central: CentralServer) -> Rig:
+    return Rig(tmp_path, central, await token_file(central, tmp_path / "token"))
+
+
+@pytest.mark.parametrize("secret", ["ce1_0123456789abcdef_SECRET\rPART", "ce1_0123456789abcdef_SECRÉTPART"])
+async def test_a_token_no_header_may_carry_is_refused_without_showing_it(rig: Rig, secret: str) -> None:
+    write_secret(rig.token, secret)
+    code, out, err = await rig.provision()
+    assert code == 2, out + err
+    assert "Traceback" not in err and "SECR" not in out + err and "PART" not in out + err
+    assert "--token-file" in err and "is not an API token" in err
+    assert not rig.out.exists()

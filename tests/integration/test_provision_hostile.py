@@ -16,7 +16,7 @@ import pytest
 
 from central.server import CentralServer
 from cityedge.provision.registry_client import MAX_BODY_BYTES, CentralError, RegistryClient
-from tests.integration.test_provision import Rig, token_file, write_secret
+from tests.integration.test_provision import Rig, row_of, token_file, write_secret
 
 pytestmark = pytest.mark.integration
 
@@ -183,3 +183,17 @@ async def test_a_token_no_header_may_carry_is_refused_without_showing_it(rig: Ri
     assert "Traceback" not in err and "SECR" not in out + err and "PART" not in out + err
     assert "--token-file" in err and "is not an API token" in err
     assert not rig.out.exists()
+
+
+async def test_markup_in_a_cell_is_shown_as_typed(rig: Rig) -> None:
+    rig.inventory.write_text(
+        "id,town,devices\n"
+        "cab-1,[/bold] [link=https://evil.example]Dijon[/link],\n"
+        "cab-2,Talant,lc1=modbus-tcp://[/red]x:502/p\n",
+        encoding="utf-8",
+    )
+    code, out, err = await rig.provision()
+    assert code == 1, out + err
+    assert "Traceback" not in err
+    assert "[/bold] [link=https://evil.example]Dijon[/link]" in row_of(out, "cab-1")
+    assert "[/red]x:502" in out

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -154,22 +153,6 @@ async def test_an_endless_answer_is_cut_at_the_cap() -> None:
                 await client.entry("cab-1")
 
 
-async def cityedge_bytes(*args: str | bytes) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cityedge",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "COLUMNS": "1000"},
-    )
-    async with asyncio.timeout(120):
-        out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(errors="replace"), err.decode(errors="replace")
-
-
 @pytest.fixture
 async def rig(tmp_path: Path, central: CentralServer) -> Rig:
     return Rig(tmp_path, central, await token_file(central, tmp_path / "token"))
@@ -197,3 +180,31 @@ async def test_markup_in_a_cell_is_shown_as_typed(rig: Rig) -> None:
     assert "Traceback" not in err
     assert "[/bold] [link=https://evil.example]Dijon[/link]" in row_of(out, "cab-1")
     assert "[/red]x:502" in out
+
+
+async def test_a_cabinet_folder_planted_as_a_link_is_refused(rig: Rig) -> None:
+    elsewhere = rig.tmp / "elsewhere"
+    elsewhere.mkdir()
+    rig.out.mkdir()
+    (rig.out / "dijon-0001").symlink_to(elsewhere)
+    code, out, err = await rig.provision()
+    assert code == 1, out + err
+    assert "is a symbolic link" in row_of(out, "dijon-0001")
+    assert list(elsewhere.iterdir()) == []
+    assert (rig.out / "dijon-0002" / "broker-password").is_file()  # the others are done
+
+
+async def test_a_cabinet_folder_others_may_write_or_own_is_refused(rig: Rig) -> None:
+    rig.out.mkdir()
+    (rig.out / "dijon-0001").mkdir(mode=0o777)
+    (rig.out / "dijon-0001").chmod(0o777)
+    (rig.out / "dijon-0002").mkdir(mode=0o750)
+    os.chown(rig.out / "dijon-0002", 65534, 65534)  # another user's, in a shared folder
+    code, out, err = await rig.provision()
+    assert code == 1, out + err
+    assert "others may write in it" in row_of(out, "dijon-0001")
+    assert "belongs to another user" in row_of(out, "dijon-0002")
+    assert list((rig.out / "dijon-0001").iterdir()) == list((rig.out / "dijon-0002").iterdir()) == []
+    assert "created" in row_of(out, "talant-0001")
+    assert {e.cabinet for e in await rig.central.store.registry()} == {"talant-0001"}
+

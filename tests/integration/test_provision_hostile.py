@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -153,6 +154,22 @@ async def test_an_endless_answer_is_cut_at_the_cap() -> None:
                 await client.entry("cab-1")
 
 
+async def cityedge_bytes(*args: str | bytes) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cityedge",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "1000"},
+    )
+    async with asyncio.timeout(120):
+        out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+
 @pytest.fixture
 async def rig(tmp_path: Path, central: CentralServer) -> Rig:
     return Rig(tmp_path, central, await token_file(central, tmp_path / "token"))
@@ -208,3 +225,16 @@ async def test_a_cabinet_folder_others_may_write_or_own_is_refused(rig: Rig) -> 
     assert "created" in row_of(out, "talant-0001")
     assert {e.cabinet for e in await rig.central.store.registry()} == {"talant-0001"}
 
+
+async def test_flags_that_are_not_utf8_are_refused(rig: Rig) -> None:
+    args = ["--template", str(rig.template), "--out", str(rig.out), "--central", rig.central.url]
+    args += ["--token-file", str(rig.token), "--cabinet", "cab-1"]
+    code, out, err = await cityedge_bytes("provision", *args, "--town", b"Dijon\xff")
+    assert code == 1, out + err
+    assert "Traceback" not in err and "town must be text" in row_of(out, "cab-1")
+    code, out, err = await cityedge_bytes(
+        "provision", *args, "--town", "Dijon", "--devices", b"lc1=modbus-tcp://h\xff:502/p"
+    )
+    assert code == 1, out + err
+    assert "Traceback" not in err and "devices must be text" in row_of(out, "cab-1")
+    assert await rig.central.store.registry() == []

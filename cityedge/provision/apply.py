@@ -62,7 +62,8 @@ def check_folder(folder: Path) -> None:
             f"{folder} belongs to another user (uid {info.st_uid}): remove it, or give --out a folder of"
             " your own"
         )
-    if info.st_mode & 0o022:
+    # Group-writable is another user's only when the group is not ours (a umask of 002 makes 0775).
+    if info.st_mode & 0o002 or (info.st_mode & 0o020 and info.st_gid != os.getegid()):
         raise FolderError(
             f"{folder}: others may write in it (mode {stat.S_IMODE(info.st_mode):04o}):"
             f" run `chmod go-w {folder}` and check its files"

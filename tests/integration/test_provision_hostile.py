@@ -217,6 +217,8 @@ async def test_a_cabinet_folder_others_may_write_or_own_is_refused(rig: Rig) -> 
     (rig.out / "dijon-0001").chmod(0o777)
     (rig.out / "dijon-0002").mkdir(mode=0o750)
     os.chown(rig.out / "dijon-0002", 65534, 65534)  # another user's, in a shared folder
+    (rig.out / "talant-0001").mkdir()
+    (rig.out / "talant-0001").chmod(0o770)  # our own group's may (a umask of 002)
     code, out, err = await rig.provision()
     assert code == 1, out + err
     assert "others may write in it" in row_of(out, "dijon-0001")

@@ -240,3 +240,23 @@ async def test_flags_that_are_not_utf8_are_refused(rig: Rig) -> None:
     assert code == 1, out + err
     assert "Traceback" not in err and "devices must be text" in row_of(out, "cab-1")
     assert await rig.central.store.registry() == []
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cam1=onvif://10.0.0.1:80?username=u&password_file={fifo}",
+        "tc1=opcua://10.0.0.2:4840/traffic-controller-generic?security_policy=Basic256Sha256"
+        "&security_mode=SignAndEncrypt&certificate={fifo}&private_key={fifo}",
+    ],
+)
+async def test_a_device_file_that_is_a_fifo_fails_its_cabinet_without_hanging(rig: Rig, device: str) -> None:
+    fifo = rig.tmp / "fifo"
+    os.mkfifo(fifo)  # a reader blocks in open() until someone writes
+    rig.inventory.write_text(
+        f"id,town,devices\ncab-1,Dijon,{device.format(fifo=fifo)}\ncab-2,Talant,\n", encoding="utf-8"
+    )
+    code, out, err = await rig.provision()
+    assert code == 1, out + err
+    assert "not a regular file" in row_of(out, "cab-1")
+    assert "created" in row_of(out, "cab-2")

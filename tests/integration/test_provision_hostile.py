@@ -266,16 +266,17 @@ async def test_a_device_file_that_is_a_fifo_fails_its_cabinet_without_hanging(ri
 async def test_a_control_character_of_a_cell_is_escaped_in_the_config_and_its_diff(rig: Rig) -> None:
     # %C2%9B is U+009B, a terminal's CSI: raw in agent.toml, the dry run's diff would drive the
     # technician's terminal (TOML allows it raw; tomllib reads its escape back the same).
-    device = "cam1=onvif://10.0.0.1:80?username=a%C2%9B2J%C2%85b&password_file=cam1.password"
+    device = "cam1=onvif://10.0.0.1:80?username=a%C2%9B2J%C2%85b%E2%80%AE&password_file=cam1.password"
     rig.inventory.write_text(f"id,town,devices\ncab-1,Dijon,{device}\n", encoding="utf-8")
     (rig.out / "cab-1").mkdir(parents=True, mode=0o750)
     write_secret(rig.out / "cab-1" / "cam1.password", "camera-password")
     code, out, err = await rig.provision("--dry-run")
     assert code == 0, out + err
-    assert '+username = "a\\u009b2J\\u0085b"' in out and "\x9b" not in out and "\x85" not in out
+    assert '+username = "a\\u009b2J\\u0085b\\u202e"' in out
+    assert not {"\x9b", "\x85", "\u202e"} & set(out)
     code, out, err = await rig.provision()
     assert code == 0, out + err
     text = (rig.out / "cab-1" / "agent.toml").read_text(encoding="utf-8")
     assert "\x9b" not in text
     loaded = load_config(rig.out / "cab-1" / "agent.toml")
-    assert [getattr(d, "username", None) for d in loaded.devices] == ["a\x9b2J\x85b"]
+    assert [getattr(d, "username", None) for d in loaded.devices] == ["a\x9b2J\x85b\u202e"]

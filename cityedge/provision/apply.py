@@ -9,6 +9,8 @@ Per cabinet, in this order, so that nothing is half done where it matters:
 4. the other files are written only when their bytes differ (a rerun leaves them, mtime and all;
    it checks them where they are).
 A cabinet's failure is its own result: the others go on. ``dry_run`` reads and diffs, writes nothing.
+OUT may be a shared folder: a cabinet's folder there that is a link, another user's, or writable by
+others is refused (``check_folder``) before anything is read from it, registered or written.
 """
 
 from __future__ import annotations
@@ -38,6 +40,34 @@ Status = Literal["created", "updated", "unchanged", "failed"]
 FOLDER_MODE = 0o750
 FILE_MODE = 0o640
 SECRET_MODE = 0o600
+
+
+class FolderError(ValueError):
+    """OUT/<id> is not a folder of ours that only we may write in."""
+
+
+def check_folder(folder: Path) -> None:
+    """Raise FolderError unless ``folder`` is absent or a real folder of ours others may not write in:
+    else its files could be read from, or its password written to, somewhere another user chose."""
+    try:
+        info = os.lstat(folder)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(info.st_mode):
+        raise FolderError(f"{folder} is a symbolic link: remove it (the cabinet's files go in a folder)")
+    if not stat.S_ISDIR(info.st_mode):
+        raise FolderError(f"{folder} is not a folder: remove it")
+    if info.st_uid != os.geteuid():
+        raise FolderError(
+            f"{folder} belongs to another user (uid {info.st_uid}): remove it, or give --out a folder of"
+            " your own"
+        )
+    # Group-writable is another user's only when the group is not ours (a umask of 002 makes 0775).
+    if info.st_mode & 0o002 or (info.st_mode & 0o020 and info.st_gid != os.getegid()):
+        raise FolderError(
+            f"{folder}: others may write in it (mode {stat.S_IMODE(info.st_mode):04o}):"
+            f" run `chmod go-w {folder}` and check its files"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +122,14 @@ class Provisioner:
     async def provision(self, spec: CabinetSpec) -> Result:
         try:
             return await self._provision(spec)
-        except (TemplateError, ConfigCheckError, CentralError) as exc:
+        except (TemplateError, ConfigCheckError, CentralError, FolderError) as exc:
             return _failed(spec, str(exc))
         except OSError as exc:
             return _failed(spec, f"writing files: {exc}")
 
     async def _provision(self, spec: CabinetSpec) -> Result:
         folder = self.options.out / spec.cabinet
+        check_folder(folder)
         # Files and checks on a thread: their disk waits (fsync) overlap the other cabinets' requests.
         changes, has_file = await asyncio.to_thread(self._prepare, spec, folder)
         if self.options.dry_run:
@@ -170,6 +201,7 @@ def _failed(spec: CabinetSpec, reason: str, done: Sequence[str] = (), diff: str 
 def _write(folder: Path, changes: Sequence[FileChange], password: str | None) -> list[str]:
     """The password first (central has its hash now), then each file whose bytes differ."""
     folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+    check_folder(folder)  # again: one may have been planted meanwhile, which mkdir took as it was
     if password is not None:
         write_file(folder / PASSWORD_FILE, (password + "\n").encode("utf-8"), SECRET_MODE)
     done = []

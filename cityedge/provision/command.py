@@ -101,6 +101,11 @@ def provision(
         token = read_secret_file(token_file)
     except SecretFileError as exc:
         _fail(f"--token-file {exc}")
+    if not _is_api_token(token):  # and never shown: it may be a real one, mangled
+        _fail(
+            f"--token-file {token_file}: is not an API token (ce1_...):"
+            " `cityedge central token create` makes one"
+        )
     if not central.startswith(("http://", "https://")):
         _fail(f"--central {central!r}: expected http://HOST:PORT or https://HOST:PORT")
     if (cert_file is None) != (key_file is None):
@@ -116,6 +121,13 @@ def provision(
     results = asyncio.run(_run(specs, loaded, central, token, options, parallel=parallel))
     if any(r.status == "failed" for r in results):
         raise typer.Exit(SOME_FAILED)
+
+
+def _is_api_token(token: str) -> bool:
+    """A token of central's format, of characters an HTTP header carries as they are."""
+    from central.auth import key_id_of
+
+    return token.isascii() and token.isprintable() and " " not in token and key_id_of(token) is not None
 
 
 def _inventory(path: Path | None, flags: dict[str, str | None]) -> Inventory:

@@ -169,6 +169,10 @@ def spec_of(
 ) -> CabinetSpec | RowError:
     """One cabinet from its cells (CSV or flags), checked with the registry's own bounds."""
     cabinet = row.get("id", "")
+    for column, cell in row.items():
+        if not _is_text(cell):  # a flag of bytes not UTF-8 (the shell gives them as surrogates)
+            shown_id = cabinet if column != "id" and _is_text(cabinet) and len(cabinet) <= 64 else None
+            return RowError(where, shown_id, f"{column} must be text (UTF-8): retype it", line)
     shown = cabinet if len(cabinet) <= 64 else None
     try:
         numbers = {
@@ -196,6 +200,14 @@ def spec_of(
         column = {"cabinet": "id", "latitude": "lat", "longitude": "lon"}.get(exc.field, exc.field)
         return RowError(where, shown, f"{column} {exc.problem}", line)
     return spec
+
+
+def _is_text(cell: str) -> bool:
+    try:
+        cell.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _as_entry(spec: CabinetSpec) -> RegistryEntry:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from cityedge.provision.apply import Result, Status
 
@@ -55,10 +56,11 @@ def results_table(results: Sequence[Result], *, dry_run: bool) -> Table:
     table.add_column("what" if not dry_run else "what would change / why it failed", overflow="fold")
     for result in results:
         what = result.reason if result.status == "failed" else "; ".join(result.done) or "nothing to do"
+        # Text, not markup: a cell holds what the inventory (or central) says, "[/bold]" included.
         table.add_row(
-            result.cabinet,
-            result.town or "",
-            f"[{_STYLE[result.status]}]{result.status}[/]",
-            what,
+            Text(result.cabinet),
+            Text(result.town or ""),
+            Text(result.status, style=_STYLE[result.status]),
+            Text(what or ""),
         )
     return table

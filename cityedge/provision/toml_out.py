@@ -50,10 +50,15 @@ def _key(key: str) -> str:
     return key if _BARE_KEY.fullmatch(key) else _string(key)
 
 
+_RAW_CONTROLS = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
 def _string(text: str) -> str:
     # JSON's escapes (\" \\ \b \f \n \r \t \uXXXX) are all TOML's, and JSON escapes every control
-    # character TOML refuses raw but DEL.
-    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+    # character TOML refuses raw but DEL. The C1 controls (U+0080-U+009F) TOML allows raw, but a
+    # terminal showing the file (or a dry run's diff) obeys them (U+009B starts an escape sequence);
+    # bidirectional overrides would show a value as another.
+    return _RAW_CONTROLS.sub(lambda m: f"\\u{ord(m[0]):04x}", json.dumps(text, ensure_ascii=False))
 
 
 def _value(value: Any) -> str:

@@ -122,7 +122,9 @@ def read_secret_file(path: Path) -> str:
     owner and its group may read it (0600, or 0640 root:cityedge).
     """
     try:
-        with path.open("rb") as file:
+        # O_NONBLOCK: opening a FIFO for reading would wait for a writer forever (a config, or an
+        # inventory, naming one); on a regular file it changes nothing.
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as file:
             info = os.fstat(file.fileno())
             mode = info.st_mode
             if not stat.S_ISREG(mode):

@@ -55,8 +55,13 @@ def load_identity(device: OpcuaDevice, config_dir: Path) -> ClientIdentity | Non
 def _read(device: OpcuaDevice, config_dir: Path, key: str, name: str, *, secret: bool = False) -> bytes:
     path = device.resolve(config_dir, name)
     try:
-        with path.open("rb") as file:
+        # O_NONBLOCK: a FIFO would block open() until a writer comes; it is refused below instead.
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as file:
             mode = os.fstat(file.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise OpcuaConfigError(
+                    device.name, key, f"{path} is not a regular file: give a PEM or DER file"
+                )
             if secret and mode & 0o007:
                 raise OpcuaConfigError(
                     device.name,

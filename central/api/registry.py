@@ -3,6 +3,7 @@
     PUT  /registry/{cabinet}                       installer|admin   where it stands (idempotent)
     GET  /registry/{cabinet}                       installer|admin   its entry
     POST /registry/{cabinet}/broker-credentials    installer|admin   a new broker password, once
+                                                   (replacing a cabinet's: admin)
     POST /registry/{cabinet}/revoke                admin             its access goes (the row stays)
     GET  /registry                                 admin             every entry
 
@@ -22,7 +23,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, Se
 
 from central.api import registry_models as m
 from central.api.audit import summarize
-from central.api.auth import require_admin, require_installer
+from central.api.auth import identity_of, require_admin, require_installer
 from central.api.deps import ServicesDep
 from central.api.json_route import StrictJsonRoute
 from central.api.models import ErrorBody
@@ -31,6 +32,7 @@ from central.broker_accounts.service import BROKER_HEADER, apply_issued, apply_r
 from central.broker_accounts.template import password_hash
 from central.errors import InvalidRequest, UnknownTarget
 from central.store import Store
+from central.store.auth_rows import Role
 from central.store.registry_rules import RESERVED_IDS
 from central.store.rows import RegistryEntry
 from protocols.fleet.topics import CABINET_ID_PATTERN
@@ -168,6 +170,15 @@ async def issue_credentials(
     if entry.revoked_ms is not None:
         raise _revoked(entry)
     had = entry.broker_hash is not None
+    caller = identity_of(request)
+    if had and replace and (caller is None or not caller.role.allows(Role.ADMIN)):
+        # An installer's token may give a new cabinet its first credentials, never take over one
+        # that has some: a lost technician's token would otherwise log in as any cabinet.
+        raise HTTPException(
+            403,
+            f"cabinet {cabinet!r} has broker credentials already: replacing them needs an admin's"
+            " token (the cabinet's current password then stops working)",
+        )
     if had and not replace:
         raise HTTPException(
             409,

@@ -119,6 +119,12 @@ async def test_credentials_are_shown_once_and_kept_as_a_hash(api: LocalApi) -> N
         assert twice.status_code == 409 and '"replace": true' in twice.json()["detail"]
         # A PUT of the same place keeps the credentials: unchanged.
         assert (await http.put("/api/v1/registry/cab-1", json=BODY)).json()["outcome"] == "unchanged"
+        # An installer never takes over a cabinet that has credentials: replacing is an admin's.
+        taken = await http.post("/api/v1/registry/cab-1/broker-credentials", json={"replace": True})
+        assert taken.status_code == 403 and "needs an admin" in taken.json()["detail"], taken.text
+        kept = await api.store.registry_entry("cab-1")
+        assert kept is not None and kept.broker_hash == stored.broker_hash
+    async with api.client(Role.ADMIN) as http:
         replaced = await http.post("/api/v1/registry/cab-1/broker-credentials", json={"replace": True})
         assert replaced.status_code == 201 and replaced.json()["replaced"] is True
         new = await api.store.registry_entry("cab-1")
@@ -130,8 +136,8 @@ async def test_credentials_are_shown_once_and_kept_as_a_hash(api: LocalApi) -> N
     text = json.dumps(audit)
     assert creds["password"] not in text and replaced.json()["password"] not in text
     summaries = [e["summary"] for e in audit if e["who"] == "installer-1"]
-    assert "broker credentials of cab-1: replaced" in summaries
     assert "broker credentials of cab-1: issued" in summaries
+    assert "broker credentials of cab-1: replaced" in [e["summary"] for e in audit if e["who"] == "admin-1"]
     assert "registry cab-1: created (town 'Quetigny')" in summaries
 
 

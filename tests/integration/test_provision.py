@@ -187,6 +187,11 @@ async def test_a_lost_password_file_is_replaced_only_when_asked(rig: Rig) -> Non
     code, out, _ = await rig.provision()
     assert code == 1 and "--new-credentials" in row_of(out, "dijon-0002")
     assert not lost.exists()
+    # Replacing a cabinet's credentials is an admin's: an installer's token is refused, naming that.
+    code, out, _ = await rig.provision("--new-credentials")
+    assert code == 1 and "needs an admin" in row_of(out, "dijon-0002")
+    assert not lost.exists()
+    rig.token = await token_file(rig.central, rig.tmp / "admin-token", Role.ADMIN)
     code, out, _ = await rig.provision("--new-credentials")
     assert code == 1  # line 4 only
     assert "broker credentials replaced" in row_of(out, "dijon-0002")

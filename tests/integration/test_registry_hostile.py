@@ -86,7 +86,7 @@ async def test_a_broker_password_is_in_its_answer_only(
         issued = await http.post("/registry/cab-1/broker-credentials", json={})
         assert issued.status_code == 201 and issued.headers["cache-control"] == "no-store"
         password = issued.json()["password"]
-        replaced = await http.post("/registry/cab-1/broker-credentials", json={"replace": True})
+        replaced = await admin_http.post("/registry/cab-1/broker-credentials", json={"replace": True})
         second = replaced.json()["password"]
         refused = await http.post("/registry/cab-1/broker-credentials", json={"replace": "yes, " + password})
         assert refused.status_code == 422

@@ -191,7 +191,7 @@ async def _events(
     ends = loop.time() + MAX_STREAM_S
     check_at = loop.time() + HEARTBEAT_S
     try:
-        async with feed.listen(identity.name) as listener:
+        async with feed.listen(identity.name, per_owner=MAX_STREAMS_PER_TOKEN) as listener:
             yield _frame("hello", {"name": identity.name, "role": identity.role.value, "now_ms": clock()})
             while (left := ends - loop.time()) > 0:
                 try:

@@ -64,7 +64,7 @@ def _metrics_of(request: Request) -> CentralMetrics:
     dependencies=[Security(require_monitor)],
     responses={**AUTH_RESPONSES, 200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text"}},
     response_class=Response,
-    summary="Metrics for Prometheus (admin token)",
+    summary="Metrics for Prometheus (a monitor's or an admin's token)",
 )
 async def metrics(request: Request, store: StoreDep) -> Response:
     return Response(await _metrics_of(request).exposition(store), media_type=CONTENT_TYPE)

@@ -102,6 +102,22 @@ async def put_entry(
     old = await store.registry_entry(cabinet)
     if old is not None and old.revoked_ms is not None:
         raise _revoked(old)
+    contract = [
+        name
+        for name, before, after in (
+            ("rated_power_w", old.rated_power_w if old else None, body.rated_power_w),
+            ("baseline_kwh_per_day", old.baseline_kwh_per_day if old else None, body.baseline_kwh_per_day),
+        )
+        if old is not None and before != after
+    ]
+    caller = identity_of(request)
+    if contract and (caller is None or not caller.role.allows(Role.ADMIN)):
+        # The KPI report's baselines: what a cabinet saves is computed from them.
+        raise HTTPException(
+            403,
+            f"cabinet {cabinet!r}: changing {' and '.join(contract)} of a registered cabinet needs an"
+            " admin's token (the contract's energy figures are computed from them)",
+        )
     entry = RegistryEntry(
         cabinet=cabinet,
         town=body.town,
@@ -117,7 +133,8 @@ async def put_entry(
     )
     changed = await store.put_registry(entry)
     outcome: m.Outcome = "created" if old is None else "updated" if changed else "unchanged"
-    summarize(request, f"registry {cabinet}: {outcome} (town {body.town!r})")
+    changed_note = f"; {', '.join(contract)} changed" if contract else ""
+    summarize(request, f"registry {cabinet}: {outcome} (town {body.town!r}){changed_note}")
     response.status_code = 201 if outcome == "created" else 200
     return m.RegistryPut(outcome=outcome, entry=m.RegistryOut.of(await _registered(store, cabinet)))
 

@@ -34,8 +34,14 @@ class FeedStore(FleetReads, CommandStore, EpisodeStore, RegistryStore, Protocol)
 
 
 class FeedFull(CentralError):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"this worker already streams to {limit} listeners: try again in a minute")
+    def __init__(self, limit: int, *, owner: str | None = None, per_owner: int | None = None) -> None:
+        if owner is not None:
+            super().__init__(
+                f"token {owner!r} already has {per_owner} streams open on this worker: close a page,"
+                " or give each screen a token of its own"
+            )
+        else:
+            super().__init__(f"this worker already streams to {limit} listeners: try again in a minute")
         self.limit = limit
 
 
@@ -107,13 +113,17 @@ class LiveFeed:
         return self._task is not None and not self._task.done()
 
     @contextlib.asynccontextmanager
-    async def listen(self, owner: str = "") -> AsyncIterator[Listener]:
-        """A listener until the block ends; ``FeedFull`` when this worker has enough of them.
+    async def listen(self, owner: str = "", *, per_owner: int | None = None) -> AsyncIterator[Listener]:
+        """A listener until the block ends; ``FeedFull`` when this worker has enough of them, or
+        ``owner`` has ``per_owner`` already (checked here, with no await before the listener is
+        added: requests arriving together cannot all pass).
 
         The first listener's entry takes the baseline poll, so that whatever the listener loads
         after entering is older than the first change it will hear of."""
         if len(self._listeners) >= self.max_listeners:
             raise FeedFull(self.max_listeners)
+        if per_owner is not None and self.listeners_of(owner) >= per_owner:
+            raise FeedFull(self.max_listeners, owner=owner, per_owner=per_owner)
         listener = Listener(self._encode(Update(resync=True)), owner)
         self._listeners.add(listener)
         try:

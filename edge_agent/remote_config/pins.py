@@ -7,7 +7,10 @@ that broker would then confirm the trial. So a remote config keeps the installed
 credentials and TLS files as they are, and moves the cabinet only to a broker URL the installed
 config lists in ``broker.remote_urls`` (set at the cabinet, by a technician). ``profiles_dir`` stays
 too: a remote config naming another folder could have the agent read any TOML file and quote its
-values back in the rejection.
+values back in the rejection. And a device that names a secret file (a password file, a certificate,
+a private key) stays exactly as installed: a remote config re-addressing it, or adding a device that
+names one, could have the agent send that file (the broker's password file, say) to a host of the
+config's choosing. Devices without secrets are free.
 """
 
 from __future__ import annotations
@@ -40,6 +43,33 @@ def _shown(url: object) -> str:
         return "(not a broker URL)"
 
 
+def _names_a_secret(table: dict[str, Any]) -> bool:
+    for key, value in table.items():
+        if isinstance(value, dict) and _names_a_secret(value):
+            return True
+        if "password" in key or key.endswith(("_file", "_key")) or key in ("certificate", "private_key"):
+            return True
+    return False
+
+
+def _devices(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found = document.get("devices", [])
+    tables = [d for d in found if isinstance(d, dict)] if isinstance(found, list) else []
+    return {str(d.get("name")): d for d in tables}
+
+
+def _device_change(installed: dict[str, Any], new: dict[str, Any]) -> str | None:
+    before = _devices(installed)
+    for name, table in _devices(new).items():
+        if _names_a_secret(table) and before.get(name) != table:
+            return (
+                f"device {name!r} names a secret file (a password, certificate or key) and differs from"
+                " the installed config's: a remote config may not add or change such a device (a"
+                " technician does, at the cabinet)"
+            )
+    return None
+
+
 def pinned_change(installed: dict[str, Any], new: dict[str, Any]) -> str | None:
     """Why ``new`` (a parsed TOML document) may not replace ``installed`` remotely, or None."""
     now, then = _table(installed, "broker"), _table(new, "broker")
@@ -51,6 +81,9 @@ def pinned_change(installed: dict[str, Any], new: dict[str, Any]) -> str | None:
             )
     if installed.get("profiles_dir") != new.get("profiles_dir"):
         return "profiles_dir differs from the installed config's: it changes only at the cabinet"
+    device = _device_change(installed, new)
+    if device is not None:
+        return device
     url_now, url_new = now.get("url", DEFAULT_URL), then.get("url", DEFAULT_URL)
     allowed = now.get("remote_urls", [])
     if url_new != url_now and not (isinstance(allowed, list) and url_new in allowed):

@@ -264,3 +264,18 @@ async def test_the_cabinet_list_reads_the_registry_once_whatever_its_length(tmp_
             listed = (await http.get("/api/v1/cabinets")).json()
     assert len(listed) == 40 and all(c["town"] == "Dijon" for c in listed)
     assert store.registry_reads == 1
+
+
+async def test_an_installer_may_not_change_a_registered_cabinets_baselines(api: LocalApi) -> None:
+    async with api.client(Role.INSTALLER) as http:
+        assert (await http.put("/api/v1/registry/cab-1", json=BODY)).status_code == 201
+        moved = await http.put("/api/v1/registry/cab-1", json=BODY | {"label": "moved across the street"})
+        assert moved.status_code == 200 and moved.json()["outcome"] == "updated"
+        for field in ("rated_power_w", "baseline_kwh_per_day"):
+            changed = await http.put("/api/v1/registry/cab-1", json=BODY | {field: 1.0})
+            assert changed.status_code == 403 and field in changed.json()["detail"], changed.text
+    async with api.client(Role.ADMIN) as http:
+        done = await http.put("/api/v1/registry/cab-1", json=BODY | {"rated_power_w": 1.0})
+        assert done.status_code == 200 and done.json()["outcome"] == "updated"
+        audit = (await http.get("/api/v1/audit")).json()["entries"]
+    assert any("rated_power_w changed" in e["summary"] for e in audit if e["who"] == "admin-1")

@@ -326,3 +326,23 @@ async def test_one_token_cannot_take_every_place_on_a_worker(
             assert feed.listeners == per_token
             theirs = await held.enter_async_context(event_stream(server.url, operator))
             await theirs.wait_for(lambda e, _: e == "hello", what="the operator's hello")
+
+
+async def test_streams_of_one_token_opened_at_once_are_bounded_too(
+    tmp_path: Path, mosquitto: MosquittoBroker
+) -> None:
+    # All sent together, every request passes the route's early count; the feed's own bound holds.
+    per_token = live.MAX_STREAMS_PER_TOKEN
+    async with CentralServer(db=tmp_path / "central.db", broker_url=mosquitto.url, http_port=0) as server:
+        feed = live.feed_of_app(server._http.config.app)  # type: ignore[union-attr]
+        greedy = await new_token(server.store, Role.VIEWER, "wall-screen")
+        async with contextlib.AsyncExitStack() as held:
+            logs = await asyncio.gather(
+                *(held.enter_async_context(event_stream(server.url, greedy)) for _ in range(per_token + 5))
+            )
+            for log in logs:
+                await log.wait_for(lambda e, _: e in ("hello", "bye"), what="hello or bye")
+            refused = [log for log in logs if any(e == "bye" for e, _ in log.events)]
+            assert len(refused) >= 5, [log.events for log in logs]
+            assert all("wall-screen" in d["reason"] for log in refused for e, d in log.events if e == "bye")
+            assert feed.listeners_of("wall-screen") <= per_token

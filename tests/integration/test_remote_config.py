@@ -341,6 +341,12 @@ async def test_a_config_may_not_change_who_the_cabinet_is_to_its_broker(
             "broker.remote_urls differs",
         ),
         "a profiles folder": ('profiles_dir = "/etc"\n' + agent_toml(mosquitto.url), "profiles_dir differs"),
+        "a device sent a secret": (
+            agent_toml(mosquitto.url)
+            + '[[devices]]\nname = "cam9"\ndriver = "onvif"\naddress = "http://203.0.113.9:80"\n'
+            + 'username = "admin"\npassword_file = "broker-password"\n',
+            "device 'cam9' names a secret file",
+        ),
     }
     for what, (text, reason) in refusals.items():
         result = await rig.final(await rig.send(text))

@@ -27,6 +27,8 @@ QUEUE_UPDATES = 32
 RECENT_COMMANDS = 200  # commands older than the newest 200 are not watched
 MAX_CABINET_CHANGES = 2000  # more in one poll: a resync, cheaper than a huge event
 MAX_EPISODE_CHANGES = 500
+# Episodes one poll reads: the changes since the mark and the look-back behind it (already told).
+MAX_EPISODE_WINDOW = 5_000
 
 
 class FeedStore(FleetReads, CommandStore, EpisodeStore, RegistryStore, Protocol):
@@ -153,8 +155,13 @@ class LiveFeed:
         registry = self._registry.changed(await self._store.registry(include_revoked=True))
         episodes: list[AlarmEpisode] = []
         if self._episode_watch.since_ms is not None:
-            query = EpisodeQuery(updated_since_ms=self._episode_watch.since_ms, limit=MAX_EPISODE_CHANGES + 1)
-            episodes = self._episode_watch.changed(await self._store.episodes(query))
+            query = EpisodeQuery(
+                updated_since_ms=self._episode_watch.query_since_ms, limit=MAX_EPISODE_WINDOW + 1
+            )
+            window = await self._store.episodes(query)
+            if len(window) > MAX_EPISODE_WINDOW:  # more in the look-back than one read holds
+                return Update(resync=True)
+            episodes = self._episode_watch.changed(window)
         if (
             len(cabinets) > MAX_CABINET_CHANGES
             or len(registry) > MAX_CABINET_CHANGES

@@ -8,6 +8,10 @@ from typing import Generic, TypeVar
 
 from central.store.rows import AlarmEpisode, CabinetRow, CommandRow, RegistryEntry
 
+# How far behind the newest change an episode poll looks: longer than ingest holds a group before it
+# commits (its batches are stamped on receipt) and than workers' clocks differ.
+EPISODE_SLACK_MS = 60_000
+
 Row = TypeVar("Row")
 # last_seen moves with every batch: a listener hears of it once a minute per cabinet, not per batch.
 LAST_SEEN_STEP_MS = 60_000
@@ -49,19 +53,29 @@ class SnapshotWatch(Generic[Row]):
 
 @dataclass
 class EpisodeWatch:
-    """Episodes by ``updated_ms`` high-water mark: asks for those updated at or after it, and drops
-    the ones already heard of at that same millisecond (so none is lost, none repeated)."""
+    """Episodes by ``updated_ms`` high-water mark, looking back ``slack_ms`` behind it, and dropping
+    the (episode, updated_ms) pairs already heard of in that window: none lost, none repeated.
+
+    The look-back is for rows committed after newer ones: ingest stamps an episode with its batch's
+    receipt and commits it with its group, later, while an acknowledgement (stamped now) may commit
+    in between and move the mark past it; another worker's commits land late the same way."""
 
     since_ms: int | None = None
-    _at_mark: set[tuple[int, int]] = field(default_factory=set)
+    slack_ms: int = EPISODE_SLACK_MS
+    _seen: set[tuple[int, int]] = field(default_factory=set)
+
+    @property
+    def query_since_ms(self) -> int | None:
+        return None if self.since_ms is None else self.since_ms - self.slack_ms
 
     def changed(self, episodes: Iterable[AlarmEpisode]) -> list[AlarmEpisode]:
-        fresh = [e for e in episodes if (e.id, e.updated_ms) not in self._at_mark]
+        fresh = [e for e in episodes if (e.id, e.updated_ms) not in self._seen]
         if not fresh:
             return []
         mark = max(e.updated_ms for e in fresh)
         if self.since_ms is None or mark > self.since_ms:
             self.since_ms = mark
-            self._at_mark = set()
-        self._at_mark |= {(e.id, e.updated_ms) for e in fresh if e.updated_ms == self.since_ms}
+        floor = self.since_ms - self.slack_ms
+        self._seen = {pair for pair in self._seen if pair[1] >= floor}
+        self._seen |= {(e.id, e.updated_ms) for e in fresh if e.updated_ms >= floor}
         return fresh

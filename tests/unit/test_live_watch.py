@@ -55,3 +55,12 @@ def test_a_listener_that_falls_behind_gets_one_resync_not_unbounded_memory() -> 
     listener.offer(b"one too many")
     assert listener.lagged == 1
     assert [listener.queue.get_nowait() for _ in range(listener.queue.qsize())] == [b"event: resync\n"]
+
+
+def test_an_episode_committed_after_a_newer_one_is_still_told_once() -> None:
+    watch = EpisodeWatch(since_ms=500, slack_ms=100)
+    assert watch.changed([_episode(2, 900)]) == [_episode(2, 900)]  # an acknowledgement, stamped now
+    # Ingest's group commits an episode stamped with its batch's receipt, before the mark.
+    assert watch.query_since_ms == 800
+    assert watch.changed([_episode(3, 850), _episode(2, 900)]) == [_episode(3, 850)]
+    assert watch.changed([_episode(3, 850), _episode(2, 900)]) == []

@@ -75,3 +75,20 @@ def check_entry(entry: RegistryEntry) -> None:
 def check_broker_hash(cabinet: str, broker_hash: str) -> None:
     if not 0 < len(broker_hash) <= BROKER_HASH_MAX_CHARS:
         raise RegistryEntryError(cabinet, "broker_hash", f"must be 1 to {BROKER_HASH_MAX_CHARS} characters")
+
+
+def registry_params(entry: RegistryEntry) -> tuple[object, ...]:
+    """The entry's columns in the registry table's order (both backends' upsert takes them so)."""
+    return (
+        entry.cabinet,
+        entry.town,
+        entry.label,
+        entry.latitude,
+        entry.longitude,
+        entry.rated_power_w,
+        entry.baseline_kwh_per_day,
+        entry.broker_hash,
+        entry.created_ms,
+        entry.updated_ms,
+        entry.revoked_ms,
+    )

@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from central.store.registry_rules import check_broker_hash, check_entry
+from central.store.registry_rules import check_broker_hash, check_entry, registry_params
 from central.store.rows import RegistryEntry
 
 Cursor = psycopg.AsyncCursor[tuple[Any, ...]]
@@ -40,22 +40,7 @@ async def put(cur: Cursor, entry: RegistryEntry) -> bool:
     """Insert or update ``entry`` (an existing row keeps its created_ms, its broker hash when the
     entry has none, its revocation always); True when anything changed."""
     check_entry(entry)
-    await cur.execute(
-        _UPSERT,
-        (
-            entry.cabinet,
-            entry.town,
-            entry.label,
-            entry.latitude,
-            entry.longitude,
-            entry.rated_power_w,
-            entry.baseline_kwh_per_day,
-            entry.broker_hash,
-            entry.created_ms,
-            entry.updated_ms,
-            entry.revoked_ms,
-        ),
-    )
+    await cur.execute(_UPSERT, registry_params(entry))
     return cur.rowcount > 0
 
 

@@ -36,7 +36,9 @@ async def _printed_token(stream: asyncio.StreamReader, lines: list[str]) -> str:
 async def test_demo_serves_live_cabinets_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
     demo = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "cityedge", "demo", "--cabinets", "3", "--http", f"127.0.0.1:{port}"),
+        # faulthandler: a demo that does not stop is made to print where each thread is (SIGABRT).
+        *(sys.executable, "-X", "faulthandler", "-m", "cityedge", "demo", "--cabinets", "3"),
+        *("--http", f"127.0.0.1:{port}"),
         cwd=tmp_path,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -84,8 +86,15 @@ async def test_demo_serves_live_cabinets_and_stops_on_ctrl_c(tmp_path: Path) -> 
             await wait_until(started_events, timeout=30, what="the agents' first events")
     finally:
         demo.send_signal(signal.SIGINT)
-        async with asyncio.timeout(30):
+        try:
+            async with asyncio.timeout(30):
+                out, err = await demo.communicate()
+        except TimeoutError:
+            demo.send_signal(signal.SIGABRT)
             out, err = await demo.communicate()
+            raise AssertionError(
+                f"the demo did not stop within 30 s of Ctrl-C:\n{err.decode()[-6000:]}"
+            ) from None
     stdout, stderr = "".join(printed) + out.decode(), err.decode()
     assert demo.returncode == 0, stderr
     assert f"http://127.0.0.1:{port}" in stdout and "/api/v1/cabinets" in stdout

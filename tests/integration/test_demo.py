@@ -33,6 +33,10 @@ async def _printed_token(stream: asyncio.StreamReader, lines: list[str]) -> str:
     raise AssertionError(f"the demo printed no API token: {''.join(lines)}")
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def test_demo_serves_live_cabinets_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
     demo = await asyncio.create_subprocess_exec(
@@ -43,6 +47,9 @@ async def test_demo_serves_live_cabinets_and_stops_on_ctrl_c(tmp_path: Path) -> 
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # Ctrl-C as a terminal sends it: a suite run in the background (`bash .ci/run &`) has SIGINT
+        # ignored, which its children inherit, and Python then installs no handler of its own.
+        preexec_fn=_default_sigint,
     )
     printed: list[str] = []
     try:

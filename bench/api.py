@@ -29,7 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,11 +65,9 @@ class Plan:
     days: int
     interval_s: int
     probe_interval_s: int
-
-    @property
-    def end_ms(self) -> int:
-        # Whole days ending at the last UTC midnight before now: a KPI month is whole days.
-        return (int(time.time() * 1000) // DAY_MS) * DAY_MS
+    # Whole days ending at a UTC midnight: a KPI month is whole days. A new store ends at the last
+    # midnight before now; a store built on an earlier day is reused with its own end.
+    end_ms: int = field(default_factory=lambda: (int(time.time() * 1000) // DAY_MS) * DAY_MS)
 
     @property
     def start_ms(self) -> int:
@@ -205,7 +203,7 @@ async def build(plan: Plan, db: Path) -> None:
             if index % 50 == 0:
                 rate = written / (time.perf_counter() - started)
                 print(f"  built {index + 1}/{plan.cabinets} cabinets, {written:,} readings ({rate:,.0f}/s)")
-    (db.parent / "plan.json").write_text(json.dumps(asdict(plan) | {"end_ms": plan.end_ms}))
+    (db.parent / "plan.json").write_text(json.dumps(asdict(plan)))
 
 
 async def register(store: Any, plan: Plan, index: int) -> None:
@@ -307,8 +305,10 @@ def main() -> int:
     plan = Plan(args.cabinets, args.points, args.days, args.interval, args.probe_interval)
     db = args.data / "central.db"
     plan_file = args.data / "plan.json"
-    wanted = asdict(plan) | {"end_ms": plan.end_ms}
-    if not db.exists() or not plan_file.exists() or json.loads(plan_file.read_text()) != wanted:
+    kept = json.loads(plan_file.read_text()) if plan_file.exists() else {}
+    if isinstance(kept.get("end_ms"), int):
+        plan = replace(plan, end_ms=kept["end_ms"])
+    if not db.exists() or kept != asdict(plan):
         for stale in args.data.glob("central.db*"):
             stale.unlink()
         print(f"building the store in {args.data} (once): {plan}")

@@ -16,10 +16,10 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from central.api import kpi_models as m
 from central.api.deps import ServicesDep, StoreDep
 from central.api.json_route import StrictJsonRoute
-from central.api.kpi_days import cached_figures
 from central.api.kpi_fetch import episodes_of, outages_by_device, scope_of
 from central.api.kpi_json import availability_out, delays_out, period_out, report_json
 from central.api.kpi_memo import digest, report_memo
+from central.api.kpi_parts import cabinet_keys, encoded_energy, part_memo, report_parts
 from central.api.models import ErrorBody
 from central.api.params import parse_time, parse_zone
 from central.errors import InvalidRequest
@@ -188,31 +188,33 @@ async def kpi(
         )
     async with gate:
         # What the report is made of, read side by side (the store reads on several threads).
-        scope, edges, changes = await asyncio.gather(
+        scope, edges, totals = await asyncio.gather(
             scope_of(store, town),
             store.kpi_counter_edges(start_ms=period.start_ms, end_ms=period.end_ms),
-            store.kpi_change_total(*utc_days_of(period.start_ms, period.end_ms)),
+            store.kpi_change_totals(*utc_days_of(period.start_ms, period.end_ms)),
         )
         raised, overlapping = await episodes_of(store, scope, period)
-        key = digest(period, tz, scope, changes=changes, edges=edges, episodes=overlapping)
+        lost = outages_by_device(overlapping)
+        keys = cabinet_keys(scope, totals=totals, edges=edges, lost=lost)
+        key = digest(period, tz, scope, cabinets=keys, episodes=overlapping)
         memo = report_memo(request)
         body_key = f"csv:{table}" if format == "csv" and table is not None else "json"
         body = memo.get(key, body_key)
         if body is None:
-            lost = outages_by_device(overlapping)
-            figures = await cached_figures(store, scope, period, tz, lost=lost, counter_edges=edges)
+            kept = part_memo(request).of(period, tz, scope.town_asked)
+            parts = await report_parts(store, scope, period, tz, keys=keys, kept=kept, lost=lost, edges=edges)
             report = kpi_report(
                 period,
                 tz,
-                cabinets=[f.energy for f in figures if f.energy is not None],
-                devices=[d for f in figures for d in f.devices],
+                cabinets=[p.figures.energy for p in parts if p.figures.energy is not None],
+                devices=[d for p in parts for d in p.figures.devices],
                 episodes=raised,
                 towns=scope.towns,
             )
             body = (
                 csv_text(report, table).encode()
                 if format == "csv" and table is not None
-                else report_json(report)
+                else report_json(report, encoded_energy(parts))
             )
             memo.put(key, body_key, body)
     if format == "csv" and table is not None:

@@ -45,6 +45,8 @@ from central.store.rows import CabinetRow, Rollup
 # Time zones whose days are cached: the city's own and UTC are two; a report in any other zone beyond
 # these is computed from the rollups every time.
 MAX_CACHED_ZONES = 4
+# Up to this many cabinets, their cached days are asked for by name; more: every cabinet's are read.
+FEW_CABINETS = 200
 
 
 def plan_of(cabinet: CabinetRow) -> CabinetPlan:
@@ -122,12 +124,14 @@ async def compute_days(
     return figures, rows
 
 
-async def _cached(store: Store, tz: str, period: Period) -> dict[tuple[str, int], KpiDayRow]:
+async def _cached(store: Store, tz: str, period: Period, scope: Scope) -> dict[tuple[str, int], KpiDayRow]:
     whole = [i for i, d in enumerate(period.days) if is_whole(d)]
     if not whole:
         return {}
     index = {period.days[i].date: i for i in whole}
-    rows = await store.kpi_days(tz, period.days[whole[0]].date, period.days[whole[-1]].date)
+    # A few cabinets (those whose figures changed since the last report): only their rows.
+    few = [c.id for c in scope.cabinets] if len(scope.cabinets) <= FEW_CABINETS else None
+    rows = await store.kpi_days(tz, period.days[whole[0]].date, period.days[whole[-1]].date, cabinets=few)
     return {(r.cabinet, index[r.date]): r for r in rows if r.date in index}
 
 
@@ -145,7 +149,7 @@ async def days_of_cabinets(
 ) -> dict[str, list[CabinetDay]]:
     """Every cabinet's figures for each day of the period, from the cache or computed (and cached,
     but for a zone beyond ``MAX_CACHED_ZONES``)."""
-    cached = await _cached(store, tz, period)
+    cached = await _cached(store, tz, period, scope)
     storing = await may_cache(store, tz, cached)
     count = count if count is not None else FillCount()
 

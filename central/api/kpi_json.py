@@ -10,7 +10,7 @@ dicts, encoded by msgspec, with the models' own rounding (``EnergyFiguresOut.of`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -72,7 +72,7 @@ def _days_json(days: Sequence[DayFigures]) -> list[dict[str, Any]]:
     return out
 
 
-def _cabinet_json(c: CabinetEnergy) -> dict[str, Any]:
+def cabinet_json(c: CabinetEnergy) -> dict[str, Any]:
     return {
         "cabinet": c.cabinet,
         "town": c.town,
@@ -92,13 +92,19 @@ def _town_json(group: GroupEnergy) -> dict[str, Any]:
     }
 
 
-def report_json(report: KpiReport) -> bytes:
-    """The body of ``report_out(report)``, as JSON."""
+def _encoded(c: CabinetEnergy, encoded: Mapping[str, msgspec.Raw] | None) -> dict[str, Any] | msgspec.Raw:
+    found = None if encoded is None else encoded.get(c.cabinet)
+    return cabinet_json(c) if found is None else found
+
+
+def report_json(report: KpiReport, encoded: Mapping[str, msgspec.Raw] | None = None) -> bytes:
+    """The body of ``report_out(report)``, as JSON; ``encoded``: cabinets' entries of the energy
+    already encoded, by cabinet (``cabinet_json`` of each)."""
     energy = report.energy
     body = {
         "period": period_out(report).model_dump(mode="json"),
         "energy": {
-            "cabinets": [_cabinet_json(c) for c in energy.cabinets],
+            "cabinets": [_encoded(c, encoded) for c in energy.cabinets],
             "towns": [_town_json(t) for t in energy.towns],
             "total": _town_json(energy.total),
         },

@@ -1,14 +1,12 @@
 """The last KPI reports of this process, kept while nothing they were made from has changed.
 
-Putting a month of a city together from its cached days is still tens of thousands of cabinet-days
-of arithmetic (about a second for 1,000 cabinets); the same report asked again (the KPI page opened by
-several operators) is answered from here. A report is found by a digest of
-everything it is made from, read again for every request with a few cheap queries:
+The same report asked again (the KPI page opened by several operators) is answered from here, the
+body as it was sent. A report is found by a digest of everything it is made from, read again for
+every request with a few cheap queries:
 - the period, its time zone and town;
-- the change counts of every cabinet's UTC days of the period (``KpiDayStore.kpi_change_total``):
-  any batch that stores readings on them changes it;
-- each counter's readings nearest the period's ends (``kpi_counter_edges``);
-- each cabinet's inventory, each registry entry's town, rated power and baseline;
+- each cabinet's key (``central.api.kpi_parts.cabinet_keys``: its change counts over the period's
+  UTC days, its counters' readings nearest the period's ends, its inventory and registry entry, its
+  device_lost episodes);
 - the alarm episodes read for the period (their acknowledgements and clears).
 So a report given from here is the one that would be computed now.
 """
@@ -17,14 +15,13 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import msgspec
 from fastapi import Request
 
 from central.api.kpi_fetch import Scope
 from central.kpi.period import Period
-from central.store.kpi_days import CounterEdge
 from central.store.rows import AlarmEpisode
 
 MEMO_STATE = "kpi_memo"
@@ -39,17 +36,14 @@ def digest(
     tz: str,
     scope: Scope,
     *,
-    changes: tuple[int, int],
-    edges: Sequence[CounterEdge],
+    cabinets: Mapping[str, bytes],
     episodes: Sequence[AlarmEpisode],
 ) -> str:
-    """A digest of what the report of ``period`` would be made from now."""
+    """A digest of what the report of ``period`` would be made from now (``cabinets``: each
+    cabinet's key, ``central.api.kpi_parts.cabinet_keys``)."""
     parts = (
         (period.start_ms, period.end_ms, tz, scope.town_asked),
-        changes,
-        edges,  # dataclasses: msgspec encodes their fields
-        [(c.id, [(d.name, d.driver, d.points) for d in c.inventory]) for c in scope.cabinets],
-        sorted((e.cabinet, e.town, e.rated_power_w, e.baseline_kwh_per_day) for e in scope.registry.values()),
+        [(c.id, cabinets[c.id]) for c in scope.cabinets],
         [
             (e.id, e.cabinet, e.device, e.alarm, e.severity, e.raised_ms, e.acked_ms, e.cleared_ms)
             for e in episodes

@@ -304,18 +304,20 @@ class KpiDayStore(Lifecycle, Protocol):
     """The KPI report's figures of each cabinet and local day (``central.store.kpi_days``): the
     writer counts the changes of each (cabinet, UTC day) in the transaction of the readings."""
 
-    async def kpi_days(self, tz: str, first: dt.date, last: dt.date) -> list[KpiDayRow]:
+    async def kpi_days(
+        self, tz: str, first: dt.date, last: dt.date, *, cabinets: Sequence[str] | None = None
+    ) -> list[KpiDayRow]:
         """The rows of ``tz`` for the days first..last that are still current (no change counted on
-        their UTC days since they were computed), of every cabinet."""
+        their UTC days since they were computed), of these cabinets (None: every cabinet)."""
         ...
 
     async def kpi_changes(self, cabinet: str, first_utc_day: int, last_utc_day: int) -> dict[int, int]:
         """The change count of each of the cabinet's UTC days in first..last that has one."""
         ...
 
-    async def kpi_change_total(self, first_utc_day: int, last_utc_day: int) -> tuple[int, int]:
-        """(how many (cabinet, UTC day) pairs have changes, the sum of their counts) over UTC days
-        first..last, every cabinet: what changes whenever any batch stores readings on those days."""
+    async def kpi_change_totals(self, first_utc_day: int, last_utc_day: int) -> dict[str, int]:
+        """Each cabinet's sum of change counts over UTC days first..last (cabinets with none are
+        absent): a cabinet's sum grows whenever a batch stores readings of it on those days."""
         ...
 
     async def kpi_zones(self) -> list[str]:

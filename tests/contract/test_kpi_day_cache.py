@@ -3,6 +3,7 @@ and a report from it is the report computed from the rollups (the city of kpi_ci
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 
@@ -18,6 +19,7 @@ from central.leadership import SoleLeader
 from central.store import Store
 from central.store.auth_rows import Role
 from central.store.kpi_days import utc_day
+from central.store.rows import EpisodeQuery, NewNote
 from tests.integration.api_client import bearer, new_token
 from tests.integration.kpi_city import DAY, HOUR, MAY1, NOW, Feed, build_city
 
@@ -80,19 +82,27 @@ async def test_a_report_fills_the_cache_and_late_readings_make_their_day_stale(s
         ("cab-b", MAY_2),
     ]
     assert await _report(store) == first  # from the cache now
+    assert [(r.cabinet, r.date) for r in await store.kpi_days("UTC", MAY_1, MAY_2, cabinets=["cab-b"])] == [
+        ("cab-b", MAY_1),
+        ("cab-b", MAY_2),
+    ]
+    assert await store.kpi_days("UTC", MAY_1, MAY_2, cabinets=[]) == []
     edges = await store.kpi_counter_edges(start_ms=MAY1, end_ms=MAY1 + 2 * DAY)
     assert [(e.cabinet, e.point, e.before) for e in edges] == [
         ("cab-a", "lc1/energy_wh", None),
         ("cab-b", "m/import_energy_wh", None),
     ]
     assert edges[1].after == (MAY1 + 2 * DAY, 4800.0)  # read at both ends: the end is after the period
-    before = await store.kpi_change_total(utc_day(MAY1), utc_day(MAY1 + DAY))
+    before = await store.kpi_change_totals(utc_day(MAY1), utc_day(MAY1 + DAY))
+    assert sorted(before) == ["cab-a", "cab-b"]
 
     # A backlog of cab-b arrives: a reading at noon on May 1.
     late = Feed(store, "cab-b")
     late.seq = 100
     await late.send([late.reading("m/import_energy_wh", MAY1 + 12 * HOUR, 2000.0)])
-    assert (await store.kpi_change_total(utc_day(MAY1), utc_day(MAY1 + DAY)))[1] > before[1]
+    now = await store.kpi_change_totals(utc_day(MAY1), utc_day(MAY1 + DAY))
+    assert now["cab-b"] > before["cab-b"] and now["cab-a"] == before["cab-a"]
+    assert await store.kpi_change_totals(utc_day(MAY1) - 10, utc_day(MAY1) - 1) == {}
     assert await store.kpi_changes("cab-b", utc_day(MAY1), utc_day(MAY1 + DAY)) != {}
     current = {(r.cabinet, r.date) for r in await store.kpi_days("UTC", MAY_1, MAY_2)}
     assert ("cab-b", MAY_1) not in current and ("cab-a", MAY_1) in current
@@ -136,3 +146,59 @@ async def test_days_of_a_fifth_zone_are_computed_but_not_kept(store: Store) -> N
     assert await _report(store, "Australia/Sydney") == await _from_rollups(store, "Australia/Sydney")
     assert await store.kpi_zones() == ["America/New_York", "Asia/Tokyo", "Europe/Paris", "UTC"]
     assert await store.kpi_days("Australia/Sydney", MAY_1, MAY_2) == []
+
+
+async def test_one_app_reuses_the_parts_of_cabinets_whose_inputs_did_not_change(store: Store) -> None:
+    """The report made again after a change is the one made from the rollups; the cabinets the
+    change did not touch keep their part (the same object), the touched one is computed again."""
+    await build_city(store)
+    token = await new_token(store, Role.ADMIN)
+    app = create_app(store=store, clock=lambda: NOW)
+
+    def parts() -> dict[str, object]:
+        (kept,) = app.state.kpi_parts._kept.values()
+        return {cabinet: part for cabinet, (_, part) in kept.items()}
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://central.test", headers=bearer(token)
+    ) as http:
+
+        async def report() -> dict[str, object]:
+            response = await http.get("/api/v1/kpi", params=PERIOD)
+            assert response.status_code == 200, response.text
+            body: dict[str, object] = response.json()
+            return body
+
+        first = await report()
+        assert first == await _from_rollups(store)
+        before = parts()
+        assert sorted(before) == ["cab-a", "cab-b"]
+
+        # A backlog of cab-b lands on May 1: its part only is made again.
+        late = Feed(store, "cab-b")
+        late.seq = 100
+        await late.send([late.reading("m/import_energy_wh", MAY1 + 12 * HOUR, 2000.0)])
+        after = await report()
+        assert after == await _from_rollups(store) and after != first
+        assert parts()["cab-a"] is before["cab-a"] and parts()["cab-b"] is not before["cab-b"]
+
+        # The registry gives cab-a another rated power: its full-power baseline follows.
+        entry = next(e for e in await store.registry() if e.cabinet == "cab-a")
+        await store.put_registry(dataclasses.replace(entry, rated_power_w=1000.0, updated_ms=NOW))
+        kept_b = parts()["cab-b"]
+        rated = await report()
+        assert rated == await _from_rollups(store)
+        assert parts()["cab-b"] is kept_b and parts()["cab-a"] is not before["cab-a"]
+        full = rated["energy"]["total"]["total"]["full_power_kwh"]  # type: ignore[index]
+        assert full == after["energy"]["total"]["total"]["full_power_kwh"] / 2  # type: ignore[index]
+
+        # An episode acknowledged: the delays change, every part is kept.
+        kept = parts()
+        door = [e for e in await store.episodes(EpisodeQuery(limit=100)) if e.alarm == "door_open"]
+        second = max(door, key=lambda e: e.raised_ms)
+        await store.add_note(
+            second.id, NewNote(kind="acknowledge", author="ops", ts_ms=second.raised_ms + 60_000)
+        )
+        acked = await report()
+        assert acked == await _from_rollups(store) and acked["delays"] != rated["delays"]
+        assert all(parts()[c] is kept[c] for c in kept)

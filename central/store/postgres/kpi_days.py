@@ -45,11 +45,11 @@ ON CONFLICT (cabinet, day) DO UPDATE SET gen = kpi_changes.gen + 1
 _CURRENT = """
 SELECT k.cabinet, k.day, k.first_utc, k.last_utc, k.gen, k.shape, k.figures, k.computed_ms
 FROM kpi_days AS k
-WHERE k.tz = %s AND k.day BETWEEN %s AND %s
+WHERE k.tz = %s AND k.day BETWEEN %s AND %s AND (%s::text[] IS NULL OR k.cabinet = ANY(%s::text[]))
   AND k.gen = (SELECT coalesce(sum(c.gen), 0) FROM kpi_changes AS c
                WHERE c.cabinet = k.cabinet AND c.day BETWEEN k.first_utc AND k.last_utc)
 """
-_TOTAL = "SELECT count(*), coalesce(sum(gen), 0) FROM kpi_changes WHERE day BETWEEN %s AND %s"
+_TOTALS = "SELECT cabinet, sum(gen) FROM kpi_changes WHERE day BETWEEN %s AND %s GROUP BY cabinet"
 _GENS = "SELECT day, gen FROM kpi_changes WHERE cabinet = %s AND day BETWEEN %s AND %s"
 _PUT = """
 INSERT INTO kpi_days (tz, day, cabinet, first_utc, last_utc, gen, shape, figures, computed_ms)
@@ -82,8 +82,11 @@ async def bump_changes(cur: Cursor, days: Sequence[tuple[str, int]]) -> None:
         await cur.execute(_BUMP, ([c for c, _ in days], [d for _, d in days]))
 
 
-async def current_days(conn: Conn, tz: str, first: dt.date, last: dt.date) -> list[KpiDayRow]:
-    cur = await conn.execute(_CURRENT, (tz, first, last))
+async def current_days(
+    conn: Conn, tz: str, first: dt.date, last: dt.date, cabinets: Sequence[str] | None
+) -> list[KpiDayRow]:
+    these = None if cabinets is None else list(cabinets)
+    cur = await conn.execute(_CURRENT, (tz, first, last, these, these))
     return [
         KpiDayRow(tz, cabinet, day, fu, lu, gen, shape, bytes(figures), computed)
         for cabinet, day, fu, lu, gen, shape, figures, computed in await cur.fetchall()
@@ -95,10 +98,9 @@ async def change_counts(conn: Conn, cabinet: str, first_day: int, last_day: int)
     return {int(d): int(g) for d, g in await cur.fetchall()}
 
 
-async def change_total(conn: Conn, first_day: int, last_day: int) -> tuple[int, int]:
-    cur = await conn.execute(_TOTAL, (first_day, last_day))
-    found = await cur.fetchone()
-    return (0, 0) if found is None else (int(found[0]), int(found[1]))
+async def change_totals(conn: Conn, first_day: int, last_day: int) -> dict[str, int]:
+    cur = await conn.execute(_TOTALS, (first_day, last_day))
+    return {str(c): int(g) for c, g in await cur.fetchall()}
 
 
 async def zones(conn: Conn) -> list[str]:

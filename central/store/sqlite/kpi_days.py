@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 from collections.abc import Sequence
 
@@ -39,11 +40,11 @@ ON CONFLICT (cabinet, day) DO UPDATE SET gen = gen + 1
 _CURRENT = """
 SELECT k.cabinet, k.day, k.first_utc, k.last_utc, k.gen, k.shape, k.figures, k.computed_ms
 FROM kpi_days AS k
-WHERE k.tz = ? AND k.day >= ? AND k.day <= ?
+WHERE k.tz = ? AND k.day >= ? AND k.day <= ?{cabinets}
   AND k.gen = (SELECT coalesce(sum(c.gen), 0) FROM kpi_changes AS c
                WHERE c.cabinet = k.cabinet AND c.day BETWEEN k.first_utc AND k.last_utc)
 """
-_TOTAL = "SELECT count(*), coalesce(sum(gen), 0) FROM kpi_changes WHERE day BETWEEN ? AND ?"
+_TOTALS = "SELECT cabinet, sum(gen) FROM kpi_changes WHERE day BETWEEN ? AND ? GROUP BY cabinet"
 _GENS = "SELECT day, gen FROM kpi_changes WHERE cabinet = ? AND day BETWEEN ? AND ?"
 _PUT = """
 INSERT INTO kpi_days (tz, day, cabinet, first_utc, last_utc, gen, shape, figures, computed_ms)
@@ -79,8 +80,18 @@ def bump_changes(cur: sqlite3.Cursor, days: Sequence[tuple[str, int]]) -> None:
         cur.executemany(_BUMP, days)
 
 
-def current_days(conn: sqlite3.Connection, tz: str, first: dt.date, last: dt.date) -> list[KpiDayRow]:
-    rows = conn.execute(_CURRENT, (tz, first.isoformat(), last.isoformat()))
+_ALL_CABINETS = _CURRENT.format(cabinets="")
+_THESE_CABINETS = _CURRENT.format(cabinets=" AND k.cabinet IN (SELECT value FROM json_each(?))")
+
+
+def current_days(
+    conn: sqlite3.Connection, tz: str, first: dt.date, last: dt.date, cabinets: Sequence[str] | None
+) -> list[KpiDayRow]:
+    days = (tz, first.isoformat(), last.isoformat())
+    if cabinets is None:
+        rows = conn.execute(_ALL_CABINETS, days)
+    else:
+        rows = conn.execute(_THESE_CABINETS, (*days, json.dumps(list(cabinets))))
     return [
         KpiDayRow(tz, cabinet, dt.date.fromisoformat(day), fu, lu, gen, shape, bytes(figures), computed)
         for cabinet, day, fu, lu, gen, shape, figures, computed in rows
@@ -91,9 +102,8 @@ def change_counts(conn: sqlite3.Connection, cabinet: str, first_day: int, last_d
     return {int(d): int(g) for d, g in conn.execute(_GENS, (cabinet, first_day, last_day))}
 
 
-def change_total(conn: sqlite3.Connection, first_day: int, last_day: int) -> tuple[int, int]:
-    count, total = conn.execute(_TOTAL, (first_day, last_day)).fetchone()
-    return int(count), int(total)
+def change_totals(conn: sqlite3.Connection, first_day: int, last_day: int) -> dict[str, int]:
+    return {str(c): int(g) for c, g in conn.execute(_TOTALS, (first_day, last_day))}
 
 
 def zones(conn: sqlite3.Connection) -> list[str]:

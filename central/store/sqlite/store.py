@@ -383,17 +383,21 @@ class SqliteStore:
 
     # -- the KPI day cache ----------------------------------------------------------------------
 
-    async def kpi_days(self, tz: str, first: dt.date, last: dt.date) -> list[KpiDayRow]:
-        return await self._on_reader("read KPI days", lambda c: skd.current_days(c, tz, first, last))
+    async def kpi_days(
+        self, tz: str, first: dt.date, last: dt.date, *, cabinets: Sequence[str] | None = None
+    ) -> list[KpiDayRow]:
+        return await self._on_reader(
+            "read KPI days", lambda c: skd.current_days(c, tz, first, last, cabinets)
+        )
 
     async def kpi_changes(self, cabinet: str, first_utc_day: int, last_utc_day: int) -> dict[int, int]:
         return await self._on_reader(
             "read KPI changes", lambda c: skd.change_counts(c, cabinet, first_utc_day, last_utc_day)
         )
 
-    async def kpi_change_total(self, first_utc_day: int, last_utc_day: int) -> tuple[int, int]:
+    async def kpi_change_totals(self, first_utc_day: int, last_utc_day: int) -> dict[str, int]:
         return await self._on_reader(
-            "read KPI changes", lambda c: skd.change_total(c, first_utc_day, last_utc_day)
+            "read KPI changes", lambda c: skd.change_totals(c, first_utc_day, last_utc_day)
         )
 
     async def kpi_zones(self) -> list[str]:

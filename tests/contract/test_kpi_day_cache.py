@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import time
 
 import httpx
 
@@ -202,3 +203,21 @@ async def test_one_app_reuses_the_parts_of_cabinets_whose_inputs_did_not_change(
         acked = await report()
         assert acked == await _from_rollups(store) and acked["delays"] != rated["delays"]
         assert all(parts()[c] is kept[c] for c in kept)
+
+
+async def test_a_batch_ahead_of_the_quarter_under_way_changes_no_day(store: Store) -> None:
+    """Readings the quarter under way or later (a live cabinet, a clock ahead) hold nothing a report
+    made now holds: they count no change; one older reading does."""
+    await build_city(store)
+    first, last = utc_day(MAY1), utc_day(MAY1 + DAY)
+    before = await store.kpi_change_totals(first, last)
+    ahead = time.time_ns() // 1_000_000 + 3 * HOUR
+    feed = Feed(store, "cab-a")
+    feed.seq = 5000
+    await feed.send([feed.reading("lc1/energy_wh", ahead, 99_000.0)])
+    ahead_day = utc_day(ahead)
+    assert await store.kpi_change_totals(ahead_day, ahead_day) == {}
+    assert await store.kpi_change_totals(first, last) == before
+    await feed.send([feed.reading("lc1/relay", MAY1 + 23 * HOUR, True)])
+    now = await store.kpi_change_totals(first, last)
+    assert now["cab-a"] == before["cab-a"] + 1 and now["cab-b"] == before["cab-b"]

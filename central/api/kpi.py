@@ -39,7 +39,9 @@ REPORTS_STATE = "kpi_reports"
 DESCRIPTION = f"""The contract's three figures over a period: energy, availability, intervention delays.
 
 **Period**: `from` (inclusive) and `to` (exclusive), milliseconds since 1970 UTC or ISO 8601, snapped
-outwards to the 15-minute grid of the rollups, `to` cut at the start of the quarter under way; at most
+outwards to the 15-minute grid of the rollups, `to` cut at the end of the last quarter that ended a
+minute ago (a settled quarter: the quarter under way is not complete, and the one just ended still
+has readings in flight); at most
 {MAX_PERIOD_DAYS} days. Days are the local days of `tz`. `town` keeps the cabinets the registry puts
 in that town.
 

@@ -22,8 +22,8 @@ def finite(x: float | None, digits: int = 3) -> float | None:
 class PeriodOut(BaseModel):
     from_ms: int = Field(description="start of the period (inclusive), snapped down to a quarter hour")
     to_ms: int = Field(
-        description="end of the period (exclusive), snapped up to a quarter hour and at most the start of"
-        " the quarter under way"
+        description="end of the period (exclusive), snapped up to a quarter hour and at most the end of"
+        " the last quarter that ended a minute ago (settled: its readings in flight have arrived)"
     )
     tz: str = Field(description="the time zone of the days")
     days: int = Field(description="local days the period overlaps (the first and last may be parts of days)")

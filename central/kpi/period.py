@@ -1,8 +1,11 @@
 """The period of a KPI report: [start_ms, end_ms) on the 15-minute grid, cut into the city's local days.
 
 The figures come from 15-minute rollups (``central.store.rollups``), kept for the contract's life, so
-the period's ends are snapped outwards to that grid, and its end is cut at the last whole quarter
-before now (the quarter under way is not complete). A local day cut by an end is a part of a day:
+the period's ends are snapped outwards to that grid, and its end is cut at the last quarter that
+ended at least ``SETTLE_MS`` before now: the quarter under way is not complete, and the one just
+ended still has readings in flight (a cabinet sends every 10 to 60 s). Settled quarters change only
+when late data lands on them, which is what the KPI day cache counts (``central.store.kpi_days``).
+A local day cut by an end is a part of a day:
 ``full_ms`` is the length of the whole day (23, 24 or 25 h), what a per-day baseline is prorated by.
 """
 
@@ -16,6 +19,7 @@ from central.energy import Day, local_days
 from central.store.rollups import WIDTH_MS
 
 QUARTER_MS = WIDTH_MS["15m"]
+SETTLE_MS = 60_000
 MAX_PERIOD_DAYS = 366
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -71,16 +75,23 @@ def ceil_quarter(ms: int) -> int:
     return -(-ms // QUARTER_MS) * QUARTER_MS
 
 
+def settled_end(now_ms: int) -> int:
+    """The end of the last settled quarter at ``now_ms``: the latest end a report has."""
+    return floor_quarter(now_ms - SETTLE_MS)
+
+
 def kpi_period(start_ms: int, end_ms: int, tz: dt.tzinfo, *, now_ms: int) -> Period:
     """The period [start_ms, end_ms) snapped outwards to whole quarters, its end at most the start of
-    the quarter under way at ``now_ms``, cut into the local days of ``tz``."""
+    the quarter under way ``SETTLE_MS`` before ``now_ms`` (``settled_end``), cut into the local days of
+    ``tz``."""
     if end_ms <= start_ms:
         raise PeriodError("to", "to must be after from (from is inclusive, to exclusive)")
     if end_ms - start_ms > MAX_PERIOD_DAYS * 86_400_000:
         raise PeriodError("to", f"a report covers at most {MAX_PERIOD_DAYS} days: ask for a shorter period")
-    start, end = floor_quarter(start_ms), min(ceil_quarter(end_ms), floor_quarter(now_ms))
+    start, end = floor_quarter(start_ms), min(ceil_quarter(end_ms), settled_end(now_ms))
     if end <= start:
-        raise PeriodError("from", "from must be at least 15 minutes before now: the period has no data yet")
+        problem = "from must be before the last quarter that ended a minute ago: the period has no data yet"
+        raise PeriodError("from", problem)
     return Period(start, end, tuple(days_of(start, end, tz)))
 
 

@@ -8,6 +8,7 @@ created_ms, status, delivered_ms, finished_ms, reason, finished_by (``COMMAND_CO
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +36,15 @@ _inventory = msgspec.json.Decoder(tuple[DeviceInfo, ...])
 _data = msgspec.json.Decoder(ScalarMap)
 _args = msgspec.json.Decoder(ScalarMap)
 _json = msgspec.json.Encoder()
+# Inventories decoded, by their text: a city's cabinets share a few profiles, and a list of 1,000
+# cabinets would otherwise validate the same 40 point names 1,000 times (about 30 ms). The structs are
+# frozen, shared read-only.
+INVENTORIES_KEPT = 1024
+
+
+@functools.lru_cache(maxsize=INVENTORIES_KEPT)
+def inventory_of(text: str | bytes) -> tuple[DeviceInfo, ...]:
+    return _inventory.decode(text)
 
 
 def json_text(value: object) -> str:
@@ -136,5 +146,5 @@ def cabinet_row(row: Sequence[Any]) -> CabinetRow:
         stream=row[6],
         boot_count=row[7],
         backlog=row[8],
-        inventory=_inventory.decode(row[9]),
+        inventory=inventory_of(row[9]),
     )

@@ -317,8 +317,8 @@ class KpiDayStore(Lifecycle, Protocol):
 
     async def kpi_change_totals(self, first_utc_day: int, last_utc_day: int) -> dict[str, int]:
         """Each cabinet's sum of change counts over UTC days first..last (cabinets with none are
-        absent): a cabinet's sum grows whenever a batch stores readings of it on those days older
-        than the quarter under way (``central.store.kpi_days``)."""
+        absent): a cabinet's sum grows whenever a batch stores readings of it on those days late, in
+        a quarter already settled (``central.store.kpi_days``)."""
         ...
 
     async def kpi_zones(self) -> list[str]:

@@ -3,18 +3,19 @@
 ``kpi_days`` holds one row per (time zone, local day, cabinet): what ``central.kpi.days`` summed from
 the cabinet's 15-minute rollups of that day, encoded by it (the store never reads ``figures``).
 ``kpi_changes`` counts, per (cabinet, UTC day), the batches that stored new readings on that day
-older than the quarter under way: the writer bumps it in the batch's transaction. A row is current
+late, in a quarter already settled: the writer bumps it in the batch's transaction. A row is current
 while the sum of those counts over the UTC days it overlaps is the ``gen`` it was computed with
 (counts only grow); the figures are computed after that sum is read, so a batch committed meanwhile
 makes the row stale, never wrong.
 
-Why only those: a KPI report ends at the start of the quarter under way (``central.kpi.period``), so
-a batch all in that quarter or later (a live cabinet's, every few seconds) changes nothing a report
-made before it holds; any batch that does change one holds a reading older than the quarter under
-way when it is written. Counting only those, a report of a month to date stays current between
-quarters while the city keeps sending, and a live batch costs the writer no bump. "Under way" is
-judged on the writer's clock plus ``LATE_MARGIN_MS``: a batch in the last minute of a quarter counts,
-for the clocks of several workers and the moments between this judgement and the commit.
+Why only those: a KPI report ends at the last quarter settled a minute ago (``central.kpi.period``:
+``SETTLE_MS``), so a batch whose readings are all newer than the quarter under way ``LATE_MARGIN_MS``
+ago changes nothing a report made before it holds: the quarter they fall in settles after it is
+written. Any batch that changes a figure already made holds a reading older than that, since
+``LATE_MARGIN_MS`` is less than ``SETTLE_MS`` by more than the clocks of central's hosts differ
+and a batch takes from this judgement to its commit (30 s: central's hosts keep NTP time). Counting
+only those, a live cabinet's batch (its readings seconds old) costs the writer no bump, and a report
+of the last 30 days stays current while the city keeps sending, until its period moves on.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from central.store.rows import BatchOutcome, ReceivedBatch
 
 DAY_MS = 86_400_000
 QUARTER_MS = WIDTH_MS["15m"]
-LATE_MARGIN_MS = 60_000
+LATE_MARGIN_MS = 30_000
 # A batch's readings spanning more UTC days than this are marked day by day from the set of their
 # days (a cabinet's backlog), not from the range between the first and the last.
 _RANGE_DAYS = 2
@@ -69,9 +70,9 @@ def changed_days(
     batches: Sequence[ReceivedBatch], outcomes: Sequence[BatchOutcome], *, now_ms: int | None = None
 ) -> list[tuple[str, int]]:
     """(cabinet, UTC day) of every batch that stored new readings and holds one older than the
-    quarter under way at ``now_ms`` + ``LATE_MARGIN_MS`` (default: now), sorted (the lock order)."""
+    quarter under way ``LATE_MARGIN_MS`` before ``now_ms`` (default: now), sorted (the lock order)."""
     now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    under_way = (now + LATE_MARGIN_MS) // QUARTER_MS * QUARTER_MS
+    under_way = (now - LATE_MARGIN_MS) // QUARTER_MS * QUARTER_MS
     days: set[tuple[str, int]] = set()
     for received, outcome in zip(batches, outcomes, strict=True):
         if outcome.readings_new <= 0:
@@ -80,7 +81,7 @@ def changed_days(
         stamps = [r.ts for r in batch.readings]
         oldest = min(stamps)
         if oldest >= under_way:
-            continue  # all in the quarter under way, or later: no figure made yet holds them
+            continue  # all in a quarter not settled yet, or later: no figure made yet holds them
         first, last = utc_day(oldest), utc_day(max(stamps))
         cabinet = batch.cabinet
         if last - first <= _RANGE_DAYS:

@@ -23,7 +23,7 @@ from central.kpi.availability import (
 from central.kpi.delays import delays, nearest_rank
 from central.kpi.energy import CabinetEnergyInput, CounterQuarters, cabinet_energy, is_relay
 from central.kpi.opendata import feature_collection, town_points, valid_coordinates
-from central.kpi.period import PeriodError, kpi_period
+from central.kpi.period import SETTLE_MS, PeriodError, kpi_period
 from central.kpi.report import KpiReport, csv_cell, csv_table, energy_report
 from central.kpi.traffic import controller_hours
 from central.store.rollups import Sample, by_bucket, summarise
@@ -63,6 +63,8 @@ def test_the_period_is_snapped_to_quarters_cut_at_now_and_into_local_days() -> N
     ]
     now = kpi_period(MAY1, MAY1 + DAY, UTC, now_ms=MAY1 + HOUR + 5 * MIN)
     assert now.end_ms == MAY1 + HOUR  # the quarter under way (01:00-01:15) is not complete
+    settling = kpi_period(MAY1, MAY1 + DAY, UTC, now_ms=MAY1 + HOUR + SETTLE_MS - 1)
+    assert settling.end_ms == MAY1 + 45 * MIN  # 00:45-01:00 ended less than a minute ago: in flight
     for start, end, field in [(MAY1, MAY1, "to"), (MAY1, MAY1 + 367 * DAY, "to"), (FAR, FAR + DAY, "from")]:
         with pytest.raises(PeriodError) as caught:
             kpi_period(start, end, UTC, now_ms=FAR)

@@ -1,8 +1,9 @@
-"""Which batches change the KPI figures of a day: those with a reading older than the quarter under
-way when they are written (a report never holds that quarter)."""
+"""Which batches change the KPI figures of a day: those with a reading in a quarter that may be settled
+when they are written (a report holds settled quarters only)."""
 
 from __future__ import annotations
 
+from central.kpi.period import SETTLE_MS
 from central.store.kpi_days import DAY_MS, LATE_MARGIN_MS, QUARTER_MS, changed_days
 from central.store.rows import BatchOutcome, ReceivedBatch
 from protocols.fleet import PROTOCOL_VERSION, DataBatch, Reading
@@ -39,11 +40,14 @@ def test_a_live_batch_changes_no_day_and_a_late_one_changes_its_days() -> None:
     ]
 
 
-def test_in_the_last_minute_of_a_quarter_every_batch_of_it_counts() -> None:
-    end = UNDER_WAY + QUARTER_MS
-    now = end - LATE_MARGIN_MS + 1  # the next quarter is under way for the margin
-    assert changed_days([_batch("c", now - 5_000)], [_new(1)], now_ms=now) == [("c", now // DAY_MS)]
-    assert changed_days([_batch("c", now - 5_000)], [_new(1)], now_ms=now - 2) == []
+def test_a_batch_of_the_quarter_just_ended_counts_once_that_quarter_is_settling() -> None:
+    """In the first LATE_MARGIN_MS of a quarter, a reading of the one before is in flight (no report
+    holds that quarter yet: it settles after SETTLE_MS); later, it is late."""
+    reading = UNDER_WAY - 5_000
+    early, later = UNDER_WAY + LATE_MARGIN_MS - 1, UNDER_WAY + LATE_MARGIN_MS
+    assert SETTLE_MS > LATE_MARGIN_MS
+    assert changed_days([_batch("c", reading)], [_new(1)], now_ms=early) == []
+    assert changed_days([_batch("c", reading)], [_new(1)], now_ms=later) == [("c", reading // DAY_MS)]
 
 
 def test_a_batch_of_duplicates_only_changes_nothing() -> None:

@@ -35,6 +35,7 @@ from central.dispatch import DEFAULT_EXPIRY_GRACE_S, DEFAULT_RETRY_S, CommandDis
 from central.errors import ServerError, StoreError
 from central.ingest import Ingestor
 from central.ingest_limits import TopicLimits
+from central.kpi_ahead import KpiAhead
 from central.kpi_warm import KpiWarmer
 from central.leadership import Leadership, SoleLeader, leadership_for
 from central.metrics import CentralMetrics
@@ -195,6 +196,7 @@ class CentralServer:
         self._socket: socket.socket | None = None
         self._http: _EmbeddedUvicorn | None = None
         self._http_task: asyncio.Task[None] | None = None
+        self._ahead_task: asyncio.Task[None] | None = None
         self._stack: contextlib.AsyncExitStack | None = None
 
     def _birth(self, cabinet: str) -> None:
@@ -287,6 +289,8 @@ class CentralServer:
             web=self.web,
         )
         install_accounts(app, self.accounts)
+        # The KPI page's report, made as each quarter settles, in this process's memo.
+        self.kpi_ahead = KpiAhead(app, self.store, clock=self._clock)
         if self.broker_hook is not None:
             install_hook(app, self.broker_hook)
         config = uvicorn.Config(
@@ -305,8 +309,12 @@ class CentralServer:
             ready.cancel()
             failure = task.exception() if not task.cancelled() else None
             raise ServerError(f"HTTP server on {self.http_host}", f"did not start: {failure}")
+        self._ahead_task = asyncio.create_task(self.kpi_ahead.run(), name="central-kpi-ahead")
 
     async def _stop_http(self) -> None:
+        ahead, self._ahead_task = self._ahead_task, None
+        if ahead is not None:
+            await _cancelled(ahead)
         http, task = self._http, self._http_task
         if http is None or task is None:
             return

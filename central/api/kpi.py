@@ -6,35 +6,24 @@ The maths is ``central.kpi`` (pure); what is read is ``central.api.kpi_fetch``; 
 
 from __future__ import annotations
 
-import asyncio
-import csv
-import io
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from central.api import kpi_models as m
 from central.api.deps import ServicesDep, StoreDep
 from central.api.json_route import StrictJsonRoute
-from central.api.kpi_fetch import episodes_of, outages_by_device, scope_of
-from central.api.kpi_json import availability_out, delays_out, period_out, report_json
-from central.api.kpi_memo import digest, report_memo
-from central.api.kpi_parts import cabinet_keys, encoded_energy, part_memo, report_parts
+from central.api.kpi_json import availability_out, delays_out, period_out
+from central.api.kpi_make import report_body
 from central.api.models import ErrorBody
 from central.api.params import parse_time, parse_zone
 from central.errors import InvalidRequest
 from central.kpi.energy import CabinetEnergy
 from central.kpi.period import MAX_PERIOD_DAYS, PeriodError, kpi_period
-from central.kpi.report import CSV_TABLES, CsvTable, GroupEnergy, KpiReport, csv_cell, csv_table, kpi_report
-from central.store.kpi_days import utc_days_of
+from central.kpi.report import CSV_TABLES, CsvTable, GroupEnergy, KpiReport
 
 MAX_TOWN_CHARS = 200
 MAX_TZ_CHARS = 64
-# Reports computed at once per process: one reads every cabinet's quarters over the period (seconds
-# for a city's month), so more callers than this get a 429 rather than a store loaded by all of them.
-MAX_CONCURRENT_REPORTS = 2
-RETRY_AFTER_S = 30
-REPORTS_STATE = "kpi_reports"
 
 DESCRIPTION = f"""The contract's three figures over a period: energy, availability, intervention delays.
 
@@ -95,15 +84,6 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 router = APIRouter(tags=["kpi"], route_class=StrictJsonRoute)
 
 
-def report_gate(request: Request) -> asyncio.Semaphore:
-    """The app's count of reports under way (made on first use: one event loop per app)."""
-    gate = getattr(request.app.state, REPORTS_STATE, None)
-    if not isinstance(gate, asyncio.Semaphore):
-        gate = asyncio.Semaphore(MAX_CONCURRENT_REPORTS)
-        setattr(request.app.state, REPORTS_STATE, gate)
-    return gate
-
-
 def _days_out(group: GroupEnergy | CabinetEnergy) -> list[m.EnergyDayOut]:
     return [m.EnergyDayOut(date=d.date, **m.EnergyFiguresOut.of(d.figures).model_dump()) for d in group.days]
 
@@ -141,15 +121,6 @@ def report_out(report: KpiReport) -> m.KpiOut:
     )
 
 
-def csv_text(report: KpiReport, table: CsvTable) -> str:
-    header, rows = csv_table(report, table)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180
-    writer.writerow(header)
-    writer.writerows([csv_cell(cell) for cell in row] for row in rows)
-    return out.getvalue()
-
-
 @router.get("/kpi", response_model=m.KpiOut, responses=_RESPONSES, description=DESCRIPTION)
 async def kpi(
     *,
@@ -181,44 +152,9 @@ async def kpi(
     except PeriodError as exc:
         given = {"from": start, "to": end, "tz": tz}.get(exc.field)
         raise InvalidRequest.field(("query", exc.field), exc.problem, given) from None
-    gate = report_gate(request)
-    if gate.locked():
-        raise HTTPException(
-            429,
-            f"{MAX_CONCURRENT_REPORTS} KPI reports are being computed: retry in a moment",
-            headers={"Retry-After": str(RETRY_AFTER_S)},
-        )
-    async with gate:
-        # What the report is made of, read side by side (the store reads on several threads).
-        scope, edges, totals = await asyncio.gather(
-            scope_of(store, town),
-            store.kpi_counter_edges(start_ms=period.start_ms, end_ms=period.end_ms),
-            store.kpi_change_totals(*utc_days_of(period.start_ms, period.end_ms)),
-        )
-        raised, overlapping = await episodes_of(store, scope, period)
-        lost = outages_by_device(overlapping)
-        keys = cabinet_keys(scope, totals=totals, edges=edges, lost=lost)
-        key = digest(period, tz, scope, cabinets=keys, episodes=overlapping)
-        memo = report_memo(request)
-        body_key = f"csv:{table}" if format == "csv" and table is not None else "json"
-        body = memo.get(key, body_key)
-        if body is None:
-            kept = part_memo(request).of(period, tz, scope.town_asked)
-            parts = await report_parts(store, scope, period, tz, keys=keys, kept=kept, lost=lost, edges=edges)
-            report = kpi_report(
-                period,
-                tz,
-                cabinets=[p.figures.energy for p in parts if p.figures.energy is not None],
-                devices=[d for p in parts for d in p.figures.devices],
-                episodes=raised,
-                towns=scope.towns,
-            )
-            body = (
-                csv_text(report, table).encode()
-                if format == "csv" and table is not None
-                else report_json(report, encoded_energy(parts))
-            )
-            memo.put(key, body_key, body)
+    body = await report_body(
+        request.app, store, period, tz, town=town, table=table if format == "csv" else None
+    )
     if format == "csv" and table is not None:
         name = f"kpi-{table}-{period.start_ms}-{period.end_ms}.csv"
         return Response(

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
 import msgspec
-from fastapi import Request
+from fastapi import FastAPI
 
 from central.api.kpi_fetch import Scope
 from central.kpi.period import Period
@@ -73,10 +73,10 @@ class ReportMemo:
             self._kept.popitem(last=False)
 
 
-def report_memo(request: Request) -> ReportMemo:
+def report_memo(app: FastAPI) -> ReportMemo:
     """The app's memo (made on first use)."""
-    memo = getattr(request.app.state, MEMO_STATE, None)
+    memo = getattr(app.state, MEMO_STATE, None)
     if not isinstance(memo, ReportMemo):
         memo = ReportMemo()
-        setattr(request.app.state, MEMO_STATE, memo)
+        setattr(app.state, MEMO_STATE, memo)
     return memo

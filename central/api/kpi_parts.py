@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import msgspec
-from fastapi import Request
+from fastapi import FastAPI
 
 from central.api.kpi_days import cached_figures
 from central.api.kpi_fetch import CabinetFigures, Scope
@@ -95,12 +95,12 @@ class PartMemo:
         return parts
 
 
-def part_memo(request: Request) -> PartMemo:
+def part_memo(app: FastAPI) -> PartMemo:
     """The app's memo of parts (made on first use)."""
-    memo = getattr(request.app.state, PARTS_STATE, None)
+    memo = getattr(app.state, PARTS_STATE, None)
     if not isinstance(memo, PartMemo):
         memo = PartMemo()
-        setattr(request.app.state, PARTS_STATE, memo)
+        setattr(app.state, PARTS_STATE, memo)
     return memo
 
 

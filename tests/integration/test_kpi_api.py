@@ -3,6 +3,7 @@ as JSON and CSV. Known answers, checked by hand in the comments (see kpi_city fo
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from collections.abc import AsyncIterator
@@ -12,7 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from central.api import kpi as kpi_api
+from central.api import kpi_make
+from central.kpi.period import SETTLE_MS, settled_end
+from central.kpi_ahead import AFTER_SETTLED_MS, KpiAhead
 from central.store.auth_rows import Role
 from tests.integration.api_client import LocalApi, local_api
 from tests.integration.kpi_city import NOW, build_city
@@ -181,15 +184,70 @@ async def test_bad_queries_get_a_422_naming_the_parameter(http: httpx.AsyncClien
 async def test_a_report_beyond_those_under_way_is_refused_with_a_retry_after(
     http: httpx.AsyncClient, api: LocalApi
 ) -> None:
-    assert (await http.get("/api/v1/kpi", params=PERIOD)).status_code == 200  # the gate exists now
-    gate = getattr(api.app.state, kpi_api.REPORTS_STATE)
-    for _ in range(kpi_api.MAX_CONCURRENT_REPORTS):  # as if that many reports were under way
+    made = await http.get("/api/v1/kpi", params=PERIOD)
+    assert made.status_code == 200
+    gate = kpi_make.report_gate(api.app)
+    for _ in range(kpi_make.MAX_CONCURRENT_REPORTS):  # as if that many reports were under way
         await gate.acquire()
-    busy = await http.get("/api/v1/kpi", params=PERIOD)
+    # The report made already is given as it is (nothing it is made from changed); another must be
+    # made, and waits for a free slot.
+    again = await http.get("/api/v1/kpi", params=PERIOD)
+    assert again.status_code == 200 and again.content == made.content
+    busy = await http.get("/api/v1/kpi", params=PERIOD | {"tz": "Europe/Paris"})
     assert (busy.status_code, busy.headers["retry-after"]) == (429, "30")
     assert "being computed" in busy.json()["detail"]
     gate.release()
-    assert (await http.get("/api/v1/kpi", params=PERIOD)).status_code == 200
+    assert (await http.get("/api/v1/kpi", params=PERIOD | {"tz": "Europe/Paris"})).status_code == 200
+
+
+async def test_callers_asking_the_same_report_at_once_get_it_made_once(
+    http: httpx.AsyncClient, api: LocalApi
+) -> None:
+    """More callers than the reports made at once, asking the same one: none is refused, all get the
+    same body, and it was made once (the cabinets' days were read once)."""
+    reads = 0
+    kpi_days = api.store.kpi_days
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        await asyncio.sleep(0.05)  # long enough for every caller to arrive while it is made
+        return await kpi_days(*args, **kwargs)
+
+    api.store.kpi_days = counted  # type: ignore[method-assign]
+    answers = await asyncio.gather(
+        *(http.get("/api/v1/kpi", params=PERIOD) for _ in range(kpi_make.MAX_CONCURRENT_REPORTS + 2))
+    )
+    assert [a.status_code for a in answers] == [200] * len(answers)
+    assert len({a.content for a in answers}) == 1
+    assert reads == 1
+
+
+async def test_the_pages_report_is_made_ahead_as_each_quarter_settles(
+    http: httpx.AsyncClient, api: LocalApi
+) -> None:
+    """The page's period (the last 30 days to the last settled quarter, UTC) made by the task: the
+    page's request then reads no cabinet's days."""
+    ahead = KpiAhead(api.app, api.store, clock=lambda: NOW)
+    # NOW is 12:00:00: 11:45-12:00 settles at 12:01, made 2 s later.
+    assert ahead.seconds_to_next_run() == (SETTLE_MS + AFTER_SETTLED_MS) / 1000
+    await ahead.make_once()
+    reads = 0
+    kpi_days = api.store.kpi_days
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await kpi_days(*args, **kwargs)
+
+    api.store.kpi_days = counted  # type: ignore[method-assign]
+    end = settled_end(NOW)
+    assert end == NOW - 15 * 60_000
+    page = await http.get("/api/v1/kpi", params={"from": str(end - 30 * 86_400_000), "to": str(NOW)})
+    assert page.status_code == 200, page.text
+    assert page.json()["period"]["to_ms"] == end
+    assert reads == 0
+    assert sum(c["total"]["kwh"] for c in page.json()["energy"]["cabinets"]) > 0
 
 
 async def test_the_openapi_schema_documents_the_figures(http: httpx.AsyncClient) -> None:

@@ -9,14 +9,22 @@ const uPlot = window.uPlot;
 const plots = [];
 let visible = false;
 
+// A report ends at the last quarter hour that ended a minute ago (central's settled quarter); the
+// last N days are the N days before it, the period central makes ahead for this page.
+const QUARTER_MS = 900000;
+const SETTLE_MS = 60000;
+
 function period() {
   const form = new FormData($('#kpi-form'));
   const now = new Date();
   const choice = form.get('period');
+  const settled = Math.floor((now.getTime() - SETTLE_MS) / QUARTER_MS) * QUARTER_MS;
+  // This month; in its first quarter hour (nothing settled yet), the month before.
+  const month = (back) => Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - back, 1);
   const from = choice === 'month'
-    ? Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)
-    : Date.now() - Number(choice) * 86400000;
-  return { from, to: Date.now(), town: String(form.get('town') || '').trim() };
+    ? (month(0) < settled ? month(0) : month(1))
+    : settled - Number(choice) * 86400000;
+  return { from, to: now.getTime(), town: String(form.get('town') || '').trim() };
 }
 
 const fmt = (v, digits = 1, unit = '') => (v === null || v === undefined ? '–' : `${number(v, digits)}${unit}`);

@@ -1,0 +1,135 @@
+"""A KPI report's body, made once: from the memo when nothing it is made from changed, else from the
+cabinets' parts (``central.api.kpi_parts``), the few that changed computed again.
+
+Used by ``GET /api/v1/kpi`` and by the task that makes the operator page's report ahead
+(``central.kpi_ahead``). A report asked while the same one is being made waits for it instead of
+making it a second time (an operator opening the page while it is made ahead, several operators at
+the start of a quarter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+
+from fastapi import FastAPI, HTTPException
+
+from central.api.kpi_fetch import episodes_of, outages_by_device, scope_of
+from central.api.kpi_json import report_json
+from central.api.kpi_memo import digest, report_memo
+from central.api.kpi_parts import cabinet_keys, encoded_energy, part_memo, report_parts
+from central.kpi.period import Period
+from central.kpi.report import CsvTable, KpiReport, csv_cell, csv_table, kpi_report
+from central.store import Store
+from central.store.kpi_days import utc_days_of
+
+# Reports computed at once per process: one reads every cabinet's days over the period (seconds for
+# a city's month when nothing is kept), so more callers than this get a 429 rather than a store
+# loaded by all of them.
+MAX_CONCURRENT_REPORTS = 2
+RETRY_AFTER_S = 30
+_GATE = "kpi_reports"
+_MAKING = "kpi_making"
+
+
+class TooManyReports(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(
+            429,
+            f"{MAX_CONCURRENT_REPORTS} KPI reports are being computed: retry in a moment",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+
+
+def report_gate(app: FastAPI) -> asyncio.Semaphore:
+    """The app's count of reports under way (made on first use: one event loop per app)."""
+    gate = getattr(app.state, _GATE, None)
+    if not isinstance(gate, asyncio.Semaphore):
+        gate = asyncio.Semaphore(MAX_CONCURRENT_REPORTS)
+        setattr(app.state, _GATE, gate)
+    return gate
+
+
+def _making(app: FastAPI) -> dict[tuple[str, str], asyncio.Future[bytes]]:
+    found = getattr(app.state, _MAKING, None)
+    if not isinstance(found, dict):
+        found = {}
+        setattr(app.state, _MAKING, found)
+    return found
+
+
+def csv_text(report: KpiReport, table: CsvTable) -> str:
+    header, rows = csv_table(report, table)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180
+    writer.writerow(header)
+    writer.writerows([csv_cell(cell) for cell in row] for row in rows)
+    return out.getvalue()
+
+
+async def report_body(
+    app: FastAPI, store: Store, period: Period, tz: str, *, town: str | None, table: CsvTable | None
+) -> bytes:
+    """The report's body: JSON, or the CSV ``table``. Raises ``TooManyReports`` when it must be made
+    and as many as ``MAX_CONCURRENT_REPORTS`` are being made."""
+    # What the report is made of, read side by side (the store reads on several threads).
+    scope, edges, totals = await asyncio.gather(
+        scope_of(store, town),
+        store.kpi_counter_edges(start_ms=period.start_ms, end_ms=period.end_ms),
+        store.kpi_change_totals(*utc_days_of(period.start_ms, period.end_ms)),
+    )
+    raised, overlapping = await episodes_of(store, scope, period)
+    lost = outages_by_device(overlapping)
+    keys = cabinet_keys(scope, totals=totals, edges=edges, lost=lost)
+    made = (
+        digest(period, tz, scope, cabinets=keys, episodes=overlapping),
+        "json" if table is None else f"csv:{table}",
+    )
+    memo = report_memo(app)
+    body = memo.get(*made)
+    if body is not None:
+        return body
+    making = _making(app)
+    underway = making.get(made)
+    if underway is not None:
+        try:
+            return await asyncio.shield(underway)
+        except asyncio.CancelledError:
+            if not underway.cancelled():
+                raise  # this request was cancelled
+            raise TooManyReports from None  # the one making it was stopped: ask again
+    gate = report_gate(app)
+    if gate.locked():
+        raise TooManyReports
+    future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    making[made] = future
+    try:
+        async with gate:
+            kept = part_memo(app).of(period, tz, scope.town_asked)
+            parts = await report_parts(store, scope, period, tz, keys=keys, kept=kept, lost=lost, edges=edges)
+            report = kpi_report(
+                period,
+                tz,
+                cabinets=[p.figures.energy for p in parts if p.figures.energy is not None],
+                devices=[d for p in parts for d in p.figures.devices],
+                episodes=raised,
+                towns=scope.towns,
+            )
+            body = (
+                report_json(report, encoded_energy(parts))
+                if table is None
+                else csv_text(report, table).encode()
+            )
+        memo.put(*made, body)
+        future.set_result(body)
+        return body
+    except asyncio.CancelledError:
+        future.cancel()
+        raise
+    except BaseException as exc:
+        future.set_exception(exc)
+        future.exception()  # retrieved: one nobody waited for logs no "exception was never retrieved"
+        raise
+    finally:
+        del making[made]

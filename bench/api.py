@@ -14,9 +14,15 @@ every point every ``probe-interval`` seconds for the whole period (8,640 reading
 
 Then a server process (the app of ``central serve``, on uvicorn; its KPI day cache filled first, as
 the leader of ``central serve`` fills it at start) answers this process's requests,
-one at a time, ``requests`` of each (a quarter of that for the KPI month). Printed per route: p50 and
-p99 in ms, and the ratio of its p99 to the p99 of ``GET /api/v1/health`` measured in the same run
-(the HTTP stack's floor on this machine). The goal (issue "control room"): every p99 < 300 ms.
+one at a time, ``requests`` of each (a quarter of that for the KPI reports). Three KPI reports: the
+month of the store (whole days); the same month with a backlog landing before each request (one
+cabinet's late reading on a day of the month, written by the server's store: the report must be
+made again, the other cabinets' parts kept); and the KPI page's period, the last 30 days to the last
+settled quarter (the days of this month cached, the parts of days at its ends computed). Printed per
+route: p50 and p99 in ms, the ratio of its p99 to the p99 of ``GET /api/v1/health`` measured in the
+same run (the HTTP stack's floor on this machine), and the first request's time (for a KPI report:
+made with nothing kept in this process, what ``central serve`` makes ahead as each quarter settles).
+The goal (issue "control room"): every p99 < 300 ms.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +46,8 @@ import httpx
 
 from central.store.rows import ReceivedBatch, ReceivedStatus
 from protocols.fleet import PROTOCOL_VERSION, DataBatch, DeviceInfo, Event, Reading, Status
+
+SETTLE_MS, QUARTER_MS = 60_000, 900_000  # central.kpi.period: a report ends at the last settled quarter
 
 GOAL_P99_MS = 300.0
 DAY_MS = 86_400_000
@@ -246,7 +255,20 @@ async def warm_kpi_days(store: Any, plan: Plan) -> None:
     )
 
 
-def serve(db: str, plan: Plan, port: int, token_out: Any) -> None:
+def late_batch(plan: Plan, index: int, seq: int) -> ReceivedBatch:
+    """One reading of the cabinet's energy counter in the middle of a day of the period, as a
+    backlog brings it: the cabinet's figures of that day change."""
+    cabinet = cabinet_id(index)
+    day = seq % plan.days
+    ts = plan.start_ms + day * DAY_MS + 12 * 3_600_000 + 1_800_000 + index
+    reading = Reading(seq=seq, point="lc1/energy_wh", ts=ts, value=value_of("lc1/energy_wh", ts, index))
+    batch = DataBatch(
+        v=PROTOCOL_VERSION, cabinet=cabinet, stream="late", first=seq, last=seq, readings=[reading]
+    )
+    return ReceivedBatch(batch, int(time.time() * 1000), f"cityedge/{cabinet}/data", b"")
+
+
+def serve(db: str, plan: Plan, port: int, token_out: Any, late: Any) -> None:
     import uvicorn
 
     from central.api import create_app
@@ -262,8 +284,19 @@ def serve(db: str, plan: Plan, port: int, token_out: Any) -> None:
             tokens = Tokens(store)
             token = await tokens.replace("bench", Role.ADMIN)
             token_out.send(token)
+
+            async def backlogs() -> None:
+                # Asked by the measuring process before a request: one cabinet's late reading.
+                loop = asyncio.get_running_loop()
+                seq = int(time.time() * 1000)  # above every earlier run's
+                while True:
+                    index = await loop.run_in_executor(None, late.recv)
+                    seq += 1
+                    await store.write([late_batch(plan, index, seq)])
+                    late.send(seq)
+
             config = uvicorn.Config(create_app(store=store), port=port, log_level="warning", access_log=False)
-            await uvicorn.Server(config).serve()
+            await asyncio.gather(uvicorn.Server(config).serve(), backlogs())
 
     asyncio.run(main())
 
@@ -273,9 +306,13 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
-def measure(client: httpx.Client, path: str, count: int) -> list[float]:
+def measure(
+    client: httpx.Client, path: str, count: int, before: Callable[[int], None] | None = None
+) -> list[float]:
     samples: list[float] = []
-    for _ in range(count):
+    for i in range(count):
+        if before is not None:
+            before(i)
         t0 = time.perf_counter()
         answer = client.get(path)
         elapsed = (time.perf_counter() - t0) * 1000
@@ -317,20 +354,43 @@ def main() -> int:
         print(f"reusing the store in {args.data}: {plan}")
 
     receive, send = multiprocessing.Pipe(duplex=False)
-    server = multiprocessing.Process(target=serve, args=(str(db), plan, args.port, send), daemon=True)
+    late_here, late_there = multiprocessing.Pipe()
+    server = multiprocessing.Process(
+        target=serve, args=(str(db), plan, args.port, send, late_there), daemon=True
+    )
     server.start()
     try:
         token = receive.recv()
         base = f"http://127.0.0.1:{args.port}"
         end, start = plan.end_ms, plan.start_ms
         readings = f"/api/v1/cabinets/{PROBE}/points/lc1/power_w/readings"
-        routes = {
-            "health (floor)": "/api/v1/health",
-            "cabinet list": "/api/v1/cabinets",
-            "latest values": f"/api/v1/cabinets/{PROBE}/points",
-            "24 h range, raw": f"{readings}?from={iso(end - DAY_MS)}&to={iso(end)}&resolution=raw",
-            "30 d range, auto (rollups)": f"{readings}?from={iso(start)}&to={iso(end)}&resolution=auto",
-            "KPI report, a month": f"/api/v1/kpi?from={iso(start)}&to={iso(end)}",
+        month = f"/api/v1/kpi?from={iso(start)}&to={iso(end)}"
+
+        def page_period() -> str:
+            # What the KPI page asks: the last 30 days to the last settled quarter.
+            now = int(time.time() * 1000)
+            settled = (now - SETTLE_MS) // QUARTER_MS * QUARTER_MS
+            return f"/api/v1/kpi?from={settled - 30 * DAY_MS}&to={now}"
+
+        def backlog(i: int) -> None:
+            late_here.send((i * 7919) % plan.cabinets)  # a cabinet's late reading lands first
+            late_here.recv()
+
+        routes: dict[str, tuple[Callable[[], str], Callable[[int], None] | None]] = {
+            "health (floor)": (lambda: "/api/v1/health", None),
+            "cabinet list": (lambda: "/api/v1/cabinets", None),
+            "latest values": (lambda: f"/api/v1/cabinets/{PROBE}/points", None),
+            "24 h range, raw": (
+                lambda: f"{readings}?from={iso(end - DAY_MS)}&to={iso(end)}&resolution=raw",
+                None,
+            ),
+            "30 d range, auto (rollups)": (
+                lambda: f"{readings}?from={iso(start)}&to={iso(end)}&resolution=auto",
+                None,
+            ),
+            "KPI month": (lambda: month, None),
+            "KPI month, a backlog before each": (lambda: month, backlog),
+            "KPI page's 30 days to now": (page_period, None),
         }
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=120) as client:
             deadline = time.monotonic() + 60
@@ -343,20 +403,25 @@ def main() -> int:
                         raise
                     time.sleep(0.1)
             results: dict[str, tuple[float, float]] = {}
-            for name, path in routes.items():
+            first: dict[str, float] = {}
+            for name, (path_of, before) in routes.items():
                 count = args.requests if not name.startswith("KPI") else max(10, args.requests // 4)
-                probe = client.get(path)
+                t0 = time.perf_counter()
+                probe = client.get(path_of())
+                first[name] = (time.perf_counter() - t0) * 1000
                 if probe.status_code == 404 and name.startswith("KPI"):
-                    print(f"{name:30} not served by this build (404)")
+                    print(f"{name:34} not served by this build (404)")
                     continue
-                measure(client, path, min(5, count))  # warm the caches as an operator's day would
-                samples = measure(client, path, count)
+                measure(
+                    client, path_of(), min(5, count), before
+                )  # warm the caches as an operator's day would
+                samples = measure(client, path_of(), count, before)
                 results[name] = (statistics.median(samples), percentile(samples, 0.99))
         floor = results["health (floor)"][1]
-        print(f"{'route':30} {'p50 ms':>9} {'p99 ms':>9} {'p99/floor':>10}")
+        print(f"{'route':34} {'p50 ms':>9} {'p99 ms':>9} {'p99/floor':>10} {'first ms':>9}")
         worst = 0.0
         for name, (p50, p99) in results.items():
-            print(f"{name:30} {p50:9.1f} {p99:9.1f} {p99 / floor:10.1f}")
+            print(f"{name:34} {p50:9.1f} {p99:9.1f} {p99 / floor:10.1f} {first[name]:9.1f}")
             if not name.startswith("health"):
                 worst = max(worst, p99)
         verdict = "met" if worst < GOAL_P99_MS else "MISSED"

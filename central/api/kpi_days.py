@@ -80,11 +80,24 @@ async def _quarters(store: Store, cabinet: str, point: str, start_ms: int, end_m
     )
 
 
+def runs_of(days: Sequence[KpiDay]) -> list[tuple[int, int]]:
+    """[start_ms, end_ms) of each run of days that follow one another (sorted by start)."""
+    runs: list[tuple[int, int]] = []
+    for day in sorted(days, key=lambda d: d.start_ms):
+        if runs and runs[-1][1] == day.start_ms:
+            runs[-1] = (runs[-1][0], day.end_ms)
+        else:
+            runs.append((day.start_ms, day.end_ms))
+    return runs
+
+
 async def compute_days(
     store: Store, tz: str, cabinet: CabinetRow, plan: CabinetPlan, days: Sequence[KpiDay]
 ) -> tuple[dict[int, CabinetDay], list[KpiDayRow]]:
     """The figures of ``days`` (indices into them) from the cabinet's rollups, and the cache rows of
-    the whole ones. Their change counts are read first: a batch committed later makes them stale."""
+    the whole ones. Their change counts are read first: a batch committed later makes them stale.
+    Only the quarters of those days are read (the two ends of a period: two parts of days, not the
+    month between them)."""
     if not days:
         return {}, []
     start, end = min(d.start_ms for d in days), max(d.end_ms for d in days)
@@ -92,9 +105,14 @@ async def compute_days(
     gens = await store.kpi_changes(cabinet.id, first_utc, last_utc)
     computed_ms = time.time_ns() // 1_000_000
     names = await store.points_ending_with(cabinet.id, COUNTER_SUFFIX)
-    counters = {name: await _quarters(store, cabinet.id, name, start, end) for name in names}
     wanted = {*plan.relays, *(d.probe for d in plan.devices)}
-    points = {p: await _quarters(store, cabinet.id, p, start, end) for p in sorted(wanted)}
+    counters: dict[str, list[Rollup]] = {name: [] for name in names}
+    points: dict[str, list[Rollup]] = {p: [] for p in sorted(wanted)}
+    for run_start, run_end in runs_of(days):
+        for name in names:
+            counters[name] += await _quarters(store, cabinet.id, name, run_start, run_end)
+        for p in points:
+            points[p] += await _quarters(store, cabinet.id, p, run_start, run_end)
     figures: dict[int, CabinetDay] = {}
     rows: list[KpiDayRow] = []
     shape = plan.shape

@@ -205,3 +205,12 @@ def test_the_json_written_from_the_figures_is_the_models_json() -> None:
     )
     assert json.loads(report_json(report)) == report_out(report).model_dump(mode="json")
     assert report.period.days[0].date == dt.date(2024, 3, 30)
+
+
+def test_the_days_computed_are_read_as_runs_of_days_that_follow_one_another() -> None:
+    from central.api.kpi_days import runs_of
+
+    period = kpi_period(START, START + 5 * 24 * HOUR, PARIS, now_ms=START + 400 * 24 * HOUR)
+    d = period.days
+    assert runs_of([d[4], d[0], d[1]]) == [(d[0].start_ms, d[1].end_ms), (d[4].start_ms, d[4].end_ms)]
+    assert runs_of([]) == []

@@ -338,6 +338,9 @@ def main() -> int:
     parser.add_argument("--probe-interval", type=int, default=10)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--port", type=int, default=18931)
+    parser.add_argument(
+        "--only", default="", help="measure only the routes whose name has this text (and the floor)"
+    )
     args = parser.parse_args()
     plan = Plan(args.cabinets, args.points, args.days, args.interval, args.probe_interval)
     db = args.data / "central.db"
@@ -405,6 +408,8 @@ def main() -> int:
             results: dict[str, tuple[float, float]] = {}
             first: dict[str, float] = {}
             for name, (path_of, before) in routes.items():
+                if args.only and args.only not in name and not name.startswith("health"):
+                    continue
                 count = args.requests if not name.startswith("KPI") else max(10, args.requests // 4)
                 t0 = time.perf_counter()
                 probe = client.get(path_of())

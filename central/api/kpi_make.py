@@ -107,14 +107,19 @@ async def report_body(
     try:
         async with gate:
             kept = part_memo(app).of(period, tz, scope.town_asked)
-            parts = await report_parts(store, scope, period, tz, keys=keys, kept=kept, lost=lost, edges=edges)
+            parts = await report_parts(
+                store, scope, period, tz, keys=keys, kept=kept.cabinets, lost=lost, edges=edges
+            )
+            towns = scope.towns
             report = kpi_report(
                 period,
                 tz,
                 cabinets=[p.figures.energy for p in parts if p.figures.energy is not None],
                 devices=[d for p in parts for d in p.figures.devices],
                 episodes=raised,
-                towns=scope.towns,
+                towns=towns,
+                town_sums=kept.town_sums(keys),
+                delay_report=kept.delay_report(raised, towns, period),
             )
             body = (
                 report_json(report, encoded_energy(parts))

@@ -10,7 +10,9 @@ everything the cabinet's figures are made from, read again for every report:
 - its counters' readings nearest the period's ends (``kpi_counter_edges``);
 - its inventory, and its registry entry's town, rated power and baseline;
 - its devices' device_lost episodes overlapping the period.
-A part also holds the cabinet's entry of the JSON body, encoded once.
+A part also holds the cabinet's entry of the JSON body, encoded once. Kept beside the parts: each
+town's sums (found by its cabinets' keys: a backlog in one town sums that town again, and the total
+from the towns) and the delays (found by the episodes they are made from).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 from fastapi import FastAPI
@@ -27,9 +29,13 @@ from central.api.kpi_days import cached_figures
 from central.api.kpi_fetch import CabinetFigures, Scope
 from central.api.kpi_json import cabinet_json
 from central.kpi.availability import Outage
+from central.kpi.delays import DelayReport, delays
+from central.kpi.energy import CabinetEnergy
 from central.kpi.period import Period
+from central.kpi.report import GroupEnergy, TownSums, town_energy
 from central.store import Store
 from central.store.kpi_days import CounterEdge
+from central.store.rows import AlarmEpisode
 
 PARTS_STATE = "kpi_parts"
 # Periods (with their zone and town) whose parts are kept: the KPI page's month, the month before,
@@ -74,21 +80,63 @@ def cabinet_keys(
     return keys
 
 
+@dataclass(slots=True)
+class PeriodParts:
+    """What is kept of one period's reports: each cabinet's part, each town's sums, the delays,
+    each by the key of what it was made from."""
+
+    cabinets: dict[str, tuple[bytes, CabinetPart]] = field(default_factory=dict)
+    towns: dict[str | None, tuple[bytes, GroupEnergy]] = field(default_factory=dict)
+    delays: tuple[bytes, DelayReport] | None = None
+
+    def town_sums(self, keys: Mapping[str, bytes]) -> TownSums:
+        """``energy_report``'s ``town_sums``: a town's kept sums while its cabinets' keys are the same
+        (``keys``: every cabinet's), else summed again and kept."""
+
+        def sums(town: str | None, cabinets: Sequence[CabinetEnergy], period: Period) -> GroupEnergy:
+            key = hashlib.blake2b(b"".join(keys[c.cabinet] for c in cabinets), digest_size=16).digest()
+            found = self.towns.get(town)
+            if found is not None and found[0] == key:
+                return found[1]
+            group = town_energy(town, cabinets, period)
+            self.towns[town] = (key, group)
+            return group
+
+        return sums
+
+    def delay_report(
+        self, raised: Sequence[AlarmEpisode], towns: Mapping[str, str | None], period: Period
+    ) -> DelayReport:
+        """The delays of the episodes raised in the period, kept while they and their towns are the same."""
+        key = hashlib.blake2b(
+            _encoder.encode(
+                [
+                    (e.id, e.cabinet, e.severity, e.raised_ms, e.acked_ms, e.cleared_ms, towns.get(e.cabinet))
+                    for e in raised
+                ]
+            ),
+            digest_size=16,
+        ).digest()
+        if self.delays is not None and self.delays[0] == key:
+            return self.delays[1]
+        report = delays(raised, towns, period.start_ms, period.end_ms)
+        self.delays = (key, report)
+        return report
+
+
 class PartMemo:
-    """Cabinets' parts by period (start, end, zone, town asked), the last ``periods`` periods."""
+    """What is kept of the reports of the last ``periods`` periods (start, end, zone, town asked)."""
 
     def __init__(self, periods: int = MAX_PERIODS) -> None:
         self._periods = periods
-        self._kept: OrderedDict[tuple[int, int, str, str | None], dict[str, tuple[bytes, CabinetPart]]] = (
-            OrderedDict()
-        )
+        self._kept: OrderedDict[tuple[int, int, str, str | None], PeriodParts] = OrderedDict()
 
-    def of(self, period: Period, tz: str, town: str | None) -> dict[str, tuple[bytes, CabinetPart]]:
-        """The parts kept for this period (a new, empty set the first time), most recent first."""
+    def of(self, period: Period, tz: str, town: str | None) -> PeriodParts:
+        """What is kept for this period (nothing the first time); the least recently used goes first."""
         key = (period.start_ms, period.end_ms, tz, town)
         parts = self._kept.get(key)
         if parts is None:
-            parts = self._kept[key] = {}
+            parts = self._kept[key] = PeriodParts()
             while len(self._kept) > self._periods:
                 self._kept.popitem(last=False)
         self._kept.move_to_end(key)
@@ -125,7 +173,7 @@ async def report_parts(
     tz: str,
     *,
     keys: Mapping[str, bytes],
-    kept: dict[str, tuple[bytes, CabinetPart]],
+    kept: dict[str, tuple[bytes, CabinetPart]],  # ``PeriodParts.cabinets``
     lost: Mapping[tuple[str, str], Sequence[Outage]],
     edges: Sequence[CounterEdge],
 ) -> list[CabinetPart]:

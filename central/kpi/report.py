@@ -15,7 +15,7 @@ CSV tables (``csv_table``), one header row then one row per figure; empty cells 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -46,17 +46,41 @@ class EnergyReport:
     total: GroupEnergy
 
 
-def energy_report(cabinets: Sequence[CabinetEnergy], period: Period) -> EnergyReport:
-    towns: dict[str | None, GroupEnergy] = {}
+TownSums = Callable[[str | None, Sequence[CabinetEnergy], Period], GroupEnergy]
+
+
+def town_energy(town: str | None, cabinets: Sequence[CabinetEnergy], period: Period) -> GroupEnergy:
+    """The sum of the town's cabinets (in the order given), over the period and per day."""
+    group = _group(town, period)
+    _add_to(group, [(c.total, c.days) for c in cabinets])
+    return group
+
+
+def energy_report(
+    cabinets: Sequence[CabinetEnergy], period: Period, *, town_sums: TownSums = town_energy
+) -> EnergyReport:
+    """Each town's cabinets summed (in cabinet order), and the towns summed in town order for the
+    total. ``town_sums`` may give a town's sum kept from an earlier report (``town_energy`` of the
+    same cabinets): a group it gives is read, never changed."""
+    ordered_cabinets = sorted(cabinets, key=lambda c: c.cabinet)
+    members: dict[str | None, list[CabinetEnergy]] = {}
+    for cabinet in ordered_cabinets:
+        members.setdefault(cabinet.town, []).append(cabinet)
+    towns = [town_sums(town, members[town], period) for town in sorted(members, key=_town_order)]
     total = _group(None, period)
-    for cabinet in sorted(cabinets, key=lambda c: c.cabinet):
-        town = towns.setdefault(cabinet.town, _group(cabinet.town, period))
-        for group in (town, total):
-            group.total.add(cabinet.total)
-            for mine, theirs in zip(group.days, cabinet.days, strict=True):
-                mine.figures.add(theirs.figures)
-    ordered = [towns[key] for key in sorted(towns, key=lambda t: (t is None, t or ""))]
-    return EnergyReport(sorted(cabinets, key=lambda c: c.cabinet), ordered, total)
+    _add_to(total, [(t.total, t.days) for t in towns])
+    return EnergyReport(ordered_cabinets, towns, total)
+
+
+def _town_order(town: str | None) -> tuple[bool, str]:
+    return town is None, town or ""
+
+
+def _add_to(group: GroupEnergy, parts: Sequence[tuple[EnergyFigures, Sequence[DayFigures]]]) -> None:
+    for total, days in parts:
+        group.total.add(total)
+        for mine, theirs in zip(group.days, days, strict=True):
+            mine.figures.add(theirs.figures)
 
 
 def _group(town: str | None, period: Period) -> GroupEnergy:
@@ -80,16 +104,19 @@ def kpi_report(
     devices: Sequence[DeviceAvailability],
     episodes: Sequence[AlarmEpisode],
     towns: Mapping[str, str | None],
+    town_sums: TownSums = town_energy,
+    delay_report: DelayReport | None = None,
 ) -> KpiReport:
     """The whole report from each cabinet's energy and each device's availability (computed cabinet
     by cabinet, so that a month of a city's rollups is never held at once); ``episodes`` raised in
-    the period count for the delays."""
+    the period count for the delays. ``town_sums`` and ``delay_report``: what an earlier report of
+    the same inputs made (``central.api.kpi_parts``), else computed."""
     return KpiReport(
         period=period,
         tz=tz,
-        energy=energy_report(cabinets, period),
+        energy=energy_report(cabinets, period, town_sums=town_sums),
         availability=availability(devices, period.length_ms),
-        delays=delays(episodes, towns, period.start_ms, period.end_ms),
+        delays=delay_report or delays(episodes, towns, period.start_ms, period.end_ms),
     )
 
 

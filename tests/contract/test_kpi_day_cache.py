@@ -13,6 +13,7 @@ import httpx
 from central.api import create_app
 from central.api.kpi import report_out
 from central.api.kpi_fetch import cabinet_figures, episodes_of, outages_by_device, scope_of
+from central.api.kpi_parts import PeriodParts
 from central.kpi.period import kpi_period
 from central.kpi.report import kpi_report
 from central.kpi_warm import KpiWarmer, local_midnight_ms
@@ -156,9 +157,16 @@ async def test_one_app_reuses_the_parts_of_cabinets_whose_inputs_did_not_change(
     token = await new_token(store, Role.ADMIN)
     app = create_app(store=store, clock=lambda: NOW)
 
+    def kept() -> PeriodParts:
+        (found,) = app.state.kpi_parts._kept.values()
+        assert isinstance(found, PeriodParts)
+        return found
+
     def parts() -> dict[str, object]:
-        (kept,) = app.state.kpi_parts._kept.values()
-        return {cabinet: part for cabinet, (_, part) in kept.items()}
+        return {cabinet: part for cabinet, (_, part) in kept().cabinets.items()}
+
+    def towns() -> dict[str | None, object]:
+        return {town: group for town, (_, group) in kept().towns.items()}
 
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://central.test", headers=bearer(token)
@@ -172,8 +180,9 @@ async def test_one_app_reuses_the_parts_of_cabinets_whose_inputs_did_not_change(
 
         first = await report()
         assert first == await _from_rollups(store)
-        before = parts()
+        before, towns_before, delays_before = parts(), towns(), kept().delays
         assert sorted(before) == ["cab-a", "cab-b"]
+        assert set(towns_before) == {"Chenôve", "Dijon"}
 
         # A backlog of cab-b lands on May 1: its part only is made again.
         late = Feed(store, "cab-b")
@@ -182,6 +191,8 @@ async def test_one_app_reuses_the_parts_of_cabinets_whose_inputs_did_not_change(
         after = await report()
         assert after == await _from_rollups(store) and after != first
         assert parts()["cab-a"] is before["cab-a"] and parts()["cab-b"] is not before["cab-b"]
+        assert towns()["Dijon"] is towns_before["Dijon"] and towns()["Chenôve"] is not towns_before["Chenôve"]
+        assert kept().delays is delays_before  # no episode changed
 
         # The registry gives cab-a another rated power: its full-power baseline follows.
         entry = next(e for e in await store.registry() if e.cabinet == "cab-a")
@@ -194,7 +205,7 @@ async def test_one_app_reuses_the_parts_of_cabinets_whose_inputs_did_not_change(
         assert full == after["energy"]["total"]["total"]["full_power_kwh"] / 2  # type: ignore[index]
 
         # An episode acknowledged: the delays change, every part is kept.
-        kept = parts()
+        kept_parts = parts()
         door = [e for e in await store.episodes(EpisodeQuery(limit=100)) if e.alarm == "door_open"]
         second = max(door, key=lambda e: e.raised_ms)
         await store.add_note(
@@ -202,7 +213,8 @@ async def test_one_app_reuses_the_parts_of_cabinets_whose_inputs_did_not_change(
         )
         acked = await report()
         assert acked == await _from_rollups(store) and acked["delays"] != rated["delays"]
-        assert all(parts()[c] is kept[c] for c in kept)
+        assert all(parts()[c] is kept_parts[c] for c in kept_parts)
+        assert kept().delays is not delays_before
 
 
 async def test_a_batch_ahead_of_the_quarter_under_way_changes_no_day(store: Store) -> None:

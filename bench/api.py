@@ -322,6 +322,18 @@ def measure(
     return samples
 
 
+def wait_ready(client: httpx.Client) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            client.get("/api/v1/health")
+            return
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def iso(ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
 
@@ -396,15 +408,7 @@ def main() -> int:
             "KPI page's 30 days to now": (page_period, None),
         }
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=120) as client:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    client.get("/api/v1/health")
-                    break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
+            wait_ready(client)
             results: dict[str, tuple[float, float]] = {}
             first: dict[str, float] = {}
             for name, (path_of, before) in routes.items():

@@ -18,7 +18,7 @@ from central.kpi.energy import CabinetEnergy, CabinetEnergyInput, CounterQuarter
 from central.kpi.period import QUARTER_MS, Period
 from central.store import Store
 from central.store.rollups import COUNTER_SUFFIX
-from central.store.rows import AlarmEpisode, CabinetRow, EpisodeQuery, RegistryEntry, Rollup
+from central.store.rows import CabinetRow, EpisodeTimes, RegistryEntry, Rollup
 from protocols.fleet import DeviceInfo
 from protocols.fleet.events import DEVICE_LOST
 
@@ -152,7 +152,7 @@ async def devices_of(
     return found
 
 
-def outages_by_device(episodes: Sequence[AlarmEpisode]) -> dict[tuple[str, str], list[Outage]]:
+def outages_by_device(episodes: Sequence[EpisodeTimes]) -> dict[tuple[str, str], list[Outage]]:
     lost: dict[tuple[str, str], list[Outage]] = {}
     for e in episodes:
         if e.alarm == DEVICE_LOST:
@@ -186,62 +186,24 @@ async def cabinet_figures(
     return await each_cabinet(scope, figures)
 
 
-async def _all_episodes(store: Store, query: EpisodeQuery) -> list[AlarmEpisode]:
-    """Every episode of ``query``, page by page (keyset), at most MAX_EPISODES."""
-    found: list[AlarmEpisode] = []
-    after: int | None = None
-    while True:
-        page = await store.episodes(
-            EpisodeQuery(
-                cabinets=query.cabinets,
-                states=query.states,
-                raised_since_ms=query.raised_since_ms,
-                raised_until_ms=query.raised_until_ms,
-                after_id=after,
-                limit=EPISODE_PAGE,
-            )
-        )
-        found += page
-        if len(found) > MAX_EPISODES:
-            raise InvalidRequest.field(
-                ("query", "from"),
-                f"more than {MAX_EPISODES} alarm episodes in the period: ask for a shorter period",
-                None,
-            )
-        if len(page) < EPISODE_PAGE:
-            return found
-        after = page[-1].id
-
-
 async def episodes_of(
     store: Store, scope: Scope, period: Period
-) -> tuple[list[AlarmEpisode], list[AlarmEpisode]]:
+) -> tuple[list[EpisodeTimes], list[EpisodeTimes]]:
     """(the episodes raised in the period, those that may overlap it: also the ones raised a little
-    before it, and the ones raised earlier still open)."""
-    cabinets = tuple(c.id for c in scope.cabinets)
-    if not cabinets:
+    before it, and the ones raised earlier still open), of the scope's cabinets, by id."""
+    if not scope.cabinets:
         return [], []
-    # One town: ask for its cabinets (a few hundred at most in one query); else for all, and keep
-    # those of the scope.
-    narrowed = cabinets if scope.town_asked is not None and len(cabinets) <= MAX_CABINETS_ASKED else None
-    raised = await _all_episodes(
-        store, EpisodeQuery(cabinets=narrowed, raised_since_ms=period.start_ms, raised_until_ms=period.end_ms)
+    found = await store.kpi_episodes(
+        since_ms=period.start_ms - OUTAGE_LOOKBACK_MS, until_ms=period.end_ms, limit=MAX_EPISODES + 1
     )
-    before = await _all_episodes(
-        store,
-        EpisodeQuery(
-            cabinets=narrowed,
-            raised_since_ms=period.start_ms - OUTAGE_LOOKBACK_MS,
-            raised_until_ms=period.start_ms,
-        ),
-    )
-    still_open = await _all_episodes(
-        store,
-        EpisodeQuery(
-            cabinets=narrowed, states=("open",), raised_until_ms=period.start_ms - OUTAGE_LOOKBACK_MS
-        ),
-    )
-    known = set(cabinets)
-    raised = [e for e in raised if e.cabinet in known]
-    overlapping = [e for e in (*raised, *before, *still_open) if e.cabinet in known]
+    if len(found) > MAX_EPISODES:
+        raise InvalidRequest.field(
+            ("query", "from"),
+            f"more than {MAX_EPISODES} alarm episodes in the period: ask for a shorter period",
+            None,
+        )
+    known = {c.id for c in scope.cabinets}
+    overlapping = [e for e in found if e.cabinet in known]
+    start, end = period.start_ms, period.end_ms
+    raised = [e for e in overlapping if start <= e.raised_ms < end]
     return raised, overlapping

@@ -22,7 +22,7 @@ from fastapi import FastAPI
 
 from central.api.kpi_fetch import Scope
 from central.kpi.period import Period
-from central.store.rows import AlarmEpisode
+from central.store.rows import EpisodeTimes
 
 MEMO_STATE = "kpi_memo"
 # Bodies kept per process: a month of 1,000 cabinets is 7.5 MB of JSON.
@@ -37,7 +37,7 @@ def digest(
     scope: Scope,
     *,
     cabinets: Mapping[str, bytes],
-    episodes: Sequence[AlarmEpisode],
+    episodes: Sequence[EpisodeTimes],
 ) -> str:
     """A digest of what the report of ``period`` would be made from now (``cabinets``: each
     cabinet's key, ``central.api.kpi_parts.cabinet_keys``)."""

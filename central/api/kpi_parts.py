@@ -35,7 +35,7 @@ from central.kpi.period import Period
 from central.kpi.report import GroupEnergy, TownSums, town_energy
 from central.store import Store
 from central.store.kpi_days import CounterEdge
-from central.store.rows import AlarmEpisode
+from central.store.rows import EpisodeTimes
 
 PARTS_STATE = "kpi_parts"
 # Periods (with their zone and town) whose parts are kept: the KPI page's month, the month before,
@@ -105,7 +105,7 @@ class PeriodParts:
         return sums
 
     def delay_report(
-        self, raised: Sequence[AlarmEpisode], towns: Mapping[str, str | None], period: Period
+        self, raised: Sequence[EpisodeTimes], towns: Mapping[str, str | None], period: Period
     ) -> DelayReport:
         """The delays of the episodes raised in the period, kept while they and their towns are the same."""
         key = hashlib.blake2b(

@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from central.store.rows import AlarmEpisode
+from central.store.rows import EpisodeTimes
 
 
 def nearest_rank(sorted_values: Sequence[float], p: float) -> float | None:
@@ -37,7 +37,7 @@ class DelayFigures:
     to_ack_s: list[float] = field(default_factory=list)
     to_clear_s: list[float] = field(default_factory=list)
 
-    def add(self, episode: AlarmEpisode) -> None:
+    def add(self, episode: EpisodeTimes) -> None:
         self.episodes += 1
         if episode.acked_ms is not None:
             self.to_ack_s.append(max(0, episode.acked_ms - episode.raised_ms) / 1000)
@@ -58,7 +58,7 @@ class DelayReport:
 
 
 def delays(
-    episodes: Sequence[AlarmEpisode], towns: Mapping[str, str | None], start_ms: int, end_ms: int
+    episodes: Sequence[EpisodeTimes], towns: Mapping[str, str | None], start_ms: int, end_ms: int
 ) -> DelayReport:
     """The delays of the episodes raised in [start_ms, end_ms), per severity, per town (``towns``:
     cabinet -> town, None when unregistered) and per both. An episode is counted once (its id)."""

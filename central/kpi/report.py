@@ -23,7 +23,7 @@ from central.kpi.availability import AvailabilityFigures, AvailabilityReport, De
 from central.kpi.delays import DelayFigures, DelayReport, delays
 from central.kpi.energy import CabinetEnergy, DayFigures, EnergyFigures
 from central.kpi.period import Period
-from central.store.rows import AlarmEpisode
+from central.store.rows import EpisodeTimes
 
 CsvTable = Literal["energy", "availability", "delays"]
 CSV_TABLES: tuple[CsvTable, ...] = ("energy", "availability", "delays")
@@ -102,7 +102,7 @@ def kpi_report(
     *,
     cabinets: Sequence[CabinetEnergy],
     devices: Sequence[DeviceAvailability],
-    episodes: Sequence[AlarmEpisode],
+    episodes: Sequence[EpisodeTimes],
     towns: Mapping[str, str | None],
     town_sums: TownSums = town_energy,
     delay_report: DelayReport | None = None,

@@ -36,6 +36,7 @@ from central.store.rows import (
     CabinetRow,
     CommandRow,
     EpisodeQuery,
+    EpisodeTimes,
     EventRow,
     GroupCommandRow,
     GroupRow,
@@ -327,6 +328,11 @@ class KpiDayStore(Lifecycle, Protocol):
 
     async def put_kpi_days(self, rows: Sequence[KpiDayRow]) -> None:
         """Insert or replace these rows (keyed by tz, date, cabinet)."""
+        ...
+
+    async def kpi_episodes(self, *, since_ms: int, until_ms: int, limit: int) -> list[EpisodeTimes]:
+        """The times of the episodes raised in [since_ms, until_ms) and of those raised before
+        ``since_ms`` still open, by id, at most ``limit``."""
         ...
 
     async def kpi_counter_edges(self, *, start_ms: int, end_ms: int) -> list[CounterEdge]:

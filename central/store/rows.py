@@ -230,6 +230,19 @@ class RegistryEntry:
     revoked_ms: int | None
 
 
+class EpisodeTimes(NamedTuple):
+    """What the KPI report reads of an alarm episode (``KpiDayStore.kpi_episodes``): its times."""
+
+    id: int
+    cabinet: str
+    device: str
+    alarm: str
+    severity: str
+    raised_ms: int
+    acked_ms: int | None
+    cleared_ms: int | None
+
+
 EpisodeState = Literal["raised", "acknowledged", "cleared"]
 NoteKind = Literal["acknowledge", "assign", "comment"]
 

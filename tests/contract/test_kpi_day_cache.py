@@ -23,7 +23,7 @@ from central.store.auth_rows import Role
 from central.store.kpi_days import utc_day
 from central.store.rows import EpisodeQuery, NewNote
 from tests.integration.api_client import bearer, new_token
-from tests.integration.kpi_city import DAY, HOUR, MAY1, NOW, Feed, build_city
+from tests.integration.kpi_city import DAY, HOUR, MAY1, NOW, T10, Feed, build_city
 
 MAY_1, MAY_2 = dt.date(2024, 5, 1), dt.date(2024, 5, 2)
 PERIOD = {"from": "2024-05-01T00:00:00Z", "to": "2024-05-03T00:00:00Z"}
@@ -233,3 +233,32 @@ async def test_a_batch_ahead_of_the_quarter_under_way_changes_no_day(store: Stor
     await feed.send([feed.reading("lc1/relay", MAY1 + 23 * HOUR, True)])
     now = await store.kpi_change_totals(first, last)
     assert now["cab-a"] == before["cab-a"] + 1 and now["cab-b"] == before["cab-b"]
+
+
+async def test_the_kpi_reads_the_times_of_the_episodes_of_a_period_and_those_still_open(store: Store) -> None:
+    await build_city(store)
+    old = Feed(store, "cab-b")
+    old.seq = 7000
+    raised = MAY1 - 30 * DAY
+    await old.send(
+        [], [old.event("alarm_raised", raised, source="m", severity="alarm", alarm="door_open", device="m")]
+    )
+    found = await store.kpi_episodes(since_ms=MAY1, until_ms=MAY1 + DAY, limit=100)
+    assert [e.id for e in found] == sorted(e.id for e in found)
+    assert sorted((e.cabinet, e.alarm, e.raised_ms, e.cleared_ms is None) for e in found) == [
+        ("cab-a", "device_lost", T10, False),
+        ("cab-a", "door_open", T10, False),
+        ("cab-a", "door_open", T10 + 300_000, False),
+        ("cab-b", "door_open", raised, True),  # raised before, still open
+    ]
+    door = next(e for e in found if e.raised_ms == T10 and e.alarm == "door_open")
+    assert (door.severity, door.device, door.acked_ms, door.cleared_ms) == (
+        "warning",
+        "lc1",
+        T10 + 120_000,
+        T10 + 10_000,
+    )
+    assert len(await store.kpi_episodes(since_ms=MAY1, until_ms=MAY1 + DAY, limit=2)) == 2
+    assert await store.kpi_episodes(since_ms=MAY1 + DAY, until_ms=MAY1 + 2 * DAY, limit=100) == [
+        e for e in found if e.cabinet == "cab-b"
+    ]

@@ -10,6 +10,7 @@ import psycopg
 
 from central.store.kpi_days import CounterEdge, KpiDayRow
 from central.store.rollups import COUNTER_SUFFIX, WIDTH_MS
+from central.store.rows import EpisodeTimes
 
 Cursor = psycopg.AsyncCursor[tuple[Any, ...]]
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
@@ -74,6 +75,20 @@ LEFT JOIN LATERAL (
 WHERE right(p.name, %(n)s) = %(suffix)s
 ORDER BY p.cabinet, p.name
 """
+
+
+_EPISODE_TIMES = "id, cabinet, device, alarm, severity, raised_ms, acked_ms, cleared_ms"
+_EPISODES = f"""
+SELECT {_EPISODE_TIMES} FROM alarm_episodes WHERE raised_ms >= %s AND raised_ms < %s
+UNION ALL
+SELECT {_EPISODE_TIMES} FROM alarm_episodes WHERE cleared_seq IS NULL AND raised_ms < %s
+ORDER BY id LIMIT %s
+"""
+
+
+async def episode_times(conn: Conn, since_ms: int, until_ms: int, limit: int) -> list[EpisodeTimes]:
+    cur = await conn.execute(_EPISODES, (since_ms, until_ms, since_ms, limit))
+    return [EpisodeTimes._make(row) for row in await cur.fetchall()]
 
 
 async def bump_changes(cur: Cursor, days: Sequence[tuple[str, int]]) -> None:

@@ -55,6 +55,7 @@ from central.store.rows import (
     CabinetRow,
     CommandRow,
     EpisodeQuery,
+    EpisodeTimes,
     EventRow,
     GroupCommandRow,
     GroupRow,
@@ -479,6 +480,9 @@ class PostgresStore:
     async def put_kpi_days(self, rows: Sequence[KpiDayRow]) -> None:
         if rows:
             await self._in_transaction("write KPI days", lambda cur: pkd.put_days(cur, rows))
+
+    async def kpi_episodes(self, *, since_ms: int, until_ms: int, limit: int) -> list[EpisodeTimes]:
+        return await self._run("read KPI episodes", lambda c: pkd.episode_times(c, since_ms, until_ms, limit))
 
     async def kpi_counter_edges(self, *, start_ms: int, end_ms: int) -> list[CounterEdge]:
         return await self._run("read counters", lambda c: pkd.counter_edges(c, start_ms, end_ms))

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from central.store.kpi_days import CounterEdge, KpiDayRow
 from central.store.rollups import COUNTER_SUFFIX, WIDTH_MS
+from central.store.rows import EpisodeTimes
 
 KPI_DAYS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS kpi_changes (
@@ -119,6 +120,21 @@ def put_days(cur: sqlite3.Cursor, rows: Sequence[KpiDayRow]) -> None:
             for r in rows
         ],
     )  # fmt: skip
+
+
+_EPISODE_TIMES = "id, cabinet, device, alarm, severity, raised_ms, acked_ms, cleared_ms"
+_EPISODES = f"""
+SELECT {_EPISODE_TIMES} FROM alarm_episodes WHERE raised_ms >= ? AND raised_ms < ?
+UNION ALL
+SELECT {_EPISODE_TIMES} FROM alarm_episodes INDEXED BY alarm_episodes_open
+WHERE cleared_seq IS NULL AND raised_ms < ?
+ORDER BY id LIMIT ?
+"""
+
+
+def episode_times(conn: sqlite3.Connection, since_ms: int, until_ms: int, limit: int) -> list[EpisodeTimes]:
+    rows = conn.execute(_EPISODES, (since_ms, until_ms, since_ms, limit))
+    return [EpisodeTimes._make(row) for row in rows]
 
 
 def counter_edges(conn: sqlite3.Connection, start_ms: int, end_ms: int) -> list[CounterEdge]:

@@ -32,6 +32,7 @@ from central.store.rows import (
     CabinetRow,
     CommandRow,
     EpisodeQuery,
+    EpisodeTimes,
     EventRow,
     GroupCommandRow,
     GroupRow,
@@ -406,6 +407,11 @@ class SqliteStore:
     async def put_kpi_days(self, rows: Sequence[KpiDayRow]) -> None:
         if rows:
             await self._in_transaction("write KPI days", lambda cur: skd.put_days(cur, rows))
+
+    async def kpi_episodes(self, *, since_ms: int, until_ms: int, limit: int) -> list[EpisodeTimes]:
+        return await self._on_reader(
+            "read KPI episodes", lambda c: skd.episode_times(c, since_ms, until_ms, limit)
+        )
 
     async def kpi_counter_edges(self, *, start_ms: int, end_ms: int) -> list[CounterEdge]:
         return await self._on_reader("read counters", lambda c: skd.counter_edges(c, start_ms, end_ms))

@@ -152,14 +152,34 @@ async def kpi(
     except PeriodError as exc:
         given = {"from": start, "to": end, "tz": tz}.get(exc.field)
         raise InvalidRequest.field(("query", exc.field), exc.problem, given) from None
-    body = await report_body(
+    made = await report_body(
         request.app, store, period, tz, town=town, table=table if format == "csv" else None
     )
+    headers: dict[str, str] = {}
+    if accepts_gzip(request.headers.get("accept-encoding", "")):
+        # Given compressed, the gzip middleware passes it as it is (it adds Vary to the others).
+        body = made.gzipped()
+        headers |= {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+    else:
+        body = made.raw
     if format == "csv" and table is not None:
         name = f"kpi-{table}-{period.start_ms}-{period.end_ms}.csv"
-        return Response(
-            body,
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
-        )
-    return Response(body, media_type="application/json")
+        headers["Content-Disposition"] = f'attachment; filename="{name}"'
+        return Response(body, media_type="text/csv; charset=utf-8", headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding header takes gzip (named or ``*``, with a q-value above 0)."""
+    for item in accept_encoding.split(","):
+        name, _, params = item.partition(";")
+        if name.strip().lower() not in {"gzip", "*"}:
+            continue
+        q = params.strip().lower()
+        if q.startswith("q="):
+            try:
+                return float(q[2:]) > 0
+            except ValueError:
+                return False
+        return True
+    return False

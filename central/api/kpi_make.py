@@ -17,7 +17,7 @@ from fastapi import FastAPI, HTTPException
 
 from central.api.kpi_fetch import episodes_of, outages_by_device, scope_of
 from central.api.kpi_json import report_json
-from central.api.kpi_memo import digest, report_memo
+from central.api.kpi_memo import Body, digest, report_memo
 from central.api.kpi_parts import cabinet_keys, encoded_energy, part_memo, report_parts
 from central.kpi.period import Period
 from central.kpi.report import CsvTable, KpiReport, csv_cell, csv_table, kpi_report
@@ -51,7 +51,7 @@ def report_gate(app: FastAPI) -> asyncio.Semaphore:
     return gate
 
 
-def _making(app: FastAPI) -> dict[tuple[str, str], asyncio.Future[bytes]]:
+def _making(app: FastAPI) -> dict[tuple[str, str], asyncio.Future[Body]]:
     found = getattr(app.state, _MAKING, None)
     if not isinstance(found, dict):
         found = {}
@@ -70,7 +70,7 @@ def csv_text(report: KpiReport, table: CsvTable) -> str:
 
 async def report_body(
     app: FastAPI, store: Store, period: Period, tz: str, *, town: str | None, table: CsvTable | None
-) -> bytes:
+) -> Body:
     """The report's body: JSON, or the CSV ``table``. Raises ``TooManyReports`` when it must be made
     and as many as ``MAX_CONCURRENT_REPORTS`` are being made."""
     # What the report is made of, read side by side (the store reads on several threads).
@@ -102,7 +102,7 @@ async def report_body(
     gate = report_gate(app)
     if gate.locked():
         raise TooManyReports
-    future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    future: asyncio.Future[Body] = asyncio.get_running_loop().create_future()
     making[made] = future
     try:
         async with gate:
@@ -121,7 +121,7 @@ async def report_body(
                 town_sums=kept.town_sums(keys),
                 delay_report=kept.delay_report(raised, towns, period),
             )
-            body = (
+            body = Body(
                 report_json(report, encoded_energy(parts))
                 if table is None
                 else csv_text(report, table).encode()

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from central.api import kpi as kpi_api
 from central.api import kpi_make
 from central.kpi.period import SETTLE_MS, settled_end
 from central.kpi_ahead import AFTER_SETTLED_MS, KpiAhead
@@ -248,6 +249,20 @@ async def test_the_pages_report_is_made_ahead_as_each_quarter_settles(
     assert page.json()["period"]["to_ms"] == end
     assert reads == 0
     assert sum(c["total"]["kwh"] for c in page.json()["energy"]["cabinets"]) > 0
+
+
+async def test_the_report_is_given_compressed_to_who_takes_gzip(http: httpx.AsyncClient) -> None:
+    plain = await http.get("/api/v1/kpi", params=PERIOD, headers={"accept-encoding": "identity"})
+    packed = await http.get("/api/v1/kpi", params=PERIOD, headers={"accept-encoding": "br, gzip;q=0.5"})
+    assert "content-encoding" not in plain.headers
+    assert packed.headers["content-encoding"] == "gzip" and packed.headers["vary"] == "Accept-Encoding"
+    assert packed.content == plain.content  # httpx took the gzip off
+    assert (
+        not kpi_api.accepts_gzip("gzip;q=0")
+        and kpi_api.accepts_gzip("*")
+        and not kpi_api.accepts_gzip("deflate, br")
+    )
+    assert not kpi_api.accepts_gzip("gzip;q=nonsense")
 
 
 async def test_the_openapi_schema_documents_the_figures(http: httpx.AsyncClient) -> None:

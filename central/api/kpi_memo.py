@@ -45,17 +45,15 @@ def digest(
     parts = (
         (period.start_ms, period.end_ms, tz, scope.town_asked),
         [(c.id, cabinets[c.id]) for c in scope.cabinets],
-        [
-            (e.id, e.cabinet, e.device, e.alarm, e.severity, e.raised_ms, e.acked_ms, e.cleared_ms)
-            for e in episodes
-        ],
+        episodes,  # named tuples: msgspec encodes each as its fields
     )
     return hashlib.blake2b(_encoder.encode(parts), digest_size=20).hexdigest()
 
 
-# A month of a city is 7.5 MB of JSON, 76 KB compressed: compressed once when first asked so, not
+# A month of a city is 7.5 MB of JSON, 110 KB compressed (17 ms at level 1; 76 KB and 55 ms at 6):
+# compressed once when first asked so, not
 # by the middleware at every answer (about 250 ms of it there).
-GZIP_LEVEL = 6
+GZIP_LEVEL = 1
 
 
 class Body:

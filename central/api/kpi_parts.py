@@ -108,15 +108,8 @@ class PeriodParts:
         self, raised: Sequence[EpisodeTimes], towns: Mapping[str, str | None], period: Period
     ) -> DelayReport:
         """The delays of the episodes raised in the period, kept while they and their towns are the same."""
-        key = hashlib.blake2b(
-            _encoder.encode(
-                [
-                    (e.id, e.cabinet, e.severity, e.raised_ms, e.acked_ms, e.cleared_ms, towns.get(e.cabinet))
-                    for e in raised
-                ]
-            ),
-            digest_size=16,
-        ).digest()
+        # Named tuples: msgspec encodes each as its fields.
+        key = hashlib.blake2b(_encoder.encode((raised, sorted(towns.items()))), digest_size=16).digest()
         if self.delays is not None and self.delays[0] == key:
             return self.delays[1]
         report = delays(raised, towns, period.start_ms, period.end_ms)

@@ -8,15 +8,18 @@ import csv
 import io
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from central.api import kpi as kpi_api
 from central.api import kpi_make
 from central.kpi.period import SETTLE_MS, settled_end
-from central.kpi_ahead import AFTER_SETTLED_MS, KpiAhead
+from central.kpi_ahead import AFTER_SETTLED_MS, KpiAhead, month_start
+from central.store import Store
 from central.store.auth_rows import Role
 from tests.integration.api_client import LocalApi, local_api
 from tests.integration.kpi_city import NOW, build_city
@@ -247,8 +250,24 @@ async def test_the_pages_report_is_made_ahead_as_each_quarter_settles(
     page = await http.get("/api/v1/kpi", params={"from": str(end - 30 * 86_400_000), "to": str(NOW)})
     assert page.status_code == 200, page.text
     assert page.json()["period"]["to_ms"] == end
+    month = await http.get("/api/v1/kpi", params={"from": "2024-05-01T00:00:00Z", "to": str(NOW)})
+    assert month.status_code == 200, month.text
     assert reads == 0
     assert sum(c["total"]["kwh"] for c in page.json()["energy"]["cabinets"]) > 0
+    assert ahead.made == 2
+
+
+def test_the_month_made_ahead_is_the_one_before_until_a_quarter_of_this_one_settled() -> None:
+    june = 1_717_200_000_000  # 2024-06-01T00:00:00Z
+    assert month_start(june + 5 * 86_400_000, ZoneInfo("UTC"), months_back=0) == june
+    assert month_start(june, ZoneInfo("UTC"), months_back=6) == 1_701_388_800_000  # 2023-12-01
+    ahead = KpiAhead(FastAPI(), cast(Store, None), clock=lambda: june)
+    _, month = ahead.periods(june + 30_000)  # 23:45-00:00 is settling
+    assert (month.start_ms, month.end_ms) == (1_714_521_600_000, june - 15 * 60_000)  # May 1 - 23:45
+    _, month = ahead.periods(june + 10 * 60_000)  # May is whole
+    assert (month.start_ms, month.end_ms) == (1_714_521_600_000, june)
+    _, month = ahead.periods(june + 17 * 60_000)
+    assert (month.start_ms, month.end_ms) == (june, june + 15 * 60_000)
 
 
 async def test_the_report_is_given_compressed_to_who_takes_gzip(http: httpx.AsyncClient) -> None:

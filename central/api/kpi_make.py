@@ -12,17 +12,28 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+from typing import NamedTuple
 
 from fastapi import FastAPI, HTTPException
 
-from central.api.kpi_fetch import episodes_of, outages_by_device, scope_of
+from central.api.kpi_fetch import Scope, episodes_of, outages_by_device, scope_of
 from central.api.kpi_json import report_json
 from central.api.kpi_memo import Body, digest, report_memo
 from central.api.kpi_parts import cabinet_keys, encoded_energy, part_memo, report_parts
+from central.kpi.availability import Outage
 from central.kpi.period import Period
-from central.kpi.report import CsvTable, KpiReport, csv_cell, csv_table, kpi_report
+from central.kpi.report import (
+    CsvTable,
+    EnergyReport,
+    KpiReport,
+    csv_cell,
+    csv_table,
+    energy_report,
+    kpi_report,
+)
 from central.store import Store
-from central.store.kpi_days import utc_days_of
+from central.store.kpi_days import CounterEdge, utc_days_of
+from central.store.rows import EpisodeTimes
 
 # Reports computed at once per process: one reads every cabinet's days over the period (seconds for
 # a city's month when nothing is kept), so more callers than this get a 429 rather than a store
@@ -68,12 +79,19 @@ def csv_text(report: KpiReport, table: CsvTable) -> str:
     return out.getvalue()
 
 
-async def report_body(
-    app: FastAPI, store: Store, period: Period, tz: str, *, town: str | None, table: CsvTable | None
-) -> Body:
-    """The report's body: JSON, or the CSV ``table``. Raises ``TooManyReports`` when it must be made
-    and as many as ``MAX_CONCURRENT_REPORTS`` are being made."""
-    # What the report is made of, read side by side (the store reads on several threads).
+class Inputs(NamedTuple):
+    """What a report of a period is made of, as read now, and each cabinet's key."""
+
+    scope: Scope
+    edges: list[CounterEdge]
+    raised: list[EpisodeTimes]  # the episodes raised in the period
+    overlapping: list[EpisodeTimes]  # those and the ones that may overlap it
+    lost: dict[tuple[str, str], list[Outage]]
+    keys: dict[str, bytes]
+
+
+async def read_inputs(store: Store, period: Period, town: str | None) -> Inputs:
+    # Read side by side (the store reads on several threads).
     scope, edges, totals = await asyncio.gather(
         scope_of(store, town),
         store.kpi_counter_edges(start_ms=period.start_ms, end_ms=period.end_ms),
@@ -82,6 +100,27 @@ async def report_body(
     raised, overlapping = await episodes_of(store, scope, period)
     lost = outages_by_device(overlapping)
     keys = cabinet_keys(scope, totals=totals, edges=edges, lost=lost)
+    return Inputs(scope, edges, raised, overlapping, lost, keys)
+
+
+async def energy_of_period(app: FastAPI, store: Store, period: Period, tz: str) -> EnergyReport:
+    """The whole city's energy over ``period`` (the open data's), from the parts kept for it, the
+    cabinets that changed computed again: the figures of the KPI report of that period."""
+    scope, edges, _, _, lost, keys = await read_inputs(store, period, None)
+    kept = part_memo(app).of(period, tz, None)
+    parts = await report_parts(
+        store, scope, period, tz, keys=keys, kept=kept.cabinets, lost=lost, edges=edges
+    )
+    cabinets = [p.figures.energy for p in parts if p.figures.energy is not None]
+    return energy_report(cabinets, period, town_sums=kept.town_sums(keys))
+
+
+async def report_body(
+    app: FastAPI, store: Store, period: Period, tz: str, *, town: str | None, table: CsvTable | None
+) -> Body:
+    """The report's body: JSON, or the CSV ``table``. Raises ``TooManyReports`` when it must be made
+    and as many as ``MAX_CONCURRENT_REPORTS`` are being made."""
+    scope, edges, raised, overlapping, lost, keys = await read_inputs(store, period, town)
     made = (
         digest(period, tz, scope, cabinets=keys, episodes=overlapping),
         "json" if table is None else f"csv:{table}",

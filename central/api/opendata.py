@@ -30,17 +30,15 @@ from fastapi import APIRouter, FastAPI, HTTPException, Path, Request, Response
 from central.api.deps import services_of
 from central.api.kpi_fetch import (
     Scope,
-    cabinet_energy_of,
-    each_cabinet,
     equipment_class,
     quarters,
-    reader,
     scope_of,
 )
+from central.api.kpi_make import energy_of_period
 from central.energy import local_days
 from central.kpi import opendata as od
 from central.kpi.period import Period, days_of
-from central.kpi.report import Cell, csv_cell, energy_report
+from central.kpi.report import Cell, csv_cell
 from central.kpi.traffic import FAULT_POINT, MODE_POINT, StateHours, controller_hours
 from central.store import Store
 
@@ -107,20 +105,25 @@ def _town_points(scope: Scope) -> dict[str, od.Coordinates]:
     return od.town_points((e.town, where[e.cabinet]) for e in scope.registry.values() if e.revoked_ms is None)
 
 
-async def _lighting(
-    store: Store, scope: Scope, period: Period
-) -> tuple[list[dict[str, Cell]], Mapping[str, Any]]:
-    energies = await each_cabinet(
-        scope,
-        lambda cabinet: cabinet_energy_of(store, scope, cabinet, period, reader(store, cabinet.id, period)),
-    )
-    report = energy_report([e for e in energies if e is not None], period)
-    return od.lighting_rows(report.towns), _town_points(scope)
+@dataclass(frozen=True, slots=True)
+class _Build:
+    """What a dataset is built from."""
+
+    app: FastAPI
+    store: Store
+    scope: Scope
+    period: Period
+    tz: str
 
 
-async def _traffic(
-    store: Store, scope: Scope, period: Period
-) -> tuple[list[dict[str, Cell]], Mapping[str, Any]]:
+async def _lighting(b: _Build) -> tuple[list[dict[str, Cell]], Mapping[str, Any]]:
+    # The KPI report's energy of the same days: its cached days and parts (central.api.kpi_make).
+    report = await energy_of_period(b.app, b.store, b.period, b.tz)
+    return od.lighting_rows(report.towns), _town_points(b.scope)
+
+
+async def _traffic(b: _Build) -> tuple[list[dict[str, Cell]], Mapping[str, Any]]:
+    store, scope, period = b.store, b.scope, b.period
     hours: dict[tuple[str, dt.date], StateHours] = {}
     for cabinet in scope.cabinets:
         town = scope.town(cabinet.id)
@@ -140,10 +143,8 @@ async def _traffic(
     return od.traffic_rows(hours), _town_points(scope)
 
 
-async def _equipment(
-    store: Store, scope: Scope, period: Period
-) -> tuple[list[dict[str, Cell]], Mapping[str, Any]]:
-    del period  # the inventory now
+async def _equipment(b: _Build) -> tuple[list[dict[str, Cell]], Mapping[str, Any]]:
+    scope = b.scope  # the inventory now, whatever the period
     known = {c.id: c for c in scope.cabinets}
     items = []
     for entry in scope.registry.values():
@@ -191,7 +192,7 @@ async def _dataset(request: Request, name: str) -> _Built:
         period = window(state.settings, now)
         scope = await scope_of(services.store, None)
         builder, key = _BUILDERS[name]
-        rows, where = await builder(services.store, scope, period)
+        rows, where = await builder(_Build(request.app, services.store, scope, period, state.settings.tz))
         dataset = od.DATASETS[name]
         files = {
             "csv": _csv(dataset.columns, rows),

@@ -70,10 +70,24 @@ class KpiAhead:
         ]
 
     async def make_once(self) -> None:
-        """Make (or find made) the page's reports for the periods ending at the last settled quarter."""
-        for period in self.periods(self._clock()):
-            await report_body(self._app, self._store, period, self._tz_name, town=None, table=None)
-            self.made += 1
+        """Make (or find made) the page's reports for the periods ending at the last settled quarter;
+        one that cannot be made is logged, and the next is made all the same."""
+        try:
+            periods = self.periods(self._clock())
+        except PeriodError as exc:  # a clock before 1970 and its like: nothing to make
+            logger.warning("KPI report made ahead: no period: %s", exc.problem)
+            return
+        for period in periods:
+            try:
+                await report_body(self._app, self._store, period, self._tz_name, town=None, table=None)
+            except StoreError as exc:  # the database is down: the next quarter tries again
+                logger.warning("KPI report made ahead: failed: %s", exc)
+            except HTTPException as exc:  # as many reports as allowed are being made: skip this one
+                logger.info("KPI report made ahead: skipped: %s", exc.detail)
+            except Exception:  # anything else (too many episodes...): this task must go on
+                logger.exception("KPI report made ahead: failed")
+            else:
+                self.made += 1
 
     def seconds_to_next_run(self) -> float:
         """Until the next quarter has settled, and a little more."""
@@ -86,11 +100,4 @@ class KpiAhead:
         # first report would compute the same days beside it.
         while True:
             await asyncio.sleep(self.seconds_to_next_run())
-            try:
-                await self.make_once()
-            except StoreError as exc:  # the database is down: the next quarter tries again
-                logger.warning("KPI report made ahead: failed: %s", exc)
-            except HTTPException as exc:  # as many reports as allowed are being made: skip this one
-                logger.info("KPI report made ahead: skipped: %s", exc.detail)
-            except PeriodError as exc:  # a clock before 1970 and its like: nothing to make
-                logger.warning("KPI report made ahead: no period: %s", exc.problem)
+            await self.make_once()

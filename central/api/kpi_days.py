@@ -36,7 +36,7 @@ from central.kpi.days import (
     in_day,
 )
 from central.kpi.energy import CabinetMeta, is_relay
-from central.kpi.period import QUARTER_MS, KpiDay, Period, kpi_period
+from central.kpi.period import QUARTER_MS, KpiDay, Period, kpi_period, settled_end
 from central.store import Store
 from central.store.kpi_days import CounterEdge, KpiDayRow, gen_of, utc_days_of
 from central.store.rollups import COUNTER_SUFFIX
@@ -59,6 +59,12 @@ def plan_of(cabinet: CabinetRow) -> CabinetPlan:
             if d.points
         ),
     )
+
+
+def settled_now() -> int:
+    """The end of the last settled quarter by this host's clock: the writer's clock, which judges
+    which batches count as changes (``central.store.kpi_days.changed_days``)."""
+    return settled_end(time.time_ns() // 1_000_000)
 
 
 def is_whole(day: KpiDay) -> bool:
@@ -92,10 +98,17 @@ def runs_of(days: Sequence[KpiDay]) -> list[tuple[int, int]]:
 
 
 async def compute_days(
-    store: Store, tz: str, cabinet: CabinetRow, plan: CabinetPlan, days: Sequence[KpiDay]
+    store: Store,
+    tz: str,
+    cabinet: CabinetRow,
+    plan: CabinetPlan,
+    days: Sequence[KpiDay],
+    *,
+    settled_ms: int,
 ) -> tuple[dict[int, CabinetDay], list[KpiDayRow]]:
     """The figures of ``days`` (indices into them) from the cabinet's rollups, and the cache rows of
-    the whole ones. Their change counts are read first: a batch committed later makes them stale.
+    the whole ones ended by ``settled_ms``. Their change counts are read first: a batch committed
+    later makes them stale.
     Only the quarters of those days are read (the two ends of a period: two parts of days, not the
     month between them)."""
     if not days:
@@ -124,7 +137,7 @@ async def compute_days(
             {p: in_day(q, day) for p, q in points.items()},
         )
         figures[i] = one
-        if is_whole(day):
+        if is_whole(day) and day.end_ms <= settled_ms:
             fu, lu = utc_days_of(day.start_ms, day.end_ms)
             rows.append(
                 KpiDayRow(
@@ -169,6 +182,9 @@ async def days_of_cabinets(
     but for a zone beyond ``MAX_CACHED_ZONES``)."""
     cached = await _cached(store, tz, period, scope)
     storing = await may_cache(store, tz, cached)
+    # Only days already settled: readings of one still in flight would not count as a change
+    # (``central.store.kpi_days``), and the row would stay current without them.
+    settled = settled_now()
     count = count if count is not None else FillCount()
 
     async def one(cabinet: CabinetRow) -> tuple[str, list[CabinetDay]]:
@@ -183,10 +199,12 @@ async def days_of_cabinets(
         missing = [i for i in range(len(period.days)) if i not in found]
         count.cached += len(found)
         if missing:
-            figures, rows = await compute_days(store, tz, cabinet, plan, [period.days[i] for i in missing])
+            figures, rows = await compute_days(
+                store, tz, cabinet, plan, [period.days[i] for i in missing], settled_ms=settled
+            )
             for k, i in enumerate(missing):
                 found[i] = figures[k]
-            if storing:
+            if storing and rows:
                 await store.put_kpi_days(rows)
             count.computed += len(rows)
         return cabinet.id, [found[i] for i in range(len(period.days))]

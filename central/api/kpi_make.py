@@ -39,18 +39,39 @@ from central.store.rows import EpisodeTimes
 # a city's month when nothing is kept), so more callers than this get a 429 rather than a store
 # loaded by all of them.
 MAX_CONCURRENT_REPORTS = 2
+# What every report reads first (the registry, the cabinets, the counters' edges, the episodes), to
+# find it made or know what to make: this many at once, this many more waiting, the others a 429.
+MAX_CONCURRENT_READS = 4
+MAX_WAITING_READS = 32
 RETRY_AFTER_S = 30
 _GATE = "kpi_reports"
+_READS = "kpi_reads"
 _MAKING = "kpi_making"
 
 
 class TooManyReports(HTTPException):
-    def __init__(self) -> None:
+    def __init__(self, detail: str | None = None) -> None:
         super().__init__(
             429,
-            f"{MAX_CONCURRENT_REPORTS} KPI reports are being computed: retry in a moment",
+            detail or f"{MAX_CONCURRENT_REPORTS} KPI reports are being computed: retry in a moment",
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
+
+
+class _Reads:
+    """The reads of reports under way and waiting, bounded (made on first use: one loop per app)."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Semaphore(MAX_CONCURRENT_READS)
+        self.asked = 0  # under way and waiting
+
+
+def _reads(app: FastAPI) -> _Reads:
+    found = getattr(app.state, _READS, None)
+    if not isinstance(found, _Reads):
+        found = _Reads()
+        setattr(app.state, _READS, found)
+    return found
 
 
 def report_gate(app: FastAPI) -> asyncio.Semaphore:
@@ -120,7 +141,15 @@ async def report_body(
 ) -> Body:
     """The report's body: JSON, or the CSV ``table``. Raises ``TooManyReports`` when it must be made
     and as many as ``MAX_CONCURRENT_REPORTS`` are being made."""
-    scope, edges, raised, overlapping, lost, keys = await read_inputs(store, period, town)
+    reads = _reads(app)
+    if reads.asked >= MAX_CONCURRENT_READS + MAX_WAITING_READS:
+        raise TooManyReports(f"{reads.asked} KPI reports are being read: retry in a moment")
+    reads.asked += 1
+    try:
+        async with reads.gate:
+            scope, edges, raised, overlapping, lost, keys = await read_inputs(store, period, town)
+    finally:
+        reads.asked -= 1
     made = (
         digest(period, tz, scope, cabinets=keys, episodes=overlapping),
         "json" if table is None else f"csv:{table}",

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import msgspec
 from fastapi import FastAPI
 
-from central.api.kpi_days import cached_figures
+from central.api.kpi_days import cached_figures, settled_now
 from central.api.kpi_fetch import CabinetFigures, Scope
 from central.api.kpi_json import cabinet_json
 from central.kpi.availability import Outage
@@ -171,8 +171,19 @@ async def report_parts(
     edges: Sequence[CounterEdge],
 ) -> list[CabinetPart]:
     """Every cabinet's part, in the scope's order: those of ``kept`` whose key is the same, the
-    others computed (from the day cache, ``central.api.kpi_days``) and put in ``kept``."""
-    changed = [c for c in scope.cabinets if (found := kept.get(c.id)) is None or found[0] != keys[c.id]]
+    others computed (from the day cache, ``central.api.kpi_days``) and put in ``kept`` when the
+    period has settled.
+
+    The parts used are those found before computing and those computed here: another report of the
+    period made meanwhile from other inputs may replace entries of ``kept``, never this one's."""
+    mine: dict[str, CabinetPart] = {}
+    changed = []
+    for c in scope.cabinets:
+        found = kept.get(c.id)
+        if found is not None and found[0] == keys[c.id]:
+            mine[c.id] = found[1]
+        else:
+            changed.append(c)
     if changed:
         wanted = {c.id for c in changed}
         figures = await cached_figures(
@@ -183,9 +194,14 @@ async def report_parts(
             lost=lost,
             counter_edges=[e for e in edges if e.cabinet in wanted],
         )
+        # A period not settled yet (open data's just after midnight): readings still in flight
+        # would change its parts without a change counted.
+        keeping = period.end_ms <= settled_now()
         for cabinet, one in zip(changed, figures, strict=True):
-            kept[cabinet.id] = (keys[cabinet.id], _part(one))
+            part = mine[cabinet.id] = _part(one)
+            if keeping:
+                kept[cabinet.id] = (keys[cabinet.id], part)
     known = {c.id for c in scope.cabinets}
     for gone in [cabinet for cabinet in kept if cabinet not in known]:
         del kept[gone]
-    return [kept[c.id][1] for c in scope.cabinets]
+    return [mine[c.id] for c in scope.cabinets]

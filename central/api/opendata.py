@@ -37,7 +37,7 @@ from central.api.kpi_fetch import (
 from central.api.kpi_make import energy_of_period
 from central.energy import local_days
 from central.kpi import opendata as od
-from central.kpi.period import Period, days_of
+from central.kpi.period import Period, days_of, settled_end
 from central.kpi.report import Cell, csv_cell
 from central.kpi.traffic import FAULT_POINT, MODE_POINT, StateHours, controller_hours
 from central.store import Store
@@ -88,11 +88,12 @@ def _open_data(request: Request) -> OpenData:
 
 
 def window(settings: OpenDataSettings, now_ms: int) -> Period:
-    """The last ``days`` whole local days before today."""
+    """The last ``days`` whole local days before today; in the minute after midnight, yesterday up
+    to its last settled quarter (``central.kpi.period``: its last readings are in flight)."""
     zone = ZoneInfo(settings.tz)
     today = dt.datetime.fromtimestamp(now_ms / 1000, zone).date()
     days = local_days(today - dt.timedelta(days=settings.days), today - dt.timedelta(days=1), zone)
-    start, end = days[0].start_ms, days[-1].end_ms
+    start, end = days[0].start_ms, min(days[-1].end_ms, settled_end(now_ms))
     return Period(start, end, tuple(days_of(start, end, zone)))
 
 

@@ -37,14 +37,22 @@ _data = msgspec.json.Decoder(ScalarMap)
 _args = msgspec.json.Decoder(ScalarMap)
 _json = msgspec.json.Encoder()
 # Inventories decoded, by their text: a city's cabinets share a few profiles, and a list of 1,000
-# cabinets would otherwise validate the same 40 point names 1,000 times (about 30 ms). The structs are
-# frozen, shared read-only.
-INVENTORIES_KEPT = 1024
+# cabinets would otherwise validate the same 40 point names 1,000 times (about 30 ms). Shared
+# read-only (the structs are frozen; nothing appends to their point lists). Only inventories of a
+# usual size are kept, so the cache holds a few MB at most whatever cabinets send.
+INVENTORIES_KEPT = 256
+MAX_KEPT_INVENTORY_CHARS = 8192
 
 
 @functools.lru_cache(maxsize=INVENTORIES_KEPT)
-def inventory_of(text: str | bytes) -> tuple[DeviceInfo, ...]:
+def _kept_inventory(text: str | bytes) -> tuple[DeviceInfo, ...]:
     return _inventory.decode(text)
+
+
+def inventory_of(text: str | bytes) -> tuple[DeviceInfo, ...]:
+    if len(text) > MAX_KEPT_INVENTORY_CHARS:
+        return _inventory.decode(text)
+    return _kept_inventory(text)
 
 
 def json_text(value: object) -> str:

@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 from fastapi import FastAPI, HTTPException
 
+from central.api.app_state import made_once
 from central.api.kpi_fetch import Scope, episodes_of, outages_by_device, scope_of
 from central.api.kpi_json import report_json
 from central.api.kpi_memo import Body, digest, report_memo
@@ -67,28 +68,17 @@ class _Reads:
 
 
 def _reads(app: FastAPI) -> _Reads:
-    found = getattr(app.state, _READS, None)
-    if not isinstance(found, _Reads):
-        found = _Reads()
-        setattr(app.state, _READS, found)
-    return found
+    return made_once(app, _READS, _Reads, _Reads)
 
 
 def report_gate(app: FastAPI) -> asyncio.Semaphore:
     """The app's count of reports under way (made on first use: one event loop per app)."""
-    gate = getattr(app.state, _GATE, None)
-    if not isinstance(gate, asyncio.Semaphore):
-        gate = asyncio.Semaphore(MAX_CONCURRENT_REPORTS)
-        setattr(app.state, _GATE, gate)
-    return gate
+    return made_once(app, _GATE, asyncio.Semaphore, lambda: asyncio.Semaphore(MAX_CONCURRENT_REPORTS))
 
 
 def _making(app: FastAPI) -> dict[tuple[str, str], asyncio.Future[Body]]:
-    found = getattr(app.state, _MAKING, None)
-    if not isinstance(found, dict):
-        found = {}
-        setattr(app.state, _MAKING, found)
-    return found
+    making: dict[tuple[str, str], asyncio.Future[Body]] = made_once(app, _MAKING, dict, dict)
+    return making
 
 
 def csv_text(report: KpiReport, table: CsvTable) -> str:

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 import msgspec
 from fastapi import FastAPI
 
+from central.api.app_state import made_once
 from central.api.kpi_fetch import Scope
 from central.kpi.period import Period
 from central.store.rows import EpisodeTimes
@@ -94,8 +95,4 @@ class ReportMemo:
 
 def report_memo(app: FastAPI) -> ReportMemo:
     """The app's memo (made on first use)."""
-    memo = getattr(app.state, MEMO_STATE, None)
-    if not isinstance(memo, ReportMemo):
-        memo = ReportMemo()
-        setattr(app.state, MEMO_STATE, memo)
-    return memo
+    return made_once(app, MEMO_STATE, ReportMemo, ReportMemo)

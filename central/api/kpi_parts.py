@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import msgspec
 from fastapi import FastAPI
 
+from central.api.app_state import made_once
 from central.api.kpi_days import cached_figures, settled_now
 from central.api.kpi_fetch import CabinetFigures, Scope
 from central.api.kpi_json import cabinet_json
@@ -138,11 +139,7 @@ class PartMemo:
 
 def part_memo(app: FastAPI) -> PartMemo:
     """The app's memo of parts (made on first use)."""
-    memo = getattr(app.state, PARTS_STATE, None)
-    if not isinstance(memo, PartMemo):
-        memo = PartMemo()
-        setattr(app.state, PARTS_STATE, memo)
-    return memo
+    return made_once(app, PARTS_STATE, PartMemo, PartMemo)
 
 
 def _part(figures: CabinetFigures) -> CabinetPart:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import aiomqtt
 import paho.mqtt._packet as paho_packet
@@ -149,11 +149,16 @@ class _GatedPublish:
     what cannot be read here (a topic alias, a malformed packet), goes on to paho."""
 
     def __init__(
-        self, client: mqtt.Client, gate: MessageGate | None, take: Callable[[str, bytes], bool] | None
+        self,
+        client: mqtt.Client,
+        gate: MessageGate | None,
+        take: Callable[[str, bytes], bool] | None,
+        send: Callable[[bytes], None],
     ) -> None:
         self._client = client
         self._gate = gate
         self._take = take
+        self._send = send  # queues a ready-made packet
         self.declined = False  # set while paho handles a PUBLISH that ``take`` declined
 
     def __call__(self) -> MQTTErrorCode:
@@ -185,9 +190,32 @@ class _GatedPublish:
 
     def _puback(self, mid: int, qos: int) -> MQTTErrorCode:
         if qos == 1:
-            acked: MQTTErrorCode = self._client._send_puback(mid)
-            return acked
+            # paho's own PUBACK (MQTT 5 allows it without a reason code: success).
+            self._send(_PUBACK.pack(mqtt.PUBACK, 2, mid))
         return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+
+_PUBACK = struct.Struct("!BBH")
+_U16 = struct.Struct("!H")
+# What one write of queued packets holds at most: the loop stays fair, the socket takes it whole.
+BUNDLE_BYTES = 16 * 1024
+
+
+def publish_packet(topic: str, payload: bytes, *, v5: bool) -> bytes:
+    """A QoS 0 PUBLISH, as paho builds one (no properties, not retained)."""
+    name = topic.encode()
+    if not name or len(name) > 0xFFFF or "+" in topic or "#" in topic:
+        raise ValueError(f"cannot publish to {topic!r}: not a topic name")
+    remaining = 2 + len(name) + (1 if v5 else 0) + len(payload)
+    if remaining > 268_435_455:
+        raise ValueError(f"a payload of {len(payload)} bytes is over MQTT's limit")
+    length = bytearray()
+    while True:
+        byte, remaining = remaining & 0x7F, remaining >> 7
+        length.append(byte | 0x80 if remaining else byte)
+        if not remaining:
+            break
+    return b"".join((b"\x30", length, _U16.pack(len(name)), name, b"\x00" if v5 else b"", payload))
 
 
 def _parse_publish(body: bytes | bytearray, qos: int, v5: bool) -> tuple[str, int, bytes] | None:
@@ -241,9 +269,10 @@ class FastClient(aiomqtt.Client):
         self._message_handler = message_handler
         self._recv = _BufferedRecv(self._client)
         self._client._sock_recv = self._recv  # type: ignore[method-assign]
+        self._bundle: dict[str, Any] | None = None  # the queued packet that later ones join
         self._publish: _GatedPublish | None = None
         if message_gate is not None or message_handler is not None:
-            self._publish = _GatedPublish(self._client, message_gate, message_handler)
+            self._publish = _GatedPublish(self._client, message_gate, message_handler, self._send_packet)
             self._client._handle_publish = self._publish  # type: ignore[method-assign]
         self._reading_fd: int | None = None
         self._paused = False
@@ -257,14 +286,36 @@ class FastClient(aiomqtt.Client):
         super()._on_message(client, userdata, message)
 
     def publish_nowait(self, topic: str, payload: bytes, *, max_queued: int = 10_000) -> bool:
-        """Queue a QoS 0 PUBLISH to be written at the end of this event-loop turn; False when there
-        is no session, or ``max_queued`` packets wait to be written already (the broker is not
-        reading: the caller's message is dropped, as a QoS 0 one may be anyway)."""
+        """Queue a QoS 0 PUBLISH to be written at the end of this event-loop turn, with whatever else
+        is queued by then (one write); False when there is no session, or ``max_queued`` packets
+        wait to be written already (the broker is not reading: the message is dropped, as a QoS 0
+        one may be anyway)."""
         client = self._client
-        if client._sock is None or len(client._out_packet) >= max_queued:
+        if client._sock is None or not client.is_connected() or len(client._out_packet) >= max_queued:
             return False
-        info = client.publish(topic, payload, qos=0)
-        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+        self._send_packet(publish_packet(topic, payload, v5=client._protocol == mqtt.MQTTv5))
+        return True
+
+    def _send_packet(self, data: bytes) -> None:
+        """Queue ready-made packets for paho to write: appended to the last one queued this way when
+        paho has not begun writing it, so that a turn's PUBACKs and acks leave in one ``send()``."""
+        client = self._client
+        out = client._out_packet
+        bundle = self._bundle
+        if (
+            bundle is not None
+            and out
+            and out[-1] is bundle
+            and bundle["pos"] == 0
+            and bundle["to_process"] + len(data) <= BUNDLE_BYTES
+        ):
+            bundle["packet"] += data
+            bundle["to_process"] += len(data)
+            return
+        # Queued as a PUBACK for paho's bookkeeping: nothing to confirm to anyone once written (a
+        # QoS 0 PUBLISH would have paho call on_publish with a message info of its own).
+        client._packet_queue(mqtt.PUBACK, bytearray(data), 0, 1)
+        self._bundle = cast(dict[str, Any], out[-1]) if out else None
 
     def _on_socket_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         # paho has something to send. On the loop's thread, it is written once this turn's callbacks

@@ -44,10 +44,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_GROUP = "cityedge-central"
 STABLE_SESSION_S = 10.0
-# Once the socket is drained, read it again no sooner than this: at a fleet's rate (hundreds of
-# batches a second, each alone on the wire) each wake-up then reads, acknowledges and hands on
-# several, for a few ms of ack latency (goal: p99 250 ms).
-READ_EVERY_S = 0.01
 _UNSUPPORTED_PROTOCOL = (1, 0x84)  # MQTT 3.1.1 and MQTT 5 CONNACK codes for "unsupported protocol"
 
 
@@ -102,7 +98,6 @@ class MqttLink(Background):
         timeout: float = 10.0,
         max_queued_messages: int = 10_000,
         backoff: Backoff | None = None,
-        read_every_s: float = READ_EVERY_S,
     ) -> None:
         try:
             parsed = parse_broker_url(broker_url)
@@ -118,7 +113,6 @@ class MqttLink(Background):
         self._client_id = client_id or f"cityedge-central-{uuid.uuid4().hex[:12]}"
         self._timeout = timeout
         self._max_queued_messages = max_queued_messages
-        self._read_every_s = read_every_s
         self._backoff = backoff or Backoff(initial=0.2, maximum=30.0)
         self._protocol = aiomqtt.ProtocolVersion.V5
         self._receiver: _Receiver | None = None
@@ -274,7 +268,6 @@ class MqttLink(Background):
             socket_options=SOCKET_OPTIONS,
             message_gate=receiver.gate if receiver is not None else None,
             message_handler=receiver.handler if receiver is not None else None,
-            read_every_s=self._read_every_s,
         )
         client.pending_calls_threshold = 1_000  # acks are published concurrently by design
         return client

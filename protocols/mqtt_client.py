@@ -254,10 +254,6 @@ def _variable_int(data: bytes | bytearray, pos: int) -> tuple[int, int]:
 class FastClient(aiomqtt.Client):
     """``aiomqtt.Client`` with burst reads; ``message_handler`` takes messages before they queue.
 
-    ``read_every_s`` > 0: once the socket is drained, it is read again no sooner than that (what
-    arrives meanwhile waits in the socket): a receiver of many small messages trades that much
-    latency for one wake-up, one write of PUBACKs and one hand-off downstream per burst.
-
     ``pause_reading()`` stops reading the socket (the broker holds what follows, within its limits)
     until ``resume_reading()``: backpressure for a handler whose consumer is behind.
     """
@@ -267,11 +263,9 @@ class FastClient(aiomqtt.Client):
         *args: Any,
         message_handler: MessageHandler | None = None,
         message_gate: MessageGate | None = None,
-        read_every_s: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self._read_every_s = read_every_s
         self._message_handler = message_handler
         self._recv = _BufferedRecv(self._client)
         self._client._sock_recv = self._recv  # type: ignore[method-assign]
@@ -381,25 +375,11 @@ class FastClient(aiomqtt.Client):
                     return
                 pending = getattr(sock_now, "pending", None)  # TLS: bytes decrypted, not read
                 if recv.buffered == 0 and (pending is None or pending() == 0):
-                    self._rest()
                     return
             self._loop.call_soon(self._read)
         except Exception as exc:  # noqa: BLE001  # as aiomqtt does: a broken pipe ends the session
             if not self._disconnected.done():
                 self._disconnected.set_exception(exc)
-
-    def _rest(self) -> None:
-        """The socket is drained: with ``read_every_s``, read it again no sooner than that, so that
-        what arrives meanwhile is read, handled and acknowledged in one turn instead of one each."""
-        fd = self._reading_fd
-        if self._read_every_s <= 0 or fd is None:
-            return
-        self._loop.remove_reader(fd)
-        self._loop.call_later(self._read_every_s, self._wake, fd)
-
-    def _wake(self, fd: int) -> None:
-        if not self._paused and self._reading_fd == fd:
-            self._loop.add_reader(fd, self._read)
 
     def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         self._recv.reset()

@@ -130,31 +130,3 @@ async def test_what_the_handler_declines_is_queued_as_a_message_once(mosquitto: 
         await wait_until(lambda: len(taken) == 3, what="every message offered to the handler")
     assert message.payload == b"declined" and message.qos == 1
     assert taken == [b"taken 1", b"declined", b"taken 2"]
-
-
-async def test_a_paused_reader_takes_nothing_until_resumed_even_between_its_rests(
-    mosquitto: MosquittoBroker,
-) -> None:
-    taken: list[bytes] = []
-
-    def take(_topic: str, payload: bytes) -> bool:
-        taken.append(payload)
-        return True
-
-    async with (
-        FastClient(mosquitto.host, mosquitto.port, message_handler=take, read_every_s=0.05) as central,
-        aiomqtt.Client(mosquitto.host, mosquitto.port) as edge,
-    ):
-        await central.subscribe("cityedge/+/data", qos=1)
-        await edge.publish("cityedge/cab-1/data", b"before", qos=1)
-        await wait_until(lambda: taken == [b"before"], what="the first message")
-        central.pause_reading()  # within its rest: the wake-up after it must not read either
-        for i in range(20):
-            await edge.publish("cityedge/cab-1/data", b"while paused %d" % i, qos=1)
-        probe = asyncio.Event()
-        asyncio.get_running_loop().call_later(0.2, probe.set)  # four rests later
-        await probe.wait()
-        assert taken == [b"before"]
-        central.resume_reading()
-        await wait_until(lambda: len(taken) == 21, what="what waited in the socket")
-    assert taken == [b"before", *(b"while paused %d" % i for i in range(20))]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import aiomqtt
 import pytest
@@ -130,3 +131,38 @@ async def test_what_the_handler_declines_is_queued_as_a_message_once(mosquitto: 
         await wait_until(lambda: len(taken) == 3, what="every message offered to the handler")
     assert message.payload == b"declined" and message.qos == 1
     assert taken == [b"taken 1", b"declined", b"taken 2"]
+
+
+async def test_a_paused_reader_takes_nothing_until_resumed(mosquitto: MosquittoBroker) -> None:
+    taken: list[bytes] = []
+
+    def take(_topic: str, payload: bytes) -> bool:
+        taken.append(payload)
+        return True
+
+    async with (
+        FastClient(mosquitto.host, mosquitto.port, message_handler=take) as central,
+        aiomqtt.Client(mosquitto.host, mosquitto.port) as edge,
+        aiomqtt.Client(mosquitto.host, mosquitto.port) as witness,
+    ):
+        await central.subscribe("cityedge/+/data", qos=1)
+        await witness.subscribe("cityedge/+/data", qos=1)
+        await edge.publish("cityedge/cab-1/data", b"before", qos=1)
+        await wait_until(lambda: taken == [b"before"], what="the first message")
+        central.pause_reading()
+        for i in range(20):
+            await edge.publish("cityedge/cab-1/data", b"while paused %d" % i, qos=1)
+        async with asyncio.timeout(10):  # the broker has sent them on: central's socket holds them
+            seen = [m async for m in _first(witness.messages, 21)]
+        assert len(seen) == 21 and taken == [b"before"]
+        central.resume_reading()
+        await wait_until(lambda: len(taken) == 21, what="what waited in the socket")
+    assert taken == [b"before", *(b"while paused %d" % i for i in range(20))]
+
+
+async def _first(messages: AsyncIterator[aiomqtt.Message], n: int) -> AsyncIterator[aiomqtt.Message]:
+    async for message in messages:
+        yield message
+        n -= 1
+        if n == 0:
+            return

@@ -1,10 +1,10 @@
 """MQTT ingest: receive batches, store them with group commit, acknowledge only what is committed.
 
-Three tasks share one event loop:
+Two parts share one event loop:
 
     mqtt    connect (MQTT 5, else 3.1.1), subscribe, decode and validate every message, queue it
-    writer  take what is queued (up to a bound) and write it in ONE transaction
-    acker   publish one Ack per committed batch on the cabinet's ack topic
+    writer  take what is queued (up to a bound), write it in ONE transaction, then queue one Ack per
+            committed batch on the cabinet's ack topic (written to the broker in one go, at once)
 
 Batches wait in one queue per cabinet, and a group takes one batch of each waiting cabinet in turn
 (round robin) until it is full: a cabinet draining a day's backlog fills the groups only with what
@@ -192,8 +192,6 @@ class Ingestor:
         self._quarantine: list[QuarantineEntry] = []
         self._pending_records = 0
         self._work = asyncio.Event()  # something is queued for the writer
-        self._acks: list[tuple[Ack, int]] = []  # and when its batch was received (ms)
-        self._ack_work = asyncio.Event()
         self._task_group: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -207,7 +205,6 @@ class Ingestor:
         self._task_group = task_group
         self._tasks = [
             task_group.create_task(self._write_loop(), name="central-ingest-writer"),
-            task_group.create_task(self._ack_loop(), name="central-ingest-acker"),
         ]
         if self._owns_link:
             await self._link.__aenter__()
@@ -432,6 +429,7 @@ class Ingestor:
 
     def _committed(self, batches: list[ReceivedBatch], outcomes: list[BatchOutcome]) -> None:
         stats = self._stats
+        acks: list[tuple[Ack, int]] = []  # and when its batch was received (ms)
         stats.commits += 1
         for received, outcome in zip(batches, outcomes, strict=True):
             if outcome.unstorable is not None:
@@ -453,31 +451,30 @@ class Ingestor:
             if outcome.duplicates and not outcome.new:
                 stats.duplicate_batches += 1
             # Exactly the records of the batch, all committed now or held already; never its range.
-            self._acks.append((_ack(received.batch), received.received_ms))
-        self._ack_work.set()
+            acks.append((_ack(received.batch), received.received_ms))
+        self._send_acks(acks)
         self._pending_records -= sum(_records(b) for b in batches)
         if self._pending_records < self._max_pending_records:
             self._link.resume_reading()
 
-    # -- acker ------------------------------------------------------------------------------
+    # -- acks -------------------------------------------------------------------------------
 
-    async def _ack_loop(self) -> None:
-        while True:
-            await self._ack_work.wait()
-            self._ack_work.clear()
-            acks, self._acks = self._acks, []
-            if not self._link.connected:
-                self._stats.acks_failed += len(acks)  # the edge re-sends; we ack the duplicate
-                continue
-            await asyncio.gather(*(self._publish_ack(ack, received_ms) for ack, received_ms in acks))
+    def _send_acks(self, acks: list[tuple[Ack, int]]) -> None:
+        """Hand each ack to the session, without waiting: they are written together once this turn
+        of the event loop is done.
 
-    async def _publish_ack(self, ack: Ack, received_ms: int) -> None:
-        # QoS 0: an ack is idempotent and a lost one costs a resend (acked again as a duplicate).
-        # At QoS 1 each would wait for the broker's PUBACK, which comes back on the ingest stream,
-        # behind whatever a flooding cabinet has queued there: acks would crawl for everyone.
-        if await self._link.publish(Topics(ack.cabinet).ack, encode(ack), qos=0):
-            self._stats.acks_sent += 1
-            if self._ack_latency is not None:
-                self._ack_latency(max(0, _now_ms() - received_ms) / 1000)
-        else:
-            self._stats.acks_failed += 1
+        QoS 0: an ack is idempotent and a lost one costs a resend (acked again as a duplicate). At
+        QoS 1 each would wait for the broker's PUBACK, which comes back on the ingest stream, behind
+        whatever a flooding cabinet has queued there: acks would crawl for everyone."""
+        stats, link, observe = self._stats, self._link, self._ack_latency
+        if not link.connected:
+            stats.acks_failed += len(acks)  # the edge re-sends; we ack the duplicate
+            return
+        now = _now_ms()
+        for ack, received_ms in acks:
+            if link.publish_nowait(Topics(ack.cabinet).ack, encode(ack)):
+                stats.acks_sent += 1
+                if observe is not None:
+                    observe(max(0, now - received_ms) / 1000)
+            else:
+                stats.acks_failed += 1

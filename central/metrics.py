@@ -5,7 +5,7 @@
     cityedge_ingest_quarantined_total{reason}       refused messages, by the fleet protocol's reasons
     cityedge_ingest_acks_total{outcome}             sent, failed
     cityedge_ingest_pending_batches                 waiting for the writer
-    cityedge_ingest_ack_latency_seconds             histogram: a batch's receipt to its ack published
+    cityedge_ingest_ack_latency_seconds             histogram: a batch's receipt to its ack sent
     cityedge_mqtt_connected, cityedge_mqtt_connects_total
     cityedge_command_publishes_total{outcome}       sent, failed (the broker did not take it)
     cityedge_command_resends_total                  of those sent, the ones sent again
@@ -62,7 +62,7 @@ class CentralMetrics:
         ProcessCollector(registry=registry)
         self.ack_latency = Histogram(
             "cityedge_ingest_ack_latency_seconds",
-            "From a batch's receipt to its ack published (group commit included)",
+            "From a batch's receipt to its ack handed to the MQTT session (group commit included)",
             buckets=_ACK,
             registry=registry,
         )

@@ -182,6 +182,22 @@ class MqttLink(Background):
             return False
         return True
 
+    def publish_nowait(self, topic: str, payload: bytes) -> bool:
+        """Queue a QoS 0 publish on the current session, written once this event-loop turn is done;
+        False when there is none, or the broker is not taking what was queued before.
+
+        For many small idempotent messages (acks): no task, timeout or wait for each; one that is
+        lost when the session drops before it is written is one a QoS 0 publish may lose anyway."""
+        client = self._client
+        if client is None:
+            self.stats.publish_failed += 1
+            return False
+        if not client.publish_nowait(topic, payload):
+            self.stats.publish_failed += 1
+            self.stats.error(f"publish to {topic}: the broker is not reading what was sent before")
+            return False
+        return True
+
     # -- the session: connect, subscribe, receive, reconnect ---------------------------------
 
     async def _run(self) -> None:

@@ -1,16 +1,19 @@
-"""The shared-table Properties decodes exactly what paho's own does."""
+"""The shared-table Properties decodes exactly what paho's own does; a ready-made PUBLISH is paho's."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
+import paho.mqtt.client as mqtt
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties, VariableByteIntegers
 
-from protocols.mqtt_client import SharedTableProperties
+from protocols.mqtt_client import SharedTableProperties, publish_packet
 
 # MQTT strings are UTF-8 without NUL (paho refuses NUL on decode, whichever Properties decodes).
 texts = st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=20)
@@ -68,3 +71,40 @@ def test_a_huge_property_block_is_stepped_over_not_decoded() -> None:
     assert time.perf_counter() - started < 0.05
     assert wire[length:] == b"payload"  # the payload still starts where it should
     assert ours.json() == {}
+
+
+topic_names = st.text(
+    st.characters(exclude_characters="\x00+#", exclude_categories=("Cs",)), min_size=1, max_size=40
+)
+
+
+@given(topic=topic_names, payload=st.binary(max_size=300), v5=st.booleans())
+def test_a_ready_made_publish_is_the_packet_paho_builds(topic: str, payload: bytes, v5: bool) -> None:
+    paho = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311)
+    built: list[bytes] = []
+
+    def queue(
+        command: int, packet: bytes | bytearray, mid: int, qos: int, info: object = None
+    ) -> MQTTErrorCode:
+        built.append(bytes(packet))  # what paho would write
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    paho._packet_queue = queue  # type: ignore[assignment,method-assign]
+    paho._sock = cast(Any, object())  # paho builds only for a session; nothing is written to it
+    try:
+        paho._send_publish(1, topic.encode(), payload, qos=0)
+    finally:
+        paho._sock = None
+    assert built == [publish_packet(topic, payload, v5=v5)]
+
+
+def test_a_publish_packet_needs_a_topic_name() -> None:
+    for topic in ("", "cityedge/+/ack", "cityedge/#"):
+        with pytest.raises(ValueError, match="not a topic name"):
+            publish_packet(topic, b"ack", v5=True)
+
+
+def test_a_long_payload_takes_a_longer_remaining_length() -> None:
+    packet = publish_packet("t", bytes(20_000), v5=False)
+    assert packet[:4] == bytes([0x30, 0xA3, 0x9C, 0x01])  # 2 + 1 + 20,000 = 20,003 in 3 bytes
+    assert len(packet) == 4 + 20_003

@@ -19,6 +19,7 @@ from psycopg import sql
 
 from central.store import rollups as ru
 from central.store.postgres import partitions as parts
+from central.store.postgres import stage
 from central.store.postgres.values import join
 from central.store.rows import RESOLUTIONS, Resolution, Rollup
 
@@ -45,33 +46,45 @@ _UPSERT = (
     + ") ON CONFLICT (res, bucket, point_pk) DO UPDATE SET "
     + ", ".join(f"{n} = excluded.{n}" for n in _NAMES if n != "bucket")
 )
-_NEWER = (
-    "(excluded.last_ts, excluded.last_stream, excluded.last_seq) > (r.last_ts, r.last_stream, r.last_seq)"
-)
-_MERGE_PLAIN = (
-    f"INSERT INTO rollups AS r (res, point_pk, {_COLUMNS}) SELECT * FROM unnest(%b::int4[], %b::int4[], "
-    + ", ".join(f"%b::{t}[]" for t in _TYPES)
-    + """) ON CONFLICT (res, bucket, point_pk) DO UPDATE SET
-    count = r.count + excluded.count,
-    good = r.good + excluded.good,
-    min = least(r.min, excluded.min),
-    max = greatest(r.max, excluded.max),
-    sum = least(greatest(r.sum + excluded.sum, -1e300), 1e300),
-    """
-    + ",\n    ".join(
-        f"{n} = CASE WHEN {_NEWER} THEN excluded.{n} ELSE r.{n} END"
-        for n in (
-            "last_ts",
-            "last_stream",
-            "last_seq",
-            "last_vf",
-            "last_vi",
-            "last_vb",
-            "last_vs",
-            "last_quality",
-        )
+_LAST = ("last_ts", "last_stream", "last_seq", "last_vf", "last_vi", "last_vb", "last_vs", "last_quality")
+
+
+def _merged(new: str) -> str:
+    """The SET list that adds the rollup ``new`` (a row alias) to the stored one ``r``: the
+    order-free part of ``rollups.absorb`` (count, min, max, sum, last), so no row is read back."""
+    newer = f"({new}.last_ts, {new}.last_stream, {new}.last_seq) > (r.last_ts, r.last_stream, r.last_seq)"
+    return ",\n    ".join(
+        [
+            f"count = r.count + {new}.count",
+            f"good = r.good + {new}.good",
+            f"min = least(r.min, {new}.min)",
+            f"max = greatest(r.max, {new}.max)",
+            f"sum = least(greatest(r.sum + {new}.sum, -1e300), 1e300)",
+            *(f"{n} = CASE WHEN {newer} THEN {new}.{n} ELSE r.{n} END" for n in _LAST),
+        ]
     )
+
+
+# The staged rollups of points that are not counters, merged: an UPDATE of the buckets stored (one
+# row version each; an INSERT ... ON CONFLICT DO UPDATE also locks the row first, a second WAL
+# record), then an insert of the others, its ON CONFLICT for a bucket another worker just made.
+MERGE_PLAIN = f"""
+WITH s AS (DELETE FROM {stage.ROLLUP_STAGE} RETURNING *),
+moved AS (
+    UPDATE rollups AS r SET {_merged("s")}
+    FROM s WHERE (r.res, r.bucket, r.point_pk) = (s.res, s.bucket, s.point_pk)
+    RETURNING r.res, r.bucket, r.point_pk
 )
+INSERT INTO rollups AS r (res, point_pk, {_COLUMNS})
+SELECT s.res, s.point_pk, {", ".join(f"s.{n}" for n in _NAMES)} FROM s
+WHERE NOT EXISTS (
+    SELECT FROM moved AS m WHERE (m.res, m.bucket, m.point_pk) = (s.res, s.bucket, s.point_pk)
+)
+ORDER BY s.res, s.bucket, s.point_pk
+ON CONFLICT (res, bucket, point_pk) DO UPDATE SET {_merged("excluded")}
+"""
+_STAGE_COLUMNS = f"res, point_pk, {_COLUMNS}"
+_STAGE_TYPES = ["int4", "int4", *_TYPES]
 _RAW = """
 SELECT ts, stream_pk, seq, vf, vi, vb, vs, quality FROM readings WHERE point_pk = %s AND ts >= %s AND ts < %s
 """
@@ -128,9 +141,21 @@ async def apply_rollups(
 ) -> None:
     """Add the readings just stored to their buckets, at both resolutions. ``plain``: the rows of
     ``plain_rows(new)`` when the caller computed them already (while a COPY was being taken in)."""
-    rows = plain_rows(new) if plain is None else plain
-    if rows:
-        await cur.execute(_MERGE_PLAIN, [list(column) for column in zip(*rows, strict=True)])
+    if await stage_plain(cur, plain_rows(new) if plain is None else plain):
+        await cur.execute(MERGE_PLAIN)
+    await apply_counters(cur, new)
+
+
+async def stage_plain(cur: Cursor, rows: list[tuple[object, ...]]) -> bool:
+    """Stage the rows of ``plain_rows`` for ``MERGE_PLAIN``; whether there were any."""
+    if not rows:
+        return False
+    await stage.put(cur, stage.ROLLUP_STAGE, _STAGE_COLUMNS, _STAGE_TYPES, rows)
+    return True
+
+
+async def apply_counters(cur: Cursor, new: NewSamples) -> None:
+    """Add the readings just stored of energy counters to their buckets (read, absorb, write)."""
     counters = {pk: entry for pk, entry in new.items() if entry[0]}
     if counters:
         await _apply_counters(cur, counters)

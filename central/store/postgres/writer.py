@@ -44,6 +44,7 @@ from central.record_time import time_suspect
 from central.store import rules
 from central.store.kpi_days import changed_days
 from central.store.postgres import partitions as parts
+from central.store.postgres import stage
 from central.store.postgres import writer_sql as q
 from central.store.postgres.batch_facts import (
     Latest,
@@ -57,7 +58,15 @@ from central.store.postgres.commands import apply_results
 from central.store.postgres.episodes import apply_episodes, unseen_alarm_events
 from central.store.postgres.held import HeldSeqs, Range, span_runs
 from central.store.postgres.kpi_days import bump_changes
-from central.store.postgres.rollups import Plain, apply_rollups, plain_rollups, plain_rows_of
+from central.store.postgres.rollups import (
+    MERGE_PLAIN,
+    Plain,
+    apply_counters,
+    apply_rollups,
+    plain_rollups,
+    plain_rows_of,
+    stage_plain,
+)
 from central.store.postgres.schema import COUNTER_SHARDS
 from central.store.postgres.values import pg_text, split, split_one
 from central.store.rollups import Sample
@@ -81,6 +90,7 @@ _RETRYABLE: tuple[type[Exception], ...] = (errors.DeadlockDetected, errors.Seria
 
 
 Mode = Literal["copy", "upsert", "isolated"]
+Statement = tuple[str, Sequence[Any] | None]
 
 
 class _Refused(Exception):
@@ -128,6 +138,7 @@ class PgWriter:
         statuses: Sequence[ReceivedStatus],
         quarantine: Sequence[QuarantineEntry],
     ) -> list[BatchOutcome]:
+        await stage.ensure(conn)
         mode: Mode = "copy"
         attempt = 0
         while True:
@@ -171,12 +182,14 @@ class PgWriter:
             b = received.batch
             last_seen = max(seen.get(b.cabinet, (received.received_ms, 0))[0], received.received_ms)
             seen[b.cabinet] = (last_seen, b.backlog)
-        if seen and mode != "isolated":
+        if seen and mode == "upsert":
             await self._upsert_seen(cur, seen)
         outcomes: list[BatchOutcome] = []
+        # Statements with no result to wait for: sent together at the end, one round trip.
+        deferred: list[Statement] = []
         if mode == "copy":
             try:
-                outcomes = await self._copy_group(cur, txn, batches)
+                outcomes = await self._copy_group(cur, txn, batches, seen, deferred)
             except REFUSALS as exc:
                 raise _Refused from exc
         for received in batches if mode != "copy" else ():
@@ -192,6 +205,37 @@ class PgWriter:
             for received, outcome in zip(batches, outcomes, strict=True)
             if outcome.unstorable is not None
         ]
+        unstorable += await self._write_statuses(conn, cur, statuses, mode=mode)
+        evicted = await self._write_quarantine(cur, [*quarantine, *unstorable])
+        deferred.append(
+            (
+                q.ADD_COUNTERS,
+                (
+                    sum(o.readings_new for o in outcomes),
+                    sum(o.events_new for o in outcomes),
+                    sum(o.results_new for o in outcomes),
+                    len(quarantine) + len(unstorable),
+                    evicted,
+                    self._shard,
+                ),
+            )
+        )
+        try:
+            async with conn.pipeline():
+                for query, params in deferred:
+                    await cur.execute(query, params)
+                await bump_changes(cur, changed_days(batches, outcomes))  # the KPI day cache's days to redo
+        except REFUSALS as exc:
+            if mode != "copy":
+                raise
+            raise _Refused from exc  # a merge of the group's rollups or latest values
+        return outcomes
+
+    async def _write_statuses(
+        self, conn: Conn, cur: Cursor, statuses: Sequence[ReceivedStatus], *, mode: Mode
+    ) -> list[QuarantineEntry]:
+        """Apply the statuses; those the database refused (isolated mode) to quarantine instead."""
+        refused: list[QuarantineEntry] = []
         for received_status in statuses:
             if mode != "isolated":
                 try:
@@ -199,38 +243,35 @@ class PgWriter:
                 except REFUSALS as exc:
                     raise _Refused from exc
                 continue
-            refused = await self._write_status_isolated(conn, cur, received_status)
-            if refused is not None:
-                unstorable.append(refused)
-        await bump_changes(cur, changed_days(batches, outcomes))  # the KPI day cache's days to redo
-        evicted = await self._write_quarantine(cur, [*quarantine, *unstorable])
-        await cur.execute(
-            q.ADD_COUNTERS,
-            (
-                sum(o.readings_new for o in outcomes),
-                sum(o.events_new for o in outcomes),
-                sum(o.results_new for o in outcomes),
-                len(quarantine) + len(unstorable),
-                evicted,
-                self._shard,
-            ),
-        )
-        return outcomes
+            entry = await self._write_status_isolated(conn, cur, received_status)
+            if entry is not None:
+                refused.append(entry)
+        return refused
 
     async def _copy_group(
-        self, cur: Cursor, txn: _Txn, batches: Sequence[ReceivedBatch]
+        self,
+        cur: Cursor,
+        txn: _Txn,
+        batches: Sequence[ReceivedBatch],
+        seen: dict[str, tuple[int, int]],
+        deferred: list[Statement],
     ) -> list[BatchOutcome]:
-        """The group's new readings in one COPY; events and results as the upsert writes them."""
-        stream_pks = [await self._stream_pk(cur, txn, r.batch.cabinet, r.batch.stream) for r in batches]
-        point_maps = [
-            await self._point_pks(cur, txn, r.batch.cabinet, {x.point for x in r.batch.readings})
-            if r.batch.readings
-            else {}
-            for r in batches
-        ]
-        held = await HeldSeqs.load(
-            cur, [_probe(pk, r.batch) for pk, r in zip(stream_pks, batches, strict=True)]
-        )
+        """The group's new readings in one COPY; events and results as the upsert writes them. The
+        merges of what it staged, and the held ranges, join ``deferred``."""
+        # Pipelined: the cabinets' locks, the ids and the held ranges in one round trip (ids known).
+        async with cur.connection.pipeline():
+            if seen:
+                await self._upsert_seen(cur, seen)
+            stream_pks = [await self._stream_pk(cur, txn, r.batch.cabinet, r.batch.stream) for r in batches]
+            point_maps = [
+                await self._point_pks(cur, txn, r.batch.cabinet, {x.point for x in r.batch.readings})
+                if r.batch.readings
+                else {}
+                for r in batches
+            ]
+            held = await HeldSeqs.load(
+                cur, [_probe(pk, r.batch) for pk, r in zip(stream_pks, batches, strict=True)]
+            )
         fresh: list[int] = []
         latest: Latest = {}
         samples: dict[int, tuple[bool, list[Sample]]] = {}
@@ -257,9 +298,13 @@ class PgWriter:
             fresh = [0] * len(batches)
             for received, stream_pk in zip(batches, stream_pks, strict=True):
                 held.hold(stream_pk, _seq_runs(received.batch))
-        await held.save(cur)
-        await self._upsert_latest(cur, latest)
-        await apply_rollups(cur, samples, plain=rows)
+        if (save := held.save_statement()) is not None:
+            deferred.append(save)
+        if await self._stage_latest(cur, latest):
+            deferred.append((q.MERGE_LATEST, None))
+        if await stage_plain(cur, rows):
+            deferred.append((MERGE_PLAIN, None))
+        await apply_counters(cur, samples)
         outcomes = []
         for received, stream_pk, readings_new in zip(batches, stream_pks, fresh, strict=True):
             batch = received.batch
@@ -282,27 +327,20 @@ class PgWriter:
             )
         return outcomes
 
-    async def _upsert_latest(self, cur: Cursor, latest: Latest) -> None:
+    async def _stage_latest(self, cur: Cursor, latest: Latest) -> bool:
+        """Stage each point's newest reading for ``MERGE_LATEST``; whether there was any."""
         if not latest:
-            return
-        pks = sorted(latest)
-        chosen = [latest[pk][1] for pk in pks]
-        vf, vi, vb, vs = split([r.value for r in chosen])
-        await cur.execute(
-            q.UPSERT_LATEST,
-            (
-                pks,
-                [latest[pk][0] for pk in pks],
-                [r.seq for r in chosen],
-                [r.ts for r in chosen],
-                [r.quality for r in chosen],
-                [r.reason for r in chosen],
-                vf,
-                vi,
-                vb,
-                vs,
-            ),
-        )
+            return False
+        rows = []
+        for pk in sorted(latest):
+            stream_pk, r = latest[pk]
+            rows.append((pk, stream_pk, r.seq, r.ts, r.quality, r.reason, *split_one(r.value)))
+        await stage.put(cur, stage.LATEST_STAGE, q.LATEST_COLUMNS, q.LATEST_TYPES, rows)
+        return True
+
+    async def _upsert_latest(self, cur: Cursor, latest: Latest) -> None:
+        if await self._stage_latest(cur, latest):
+            await cur.execute(q.MERGE_LATEST)
 
     async def _write_isolated(
         self, conn: Conn, cur: Cursor, txn: _Txn, received: ReceivedBatch

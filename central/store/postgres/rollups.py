@@ -11,7 +11,7 @@ once, no row by row. Each point's latest value is a copy in latest_readings: it 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -22,6 +22,7 @@ from central.store.postgres import partitions as parts
 from central.store.postgres import stage
 from central.store.postgres.values import join
 from central.store.rows import RESOLUTIONS, Resolution, Rollup
+from protocols.fleet import Reading
 
 Cursor = psycopg.AsyncCursor[tuple[Any, ...]]
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
@@ -98,7 +99,7 @@ def width(resolution: Resolution) -> int:
     return ru.WIDTH_MS[resolution]
 
 
-def _rollup(row: Sequence[Any]) -> Rollup:
+def rollup_of(row: Sequence[Any]) -> Rollup:
     """A row in _COLUMNS order."""
     return Rollup(
         bucket_ms=row[0],
@@ -124,7 +125,7 @@ def _rollup(row: Sequence[Any]) -> Rollup:
     )
 
 
-def _values(r: Rollup) -> tuple[object, ...]:
+def row_values(r: Rollup) -> tuple[object, ...]:
     vf, vi, vb, vs = ((r.last_value if type(r.last_value) is t else None) for t in (float, int, bool, str))
     return (
         r.bucket_ms, r.count, r.good, r.min, r.max, r.sum, r.last_ts_ms, r.last_stream, r.last_seq,
@@ -161,13 +162,45 @@ async def apply_counters(cur: Cursor, new: NewSamples) -> None:
         await _apply_counters(cur, counters)
 
 
-# The rollups of a group's new readings of points that are not counters: (res, bucket, point_pk) ->.
-Plain = dict[tuple[int, int, int], Rollup]
+# The rollups of a group's new readings of points that are not counters, each as the values of its
+# row (``_COLUMNS`` order, as ``row_values``: no Rollup object per point in the usual case):
+# (res, bucket, point_pk) ->.
+Plain = dict[tuple[int, int, int], tuple[object, ...]]
 
 
 def add_plain(plain: Plain, key: tuple[int, int, int], rollup: Rollup) -> None:
+    add_plain_values(plain, key, row_values(rollup))
+
+
+def add_plain_values(plain: Plain, key: tuple[int, int, int], values: tuple[object, ...]) -> None:
     held = plain.get(key)
-    plain[key] = rollup if held is None else ru.combine(held, rollup)
+    plain[key] = values if held is None else _combined(held, values)
+
+
+def _combined(a: Sequence[Any], b: Sequence[Any]) -> tuple[object, ...]:
+    """``ru.combine`` of two rows of ``row_values`` (one point's readings that are not a counter's, in
+    two batches of a group: a cabinet draining its backlog), without a Rollup object."""
+    newer = b if (b[6], b[7], b[8]) > (a[6], a[7], a[8]) else a
+    return (
+        min(a[0], b[0]), a[1] + b[1], a[2] + b[2], _pick(min, a[3], b[3]), _pick(max, a[4], b[4]),
+        ru.bounded(a[5] + b[5]), *newer[6:14], *a[14:],
+    )  # fmt: skip
+
+
+def _pick(fn: Callable[[float, float], float], x: float | None, y: float | None) -> float | None:
+    return y if x is None else x if y is None else fn(x, y)
+
+
+def good_floats_values(
+    bucket: int, n: int, summary: tuple[float, float, float], stream: int, last: Reading
+) -> tuple[object, ...]:
+    """``row_values`` of ``ru.summarise_good``'s rollup: ``n`` good float readings in ``bucket``, their
+    ``ru.good_summary``, ``last`` the newest (of the stream numbered ``stream``)."""
+    total, low, high = summary
+    return (
+        bucket, n, n, low, high, total, last.ts, stream, last.seq, last.value, None, None, None,
+        last.quality, 0, None, None, None, None, 0.0, 0, 0, 0,
+    )  # fmt: skip
 
 
 def plain_rollups(new: NewSamples, plain: Plain | None = None) -> Plain:
@@ -196,7 +229,7 @@ def plain_rows_of(plain: Plain) -> list[tuple[object, ...]]:
     """The rows of the upsert that merges ``plain`` with what is stored (the order-free part of
     ``rollups.absorb``: count, min, max, sum, last), so no row is read back."""
     # The key's order: the lock order of every worker.
-    return [(res, pk, *_values(plain[(res, bucket, pk)])) for res, bucket, pk in sorted(plain)]
+    return [(res, pk, *plain[(res, bucket, pk)]) for res, bucket, pk in sorted(plain)]
 
 
 def plain_rows(new: NewSamples) -> list[tuple[object, ...]]:
@@ -214,7 +247,7 @@ async def _apply_counters(cur: Cursor, new: NewSamples) -> None:
                 keyed[(res, bucket, pk)] = part
     keys = sorted(keyed)
     await cur.execute(_LOAD, ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]))
-    existing = {(int(r[0]), int(r[2]), int(r[1])): _rollup(r[2:]) for r in await cur.fetchall()}
+    existing = {(int(r[0]), int(r[2]), int(r[1])): rollup_of(r[2:]) for r in await cur.fetchall()}
     rows: list[tuple[object, ...]] = []
     for key in keys:
         res, bucket, pk = key
@@ -228,7 +261,7 @@ async def _apply_counters(cur: Cursor, new: NewSamples) -> None:
                 rollup = ru.absorb_without_raw(old, keyed[key], bucket)
             else:
                 rollup = ru.summarise(bucket, raw, counter=True)
-        rows.append((res, pk, *_values(rollup)))
+        rows.append((res, pk, *row_values(rollup)))
     await cur.execute(_UPSERT, [list(column) for column in zip(*rows, strict=True)])
 
 
@@ -243,7 +276,7 @@ async def rollups(
         " AND bucket >= %s AND bucket < %s ORDER BY bucket LIMIT %s",
         (cabinet, point, width(resolution), start_ms, end_ms, limit),
     )
-    return [_rollup(r) for r in await cur.fetchall()]
+    return [rollup_of(r) for r in await cur.fetchall()]
 
 
 async def rollup_neighbours(
@@ -263,7 +296,7 @@ async def rollup_neighbours(
         (cabinet, point, res, end_ms),
     )
     after = await cur.fetchone()
-    return (None if before is None else _rollup(before)), (None if after is None else _rollup(after))
+    return (None if before is None else rollup_of(before)), (None if after is None else rollup_of(after))
 
 
 # -- retention -----------------------------------------------------------------------------------

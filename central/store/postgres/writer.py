@@ -33,7 +33,7 @@ commits (an id handed out by a rolled-back transaction does not exist).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -43,8 +43,8 @@ from psycopg import errors
 from central.record_time import time_suspect
 from central.store import rules
 from central.store.kpi_days import changed_days
+from central.store.postgres import copy_rows, stage
 from central.store.postgres import partitions as parts
-from central.store.postgres import stage
 from central.store.postgres import writer_sql as q
 from central.store.postgres.batch_facts import (
     Latest,
@@ -281,19 +281,17 @@ class PgWriter:
             # Rows are sent as they are made, and the rollups computed before the COPY ends: the
             # server takes the rows in while this process works.
             async with cur.copy(q.COPY_READINGS) as copy:
-                copy.set_types(q.COPY_TYPES)
-                format_row = copy.formatter.write_row
+                await copy.write(copy_rows.SIGNATURE)
                 for received, stream_pk, points in zip(batches, stream_pks, point_maps, strict=True):
                     chosen = _not_held(held, stream_pk, received.batch)
-                    # The formatter fills its buffer in C; a coroutine per full buffer, not per row.
-                    for row in _copy_rows(chosen, stream_pk, points):
-                        if data := format_row(row):
-                            await copy.write(data)
+                    if data := copy_rows.encode(chosen, stream_pk, points):
+                        await copy.write(data)
                     fresh.append(len(chosen))
                     newest_of(latest, stream_pk, chosen, points, received.received_ms)
                     left = add_good_floats(plain, stream_pk, chosen, points)
                     add_samples(samples, stream_pk, chosen if left is None else left, points)
                 rows = plain_rows_of(plain_rollups(samples, plain))
+                await copy.write(copy_rows.TRAILER)
         else:
             fresh = [0] * len(batches)
             for received, stream_pk in zip(batches, stream_pks, strict=True):
@@ -634,17 +632,3 @@ def _not_held(held: HeldSeqs, stream_pk: int, batch: DataBatch) -> Sequence[Read
     chosen_at = held.fresh(stream_pk, [r.seq for r in readings])
     held.hold(stream_pk, _seq_runs(batch))
     return readings if chosen_at is None else [readings[i] for i in chosen_at]
-
-
-def _copy_rows(
-    readings: Sequence[Reading], stream_pk: int, points: dict[str, int]
-) -> Iterator[tuple[object, ...]]:
-    get = points.__getitem__
-    if all(type(r.value) is float for r in readings):  # the usual case: measurements
-        return (
-            (stream_pk, r.seq, get(r.point), r.ts, r.quality, r.reason, r.value, None, None, None)
-            for r in readings
-        )
-    return (
-        (stream_pk, r.seq, get(r.point), r.ts, r.quality, r.reason, *split_one(r.value)) for r in readings
-    )

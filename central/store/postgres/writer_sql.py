@@ -69,7 +69,6 @@ WHERE (excluded.stream_pk, excluded.seq) > (l.stream_pk, l.seq)
 COPY_READINGS = (
     "COPY readings (stream_pk, seq, point_pk, ts, quality, reason, vf, vi, vb, vs) FROM STDIN (FORMAT BINARY)"
 )
-COPY_TYPES = ["int4", "int8", "int4", "int8", "int2", "text", "float8", "int8", "bool", "text"]
 INSERT_EVENTS = """
 INSERT INTO events (stream_pk, seq, cabinet, ts, source, kind, severity, message, data)
 SELECT %s, u.seq, %s, u.ts, u.source, u.kind, u.severity, u.message, u.data

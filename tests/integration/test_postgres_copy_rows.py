@@ -25,6 +25,7 @@ pytestmark = pytest.mark.integration
 
 _COLUMNS = "stream_pk, seq, point_pk, ts, quality, reason, vf, vi, vb, vs"
 _TYPES = ["int4", "int8", "int4", "int8", "int2", "text", "float8", "int8", "bool", "text"]
+_FLOAT_TYPES = ["int4", "int8", "int4", "int8", "int2", "float8"]
 POINTS = {"lc1/power_w": 7, "lc1/on": 2**31 - 1, "lc1/label": 1}
 STREAM_PK = 42
 
@@ -66,7 +67,12 @@ def _rows(readings: Sequence[Reading]) -> list[tuple[object, ...]]:
     ]
 
 
-def psycopg_bytes(dsn: str, readings: Sequence[Reading]) -> bytes:
+def _float_row(row: tuple[object, ...]) -> tuple[object, ...]:
+    """A row of FLOAT_COLUMNS (no reason, vi, vb, vs)."""
+    return (*row[:5], row[6])
+
+
+def psycopg_bytes(dsn: str, readings: Sequence[Reading], *, floats: bool) -> bytes:
     """What psycopg's binary formatter makes of the same rows (written to a file, not sent)."""
     out = io.BytesIO()
     with (
@@ -74,43 +80,65 @@ def psycopg_bytes(dsn: str, readings: Sequence[Reading]) -> bytes:
         conn.cursor() as cur,
         Copy(cur, binary=True, writer=FileWriter(out)) as copy,
     ):
-        copy.set_types(_TYPES)
+        copy.set_types(_FLOAT_TYPES if floats else _TYPES)
         for row in _rows(readings):
-            copy.write_row(row)
+            copy.write_row(_float_row(row) if floats else row)
     return out.getvalue()
 
 
-def read_back(dsn: str, data: bytes) -> list[tuple[object, ...]]:
+def read_back(dsn: str, data: bytes, *, floats: bool) -> list[tuple[object, ...]]:
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute(
             "CREATE TEMP TABLE r (stream_pk int4, seq int8, point_pk int4, ts int8, quality int2,"
             " reason text, vf float8, vi int8, vb bool, vs text)"
         )
-        with cur.copy(f"COPY r ({_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+        columns = copy_rows.FLOAT_COLUMNS if floats else _COLUMNS
+        with cur.copy(f"COPY r ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.write(data)
         cur.execute(f"SELECT {_COLUMNS} FROM r ORDER BY seq")
         return cur.fetchall()
 
 
-@pytest.mark.parametrize("readings", [FLOATS, MIXED], ids=["floats", "mixed"])
-def test_the_rows_are_psycopg_s_and_postgresql_reads_them_back(dsn: str, readings: list[Reading]) -> None:
-    data = copy_rows.SIGNATURE + copy_rows.encode(readings, STREAM_PK, POINTS) + copy_rows.TRAILER
-    assert data == psycopg_bytes(dsn, readings)
-    assert read_back(dsn, data) == sorted(_rows(readings), key=lambda row: int(str(row[1])))
+@pytest.mark.parametrize(
+    ("readings", "floats"),
+    [(FLOATS, True), (FLOATS, False), (MIXED, False)],
+    ids=["floats", "floats as any", "mixed"],
+)
+def test_the_rows_are_psycopg_s_and_postgresql_reads_them_back(
+    dsn: str, readings: list[Reading], floats: bool
+) -> None:
+    assert copy_rows.floats_only(readings) == (readings is FLOATS)
+    rows = copy_rows.encode(readings, STREAM_PK, POINTS, floats=floats)
+    data = copy_rows.SIGNATURE + rows + copy_rows.TRAILER
+    assert data == psycopg_bytes(dsn, readings, floats=floats)
+    expected = sorted(_rows(readings), key=lambda row: int(str(row[1])))
+    assert read_back(dsn, data, floats=floats) == expected
     assert q.COPY_READINGS.startswith(f"COPY readings ({_COLUMNS})")
+    assert q.COPY_FLOAT_READINGS.startswith(f"COPY readings ({copy_rows.FLOAT_COLUMNS})")
 
 
 def test_batches_encoded_apart_make_one_copy(dsn: str) -> None:
     data = b"".join(
         [
             copy_rows.SIGNATURE,
-            copy_rows.encode(FLOATS[:2], STREAM_PK, POINTS),
-            copy_rows.encode([], STREAM_PK, POINTS),
-            copy_rows.encode(MIXED[2:], STREAM_PK, POINTS),
+            copy_rows.encode(FLOATS[:2], STREAM_PK, POINTS, floats=False),
+            copy_rows.encode([], STREAM_PK, POINTS, floats=False),
+            copy_rows.encode(MIXED[2:], STREAM_PK, POINTS, floats=False),
             copy_rows.TRAILER,
         ]
     )
-    assert len(read_back(dsn, data)) == 2 + len(MIXED) - 2
+    assert len(read_back(dsn, data, floats=False)) == 2 + len(MIXED) - 2
+
+
+def test_a_reason_or_a_value_of_another_type_is_no_float_row() -> None:
+    base = FLOATS[0]
+    assert copy_rows.floats_only([base]) and copy_rows.floats_only([])
+    for other in (
+        Reading(seq=1, point=base.point, ts=1, value=1.0, quality=Quality.BAD, reason=""),
+        Reading(seq=1, point=base.point, ts=1, value=1, quality=Quality.GOOD),
+        Reading(seq=1, point=base.point, ts=1, value=None, quality=Quality.GOOD),
+    ):
+        assert not copy_rows.floats_only([base, other])
 
 
 @pytest.mark.parametrize(
@@ -119,4 +147,4 @@ def test_batches_encoded_apart_make_one_copy(dsn: str) -> None:
 def test_an_integer_past_its_column_is_refused_before_sending(seq: int, value: float | int) -> None:
     reading = Reading(seq=seq, point="lc1/power_w", ts=1, value=value, quality=Quality.GOOD)
     with pytest.raises(OverflowError):
-        copy_rows.encode([reading], STREAM_PK, POINTS)
+        copy_rows.encode([reading], STREAM_PK, POINTS, floats=copy_rows.floats_only([reading]))

@@ -1,9 +1,11 @@
 """Readings as PostgreSQL binary COPY data (``writer_sql.COPY_READINGS``'s columns), a batch at a time.
 
 psycopg's formatter takes one row per call, a tuple made for it: about a microsecond of this process
-per reading, as much as the rest of the write. The usual batch (every value a float, no reason) has
-rows of one fixed layout: they are made from a template, each column's bytes filled in by a strided
-slice assignment, in C, whatever the number of rows. Any other batch is packed row by row.
+per reading, as much as the rest of the write. A group of usual batches (every value a float, no
+reason: ``floats_only``) is copied into ``FLOAT_COLUMNS`` only (the others are NULL: 60 bytes a row,
+not 76), rows of one fixed layout: made from a template, each column's bytes filled in by a strided
+slice assignment, in C, whatever the number of rows. Any other group is packed row by row, all ten
+columns (``writer_sql.COPY_READINGS``').
 
 The data is what psycopg's binary formatter sends (tests/integration/test_postgres_copy_rows.py reads
 it back through PostgreSQL): the signature once (``SIGNATURE``), the rows, ``TRAILER``. An integer
@@ -12,6 +14,7 @@ out of its column's range raises OverflowError before anything is sent, as psyco
 
 from __future__ import annotations
 
+import operator
 import struct
 import sys
 from array import array
@@ -24,13 +27,16 @@ from protocols.fleet.messages import Scalar
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # flags and header extension: none
 TRAILER = struct.pack(">h", -1)
 FIELDS = 10  # stream_pk, seq, point_pk, ts, quality, reason, vf, vi, vb, vs
+FLOAT_COLUMNS = "stream_pk, seq, point_pk, ts, quality, vf"
 
 _NULL = struct.pack(">i", -1)
-# A row of the usual batch, its variable parts zero: (field count, then per field its length and value).
-_FLOAT_ROW = struct.Struct(">h ii iq ii iq ih i id i i i")
+# A row of FLOAT_COLUMNS, its variable parts zero: (field count, then per field its length and value).
+_FLOAT_ROW = struct.Struct(">h ii iq ii iq ih id")
 _FLOAT_ROW_SIZE = _FLOAT_ROW.size
-# Offsets of the values in that row, with their array typecode and size.
-_SEQ, _POINT, _TS, _QUALITY, _VF = 14, 26, 34, 46, 56
+# Offsets of the values in that row.
+_SEQ, _POINT, _TS, _QUALITY, _VF = 14, 26, 34, 46, 52
+_value_of = operator.attrgetter("value")
+_reason_of = operator.attrgetter("reason")
 _BIG_ENDIAN = sys.byteorder == "big"
 assert array("i").itemsize == 4 and array("q").itemsize == 8 and array("h").itemsize == 2
 
@@ -42,11 +48,19 @@ _COUNT = struct.pack(">h", FIELDS)
 _TRUE, _FALSE = struct.pack(">ib", 1, 1), struct.pack(">ib", 1, 0)
 
 
-def encode(readings: Sequence[Reading], stream_pk: int, points: dict[str, int]) -> bytes:
-    """The COPY rows of ``readings`` of the stream ``stream_pk`` (``points``: point name -> id)."""
+def floats_only(readings: Sequence[Reading]) -> bool:
+    """Every value a float and no reason: rows of ``FLOAT_COLUMNS``."""
+    return not readings or (
+        set(map(type, map(_value_of, readings))) == {float} and set(map(_reason_of, readings)) == {None}
+    )
+
+
+def encode(readings: Sequence[Reading], stream_pk: int, points: dict[str, int], *, floats: bool) -> bytes:
+    """The COPY rows of ``readings`` of the stream ``stream_pk`` (``points``: point name -> id): of
+    ``FLOAT_COLUMNS`` when ``floats`` (the caller checked ``floats_only``), else of all ten."""
     if not readings:
         return b""
-    if all(type(r.value) is float and r.reason is None for r in readings):
+    if floats:
         return _float_rows(readings, stream_pk, points)
     try:
         return b"".join(_row(r, stream_pk, points[r.point]) for r in readings)
@@ -56,7 +70,7 @@ def encode(readings: Sequence[Reading], stream_pk: int, points: dict[str, int]) 
 
 def _float_rows(readings: Sequence[Reading], stream_pk: int, points: dict[str, int]) -> bytes:
     n = len(readings)
-    template = _FLOAT_ROW.pack(FIELDS, 4, stream_pk, 8, 0, 4, 0, 8, 0, 2, 0, -1, 8, 0.0, -1, -1, -1)
+    template = _FLOAT_ROW.pack(6, 4, stream_pk, 8, 0, 4, 0, 8, 0, 2, 0, 8, 0.0)
     out = bytearray(template * n)
     get = points.__getitem__
     _fill(out, _SEQ, array("q", [r.seq for r in readings]))

@@ -280,11 +280,12 @@ class PgWriter:
         if any(r.batch.readings for r in batches):
             # Rows are sent as they are made, and the rollups computed before the COPY ends: the
             # server takes the rows in while this process works.
-            async with cur.copy(q.COPY_READINGS) as copy:
+            floats = all(copy_rows.floats_only(r.batch.readings) for r in batches)
+            async with cur.copy(q.COPY_FLOAT_READINGS if floats else q.COPY_READINGS) as copy:
                 await copy.write(copy_rows.SIGNATURE)
                 for received, stream_pk, points in zip(batches, stream_pks, point_maps, strict=True):
                     chosen = _not_held(held, stream_pk, received.batch)
-                    if data := copy_rows.encode(chosen, stream_pk, points):
+                    if data := copy_rows.encode(chosen, stream_pk, points, floats=floats):
                         await copy.write(data)
                     fresh.append(len(chosen))
                     newest_of(latest, stream_pk, chosen, points, received.received_ms)

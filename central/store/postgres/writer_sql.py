@@ -6,6 +6,7 @@ round trip per statement, whatever the number of rows.
 
 from __future__ import annotations
 
+from central.store.postgres.copy_rows import FLOAT_COLUMNS
 from central.store.postgres.stage import LATEST_STAGE
 
 UPSERT_SEEN = """
@@ -66,6 +67,7 @@ ON CONFLICT (point_pk) DO UPDATE SET
     reason = excluded.reason, vf = excluded.vf, vi = excluded.vi, vb = excluded.vb, vs = excluded.vs
 WHERE (excluded.stream_pk, excluded.seq) > (l.stream_pk, l.seq)
 """
+COPY_FLOAT_READINGS = f"COPY readings ({FLOAT_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 COPY_READINGS = (
     "COPY readings (stream_pk, seq, point_pk, ts, quality, reason, vf, vi, vb, vs) FROM STDIN (FORMAT BINARY)"
 )

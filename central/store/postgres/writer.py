@@ -7,10 +7,14 @@ it against a raw COPY of the same rows.
 Three ways to write a group, the first that works:
 1. ``copy`` (the usual case): one query loads the ``held`` seq ranges the group's batches touch
    (``held``: a seq held is a duplicate, whatever its stamp or value), then ONE binary COPY stores
-   the others, and one statement writes back the ranges that grew. COPY inserts in bulk (about 3x
-   faster than an INSERT ... ON CONFLICT here: bench/ingest.py measures both). The unique key
-   (stream_pk, seq, ts) still guards: should a row the ranges missed be there, the COPY fails with
-   a unique violation and the group is written again, the second way.
+   the others (rows encoded a batch at a time: ``copy_rows``), and one statement writes back the
+   ranges that grew. COPY inserts in bulk (about 3x faster than an INSERT ... ON CONFLICT here:
+   bench/ingest.py measures both). The unique key (stream_pk, seq, ts) still guards: should a row
+   the ranges missed be there, the COPY fails with a unique violation and the group is written
+   again, the second way. The group's rollups and latest values are COPYed into the session's
+   stage tables (``stage``) and merged from there. Round trips are few: the cabinets' upsert, the
+   ids and the held ranges go in one pipeline, the merges, the ranges' save, the KPI change bump
+   and the counters in another, then the commit.
 2. ``upsert``: each batch's readings in one ``INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO
    NOTHING``: correct whatever runs beside it.
 3. ``isolated``: if the database refuses a batch (a number out of range, a NUL in a text), the

@@ -66,22 +66,15 @@ def _merged(new: str) -> str:
     )
 
 
-# The staged rollups of points that are not counters, merged: an UPDATE of the buckets stored (one
-# row version each; an INSERT ... ON CONFLICT DO UPDATE also locks the row first, a second WAL
-# record), then an insert of the others, its ON CONFLICT for a bucket another worker just made.
+# The staged rollups of points that are not counters, merged: the stage is emptied as it is read (a
+# group may merge more than once in its transaction). Each row finds its bucket by the key's index
+# (ON CONFLICT), whatever the size of the table: a join's plan is made once for the prepared
+# statement, when the tables may still be small.
 MERGE_PLAIN = f"""
-WITH s AS (DELETE FROM {stage.ROLLUP_STAGE} RETURNING *),
-moved AS (
-    UPDATE rollups AS r SET {_merged("s")}
-    FROM s WHERE (r.res, r.bucket, r.point_pk) = (s.res, s.bucket, s.point_pk)
-    RETURNING r.res, r.bucket, r.point_pk
-)
+WITH s AS (DELETE FROM {stage.ROLLUP_STAGE} RETURNING *)
 INSERT INTO rollups AS r (res, point_pk, {_COLUMNS})
-SELECT s.res, s.point_pk, {", ".join(f"s.{n}" for n in _NAMES)} FROM s
-WHERE NOT EXISTS (
-    SELECT FROM moved AS m WHERE (m.res, m.bucket, m.point_pk) = (s.res, s.bucket, s.point_pk)
-)
-ORDER BY s.res, s.bucket, s.point_pk
+SELECT res, point_pk, {_COLUMNS} FROM s
+ORDER BY res, bucket, point_pk
 ON CONFLICT (res, bucket, point_pk) DO UPDATE SET {_merged("excluded")}
 """
 _STAGE_COLUMNS = f"res, point_pk, {_COLUMNS}"

@@ -23,8 +23,8 @@ import psycopg
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 Cursor = psycopg.AsyncCursor[tuple[Any, ...]]
 
-ROLLUP_STAGE = "cityedge_rollup_stage"
-LATEST_STAGE = "cityedge_latest_stage"
+ROLLUP_STAGE = "pg_temp.cityedge_rollup_stage"  # pg_temp: never a table of the same name elsewhere
+LATEST_STAGE = "pg_temp.cityedge_latest_stage"
 
 _CREATE = f"""
 CREATE TEMP TABLE IF NOT EXISTS {ROLLUP_STAGE} (

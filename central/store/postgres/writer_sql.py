@@ -44,24 +44,15 @@ SELECT %s, * FROM unnest(
 ON CONFLICT DO NOTHING
 RETURNING seq, ts
 """
-# Each point's newest reading of the group, staged (``stage``): an UPDATE of the points that have
-# an older one, then an insert of those that have none (its ON CONFLICT for a point another worker
-# just added). Not an INSERT ... ON CONFLICT DO UPDATE alone: that locks every conflicting row first,
-# one more WAL record each, also when the stored reading is the newer.
+# Each point's newest reading of the group, staged (``stage``; emptied as it is read), merged: each
+# row finds its point by the key's index, whatever the size of the table.
 LATEST_COLUMNS = "point_pk, stream_pk, seq, ts, quality, reason, vf, vi, vb, vs"
 LATEST_TYPES = ["int4", "int4", "int8", "int8", "int2", "text", "float8", "int8", "bool", "text"]
 MERGE_LATEST = f"""
-WITH s AS (DELETE FROM {LATEST_STAGE} RETURNING *),
-moved AS (
-    UPDATE latest_readings AS l SET
-        stream_pk = s.stream_pk, seq = s.seq, ts = s.ts, quality = s.quality, reason = s.reason,
-        vf = s.vf, vi = s.vi, vb = s.vb, vs = s.vs
-    FROM s WHERE l.point_pk = s.point_pk AND (s.stream_pk, s.seq) > (l.stream_pk, l.seq)
-)
+WITH s AS (DELETE FROM {LATEST_STAGE} RETURNING *)
 INSERT INTO latest_readings AS l ({LATEST_COLUMNS})
 SELECT {LATEST_COLUMNS} FROM s
-WHERE NOT EXISTS (SELECT FROM latest_readings AS o WHERE o.point_pk = s.point_pk)
-ORDER BY s.point_pk
+ORDER BY point_pk
 ON CONFLICT (point_pk) DO UPDATE SET
     stream_pk = excluded.stream_pk, seq = excluded.seq, ts = excluded.ts, quality = excluded.quality,
     reason = excluded.reason, vf = excluded.vf, vi = excluded.vi, vb = excluded.vb, vs = excluded.vs

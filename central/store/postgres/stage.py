@@ -9,7 +9,8 @@ than once in its transaction: batch by batch when it is written the slower ways)
 
 The tables are temporary (no WAL, local buffers, dropped with the session) and ``ON COMMIT DELETE
 ROWS``: whatever a rolled-back transaction staged is gone with it. Each connection creates them once,
-outside any transaction (``ensure``).
+outside any transaction (``ensure``). They belong to the session: a pooler between central and
+PostgreSQL must keep a client on one session (PgBouncer's session mode, not its transaction mode).
 """
 
 from __future__ import annotations

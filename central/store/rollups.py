@@ -139,20 +139,17 @@ def summarise_good(bucket_ms: int, values: Sequence[float], last: Sample) -> Rol
     """``summarise`` of readings (not a counter's) all good and of float values, ``last`` the newest
     of them by (ts, stream, seq), without a Sample per reading. None when a value is not finite (a
     NaN makes min and max depend on order): summarise those."""
-    try:
-        total = math.fsum(values)
-    except OverflowError:  # finite values whose exact sum overflows
-        total = bounded_sum(values)
-    if not math.isfinite(total):
+    summary = good_summary(values)
+    if summary is None:
         return None
-    total = bounded(total)
+    total, low, high = summary
     n = len(values)
     return Rollup(
         bucket_ms,
         n,
         n,
-        min(values),
-        max(values),
+        low,
+        high,
         total,
         last.ts,
         last.stream,
@@ -160,6 +157,17 @@ def summarise_good(bucket_ms: int, values: Sequence[float], last: Sample) -> Rol
         last.value,
         last.quality,
     )
+
+
+def good_summary(values: Sequence[float]) -> tuple[float, float, float] | None:
+    """(sum, min, max) of ``summarise_good``'s values, the sum bounded; None when one is not finite."""
+    try:
+        total = math.fsum(values)
+    except OverflowError:  # finite values whose exact sum overflows
+        total = bounded_sum(values)
+    if not math.isfinite(total):
+        return None
+    return bounded(total), min(values), max(values)
 
 
 def in_bucket(r: Rollup, bucket_ms: int) -> Rollup:

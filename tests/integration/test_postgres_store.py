@@ -193,6 +193,50 @@ async def test_a_text_postgresql_cannot_hold_quarantines_that_batch_only(store: 
     assert (totals.readings, totals.quarantined) == (4, 1)
 
 
+async def test_batches_written_one_by_one_in_a_transaction_each_merge_their_rollups_once(
+    store: PostgresStore,
+) -> None:
+    # A refused batch makes the group go batch by batch in one transaction: the rollups and latest
+    # values are staged and merged once per batch, and a merge must take only its own batch's rows.
+    nul = Reading(seq=100, point="lc1/label", ts=TS0_MS, value="a\x00b", quality=Quality.GOOD)
+    payload = encode_data_batch(cabinet=CAB, stream=STREAM, first=100, last=100, readings=[encode(nul)])
+    bad = ReceivedBatch(
+        DataBatch(v=PROTOCOL_VERSION, cabinet=CAB, stream=STREAM, first=100, last=100, readings=[nul]),
+        TS0_MS,
+        f"cityedge/{CAB}/data",
+        payload,
+    )
+    first, second = (
+        ReceivedBatch(
+            decode_data_batch(batch_payload(CAB, STREAM, seq, 4)), TS0_MS, f"cityedge/{CAB}/data", b""
+        )
+        for seq in (1, 5)
+    )
+    outcomes = await store.write([first, bad, second])
+    assert [o.readings_new for o in outcomes] == [4, 0, 4] and outcomes[1].unstorable is not None
+    for resolution in ("15m", "1d"):
+        [rollup] = await store.rollups(
+            CAB, "lc1/power_w", resolution=resolution, start_ms=0, end_ms=2 * TS0_MS, limit=10
+        )
+        assert (rollup.count, rollup.sum, rollup.min, rollup.max) == (8, 36.0, 1.0, 8.0)
+        assert rollup.last_seq == 8
+    [latest] = await store.latest_values(CAB)
+    assert (latest.point, latest.value) == ("lc1/power_w", 8.0)
+    # The next group, the usual way: the stage holds nothing of the last transaction.
+    [outcome] = await store.write(
+        [
+            ReceivedBatch(
+                decode_data_batch(batch_payload(CAB, STREAM, 9, 2)), TS0_MS, f"cityedge/{CAB}/data", b""
+            )
+        ]
+    )
+    assert outcome.readings_new == 2
+    [rollup] = await store.rollups(
+        CAB, "lc1/power_w", resolution="15m", start_ms=0, end_ms=2 * TS0_MS, limit=10
+    )
+    assert (rollup.count, rollup.sum, rollup.last_seq) == (10, 55.0, 10)
+
+
 async def test_workers_writing_the_same_cabinets_in_opposite_orders_never_lose_a_record(dsn: str) -> None:
     cabinets = [f"cab-{i:02d}" for i in range(20)]
 

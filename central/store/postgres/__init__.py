@@ -6,7 +6,8 @@ partitions   day partitions of readings, made ahead within a bounded window
 values       a fleet scalar as typed columns
 rollups      15-minute and daily rollups, and retention (bounded purge, whole days dropped)
 writer       one write() group, one transaction (its statements: writer_sql; what it computes
-             from a batch first: batch_facts)
+             from a batch first: batch_facts; its COPY rows: copy_rows; the session's stage
+             tables its rollups and latest values are merged from: stage)
 reads, commands, auth   the other interfaces, as plain functions of a connection
 store        ``PostgresStore``: the pool, errors as StoreError
 

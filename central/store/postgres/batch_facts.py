@@ -10,8 +10,8 @@ from typing import NamedTuple, cast
 from psycopg import errors
 
 from central.record_time import time_suspect
-from central.store.postgres.rollups import Plain, add_plain
-from central.store.rollups import WIDTH_MS, Sample, in_bucket, is_counter, summarise_good
+from central.store.postgres.rollups import Plain, add_plain_values, good_floats_values
+from central.store.rollups import WIDTH_MS, Sample, good_summary, is_counter
 from protocols.fleet import Reading
 
 _quality = operator.attrgetter("quality")
@@ -84,22 +84,14 @@ def add_good_floats(
             part.append(r)
     left: list[Reading] = []
     for name, part in by_point.items():
-        last = part[-1]  # in seq and time order: the newest
-        rollup = (
-            None
-            if is_counter(name)
-            else summarise_good(
-                q0,
-                cast("list[float]", [r.value for r in part]),  # all floats: checked above
-                Sample(last.ts, stream_pk, last.seq, last.value, last.quality),
-            )
-        )
-        if rollup is None:
+        summary = None if is_counter(name) else good_summary(cast("list[float]", [r.value for r in part]))
+        if summary is None:  # a counter's, or a value not finite
             left += part
             continue
         pk = points[name]
-        add_plain(plain, (quarter, q0, pk), rollup)
-        add_plain(plain, (day, d0, pk), in_bucket(rollup, d0))
+        row = good_floats_values(q0, len(part), summary, stream_pk, part[-1])  # in order: last is newest
+        add_plain_values(plain, (quarter, q0, pk), row)
+        add_plain_values(plain, (day, d0, pk), (d0, *row[1:]))
     return left
 
 

@@ -137,6 +137,11 @@ class HeldSeqs:
 
     async def save(self, cur: Cursor) -> None:
         """Write the ranges that changed (in the group's transaction)."""
+        if (statement := self.save_statement()) is not None:
+            await cur.execute(*statement)
+
+    def save_statement(self) -> tuple[str, tuple[list[int], ...]] | None:
+        """The statement that writes the ranges that changed; None when none did."""
         gone: list[tuple[int, int]] = []
         put: list[tuple[int, int, int]] = []
         for pk, now in self._now.items():
@@ -144,17 +149,18 @@ class HeldSeqs:
             starts = {lo for lo, _ in now}
             gone += [(pk, lo) for lo in before if lo not in starts]
             put += [(pk, lo, hi) for lo, hi in now if before.get(lo) != hi]
-        if gone or put:
-            await cur.execute(
-                SAVE,
-                (
-                    [g[0] for g in gone],
-                    [g[1] for g in gone],
-                    [p[0] for p in put],
-                    [p[1] for p in put],
-                    [p[2] for p in put],
-                ),
-            )
+        if not gone and not put:
+            return None
+        return (
+            SAVE,
+            (
+                [g[0] for g in gone],
+                [g[1] for g in gone],
+                [p[0] for p in put],
+                [p[1] for p in put],
+                [p[2] for p in put],
+            ),
+        )
 
 
 def _overlaps(ranges: Sequence[Range], lo: int, hi: int) -> bool:

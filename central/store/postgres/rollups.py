@@ -11,7 +11,7 @@ once, no row by row. Each point's latest value is a copy in latest_readings: it 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -19,8 +19,10 @@ from psycopg import sql
 
 from central.store import rollups as ru
 from central.store.postgres import partitions as parts
+from central.store.postgres import stage
 from central.store.postgres.values import join
 from central.store.rows import RESOLUTIONS, Resolution, Rollup
+from protocols.fleet import Reading
 
 Cursor = psycopg.AsyncCursor[tuple[Any, ...]]
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
@@ -45,33 +47,38 @@ _UPSERT = (
     + ") ON CONFLICT (res, bucket, point_pk) DO UPDATE SET "
     + ", ".join(f"{n} = excluded.{n}" for n in _NAMES if n != "bucket")
 )
-_NEWER = (
-    "(excluded.last_ts, excluded.last_stream, excluded.last_seq) > (r.last_ts, r.last_stream, r.last_seq)"
-)
-_MERGE_PLAIN = (
-    f"INSERT INTO rollups AS r (res, point_pk, {_COLUMNS}) SELECT * FROM unnest(%b::int4[], %b::int4[], "
-    + ", ".join(f"%b::{t}[]" for t in _TYPES)
-    + """) ON CONFLICT (res, bucket, point_pk) DO UPDATE SET
-    count = r.count + excluded.count,
-    good = r.good + excluded.good,
-    min = least(r.min, excluded.min),
-    max = greatest(r.max, excluded.max),
-    sum = least(greatest(r.sum + excluded.sum, -1e300), 1e300),
-    """
-    + ",\n    ".join(
-        f"{n} = CASE WHEN {_NEWER} THEN excluded.{n} ELSE r.{n} END"
-        for n in (
-            "last_ts",
-            "last_stream",
-            "last_seq",
-            "last_vf",
-            "last_vi",
-            "last_vb",
-            "last_vs",
-            "last_quality",
-        )
+_LAST = ("last_ts", "last_stream", "last_seq", "last_vf", "last_vi", "last_vb", "last_vs", "last_quality")
+
+
+def _merged(new: str) -> str:
+    """The SET list that adds the rollup ``new`` (a row alias) to the stored one ``r``: the
+    order-free part of ``rollups.absorb`` (count, min, max, sum, last), so no row is read back."""
+    newer = f"({new}.last_ts, {new}.last_stream, {new}.last_seq) > (r.last_ts, r.last_stream, r.last_seq)"
+    return ",\n    ".join(
+        [
+            f"count = r.count + {new}.count",
+            f"good = r.good + {new}.good",
+            f"min = least(r.min, {new}.min)",
+            f"max = greatest(r.max, {new}.max)",
+            f"sum = least(greatest(r.sum + {new}.sum, -1e300), 1e300)",
+            *(f"{n} = CASE WHEN {newer} THEN {new}.{n} ELSE r.{n} END" for n in _LAST),
+        ]
     )
-)
+
+
+# The staged rollups of points that are not counters, merged: the stage is emptied as it is read (a
+# group may merge more than once in its transaction). Each row finds its bucket by the key's index
+# (ON CONFLICT), whatever the size of the table: a join's plan is made once for the prepared
+# statement, when the tables may still be small.
+MERGE_PLAIN = f"""
+WITH s AS (DELETE FROM {stage.ROLLUP_STAGE} RETURNING *)
+INSERT INTO rollups AS r (res, point_pk, {_COLUMNS})
+SELECT res, point_pk, {_COLUMNS} FROM s
+ORDER BY res, bucket, point_pk
+ON CONFLICT (res, bucket, point_pk) DO UPDATE SET {_merged("excluded")}
+"""
+_STAGE_COLUMNS = f"res, point_pk, {_COLUMNS}"
+_STAGE_TYPES = ["int4", "int4", *_TYPES]
 _RAW = """
 SELECT ts, stream_pk, seq, vf, vi, vb, vs, quality FROM readings WHERE point_pk = %s AND ts >= %s AND ts < %s
 """
@@ -85,7 +92,7 @@ def width(resolution: Resolution) -> int:
     return ru.WIDTH_MS[resolution]
 
 
-def _rollup(row: Sequence[Any]) -> Rollup:
+def rollup_of(row: Sequence[Any]) -> Rollup:
     """A row in _COLUMNS order."""
     return Rollup(
         bucket_ms=row[0],
@@ -111,7 +118,7 @@ def _rollup(row: Sequence[Any]) -> Rollup:
     )
 
 
-def _values(r: Rollup) -> tuple[object, ...]:
+def row_values(r: Rollup) -> tuple[object, ...]:
     vf, vi, vb, vs = ((r.last_value if type(r.last_value) is t else None) for t in (float, int, bool, str))
     return (
         r.bucket_ms, r.count, r.good, r.min, r.max, r.sum, r.last_ts_ms, r.last_stream, r.last_seq,
@@ -128,21 +135,65 @@ async def apply_rollups(
 ) -> None:
     """Add the readings just stored to their buckets, at both resolutions. ``plain``: the rows of
     ``plain_rows(new)`` when the caller computed them already (while a COPY was being taken in)."""
-    rows = plain_rows(new) if plain is None else plain
-    if rows:
-        await cur.execute(_MERGE_PLAIN, [list(column) for column in zip(*rows, strict=True)])
+    if await stage_plain(cur, plain_rows(new) if plain is None else plain):
+        await cur.execute(MERGE_PLAIN)
+    await apply_counters(cur, new)
+
+
+async def stage_plain(cur: Cursor, rows: list[tuple[object, ...]]) -> bool:
+    """Stage the rows of ``plain_rows`` for ``MERGE_PLAIN``; whether there were any."""
+    if not rows:
+        return False
+    await stage.put(cur, stage.ROLLUP_STAGE, _STAGE_COLUMNS, _STAGE_TYPES, rows)
+    return True
+
+
+async def apply_counters(cur: Cursor, new: NewSamples) -> None:
+    """Add the readings just stored of energy counters to their buckets (read, absorb, write)."""
     counters = {pk: entry for pk, entry in new.items() if entry[0]}
     if counters:
         await _apply_counters(cur, counters)
 
 
-# The rollups of a group's new readings of points that are not counters: (res, bucket, point_pk) ->.
-Plain = dict[tuple[int, int, int], Rollup]
+# The rollups of a group's new readings of points that are not counters, each as the values of its
+# row (``_COLUMNS`` order, as ``row_values``: no Rollup object per point in the usual case):
+# (res, bucket, point_pk) ->.
+Plain = dict[tuple[int, int, int], tuple[object, ...]]
 
 
 def add_plain(plain: Plain, key: tuple[int, int, int], rollup: Rollup) -> None:
+    add_plain_values(plain, key, row_values(rollup))
+
+
+def add_plain_values(plain: Plain, key: tuple[int, int, int], values: tuple[object, ...]) -> None:
     held = plain.get(key)
-    plain[key] = rollup if held is None else ru.combine(held, rollup)
+    plain[key] = values if held is None else _combined(held, values)
+
+
+def _combined(a: Sequence[Any], b: Sequence[Any]) -> tuple[object, ...]:
+    """``ru.combine`` of two rows of ``row_values`` (one point's readings that are not a counter's, in
+    two batches of a group: a cabinet draining its backlog), without a Rollup object."""
+    newer = b if (b[6], b[7], b[8]) > (a[6], a[7], a[8]) else a
+    return (
+        min(a[0], b[0]), a[1] + b[1], a[2] + b[2], _pick(min, a[3], b[3]), _pick(max, a[4], b[4]),
+        ru.bounded(a[5] + b[5]), *newer[6:14], *a[14:],
+    )  # fmt: skip
+
+
+def _pick(fn: Callable[[float, float], float], x: float | None, y: float | None) -> float | None:
+    return y if x is None else x if y is None else fn(x, y)
+
+
+def good_floats_values(
+    bucket: int, n: int, summary: tuple[float, float, float], stream: int, last: Reading
+) -> tuple[object, ...]:
+    """``row_values`` of ``ru.summarise_good``'s rollup: ``n`` good float readings in ``bucket``, their
+    ``ru.good_summary``, ``last`` the newest (of the stream numbered ``stream``)."""
+    total, low, high = summary
+    return (
+        bucket, n, n, low, high, total, last.ts, stream, last.seq, last.value, None, None, None,
+        last.quality, 0, None, None, None, None, 0.0, 0, 0, 0,
+    )  # fmt: skip
 
 
 def plain_rollups(new: NewSamples, plain: Plain | None = None) -> Plain:
@@ -171,7 +222,7 @@ def plain_rows_of(plain: Plain) -> list[tuple[object, ...]]:
     """The rows of the upsert that merges ``plain`` with what is stored (the order-free part of
     ``rollups.absorb``: count, min, max, sum, last), so no row is read back."""
     # The key's order: the lock order of every worker.
-    return [(res, pk, *_values(plain[(res, bucket, pk)])) for res, bucket, pk in sorted(plain)]
+    return [(res, pk, *plain[(res, bucket, pk)]) for res, bucket, pk in sorted(plain)]
 
 
 def plain_rows(new: NewSamples) -> list[tuple[object, ...]]:
@@ -189,7 +240,7 @@ async def _apply_counters(cur: Cursor, new: NewSamples) -> None:
                 keyed[(res, bucket, pk)] = part
     keys = sorted(keyed)
     await cur.execute(_LOAD, ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]))
-    existing = {(int(r[0]), int(r[2]), int(r[1])): _rollup(r[2:]) for r in await cur.fetchall()}
+    existing = {(int(r[0]), int(r[2]), int(r[1])): rollup_of(r[2:]) for r in await cur.fetchall()}
     rows: list[tuple[object, ...]] = []
     for key in keys:
         res, bucket, pk = key
@@ -203,7 +254,7 @@ async def _apply_counters(cur: Cursor, new: NewSamples) -> None:
                 rollup = ru.absorb_without_raw(old, keyed[key], bucket)
             else:
                 rollup = ru.summarise(bucket, raw, counter=True)
-        rows.append((res, pk, *_values(rollup)))
+        rows.append((res, pk, *row_values(rollup)))
     await cur.execute(_UPSERT, [list(column) for column in zip(*rows, strict=True)])
 
 
@@ -218,7 +269,7 @@ async def rollups(
         " AND bucket >= %s AND bucket < %s ORDER BY bucket LIMIT %s",
         (cabinet, point, width(resolution), start_ms, end_ms, limit),
     )
-    return [_rollup(r) for r in await cur.fetchall()]
+    return [rollup_of(r) for r in await cur.fetchall()]
 
 
 async def rollup_neighbours(
@@ -238,7 +289,7 @@ async def rollup_neighbours(
         (cabinet, point, res, end_ms),
     )
     after = await cur.fetchone()
-    return (None if before is None else _rollup(before)), (None if after is None else _rollup(after))
+    return (None if before is None else rollup_of(before)), (None if after is None else rollup_of(after))
 
 
 # -- retention -----------------------------------------------------------------------------------

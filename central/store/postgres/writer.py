@@ -7,10 +7,14 @@ it against a raw COPY of the same rows.
 Three ways to write a group, the first that works:
 1. ``copy`` (the usual case): one query loads the ``held`` seq ranges the group's batches touch
    (``held``: a seq held is a duplicate, whatever its stamp or value), then ONE binary COPY stores
-   the others, and one statement writes back the ranges that grew. COPY inserts in bulk (about 3x
-   faster than an INSERT ... ON CONFLICT here: bench/ingest.py measures both). The unique key
-   (stream_pk, seq, ts) still guards: should a row the ranges missed be there, the COPY fails with
-   a unique violation and the group is written again, the second way.
+   the others (rows encoded a batch at a time: ``copy_rows``), and one statement writes back the
+   ranges that grew. COPY inserts in bulk (about 3x faster than an INSERT ... ON CONFLICT here:
+   bench/ingest.py measures both). The unique key (stream_pk, seq, ts) still guards: should a row
+   the ranges missed be there, the COPY fails with a unique violation and the group is written
+   again, the second way. The group's rollups and latest values are COPYed into the session's
+   stage tables (``stage``) and merged from there. Round trips are few: the cabinets' upsert, the
+   ids and the held ranges go in one pipeline, the merges, the ranges' save, the KPI change bump
+   and the counters in another, then the commit.
 2. ``upsert``: each batch's readings in one ``INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO
    NOTHING``: correct whatever runs beside it.
 3. ``isolated``: if the database refuses a batch (a number out of range, a NUL in a text), the
@@ -33,7 +37,7 @@ commits (an id handed out by a rolled-back transaction does not exist).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -43,6 +47,7 @@ from psycopg import errors
 from central.record_time import time_suspect
 from central.store import rules
 from central.store.kpi_days import changed_days
+from central.store.postgres import copy_rows, stage
 from central.store.postgres import partitions as parts
 from central.store.postgres import writer_sql as q
 from central.store.postgres.batch_facts import (
@@ -57,7 +62,15 @@ from central.store.postgres.commands import apply_results
 from central.store.postgres.episodes import apply_episodes, unseen_alarm_events
 from central.store.postgres.held import HeldSeqs, Range, span_runs
 from central.store.postgres.kpi_days import bump_changes
-from central.store.postgres.rollups import Plain, apply_rollups, plain_rollups, plain_rows_of
+from central.store.postgres.rollups import (
+    MERGE_PLAIN,
+    Plain,
+    apply_counters,
+    apply_rollups,
+    plain_rollups,
+    plain_rows_of,
+    stage_plain,
+)
 from central.store.postgres.schema import COUNTER_SHARDS
 from central.store.postgres.values import pg_text, split, split_one
 from central.store.rollups import Sample
@@ -81,6 +94,7 @@ _RETRYABLE: tuple[type[Exception], ...] = (errors.DeadlockDetected, errors.Seria
 
 
 Mode = Literal["copy", "upsert", "isolated"]
+Statement = tuple[str, Sequence[Any] | None]
 
 
 class _Refused(Exception):
@@ -128,6 +142,7 @@ class PgWriter:
         statuses: Sequence[ReceivedStatus],
         quarantine: Sequence[QuarantineEntry],
     ) -> list[BatchOutcome]:
+        await stage.ensure(conn)
         mode: Mode = "copy"
         attempt = 0
         while True:
@@ -171,12 +186,14 @@ class PgWriter:
             b = received.batch
             last_seen = max(seen.get(b.cabinet, (received.received_ms, 0))[0], received.received_ms)
             seen[b.cabinet] = (last_seen, b.backlog)
-        if seen and mode != "isolated":
+        if seen and mode == "upsert":
             await self._upsert_seen(cur, seen)
         outcomes: list[BatchOutcome] = []
+        # Statements with no result to wait for: sent together at the end, one round trip.
+        deferred: list[Statement] = []
         if mode == "copy":
             try:
-                outcomes = await self._copy_group(cur, txn, batches)
+                outcomes = await self._copy_group(cur, txn, batches, seen, deferred)
             except REFUSALS as exc:
                 raise _Refused from exc
         for received in batches if mode != "copy" else ():
@@ -192,6 +209,37 @@ class PgWriter:
             for received, outcome in zip(batches, outcomes, strict=True)
             if outcome.unstorable is not None
         ]
+        unstorable += await self._write_statuses(conn, cur, statuses, mode=mode)
+        evicted = await self._write_quarantine(cur, [*quarantine, *unstorable])
+        deferred.append(
+            (
+                q.ADD_COUNTERS,
+                (
+                    sum(o.readings_new for o in outcomes),
+                    sum(o.events_new for o in outcomes),
+                    sum(o.results_new for o in outcomes),
+                    len(quarantine) + len(unstorable),
+                    evicted,
+                    self._shard,
+                ),
+            )
+        )
+        try:
+            async with conn.pipeline():
+                for query, params in deferred:
+                    await cur.execute(query, params)
+                await bump_changes(cur, changed_days(batches, outcomes))  # the KPI day cache's days to redo
+        except REFUSALS as exc:
+            if mode != "copy":
+                raise
+            raise _Refused from exc  # a merge of the group's rollups or latest values
+        return outcomes
+
+    async def _write_statuses(
+        self, conn: Conn, cur: Cursor, statuses: Sequence[ReceivedStatus], *, mode: Mode
+    ) -> list[QuarantineEntry]:
+        """Apply the statuses; those the database refused (isolated mode) to quarantine instead."""
+        refused: list[QuarantineEntry] = []
         for received_status in statuses:
             if mode != "isolated":
                 try:
@@ -199,38 +247,35 @@ class PgWriter:
                 except REFUSALS as exc:
                     raise _Refused from exc
                 continue
-            refused = await self._write_status_isolated(conn, cur, received_status)
-            if refused is not None:
-                unstorable.append(refused)
-        await bump_changes(cur, changed_days(batches, outcomes))  # the KPI day cache's days to redo
-        evicted = await self._write_quarantine(cur, [*quarantine, *unstorable])
-        await cur.execute(
-            q.ADD_COUNTERS,
-            (
-                sum(o.readings_new for o in outcomes),
-                sum(o.events_new for o in outcomes),
-                sum(o.results_new for o in outcomes),
-                len(quarantine) + len(unstorable),
-                evicted,
-                self._shard,
-            ),
-        )
-        return outcomes
+            entry = await self._write_status_isolated(conn, cur, received_status)
+            if entry is not None:
+                refused.append(entry)
+        return refused
 
     async def _copy_group(
-        self, cur: Cursor, txn: _Txn, batches: Sequence[ReceivedBatch]
+        self,
+        cur: Cursor,
+        txn: _Txn,
+        batches: Sequence[ReceivedBatch],
+        seen: dict[str, tuple[int, int]],
+        deferred: list[Statement],
     ) -> list[BatchOutcome]:
-        """The group's new readings in one COPY; events and results as the upsert writes them."""
-        stream_pks = [await self._stream_pk(cur, txn, r.batch.cabinet, r.batch.stream) for r in batches]
-        point_maps = [
-            await self._point_pks(cur, txn, r.batch.cabinet, {x.point for x in r.batch.readings})
-            if r.batch.readings
-            else {}
-            for r in batches
-        ]
-        held = await HeldSeqs.load(
-            cur, [_probe(pk, r.batch) for pk, r in zip(stream_pks, batches, strict=True)]
-        )
+        """The group's new readings in one COPY; events and results as the upsert writes them. The
+        merges of what it staged, and the held ranges, join ``deferred``."""
+        # Pipelined: the cabinets' locks, the ids and the held ranges in one round trip (ids known).
+        async with cur.connection.pipeline():
+            if seen:
+                await self._upsert_seen(cur, seen)
+            stream_pks = [await self._stream_pk(cur, txn, r.batch.cabinet, r.batch.stream) for r in batches]
+            point_maps = [
+                await self._point_pks(cur, txn, r.batch.cabinet, {x.point for x in r.batch.readings})
+                if r.batch.readings
+                else {}
+                for r in batches
+            ]
+            held = await HeldSeqs.load(
+                cur, [_probe(pk, r.batch) for pk, r in zip(stream_pks, batches, strict=True)]
+            )
         fresh: list[int] = []
         latest: Latest = {}
         samples: dict[int, tuple[bool, list[Sample]]] = {}
@@ -239,27 +284,30 @@ class PgWriter:
         if any(r.batch.readings for r in batches):
             # Rows are sent as they are made, and the rollups computed before the COPY ends: the
             # server takes the rows in while this process works.
-            async with cur.copy(q.COPY_READINGS) as copy:
-                copy.set_types(q.COPY_TYPES)
-                format_row = copy.formatter.write_row
+            floats = all(copy_rows.floats_only(r.batch.readings) for r in batches)
+            async with cur.copy(q.COPY_FLOAT_READINGS if floats else q.COPY_READINGS) as copy:
+                await copy.write(copy_rows.SIGNATURE)
                 for received, stream_pk, points in zip(batches, stream_pks, point_maps, strict=True):
                     chosen = _not_held(held, stream_pk, received.batch)
-                    # The formatter fills its buffer in C; a coroutine per full buffer, not per row.
-                    for row in _copy_rows(chosen, stream_pk, points):
-                        if data := format_row(row):
-                            await copy.write(data)
+                    if data := copy_rows.encode(chosen, stream_pk, points, floats=floats):
+                        await copy.write(data)
                     fresh.append(len(chosen))
                     newest_of(latest, stream_pk, chosen, points, received.received_ms)
                     left = add_good_floats(plain, stream_pk, chosen, points)
                     add_samples(samples, stream_pk, chosen if left is None else left, points)
                 rows = plain_rows_of(plain_rollups(samples, plain))
+                await copy.write(copy_rows.TRAILER)
         else:
             fresh = [0] * len(batches)
             for received, stream_pk in zip(batches, stream_pks, strict=True):
                 held.hold(stream_pk, _seq_runs(received.batch))
-        await held.save(cur)
-        await self._upsert_latest(cur, latest)
-        await apply_rollups(cur, samples, plain=rows)
+        if (save := held.save_statement()) is not None:
+            deferred.append(save)
+        if await self._stage_latest(cur, latest):
+            deferred.append((q.MERGE_LATEST, None))
+        if await stage_plain(cur, rows):
+            deferred.append((MERGE_PLAIN, None))
+        await apply_counters(cur, samples)
         outcomes = []
         for received, stream_pk, readings_new in zip(batches, stream_pks, fresh, strict=True):
             batch = received.batch
@@ -282,27 +330,20 @@ class PgWriter:
             )
         return outcomes
 
-    async def _upsert_latest(self, cur: Cursor, latest: Latest) -> None:
+    async def _stage_latest(self, cur: Cursor, latest: Latest) -> bool:
+        """Stage each point's newest reading for ``MERGE_LATEST``; whether there was any."""
         if not latest:
-            return
-        pks = sorted(latest)
-        chosen = [latest[pk][1] for pk in pks]
-        vf, vi, vb, vs = split([r.value for r in chosen])
-        await cur.execute(
-            q.UPSERT_LATEST,
-            (
-                pks,
-                [latest[pk][0] for pk in pks],
-                [r.seq for r in chosen],
-                [r.ts for r in chosen],
-                [r.quality for r in chosen],
-                [r.reason for r in chosen],
-                vf,
-                vi,
-                vb,
-                vs,
-            ),
-        )
+            return False
+        rows = []
+        for pk in sorted(latest):
+            stream_pk, r = latest[pk]
+            rows.append((pk, stream_pk, r.seq, r.ts, r.quality, r.reason, *split_one(r.value)))
+        await stage.put(cur, stage.LATEST_STAGE, q.LATEST_COLUMNS, q.LATEST_TYPES, rows)
+        return True
+
+    async def _upsert_latest(self, cur: Cursor, latest: Latest) -> None:
+        if await self._stage_latest(cur, latest):
+            await cur.execute(q.MERGE_LATEST)
 
     async def _write_isolated(
         self, conn: Conn, cur: Cursor, txn: _Txn, received: ReceivedBatch
@@ -596,17 +637,3 @@ def _not_held(held: HeldSeqs, stream_pk: int, batch: DataBatch) -> Sequence[Read
     chosen_at = held.fresh(stream_pk, [r.seq for r in readings])
     held.hold(stream_pk, _seq_runs(batch))
     return readings if chosen_at is None else [readings[i] for i in chosen_at]
-
-
-def _copy_rows(
-    readings: Sequence[Reading], stream_pk: int, points: dict[str, int]
-) -> Iterator[tuple[object, ...]]:
-    get = points.__getitem__
-    if all(type(r.value) is float for r in readings):  # the usual case: measurements
-        return (
-            (stream_pk, r.seq, get(r.point), r.ts, r.quality, r.reason, r.value, None, None, None)
-            for r in readings
-        )
-    return (
-        (stream_pk, r.seq, get(r.point), r.ts, r.quality, r.reason, *split_one(r.value)) for r in readings
-    )

@@ -6,6 +6,9 @@ round trip per statement, whatever the number of rows.
 
 from __future__ import annotations
 
+from central.store.postgres.copy_rows import FLOAT_COLUMNS
+from central.store.postgres.stage import LATEST_STAGE
+
 UPSERT_SEEN = """
 INSERT INTO cabinets (id, last_seen_ms, backlog)
 SELECT * FROM unnest(%b::text[], %b::int8[], %b::int8[]) ORDER BY 1
@@ -41,22 +44,24 @@ SELECT %s, * FROM unnest(
 ON CONFLICT DO NOTHING
 RETURNING seq, ts
 """
-UPSERT_LATEST = """
-INSERT INTO latest_readings (point_pk, stream_pk, seq, ts, quality, reason, vf, vi, vb, vs)
-SELECT * FROM unnest(
-    %b::int4[], %b::int4[], %b::int8[], %b::int8[], %b::int2[], %b::text[],
-    %b::float8[], %b::int8[], %b::bool[], %b::text[]
-) AS u (point_pk, stream_pk, seq, ts, quality, reason, vf, vi, vb, vs)
-ORDER BY u.point_pk
+# Each point's newest reading of the group, staged (``stage``; emptied as it is read), merged: each
+# row finds its point by the key's index, whatever the size of the table.
+LATEST_COLUMNS = "point_pk, stream_pk, seq, ts, quality, reason, vf, vi, vb, vs"
+LATEST_TYPES = ["int4", "int4", "int8", "int8", "int2", "text", "float8", "int8", "bool", "text"]
+MERGE_LATEST = f"""
+WITH s AS (DELETE FROM {LATEST_STAGE} RETURNING *)
+INSERT INTO latest_readings AS l ({LATEST_COLUMNS})
+SELECT {LATEST_COLUMNS} FROM s
+ORDER BY point_pk
 ON CONFLICT (point_pk) DO UPDATE SET
     stream_pk = excluded.stream_pk, seq = excluded.seq, ts = excluded.ts, quality = excluded.quality,
     reason = excluded.reason, vf = excluded.vf, vi = excluded.vi, vb = excluded.vb, vs = excluded.vs
-WHERE (excluded.stream_pk, excluded.seq) > (latest_readings.stream_pk, latest_readings.seq)
+WHERE (excluded.stream_pk, excluded.seq) > (l.stream_pk, l.seq)
 """
+COPY_FLOAT_READINGS = f"COPY readings ({FLOAT_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 COPY_READINGS = (
     "COPY readings (stream_pk, seq, point_pk, ts, quality, reason, vf, vi, vb, vs) FROM STDIN (FORMAT BINARY)"
 )
-COPY_TYPES = ["int4", "int8", "int4", "int8", "int2", "text", "float8", "int8", "bool", "text"]
 INSERT_EVENTS = """
 INSERT INTO events (stream_pk, seq, cabinet, ts, source, kind, severity, message, data)
 SELECT %s, u.seq, %s, u.ts, u.source, u.kind, u.severity, u.message, u.data

@@ -34,6 +34,10 @@ has readings in flight); at most
 {MAX_PERIOD_DAYS} days. Days are the local days of `tz`. `town` keeps the cabinets the registry puts
 in that town.
 
+While a report to the last settled quarter is being made (seconds, after a quarter settles or its
+inputs changed), it is answered at once with the last one made of the same period, or of the period
+a quarter earlier: its `period` says which.
+
 **Energy** (kWh per cabinet, per town, per local day): every energy counter of a cabinet (points
 named `...energy_wh`) from its 15-minute rollups, with the rules of the energy endpoint (a counter
 that goes back was reset: what it counted since is kept, what came before the reset is lost; readings
@@ -153,7 +157,13 @@ async def kpi(
         given = {"from": start, "to": end, "tz": tz}.get(exc.field)
         raise InvalidRequest.field(("query", exc.field), exc.problem, given) from None
     made = await report_body(
-        request.app, store, period, tz, town=town, table=table if format == "csv" else None
+        request.app,
+        store,
+        period,
+        tz,
+        town=town,
+        table=table if format == "csv" else None,
+        now_ms=services.clock(),
     )
     headers: dict[str, str] = {}
     if accepts_gzip(request.headers.get("accept-encoding", "")):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import logging
 from typing import NamedTuple
 
 from fastapi import FastAPI, HTTPException
@@ -22,7 +23,7 @@ from central.api.kpi_json import report_json
 from central.api.kpi_memo import Body, digest, report_memo
 from central.api.kpi_parts import cabinet_keys, encoded_energy, part_memo, report_parts
 from central.kpi.availability import Outage
-from central.kpi.period import Period
+from central.kpi.period import QUARTER_MS, Period, settled_end
 from central.kpi.report import (
     CsvTable,
     EnergyReport,
@@ -36,6 +37,8 @@ from central.store import Store
 from central.store.kpi_days import CounterEdge, utc_days_of
 from central.store.rows import EpisodeTimes
 
+logger = logging.getLogger(__name__)
+
 # Reports computed at once per process: one reads every cabinet's days over the period (seconds for
 # a city's month when nothing is kept), so more callers than this get a 429 rather than a store
 # loaded by all of them.
@@ -48,6 +51,9 @@ RETRY_AFTER_S = 30
 _GATE = "kpi_reports"
 _READS = "kpi_reads"
 _MAKING = "kpi_making"
+_RECENT = "kpi_recent"
+# Bodies of reports to the last settled quarter kept per (zone, town, format) to stand in.
+RECENT_KEPT = 4
 
 
 class TooManyReports(HTTPException):
@@ -76,8 +82,8 @@ def report_gate(app: FastAPI) -> asyncio.Semaphore:
     return made_once(app, _GATE, asyncio.Semaphore, lambda: asyncio.Semaphore(MAX_CONCURRENT_REPORTS))
 
 
-def _making(app: FastAPI) -> dict[tuple[str, str], asyncio.Future[Body]]:
-    making: dict[tuple[str, str], asyncio.Future[Body]] = made_once(app, _MAKING, dict, dict)
+def _making(app: FastAPI) -> dict[tuple[str, str], asyncio.Task[Body]]:
+    making: dict[tuple[str, str], asyncio.Task[Body]] = made_once(app, _MAKING, dict, dict)
     return making
 
 
@@ -126,73 +132,120 @@ async def energy_of_period(app: FastAPI, store: Store, period: Period, tz: str) 
     return energy_report(cabinets, period, town_sums=kept.town_sums(keys))
 
 
+class _Recent:
+    """The last bodies made of reports to the last settled quarter, by (zone, town, format): what is
+    given while the report of the quarter just settled (or of a change) is being made."""
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[str, str | None, str], list[tuple[int, int, Body]]] = {}
+
+    def put(self, key: tuple[str, str | None, str], period: Period, body: Body) -> None:
+        kept = self._kept.setdefault(key, [])
+        kept.insert(0, (period.start_ms, period.end_ms, body))
+        del kept[RECENT_KEPT:]
+
+    def stand_in(self, key: tuple[str, str | None, str], period: Period) -> Body | None:
+        """The freshest body of the same period (made before a change), or of the period one
+        quarter earlier: the same start (this month) or a start a quarter earlier (the last days)."""
+        start, end = period.start_ms, period.end_ms
+        for s, e, body in self._kept.get(key, ()):
+            if (s, e) == (start, end) or (e == end - QUARTER_MS and s in (start, start - QUARTER_MS)):
+                return body
+        return None
+
+
+def _recent(app: FastAPI) -> _Recent:
+    return made_once(app, _RECENT, _Recent, _Recent)
+
+
+async def _make(
+    app: FastAPI, store: Store, period: Period, tz: str, *, table: CsvTable | None, inputs: Inputs
+) -> Body:
+    scope, edges, raised, _, lost, keys = inputs
+    async with report_gate(app):
+        kept = part_memo(app).of(period, tz, scope.town_asked)
+        parts = await report_parts(
+            store, scope, period, tz, keys=keys, kept=kept.cabinets, lost=lost, edges=edges
+        )
+        towns = scope.towns
+        report = kpi_report(
+            period,
+            tz,
+            cabinets=[p.figures.energy for p in parts if p.figures.energy is not None],
+            devices=[d for p in parts for d in p.figures.devices],
+            episodes=raised,
+            towns=towns,
+            town_sums=kept.town_sums(keys),
+            delay_report=kept.delay_report(raised, towns, period),
+        )
+        if table is None:
+            return Body(report_json(report, encoded_energy(parts)))
+        return Body(csv_text(report, table).encode())
+
+
 async def report_body(
-    app: FastAPI, store: Store, period: Period, tz: str, *, town: str | None, table: CsvTable | None
+    app: FastAPI,
+    store: Store,
+    period: Period,
+    tz: str,
+    *,
+    town: str | None,
+    table: CsvTable | None,
+    now_ms: int | None = None,
 ) -> Body:
     """The report's body: JSON, or the CSV ``table``. Raises ``TooManyReports`` when it must be made
-    and as many as ``MAX_CONCURRENT_REPORTS`` are being made."""
+    and as many as ``MAX_CONCURRENT_REPORTS`` are being made.
+
+    A report is made by a task of its own, which a caller that leaves does not stop: the next finds
+    it made. With ``now_ms``, a report to the last settled quarter that is being made (the quarter
+    just settled: seconds for a city's month, once a quarter) is answered at once with the last one
+    made of it, or of the period a quarter earlier (its ``period`` says which), if there is one."""
     reads = _reads(app)
     if reads.asked >= MAX_CONCURRENT_READS + MAX_WAITING_READS:
         raise TooManyReports(f"{reads.asked} KPI reports are being read: retry in a moment")
     reads.asked += 1
     try:
         async with reads.gate:
-            scope, edges, raised, overlapping, lost, keys = await read_inputs(store, period, town)
+            inputs = await read_inputs(store, period, town)
     finally:
         reads.asked -= 1
-    made = (
-        digest(period, tz, scope, cabinets=keys, episodes=overlapping),
-        "json" if table is None else f"csv:{table}",
-    )
+    body_key = "json" if table is None else f"csv:{table}"
+    made = (digest(period, tz, inputs.scope, cabinets=inputs.keys, episodes=inputs.overlapping), body_key)
     memo = report_memo(app)
     body = memo.get(*made)
     if body is not None:
         return body
+    recent_key = (tz, inputs.scope.town_asked, body_key)
+    to_now = now_ms is not None and period.end_ms == settled_end(now_ms)
+    stand_in = _recent(app).stand_in(recent_key, period) if to_now else None
     making = _making(app)
     underway = making.get(made)
-    if underway is not None:
-        try:
-            return await asyncio.shield(underway)
-        except asyncio.CancelledError:
-            if not underway.cancelled():
-                raise  # this request was cancelled
-            raise TooManyReports from None  # the one making it was stopped: ask again
-    gate = report_gate(app)
-    if gate.locked():
-        raise TooManyReports
-    future: asyncio.Future[Body] = asyncio.get_running_loop().create_future()
-    making[made] = future
+    if underway is None:
+        if report_gate(app).locked():
+            if stand_in is not None:
+                return stand_in
+            raise TooManyReports
+        underway = making[made] = asyncio.create_task(
+            _make(app, store, period, tz, table=table, inputs=inputs), name="central-kpi-report"
+        )
+
+        def done(task: asyncio.Task[Body]) -> None:
+            del making[made]
+            if task.cancelled():
+                return
+            if (failure := task.exception()) is not None:  # the waiters have it too
+                logger.warning("KPI report of %s-%s not made: %s", period.start_ms, period.end_ms, failure)
+                return
+            memo.put(*made, task.result())
+            if to_now:
+                _recent(app).put(recent_key, period, task.result())
+
+        underway.add_done_callback(done)
+    if stand_in is not None:
+        return stand_in
     try:
-        async with gate:
-            kept = part_memo(app).of(period, tz, scope.town_asked)
-            parts = await report_parts(
-                store, scope, period, tz, keys=keys, kept=kept.cabinets, lost=lost, edges=edges
-            )
-            towns = scope.towns
-            report = kpi_report(
-                period,
-                tz,
-                cabinets=[p.figures.energy for p in parts if p.figures.energy is not None],
-                devices=[d for p in parts for d in p.figures.devices],
-                episodes=raised,
-                towns=towns,
-                town_sums=kept.town_sums(keys),
-                delay_report=kept.delay_report(raised, towns, period),
-            )
-            body = Body(
-                report_json(report, encoded_energy(parts))
-                if table is None
-                else csv_text(report, table).encode()
-            )
-        memo.put(*made, body)
-        future.set_result(body)
-        return body
+        return await asyncio.shield(underway)
     except asyncio.CancelledError:
-        future.cancel()
-        raise
-    except BaseException as exc:
-        future.set_exception(exc)
-        future.exception()  # retrieved: one nobody waited for logs no "exception was never retrieved"
-        raise
-    finally:
-        del making[made]
+        if not underway.cancelled():
+            raise  # this request was cancelled
+        raise TooManyReports from None  # the one making it was stopped: ask again

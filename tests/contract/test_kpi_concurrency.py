@@ -18,7 +18,7 @@ import central.store.kpi_days as store_kpi_days
 from central.api import create_app, kpi_fetch, kpi_make, kpi_parts
 from central.api.kpi_days import days_of_cabinets
 from central.api.kpi_fetch import scope_of
-from central.kpi.period import Period, days_of
+from central.kpi.period import Period, days_of, settled_end
 from central.kpi_ahead import KpiAhead
 from central.store import Store
 from central.store.auth_rows import Role
@@ -163,3 +163,48 @@ async def test_the_task_making_reports_ahead_outlives_what_fails(
     monkeypatch.undo()
     await ahead.make_once()
     assert ahead.made == 2
+
+
+async def test_the_report_of_a_quarter_just_settled_is_stood_in_for_while_it_is_made(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Asked for the last 30 days as a quarter settles, a caller gets the report made a quarter
+    earlier at once (its period says so) while the new one is made; then the new one."""
+    await build_city(store)
+    token = await new_token(store, Role.VIEWER)
+    now = NOW
+    app = create_app(store=store, clock=lambda: now)
+    real = kpi_parts.cached_figures
+    hold = asyncio.Event()
+    hold.set()
+
+    async def paced(*args: Any, **kwargs: Any) -> Any:
+        await hold.wait()
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(kpi_parts, "cached_figures", paced)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://central.test", headers=bearer(token)
+    ) as http:
+
+        async def last_30_days() -> Any:
+            end = settled_end(now)
+            answer = await http.get("/api/v1/kpi", params={"from": str(end - 30 * DAY), "to": str(now)})
+            assert answer.status_code == 200, answer.text
+            return answer.json()
+
+        first = await last_30_days()
+        assert first["period"]["to_ms"] == settled_end(NOW)
+        now = NOW + 15 * 60_000  # the next quarter has settled
+        hold.clear()
+        stood_in = await asyncio.wait_for(last_30_days(), 10)  # not waiting for the making
+        assert stood_in == first
+        hold.set()
+        making = kpi_make._making(app)
+        await wait_until(lambda: not making, timeout=10, what="the new report made")
+        new = await last_30_days()
+        assert new["period"]["to_ms"] == settled_end(NOW) + 15 * 60_000
+        reference = await _from_rollups(
+            store, start_ms=new["period"]["from_ms"], end_ms=new["period"]["to_ms"], now_ms=now
+        )
+        assert new == reference

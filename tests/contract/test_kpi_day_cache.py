@@ -44,11 +44,13 @@ async def _report(store: Store, tz: str = "UTC") -> dict[str, object]:
         return body
 
 
-async def _from_rollups(store: Store, tz: str = "UTC") -> dict[str, object]:
+async def _from_rollups(
+    store: Store, tz: str = "UTC", *, start_ms: int = MAY1, end_ms: int = MAY1 + 2 * DAY, now_ms: int = NOW
+) -> dict[str, object]:
     """The report as it was made before the cache: every cabinet's quarters of the period."""
     from zoneinfo import ZoneInfo
 
-    period = kpi_period(MAY1, MAY1 + 2 * DAY, ZoneInfo(tz), now_ms=NOW)
+    period = kpi_period(start_ms, end_ms, ZoneInfo(tz), now_ms=now_ms)
     scope = await scope_of(store, None)
     raised, overlapping = await episodes_of(store, scope, period)
     figures = await cabinet_figures(store, scope, period, outages_by_device(overlapping))

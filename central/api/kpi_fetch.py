@@ -186,13 +186,9 @@ async def cabinet_figures(
     return await each_cabinet(scope, figures)
 
 
-async def episodes_of(
-    store: Store, scope: Scope, period: Period
-) -> tuple[list[EpisodeTimes], list[EpisodeTimes]]:
-    """(the episodes raised in the period, those that may overlap it: also the ones raised a little
-    before it, and the ones raised earlier still open), of the scope's cabinets, by id."""
-    if not scope.cabinets:
-        return [], []
+async def read_episodes(store: Store, period: Period) -> list[EpisodeTimes]:
+    """The times of every episode that may overlap the period (raised in it, a little before it, or
+    earlier and still open), by id; InvalidRequest when there are more than MAX_EPISODES."""
     found = await store.kpi_episodes(
         since_ms=period.start_ms - OUTAGE_LOOKBACK_MS, until_ms=period.end_ms, limit=MAX_EPISODES + 1
     )
@@ -202,8 +198,24 @@ async def episodes_of(
             f"more than {MAX_EPISODES} alarm episodes in the period: ask for a shorter period",
             None,
         )
+    return found
+
+
+def scope_episodes(
+    found: Sequence[EpisodeTimes], scope: Scope, period: Period
+) -> tuple[list[EpisodeTimes], list[EpisodeTimes]]:
+    """(those of ``found`` raised in the period, all of them), of the scope's cabinets."""
     known = {c.id for c in scope.cabinets}
     overlapping = [e for e in found if e.cabinet in known]
     start, end = period.start_ms, period.end_ms
-    raised = [e for e in overlapping if start <= e.raised_ms < end]
-    return raised, overlapping
+    return [e for e in overlapping if start <= e.raised_ms < end], overlapping
+
+
+async def episodes_of(
+    store: Store, scope: Scope, period: Period
+) -> tuple[list[EpisodeTimes], list[EpisodeTimes]]:
+    """(the episodes raised in the period, those that may overlap it: also the ones raised a little
+    before it, and the ones raised earlier still open), of the scope's cabinets, by id."""
+    if not scope.cabinets:
+        return [], []
+    return scope_episodes(await read_episodes(store, period), scope, period)

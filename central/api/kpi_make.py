@@ -18,7 +18,7 @@ from typing import NamedTuple
 from fastapi import FastAPI, HTTPException
 
 from central.api.app_state import made_once
-from central.api.kpi_fetch import Scope, episodes_of, outages_by_device, scope_of
+from central.api.kpi_fetch import Scope, outages_by_device, read_episodes, scope_episodes, scope_of
 from central.api.kpi_json import report_json
 from central.api.kpi_memo import Body, digest, report_memo
 from central.api.kpi_parts import cabinet_keys, encoded_energy, part_memo, report_parts
@@ -109,12 +109,13 @@ class Inputs(NamedTuple):
 
 async def read_inputs(store: Store, period: Period, town: str | None) -> Inputs:
     # Read side by side (the store reads on several threads).
-    scope, edges, totals = await asyncio.gather(
+    scope, edges, totals, episodes = await asyncio.gather(
         scope_of(store, town),
         store.kpi_counter_edges(start_ms=period.start_ms, end_ms=period.end_ms),
         store.kpi_change_totals(*utc_days_of(period.start_ms, period.end_ms)),
+        read_episodes(store, period),
     )
-    raised, overlapping = await episodes_of(store, scope, period)
+    raised, overlapping = scope_episodes(episodes, scope, period)
     lost = outages_by_device(overlapping)
     keys = cabinet_keys(scope, totals=totals, edges=edges, lost=lost)
     return Inputs(scope, edges, raised, overlapping, lost, keys)

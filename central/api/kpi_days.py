@@ -47,6 +47,7 @@ from central.store.rows import CabinetRow, Rollup
 MAX_CACHED_ZONES = 4
 # Up to this many cabinets, their cached days are asked for by name; more: every cabinet's are read.
 FEW_CABINETS = 200
+PUT_ROWS = 2_000
 
 
 def plan_of(cabinet: CabinetRow) -> CabinetPlan:
@@ -186,6 +187,15 @@ async def days_of_cabinets(
     # (``central.store.kpi_days``), and the row would stay current without them.
     settled = settled_now()
     count = count if count is not None else FillCount()
+    # Rows stored a few thousand at a time: a transaction each cabinet would be a commit (a sync of
+    # the disk) each, on the writer that ingest uses.
+    pending: list[KpiDayRow] = []
+
+    async def flush(at_least: int) -> None:
+        if len(pending) >= at_least:
+            rows = pending[:]
+            pending.clear()
+            await store.put_kpi_days(rows)
 
     async def one(cabinet: CabinetRow) -> tuple[str, list[CabinetDay]]:
         plan = plan_of(cabinet)
@@ -204,12 +214,15 @@ async def days_of_cabinets(
             )
             for k, i in enumerate(missing):
                 found[i] = figures[k]
-            if storing and rows:
-                await store.put_kpi_days(rows)
+            if storing:
+                pending.extend(rows)
+                await flush(PUT_ROWS)
             count.computed += len(rows)
         return cabinet.id, [found[i] for i in range(len(period.days))]
 
-    return dict(await each_cabinet(scope, one))
+    found = dict(await each_cabinet(scope, one))
+    await flush(1)
+    return found
 
 
 def _edges_by_cabinet(edges: Sequence[CounterEdge]) -> dict[str, list[CounterEdge]]:

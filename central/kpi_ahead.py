@@ -72,14 +72,18 @@ class KpiAhead:
     async def make_once(self) -> None:
         """Make (or find made) the page's reports for the periods ending at the last settled quarter;
         one that cannot be made is logged, and the next is made all the same."""
+        now = self._clock()
         try:
-            periods = self.periods(self._clock())
+            periods = self.periods(now)
         except PeriodError as exc:  # a clock before 1970 and its like: nothing to make
             logger.warning("KPI report made ahead: no period: %s", exc.problem)
             return
         for period in periods:
             try:
-                await report_body(self._app, self._store, period, self._tz_name, town=None, table=None)
+                # With the time: a report made here stands in for the next while that is made.
+                await report_body(
+                    self._app, self._store, period, self._tz_name, town=None, table=None, now_ms=now
+                )
             except StoreError as exc:  # the database is down: the next quarter tries again
                 logger.warning("KPI report made ahead: failed: %s", exc)
             except HTTPException as exc:  # as many reports as allowed are being made: skip this one

@@ -208,3 +208,35 @@ async def test_the_report_of_a_quarter_just_settled_is_stood_in_for_while_it_is_
             store, start_ms=new["period"]["from_ms"], end_ms=new["period"]["to_ms"], now_ms=now
         )
         assert new == reference
+
+
+async def test_a_report_made_ahead_stands_in_for_the_next(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await build_city(store)
+    token = await new_token(store, Role.VIEWER)
+    now = NOW
+    app = create_app(store=store, clock=lambda: now)
+    ahead = KpiAhead(app, store, clock=lambda: now)
+    await ahead.make_once()
+    real = kpi_parts.cached_figures
+    hold = asyncio.Event()
+
+    async def held(*args: Any, **kwargs: Any) -> Any:
+        await hold.wait()
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(kpi_parts, "cached_figures", held)
+    now = NOW + 15 * 60_000
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://central.test", headers=bearer(token)
+    ) as http:
+        end = settled_end(now)
+        params = {"from": str(end - 30 * DAY), "to": str(now)}
+        answer = await asyncio.wait_for(http.get("/api/v1/kpi", params=params), 10)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["period"]["to_ms"] == settled_end(NOW)  # the one made ahead
+        hold.set()
+        making = kpi_make._making(app)
+        await wait_until(lambda: not making, timeout=10, what="the new report made")
+        assert (await http.get("/api/v1/kpi", params=params)).json()["period"]["to_ms"] == end

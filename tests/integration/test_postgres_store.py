@@ -172,15 +172,16 @@ async def test_a_partition_made_late_takes_its_rows_from_the_default_one(
     assert await count(dsn, "readings") == 3
 
 
+def _unstorable(*, seq: int) -> ReceivedBatch:
+    """A batch of one text reading PostgreSQL cannot hold (a NUL in it)."""
+    nul = Reading(seq=seq, point="lc1/label", ts=TS0_MS, value="a\x00b", quality=Quality.GOOD)
+    payload = encode_data_batch(cabinet=CAB, stream=STREAM, first=seq, last=seq, readings=[encode(nul)])
+    batch = DataBatch(v=PROTOCOL_VERSION, cabinet=CAB, stream=STREAM, first=seq, last=seq, readings=[nul])
+    return ReceivedBatch(batch, TS0_MS, f"cityedge/{CAB}/data", payload)
+
+
 async def test_a_text_postgresql_cannot_hold_quarantines_that_batch_only(store: PostgresStore) -> None:
-    nul = Reading(seq=1, point="lc1/label", ts=TS0_MS, value="a\x00b", quality=Quality.GOOD)
-    payload = encode_data_batch(cabinet=CAB, stream=STREAM, first=1, last=1, readings=[encode(nul)])
-    bad = ReceivedBatch(
-        DataBatch(v=PROTOCOL_VERSION, cabinet=CAB, stream=STREAM, first=1, last=1, readings=[nul]),
-        TS0_MS,
-        f"cityedge/{CAB}/data",
-        payload,
-    )
+    bad = _unstorable(seq=1)
     good = ReceivedBatch(
         decode_data_batch(batch_payload(CAB, "abcdef99", 1, 4)), TS0_MS, f"cityedge/{CAB}/data", b""
     )
@@ -188,7 +189,7 @@ async def test_a_text_postgresql_cannot_hold_quarantines_that_batch_only(store: 
     assert outcomes[1].unstorable is not None and "NUL" in outcomes[1].unstorable
     assert [(o.readings_new, o.duplicates) for o in (outcomes[0], outcomes[2])] == [(4, 0), (0, 4)]
     [row] = await store.quarantine()
-    assert row.reason == "unstorable" and await store.quarantine_payload(row.id) == payload
+    assert row.reason == "unstorable" and await store.quarantine_payload(row.id) == bad.payload
     totals = await store.totals()
     assert (totals.readings, totals.quarantined) == (4, 1)
 
@@ -198,14 +199,7 @@ async def test_batches_written_one_by_one_in_a_transaction_each_merge_their_roll
 ) -> None:
     # A refused batch makes the group go batch by batch in one transaction: the rollups and latest
     # values are staged and merged once per batch, and a merge must take only its own batch's rows.
-    nul = Reading(seq=100, point="lc1/label", ts=TS0_MS, value="a\x00b", quality=Quality.GOOD)
-    payload = encode_data_batch(cabinet=CAB, stream=STREAM, first=100, last=100, readings=[encode(nul)])
-    bad = ReceivedBatch(
-        DataBatch(v=PROTOCOL_VERSION, cabinet=CAB, stream=STREAM, first=100, last=100, readings=[nul]),
-        TS0_MS,
-        f"cityedge/{CAB}/data",
-        payload,
-    )
+    bad = _unstorable(seq=100)
     first, second = (
         ReceivedBatch(
             decode_data_batch(batch_payload(CAB, STREAM, seq, 4)), TS0_MS, f"cityedge/{CAB}/data", b""
